@@ -1,0 +1,43 @@
+/* buf.h: a growable byte buffer, reused across batches so the hot path never allocates. */
+#ifndef ROO_BUF_H
+#define ROO_BUF_H
+
+#include "common/common.h"
+
+typedef struct roo__buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} roo__buf;
+
+/* Grow so that at least `need` more bytes fit; never shrinks. Out of line: rare. */
+void roo__buf_grow(roo__buf *b, size_t need);
+void roo__buf_finish(roo__buf *b);
+
+/* Make room for n more bytes and return where they go; the caller then adds to len. */
+static inline uint8_t *roo__buf_reserve(roo__buf *b, size_t n)
+{
+    if (ROO__UNLIKELY(b->cap - b->len < n))
+        roo__buf_grow(b, n);
+    return b->data + b->len;
+}
+
+static inline void roo__buf_append(roo__buf *b, const void *p, size_t n)
+{
+    if (n) /* memcpy with a NULL pointer is undefined even for 0 bytes */
+        memcpy(roo__buf_reserve(b, n), p, n);
+    b->len += n;
+}
+
+/* Drop the first n bytes, keeping the rest at the front. */
+static inline void roo__buf_consume(roo__buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+#endif /* ROO_BUF_H */

@@ -1,0 +1,157 @@
+/* committer.c: the group-commit thread: many batches' state records, one LMDB transaction.
+ *
+ * The committer sleeps on its queue. Each wakeup takes every batch sealed since the last
+ * commit, from all shards, writes their records in one write transaction and commits it
+ * (durable: LMDB syncs data and meta pages). Only then are the batches passed to the io
+ * thread, whose job is to release their output. While one commit runs, shards keep
+ * filling new batches, so the next commit is as big as the load needs: under heavy load
+ * commits grow, under light load each commit is small and early.
+ *
+ * Failures never drop a batch: a full map grows the map and retries; anything else (a
+ * full disk, an I/O error) is logged once, then retried every second while the batches
+ * wait. Shards run out of batches meanwhile and stop reading their sources.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "engine/engine-int.h"
+
+static int write_batch(roo__store *s, const roo__batch *b)
+{
+    const uint8_t *p = b->recs.data, *end = p + b->recs.len;
+
+    while (p < end) {
+        uint16_t h16[4];
+        uint32_t vlen;
+        int rc;
+
+        memcpy(h16, p, 8);
+        memcpy(&vlen, p + 8, 4);
+        rc = roo__store_txn_put_state(s, h16[0], h16[1], p + ROO__REC_HDR, h16[2],
+                                      p + ROO__REC_HDR + h16[2], vlen);
+        if (rc < 0)
+            return rc;
+        p += ROO__REC_HDR + h16[2] + vlen;
+    }
+    return 0;
+}
+
+/* One transaction for the batches in [head, NULL); 0 once committed. */
+static int commit_once(roo__engine *e, roo__qnode *head)
+{
+    roo__store *s = e->store;
+    int rc = roo__store_txn_begin(s);
+
+    if (rc < 0)
+        return rc;
+    for (roo__qnode *n = head; n; n = n->next) {
+        rc = write_batch(s, (const roo__batch *)n);
+        if (rc < 0) {
+            roo__store_txn_abort(s);
+            return rc;
+        }
+    }
+    return roo__store_txn_commit(s);
+}
+
+static bool exit_requested(roo__engine *e, roo__qnode **pending_tail)
+{
+    /* Peek for an EXIT while we wait out a failure; keep anything else queued after us. */
+    roo__qnode *more = roo__queue_take_all(&e->commit_q), *n, *next;
+    bool exit_seen = false;
+
+    for (n = more; n; n = next) {
+        next = n->next;
+        if (n->kind == ROO__Q_EXIT) {
+            free(n);
+            exit_seen = true;
+            continue;
+        }
+        n->next = NULL;
+        (*pending_tail)->next = n;
+        *pending_tail = n;
+    }
+    return exit_seen;
+}
+
+static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
+{
+    bool has_records = false, failing = false;
+    unsigned nbatches = 0;
+    int rc;
+
+    for (roo__qnode *n = head; n; n = n->next) {
+        has_records |= ((roo__batch *)n)->nrecs > 0;
+        nbatches++;
+    }
+    if (!has_records)
+        goto done;
+    for (;;) {
+        rc = commit_once(e, head);
+        if (rc == 0)
+            break;
+        if (rc == ROO__EMAPFULL) {
+            int grc = roo__store_grow(e->store);
+            if (grc == 0) {
+                char buf[32];
+                roo__log_info("state map full: grew it to %s",
+                              roo__fmt_bytes(roo__store_map_size(e->store), buf, sizeof(buf)));
+                continue;
+            }
+            rc = grc;
+        }
+        if (!failing)
+            roo__log_error("cannot commit state to %s: %s (%s); holding %u batch(es) and "
+                           "their output, retrying every second",
+                           e->cfg.resilience_dir, roo_strerror(rc),
+                           roo__store_errmsg(e->store), nbatches);
+        failing = true;
+        sleep(1);
+        if (exit_requested(e, tail)) {
+            roo__log_error("stopping with %u batch(es) uncommitted: their input is lost for "
+                           "plain clients", nbatches);
+            return false;
+        }
+    }
+    if (failing)
+        roo__log_info("state commits work again");
+    atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
+done:
+    atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
+    for (roo__qnode *n = head, *next; n; n = next) {
+        next = n->next;
+        roo__queue_push(&e->io_q, n);
+    }
+    return true;
+}
+
+void *roo__committer_main(void *arg)
+{
+    roo__engine *e = arg;
+
+    for (;;) {
+        roo__qnode *n = roo__queue_wait_all(&e->commit_q, -1), *next;
+        roo__qnode *head = NULL, *tail = NULL;
+        bool exit_seen = false;
+
+        for (; n; n = next) {
+            next = n->next;
+            if (n->kind == ROO__Q_EXIT) {
+                free(n);
+                exit_seen = true;
+                continue;
+            }
+            n->next = NULL;
+            if (tail)
+                tail->next = n;
+            else
+                head = n;
+            tail = n;
+        }
+        if (head && !commit_all(e, head, &tail))
+            return NULL;
+        if (exit_seen)
+            return NULL;
+    }
+}

@@ -1,0 +1,266 @@
+/* engine-int.h: the engine's internal structures: application graph, batches, threads.
+ *
+ * DESIGN
+ *
+ * Threads (one event loop or queue each; nothing shared without a named lock):
+ *
+ *   main        parses flags, builds the app, recovers state, starts the others, then
+ *               waits for SIGTERM/SIGINT and drives the shutdown.
+ *   shard i     (--threads of them) owns the source connections handed to it, the state
+ *               of its partitions (partition p belongs to shard p % threads) and a pool
+ *               of batches. It reads big chunks, runs every frame through the pipeline to
+ *               completion (decode -> steps -> encode into the current batch), and seals
+ *               the batch in its loop's prepare hook, i.e. once per wakeup, not per event.
+ *   committer   takes every sealed batch queued (from all shards) and writes their state
+ *               records in ONE LMDB write transaction (group commit), then passes them on.
+ *   io          owns the --in listeners and the --out sink connections. It hands accepted
+ *               connections to shards, writes committed batches' output to the sinks in
+ *               commit order, and returns each batch to its shard once written.
+ *
+ * Life of one batch:   shard --(sealed)--> committer --(committed)--> io --(written)--> shard
+ * Every hop is a roo__queue push; a push that finds the queue empty wakes the consumer.
+ * Output therefore never leaves the worker before the state it depends on is durable.
+ *
+ * Back-pressure: a shard has `batches_per_shard` batches. When all are in flight (commits
+ * slow, sink slow or down) and the current one is full, the shard stops reading its
+ * sources, so TCP pushes back on the senders. Memory stays bounded by
+ * threads * batches_per_shard * (batch_bytes + one read chunk of output).
+ *
+ * Ordering: a connection is read by one shard, in order; a key's partition belongs to one
+ * shard; a shard's batches are committed and written in the order sealed; messages a
+ * shard routes to another shard travel in one FIFO route buffer per destination. So the
+ * outputs of one key, for messages from one connection, reach the sink in input order.
+ */
+#ifndef ROO_ENGINE_INT_H
+#define ROO_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/buf.h"
+#include "common/queue.h"
+#include "engine/engine.h"
+#include "loop/loop.h"
+#include "net/framer.h"
+#include "state/store.h"
+#include "state/table.h"
+
+/* ---- application graph (built by roo_app_* / roo_pipeline_*, read-only once running) ---- */
+
+typedef enum roo__stage_kind {
+    ROO__STAGE_STATELESS,
+    ROO__STAGE_STATE,
+    ROO__STAGE_SINK,
+} roo__stage_kind;
+
+typedef struct roo__stage {
+    roo__stage_kind kind;
+    uint32_t next;     /* index of the stage after this one (unused for sinks) */
+    uint32_t pipeline; /* owning pipeline */
+    char *name;
+    void *ctx;
+    roo_compute_fn compute;             /* STATELESS */
+    roo_state_compute_fn state_compute; /* STATE */
+    roo_key_fn key;                     /* STATE */
+    const roo_state_type *state;        /* STATE */
+    uint16_t state_id;                  /* STATE: index into app->state_types */
+    roo_encode_fn encode;               /* SINK */
+    uint32_t sink_idx;                  /* SINK: index into --out */
+} roo__stage;
+
+struct roo_pipeline {
+    roo_app *app;
+    uint32_t index;
+    char *name;
+    roo_source source;
+    uint32_t first_stage; /* UINT32_MAX until the first step is added */
+    uint32_t last_stage;
+    bool ended;
+};
+
+struct roo_app {
+    char *name;
+    roo_pipeline **pipelines;
+    size_t npipelines;
+    roo__stage *stages;
+    size_t nstages;
+    const roo_state_type **state_types; /* distinct by name; index = state id */
+    size_t nstate_types;
+    size_t nsinks;
+};
+
+/* Check a finished application (every pipeline ends in a sink, ...); msg explains. */
+int roo__app_validate(const roo_app *app, char *msg, size_t cap);
+
+/* ---- batches ---- */
+
+enum {
+    ROO__Q_BATCH = 1,    /* a batch on its way through committer and io */
+    ROO__Q_CONN,         /* io -> shard: a new source connection */
+    ROO__Q_ROUTE,        /* shard -> shard: messages for the other shard's partitions */
+    ROO__Q_ROUTE_RETURN, /* shard -> shard: a processed route buffer going home */
+    ROO__Q_STOP,         /* main -> io -> shards: stop reading sources, drain */
+    ROO__Q_STATUS,       /* shard -> io: quiescent or busy again (while stopping) */
+    ROO__Q_EXIT,         /* main -> everyone: leave the loop now */
+};
+
+/*
+ * State record inside a batch (host order; only committer and shard read it):
+ *
+ *   OFFSET  SIZE  DESCRIPTION
+ *   0       2     partition
+ *   2       2     state id
+ *   4       2     key length K
+ *   6       2     (padding)
+ *   8       4     value length V
+ *   12      K     key
+ *   12+K    V     serialized state
+ */
+#define ROO__REC_HDR 12
+
+typedef struct roo__batch {
+    roo__qnode node;
+    struct roo__shard *owner;
+    uint64_t seq;       /* per shard, in seal order */
+    uint64_t nin;       /* frames decoded into this batch */
+    uint64_t nout;      /* records encoded for sinks */
+    roo__buf recs;      /* state records to commit */
+    uint32_t nrecs;
+    unsigned refs;      /* io thread: sinks still writing this batch's output */
+    roo__buf out[];     /* one per sink */
+} roo__batch;
+
+/* Messages routed to another shard: records of u32 stage | u32 len | msg | pad to 8. */
+typedef struct roo__route {
+    roo__qnode node;
+    struct roo__shard *from;
+    roo__buf data;
+    uint64_t nmsgs;
+} roo__route;
+
+typedef struct roo__conn_msg {
+    roo__qnode node;
+    int fd;
+    uint32_t pipeline;
+    char peer[64];
+} roo__conn_msg;
+
+typedef struct roo__status_msg {
+    roo__qnode node;
+    unsigned shard;
+    bool quiescent;
+} roo__status_msg;
+
+/* ---- threads ---- */
+
+struct roo_emitter {
+    struct roo__shard *sh;
+    uint32_t stage; /* stage that receives what is emitted */
+};
+
+typedef struct roo__source_conn roo__source_conn;
+
+typedef struct roo__shard {
+    roo__engine *eng;
+    unsigned idx;
+    const roo__stage *stages; /* eng->app->stages, one load closer for the hot path */
+    uint32_t partitions;
+    pthread_t thread;
+    roo__loop *loop;
+    roo__queue inbox; /* eventfd queue: CONN, BATCH (returns), ROUTE, ROUTE_RETURN, STOP, EXIT */
+    roo__io inbox_io;
+
+    roo__table *table;        /* state of this shard's partitions */
+    roo__entry **dirty;       /* entries saved since the current batch began */
+    size_t ndirty, dirty_cap;
+
+    roo__batch *cur;          /* batch being filled; NULL when none is free */
+    roo__batch *free_batches; /* returned batches, linked through node.next */
+    unsigned nfree;
+    unsigned nbatches;
+    roo__batch **all_batches; /* every batch of the pool, to free them wherever they are */
+    uint64_t batch_seq;
+
+    roo__route **route_out;   /* per destination shard: route buffer being filled */
+    roo__route *route_pool;   /* returned route buffers */
+    unsigned routes_inflight;
+    roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
+
+    roo__source_conn *conns;  /* doubly linked */
+    unsigned nconns;
+    bool paused;              /* sources not being read */
+    bool stopping;
+    bool reported_quiescent;
+    roo__buf rbuf;            /* read buffer: a connection's partial frame + new bytes */
+
+    roo__ratelimit cb_rl;     /* callback error log lines */
+
+    /* Counters, written by this shard only, read racily by status reports. */
+    _Atomic uint64_t frames_in;
+    _Atomic uint64_t records_out;
+    _Atomic uint64_t callback_errors;
+} roo__shard;
+
+typedef struct roo__sink roo__sink;
+
+struct roo__engine {
+    roo_app *app;
+    roo__engine_cfg cfg;
+    roo__store *store;
+    unsigned nshards;
+    roo__shard *shards;
+    uint16_t *part_shard; /* partition -> shard */
+    uint64_t recovered_keys;
+    int64_t recovered_ms;
+
+    /* committer */
+    pthread_t committer_thread;
+    roo__queue commit_q; /* condition-variable queue: BATCH, EXIT */
+    _Atomic uint64_t commits;
+    _Atomic uint64_t committed_batches;
+
+    /* io */
+    pthread_t io_thread;
+    roo__loop *io_loop;
+    roo__queue io_q; /* eventfd queue: BATCH (committed), STOP, STATUS, EXIT */
+    roo__io io_q_io;
+    int *listen_fds;
+    roo__io *listen_ios;
+    size_t nlisten;
+    unsigned next_shard; /* round-robin for accepted connections */
+    roo__sink *sinks;
+    size_t nsinks;
+    bool io_stopping;
+    unsigned quiescent_shards;
+    bool *shard_quiescent;
+    int64_t stop_deadline_ns;
+    roo__timer stop_timer;
+
+    /* main <-> io: the drain finished (or timed out) */
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    bool done;         /* guarded by done_lock */
+    bool threads_started;
+};
+
+/* shard.c */
+int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx);
+void roo__shard_finish(roo__shard *sh);
+void *roo__shard_main(void *arg);
+
+/* committer.c */
+void *roo__committer_main(void *arg);
+
+/* io.c */
+int roo__io_init(roo__engine *e);
+int roo__io_listen(roo__engine *e, char *msg, size_t cap);
+void roo__io_finish(roo__engine *e);
+void *roo__io_main(void *arg);
+
+/* Returned to the shard that owns it (any thread). */
+static inline void roo__batch_return(roo__batch *b)
+{
+    roo__queue_push(&b->owner->inbox, &b->node);
+}
+
+#endif /* ROO_ENGINE_INT_H */

@@ -1,0 +1,380 @@
+/* engine.c: assembling a worker: resilience directory, recovery, threads, orderly stop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+
+#include "engine/engine-int.h"
+#include "wire/wire.h"
+
+static uint64_t now_unix_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static int write_meta(roo__engine *e)
+{
+    roo__meta m = {
+        .format_version = ROO__FORMAT_VERSION,
+        .app_name = e->app->name,
+        .worker_name = (char *)e->cfg.worker_name,
+        .partitions = e->cfg.partitions,
+        .nstate_names = e->app->nstate_types,
+        .roo_version = (char *)ROO_VERSION_STRING,
+        .created_unix_ms = now_unix_ms(),
+    };
+    roo__buf b = { 0 };
+    int rc;
+
+    m.state_names = roo__xcalloc(e->app->nstate_types, sizeof(char *));
+    for (size_t i = 0; i < e->app->nstate_types; i++)
+        m.state_names[i] = (char *)e->app->state_types[i]->name;
+    rc = roo__wire_meta_encode(&m, &b);
+    if (rc == 0)
+        rc = roo__store_meta_put(e->store, b.data, b.len);
+    free(m.state_names);
+    roo__buf_finish(&b);
+    return rc;
+}
+
+/* Make sure the directory holds this worker's state (or nothing yet). */
+static int check_meta(roo__engine *e, char *msg, size_t cap)
+{
+    const char *dir = e->cfg.resilience_dir;
+    roo__buf b = { 0 };
+    roo__meta m;
+    bool rewrite = false;
+    int rc = roo__store_meta_get(e->store, &b);
+
+    if (rc == -ENOENT) {
+        uint64_t n = 0;
+        roo__buf_finish(&b);
+        rc = roo__store_count(e->store, &n);
+        if (rc == 0 && n > 0) {
+            snprintf(msg, cap, "%s holds %llu state records but no identity record; refusing "
+                     "to guess whose they are", dir, (unsigned long long)n);
+            return ROO_EFORMAT;
+        }
+        rc = write_meta(e);
+        if (rc < 0)
+            snprintf(msg, cap, "cannot write the identity record in %s: %s", dir,
+                     roo__store_errmsg(e->store));
+        return rc;
+    }
+    if (rc < 0) {
+        roo__buf_finish(&b);
+        snprintf(msg, cap, "cannot read %s: %s", dir, roo__store_errmsg(e->store));
+        return rc;
+    }
+    rc = roo__wire_meta_decode(b.data, b.len, &m);
+    roo__buf_finish(&b);
+    if (rc < 0) {
+        snprintf(msg, cap, "%s: the identity record is unreadable", dir);
+        return ROO_EFORMAT;
+    }
+    if (m.format_version != ROO__FORMAT_VERSION) {
+        snprintf(msg, cap, "%s has on-disk format %u; this roo (%s) reads format %u", dir,
+                 m.format_version, ROO_VERSION_STRING, ROO__FORMAT_VERSION);
+        rc = ROO_EFORMAT;
+        goto out;
+    }
+    if (strcmp(m.app_name, e->app->name) != 0) {
+        snprintf(msg, cap, "%s belongs to application '%s', not '%s'", dir, m.app_name,
+                 e->app->name);
+        rc = ROO_EAPPMISMATCH;
+        goto out;
+    }
+    if (strcmp(m.worker_name, e->cfg.worker_name) != 0) {
+        snprintf(msg, cap, "%s belongs to worker '%s', not '%s' (check --name)", dir,
+                 m.worker_name, e->cfg.worker_name);
+        rc = ROO_EAPPMISMATCH;
+        goto out;
+    }
+    if (m.partitions != e->cfg.partitions) {
+        snprintf(msg, cap, "%s was created with --partitions %u, not %u; keys would move", dir,
+                 m.partitions, e->cfg.partitions);
+        rc = ROO_EAPPMISMATCH;
+        goto out;
+    }
+    for (size_t i = 0; i < m.nstate_names; i++) {
+        if (i >= e->app->nstate_types || strcmp(m.state_names[i], e->app->state_types[i]->name)) {
+            snprintf(msg, cap, "%s holds state '%s' (id %zu) that the application does not "
+                     "define at that place", dir, m.state_names[i], i);
+            rc = ROO_EAPPMISMATCH;
+            goto out;
+        }
+    }
+    /* New state types appended by a newer build of the app: record them. */
+    rewrite = m.nstate_names < e->app->nstate_types;
+    rc = 0;
+out:
+    roo__wire_meta_finish(&m);
+    if (rc == 0 && rewrite) {
+        rc = write_meta(e);
+        if (rc < 0)
+            snprintf(msg, cap, "cannot update the identity record in %s: %s", dir,
+                     roo__store_errmsg(e->store));
+    }
+    return rc;
+}
+
+typedef struct recover_ctx {
+    roo__engine *e;
+    char *msg;
+    size_t cap;
+} recover_ctx;
+
+static int recover_one(void *arg, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                       size_t key_len, const uint8_t *val, size_t val_len)
+{
+    recover_ctx *rc = arg;
+    roo__engine *e = rc->e;
+    const roo_state_type *t;
+    roo__shard *sh;
+    roo__entry *en;
+    uint64_t h;
+    int err;
+
+    if (state_id >= e->app->nstate_types || partition >= e->cfg.partitions ||
+        key_len > ROO_KEY_MAX) {
+        snprintf(rc->msg, rc->cap, "corrupt state record (partition %u, state id %u)",
+                 partition, state_id);
+        return ROO_ESTATE;
+    }
+    t = e->app->state_types[state_id];
+    h = roo__key_hash(key, key_len);
+    if (roo__partition_of(h, e->cfg.partitions) != partition) {
+        snprintf(rc->msg, rc->cap, "state record of '%s' filed under partition %u, but its key "
+                 "hashes elsewhere", t->name, partition);
+        return ROO_ESTATE;
+    }
+    sh = &e->shards[e->part_shard[partition]];
+    en = roo__table_insert(sh->table, h, state_id, partition, key, key_len, t->size);
+    if (t->deserialize) {
+        err = t->deserialize(roo__entry_state(en), val, val_len, t->ctx);
+        if (err < 0) {
+            snprintf(rc->msg, rc->cap, "state '%s': deserialize failed on a %zu-byte record: %s",
+                     t->name, val_len, roo_strerror(err));
+            return err;
+        }
+    } else {
+        if (val_len != t->size) {
+            snprintf(rc->msg, rc->cap, "state '%s': stored record has %zu bytes, the type has "
+                     "%zu (changed struct?)", t->name, val_len, t->size);
+            return ROO_ESTATE;
+        }
+        memcpy(roo__entry_state(en), val, val_len);
+    }
+    en->flags |= ROO__ENTRY_READY;
+    e->recovered_keys++;
+    return 0;
+}
+
+int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **ret_engine,
+                       char *msg, size_t cap)
+{
+    roo__engine *e;
+    recover_ctx rctx;
+    int64_t t0;
+    int rc;
+
+    rc = roo__app_validate(app, msg, cap);
+    if (rc < 0)
+        return rc;
+    if (cfg->nin != app->npipelines) {
+        snprintf(msg, cap, "application '%s' has %zu source(s) but --in lists %zu address(es)",
+                 app->name, app->npipelines, cfg->nin);
+        return ROO_EUSAGE;
+    }
+    if (cfg->nout != app->nsinks) {
+        snprintf(msg, cap, "application '%s' has %zu sink(s) but --out lists %zu address(es)",
+                 app->name, app->nsinks, cfg->nout);
+        return ROO_EUSAGE;
+    }
+    e = roo__xcalloc(1, sizeof(*e));
+    e->commit_q.efd = e->io_q.efd = -1;
+    e->app = app;
+    e->cfg = *cfg;
+    e->nshards = cfg->threads;
+    e->nlisten = app->npipelines;
+    pthread_mutex_init(&e->done_lock, NULL);
+    pthread_cond_init(&e->done_cond, NULL);
+    e->part_shard = roo__xcalloc(cfg->partitions, sizeof(uint16_t));
+    for (uint32_t p = 0; p < cfg->partitions; p++)
+        e->part_shard[p] = (uint16_t)(p % e->nshards);
+    rc = roo__queue_init(&e->commit_q, false);
+    if (rc == 0)
+        rc = roo__queue_init(&e->io_q, true);
+    if (rc < 0) {
+        snprintf(msg, cap, "cannot create queues: %s", roo_strerror(rc));
+        goto err;
+    }
+    e->shards = roo__xcalloc(e->nshards, sizeof(roo__shard));
+    for (unsigned i = 0; i < e->nshards; i++) {
+        rc = roo__shard_init(e, &e->shards[i], i);
+        if (rc < 0) {
+            snprintf(msg, cap, "cannot set up processing thread %u: %s", i, roo_strerror(rc));
+            goto err;
+        }
+    }
+    rc = roo__io_init(e);
+    if (rc < 0) {
+        snprintf(msg, cap, "cannot set up the io thread: %s", roo_strerror(rc));
+        goto err;
+    }
+    rc = roo__store_open(cfg->resilience_dir, cfg->map_size, &e->store, msg, cap);
+    if (rc < 0)
+        goto err;
+    rc = check_meta(e, msg, cap);
+    if (rc < 0)
+        goto err;
+    t0 = roo__now_ns();
+    rctx = (recover_ctx){ e, msg, cap };
+    rc = roo__store_scan(e->store, recover_one, &rctx);
+    if (rc < 0) {
+        if (!msg[0] || rc != ROO_ESTATE)
+            snprintf(msg + strlen(msg), cap - strlen(msg), "%srecovery from %s failed: %s",
+                     msg[0] ? "; " : "", cfg->resilience_dir, roo__store_errmsg(e->store));
+        goto err;
+    }
+    e->recovered_ms = (roo__now_ns() - t0) / 1000000;
+    *ret_engine = e;
+    return 0;
+
+err:
+    roo__engine_destroy(e);
+    return rc;
+}
+
+int roo__engine_start(roo__engine *e, char *msg, size_t cap)
+{
+    int rc = roo__io_listen(e, msg, cap);
+
+    if (rc < 0)
+        return rc;
+    rc = pthread_create(&e->committer_thread, NULL, roo__committer_main, e);
+    if (rc) {
+        snprintf(msg, cap, "cannot start the committer thread: %s", strerror(rc));
+        return -rc;
+    }
+    rc = pthread_create(&e->io_thread, NULL, roo__io_main, e);
+    if (rc) {
+        snprintf(msg, cap, "cannot start the io thread: %s", strerror(rc));
+        return -rc;
+    }
+    for (unsigned i = 0; i < e->nshards; i++) {
+        rc = pthread_create(&e->shards[i].thread, NULL, roo__shard_main, &e->shards[i]);
+        if (rc) {
+            /* Threads started so far keep running; the caller stops and destroys us. */
+            snprintf(msg, cap, "cannot start processing thread %u: %s", i, strerror(rc));
+            e->nshards = i;
+            return -rc;
+        }
+    }
+    e->threads_started = true;
+    return 0;
+}
+
+static void push_ctl(roo__queue *q, uint32_t kind)
+{
+    roo__qnode *n = roo__xcalloc(1, sizeof(*n));
+    n->kind = kind;
+    roo__queue_push(q, n);
+}
+
+void roo__engine_request_stop(roo__engine *e)
+{
+    push_ctl(&e->io_q, ROO__Q_STOP);
+}
+
+bool roo__engine_wait_done(roo__engine *e, int timeout_ms)
+{
+    struct timespec deadline;
+    bool done;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&e->done_lock);
+    while (!e->done) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&e->done_cond, &e->done_lock);
+        else if (pthread_cond_timedwait(&e->done_cond, &e->done_lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    done = e->done;
+    pthread_mutex_unlock(&e->done_lock);
+    return done;
+}
+
+void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats)
+{
+    roo__engine_stats st = { 0 };
+
+    for (unsigned i = 0; i < e->nshards; i++) {
+        roo__shard *sh = &e->shards[i];
+        st.frames_in += atomic_load_explicit(&sh->frames_in, memory_order_relaxed);
+        st.records_out += atomic_load_explicit(&sh->records_out, memory_order_relaxed);
+        st.callback_errors += atomic_load_explicit(&sh->callback_errors, memory_order_relaxed);
+    }
+    st.commits = atomic_load_explicit(&e->commits, memory_order_relaxed);
+    if (!e->threads_started) {
+        for (unsigned i = 0; i < e->nshards; i++)
+            st.keys += roo__table_count(e->shards[i].table);
+    }
+    *ret_stats = st;
+}
+
+void roo__engine_recovery_info(const roo__engine *e, uint64_t *ret_keys, int64_t *ret_ms)
+{
+    *ret_keys = e->recovered_keys;
+    *ret_ms = e->recovered_ms;
+}
+
+void roo__engine_destroy(roo__engine *e)
+{
+    if (!e)
+        return;
+    if (e->threads_started) {
+        /* Shards first: once they are gone nothing new reaches the committer or io. */
+        for (unsigned i = 0; i < e->nshards; i++)
+            push_ctl(&e->shards[i].inbox, ROO__Q_EXIT);
+        for (unsigned i = 0; i < e->nshards; i++)
+            pthread_join(e->shards[i].thread, NULL);
+        push_ctl(&e->commit_q, ROO__Q_EXIT);
+        pthread_join(e->committer_thread, NULL);
+        push_ctl(&e->io_q, ROO__Q_EXIT);
+        pthread_join(e->io_thread, NULL);
+        e->threads_started = false;
+    }
+    if (e->io_loop)
+        roo__io_finish(e);
+    for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
+        roo__shard_finish(&e->shards[i]);
+    free(e->shards);
+    roo__store_close(e->store);
+    /* Drop whatever control messages are still queued (batches belong to the shards). */
+    for (roo__qnode *n = roo__queue_take_all(&e->commit_q), *next; n; n = next) {
+        next = n->next;
+        if (n->kind != ROO__Q_BATCH)
+            free(n);
+    }
+    for (roo__qnode *n = roo__queue_take_all(&e->io_q), *next; n; n = next) {
+        next = n->next;
+        if (n->kind != ROO__Q_BATCH)
+            free(n);
+    }
+    roo__queue_finish(&e->commit_q);
+    roo__queue_finish(&e->io_q);
+    free(e->part_shard);
+    pthread_mutex_destroy(&e->done_lock);
+    pthread_cond_destroy(&e->done_cond);
+    free(e);
+}

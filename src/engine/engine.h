@@ -1,0 +1,61 @@
+/* engine.h: how the worker layer runs an application: create, start, stop, destroy. */
+#ifndef ROO_ENGINE_H
+#define ROO_ENGINE_H
+
+#include "common/common.h"
+#include "net/net.h"
+
+typedef struct roo__engine roo__engine;
+
+/* Everything the engine takes from the command line; see worker/config.h for defaults. */
+typedef struct roo__engine_cfg {
+    const char *program;        /* argv[0] basename, for messages */
+    const char *worker_name;
+    const char *resilience_dir;
+    const roo__addr *in;        /* one per source, in pipeline order */
+    size_t nin;
+    const roo__addr *out;       /* one per sink, in order */
+    size_t nout;
+    unsigned threads;
+    uint32_t partitions;
+    size_t max_frame;
+    uint64_t map_size;
+    size_t batch_bytes;         /* seal a batch once its output reaches this */
+    unsigned batches_per_shard;
+    size_t sink_replay_bytes;   /* output kept to resend after a sink reconnect */
+    int shutdown_timeout_ms;    /* how long a stop waits for a sink to take the output */
+} roo__engine_cfg;
+
+/*
+ * Open the resilience directory, check it belongs to this application and worker, and
+ * recover its state. On error, msg holds one line of context for the log.
+ */
+int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **ret_engine,
+                       char *msg, size_t cap);
+
+/* Bind the listeners and start the threads; msg explains a failure. */
+int roo__engine_start(roo__engine *e, char *msg, size_t cap);
+
+/* Ask for a clean stop: stop reading, commit, deliver output (bounded by the timeout). */
+void roo__engine_request_stop(roo__engine *e);
+
+/* Wait up to timeout_ms (-1: forever) for the drain to finish; true if it did. */
+bool roo__engine_wait_done(roo__engine *e, int timeout_ms);
+
+/* Join the threads (after a stop) and release everything. Accepts NULL. */
+void roo__engine_destroy(roo__engine *e);
+
+/* Counters for the stop summary. */
+typedef struct roo__engine_stats {
+    uint64_t frames_in;
+    uint64_t records_out;
+    uint64_t callback_errors;
+    uint64_t commits;
+    uint64_t keys;
+} roo__engine_stats;
+void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats);
+
+/* What recovery found, for the start-up log line. */
+void roo__engine_recovery_info(const roo__engine *e, uint64_t *ret_keys, int64_t *ret_ms);
+
+#endif /* ROO_ENGINE_H */

@@ -1,0 +1,609 @@
+/* io.c: the io thread: accepts source connections and delivers committed output to sinks.
+ *
+ * Sources: the thread owns the --in listeners. Each accepted connection goes, round-robin,
+ * to a shard's inbox; the shard owns it from then on.
+ *
+ * Sinks: one TCP client per --out address. Committed batches arrive in commit order; each
+ * sink keeps a FIFO of the batches whose output it still has to write, and writes them with
+ * one sendmsg() of up to 64 buffers at a time. A batch goes home to its shard when every
+ * sink has written its part. While a sink is down (not started yet, restarting) the FIFO
+ * grows until the shards run out of batches and stop reading: output waits, nothing is
+ * dropped. Connecting retries with exponential backoff (50 ms doubling to 2 s).
+ *
+ * Resend after a reconnect: bytes handed to the kernel are not bytes the sink has read. A
+ * sink that dies loses what was in flight and in its receive buffer, so each sink keeps the
+ * last --sink-replay bytes it wrote in a ring, with the stream offsets where batches began.
+ * After a reconnect it first resends from the oldest batch start still in the ring. The
+ * sink may thus see up to --sink-replay bytes of output a second time (at least once).
+ *
+ *   ring: [ ...older output dropped... | batch k | batch k+1 | ... | last written ]
+ *          ^ written - ring_len          ^ starts[0]                        ^ written
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "engine/engine-int.h"
+
+#define MAX_IOV 64
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+
+struct roo__sink {
+    roo__engine *eng;
+    unsigned idx;
+    char addr_str[300];
+    roo__io io;
+    int fd;
+    bool connected;
+    bool connecting;
+    roo__timer retry;
+    int backoff_ms;
+    unsigned failures;
+    bool ever_connected;
+
+    /* FIFO of batches whose out[idx] is not fully written; head_off into the first. */
+    roo__batch **fifo;
+    size_t fifo_cap, fifo_head, fifo_len;
+    size_t head_off;
+    uint64_t pending_bytes;
+
+    uint64_t written; /* stream offset: bytes handed to the kernel, all connections */
+
+    /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
+    uint8_t *ring;
+    size_t ring_cap;
+    uint64_t *starts;
+    size_t starts_cap, starts_head, starts_len;
+    uint64_t replay_pos; /* < written while resending after a reconnect */
+};
+
+/* ---- FIFO of batches ---- */
+
+static void fifo_push(roo__sink *s, roo__batch *b)
+{
+    if (s->fifo_len == s->fifo_cap) {
+        size_t ncap = s->fifo_cap ? s->fifo_cap * 2 : 16;
+        roo__batch **nf = roo__xmalloc(ncap * sizeof(*nf));
+        for (size_t i = 0; i < s->fifo_len; i++)
+            nf[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
+        free(s->fifo);
+        s->fifo = nf;
+        s->fifo_cap = ncap;
+        s->fifo_head = 0;
+    }
+    s->fifo[(s->fifo_head + s->fifo_len++) % s->fifo_cap] = b;
+    s->pending_bytes += b->out[s->idx].len;
+}
+
+static roo__batch *fifo_at(const roo__sink *s, size_t i)
+{
+    return s->fifo[(s->fifo_head + i) % s->fifo_cap];
+}
+
+static void fifo_pop(roo__sink *s)
+{
+    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
+    s->fifo_len--;
+}
+
+/* ---- replay ring ---- */
+
+static void starts_push(roo__sink *s, uint64_t off)
+{
+    if (s->starts_len == s->starts_cap) {
+        size_t ncap = s->starts_cap ? s->starts_cap * 2 : 64;
+        uint64_t *ns = roo__xmalloc(ncap * sizeof(*ns));
+        for (size_t i = 0; i < s->starts_len; i++)
+            ns[i] = s->starts[(s->starts_head + i) % s->starts_cap];
+        free(s->starts);
+        s->starts = ns;
+        s->starts_cap = ncap;
+        s->starts_head = 0;
+    }
+    s->starts[(s->starts_head + s->starts_len++) % s->starts_cap] = off;
+}
+
+static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
+{
+    uint64_t oldest;
+
+    if (!s->ring_cap)
+        return;
+    if (n > s->ring_cap) {
+        p += n - s->ring_cap;
+        n = s->ring_cap;
+    }
+    /* Offsets of the bytes are [written - n, written): place them by offset mod cap. */
+    for (size_t done = 0; done < n;) {
+        size_t pos = (size_t)((s->written - n + done) % s->ring_cap);
+        size_t chunk = ROO__MIN(n - done, s->ring_cap - pos);
+        memcpy(s->ring + pos, p + done, chunk);
+        done += chunk;
+    }
+    oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
+    while (s->starts_len && s->starts[s->starts_head] < oldest) {
+        s->starts_head = (s->starts_head + 1) % s->starts_cap;
+        s->starts_len--;
+    }
+}
+
+/* ---- writing ---- */
+
+static void sink_schedule_connect(roo__sink *s);
+static void sink_update_events(roo__sink *s);
+static void check_drained(roo__engine *e);
+
+static void sink_batch_done(roo__sink *s, roo__batch *b)
+{
+    (void)s;
+    if (--b->refs == 0)
+        roo__batch_return(b);
+}
+
+/* Account for n bytes just written from the FIFO (not from the replay ring). */
+static void sink_advance(roo__sink *s, size_t n)
+{
+    while (s->fifo_len) {
+        roo__batch *b = fifo_at(s, 0);
+        roo__buf *ob = &b->out[s->idx];
+        size_t take = ROO__MIN(n, ob->len - s->head_off);
+
+        if (take) {
+            if (s->head_off == 0 && s->ring_cap)
+                starts_push(s, s->written);
+            s->written += take;
+            ring_append(s, ob->data + s->head_off, take);
+            s->head_off += take;
+            s->pending_bytes -= take;
+            n -= take;
+        }
+        if (s->head_off < ob->len)
+            break;
+        fifo_pop(s);
+        s->head_off = 0;
+        sink_batch_done(s, b);
+    }
+    /* Only called once any resend is complete: nothing is owed from the ring. */
+    s->replay_pos = s->written;
+}
+
+static void sink_disconnect(roo__sink *s, const char *why, int err)
+{
+    size_t resend = 0;
+
+    roo__io_stop(s->eng->io_loop, &s->io);
+    close(s->fd);
+    s->fd = -1;
+    s->connected = s->connecting = false;
+    if (s->starts_len) {
+        /* Resend from the oldest batch start kept (an unfinished resend starts over). */
+        s->replay_pos = s->starts[s->starts_head];
+        resend = (size_t)(s->written - s->replay_pos);
+    } else {
+        s->replay_pos = s->written;
+    }
+    if (!s->eng->io_stopping || s->pending_bytes) {
+        char b1[32], b2[32];
+        roo__log_warn("sink %s: %s%s%s; reconnecting, will resend the last %s written and "
+                      "then %s of held output",
+                      s->addr_str, why, err ? ": " : "", err ? roo_strerror(err) : "",
+                      roo__fmt_bytes(resend, b1, sizeof(b1)),
+                      roo__fmt_bytes(s->pending_bytes, b2, sizeof(b2)));
+    }
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->failures = 0;
+    sink_schedule_connect(s);
+}
+
+static void sink_flush(roo__sink *s)
+{
+    while (s->connected && (s->replay_pos < s->written || s->fifo_len)) {
+        struct iovec iov[MAX_IOV];
+        struct msghdr mh = { .msg_iov = iov };
+        size_t niov = 0, replay_bytes = 0;
+        ssize_t n;
+
+        if (s->replay_pos < s->written) {
+            /* Resend from the ring, in at most two pieces (it wraps). */
+            uint64_t off = s->replay_pos;
+            while (off < s->written && niov < 2) {
+                size_t pos = (size_t)(off % s->ring_cap);
+                size_t chunk = (size_t)ROO__MIN(s->written - off, (uint64_t)(s->ring_cap - pos));
+                iov[niov].iov_base = s->ring + pos;
+                iov[niov++].iov_len = chunk;
+                off += chunk;
+                replay_bytes += chunk;
+            }
+        } else {
+            for (size_t i = 0; i < s->fifo_len && niov < MAX_IOV; i++) {
+                roo__buf *ob = &fifo_at(s, i)->out[s->idx];
+                size_t skip = i == 0 ? s->head_off : 0;
+                if (ob->len > skip) {
+                    iov[niov].iov_base = ob->data + skip;
+                    iov[niov++].iov_len = ob->len - skip;
+                }
+            }
+            if (niov == 0) {
+                /* Only empty outputs queued: retire them. */
+                sink_advance(s, 0);
+                continue;
+            }
+        }
+        mh.msg_iovlen = niov;
+        n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            sink_disconnect(s, "write failed", -errno);
+            return;
+        }
+        if (replay_bytes)
+            s->replay_pos += (uint64_t)n;
+        else
+            sink_advance(s, (size_t)n);
+    }
+    sink_update_events(s);
+}
+
+static void sink_update_events(roo__sink *s)
+{
+    uint32_t ev = EPOLLIN | EPOLLRDHUP;
+
+    if (!s->connected)
+        return;
+    if (s->replay_pos < s->written || s->fifo_len)
+        ev |= EPOLLOUT;
+    roo__io_set_events(s->eng->io_loop, &s->io, ev);
+}
+
+static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    roo__sink *s = io->data;
+
+    (void)loop;
+    if (s->connecting) {
+        int rc = roo__tcp_connect_result(s->fd);
+        if (rc < 0) {
+            roo__io_stop(s->eng->io_loop, &s->io);
+            close(s->fd);
+            s->fd = -1;
+            s->connecting = false;
+            if (s->failures++ == 0)
+                roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
+                              "output meanwhile",
+                              s->addr_str, roo_strerror(rc));
+            else
+                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str,
+                               s->failures, roo_strerror(rc));
+            sink_schedule_connect(s);
+            return;
+        }
+        s->connecting = false;
+        s->connected = true;
+        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+        if (s->replay_pos < s->written) {
+            char b[32];
+            roo__log_info("sink %s: connected; resending the last %s written before the "
+                          "previous connection broke",
+                          s->addr_str,
+                          roo__fmt_bytes(s->written - s->replay_pos, b, sizeof(b)));
+        } else {
+            roo__log_info("sink %s: connected", s->addr_str);
+        }
+        s->ever_connected = true;
+        s->failures = 0;
+        s->backoff_ms = BACKOFF_MIN_MS;
+        sink_flush(s);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        /* A sink has nothing to say to us: drain and detect its close. */
+        uint8_t junk[4096];
+        ssize_t n = recv(s->fd, junk, sizeof(junk), MSG_DONTWAIT);
+        if (n == 0) {
+            sink_disconnect(s, "connection closed by the sink", 0);
+            return;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            sink_disconnect(s, "connection lost", -errno);
+            return;
+        }
+    }
+    if (events & EPOLLOUT)
+        sink_flush(s);
+    check_drained(s->eng);
+}
+
+static void sink_try_connect(roo__sink *s)
+{
+    const roo__addr *a = &s->eng->cfg.out[s->idx];
+    int rc, fd;
+
+    rc = roo__tcp_connect_start(a, &fd);
+    if (rc < 0) {
+        if (s->failures++ == 0)
+            roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
+                          "output meanwhile",
+                          s->addr_str, roo_strerror(rc));
+        sink_schedule_connect(s);
+        return;
+    }
+    s->fd = fd;
+    s->connecting = true;
+    s->io.cb = sink_on_io;
+    s->io.data = s;
+    rc = roo__io_start(s->eng->io_loop, &s->io, fd, EPOLLOUT);
+    if (rc < 0) {
+        roo__log_error("sink %s: cannot watch socket: %s", s->addr_str, roo_strerror(rc));
+        close(fd);
+        s->fd = -1;
+        s->connecting = false;
+        sink_schedule_connect(s);
+    }
+}
+
+static void sink_on_retry(roo__loop *loop, roo__timer *t)
+{
+    (void)loop;
+    sink_try_connect(t->data);
+}
+
+static void sink_schedule_connect(roo__sink *s)
+{
+    s->retry.cb = sink_on_retry;
+    s->retry.data = s;
+    roo__timer_start(s->eng->io_loop, &s->retry, s->backoff_ms);
+    s->backoff_ms = ROO__MIN(s->backoff_ms * 2, BACKOFF_MAX_MS);
+}
+
+/* ---- committed batches ---- */
+
+static void batch_committed(roo__engine *e, roo__batch *b)
+{
+    b->refs = 1; /* held by us until every sink has queued it */
+    for (size_t i = 0; i < e->nsinks; i++) {
+        if (b->out[i].len == 0)
+            continue;
+        b->refs++;
+        fifo_push(&e->sinks[i], b);
+    }
+    if (--b->refs == 0)
+        roo__batch_return(b);
+}
+
+/* ---- stopping ---- */
+
+static bool all_delivered(const roo__engine *e)
+{
+    for (size_t i = 0; i < e->nsinks; i++)
+        if (e->sinks[i].fifo_len)
+            return false;
+    return true;
+}
+
+static void signal_done(roo__engine *e)
+{
+    pthread_mutex_lock(&e->done_lock);
+    e->done = true;
+    pthread_cond_broadcast(&e->done_cond);
+    pthread_mutex_unlock(&e->done_lock);
+}
+
+static void check_drained(roo__engine *e)
+{
+    if (!e->io_stopping || e->quiescent_shards < e->nshards)
+        return;
+    if (all_delivered(e)) {
+        roo__timer_stop(e->io_loop, &e->stop_timer);
+        signal_done(e);
+    }
+}
+
+static void on_stop_timeout(roo__loop *loop, roo__timer *t)
+{
+    roo__engine *e = t->data;
+
+    (void)loop;
+    for (size_t i = 0; i < e->nsinks; i++) {
+        roo__sink *s = &e->sinks[i];
+        if (s->fifo_len) {
+            char b[32];
+            roo__log_warn("sink %s: stopping with %s of committed output not delivered "
+                          "(the sink is not taking it)",
+                          s->addr_str, roo__fmt_bytes(s->pending_bytes, b, sizeof(b)));
+        }
+    }
+    if (e->quiescent_shards < e->nshards)
+        roo__log_warn("stopping before all threads drained (timeout)");
+    signal_done(e);
+}
+
+static void start_stop(roo__engine *e)
+{
+    if (e->io_stopping)
+        return;
+    e->io_stopping = true;
+    for (size_t i = 0; i < e->nlisten; i++) {
+        roo__io_stop(e->io_loop, &e->listen_ios[i]);
+        close(e->listen_fds[i]);
+        e->listen_fds[i] = -1;
+    }
+    for (unsigned i = 0; i < e->nshards; i++) {
+        roo__qnode *n = roo__xcalloc(1, sizeof(*n));
+        n->kind = ROO__Q_STOP;
+        roo__queue_push(&e->shards[i].inbox, n);
+    }
+    e->stop_timer.cb = on_stop_timeout;
+    e->stop_timer.data = e;
+    roo__timer_start(e->io_loop, &e->stop_timer, e->cfg.shutdown_timeout_ms);
+}
+
+/* ---- loop callbacks ---- */
+
+static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    roo__engine *e = io->data;
+    roo__qnode *n = roo__queue_take_all(&e->io_q), *next;
+
+    (void)events;
+    for (; n; n = next) {
+        next = n->next;
+        switch (n->kind) {
+        case ROO__Q_BATCH:
+            batch_committed(e, (roo__batch *)n);
+            break;
+        case ROO__Q_STOP:
+            free(n);
+            start_stop(e);
+            break;
+        case ROO__Q_STATUS: {
+            roo__status_msg *m = (roo__status_msg *)n;
+            if (m->quiescent != e->shard_quiescent[m->shard]) {
+                e->shard_quiescent[m->shard] = m->quiescent;
+                if (m->quiescent)
+                    e->quiescent_shards++;
+                else
+                    e->quiescent_shards--;
+            }
+            free(m);
+            break;
+        }
+        case ROO__Q_EXIT:
+            free(n);
+            roo__loop_stop(loop);
+            break;
+        default:
+            roo__log_error("internal error: io thread got message kind %u", n->kind);
+            abort();
+        }
+    }
+    for (size_t i = 0; i < e->nsinks; i++)
+        sink_flush(&e->sinks[i]);
+    check_drained(e);
+}
+
+static void listener_on_io(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    roo__engine *e = io->data;
+    uint32_t pipeline = (uint32_t)(io - e->listen_ios);
+
+    (void)loop;
+    (void)events;
+    for (int i = 0; i < 64; i++) {
+        roo__conn_msg *m;
+        char peer[64];
+        int fd, rc = roo__tcp_accept(io->fd, &fd, peer, sizeof(peer));
+
+        if (rc == -EAGAIN || rc == -EINTR)
+            return;
+        if (rc < 0) {
+            /* EMFILE and friends: say so, and try again on the next readiness. */
+            roo__log_warn("source '%s': accept failed: %s", e->app->pipelines[pipeline]->name,
+                          roo_strerror(rc));
+            return;
+        }
+        m = roo__xcalloc(1, sizeof(*m));
+        m->node.kind = ROO__Q_CONN;
+        m->fd = fd;
+        m->pipeline = pipeline;
+        snprintf(m->peer, sizeof(m->peer), "%s", peer);
+        roo__queue_push(&e->shards[e->next_shard].inbox, &m->node);
+        e->next_shard = (e->next_shard + 1) % e->nshards;
+    }
+}
+
+/* ---- set-up ---- */
+
+int roo__io_init(roo__engine *e)
+{
+    int rc;
+
+    rc = roo__loop_create(&e->io_loop);
+    if (rc < 0)
+        return rc;
+    e->io_q_io.cb = io_q_on_io;
+    e->io_q_io.data = e;
+    rc = roo__io_start(e->io_loop, &e->io_q_io, roo__queue_fd(&e->io_q), EPOLLIN);
+    if (rc < 0)
+        return rc;
+    e->shard_quiescent = roo__xcalloc(e->nshards, sizeof(bool));
+    e->nsinks = e->app->nsinks;
+    e->sinks = roo__xcalloc(e->nsinks, sizeof(roo__sink));
+    for (size_t i = 0; i < e->nsinks; i++) {
+        roo__sink *s = &e->sinks[i];
+        s->eng = e;
+        s->idx = (unsigned)i;
+        s->fd = -1;
+        s->backoff_ms = BACKOFF_MIN_MS;
+        roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
+        s->ring_cap = e->cfg.sink_replay_bytes;
+        if (s->ring_cap)
+            s->ring = roo__xmalloc(s->ring_cap);
+    }
+    e->listen_fds = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(int));
+    e->listen_ios = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__io));
+    for (size_t i = 0; i < e->nlisten; i++)
+        e->listen_fds[i] = -1;
+    return 0;
+}
+
+/* Called from roo__engine_start on the main thread, before the io thread runs. */
+int roo__io_listen(roo__engine *e, char *msg, size_t cap)
+{
+    for (size_t i = 0; i < e->nlisten; i++) {
+        char a[300];
+        int rc = roo__tcp_listen(&e->cfg.in[i], 1024, &e->listen_fds[i]);
+        if (rc < 0) {
+            snprintf(msg, cap, "cannot listen on --in %s for source '%s': %s",
+                     roo__addr_str(&e->cfg.in[i], a, sizeof(a)), e->app->pipelines[i]->name,
+                     roo_strerror(rc));
+            return rc;
+        }
+        e->listen_ios[i].cb = listener_on_io;
+        e->listen_ios[i].data = e;
+        rc = roo__io_start(e->io_loop, &e->listen_ios[i], e->listen_fds[i], EPOLLIN);
+        if (rc < 0) {
+            snprintf(msg, cap, "cannot watch listener: %s", roo_strerror(rc));
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < e->nsinks; i++)
+        sink_try_connect(&e->sinks[i]);
+    return 0;
+}
+
+void roo__io_finish(roo__engine *e)
+{
+    for (size_t i = 0; i < e->nsinks; i++) {
+        roo__sink *s = &e->sinks[i];
+        if (s->fd >= 0)
+            close(s->fd);
+        free(s->fifo);
+        free(s->ring);
+        free(s->starts);
+    }
+    free(e->sinks);
+    for (size_t i = 0; e->listen_fds && i < e->nlisten; i++)
+        if (e->listen_fds[i] >= 0)
+            close(e->listen_fds[i]);
+    free(e->listen_fds);
+    free(e->listen_ios);
+    free(e->shard_quiescent);
+    roo__loop_destroy(e->io_loop);
+}
+
+void *roo__io_main(void *arg)
+{
+    roo__engine *e = arg;
+    int rc = roo__loop_run(e->io_loop);
+
+    if (rc < 0)
+        roo__log_error("io thread: event loop failed: %s", roo_strerror(rc));
+    return NULL;
+}

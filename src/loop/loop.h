@@ -1,0 +1,63 @@
+/* loop.h: a small epoll event loop; one per thread, never touched from another thread.
+ *
+ * DESIGN
+ * A loop owns an epoll set, a handful of timers and an optional "prepare" hook that runs
+ * before every poll. The hook is where a thread finishes the work of an iteration, e.g. a
+ * processing thread seals its batch there, so durability work happens once per wakeup
+ * rather than once per event (the before-sleep phase of redis's ae loop). Other threads
+ * reach a loop only through a roo__queue whose eventfd the loop watches.
+ */
+#ifndef ROO_LOOP_H
+#define ROO_LOOP_H
+
+#include <sys/epoll.h>
+
+#include "common/common.h"
+
+typedef struct roo__loop roo__loop;
+typedef struct roo__io roo__io;
+typedef struct roo__timer roo__timer;
+
+typedef void (*roo__io_cb)(roo__loop *loop, roo__io *io, uint32_t events);
+typedef void (*roo__timer_cb)(roo__loop *loop, roo__timer *t);
+/* Return true if more work is ready, so the loop polls without sleeping. */
+typedef bool (*roo__prepare_cb)(roo__loop *loop, void *data);
+
+struct roo__io {
+    int fd;
+    uint32_t events; /* EPOLLIN, EPOLLOUT, ... as registered */
+    bool active;
+    roo__io_cb cb;
+    void *data;
+};
+
+struct roo__timer {
+    int64_t due_ns;
+    bool active;
+    roo__timer_cb cb;
+    void *data;
+};
+
+int roo__loop_create(roo__loop **ret_loop);
+void roo__loop_destroy(roo__loop *loop);
+
+void roo__loop_set_prepare(roo__loop *loop, roo__prepare_cb cb, void *data);
+
+/* Watch io->fd for `events` (level-triggered); io->cb and io->data must be set. */
+int roo__io_start(roo__loop *loop, roo__io *io, int fd, uint32_t events);
+int roo__io_set_events(roo__loop *loop, roo__io *io, uint32_t events);
+/* After this returns the io's memory may be freed, even from inside a callback. */
+void roo__io_stop(roo__loop *loop, roo__io *io);
+
+void roo__timer_start(roo__loop *loop, roo__timer *t, int64_t delay_ms);
+void roo__timer_stop(roo__loop *loop, roo__timer *t);
+
+/* Run one iteration: prepare hook, poll (at most max_wait_ms, -1 = until an event or timer),
+ * dispatch. */
+int roo__loop_run_once(roo__loop *loop, int max_wait_ms);
+
+/* Run until roo__loop_stop() is called from a callback on this loop's thread. */
+int roo__loop_run(roo__loop *loop);
+void roo__loop_stop(roo__loop *loop);
+
+#endif /* ROO_LOOP_H */

@@ -1,0 +1,103 @@
+/* framer.h: cuts a source's byte stream into frames (length-prefixed or lines).
+ *
+ * The framer is pure: it looks at bytes already received and says where the next whole
+ * frame is, so a reader can call it in a loop over one big read and keep the tail for the
+ * next read. It never allocates and never reads past `len`.
+ *
+ * Length framing, header_len H (1, 2, 4 or 8) in the configured byte order:
+ *
+ *   OFFSET  SIZE  DESCRIPTION
+ *   0       H     payload length N (must be <= max_frame)
+ *   H       N     payload
+ *
+ * Line framing: payload bytes up to '\n' (a trailing '\r' is dropped); at most max_frame
+ * bytes before the '\n'.
+ */
+#ifndef ROO_FRAMER_H
+#define ROO_FRAMER_H
+
+#include "common/common.h"
+
+typedef struct roo__framer {
+    roo_framing framing;
+    unsigned header_len;
+    bool little_endian;
+    size_t max_frame;
+} roo__framer;
+
+typedef struct roo__frame {
+    size_t payload_off; /* where the payload starts in the buffer */
+    size_t payload_len;
+    size_t frame_len; /* header + payload (+ newline): bytes to consume */
+} roo__frame;
+
+/* Result codes of roo__framer_next besides negative errors. */
+#define ROO__FRAME_OK 1
+#define ROO__FRAME_AGAIN 0
+
+int roo__framer_init(roo__framer *f, const roo_source *src, size_t max_frame);
+
+/* The declared payload length in a complete length header (for error messages). */
+uint64_t roo__framer_header_value(const roo__framer *f, const uint8_t *p);
+
+/*
+ * Find the next frame in buf[0..len). Returns ROO__FRAME_OK and fills *ret_frame,
+ * ROO__FRAME_AGAIN if more bytes are needed, or ROO_EFRAMESIZE if the frame is too big
+ * (then *ret_frame->payload_len holds the declared or seen size when known).
+ */
+static inline int roo__framer_next(const roo__framer *f, const uint8_t *buf, size_t len,
+                                   roo__frame *ret_frame)
+{
+    if (ROO__LIKELY(f->framing == ROO_FRAMING_LENGTH)) {
+        uint64_t n;
+        size_t h = f->header_len;
+
+        if (len < h)
+            return ROO__FRAME_AGAIN;
+        if (ROO__LIKELY(h == 4 && !f->little_endian))
+            n = roo__load_be32(buf);
+        else
+            n = roo__framer_header_value(f, buf);
+        if (ROO__UNLIKELY(n > f->max_frame)) {
+            ret_frame->payload_len = (size_t)ROO__MIN(n, (uint64_t)SIZE_MAX);
+            ret_frame->payload_off = h;
+            ret_frame->frame_len = 0;
+            return ROO_EFRAMESIZE;
+        }
+        if (len - h < n)
+            return ROO__FRAME_AGAIN;
+        ret_frame->payload_off = h;
+        ret_frame->payload_len = (size_t)n;
+        ret_frame->frame_len = h + (size_t)n;
+        return ROO__FRAME_OK;
+    } else {
+        size_t scan = ROO__MIN(len, f->max_frame + 2);
+        const uint8_t *nl = memchr(buf, '\n', scan);
+        size_t n;
+
+        if (!nl) {
+            if (len > f->max_frame + 1) {
+                ret_frame->payload_len = len;
+                ret_frame->payload_off = 0;
+                ret_frame->frame_len = 0;
+                return ROO_EFRAMESIZE;
+            }
+            return ROO__FRAME_AGAIN;
+        }
+        n = (size_t)(nl - buf);
+        ret_frame->frame_len = n + 1;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        if (n > f->max_frame) {
+            ret_frame->payload_len = n;
+            ret_frame->payload_off = 0;
+            ret_frame->frame_len = 0;
+            return ROO_EFRAMESIZE;
+        }
+        ret_frame->payload_off = 0;
+        ret_frame->payload_len = n;
+        return ROO__FRAME_OK;
+    }
+}
+
+#endif /* ROO_FRAMER_H */

@@ -1,0 +1,337 @@
+/* store.c: the LMDB side of roo: opening, recovery scans and group-commit transactions. */
+#include "state/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct roo__store {
+    MDB_env *env;
+    MDB_dbi meta_dbi;
+    MDB_dbi state_dbi;
+    MDB_txn *wtxn;
+    uint64_t map_size;
+    int lock_fd;
+    char errmsg[5000];
+};
+
+/* LMDB returns positive errno values or its own negative MDB_* codes. */
+static int map_err(roo__store *s, int rc, const char *what)
+{
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what, mdb_strerror(rc));
+    if (rc == MDB_MAP_FULL)
+        return ROO__EMAPFULL;
+    if (rc > 0)
+        return -rc;
+    return ROO_ESTATE;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof(path))
+        return -ENAMETOOLONG;
+    memcpy(path, dir, n + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int lock_dir(roo__store *s, const char *dir)
+{
+    char path[4200], pid[32];
+    int fd, n;
+
+    snprintf(path, sizeof(path), "%s/roo.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        char other[32] = "";
+        ssize_t r = pread(fd, other, sizeof(other) - 1, 0);
+        if (r > 0) {
+            other[r] = '\0';
+            other[strcspn(other, "\n")] = '\0';
+        }
+        snprintf(s->errmsg, sizeof(s->errmsg), "%s is locked by process %s", path,
+                 other[0] ? other : "?");
+        close(fd);
+        return err == EWOULDBLOCK ? ROO_ELOCKED : -err;
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) {
+        /* The pid is only a hint for the error message above. */
+    }
+    s->lock_fd = fd;
+    return 0;
+}
+
+int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, char *errbuf,
+                   size_t errcap)
+{
+    roo__store *s = roo__xcalloc(1, sizeof(*s));
+    MDB_txn *txn;
+    MDB_envinfo info;
+    int rc;
+
+    s->lock_fd = -1;
+    rc = mkdir_p(dir);
+    if (rc < 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot create %s: %s", dir, strerror(-rc));
+        goto err_free;
+    }
+    rc = lock_dir(s, dir);
+    if (rc < 0)
+        goto err_free;
+    rc = mdb_env_create(&s->env);
+    if (rc) {
+        rc = map_err(s, rc, "mdb_env_create");
+        goto err_unlock;
+    }
+    mdb_env_set_maxdbs(s->env, 4);
+    mdb_env_set_mapsize(s->env, map_size);
+    /* MDB_NOTLS: read transactions belong to the transaction, not the thread. */
+    rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
+    if (rc) {
+        rc = map_err(s, rc, "mdb_env_open");
+        goto err_close_env;
+    }
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize;
+    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) {
+        rc = map_err(s, rc, "mdb_txn_begin");
+        goto err_close_env;
+    }
+    rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta_dbi);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state_dbi);
+    if (rc) {
+        mdb_txn_abort(txn);
+        rc = map_err(s, rc, "mdb_dbi_open");
+        goto err_close_env;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) {
+        rc = map_err(s, rc, "mdb_txn_commit");
+        goto err_close_env;
+    }
+    *ret_store = s;
+    return 0;
+
+err_close_env:
+    /* mdb_env_close is required even after a failed mdb_env_open. */
+    mdb_env_close(s->env);
+err_unlock:
+    close(s->lock_fd);
+err_free:
+    if (errbuf && errcap)
+        snprintf(errbuf, errcap, "%s", s->errmsg[0] ? s->errmsg : roo_strerror(rc));
+    free(s);
+    return rc;
+}
+
+void roo__store_close(roo__store *s)
+{
+    if (!s)
+        return;
+    if (s->wtxn)
+        mdb_txn_abort(s->wtxn);
+    mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s);
+}
+
+const char *roo__store_errmsg(const roo__store *s)
+{
+    return s->errmsg;
+}
+
+uint64_t roo__store_map_size(const roo__store *s)
+{
+    return s->map_size;
+}
+
+int roo__store_count(roo__store *s, uint64_t *ret_entries)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_stat(txn, s->state_dbi, &st);
+    mdb_txn_abort(txn);
+    if (rc)
+        return map_err(s, rc, "mdb_stat");
+    *ret_entries = st.ms_entries;
+    return 0;
+}
+
+int roo__store_meta_get(roo__store *s, roo__buf *out)
+{
+    MDB_txn *txn;
+    MDB_val k = { 4, (void *)"meta" }, v;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_get(txn, s->meta_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return -ENOENT;
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(s, rc, "mdb_get meta");
+    }
+    /* Copy out: the value lives in the map only until the transaction ends. */
+    roo__buf_append(out, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    return 0;
+}
+
+int roo__store_meta_put(roo__store *s, const void *p, size_t n)
+{
+    MDB_txn *txn;
+    MDB_val k = { 4, (void *)"meta" }, v = { n, (void *)p };
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_put(txn, s->meta_dbi, &k, &v, 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(s, rc, "mdb_put meta");
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        return map_err(s, rc, "mdb_txn_commit meta");
+    return 0;
+}
+
+int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_cursor_open(txn, s->state_dbi, &cur);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(s, rc, "mdb_cursor_open");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        int crc;
+        if (k.mv_size < ROO__STORE_KEY_PREFIX) {
+            snprintf(s->errmsg, sizeof(s->errmsg), "state record with a %zu-byte key",
+                     k.mv_size);
+            crc = ROO_ESTATE;
+        } else {
+            crc = fn(arg, roo__load_be16(kp), roo__load_be16(kp + 2), kp + ROO__STORE_KEY_PREFIX,
+                     k.mv_size - ROO__STORE_KEY_PREFIX, v.mv_data, v.mv_size);
+        }
+        if (crc < 0) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            return crc;
+        }
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : map_err(s, rc, "mdb_cursor_get");
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int roo__store_txn_begin(roo__store *s)
+{
+    int rc;
+
+    if (s->wtxn)
+        return -EBUSY;
+    rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
+    if (rc) {
+        s->wtxn = NULL;
+        return map_err(s, rc, "mdb_txn_begin");
+    }
+    return 0;
+}
+
+int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_id,
+                             const uint8_t *key, size_t key_len, const uint8_t *val,
+                             size_t val_len)
+{
+    uint8_t kb[ROO__STORE_KEY_PREFIX + ROO_KEY_MAX];
+    MDB_val k, v = { val_len, (void *)val };
+    int rc;
+
+    if (key_len > ROO_KEY_MAX)
+        return ROO_EKEYSIZE;
+    roo__store_be16(kb, partition);
+    roo__store_be16(kb + 2, state_id);
+    memcpy(kb + ROO__STORE_KEY_PREFIX, key, key_len);
+    k.mv_size = ROO__STORE_KEY_PREFIX + key_len;
+    k.mv_data = kb;
+    rc = mdb_put(s->wtxn, s->state_dbi, &k, &v, 0);
+    if (rc)
+        return map_err(s, rc, "mdb_put state");
+    return 0;
+}
+
+int roo__store_txn_commit(roo__store *s)
+{
+    int rc = mdb_txn_commit(s->wtxn);
+
+    /* The transaction handle is freed whether the commit worked or not. */
+    s->wtxn = NULL;
+    if (rc)
+        return map_err(s, rc, "mdb_txn_commit");
+    return 0;
+}
+
+void roo__store_txn_abort(roo__store *s)
+{
+    if (s->wtxn)
+        mdb_txn_abort(s->wtxn);
+    s->wtxn = NULL;
+}
+
+int roo__store_grow(roo__store *s)
+{
+    uint64_t want = s->map_size * 2;
+    MDB_envinfo info;
+    int rc;
+
+    if (s->wtxn)
+        return -EBUSY;
+    rc = mdb_env_set_mapsize(s->env, want);
+    if (rc)
+        return map_err(s, rc, "mdb_env_set_mapsize");
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize;
+    return 0;
+}

@@ -1,0 +1,106 @@
+/* table.h: one processing thread's in-memory keyed state: key -> state object.
+ *
+ * Keys hash with XXH3-64 (seed 0) over the key bytes; the same hash picks the key's
+ * partition (see roo__partition_of), so it is part of the on-disk and cluster contract and
+ * must never change. Entries live in per-partition arenas and never move, so a pointer to
+ * an entry stays valid until the table is destroyed. The index is open addressing with
+ * linear probing over (hash, entry) slots, kept at most 70% full.
+ *
+ * A table belongs to one thread; nothing here locks.
+ */
+#ifndef ROO_TABLE_H
+#define ROO_TABLE_H
+
+/* Inline XXH3: keys are short and hashed once per message, so the call overhead matters. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "common/common.h"
+
+typedef struct roo__entry {
+    uint64_t hash;
+    uint64_t dirty_mark; /* batch number that last listed this entry as dirty */
+    uint32_t state_off;  /* offset of the state object from the entry's start */
+    uint16_t state_id;
+    uint16_t partition;
+    uint16_t key_len;
+    uint16_t flags; /* ROO__ENTRY_* */
+    uint8_t key[];
+} roo__entry;
+
+/* The state object was initialized (init callback ran, or it was recovered). */
+#define ROO__ENTRY_READY 1u
+
+typedef struct roo__table roo__table;
+
+static inline uint64_t roo__key_hash(const void *key, size_t len)
+{
+    return XXH3_64bits(key, len);
+}
+
+/* partition = floor(high 32 bits of the hash * partitions / 2^32): stable, even spread. */
+static inline uint16_t roo__partition_of(uint64_t hash, uint32_t partitions)
+{
+    return (uint16_t)(((hash >> 32) * (uint64_t)partitions) >> 32);
+}
+
+static inline void *roo__entry_state(roo__entry *e)
+{
+    return (uint8_t *)e + e->state_off;
+}
+
+roo__table *roo__table_create(void);
+
+/* Calls finish(state, ctx) for each entry first if finish is given. */
+typedef void (*roo__entry_fn)(roo__entry *e, void *arg);
+void roo__table_destroy(roo__table *t, roo__entry_fn finish, void *arg);
+
+/* The index, exposed so that lookups inline into the processing loop. */
+typedef struct roo__slot {
+    uint64_t hash;
+    roo__entry *e;
+} roo__slot;
+
+struct roo__table {
+    roo__slot *slots;
+    size_t mask; /* capacity - 1; capacity is a power of two */
+    size_t count;
+    struct roo__arena_chunk *chunks; /* newest first */
+};
+
+static inline bool roo__key_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    /* Most keys are short: a byte loop beats a call to memcmp. */
+    if (n <= 16) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return false;
+        return true;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
+static inline roo__entry *roo__table_find(const roo__table *t, uint64_t hash, uint16_t state_id,
+                                          const uint8_t *key, size_t key_len)
+{
+    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        const roo__slot *s = &t->slots[i];
+        if (!s->e)
+            return NULL;
+        if (s->hash == hash && s->e->state_id == state_id && s->e->key_len == key_len &&
+            roo__key_eq(s->e->key, key, key_len))
+            return s->e;
+    }
+}
+
+/* Insert a new entry (caller checked it is absent) with a zeroed state of state_size. */
+roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id,
+                              uint16_t partition, const uint8_t *key, size_t key_len,
+                              size_t state_size);
+
+size_t roo__table_count(const roo__table *t);
+
+/* Visit every entry (no inserts during the walk). */
+void roo__table_walk(const roo__table *t, roo__entry_fn fn, void *arg);
+
+#endif /* ROO_TABLE_H */

@@ -1,0 +1,64 @@
+/* config.h: the worker's command line, parsed into one struct with defaults filled in. */
+#ifndef ROO_CONFIG_H
+#define ROO_CONFIG_H
+
+#include <stdio.h>
+
+#include "common/common.h"
+#include "net/net.h"
+
+#define ROO__DEFAULT_IN "127.0.0.1:7010"
+#define ROO__DEFAULT_OUT "127.0.0.1:7002"
+#define ROO__DEFAULT_NAME "initializer"
+#define ROO__DEFAULT_DIR_PREFIX "/var/tmp/roo/"
+#define ROO__DEFAULT_THREADS 1
+#define ROO__MAX_THREADS 64
+#define ROO__DEFAULT_PARTITIONS 256
+#define ROO__DEFAULT_MAX_FRAME (64u * 1024u)
+#define ROO__DEFAULT_MAP_SIZE (1ull << 30)
+#define ROO__DEFAULT_BATCH_BYTES (4u * 1024u * 1024u)
+#define ROO__DEFAULT_BATCHES 8
+#define ROO__DEFAULT_SINK_REPLAY (16u * 1024u * 1024u)
+#define ROO__DEFAULT_SHUTDOWN_S 10
+
+typedef struct roo__config {
+    char *program; /* basename of argv[0] */
+
+    roo__addr *in;
+    size_t nin;
+    roo__addr *out;
+    size_t nout;
+    char *name;
+    char *resilience_dir;
+
+    bool initializer;
+    unsigned worker_count;
+    bool has_control, has_data, has_my_control, has_my_data, has_external, has_metrics, has_join;
+    roo__addr control, data, my_control, my_data, external, metrics, join;
+
+    unsigned threads;
+    uint32_t partitions;
+    size_t max_frame;
+    uint64_t map_size;
+    size_t batch_bytes;
+    unsigned batches;
+    size_t sink_replay;
+    unsigned shutdown_timeout_s;
+    roo_log_level log_level;
+
+    bool help;
+    bool version;
+
+    int app_argc;    /* arguments after "--", with argv[0] first */
+    char **app_argv;
+} roo__config;
+
+/*
+ * Parse argv. On error returns ROO_EUSAGE and writes one line (without the program name)
+ * into msg. The config then needs roo__config_finish either way.
+ */
+int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, size_t cap);
+void roo__config_finish(roo__config *cfg);
+void roo__config_usage(FILE *f, const char *program);
+
+#endif /* ROO_CONFIG_H */

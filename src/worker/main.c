@@ -1,0 +1,182 @@
+/* main.c: roo_main(), the worker's outer layer: flags, set-up, signals and the log lines
+ * that say what happened, each once and with context. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/engine-int.h"
+#include "worker/config.h"
+
+/* Cluster features arrive with the cluster issue; until then say so rather than half-run. */
+static int check_cluster_flags(const roo__config *cfg)
+{
+    if (cfg->worker_count > 1 || cfg->has_join ||
+        (!cfg->initializer && (cfg->has_control || cfg->has_my_control || cfg->has_my_data))) {
+        roo__log_error("multi-worker clusters are not available in this build of roo (%s); run "
+                       "one worker (--worker-count 1)",
+                       ROO_VERSION_STRING);
+        return ROO_EUSAGE;
+    }
+    if (cfg->has_metrics)
+        roo__log_info("--metrics is accepted for compatibility; roo does not send metrics yet");
+    return 0;
+}
+
+static void app_default_name(roo_app *app, const char *program)
+{
+    char name[65];
+    size_t n = 0;
+
+    for (const char *p = program; *p && n < 64; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        name[n++] = ok ? c : '_';
+    }
+    name[n] = '\0';
+    if (n == 0)
+        snprintf(name, sizeof(name), "app");
+    roo_app_set_name(app, name);
+}
+
+static void join_addrs(const roo__addr *a, size_t n, char *buf, size_t cap)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < cap; i++) {
+        char one[300];
+        int w = snprintf(buf + off, cap - off, "%s%s", i ? "," : "",
+                         roo__addr_str(&a[i], one, sizeof(one)));
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+int roo_main(int argc, char **argv, roo_setup_fn setup)
+{
+    roo__config cfg;
+    roo__engine_cfg ecfg;
+    roo__engine *eng = NULL;
+    roo_app *app = NULL;
+    roo__engine_stats st;
+    char msg[1024], ins[512], outs[512];
+    sigset_t set;
+    uint64_t keys;
+    int64_t ms;
+    int rc, sig, status = 1;
+
+    rc = roo__config_parse(argc, argv, &cfg, msg, sizeof(msg));
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s (see --help)\n", cfg.program, msg);
+        roo__config_finish(&cfg);
+        return 2;
+    }
+    if (cfg.help) {
+        roo__config_usage(stdout, cfg.program);
+        roo__config_finish(&cfg);
+        return 0;
+    }
+    if (cfg.version) {
+        printf("%s (roo %s)\n", cfg.program, ROO_VERSION_STRING);
+        roo__config_finish(&cfg);
+        return 0;
+    }
+    roo__log_set_names(cfg.program, cfg.name);
+    roo__log_set_level(cfg.log_level);
+    if (check_cluster_flags(&cfg) < 0) {
+        roo__config_finish(&cfg);
+        return 2;
+    }
+
+    roo_app_create(&app);
+    app_default_name(app, cfg.program);
+    rc = setup(app, cfg.app_argc, cfg.app_argv);
+    if (rc < 0) {
+        roo__log_error("application set-up failed: %s", roo_strerror(rc));
+        status = rc == ROO_EUSAGE ? 2 : 1;
+        goto out;
+    }
+
+    /* Threads inherit this mask; only this thread takes SIGINT/SIGTERM, via sigwait. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    ecfg = (roo__engine_cfg){
+        .program = cfg.program,
+        .worker_name = cfg.name,
+        .resilience_dir = cfg.resilience_dir,
+        .in = cfg.in,
+        .nin = cfg.nin,
+        .out = cfg.out,
+        .nout = cfg.nout,
+        .threads = cfg.threads,
+        .partitions = cfg.partitions,
+        .max_frame = cfg.max_frame,
+        .map_size = cfg.map_size,
+        .batch_bytes = cfg.batch_bytes,
+        .batches_per_shard = cfg.batches,
+        .sink_replay_bytes = cfg.sink_replay,
+        .shutdown_timeout_ms = (int)cfg.shutdown_timeout_s * 1000,
+    };
+    msg[0] = '\0';
+    rc = roo__engine_create(app, &ecfg, &eng, msg, sizeof(msg));
+    if (rc < 0) {
+        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
+        status = rc == ROO_EUSAGE ? 2 : 1;
+        goto out;
+    }
+    roo__engine_recovery_info(eng, &keys, &ms);
+    if (keys)
+        roo__log_info("recovered %llu key(s) from %s in %lld ms", (unsigned long long)keys,
+                      cfg.resilience_dir, (long long)ms);
+    else
+        roo__log_info("no saved state in %s: starting empty", cfg.resilience_dir);
+    msg[0] = '\0';
+    rc = roo__engine_start(eng, msg, sizeof(msg));
+    if (rc < 0) {
+        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
+        if (eng->threads_started) {
+            roo__engine_request_stop(eng);
+            roo__engine_wait_done(eng, 2000);
+        }
+        goto out;
+    }
+    join_addrs(cfg.in, cfg.nin, ins, sizeof(ins));
+    join_addrs(cfg.out, cfg.nout, outs, sizeof(outs));
+    roo__log_info("ready: application '%s', worker '%s', %u thread(s), sources on %s, sinks at "
+                  "%s, state in %s",
+                  app->name, cfg.name, cfg.threads, ins, outs, cfg.resilience_dir);
+
+    if (sigwait(&set, &sig) != 0)
+        sig = SIGTERM;
+    roo__log_info("received %s: stopping (closing sources, committing state, delivering "
+                  "output)",
+                  sig == SIGINT ? "SIGINT" : "SIGTERM");
+    roo__engine_request_stop(eng);
+    if (!roo__engine_wait_done(eng, (int)cfg.shutdown_timeout_s * 1000 + 5000))
+        roo__log_warn("stop did not finish in time; exiting anyway (state is committed up to "
+                      "the last completed commit)");
+    status = 0;
+
+out:
+    if (eng) {
+        roo__engine_get_stats(eng, &st);
+        roo__engine_destroy(eng);
+        if (status == 0)
+            roo__log_info("stopped: %llu frames in, %llu records out, %llu commits, %llu "
+                          "callback errors",
+                          (unsigned long long)st.frames_in, (unsigned long long)st.records_out,
+                          (unsigned long long)st.commits,
+                          (unsigned long long)st.callback_errors);
+    }
+    roo_app_destroy(app);
+    roo__config_finish(&cfg);
+    return status;
+}

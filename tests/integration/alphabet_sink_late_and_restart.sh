@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The sink is a separate process that may not be there: output must wait for a sink that
+# starts late, and survive a sink that is killed and restarted mid-stream (resent, so at
+# least once: every output reaches some sink instance).
+source "$(dirname "$0")/lib.sh"
+watchdog 120
+
+IN=$(free_port)
+OUT=$(free_port)
+
+# --- a sink that starts late -------------------------------------------------------------
+"$SENDER" --dry-run --messages 100000 --seed 21 --save "$T/late.bin" --expected "$T/late.json" --quiet
+alphabet_worker w0 "$IN" "$OUT" "$T/w0"
+"$SENDER" --host "127.0.0.1:$IN" --file "$T/late.bin" --quiet
+wait_log w0 "sink 127.0.0.1:$OUT: cannot connect" 10
+sleep 1
+log "votes sent while no sink listens; starting the sink now"
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/late.json" \
+    --votes "$T/late.bin" --expect 100000 --timeout 30 --quiet
+wait_exit recv 30 || fail "late sink: $(tail -1 "$T/recv.log")"
+stop w0 || fail "worker did not stop cleanly"
+pass "late sink got all 100,000 outputs, each exact"
+
+# --- a sink killed with kill -9 mid-stream and restarted ------------------------------------
+"$SENDER" --dry-run --messages 400000 --seed 22 --save "$T/mid.bin" --expected "$T/mid.json" --quiet
+start recvA "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/a.bin" --quiet
+wait_log recvA 'listening on' 10
+alphabet_worker w1 "$IN" "$OUT" "$T/w1"
+start sender "$SENDER" --host "127.0.0.1:$IN" --file "$T/mid.bin" --rate 200000 --quiet
+wait_file_size "$T/a.bin" $((100000 * 13)) 30
+kill9 recvA
+log "sink A killed after $(framed_count "$T/a.bin") outputs; restarting it"
+sleep 0.3
+start recvB "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/b.bin" \
+    --alphabet-check "$T/mid.json" --idle-exit 3 --timeout 60 --quiet
+wait_exit sender 30 || fail "sender failed"
+wait_exit recvB 60 || fail "restarted sink: $(tail -1 "$T/recvB.log")"
+grep -q 'duplicates=' "$T/recvB.log" || true
+cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
+"$RECEIVER" --input "$T/ab.bin" --alphabet-check "$T/mid.json" --votes "$T/mid.bin" \
+    --at-least-once --quiet 2>"$T/offline.log" ||
+    fail "outputs lost across the sink restart: $(tail -1 "$T/offline.log")"
+log "$(tail -1 "$T/offline.log")"
+grep -q 'will resend' "$T/w1.log" || fail "worker did not report the resend"
+stop w1 || fail "worker did not stop cleanly"
+pass "every one of 400,000 outputs reached a sink across its kill -9 and restart"

@@ -1,0 +1,158 @@
+# lib.sh: shared helpers for roo's integration tests: real processes on 127.0.0.1, real
+# sockets, kill -9 where a test needs it, and cleanup of every process started, by PID.
+#
+# A test script sources this file, then uses:
+#   start NAME CMD...        run CMD in the background, output to $T/NAME.log; sets PID_<NAME>
+#   stop NAME [SIG]          signal (default TERM) and wait; returns the exit status
+#   kill9 NAME               kill -9 and reap
+#   wait_exit NAME SECS      wait for exit; returns its status (fails the test on timeout)
+#   wait_log NAME REGEX SECS wait until NAME's log matches REGEX
+#   wait_file_size F BYTES SECS
+#   free_port                print a TCP port nobody listens on
+#   fail MSG / pass MSG / skip MSG
+# Environment: ROO_BUILD (build dir, set by meson), ROO_SOURCE (source dir), KEEP=1 keeps $T.
+set -euo pipefail
+
+BUILD=${ROO_BUILD:?ROO_BUILD must point at the meson build directory}
+SRC=${ROO_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+ALPHABET=$BUILD/examples/alphabet/alphabet
+SENDER=$BUILD/tools/roo-sender
+RECEIVER=$BUILD/tools/roo-receiver
+TESTDATA=$SRC/tests/data/wallaroo-alphabet
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "/tmp/roo-$TEST_NAME.XXXXXX")
+declare -A PIDS=()
+
+log() { printf '%s [%s] %s\n' "$(date +%T.%3N)" "$TEST_NAME" "$*" >&2; }
+
+cleanup() {
+    local rc=$?
+    local name
+    for name in "${!PIDS[@]}"; do
+        if [ "$name" = watchdog ]; then
+            kill -TERM "${PIDS[$name]}" 2>/dev/null || true
+        else
+            kill -9 "${PIDS[$name]}" 2>/dev/null || true
+        fi
+    done
+    for name in "${!PIDS[@]}"; do
+        wait "${PIDS[$name]}" 2>/dev/null || true
+    done
+    if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+        log "FAILED (exit $rc); logs in $T:"
+        for f in "$T"/*.log; do
+            [ -f "$f" ] || continue
+            echo "----- $(basename "$f") (last 25 lines)" >&2
+            tail -25 "$f" >&2
+        done
+        [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
+    else
+        [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
+    fi
+}
+trap cleanup EXIT
+
+fail() { log "FAIL: $*"; exit 1; }
+pass() { log "PASS: $*"; }
+skip() { echo "SKIP: $*"; log "SKIP: $*"; exit 77; }
+
+start() {
+    local name=$1
+    shift
+    "$@" >"$T/$name.log" 2>&1 &
+    PIDS[$name]=$!
+    printf -v "PID_$name" '%s' "$!"
+}
+
+alive() { kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+wait_exit() {
+    local name=$1 secs=$2 pid=${PIDS[$1]} i rc
+    for ((i = 0; i < secs * 20; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rc=0
+            wait "$pid" || rc=$?
+            unset "PIDS[$name]"
+            return "$rc"
+        fi
+        sleep 0.05
+    done
+    fail "$name (pid $pid) did not exit within ${secs}s"
+}
+
+stop() {
+    local name=$1 sig=${2:-TERM}
+    kill -"$sig" "${PIDS[$name]}" 2>/dev/null || true
+    wait_exit "$name" 30
+}
+
+kill9() {
+    local name=$1
+    kill -9 "${PIDS[$name]}" 2>/dev/null || true
+    wait "${PIDS[$name]}" 2>/dev/null || true
+    unset "PIDS[$name]"
+}
+
+wait_log() {
+    local name=$1 re=$2 secs=$3 i
+    for ((i = 0; i < secs * 20; i++)); do
+        grep -Eq -- "$re" "$T/$name.log" 2>/dev/null && return 0
+        if [ -n "${PIDS[$name]:-}" ] && ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+            grep -Eq -- "$re" "$T/$name.log" 2>/dev/null && return 0
+            fail "$name exited before logging /$re/"
+        fi
+        sleep 0.05
+    done
+    fail "$name did not log /$re/ within ${secs}s"
+}
+
+wait_file_size() {
+    local f=$1 want=$2 secs=$3 i size
+    for ((i = 0; i < secs * 20; i++)); do
+        size=$(stat -c %s "$f" 2>/dev/null || echo 0)
+        [ "$size" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    fail "$f did not reach $want bytes within ${secs}s (has $(stat -c %s "$f" 2>/dev/null || echo 0))"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+        if ! port_busy "$p"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free port found"
+}
+
+# Run a worker of the Alphabet app: alphabet_worker NAME IN OUT DIR [extra flags]
+alphabet_worker() {
+    local name=$1 in=$2 out=$3 dir=$4
+    shift 4
+    start "$name" "$ALPHABET" --in "127.0.0.1:$in" --out "127.0.0.1:$out" \
+        --resilience-dir "$dir" "$@"
+    wait_log "$name" 'ready:' 20
+}
+
+# Count records in a framed file.
+framed_count() { echo $(($(stat -c %s "$1") / ${2:-13})); }
+
+# Watchdog: a test that hangs fails (and cleans up) instead of blocking the suite.
+watchdog() {
+    local secs=$1 me=$$
+    (
+        trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+        sleep "$secs" &
+        sp=$!
+        wait "$sp"
+        log "watchdog: test exceeded ${secs}s"
+        kill -TERM "$me" 2>/dev/null
+    ) &
+    PIDS[watchdog]=$!
+}
+trap 'exit 124' TERM INT
