@@ -39,10 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_SIZE (1u << 20)      /* bytes asked for per read() */
-#define IN_FRAME 9u               /* u32 len | letter | u32 votes */
-#define OUT_FRAME 13u             /* u32 len | letter | u64 total */
-#define IDLE_POLL_MS 100          /* poll timeout while nothing is pending (stop-flag latency) */
+#define READ_SIZE (1u << 20) /* bytes asked for per read() */
+#define IN_FRAME 9u          /* u32 len | letter | u32 votes */
+#define OUT_FRAME 13u        /* u32 len | letter | u64 total */
+#define IDLE_POLL_MS 100     /* poll timeout while nothing is pending (stop-flag latency) */
 #define CONNECT_RETRY_NS 100000000L
 #define MAP_SIZE ((size_t)64 << 20)
 
@@ -58,20 +58,20 @@ struct worker {
     MDB_dbi dbi;
     int out_fd;
 
-    uint64_t totals[256];         /* indexed by the letter byte */
-    unsigned char dirty[256];     /* letter touched since the last commit */
+    uint64_t totals[256];     /* indexed by the letter byte */
+    unsigned char dirty[256]; /* letter touched since the last commit */
     unsigned char dirty_list[256];
     unsigned ndirty;
 
-    unsigned char *inbuf;         /* carry (< 9 bytes) + READ_SIZE */
-    size_t carry;                 /* bytes of an incomplete frame at the start of inbuf */
+    unsigned char *inbuf; /* carry (< 9 bytes) + READ_SIZE */
+    size_t carry;         /* bytes of an incomplete frame at the start of inbuf */
 
-    unsigned char *outbuf;        /* encoded outputs awaiting the next commit */
+    unsigned char *outbuf; /* encoded outputs awaiting the next commit */
     size_t outlen;
     size_t outcap;
 
-    size_t pending_in;            /* input bytes processed since the last commit */
-    int64_t batch_start_ns;       /* when the first uncommitted vote was processed */
+    size_t pending_in;      /* input bytes processed since the last commit */
+    int64_t batch_start_ns; /* when the first uncommitted vote was processed */
 
     uint64_t commits;
     uint64_t votes;
@@ -180,7 +180,7 @@ static struct addrinfo *resolve(const char *flag, const char *spec, int passive)
     memcpy(host, h, hl);
     host[hl] = '\0';
 
-    struct addrinfo hints = {0};
+    struct addrinfo hints = { 0 };
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = passive ? AI_PASSIVE : 0;
@@ -243,7 +243,7 @@ static int connect_retry(const char *spec)
             fprintf(stderr, "%s: --out %s: still retrying (%s)\n", prog, spec, strerror(err));
             last_report = now_ns();
         }
-        struct timespec ts = {0, CONNECT_RETRY_NS};
+        struct timespec ts = { 0, CONNECT_RETRY_NS };
         nanosleep(&ts, NULL);
     }
     freeaddrinfo(res);
@@ -318,7 +318,7 @@ static void commit_and_flush(void)
             unsigned char letter = w.dirty_list[i];
             unsigned char val[8];
             store_be64(val, w.totals[letter]);
-            MDB_val k = {1, &letter}, v = {sizeof val, val};
+            MDB_val k = { 1, &letter }, v = { sizeof val, val };
             lmdb_check(mdb_put(txn, w.dbi, &k, &v, 0), "put");
             w.dirty[letter] = 0;
         }
@@ -344,7 +344,7 @@ static int process(size_t avail)
     unsigned char *o = w.outbuf + w.outlen;
     size_t nframes = avail / IN_FRAME;
     int rc = 0;
-    static const unsigned char out_len_be[4] = {0, 0, 0, 9};
+    static const unsigned char out_len_be[4] = { 0, 0, 0, 9 };
 
     if (w.outlen + nframes * OUT_FRAME > w.outcap) /* cannot happen: reads are capped */
         die("internal error: output buffer overflow");
@@ -370,7 +370,8 @@ static int process(size_t avail)
     w.outlen = (size_t)(o - w.outbuf);
     w.pending_in += done;
     if (rc != 0) {
-        fprintf(stderr, "%s: malformed frame (length %u, want 5) after %llu votes; dropping connection\n",
+        fprintf(stderr,
+                "%s: malformed frame (length %u, want 5) after %llu votes; dropping connection\n",
                 prog, (unsigned)load_be32(p), (unsigned long long)w.votes);
         w.carry = 0;
         return -1;
@@ -388,7 +389,7 @@ static void serve(int fd)
         if (stop_requested)
             break;
         int pending = w.pending_in > 0;
-        struct pollfd pfd = {fd, POLLIN, 0};
+        struct pollfd pfd = { fd, POLLIN, 0 };
         /* With a batch pending, an empty socket means "input idle": commit right away. */
         int n = poll(&pfd, 1, pending ? 0 : IDLE_POLL_MS);
         if (n < 0) {
@@ -479,7 +480,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct sigaction sa = {0};
+    struct sigaction sa = { 0 };
     sa.sa_handler = on_signal; /* no SA_RESTART: poll/accept/read return EINTR */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
@@ -501,7 +502,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "%s: listening on %s, output to %s\n", prog, in_spec, out_spec);
 
     while (!stop_requested) {
-        struct pollfd pfd = {lfd, POLLIN, 0};
+        struct pollfd pfd = { lfd, POLLIN, 0 };
         int n = poll(&pfd, 1, IDLE_POLL_MS);
         if (n < 0 && errno != EINTR)
             die("poll: %s", strerror(errno));

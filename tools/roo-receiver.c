@@ -29,38 +29,38 @@
 #define NS 1000000000ULL
 
 struct options {
-	const char *listen;
-	bool listen_set;
-	bool framed_set;
-	bool newlines;
-	const char *input;
-	const char *output;
-	uint64_t expect;
-	bool expect_set;
-	double idle_exit;
-	bool idle_set;
-	double timeout;
-	bool timeout_set;
-	const char *check_file;
-	const char *votes_file;
-	bool at_least_once;
-	bool quiet;
-	bool print_totals;
+    const char *listen;
+    bool listen_set;
+    bool framed_set;
+    bool newlines;
+    const char *input;
+    const char *output;
+    uint64_t expect;
+    bool expect_set;
+    double idle_exit;
+    bool idle_set;
+    double timeout;
+    bool timeout_set;
+    const char *check_file;
+    const char *votes_file;
+    bool at_least_once;
+    bool quiet;
+    bool print_totals;
 };
 
 /* Per-connection parse state: the head of a record split across reads. */
 struct conn {
-	int fd;
-	uint32_t id;
-	uint32_t carry_len;
-	uint64_t skip;
-	uint8_t carry[4 + CARRY_PAYLOAD_MAX];
+    int fd;
+    uint32_t id;
+    uint32_t carry_len;
+    uint64_t skip;
+    uint8_t carry[4 + CARRY_PAYLOAD_MAX];
 };
 
 struct letter_state {
-	uint64_t last;
-	uint64_t next; /* prefix sums consumed: outputs so far (strict) or first appearances */
-	bool seen;
+    uint64_t last;
+    uint64_t next; /* prefix sums consumed: outputs so far (strict) or first appearances */
+    bool seen;
 };
 
 /*
@@ -70,169 +70,173 @@ struct letter_state {
  * from an earlier run) and read further whenever an output needs a sum not loaded yet.
  */
 struct votes {
-	const char *path;
-	int fd;
-	int open_err;
-	bool broken;
-	uint8_t *buf;
-	uint8_t carry[VOTE_RECORD];
-	size_t carry_len;
-	uint64_t records;
-	uint64_t *prefix[NLETTERS];
-	uint64_t n[NLETTERS];
-	uint64_t cap[NLETTERS];
+    const char *path;
+    int fd;
+    int open_err;
+    bool broken;
+    uint8_t *buf;
+    uint8_t carry[VOTE_RECORD];
+    size_t carry_len;
+    uint64_t records;
+    uint64_t *prefix[NLETTERS];
+    uint64_t n[NLETTERS];
+    uint64_t cap[NLETTERS];
 };
 
 struct rx {
-	struct options opt;
-	uint8_t letter_idx[256];
-	uint8_t letter_chr[NLETTERS];
-	struct letter_state let[NLETTERS];
-	struct votes votes;
-	bool check;
-	bool use_votes;
-	bool stop;
-	bool failed;
-	bool timed_out;
-	bool io_error;
-	uint64_t records;
-	uint64_t bytes;
-	uint64_t duplicates;
-	uint32_t connections;
-	uint64_t first_ns;
-	uint64_t last_ns;
-	int out_fd;
-	uint8_t *buf;
-	char reason[512];
+    struct options opt;
+    uint8_t letter_idx[256];
+    uint8_t letter_chr[NLETTERS];
+    struct letter_state let[NLETTERS];
+    struct votes votes;
+    bool check;
+    bool use_votes;
+    bool stop;
+    bool failed;
+    bool timed_out;
+    bool io_error;
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t duplicates;
+    uint32_t connections;
+    uint64_t first_ns;
+    uint64_t last_ns;
+    int out_fd;
+    uint8_t *buf;
+    char reason[512];
 };
 
 /* The signal handler's only channel to the event loop. */
 static volatile sig_atomic_t stop_signal;
 
 static const char usage_text[] =
-	"usage: roo-receiver [--listen HOST:PORT] [options]\n"
-	"\n"
-	"Accepts any number of TCP connections, counts the records that arrive and optionally\n"
-	"saves and checks them (Alphabet outputs: u32 BE length=9 | letter | u64 BE running total).\n"
-	"\n"
-	"  --listen ADDR          listen address, HOST:PORT or [V6]:PORT; port 0 picks a free port\n"
-	"                         (default " DEFAULT_LISTEN ")\n"
-	"  --framed               records are u32 BE length-prefixed (default)\n"
-	"  --newlines             records are newline-terminated lines\n"
-	"  --input FILE           read records from FILE ('-' = stdin) instead of listening\n"
-	"  --output FILE          append every byte received to FILE as it is read (default: none)\n"
-	"  --expect N             stop after N records, suffixes k/M/G (x1000) allowed (default: no limit)\n"
-	"  --idle-exit S          stop when no data arrived for S seconds after the first record\n"
-	"                         (default: never)\n"
-	"  --timeout S            fail (exit 1) if not stopped S seconds after start (default: none)\n"
-	"  --alphabet-check FILE  check mode: 9-byte Alphabet outputs, per-letter totals never decrease,\n"
-	"                         and at the stop each letter's last total equals FILE's and no letter\n"
-	"                         missing from FILE appeared (JSON totals, read at the stop)\n"
-	"  --votes FILE           with check mode: every output must be the next running sum of its\n"
-	"                         letter's votes in FILE (framed votes in send order, e.g. roo-sender\n"
-	"                         --save; read from the first output on, so it may still be growing)\n"
-	"  --at-least-once        with --votes: an output may also repeat an earlier running sum\n"
-	"                         (counted as a duplicate)\n"
-	"  --quiet                no progress lines\n"
-	"  --print-totals         with check mode: at the stop, print each letter's last total on\n"
-	"                         stdout as JSON (not in the tools spec; used by the demo)\n"
-	"  --help                 this text\n"
-	"  --version              print the version\n"
-	"\n"
-	"SIGINT/SIGTERM stop like --expect. Exit status: 0 stopped cleanly and every check passed,\n"
-	"1 a check failed, the timeout expired or an I/O error occurred, 2 usage error.\n";
+    "usage: roo-receiver [--listen HOST:PORT] [options]\n"
+    "\n"
+    "Accepts any number of TCP connections, counts the records that arrive and optionally\n"
+    "saves and checks them (Alphabet outputs: u32 BE length=9 | letter | u64 BE running total).\n"
+    "\n"
+    "  --listen ADDR          listen address, HOST:PORT or [V6]:PORT; port 0 picks a free port\n"
+    "                         (default " DEFAULT_LISTEN ")\n"
+    "  --framed               records are u32 BE length-prefixed (default)\n"
+    "  --newlines             records are newline-terminated lines\n"
+    "  --input FILE           read records from FILE ('-' = stdin) instead of listening\n"
+    "  --output FILE          append every byte received to FILE as it is read (default: none)\n"
+    "  --expect N             stop after N records, suffixes k/M/G (x1000) allowed (default: no "
+    "limit)\n"
+    "  --idle-exit S          stop when no data arrived for S seconds after the first record\n"
+    "                         (default: never)\n"
+    "  --timeout S            fail (exit 1) if not stopped S seconds after start (default: none)\n"
+    "  --alphabet-check FILE  check mode: 9-byte Alphabet outputs, per-letter totals never "
+    "decrease,\n"
+    "                         and at the stop each letter's last total equals FILE's and no "
+    "letter\n"
+    "                         missing from FILE appeared (JSON totals, read at the stop)\n"
+    "  --votes FILE           with check mode: every output must be the next running sum of its\n"
+    "                         letter's votes in FILE (framed votes in send order, e.g. roo-sender\n"
+    "                         --save; read from the first output on, so it may still be growing)\n"
+    "  --at-least-once        with --votes: an output may also repeat an earlier running sum\n"
+    "                         (counted as a duplicate)\n"
+    "  --quiet                no progress lines\n"
+    "  --print-totals         with check mode: at the stop, print each letter's last total on\n"
+    "                         stdout as JSON, the shape of roo-sender --expected\n"
+    "  --help                 this text\n"
+    "  --version              print the version\n"
+    "\n"
+    "SIGINT/SIGTERM stop like --expect. Exit status: 0 stopped cleanly and every check passed,\n"
+    "1 a check failed, the timeout expired or an I/O error occurred, 2 usage error.\n";
 
 static void on_signal(int sig)
 {
-	stop_signal = sig;
+    stop_signal = sig;
 }
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
-	struct tools_flag f;
-	const char *v;
-	int i;
+    struct tools_flag f;
+    const char *v;
+    int i;
 
-	o->listen = DEFAULT_LISTEN;
-	for (i = 1; i < argc; i++) {
-		if (strncmp(argv[i], "-", 1) != 0 || tools_flag_split(argv[i], &f) < 0)
-			tools_usage_error(PROG, "unexpected argument '%s'", argv[i]);
-		if (!strcmp(f.name, "--help") || !strcmp(f.name, "-h")) {
-			fputs(usage_text, stdout);
-			exit(0);
-		} else if (!strcmp(f.name, "--version")) {
-			printf("%s %s\n", PROG, TOOLS_VERSION);
-			exit(0);
-		} else if (!strcmp(f.name, "--listen")) {
-			char host[256], port[16];
+    o->listen = DEFAULT_LISTEN;
+    for (i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "-", 1) != 0 || tools_flag_split(argv[i], &f) < 0)
+            tools_usage_error(PROG, "unexpected argument '%s'", argv[i]);
+        if (!strcmp(f.name, "--help") || !strcmp(f.name, "-h")) {
+            fputs(usage_text, stdout);
+            exit(0);
+        } else if (!strcmp(f.name, "--version")) {
+            printf("%s %s\n", PROG, TOOLS_VERSION);
+            exit(0);
+        } else if (!strcmp(f.name, "--listen")) {
+            char host[256], port[16];
 
-			o->listen = tools_flag_value(PROG, &f, argc, argv, &i);
-			o->listen_set = true;
-			if (tools_split_hostport(o->listen, host, sizeof(host), port, sizeof(port)) < 0)
-				tools_usage_error(PROG, "--listen: bad address '%s' (expected HOST:PORT or [V6]:PORT)",
-						  o->listen);
-		} else if (!strcmp(f.name, "--framed")) {
-			tools_flag_no_value(PROG, &f);
-			o->framed_set = true;
-		} else if (!strcmp(f.name, "--newlines")) {
-			tools_flag_no_value(PROG, &f);
-			o->newlines = true;
-		} else if (!strcmp(f.name, "--input")) {
-			o->input = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (!*o->input)
-				tools_usage_error(PROG, "--input needs a file name");
-		} else if (!strcmp(f.name, "--output")) {
-			o->output = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (!*o->output)
-				tools_usage_error(PROG, "--output needs a file name");
-		} else if (!strcmp(f.name, "--expect")) {
-			v = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (tools_parse_count(v, &o->expect) < 0)
-				tools_usage_error(PROG, "--expect: bad count '%s'", v);
-			o->expect_set = true;
-		} else if (!strcmp(f.name, "--idle-exit")) {
-			v = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (tools_parse_seconds(v, &o->idle_exit) < 0)
-				tools_usage_error(PROG, "--idle-exit: bad number of seconds '%s'", v);
-			o->idle_set = true;
-		} else if (!strcmp(f.name, "--timeout")) {
-			v = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (tools_parse_seconds(v, &o->timeout) < 0)
-				tools_usage_error(PROG, "--timeout: bad number of seconds '%s'", v);
-			o->timeout_set = true;
-		} else if (!strcmp(f.name, "--alphabet-check")) {
-			o->check_file = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (!*o->check_file)
-				tools_usage_error(PROG, "--alphabet-check needs a file name");
-		} else if (!strcmp(f.name, "--votes")) {
-			o->votes_file = tools_flag_value(PROG, &f, argc, argv, &i);
-			if (!*o->votes_file)
-				tools_usage_error(PROG, "--votes needs a file name");
-		} else if (!strcmp(f.name, "--at-least-once")) {
-			tools_flag_no_value(PROG, &f);
-			o->at_least_once = true;
-		} else if (!strcmp(f.name, "--quiet")) {
-			tools_flag_no_value(PROG, &f);
-			o->quiet = true;
-		} else if (!strcmp(f.name, "--print-totals")) {
-			tools_flag_no_value(PROG, &f);
-			o->print_totals = true;
-		} else {
-			tools_usage_error(PROG, "unknown flag '%s'", f.name);
-		}
-	}
-	if (o->framed_set && o->newlines)
-		tools_usage_error(PROG, "--framed and --newlines exclude each other");
-	if (o->input && o->listen_set)
-		tools_usage_error(PROG, "--input and --listen exclude each other");
-	if (o->check_file && o->newlines)
-		tools_usage_error(PROG, "--alphabet-check needs framed records, not --newlines");
-	if (o->votes_file && !o->check_file)
-		tools_usage_error(PROG, "--votes needs --alphabet-check");
-	if (o->at_least_once && !o->votes_file)
-		tools_usage_error(PROG, "--at-least-once needs --votes");
-	if (o->print_totals && !o->check_file)
-		tools_usage_error(PROG, "--print-totals needs --alphabet-check");
+            o->listen = tools_flag_value(PROG, &f, argc, argv, &i);
+            o->listen_set = true;
+            if (tools_split_hostport(o->listen, host, sizeof(host), port, sizeof(port)) < 0)
+                tools_usage_error(PROG,
+                                  "--listen: bad address '%s' (expected HOST:PORT or [V6]:PORT)",
+                                  o->listen);
+        } else if (!strcmp(f.name, "--framed")) {
+            tools_flag_no_value(PROG, &f);
+            o->framed_set = true;
+        } else if (!strcmp(f.name, "--newlines")) {
+            tools_flag_no_value(PROG, &f);
+            o->newlines = true;
+        } else if (!strcmp(f.name, "--input")) {
+            o->input = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (!*o->input)
+                tools_usage_error(PROG, "--input needs a file name");
+        } else if (!strcmp(f.name, "--output")) {
+            o->output = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (!*o->output)
+                tools_usage_error(PROG, "--output needs a file name");
+        } else if (!strcmp(f.name, "--expect")) {
+            v = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (tools_parse_count(v, &o->expect) < 0)
+                tools_usage_error(PROG, "--expect: bad count '%s'", v);
+            o->expect_set = true;
+        } else if (!strcmp(f.name, "--idle-exit")) {
+            v = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (tools_parse_seconds(v, &o->idle_exit) < 0)
+                tools_usage_error(PROG, "--idle-exit: bad number of seconds '%s'", v);
+            o->idle_set = true;
+        } else if (!strcmp(f.name, "--timeout")) {
+            v = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (tools_parse_seconds(v, &o->timeout) < 0)
+                tools_usage_error(PROG, "--timeout: bad number of seconds '%s'", v);
+            o->timeout_set = true;
+        } else if (!strcmp(f.name, "--alphabet-check")) {
+            o->check_file = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (!*o->check_file)
+                tools_usage_error(PROG, "--alphabet-check needs a file name");
+        } else if (!strcmp(f.name, "--votes")) {
+            o->votes_file = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (!*o->votes_file)
+                tools_usage_error(PROG, "--votes needs a file name");
+        } else if (!strcmp(f.name, "--at-least-once")) {
+            tools_flag_no_value(PROG, &f);
+            o->at_least_once = true;
+        } else if (!strcmp(f.name, "--quiet")) {
+            tools_flag_no_value(PROG, &f);
+            o->quiet = true;
+        } else if (!strcmp(f.name, "--print-totals")) {
+            tools_flag_no_value(PROG, &f);
+            o->print_totals = true;
+        } else {
+            tools_usage_error(PROG, "unknown flag '%s'", f.name);
+        }
+    }
+    if (o->framed_set && o->newlines)
+        tools_usage_error(PROG, "--framed and --newlines exclude each other");
+    if (o->input && o->listen_set)
+        tools_usage_error(PROG, "--input and --listen exclude each other");
+    if (o->check_file && o->newlines)
+        tools_usage_error(PROG, "--alphabet-check needs framed records, not --newlines");
+    if (o->votes_file && !o->check_file)
+        tools_usage_error(PROG, "--votes needs --alphabet-check");
+    if (o->at_least_once && !o->votes_file)
+        tools_usage_error(PROG, "--at-least-once needs --votes");
+    if (o->print_totals && !o->check_file)
+        tools_usage_error(PROG, "--print-totals needs --alphabet-check");
 }
 
 static void fail(struct rx *rx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -240,14 +244,14 @@ static void fail(struct rx *rx, const char *fmt, ...) __attribute__((format(prin
 /* Only the first failure is kept: it is the one that explains the rest. */
 static void fail(struct rx *rx, const char *fmt, ...)
 {
-	va_list ap;
+    va_list ap;
 
-	if (rx->failed)
-		return;
-	rx->failed = true;
-	va_start(ap, fmt);
-	vsnprintf(rx->reason, sizeof(rx->reason), fmt, ap);
-	va_end(ap);
+    if (rx->failed)
+        return;
+    rx->failed = true;
+    va_start(ap, fmt);
+    vsnprintf(rx->reason, sizeof(rx->reason), fmt, ap);
+    va_end(ap);
 }
 
 /*
@@ -258,851 +262,864 @@ static void fail(struct rx *rx, const char *fmt, ...)
 
 static int sums_grow(struct votes *vt, uint8_t li, uint64_t need)
 {
-	uint64_t cap = vt->cap[li] ? vt->cap[li] : 4096;
-	size_t oldb = (size_t)vt->cap[li] * sizeof(uint64_t), newb;
-	void *np;
+    uint64_t cap = vt->cap[li] ? vt->cap[li] : 4096;
+    size_t oldb = (size_t)vt->cap[li] * sizeof(uint64_t), newb;
+    void *np;
 
-	while (cap < need)
-		cap *= 2;
-	newb = (size_t)cap * sizeof(uint64_t);
-	if (newb < HUGE_ARRAY_BYTES) {
-		np = realloc(vt->prefix[li], newb);
-		if (!np)
-			return -ENOMEM;
-	} else if (oldb < HUGE_ARRAY_BYTES) {
-		np = mmap(NULL, newb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (np == MAP_FAILED)
-			return -ENOMEM;
-		madvise(np, newb, MADV_HUGEPAGE);
-		if (vt->n[li])
-			memcpy(np, vt->prefix[li], (size_t)vt->n[li] * sizeof(uint64_t));
-		free(vt->prefix[li]);
-	} else {
-		np = mremap(vt->prefix[li], oldb, newb, MREMAP_MAYMOVE);
-		if (np == MAP_FAILED)
-			return -ENOMEM;
-		madvise(np, newb, MADV_HUGEPAGE);
-	}
-	vt->prefix[li] = np;
-	vt->cap[li] = cap;
-	return 0;
+    while (cap < need)
+        cap *= 2;
+    newb = (size_t)cap * sizeof(uint64_t);
+    if (newb < HUGE_ARRAY_BYTES) {
+        np = realloc(vt->prefix[li], newb);
+        if (!np)
+            return -ENOMEM;
+    } else if (oldb < HUGE_ARRAY_BYTES) {
+        np = mmap(NULL, newb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (np == MAP_FAILED)
+            return -ENOMEM;
+        madvise(np, newb, MADV_HUGEPAGE);
+        if (vt->n[li])
+            memcpy(np, vt->prefix[li], (size_t)vt->n[li] * sizeof(uint64_t));
+        free(vt->prefix[li]);
+    } else {
+        np = mremap(vt->prefix[li], oldb, newb, MREMAP_MAYMOVE);
+        if (np == MAP_FAILED)
+            return -ENOMEM;
+        madvise(np, newb, MADV_HUGEPAGE);
+    }
+    vt->prefix[li] = np;
+    vt->cap[li] = cap;
+    return 0;
 }
 
 static void sums_free(struct votes *vt)
 {
-	int li;
+    int li;
 
-	for (li = 0; li < NLETTERS; li++) {
-		if ((size_t)vt->cap[li] * sizeof(uint64_t) >= HUGE_ARRAY_BYTES)
-			munmap(vt->prefix[li], (size_t)vt->cap[li] * sizeof(uint64_t));
-		else
-			free(vt->prefix[li]);
-	}
+    for (li = 0; li < NLETTERS; li++) {
+        if ((size_t)vt->cap[li] * sizeof(uint64_t) >= HUGE_ARRAY_BYTES)
+            munmap(vt->prefix[li], (size_t)vt->cap[li] * sizeof(uint64_t));
+        else
+            free(vt->prefix[li]);
+    }
 }
 
 /* Appends nrec whole 9-byte vote records: validate and count first, then fill without checks. */
 static int votes_append(struct rx *rx, const uint8_t *p, size_t nrec)
 {
-	struct votes *vt = &rx->votes;
-	uint64_t cnt[NLETTERS] = { 0 }, sum[NLETTERS];
-	uint64_t *dst[NLETTERS];
-	size_t i;
-	uint8_t li;
-	int rc;
+    struct votes *vt = &rx->votes;
+    uint64_t cnt[NLETTERS] = { 0 }, sum[NLETTERS];
+    uint64_t *dst[NLETTERS];
+    size_t i;
+    uint8_t li;
+    int rc;
 
-	for (i = 0; i < nrec; i++) {
-		const uint8_t *r = p + i * VOTE_RECORD;
+    for (i = 0; i < nrec; i++) {
+        const uint8_t *r = p + i * VOTE_RECORD;
 
-		li = rx->letter_idx[r[4]];
-		if (tools_load_be32(r) != 5 || li == NO_LETTER) {
-			fail(rx, "%s: record %" PRIu64 " is not an Alphabet vote (length %u, letter byte 0x%02x)",
-			     vt->path, vt->records + i + 1, tools_load_be32(r), r[4]);
-			vt->broken = true;
-			return -EINVAL;
-		}
-		cnt[li]++;
-	}
-	for (li = 0; li < NLETTERS; li++) {
-		if (vt->n[li] + cnt[li] > vt->cap[li]) {
-			rc = sums_grow(vt, li, vt->n[li] + cnt[li]);
-			if (rc < 0) {
-				fail(rx, "%s: out of memory for running sums", vt->path);
-				vt->broken = true;
-				return rc;
-			}
-		}
-		dst[li] = vt->prefix[li] + vt->n[li];
-		sum[li] = vt->n[li] ? vt->prefix[li][vt->n[li] - 1] : 0;
-	}
-	/* Local cursors and sums: stores through dst[] cannot alias them, so they stay in registers/L1. */
-	for (i = 0; i < nrec; i++, p += VOTE_RECORD) {
-		li = rx->letter_idx[p[4]];
-		sum[li] += tools_load_be32(p + 5);
-		*dst[li]++ = sum[li];
-	}
-	for (li = 0; li < NLETTERS; li++)
-		vt->n[li] += cnt[li];
-	vt->records += nrec;
-	return 0;
+        li = rx->letter_idx[r[4]];
+        if (tools_load_be32(r) != 5 || li == NO_LETTER) {
+            fail(rx,
+                 "%s: record %" PRIu64 " is not an Alphabet vote (length %u, letter byte 0x%02x)",
+                 vt->path, vt->records + i + 1, tools_load_be32(r), r[4]);
+            vt->broken = true;
+            return -EINVAL;
+        }
+        cnt[li]++;
+    }
+    for (li = 0; li < NLETTERS; li++) {
+        if (vt->n[li] + cnt[li] > vt->cap[li]) {
+            rc = sums_grow(vt, li, vt->n[li] + cnt[li]);
+            if (rc < 0) {
+                fail(rx, "%s: out of memory for running sums", vt->path);
+                vt->broken = true;
+                return rc;
+            }
+        }
+        dst[li] = vt->prefix[li] + vt->n[li];
+        sum[li] = vt->n[li] ? vt->prefix[li][vt->n[li] - 1] : 0;
+    }
+    /* Local cursors and sums: stores through dst[] cannot alias them, so they stay in registers/L1. */
+    for (i = 0; i < nrec; i++, p += VOTE_RECORD) {
+        li = rx->letter_idx[p[4]];
+        sum[li] += tools_load_be32(p + 5);
+        *dst[li]++ = sum[li];
+    }
+    for (li = 0; li < NLETTERS; li++)
+        vt->n[li] += cnt[li];
+    vt->records += nrec;
+    return 0;
 }
 
 /* Reads whatever the votes file holds beyond what was loaded; returns bytes read, 0 at EOF. */
 static ssize_t votes_read_more(struct rx *rx)
 {
-	struct votes *vt = &rx->votes;
-	const uint8_t *p, *end;
-	size_t take;
-	ssize_t n;
+    struct votes *vt = &rx->votes;
+    const uint8_t *p, *end;
+    size_t take;
+    ssize_t n;
 
-	if (vt->broken)
-		return 0;
-	if (vt->fd < 0) {
-		vt->fd = open(vt->path, O_RDONLY | O_CLOEXEC);
-		if (vt->fd < 0) {
-			vt->open_err = errno;
-			return 0;
-		}
-	}
-	if (!vt->buf) {
-		vt->buf = malloc(CHUNK);
-		if (!vt->buf) {
-			fail(rx, "%s: out of memory", vt->path);
-			vt->broken = true;
-			return -ENOMEM;
-		}
-	}
-	do {
-		n = read(vt->fd, vt->buf, CHUNK);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		fail(rx, "cannot read %s: %s", vt->path, strerror(errno));
-		vt->broken = true;
-		return -errno;
-	}
-	p = vt->buf;
-	end = p + n;
-	if (vt->carry_len) {
-		take = VOTE_RECORD - vt->carry_len;
-		if (take > (size_t)n)
-			take = (size_t)n;
-		memcpy(vt->carry + vt->carry_len, p, take);
-		vt->carry_len += take;
-		p += take;
-		if (vt->carry_len < VOTE_RECORD)
-			return n;
-		vt->carry_len = 0;
-		if (votes_append(rx, vt->carry, 1) < 0)
-			return 0;
-	}
-	if (votes_append(rx, p, (size_t)(end - p) / VOTE_RECORD) < 0)
-		return 0;
-	p += (size_t)(end - p) / VOTE_RECORD * VOTE_RECORD;
-	vt->carry_len = (size_t)(end - p);
-	memcpy(vt->carry, p, vt->carry_len);
-	return n;
+    if (vt->broken)
+        return 0;
+    if (vt->fd < 0) {
+        vt->fd = open(vt->path, O_RDONLY | O_CLOEXEC);
+        if (vt->fd < 0) {
+            vt->open_err = errno;
+            return 0;
+        }
+    }
+    if (!vt->buf) {
+        vt->buf = malloc(CHUNK);
+        if (!vt->buf) {
+            fail(rx, "%s: out of memory", vt->path);
+            vt->broken = true;
+            return -ENOMEM;
+        }
+    }
+    do {
+        n = read(vt->fd, vt->buf, CHUNK);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        fail(rx, "cannot read %s: %s", vt->path, strerror(errno));
+        vt->broken = true;
+        return -errno;
+    }
+    p = vt->buf;
+    end = p + n;
+    if (vt->carry_len) {
+        take = VOTE_RECORD - vt->carry_len;
+        if (take > (size_t)n)
+            take = (size_t)n;
+        memcpy(vt->carry + vt->carry_len, p, take);
+        vt->carry_len += take;
+        p += take;
+        if (vt->carry_len < VOTE_RECORD)
+            return n;
+        vt->carry_len = 0;
+        if (votes_append(rx, vt->carry, 1) < 0)
+            return 0;
+    }
+    if (votes_append(rx, p, (size_t)(end - p) / VOTE_RECORD) < 0)
+        return 0;
+    p += (size_t)(end - p) / VOTE_RECORD * VOTE_RECORD;
+    vt->carry_len = (size_t)(end - p);
+    memcpy(vt->carry, p, vt->carry_len);
+    return n;
 }
 
 /* Makes sure running sum number k (0-based) of letter li is loaded, if the file has it. */
 static __attribute__((noinline)) bool votes_have(struct rx *rx, uint8_t li, uint64_t k)
 {
-	while (rx->votes.n[li] <= k)
-		if (votes_read_more(rx) <= 0)
-			return false;
-	return true;
+    while (rx->votes.n[li] <= k)
+        if (votes_read_more(rx) <= 0)
+            return false;
+    return true;
 }
 
 static bool find_sum(const uint64_t *a, uint64_t n, uint64_t v)
 {
-	uint64_t lo = 0, hi = n, mid;
+    uint64_t lo = 0, hi = n, mid;
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (a[mid] < v)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && a[lo] == v;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v;
 }
 
 static __attribute__((noinline)) int check_votes(struct rx *rx, const struct conn *c, uint8_t li,
-						  uint64_t v, uint64_t recno)
+                                                 uint64_t v, uint64_t recno)
 {
-	struct votes *vt = &rx->votes;
-	struct letter_state *ls = &rx->let[li];
-	uint64_t k = ls->next;
-	bool have = k < vt->n[li] || votes_have(rx, li, k);
-	char l = (char)rx->letter_chr[li];
+    struct votes *vt = &rx->votes;
+    struct letter_state *ls = &rx->let[li];
+    uint64_t k = ls->next;
+    bool have = k < vt->n[li] || votes_have(rx, li, k);
+    char l = (char)rx->letter_chr[li];
 
-	if (have && vt->prefix[li][k] == v) {
-		ls->next = k + 1;
-		return 0;
-	}
-	if (!have && vt->fd < 0) {
-		fail(rx, "cannot read %s: %s (record %" PRIu64 " on connection %u)", vt->path,
-		     strerror(vt->open_err), recno, c->id);
-		return -EINVAL;
-	}
-	if (rx->opt.at_least_once) {
-		if (k > 0 && v <= vt->prefix[li][k - 1] && find_sum(vt->prefix[li], k, v)) {
-			rx->duplicates++;
-			return 0;
-		}
-		if (have)
-			fail(rx, "letter '%c' total %" PRIu64 " is neither the next running sum %" PRIu64
-			     " (vote %" PRIu64 " of '%c') nor an earlier one (record %" PRIu64 " on connection %u)",
-			     l, v, vt->prefix[li][k], k + 1, l, recno, c->id);
-		else
-			fail(rx, "letter '%c' total %" PRIu64 " is not an earlier running sum and all %" PRIu64
-			     " votes of '%c' in %s are already accounted for (record %" PRIu64 " on connection %u)",
-			     l, v, vt->n[li], l, vt->path, recno, c->id);
-		return -EINVAL;
-	}
-	if (have)
-		fail(rx, "letter '%c' total %" PRIu64 " should be %" PRIu64 ", the running sum of its first %" PRIu64
-		     " votes (record %" PRIu64 " on connection %u)",
-		     l, v, vt->prefix[li][k], k + 1, recno, c->id);
-	else
-		fail(rx, "letter '%c' total %" PRIu64 " is output %" PRIu64 " of '%c' but %s has only %" PRIu64
-		     " votes for it (record %" PRIu64 " on connection %u)",
-		     l, v, k + 1, l, vt->path, vt->n[li], recno, c->id);
-	return -EINVAL;
+    if (have && vt->prefix[li][k] == v) {
+        ls->next = k + 1;
+        return 0;
+    }
+    if (!have && vt->fd < 0) {
+        fail(rx, "cannot read %s: %s (record %" PRIu64 " on connection %u)", vt->path,
+             strerror(vt->open_err), recno, c->id);
+        return -EINVAL;
+    }
+    if (rx->opt.at_least_once) {
+        if (k > 0 && v <= vt->prefix[li][k - 1] && find_sum(vt->prefix[li], k, v)) {
+            rx->duplicates++;
+            return 0;
+        }
+        if (have)
+            fail(rx,
+                 "letter '%c' total %" PRIu64 " is neither the next running sum %" PRIu64
+                 " (vote %" PRIu64 " of '%c') nor an earlier one (record %" PRIu64
+                 " on connection %u)",
+                 l, v, vt->prefix[li][k], k + 1, l, recno, c->id);
+        else
+            fail(rx,
+                 "letter '%c' total %" PRIu64 " is not an earlier running sum and all %" PRIu64
+                 " votes of '%c' in %s are already accounted for (record %" PRIu64
+                 " on connection %u)",
+                 l, v, vt->n[li], l, vt->path, recno, c->id);
+        return -EINVAL;
+    }
+    if (have)
+        fail(rx,
+             "letter '%c' total %" PRIu64 " should be %" PRIu64
+             ", the running sum of its first %" PRIu64 " votes (record %" PRIu64
+             " on connection %u)",
+             l, v, vt->prefix[li][k], k + 1, recno, c->id);
+    else
+        fail(rx,
+             "letter '%c' total %" PRIu64 " is output %" PRIu64 " of '%c' but %s has only %" PRIu64
+             " votes for it (record %" PRIu64 " on connection %u)",
+             l, v, k + 1, l, vt->path, vt->n[li], recno, c->id);
+    return -EINVAL;
 }
 
-static inline void check_record(struct rx *rx, const struct conn *c, const uint8_t *pl, uint32_t len,
-				uint64_t recno)
+static inline void check_record(struct rx *rx, const struct conn *c, const uint8_t *pl,
+                                uint32_t len, uint64_t recno)
 {
-	struct letter_state *ls;
-	uint64_t v;
-	uint8_t li;
+    struct letter_state *ls;
+    uint64_t v;
+    uint8_t li;
 
-	if (len != OUTPUT_PAYLOAD) {
-		fail(rx, "record %" PRIu64 " on connection %u is %u bytes long, expected 9", recno, c->id, len);
-		return;
-	}
-	li = rx->letter_idx[pl[0]];
-	if (li == NO_LETTER) {
-		fail(rx, "record %" PRIu64 " on connection %u has letter byte 0x%02x, expected a..z or A..Z",
-		     recno, c->id, pl[0]);
-		return;
-	}
-	v = tools_load_be64(pl + 1);
-	ls = &rx->let[li];
-	if (!rx->failed) {
-		/* Under at-least-once a resend legitimately goes back; --votes decides if it is one. */
-		if (ls->seen && v < ls->last && !rx->opt.at_least_once)
-			fail(rx, "letter '%c' total went from %" PRIu64 " to %" PRIu64 " (record %" PRIu64
-			     " on connection %u)", pl[0], ls->last, v, recno, c->id);
-		else if (rx->use_votes)
-			check_votes(rx, c, li, v, recno);
-	}
-	/* Tracked even after a failure, so --print-totals shows what really arrived last. */
-	ls->last = v;
-	ls->seen = true;
+    if (len != OUTPUT_PAYLOAD) {
+        fail(rx, "record %" PRIu64 " on connection %u is %u bytes long, expected 9", recno, c->id,
+             len);
+        return;
+    }
+    li = rx->letter_idx[pl[0]];
+    if (li == NO_LETTER) {
+        fail(rx,
+             "record %" PRIu64 " on connection %u has letter byte 0x%02x, expected a..z or A..Z",
+             recno, c->id, pl[0]);
+        return;
+    }
+    v = tools_load_be64(pl + 1);
+    ls = &rx->let[li];
+    if (!rx->failed) {
+        /* Under at-least-once a resend legitimately goes back; --votes decides if it is one. */
+        if (ls->seen && v < ls->last && !rx->opt.at_least_once)
+            fail(rx,
+                 "letter '%c' total went from %" PRIu64 " to %" PRIu64 " (record %" PRIu64
+                 " on connection %u)",
+                 pl[0], ls->last, v, recno, c->id);
+        else if (rx->use_votes)
+            check_votes(rx, c, li, v, recno);
+    }
+    /* Tracked even after a failure, so --print-totals shows what really arrived last. */
+    ls->last = v;
+    ls->seen = true;
 }
 
 static void count_one(struct rx *rx)
 {
-	rx->records++;
-	if (rx->opt.expect_set && rx->records >= rx->opt.expect)
-		rx->stop = true;
+    rx->records++;
+    if (rx->opt.expect_set && rx->records >= rx->opt.expect)
+        rx->stop = true;
 }
 
 /* The hot loop: whole records inside one chunk, parsed in place. */
 static const uint8_t *parse_run(struct rx *rx, const struct conn *c, const uint8_t *p,
-				const uint8_t *end)
+                                const uint8_t *end)
 {
-	uint64_t limit = rx->opt.expect_set ? rx->opt.expect - rx->records : UINT64_MAX;
-	uint64_t cnt = 0;
-	uint32_t len;
+    uint64_t limit = rx->opt.expect_set ? rx->opt.expect - rx->records : UINT64_MAX;
+    uint64_t cnt = 0;
+    uint32_t len;
 
-	if (rx->check) {
-		while (end - p >= 4) {
-			len = tools_load_be32(p);
-			if ((size_t)(end - p) - 4 < len)
-				break;
-			check_record(rx, c, p + 4, len, rx->records + cnt + 1);
-			p += 4 + (size_t)len;
-			if (++cnt == limit) {
-				rx->stop = true;
-				break;
-			}
-		}
-	} else {
-		while (end - p >= 4) {
-			len = tools_load_be32(p);
-			if ((size_t)(end - p) - 4 < len)
-				break;
-			p += 4 + (size_t)len;
-			if (++cnt == limit) {
-				rx->stop = true;
-				break;
-			}
-		}
-	}
-	rx->records += cnt;
-	return p;
+    if (rx->check) {
+        while (end - p >= 4) {
+            len = tools_load_be32(p);
+            if ((size_t)(end - p) - 4 < len)
+                break;
+            check_record(rx, c, p + 4, len, rx->records + cnt + 1);
+            p += 4 + (size_t)len;
+            if (++cnt == limit) {
+                rx->stop = true;
+                break;
+            }
+        }
+    } else {
+        while (end - p >= 4) {
+            len = tools_load_be32(p);
+            if ((size_t)(end - p) - 4 < len)
+                break;
+            p += 4 + (size_t)len;
+            if (++cnt == limit) {
+                rx->stop = true;
+                break;
+            }
+        }
+    }
+    rx->records += cnt;
+    return p;
 }
 
 static void feed_framed(struct rx *rx, struct conn *c, const uint8_t *p, size_t n)
 {
-	const uint8_t *end = p + n;
-	size_t take, rem;
-	uint32_t len;
+    const uint8_t *end = p + n;
+    size_t take, rem;
+    uint32_t len;
 
-	/* First finish whatever record the previous read of this connection left open. */
-	while (p < end && (c->skip || c->carry_len)) {
-		if (c->skip) {
-			take = c->skip < (uint64_t)(end - p) ? (size_t)c->skip : (size_t)(end - p);
-			p += take;
-			c->skip -= take;
-			if (!c->skip) {
-				count_one(rx);
-				if (rx->stop)
-					return;
-			}
-			continue;
-		}
-		if (c->carry_len < 4) {
-			take = 4 - c->carry_len;
-			if (take > (size_t)(end - p))
-				take = (size_t)(end - p);
-			memcpy(c->carry + c->carry_len, p, take);
-			c->carry_len += (uint32_t)take;
-			p += take;
-			if (c->carry_len < 4)
-				return;
-		}
-		len = tools_load_be32(c->carry);
-		if (len > CARRY_PAYLOAD_MAX) {
-			/* Too long to be anything we inspect: judge it by its length, skip the body. */
-			if (rx->check)
-				check_record(rx, c, NULL, len, rx->records + 1);
-			c->skip = len;
-			c->carry_len = 0;
-			continue;
-		}
-		take = 4 + len - c->carry_len;
-		if (take > (size_t)(end - p))
-			take = (size_t)(end - p);
-		memcpy(c->carry + c->carry_len, p, take);
-		c->carry_len += (uint32_t)take;
-		p += take;
-		if (c->carry_len < 4 + len)
-			return;
-		c->carry_len = 0;
-		if (rx->check)
-			check_record(rx, c, c->carry + 4, len, rx->records + 1);
-		count_one(rx);
-		if (rx->stop)
-			return;
-	}
-	if (p == end)
-		return;
-	p = parse_run(rx, c, p, end);
-	if (rx->stop)
-		return;
-	rem = (size_t)(end - p);
-	if (rem >= 4 && (len = tools_load_be32(p)) > CARRY_PAYLOAD_MAX) {
-		if (rx->check)
-			check_record(rx, c, NULL, len, rx->records + 1);
-		c->skip = len - (rem - 4);
-		return;
-	}
-	memcpy(c->carry, p, rem);
-	c->carry_len = (uint32_t)rem;
+    /* First finish whatever record the previous read of this connection left open. */
+    while (p < end && (c->skip || c->carry_len)) {
+        if (c->skip) {
+            take = c->skip < (uint64_t)(end - p) ? (size_t)c->skip : (size_t)(end - p);
+            p += take;
+            c->skip -= take;
+            if (!c->skip) {
+                count_one(rx);
+                if (rx->stop)
+                    return;
+            }
+            continue;
+        }
+        if (c->carry_len < 4) {
+            take = 4 - c->carry_len;
+            if (take > (size_t)(end - p))
+                take = (size_t)(end - p);
+            memcpy(c->carry + c->carry_len, p, take);
+            c->carry_len += (uint32_t)take;
+            p += take;
+            if (c->carry_len < 4)
+                return;
+        }
+        len = tools_load_be32(c->carry);
+        if (len > CARRY_PAYLOAD_MAX) {
+            /* Too long to be anything we inspect: judge it by its length, skip the body. */
+            if (rx->check)
+                check_record(rx, c, NULL, len, rx->records + 1);
+            c->skip = len;
+            c->carry_len = 0;
+            continue;
+        }
+        take = 4 + len - c->carry_len;
+        if (take > (size_t)(end - p))
+            take = (size_t)(end - p);
+        memcpy(c->carry + c->carry_len, p, take);
+        c->carry_len += (uint32_t)take;
+        p += take;
+        if (c->carry_len < 4 + len)
+            return;
+        c->carry_len = 0;
+        if (rx->check)
+            check_record(rx, c, c->carry + 4, len, rx->records + 1);
+        count_one(rx);
+        if (rx->stop)
+            return;
+    }
+    if (p == end)
+        return;
+    p = parse_run(rx, c, p, end);
+    if (rx->stop)
+        return;
+    rem = (size_t)(end - p);
+    if (rem >= 4 && (len = tools_load_be32(p)) > CARRY_PAYLOAD_MAX) {
+        if (rx->check)
+            check_record(rx, c, NULL, len, rx->records + 1);
+        c->skip = len - (rem - 4);
+        return;
+    }
+    memcpy(c->carry, p, rem);
+    c->carry_len = (uint32_t)rem;
 }
 
 static void feed_lines(struct rx *rx, const uint8_t *p, size_t n)
 {
-	const uint8_t *end = p + n, *q;
-	uint64_t limit = rx->opt.expect_set ? rx->opt.expect - rx->records : UINT64_MAX;
-	uint64_t cnt = 0;
+    const uint8_t *end = p + n, *q;
+    uint64_t limit = rx->opt.expect_set ? rx->opt.expect - rx->records : UINT64_MAX;
+    uint64_t cnt = 0;
 
-	while (p < end && (q = memchr(p, '\n', (size_t)(end - p)))) {
-		p = q + 1;
-		if (++cnt == limit) {
-			rx->stop = true;
-			break;
-		}
-	}
-	rx->records += cnt;
+    while (p < end && (q = memchr(p, '\n', (size_t)(end - p)))) {
+        p = q + 1;
+        if (++cnt == limit) {
+            rx->stop = true;
+            break;
+        }
+    }
+    rx->records += cnt;
 }
 
 /* Same JSON shape as the sender's --expected file, so the two can be compared with cmp. */
 static void print_totals(const struct rx *rx)
 {
-	struct tools_totals t;
-	int li;
+    struct tools_totals t;
+    int li;
 
-	memset(&t, 0, sizeof(t));
-	for (li = 0; li < NLETTERS; li++) {
-		if (!rx->let[li].seen)
-			continue;
-		t.present[rx->letter_chr[li]] = true;
-		t.total[rx->letter_chr[li]] = rx->let[li].last;
-	}
-	if (tools_totals_print(stdout, &t) < 0 || fflush(stdout) != 0)
-		tools_log(PROG, "cannot print the totals: %s", strerror(errno));
+    memset(&t, 0, sizeof(t));
+    for (li = 0; li < NLETTERS; li++) {
+        if (!rx->let[li].seen)
+            continue;
+        t.present[rx->letter_chr[li]] = true;
+        t.total[rx->letter_chr[li]] = rx->let[li].last;
+    }
+    if (tools_totals_print(stdout, &t) < 0 || fflush(stdout) != 0)
+        tools_log(PROG, "cannot print the totals: %s", strerror(errno));
 }
 
 static void final_check(struct rx *rx)
 {
-	struct tools_totals exp;
-	char err[512];
-	int c, li;
-	bool seen;
+    struct tools_totals exp;
+    char err[512];
+    int c, li;
+    bool seen;
 
-	if (!rx->check || rx->failed)
-		return;
-	if (tools_totals_read(rx->opt.check_file, &exp, err, sizeof(err)) < 0) {
-		fail(rx, "%s", err);
-		return;
-	}
-	for (c = 0; c < 256; c++) {
-		if (!exp.present[c])
-			continue;
-		li = rx->letter_idx[c];
-		seen = li != NO_LETTER && rx->let[li].seen;
-		if (!seen) {
-			if (exp.total[c] != 0) {
-				fail(rx, "letter '%c' never arrived but expected %" PRIu64, c, exp.total[c]);
-				return;
-			}
-		} else if (rx->let[li].last != exp.total[c]) {
-			fail(rx, "letter '%c' ended at %" PRIu64 " but expected %" PRIu64, c, rx->let[li].last,
-			     exp.total[c]);
-			return;
-		}
-	}
-	for (li = 0; li < NLETTERS; li++) {
-		c = rx->letter_chr[li];
-		if (rx->let[li].seen && !exp.present[c]) {
-			fail(rx, "letter '%c' arrived (last total %" PRIu64 ") but is not in %s", c,
-			     rx->let[li].last, rx->opt.check_file);
-			return;
-		}
-	}
-	if (!rx->use_votes)
-		return;
-	/* Everything the sender saved is in the file by now; load the rest before judging. */
-	while (votes_read_more(rx) > 0)
-		;
-	if (rx->failed)
-		return;
-	if (rx->votes.fd < 0) {
-		fail(rx, "cannot read %s: %s", rx->votes.path, strerror(rx->votes.open_err));
-		return;
-	}
-	for (li = 0; li < NLETTERS; li++) {
-		if (rx->let[li].next < rx->votes.n[li]) {
-			fail(rx, "letter '%c': only %" PRIu64 " of its %" PRIu64 " running sums arrived",
-			     rx->letter_chr[li], rx->let[li].next, rx->votes.n[li]);
-			return;
-		}
-	}
+    if (!rx->check || rx->failed)
+        return;
+    if (tools_totals_read(rx->opt.check_file, &exp, err, sizeof(err)) < 0) {
+        fail(rx, "%s", err);
+        return;
+    }
+    for (c = 0; c < 256; c++) {
+        if (!exp.present[c])
+            continue;
+        li = rx->letter_idx[c];
+        seen = li != NO_LETTER && rx->let[li].seen;
+        if (!seen) {
+            if (exp.total[c] != 0) {
+                fail(rx, "letter '%c' never arrived but expected %" PRIu64, c, exp.total[c]);
+                return;
+            }
+        } else if (rx->let[li].last != exp.total[c]) {
+            fail(rx, "letter '%c' ended at %" PRIu64 " but expected %" PRIu64, c, rx->let[li].last,
+                 exp.total[c]);
+            return;
+        }
+    }
+    for (li = 0; li < NLETTERS; li++) {
+        c = rx->letter_chr[li];
+        if (rx->let[li].seen && !exp.present[c]) {
+            fail(rx, "letter '%c' arrived (last total %" PRIu64 ") but is not in %s", c,
+                 rx->let[li].last, rx->opt.check_file);
+            return;
+        }
+    }
+    if (!rx->use_votes)
+        return;
+    /* Everything the sender saved is in the file by now; load the rest before judging. */
+    while (votes_read_more(rx) > 0)
+        ;
+    if (rx->failed)
+        return;
+    if (rx->votes.fd < 0) {
+        fail(rx, "cannot read %s: %s", rx->votes.path, strerror(rx->votes.open_err));
+        return;
+    }
+    for (li = 0; li < NLETTERS; li++) {
+        if (rx->let[li].next < rx->votes.n[li]) {
+            fail(rx, "letter '%c': only %" PRIu64 " of its %" PRIu64 " running sums arrived",
+                 rx->letter_chr[li], rx->let[li].next, rx->votes.n[li]);
+            return;
+        }
+    }
 }
 
 static int open_listener(const char *addr, int *fd_out)
 {
-	char err[512], name[TOOLS_ADDR_STRLEN];
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct addrinfo *res = NULL, *ai;
-	int fd = -1, one = 1, rc;
+    char err[512], name[TOOLS_ADDR_STRLEN];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    struct addrinfo *res = NULL, *ai;
+    int fd = -1, one = 1, rc;
 
-	rc = tools_resolve(addr, true, &res, err, sizeof(err));
-	if (rc < 0) {
-		tools_log(PROG, "%s", err);
-		return rc;
-	}
-	rc = -EADDRNOTAVAIL;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-		if (fd < 0) {
-			rc = -errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
-			break;
-		rc = -errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		tools_log(PROG, "cannot listen on %s: %s", addr, strerror(-rc));
-		return rc;
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
-		rc = -errno;
-		tools_log(PROG, "getsockname: %s", strerror(errno));
-		close(fd);
-		return rc;
-	}
-	tools_format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
-	tools_log(PROG, "listening on %s", name);
-	*fd_out = fd;
-	return 0;
+    rc = tools_resolve(addr, true, &res, err, sizeof(err));
+    if (rc < 0) {
+        tools_log(PROG, "%s", err);
+        return rc;
+    }
+    rc = -EADDRNOTAVAIL;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        rc = -errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        tools_log(PROG, "cannot listen on %s: %s", addr, strerror(-rc));
+        return rc;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        rc = -errno;
+        tools_log(PROG, "getsockname: %s", strerror(errno));
+        close(fd);
+        return rc;
+    }
+    tools_format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
+    tools_log(PROG, "listening on %s", name);
+    *fd_out = fd;
+    return 0;
 }
 
 /* The poll set: slot 0 is the listener (or --input), slots 1.. mirror conns[]. */
 struct loop {
-	struct pollfd *pfds;
-	struct conn **conns;
-	size_t n;
-	size_t cap;
+    struct pollfd *pfds;
+    struct conn **conns;
+    size_t n;
+    size_t cap;
 };
 
 static int loop_add(struct loop *lp, int fd, struct conn *c)
 {
-	if (lp->n == lp->cap) {
-		size_t cap = lp->cap ? lp->cap * 2 : 16;
-		struct pollfd *np = realloc(lp->pfds, cap * sizeof(*np));
-		struct conn **nc;
+    if (lp->n == lp->cap) {
+        size_t cap = lp->cap ? lp->cap * 2 : 16;
+        struct pollfd *np = realloc(lp->pfds, cap * sizeof(*np));
+        struct conn **nc;
 
-		if (!np)
-			return -ENOMEM;
-		lp->pfds = np;
-		nc = realloc(lp->conns, cap * sizeof(*nc));
-		if (!nc)
-			return -ENOMEM;
-		lp->conns = nc;
-		lp->cap = cap;
-	}
-	lp->pfds[lp->n].fd = fd;
-	lp->pfds[lp->n].events = POLLIN;
-	lp->pfds[lp->n].revents = 0;
-	lp->conns[lp->n] = c;
-	lp->n++;
-	return 0;
+        if (!np)
+            return -ENOMEM;
+        lp->pfds = np;
+        nc = realloc(lp->conns, cap * sizeof(*nc));
+        if (!nc)
+            return -ENOMEM;
+        lp->conns = nc;
+        lp->cap = cap;
+    }
+    lp->pfds[lp->n].fd = fd;
+    lp->pfds[lp->n].events = POLLIN;
+    lp->pfds[lp->n].revents = 0;
+    lp->conns[lp->n] = c;
+    lp->n++;
+    return 0;
 }
 
 static void close_conn(struct rx *rx, struct conn *c, const char *why)
 {
-	if (!rx->opt.quiet) {
-		if (c->carry_len || c->skip)
-			tools_log(PROG, "%s %u %s in the middle of a record (the partial record is dropped)",
-				  rx->opt.input ? "input" : "connection", c->id, why);
-		else if (!rx->opt.input)
-			tools_log(PROG, "connection %u %s", c->id, why);
-	}
-	close(c->fd);
-	free(c);
+    if (!rx->opt.quiet) {
+        if (c->carry_len || c->skip)
+            tools_log(PROG, "%s %u %s in the middle of a record (the partial record is dropped)",
+                      rx->opt.input ? "input" : "connection", c->id, why);
+        else if (!rx->opt.input)
+            tools_log(PROG, "connection %u %s", c->id, why);
+    }
+    close(c->fd);
+    free(c);
 }
 
 static void accept_all(struct rx *rx, struct loop *lp, int lfd)
 {
-	char name[TOOLS_ADDR_STRLEN];
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	struct conn *c;
-	int fd;
+    char name[TOOLS_ADDR_STRLEN];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    struct conn *c;
+    int fd;
 
-	for (;;) {
-		sl = sizeof(ss);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				tools_log(PROG, "accept: %s", strerror(errno));
-			return;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c || loop_add(lp, fd, c) < 0) {
-			tools_log(PROG, "out of memory accepting a connection");
-			free(c);
-			close(fd);
-			return;
-		}
-		c->fd = fd;
-		c->id = ++rx->connections;
-		if (!rx->opt.quiet) {
-			tools_format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
-			tools_log(PROG, "connection %u from %s", c->id, name);
-		}
-	}
+    for (;;) {
+        sl = sizeof(ss);
+        fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                tools_log(PROG, "accept: %s", strerror(errno));
+            return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c || loop_add(lp, fd, c) < 0) {
+            tools_log(PROG, "out of memory accepting a connection");
+            free(c);
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->id = ++rx->connections;
+        if (!rx->opt.quiet) {
+            tools_format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
+            tools_log(PROG, "connection %u from %s", c->id, name);
+        }
+    }
 }
 
 /* Returns 1 when the connection reached EOF or failed, 0 otherwise. */
 static int read_conn(struct rx *rx, struct conn *c)
 {
-	uint64_t before, now;
-	ssize_t n;
-	int i, rc;
+    uint64_t before, now;
+    ssize_t n;
+    int i, rc;
 
-	for (i = 0; i < READS_PER_WAKEUP; i++) {
-		n = read(c->fd, rx->buf, CHUNK);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			if (!rx->opt.quiet || rx->opt.input)
-				tools_log(PROG, "read from %s %u: %s", rx->opt.input ? "input" : "connection",
-					  c->id, strerror(errno));
-			if (rx->opt.input)
-				rx->io_error = true;
-			return 1;
-		}
-		if (n == 0)
-			return 1;
-		now = tools_now_ns();
-		rx->bytes += (uint64_t)n;
-		/* Saved before parsing, so a kill -9 leaves exactly what was read. */
-		if (rx->out_fd >= 0) {
-			rc = tools_write_all(rx->out_fd, rx->buf, (size_t)n);
-			if (rc < 0) {
-				tools_log(PROG, "cannot write %s: %s", rx->opt.output, strerror(-rc));
-				rx->io_error = true;
-				rx->stop = true;
-				return 0;
-			}
-		}
-		before = rx->records;
-		if (rx->opt.newlines)
-			feed_lines(rx, rx->buf, (size_t)n);
-		else
-			feed_framed(rx, c, rx->buf, (size_t)n);
-		if (rx->records != before) {
-			if (!rx->first_ns)
-				rx->first_ns = now;
-			/* Taken after parsing so a single-chunk stream still measures its own work. */
-			rx->last_ns = tools_now_ns();
-		}
-		if (rx->stop || (size_t)n < CHUNK)
-			return 0;
-	}
-	return 0;
+    for (i = 0; i < READS_PER_WAKEUP; i++) {
+        n = read(c->fd, rx->buf, CHUNK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            if (!rx->opt.quiet || rx->opt.input)
+                tools_log(PROG, "read from %s %u: %s", rx->opt.input ? "input" : "connection",
+                          c->id, strerror(errno));
+            if (rx->opt.input)
+                rx->io_error = true;
+            return 1;
+        }
+        if (n == 0)
+            return 1;
+        now = tools_now_ns();
+        rx->bytes += (uint64_t)n;
+        /* Saved before parsing, so a kill -9 leaves exactly what was read. */
+        if (rx->out_fd >= 0) {
+            rc = tools_write_all(rx->out_fd, rx->buf, (size_t)n);
+            if (rc < 0) {
+                tools_log(PROG, "cannot write %s: %s", rx->opt.output, strerror(-rc));
+                rx->io_error = true;
+                rx->stop = true;
+                return 0;
+            }
+        }
+        before = rx->records;
+        if (rx->opt.newlines)
+            feed_lines(rx, rx->buf, (size_t)n);
+        else
+            feed_framed(rx, c, rx->buf, (size_t)n);
+        if (rx->records != before) {
+            if (!rx->first_ns)
+                rx->first_ns = now;
+            /* Taken after parsing so a single-chunk stream still measures its own work. */
+            rx->last_ns = tools_now_ns();
+        }
+        if (rx->stop || (size_t)n < CHUNK)
+            return 0;
+    }
+    return 0;
 }
 
 static void progress(struct rx *rx, uint64_t prev, double dt)
 {
-	char a[32], b[32];
+    char a[32], b[32];
 
-	tools_format_si((double)rx->records, a, sizeof(a));
-	tools_format_si(dt > 0 ? (double)(rx->records - prev) / dt : 0, b, sizeof(b));
-	tools_log(PROG, "%s records, %s records/s", a, b);
+    tools_format_si((double)rx->records, a, sizeof(a));
+    tools_format_si(dt > 0 ? (double)(rx->records - prev) / dt : 0, b, sizeof(b));
+    tools_log(PROG, "%s records, %s records/s", a, b);
 }
 
 static int run(struct rx *rx)
 {
-	struct loop lp = { 0 };
-	struct timespec ts, *tsp;
-	sigset_t block, orig;
-	struct sigaction sa;
-	uint64_t start, now, deadline, wake, next_progress, last_data = 0, prog_records = 0, prog_t;
-	uint64_t seen_bytes = 0;
-	bool input = rx->opt.input != NULL;
-	struct conn *c;
-	size_t i;
-	int lfd = -1, rc, n;
+    struct loop lp = { 0 };
+    struct timespec ts, *tsp;
+    sigset_t block, orig;
+    struct sigaction sa;
+    uint64_t start, now, deadline, wake, next_progress, last_data = 0, prog_records = 0, prog_t;
+    uint64_t seen_bytes = 0;
+    bool input = rx->opt.input != NULL;
+    struct conn *c;
+    size_t i;
+    int lfd = -1, rc, n;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: the signal must break ppoll() out of its wait. */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &orig);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: the signal must break ppoll() out of its wait. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &orig);
 
-	if (input) {
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		c->id = 1;
-		rx->connections = 1;
-		if (!strcmp(rx->opt.input, "-")) {
-			c->fd = STDIN_FILENO;
-		} else {
-			c->fd = open(rx->opt.input, O_RDONLY | O_CLOEXEC);
-			if (c->fd < 0) {
-				rc = -errno;
-				tools_log(PROG, "cannot open %s: %s", rx->opt.input, strerror(errno));
-				free(c);
-				goto out;
-			}
-		}
-		rc = loop_add(&lp, c->fd, c);
-		if (rc < 0) {
-			close_conn(rx, c, "closed");
-			goto out;
-		}
-	} else {
-		rc = open_listener(rx->opt.listen, &lfd);
-		if (rc < 0)
-			goto out;
-		rc = loop_add(&lp, lfd, NULL);
-		if (rc < 0)
-			goto out;
-	}
+    if (input) {
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        c->id = 1;
+        rx->connections = 1;
+        if (!strcmp(rx->opt.input, "-")) {
+            c->fd = STDIN_FILENO;
+        } else {
+            c->fd = open(rx->opt.input, O_RDONLY | O_CLOEXEC);
+            if (c->fd < 0) {
+                rc = -errno;
+                tools_log(PROG, "cannot open %s: %s", rx->opt.input, strerror(errno));
+                free(c);
+                goto out;
+            }
+        }
+        rc = loop_add(&lp, c->fd, c);
+        if (rc < 0) {
+            close_conn(rx, c, "closed");
+            goto out;
+        }
+    } else {
+        rc = open_listener(rx->opt.listen, &lfd);
+        if (rc < 0)
+            goto out;
+        rc = loop_add(&lp, lfd, NULL);
+        if (rc < 0)
+            goto out;
+    }
 
-	start = tools_now_ns();
-	prog_t = start;
-	next_progress = start + NS;
-	if (rx->opt.expect_set && rx->opt.expect == 0)
-		rx->stop = true;
-	while (!rx->stop) {
-		now = tools_now_ns();
-		wake = UINT64_MAX;
-		if (rx->opt.timeout_set) {
-			deadline = start + (uint64_t)(rx->opt.timeout * 1e9);
-			if (now >= deadline) {
-				rx->timed_out = true;
-				break;
-			}
-			wake = deadline;
-		}
-		if (rx->opt.idle_set && rx->first_ns) {
-			deadline = last_data + (uint64_t)(rx->opt.idle_exit * 1e9);
-			if (now >= deadline)
-				break;
-			if (deadline < wake)
-				wake = deadline;
-		}
-		if (!rx->opt.quiet) {
-			if (now >= next_progress) {
-				if (rx->records != prog_records)
-					progress(rx, prog_records, (double)(now - prog_t) / 1e9);
-				prog_records = rx->records;
-				prog_t = now;
-				next_progress = now + NS;
-			}
-			if (next_progress < wake)
-				wake = next_progress;
-		}
-		tsp = NULL;
-		if (wake != UINT64_MAX) {
-			uint64_t d = wake > now ? wake - now : 0;
+    start = tools_now_ns();
+    prog_t = start;
+    next_progress = start + NS;
+    if (rx->opt.expect_set && rx->opt.expect == 0)
+        rx->stop = true;
+    while (!rx->stop) {
+        now = tools_now_ns();
+        wake = UINT64_MAX;
+        if (rx->opt.timeout_set) {
+            deadline = start + (uint64_t)(rx->opt.timeout * 1e9);
+            if (now >= deadline) {
+                rx->timed_out = true;
+                break;
+            }
+            wake = deadline;
+        }
+        if (rx->opt.idle_set && rx->first_ns) {
+            deadline = last_data + (uint64_t)(rx->opt.idle_exit * 1e9);
+            if (now >= deadline)
+                break;
+            if (deadline < wake)
+                wake = deadline;
+        }
+        if (!rx->opt.quiet) {
+            if (now >= next_progress) {
+                if (rx->records != prog_records)
+                    progress(rx, prog_records, (double)(now - prog_t) / 1e9);
+                prog_records = rx->records;
+                prog_t = now;
+                next_progress = now + NS;
+            }
+            if (next_progress < wake)
+                wake = next_progress;
+        }
+        tsp = NULL;
+        if (wake != UINT64_MAX) {
+            uint64_t d = wake > now ? wake - now : 0;
 
-			ts.tv_sec = (time_t)(d / NS);
-			ts.tv_nsec = (long)(d % NS);
-			tsp = &ts;
-		}
-		n = ppoll(lp.pfds, lp.n, tsp, &orig);
-		if (stop_signal)
-			break;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			tools_log(PROG, "poll: %s", strerror(errno));
-			rx->io_error = true;
-			goto out;
-		}
-		if (n == 0)
-			continue;
-		for (i = 0; i < lp.n && !rx->stop; i++) {
-			if (!lp.pfds[i].revents)
-				continue;
-			c = lp.conns[i];
-			if (!c) {
-				accept_all(rx, &lp, lfd);
-				continue;
-			}
-			if (read_conn(rx, c)) {
-				close_conn(rx, c, "closed");
-				lp.conns[i] = lp.conns[lp.n - 1];
-				lp.pfds[i] = lp.pfds[lp.n - 1];
-				lp.n--;
-				i--;
-				if (input)
-					rx->stop = true;
-			}
-		}
-		if (rx->bytes != seen_bytes) {
-			seen_bytes = rx->bytes;
-			last_data = tools_now_ns();
-		}
-	}
-	rc = 0;
+            ts.tv_sec = (time_t)(d / NS);
+            ts.tv_nsec = (long)(d % NS);
+            tsp = &ts;
+        }
+        n = ppoll(lp.pfds, lp.n, tsp, &orig);
+        if (stop_signal)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            tools_log(PROG, "poll: %s", strerror(errno));
+            rx->io_error = true;
+            goto out;
+        }
+        if (n == 0)
+            continue;
+        for (i = 0; i < lp.n && !rx->stop; i++) {
+            if (!lp.pfds[i].revents)
+                continue;
+            c = lp.conns[i];
+            if (!c) {
+                accept_all(rx, &lp, lfd);
+                continue;
+            }
+            if (read_conn(rx, c)) {
+                close_conn(rx, c, "closed");
+                lp.conns[i] = lp.conns[lp.n - 1];
+                lp.pfds[i] = lp.pfds[lp.n - 1];
+                lp.n--;
+                i--;
+                if (input)
+                    rx->stop = true;
+            }
+        }
+        if (rx->bytes != seen_bytes) {
+            seen_bytes = rx->bytes;
+            last_data = tools_now_ns();
+        }
+    }
+    rc = 0;
 out:
-	for (i = 0; i < lp.n; i++) {
-		if (lp.conns[i])
-			close_conn(rx, lp.conns[i], "closed at stop");
-		else
-			close(lp.pfds[i].fd);
-	}
-	free(lp.pfds);
-	free(lp.conns);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
-	return rc;
+    for (i = 0; i < lp.n; i++) {
+        if (lp.conns[i])
+            close_conn(rx, lp.conns[i], "closed at stop");
+        else
+            close(lp.pfds[i].fd);
+    }
+    free(lp.pfds);
+    free(lp.conns);
+    sigprocmask(SIG_SETMASK, &orig, NULL);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-	struct rx *rx;
-	double secs;
-	char verdict[600] = "";
-	int i, status = 1, rc;
+    struct rx *rx;
+    double secs;
+    char verdict[600] = "";
+    int i, status = 1, rc;
 
-	rx = calloc(1, sizeof(*rx));
-	if (!rx) {
-		tools_log(PROG, "out of memory");
-		return 1;
-	}
-	rx->out_fd = -1;
-	rx->votes.fd = -1;
-	parse_args(argc, argv, &rx->opt);
-	rx->check = rx->opt.check_file != NULL;
-	rx->use_votes = rx->opt.votes_file != NULL;
-	rx->votes.path = rx->opt.votes_file;
-	memset(rx->letter_idx, NO_LETTER, sizeof(rx->letter_idx));
-	for (i = 0; i < 26; i++) {
-		rx->letter_idx['a' + i] = (uint8_t)i;
-		rx->letter_chr[i] = (uint8_t)('a' + i);
-		rx->letter_idx['A' + i] = (uint8_t)(26 + i);
-		rx->letter_chr[26 + i] = (uint8_t)('A' + i);
-	}
-	rx->buf = malloc(CHUNK);
-	if (!rx->buf) {
-		tools_log(PROG, "out of memory");
-		goto out;
-	}
-	if (rx->opt.output) {
-		rx->out_fd = open(rx->opt.output, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (rx->out_fd < 0) {
-			tools_log(PROG, "cannot open %s: %s", rx->opt.output, strerror(errno));
-			goto out;
-		}
-	}
-	rc = run(rx);
-	if (rc < 0)
-		goto out;
-	if (stop_signal && !rx->opt.quiet)
-		tools_log(PROG, "stopping on signal %d", (int)stop_signal);
-	final_check(rx);
-	if (rx->opt.print_totals)
-		print_totals(rx);
-	if (rx->timed_out) {
-		tools_log(PROG, "timed out after %g seconds", rx->opt.timeout);
-		if (!rx->failed)
-			fail(rx, "timed out after %g seconds", rx->opt.timeout);
-	}
-	if (rx->check)
-		snprintf(verdict, sizeof(verdict), " duplicates=%" PRIu64 " check: %s%s", rx->duplicates,
-			 rx->failed ? "FAIL: " : "PASS", rx->failed ? rx->reason : "");
-	secs = rx->last_ns > rx->first_ns ? (double)(rx->last_ns - rx->first_ns) / 1e9 : 0.0;
-	tools_log(PROG, "records=%" PRIu64 " bytes=%" PRIu64 " connections=%u seconds=%.3f rate=%.0f/s%s",
-		  rx->records, rx->bytes, rx->connections, secs, secs > 0 ? (double)rx->records / secs : 0.0,
-		  verdict);
-	status = rx->failed || rx->timed_out || rx->io_error ? 1 : 0;
+    rx = calloc(1, sizeof(*rx));
+    if (!rx) {
+        tools_log(PROG, "out of memory");
+        return 1;
+    }
+    rx->out_fd = -1;
+    rx->votes.fd = -1;
+    parse_args(argc, argv, &rx->opt);
+    rx->check = rx->opt.check_file != NULL;
+    rx->use_votes = rx->opt.votes_file != NULL;
+    rx->votes.path = rx->opt.votes_file;
+    memset(rx->letter_idx, NO_LETTER, sizeof(rx->letter_idx));
+    for (i = 0; i < 26; i++) {
+        rx->letter_idx['a' + i] = (uint8_t)i;
+        rx->letter_chr[i] = (uint8_t)('a' + i);
+        rx->letter_idx['A' + i] = (uint8_t)(26 + i);
+        rx->letter_chr[26 + i] = (uint8_t)('A' + i);
+    }
+    rx->buf = malloc(CHUNK);
+    if (!rx->buf) {
+        tools_log(PROG, "out of memory");
+        goto out;
+    }
+    if (rx->opt.output) {
+        rx->out_fd = open(rx->opt.output, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (rx->out_fd < 0) {
+            tools_log(PROG, "cannot open %s: %s", rx->opt.output, strerror(errno));
+            goto out;
+        }
+    }
+    rc = run(rx);
+    if (rc < 0)
+        goto out;
+    if (stop_signal && !rx->opt.quiet)
+        tools_log(PROG, "stopping on signal %d", (int)stop_signal);
+    final_check(rx);
+    if (rx->opt.print_totals)
+        print_totals(rx);
+    if (rx->timed_out) {
+        tools_log(PROG, "timed out after %g seconds", rx->opt.timeout);
+        if (!rx->failed)
+            fail(rx, "timed out after %g seconds", rx->opt.timeout);
+    }
+    if (rx->check)
+        snprintf(verdict, sizeof(verdict), " duplicates=%" PRIu64 " check: %s%s", rx->duplicates,
+                 rx->failed ? "FAIL: " : "PASS", rx->failed ? rx->reason : "");
+    secs = rx->last_ns > rx->first_ns ? (double)(rx->last_ns - rx->first_ns) / 1e9 : 0.0;
+    tools_log(PROG,
+              "records=%" PRIu64 " bytes=%" PRIu64 " connections=%u seconds=%.3f rate=%.0f/s%s",
+              rx->records, rx->bytes, rx->connections, secs,
+              secs > 0 ? (double)rx->records / secs : 0.0, verdict);
+    status = rx->failed || rx->timed_out || rx->io_error ? 1 : 0;
 out:
-	if (rx->out_fd >= 0)
-		close(rx->out_fd);
-	if (rx->votes.fd >= 0)
-		close(rx->votes.fd);
-	sums_free(&rx->votes);
-	free(rx->votes.buf);
-	free(rx->buf);
-	free(rx);
-	return status;
+    if (rx->out_fd >= 0)
+        close(rx->out_fd);
+    if (rx->votes.fd >= 0)
+        close(rx->votes.fd);
+    sums_free(&rx->votes);
+    free(rx->votes.buf);
+    free(rx->buf);
+    free(rx);
+    return status;
 }

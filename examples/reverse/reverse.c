@@ -69,19 +69,21 @@ static int setup(roo_app *app, int argc, char **argv)
                 return ROO_EUSAGE;
             }
         } else {
-            fprintf(stderr, "reverse: unknown application option '%s' (use --framing "
-                            "line|length)\n", argv[i]);
+            fprintf(stderr,
+                    "reverse: unknown application option '%s' (use --framing "
+                    "line|length)\n",
+                    argv[i]);
             return ROO_EUSAGE;
         }
     }
     rc = roo_app_set_name(app, "reverse");
     if (rc == 0)
-        rc = roo_app_add_pipeline(app, "words",
-                                  &(roo_source){ .framing = framing_line ? ROO_FRAMING_LINE
-                                                                         : ROO_FRAMING_LENGTH,
-                                                 .header_len = 4,
-                                                 .decode = decode_word },
-                                  &p);
+        rc = roo_app_add_pipeline(
+            app, "words",
+            &(roo_source){ .framing = framing_line ? ROO_FRAMING_LINE : ROO_FRAMING_LENGTH,
+                           .header_len = 4,
+                           .decode = decode_word },
+            &p);
     if (rc == 0)
         rc = roo_pipeline_to(p, &(roo_step){ .name = "reverse", .compute = reverse_word });
     if (rc == 0)

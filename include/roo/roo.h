@@ -71,22 +71,22 @@ extern "C" {
  * The error codes of roo, beyond negative errno values. All roo functions that can fail
  * return 0 or a negative value: either -errno or one of these. roo_strerror() names both.
  */
-#define ROO_ERRNO_MAP(XX)                                                                 \
-    XX(EFRAME, -30600, "malformed frame")                                                 \
-    XX(EFRAMESIZE, -30601, "frame larger than the maximum frame size")                   \
-    XX(EDECODE, -30602, "decoder rejected the payload")                                   \
-    XX(EMSGSIZE, -30603, "message larger than ROO_MSG_MAX")                               \
-    XX(EKEYSIZE, -30604, "partition key longer than ROO_KEY_MAX")                         \
-    XX(ECALLBACK, -30605, "application callback failed")                                  \
-    XX(ESETUP, -30606, "invalid application setup")                                       \
-    XX(EUSAGE, -30607, "invalid command line")                                            \
-    XX(ESTATE, -30608, "state store error")                                               \
-    XX(EAPPMISMATCH, -30609, "resilience directory belongs to another application")      \
-    XX(EFORMAT, -30610, "unsupported on-disk format version")                             \
-    XX(ELOCKED, -30611, "resilience directory is in use by another process")             \
-    XX(EWIRE, -30612, "malformed protocol message")                                       \
-    XX(EVERSION, -30613, "incompatible protocol version")                                 \
-    XX(ECLOSED, -30614, "connection closed")                                              \
+#define ROO_ERRNO_MAP(XX)                                                                          \
+    XX(EFRAME, -30600, "malformed frame")                                                          \
+    XX(EFRAMESIZE, -30601, "frame larger than the maximum frame size")                             \
+    XX(EDECODE, -30602, "decoder rejected the payload")                                            \
+    XX(EMSGSIZE, -30603, "message larger than ROO_MSG_MAX")                                        \
+    XX(EKEYSIZE, -30604, "partition key longer than ROO_KEY_MAX")                                  \
+    XX(ECALLBACK, -30605, "application callback failed")                                           \
+    XX(ESETUP, -30606, "invalid application setup")                                                \
+    XX(EUSAGE, -30607, "invalid command line")                                                     \
+    XX(ESTATE, -30608, "state store error")                                                        \
+    XX(EAPPMISMATCH, -30609, "resilience directory belongs to another application")                \
+    XX(EFORMAT, -30610, "unsupported on-disk format version")                                      \
+    XX(ELOCKED, -30611, "resilience directory is in use by another process")                       \
+    XX(EWIRE, -30612, "malformed protocol message")                                                \
+    XX(EVERSION, -30613, "incompatible protocol version")                                          \
+    XX(ECLOSED, -30614, "connection closed")                                                       \
     XX(ESHUTDOWN, -30615, "shutting down")
 
 /** roo's own error codes (see ROO_ERRNO_MAP). */
@@ -159,8 +159,8 @@ typedef enum roo_byte_order {
  * `--max-frame` close the connection that sent them.
  */
 typedef struct roo_source {
-    roo_framing framing;       /**< ROO_FRAMING_LENGTH (default) or ROO_FRAMING_LINE */
-    unsigned header_len;       /**< length header size for ROO_FRAMING_LENGTH: 1, 2, 4 (0 means 4) or 8 */
+    roo_framing framing; /**< ROO_FRAMING_LENGTH (default) or ROO_FRAMING_LINE */
+    unsigned header_len; /**< length header size for ROO_FRAMING_LENGTH: 1, 2, 4 (0 means 4) or 8 */
     roo_byte_order byte_order; /**< byte order of the length header */
     roo_decode_fn decode;      /**< required */
     void *ctx;                 /**< passed to decode; must outlive the application */
@@ -177,9 +177,9 @@ typedef int (*roo_compute_fn)(const void *msg, size_t len, roo_emitter *out, voi
 
 /** A stateless step. */
 typedef struct roo_step {
-    const char *name;         /**< shown in logs; copied */
-    roo_compute_fn compute;   /**< required */
-    void *ctx;                /**< passed to compute; must outlive the application */
+    const char *name;       /**< shown in logs; copied */
+    roo_compute_fn compute; /**< required */
+    void *ctx;              /**< passed to compute; must outlive the application */
 } roo_step;
 
 /** Return value of a state computation: save the state update for recovery. */
@@ -244,11 +244,11 @@ typedef int (*roo_state_compute_fn)(const void *msg, size_t len, void *state, ro
 
 /** A partitioned state step: messages are routed by key to the key's state object. */
 typedef struct roo_state_step {
-    const char *name;                 /**< shown in logs; copied */
-    const roo_state_type *state;      /**< required; must outlive the application */
-    roo_key_fn key;                   /**< required */
-    roo_state_compute_fn compute;     /**< required */
-    void *ctx;                        /**< passed to key and compute */
+    const char *name;             /**< shown in logs; copied */
+    const roo_state_type *state;  /**< required; must outlive the application */
+    roo_key_fn key;               /**< required */
+    roo_state_compute_fn compute; /**< required */
+    void *ctx;                    /**< passed to key and compute */
 } roo_state_step;
 
 /**

@@ -21,7 +21,8 @@ void *roo__xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p) {
-        roo_log(ROO_LOG_ERROR, "out of memory allocating %zu bytes; aborting (state is safe in LMDB)", n);
+        roo_log(ROO_LOG_ERROR,
+                "out of memory allocating %zu bytes; aborting (state is safe in LMDB)", n);
         abort();
     }
     return p;
@@ -62,8 +63,8 @@ const char *roo_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define ROO__ERR_CASE(name, value, text)                                                   \
-    case ROO_##name:                                                                       \
+#define ROO__ERR_CASE(name, value, text)                                                           \
+    case ROO_##name:                                                                               \
         return text;
         ROO_ERRNO_MAP(ROO__ERR_CASE)
 #undef ROO__ERR_CASE
@@ -130,9 +131,8 @@ void roo__logv(roo_log_level level, const char *fmt, va_list ap)
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%s] %-5s ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (int)(tv.tv_usec / 1000), log_program, log_worker,
-                 level_names[level]);
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000), log_program, log_worker, level_names[level]);
     if (n < 0)
         return;
     m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -2,11 +2,11 @@
 #ifndef ROO_COMMON_H
 #define ROO_COMMON_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <stdarg.h>
 #include <time.h>
 
 #include "roo/roo.h"
@@ -89,10 +89,10 @@ void roo__logv(roo_log_level level, const char *fmt, va_list ap);
 #define roo__log_error(...) roo_log(ROO_LOG_ERROR, __VA_ARGS__)
 #define roo__log_warn(...) roo_log(ROO_LOG_WARN, __VA_ARGS__)
 #define roo__log_info(...) roo_log(ROO_LOG_INFO, __VA_ARGS__)
-#define roo__log_debug(...)                                                                \
-    do {                                                                                   \
-        if (roo__log_enabled(ROO_LOG_DEBUG))                                               \
-            roo_log(ROO_LOG_DEBUG, __VA_ARGS__);                                           \
+#define roo__log_debug(...)                                                                        \
+    do {                                                                                           \
+        if (roo__log_enabled(ROO_LOG_DEBUG))                                                       \
+            roo_log(ROO_LOG_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
 
 /*
@@ -108,7 +108,10 @@ typedef struct roo__ratelimit {
     uint64_t suppressed;
 } roo__ratelimit;
 
-#define ROO__RATELIMIT_INIT(interval_ms, burst_) { (int64_t)(interval_ms) * 1000000, (burst_), 0, 0, 0 }
+#define ROO__RATELIMIT_INIT(interval_ms, burst_)                                                   \
+    {                                                                                              \
+        (int64_t)(interval_ms) * 1000000, (burst_), 0, 0, 0                                        \
+    }
 
 /* Returns true if a line may be logged now; *ret_suppressed gets the lines skipped since. */
 bool roo__ratelimit_allow(roo__ratelimit *rl, uint64_t *ret_suppressed);

@@ -142,8 +142,7 @@ int roo_pipeline_to_state(roo_pipeline *p, const roo_state_step *step)
             break;
     }
     if (id < app->nstate_types && app->state_types[id] != t &&
-        (app->state_types[id]->size != t->size ||
-         app->state_types[id]->serialize != t->serialize))
+        (app->state_types[id]->size != t->size || app->state_types[id]->serialize != t->serialize))
         return ROO_ESETUP;
     if (id == app->nstate_types) {
         if (id >= UINT16_MAX)

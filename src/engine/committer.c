@@ -104,13 +104,14 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
         if (!failing)
             roo__log_error("cannot commit state to %s: %s (%s); holding %u batch(es) and "
                            "their output, retrying every second",
-                           e->cfg.resilience_dir, roo_strerror(rc),
-                           roo__store_errmsg(e->store), nbatches);
+                           e->cfg.resilience_dir, roo_strerror(rc), roo__store_errmsg(e->store),
+                           nbatches);
         failing = true;
         sleep(1);
         if (exit_requested(e, tail)) {
             roo__log_error("stopping with %u batch(es) uncommitted: their input is lost for "
-                           "plain clients", nbatches);
+                           "plain clients",
+                           nbatches);
             return false;
         }
     }

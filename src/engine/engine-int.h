@@ -121,13 +121,13 @@ enum {
 typedef struct roo__batch {
     roo__qnode node;
     struct roo__shard *owner;
-    uint64_t seq;       /* per shard, in seal order */
-    uint64_t nin;       /* frames decoded into this batch */
-    uint64_t nout;      /* records encoded for sinks */
-    roo__buf recs;      /* state records to commit */
+    uint64_t seq;  /* per shard, in seal order */
+    uint64_t nin;  /* frames decoded into this batch */
+    uint64_t nout; /* records encoded for sinks */
+    roo__buf recs; /* state records to commit */
     uint32_t nrecs;
-    unsigned refs;      /* io thread: sinks still writing this batch's output */
-    roo__buf out[];     /* one per sink */
+    unsigned refs;  /* io thread: sinks still writing this batch's output */
+    roo__buf out[]; /* one per sink */
 } roo__batch;
 
 /* Messages routed to another shard: records of u32 stage | u32 len | msg | pad to 8. */
@@ -170,8 +170,8 @@ typedef struct roo__shard {
     roo__queue inbox; /* eventfd queue: CONN, BATCH (returns), ROUTE, ROUTE_RETURN, STOP, EXIT */
     roo__io inbox_io;
 
-    roo__table *table;        /* state of this shard's partitions */
-    roo__entry **dirty;       /* entries saved since the current batch began */
+    roo__table *table;  /* state of this shard's partitions */
+    roo__entry **dirty; /* entries saved since the current batch began */
     size_t ndirty, dirty_cap;
 
     roo__batch *cur;          /* batch being filled; NULL when none is free */
@@ -181,19 +181,19 @@ typedef struct roo__shard {
     roo__batch **all_batches; /* every batch of the pool, to free them wherever they are */
     uint64_t batch_seq;
 
-    roo__route **route_out;   /* per destination shard: route buffer being filled */
-    roo__route *route_pool;   /* returned route buffers */
+    roo__route **route_out; /* per destination shard: route buffer being filled */
+    roo__route *route_pool; /* returned route buffers */
     unsigned routes_inflight;
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
-    roo__source_conn *conns;  /* doubly linked */
+    roo__source_conn *conns; /* doubly linked */
     unsigned nconns;
-    bool paused;              /* sources not being read */
+    bool paused; /* sources not being read */
     bool stopping;
     bool reported_quiescent;
-    roo__buf rbuf;            /* read buffer: a connection's partial frame + new bytes */
+    roo__buf rbuf; /* read buffer: a connection's partial frame + new bytes */
 
-    roo__ratelimit cb_rl;     /* callback error log lines */
+    roo__ratelimit cb_rl; /* callback error log lines */
 
     /* Counters, written by this shard only, read racily by status reports. */
     _Atomic uint64_t frames_in;
@@ -239,7 +239,7 @@ struct roo__engine {
     /* main <-> io: the drain finished (or timed out) */
     pthread_mutex_t done_lock;
     pthread_cond_t done_cond;
-    bool done;         /* guarded by done_lock */
+    bool done; /* guarded by done_lock */
     bool threads_started;
 };
 

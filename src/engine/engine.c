@@ -54,8 +54,10 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
         roo__buf_finish(&b);
         rc = roo__store_count(e->store, &n);
         if (rc == 0 && n > 0) {
-            snprintf(msg, cap, "%s holds %llu state records but no identity record; refusing "
-                     "to guess whose they are", dir, (unsigned long long)n);
+            snprintf(msg, cap,
+                     "%s holds %llu state records but no identity record; refusing "
+                     "to guess whose they are",
+                     dir, (unsigned long long)n);
             return ROO_EFORMAT;
         }
         rc = write_meta(e);
@@ -88,8 +90,8 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
         goto out;
     }
     if (strcmp(m.worker_name, e->cfg.worker_name) != 0) {
-        snprintf(msg, cap, "%s belongs to worker '%s', not '%s' (check --name)", dir,
-                 m.worker_name, e->cfg.worker_name);
+        snprintf(msg, cap, "%s belongs to worker '%s', not '%s' (check --name)", dir, m.worker_name,
+                 e->cfg.worker_name);
         rc = ROO_EAPPMISMATCH;
         goto out;
     }
@@ -101,8 +103,10 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
     }
     for (size_t i = 0; i < m.nstate_names; i++) {
         if (i >= e->app->nstate_types || strcmp(m.state_names[i], e->app->state_types[i]->name)) {
-            snprintf(msg, cap, "%s holds state '%s' (id %zu) that the application does not "
-                     "define at that place", dir, m.state_names[i], i);
+            snprintf(msg, cap,
+                     "%s holds state '%s' (id %zu) that the application does not "
+                     "define at that place",
+                     dir, m.state_names[i], i);
             rc = ROO_EAPPMISMATCH;
             goto out;
         }
@@ -140,15 +144,17 @@ static int recover_one(void *arg, uint16_t partition, uint16_t state_id, const u
 
     if (state_id >= e->app->nstate_types || partition >= e->cfg.partitions ||
         key_len > ROO_KEY_MAX) {
-        snprintf(rc->msg, rc->cap, "corrupt state record (partition %u, state id %u)",
-                 partition, state_id);
+        snprintf(rc->msg, rc->cap, "corrupt state record (partition %u, state id %u)", partition,
+                 state_id);
         return ROO_ESTATE;
     }
     t = e->app->state_types[state_id];
     h = roo__key_hash(key, key_len);
     if (roo__partition_of(h, e->cfg.partitions) != partition) {
-        snprintf(rc->msg, rc->cap, "state record of '%s' filed under partition %u, but its key "
-                 "hashes elsewhere", t->name, partition);
+        snprintf(rc->msg, rc->cap,
+                 "state record of '%s' filed under partition %u, but its key "
+                 "hashes elsewhere",
+                 t->name, partition);
         return ROO_ESTATE;
     }
     sh = &e->shards[e->part_shard[partition]];
@@ -162,8 +168,10 @@ static int recover_one(void *arg, uint16_t partition, uint16_t state_id, const u
         }
     } else {
         if (val_len != t->size) {
-            snprintf(rc->msg, rc->cap, "state '%s': stored record has %zu bytes, the type has "
-                     "%zu (changed struct?)", t->name, val_len, t->size);
+            snprintf(rc->msg, rc->cap,
+                     "state '%s': stored record has %zu bytes, the type has "
+                     "%zu (changed struct?)",
+                     t->name, val_len, t->size);
             return ROO_ESTATE;
         }
         memcpy(roo__entry_state(en), val, val_len);

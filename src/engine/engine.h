@@ -9,21 +9,21 @@ typedef struct roo__engine roo__engine;
 
 /* Everything the engine takes from the command line; see worker/config.h for defaults. */
 typedef struct roo__engine_cfg {
-    const char *program;        /* argv[0] basename, for messages */
+    const char *program; /* argv[0] basename, for messages */
     const char *worker_name;
     const char *resilience_dir;
-    const roo__addr *in;        /* one per source, in pipeline order */
+    const roo__addr *in; /* one per source, in pipeline order */
     size_t nin;
-    const roo__addr *out;       /* one per sink, in order */
+    const roo__addr *out; /* one per sink, in order */
     size_t nout;
     unsigned threads;
     uint32_t partitions;
     size_t max_frame;
     uint64_t map_size;
-    size_t batch_bytes;         /* seal a batch once its output reaches this */
+    size_t batch_bytes; /* seal a batch once its output reaches this */
     unsigned batches_per_shard;
-    size_t sink_replay_bytes;   /* output kept to resend after a sink reconnect */
-    int shutdown_timeout_ms;    /* how long a stop waits for a sink to take the output */
+    size_t sink_replay_bytes; /* output kept to resend after a sink reconnect */
+    int shutdown_timeout_ms;  /* how long a stop waits for a sink to take the output */
 } roo__engine_cfg;
 
 /*

@@ -279,8 +279,8 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
                               "output meanwhile",
                               s->addr_str, roo_strerror(rc));
             else
-                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str,
-                               s->failures, roo_strerror(rc));
+                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str, s->failures,
+                               roo_strerror(rc));
             sink_schedule_connect(s);
             return;
         }
@@ -291,8 +291,7 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             char b[32];
             roo__log_info("sink %s: connected; resending the last %s written before the "
                           "previous connection broke",
-                          s->addr_str,
-                          roo__fmt_bytes(s->written - s->replay_pos, b, sizeof(b)));
+                          s->addr_str, roo__fmt_bytes(s->written - s->replay_pos, b, sizeof(b)));
         } else {
             roo__log_info("sink %s: connected", s->addr_str);
         }

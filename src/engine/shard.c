@@ -65,7 +65,8 @@ int roo_emit(roo_emitter *out, const void *msg, size_t len)
     return 0;
 }
 
-static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, const roo__stage *st, const void *msg, size_t len)
+static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, const roo__stage *st,
+                                                             const void *msg, size_t len)
 {
     roo__buf *ob = &sh->cur->out[st->sink_idx];
     size_t room;
@@ -129,8 +130,8 @@ static void mark_dirty(roo__shard *sh, roo__entry *e)
     sh->dirty[sh->ndirty++] = e;
 }
 
-static inline __attribute__((always_inline)) void state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg,
-                        size_t len)
+static inline __attribute__((always_inline)) void
+state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len)
 {
     roo__engine *eng = sh->eng;
     uint8_t key[ROO_KEY_MAX];
@@ -155,8 +156,7 @@ static inline __attribute__((always_inline)) void state_stage(roo__shard *sh, co
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
     if (ROO__UNLIKELY(!e)) {
-        e = roo__table_insert(sh->table, h, st->state_id, part, key, (size_t)kl,
-                              st->state->size);
+        e = roo__table_insert(sh->table, h, st->state_id, part, key, (size_t)kl, st->state->size);
     }
     if (ROO__UNLIKELY(!(e->flags & ROO__ENTRY_READY))) {
         if (st->state->init) {
@@ -239,8 +239,8 @@ static void append_record(roo__shard *sh, roo__batch *b, roo__entry *e)
             uint64_t suppressed;
             atomic_fetch_add_explicit(&sh->callback_errors, 1, memory_order_relaxed);
             if (roo__ratelimit_allow(&sh->cb_rl, &suppressed))
-                roo__log_warn("state '%s': serialize failed: %s; this update is not saved",
-                              t->name, roo_strerror(n));
+                roo__log_warn("state '%s': serialize failed: %s; this update is not saved", t->name,
+                              roo_strerror(n));
             return;
         }
         if ((size_t)n <= cap) {
@@ -316,8 +316,8 @@ static void conn_close(roo__source_conn *c, bool log_it)
     roo__shard *sh = c->sh;
 
     if (log_it)
-        roo__log_info("source '%s': connection from %s closed after %llu frames",
-                      c->pipeline->name, c->peer, (unsigned long long)c->frames);
+        roo__log_info("source '%s': connection from %s closed after %llu frames", c->pipeline->name,
+                      c->peer, (unsigned long long)c->frames);
     roo__io_stop(sh->loop, &c->io);
     close(c->io.fd);
     if (c->prev)
@@ -348,9 +348,8 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
         if (ROO__UNLIKELY(drc < 0)) {
             roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
                           "(%zu-byte payload): %s; closing the connection",
-                          c->pipeline->name, c->peer,
-                          (unsigned long long)(c->frames + frames + 1), fr.payload_len,
-                          roo_strerror(drc));
+                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + frames + 1),
+                          fr.payload_len, roo_strerror(drc));
             rc = drc;
             break;
         }
@@ -459,8 +458,8 @@ static void conn_add(roo__shard *sh, const roo__conn_msg *m)
     if (!sh->paused) {
         rc = roo__io_start(sh->loop, &c->io, m->fd, EPOLLIN | EPOLLRDHUP);
         if (rc < 0) {
-            roo__log_error("source '%s': cannot watch connection from %s: %s", p->name,
-                           m->peer, roo_strerror(rc));
+            roo__log_error("source '%s': cannot watch connection from %s: %s", p->name, m->peer,
+                           roo_strerror(rc));
             close(m->fd);
             free(c);
             return;
@@ -547,8 +546,8 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         case ROO__Q_STOP:
             sh->stopping = true;
             if (sh->nconns)
-                roo__log_info("thread %u: closing %u source connection(s) for shutdown",
-                              sh->idx, sh->nconns);
+                roo__log_info("thread %u: closing %u source connection(s) for shutdown", sh->idx,
+                              sh->nconns);
             while (sh->conns)
                 conn_close(sh->conns, false);
             free(n);
@@ -597,9 +596,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
         seal(sh);
     flush_routes(sh);
 
-    want_pause = !sh->stopping &&
-                 (!sh->cur || batch_full(sh) ||
-                  sh->routes_inflight >= ROUTES_PER_DEST * sh->eng->nshards);
+    want_pause = !sh->stopping && (!sh->cur || batch_full(sh) ||
+                                   sh->routes_inflight >= ROUTES_PER_DEST * sh->eng->nshards);
     if (want_pause != sh->paused)
         set_paused(sh, want_pause);
 

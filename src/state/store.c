@@ -85,7 +85,7 @@ static int lock_dir(roo__store *s, const char *dir)
 }
 
 int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, char *errbuf,
-                   size_t errcap)
+                    size_t errcap)
 {
     roo__store *s = roo__xcalloc(1, sizeof(*s));
     MDB_txn *txn;
@@ -248,8 +248,7 @@ int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
         const uint8_t *kp = k.mv_data;
         int crc;
         if (k.mv_size < ROO__STORE_KEY_PREFIX) {
-            snprintf(s->errmsg, sizeof(s->errmsg), "state record with a %zu-byte key",
-                     k.mv_size);
+            snprintf(s->errmsg, sizeof(s->errmsg), "state record with a %zu-byte key", k.mv_size);
             crc = ROO_ESTATE;
         } else {
             crc = fn(arg, roo__load_be16(kp), roo__load_be16(kp + 2), kp + ROO__STORE_KEY_PREFIX,
@@ -282,8 +281,7 @@ int roo__store_txn_begin(roo__store *s)
 }
 
 int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_id,
-                             const uint8_t *key, size_t key_len, const uint8_t *val,
-                             size_t val_len)
+                             const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
 {
     uint8_t kb[ROO__STORE_KEY_PREFIX + ROO_KEY_MAX];
     MDB_val k, v = { val_len, (void *)val };

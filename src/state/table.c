@@ -89,9 +89,8 @@ static void *arena_alloc(roo__table *t, size_t n)
     return p;
 }
 
-roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id,
-                              uint16_t partition, const uint8_t *key, size_t key_len,
-                              size_t state_size)
+roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id, uint16_t partition,
+                              const uint8_t *key, size_t key_len, size_t state_size)
 {
     size_t state_off = ROO__ALIGN8(sizeof(roo__entry) + key_len);
     roo__entry *e;

@@ -94,9 +94,8 @@ static inline roo__entry *roo__table_find(const roo__table *t, uint64_t hash, ui
 }
 
 /* Insert a new entry (caller checked it is absent) with a zeroed state of state_size. */
-roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id,
-                              uint16_t partition, const uint8_t *key, size_t key_len,
-                              size_t state_size);
+roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id, uint16_t partition,
+                              const uint8_t *key, size_t key_len, size_t state_size);
 
 size_t roo__table_count(const roo__table *t);
 

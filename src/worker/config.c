@@ -48,56 +48,61 @@ static const struct option long_opts[] = {
 
 void roo__config_usage(FILE *f, const char *p)
 {
-    fprintf(f,
-"Usage: %s [OPTIONS] [-- APP-OPTIONS]\n"
-"\n"
-"Runs one roo worker of the application '%s'. Flags follow Wallaroo's names.\n"
-"\n"
-"Sources and sinks:\n"
-"  -i, --in ADDR[,ADDR...]      listen for source connections; one address per pipeline,\n"
-"                               in the order the application adds them (default %s)\n"
-"  -o, --out ADDR[,ADDR...]     connect to the sinks; one address per sink (default %s)\n"
-"      --max-frame BYTES        largest frame a source accepts; a bigger one closes its\n"
-"                               connection (default 64K, at most 16M)\n"
-"\n"
-"Identity and state:\n"
-"  -n, --name NAME              worker name (default '%s')\n"
-"  -r, --resilience-dir DIR     where the worker keeps its state in LMDB; restart with the\n"
-"                               same DIR to recover it (default %s<name>)\n"
-"      --partitions N           key partitions, fixed when DIR is created (default %u)\n"
-"      --map-size BYTES         initial LMDB map size; grows when full (default 1G)\n"
-"\n"
-"Cluster (Wallaroo-compatible names):\n"
-"  -t, --cluster-initializer    this worker starts the cluster\n"
-"  -w, --worker-count N         workers in the cluster (default 1)\n"
-"  -c, --control ADDR           initializer's control address\n"
-"  -d, --data ADDR              initializer's data address\n"
-"  -x, --my-control ADDR        this worker's control address (default: OS-chosen port)\n"
-"  -y, --my-data ADDR           this worker's data address (default: OS-chosen port)\n"
-"  -j, --join ADDR              join a running cluster through any worker's control address\n"
-"  -e, --external ADDR          address for operator tools\n"
-"  -m, --metrics ADDR           metrics receiver (accepted for compatibility; not used yet)\n"
-"\n"
-"Tuning:\n"
-"      --threads N              processing threads (default %u)\n"
-"      --batch-bytes BYTES      output and state bytes after which a batch is sealed\n"
-"                               even when commits lag (default 4M)\n"
-"      --batches N              batches per thread; when all wait for a commit or a sink,\n"
-"                               sources are paused (default %u)\n"
-"      --sink-replay BYTES      output kept to resend after a sink reconnects, since a sink\n"
-"                               that died may not have read it (default 16M; 0 disables)\n"
-"      --shutdown-timeout SECS  how long SIGTERM waits for sinks to take held output\n"
-"                               (default %u)\n"
-"      --log-level LEVEL        error, warn, info or debug (default info)\n"
-"\n"
-"  -h, --help                   show this help\n"
-"  -V, --version                show the version\n"
-"\n"
-"ADDR is HOST:PORT or [IPv6]:PORT. BYTES accepts K, M and G suffixes (powers of 1024).\n"
-"SIGTERM or SIGINT stop the worker cleanly: state committed, held output delivered.\n",
-            p, p, ROO__DEFAULT_IN, ROO__DEFAULT_OUT, ROO__DEFAULT_NAME, ROO__DEFAULT_DIR_PREFIX,
-            ROO__DEFAULT_PARTITIONS, ROO__DEFAULT_THREADS, ROO__DEFAULT_BATCHES,
-            ROO__DEFAULT_SHUTDOWN_S);
+    fprintf(
+        f,
+        "Usage: %s [OPTIONS] [-- APP-OPTIONS]\n"
+        "\n"
+        "Runs one roo worker of the application '%s'. Flags follow Wallaroo's names.\n"
+        "\n"
+        "Sources and sinks:\n"
+        "  -i, --in ADDR[,ADDR...]      listen for source connections; one address per pipeline,\n"
+        "                               in the order the application adds them (default %s)\n"
+        "  -o, --out ADDR[,ADDR...]     connect to the sinks; one address per sink (default %s)\n"
+        "      --max-frame BYTES        largest frame a source accepts; a bigger one closes its\n"
+        "                               connection (default 64K, at most 16M)\n"
+        "\n"
+        "Identity and state:\n"
+        "  -n, --name NAME              worker name (default '%s')\n"
+        "  -r, --resilience-dir DIR     where the worker keeps its state in LMDB; restart with "
+        "the\n"
+        "                               same DIR to recover it (default %s<name>)\n"
+        "      --partitions N           key partitions, fixed when DIR is created (default %u)\n"
+        "      --map-size BYTES         initial LMDB map size; grows when full (default 1G)\n"
+        "\n"
+        "Cluster (Wallaroo-compatible names):\n"
+        "  -t, --cluster-initializer    this worker starts the cluster\n"
+        "  -w, --worker-count N         workers in the cluster (default 1)\n"
+        "  -c, --control ADDR           initializer's control address\n"
+        "  -d, --data ADDR              initializer's data address\n"
+        "  -x, --my-control ADDR        this worker's control address (default: OS-chosen port)\n"
+        "  -y, --my-data ADDR           this worker's data address (default: OS-chosen port)\n"
+        "  -j, --join ADDR              join a running cluster through any worker's control "
+        "address\n"
+        "  -e, --external ADDR          address for operator tools\n"
+        "  -m, --metrics ADDR           metrics receiver (accepted for compatibility; not used "
+        "yet)\n"
+        "\n"
+        "Tuning:\n"
+        "      --threads N              processing threads (default %u)\n"
+        "      --batch-bytes BYTES      output and state bytes after which a batch is sealed\n"
+        "                               even when commits lag (default 4M)\n"
+        "      --batches N              batches per thread; when all wait for a commit or a sink,\n"
+        "                               sources are paused (default %u)\n"
+        "      --sink-replay BYTES      output kept to resend after a sink reconnects, since a "
+        "sink\n"
+        "                               that died may not have read it (default 16M; 0 disables)\n"
+        "      --shutdown-timeout SECS  how long SIGTERM waits for sinks to take held output\n"
+        "                               (default %u)\n"
+        "      --log-level LEVEL        error, warn, info or debug (default info)\n"
+        "\n"
+        "  -h, --help                   show this help\n"
+        "  -V, --version                show the version\n"
+        "\n"
+        "ADDR is HOST:PORT or [IPv6]:PORT. BYTES accepts K, M and G suffixes (powers of 1024).\n"
+        "SIGTERM or SIGINT stop the worker cleanly: state committed, held output delivered.\n",
+        p, p, ROO__DEFAULT_IN, ROO__DEFAULT_OUT, ROO__DEFAULT_NAME, ROO__DEFAULT_DIR_PREFIX,
+        ROO__DEFAULT_PARTITIONS, ROO__DEFAULT_THREADS, ROO__DEFAULT_BATCHES,
+        ROO__DEFAULT_SHUTDOWN_S);
 }
 
 static int fail(char *msg, size_t cap, const char *fmt, ...)
@@ -130,16 +135,16 @@ static int parse_addrs(int c, const char *v, roo__addr **ret, size_t *ret_n, cha
     size_t n;
 
     if (roo__addr_list_parse(v, &a, &n) < 0)
-        return fail(msg, cap, "--%s: '%s' is not a comma-separated list of HOST:PORT",
-                    opt_name(c), v);
+        return fail(msg, cap, "--%s: '%s' is not a comma-separated list of HOST:PORT", opt_name(c),
+                    v);
     free(*ret);
     *ret = a;
     *ret_n = n;
     return 0;
 }
 
-static int parse_num(int c, const char *v, uint64_t min, uint64_t max, uint64_t *ret,
-                     char *msg, size_t cap)
+static int parse_num(int c, const char *v, uint64_t min, uint64_t max, uint64_t *ret, char *msg,
+                     size_t cap)
 {
     if (roo__parse_uint(v, min, max, ret) < 0)
         return fail(msg, cap, "--%s: '%s' is not a whole number in %llu..%llu", opt_name(c), v,
@@ -147,8 +152,8 @@ static int parse_num(int c, const char *v, uint64_t min, uint64_t max, uint64_t 
     return 0;
 }
 
-static int parse_bytes(int c, const char *v, uint64_t min, uint64_t max, uint64_t *ret,
-                       char *msg, size_t cap)
+static int parse_bytes(int c, const char *v, uint64_t min, uint64_t max, uint64_t *ret, char *msg,
+                       size_t cap)
 {
     uint64_t n;
 

@@ -49,7 +49,7 @@ typedef struct roo__config {
     bool help;
     bool version;
 
-    int app_argc;    /* arguments after "--", with argv[0] first */
+    int app_argc; /* arguments after "--", with argv[0] first */
     char **app_argv;
 } roo__config;
 

@@ -173,8 +173,7 @@ out:
             roo__log_info("stopped: %llu frames in, %llu records out, %llu commits, %llu "
                           "callback errors",
                           (unsigned long long)st.frames_in, (unsigned long long)st.records_out,
-                          (unsigned long long)st.commits,
-                          (unsigned long long)st.callback_errors);
+                          (unsigned long long)st.commits, (unsigned long long)st.callback_errors);
     }
     roo_app_destroy(app);
     roo__config_finish(&cfg);

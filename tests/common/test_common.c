@@ -2,8 +2,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "common/buf.h"

@@ -70,7 +70,8 @@ static int dummy_deserialize(void *state, const uint8_t *buf, size_t len, void *
     return 0;
 }
 
-static const roo_source good_source = { .framing = ROO_FRAMING_LENGTH, .header_len = 4,
+static const roo_source good_source = { .framing = ROO_FRAMING_LENGTH,
+                                        .header_len = 4,
                                         .decode = dummy_decode };
 static const roo_state_type counter_type = { .name = "counter", .size = 8 };
 static const roo_sink good_sink = { .encode = dummy_encode };
@@ -95,8 +96,9 @@ static roo_pipeline *add_pipeline(roo_app *app, const char *name)
 
 static roo_state_step state_step(const char *name, const roo_state_type *t)
 {
-    return (roo_state_step){ .name = name, .state = t, .key = dummy_key,
-                             .compute = dummy_state_compute };
+    return (roo_state_step){
+        .name = name, .state = t, .key = dummy_key, .compute = dummy_state_compute
+    };
 }
 
 START_TEST(set_name_accepts_valid_names)
@@ -118,8 +120,15 @@ END_TEST
 
 START_TEST(set_name_rejects_invalid_names_and_keeps_the_old_one)
 {
-    static const char *const bad[] = { "", "has space", "slash/name", "tab\t", "caf\xc3\xa9",
-                                       "colon:", "sixty-five-characters-long-name-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" };
+    static const char *const bad[] = {
+        "",
+        "has space",
+        "slash/name",
+        "tab\t",
+        "caf\xc3\xa9",
+        "colon:",
+        "sixty-five-characters-long-name-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    };
     roo_app *app = new_app();
 
     ck_assert_uint_eq(strlen(bad[6]), 65);
@@ -200,8 +209,9 @@ START_TEST(to_state_with_serialize_but_no_deserialize_is_einval)
     roo_pipeline *p = add_pipeline(app, "p");
     roo_state_type only_ser = { .name = "s", .size = 8, .serialize = dummy_serialize };
     roo_state_type only_de = { .name = "s", .size = 8, .deserialize = dummy_deserialize };
-    roo_state_type both = { .name = "s", .size = 8, .serialize = dummy_serialize,
-                            .deserialize = dummy_deserialize };
+    roo_state_type both = {
+        .name = "s", .size = 8, .serialize = dummy_serialize, .deserialize = dummy_deserialize
+    };
     roo_state_step step = state_step("st", &only_ser);
 
     ck_assert_int_eq(roo_pipeline_to_state(p, &step), -EINVAL);
@@ -307,7 +317,8 @@ START_TEST(steps_are_linked_in_order_and_sinks_numbered)
 
     ck_assert_uint_eq(a->index, 0);
     ck_assert_uint_eq(a->first_stage, UINT32_MAX);
-    ck_assert_int_eq(roo_pipeline_to(a, &(roo_step){ .name = "parse", .compute = dummy_compute }), 0);
+    ck_assert_int_eq(roo_pipeline_to(a, &(roo_step){ .name = "parse", .compute = dummy_compute }),
+                     0);
     ck_assert_int_eq(roo_pipeline_to_state(a, &step), 0);
     ck_assert_int_eq(roo_pipeline_to(a, &(roo_step){ .compute = dummy_compute }), 0);
     ck_assert_int_eq(roo_pipeline_to_sink(a, &good_sink), 0);

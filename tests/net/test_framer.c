@@ -99,11 +99,12 @@ static void reader_finish(reader *r)
 static void assert_same_frames(const reader *got, const reader *want, const char *what,
                                size_t split)
 {
-    ck_assert_msg(got->nframes == want->nframes, "%s split %zu: %zu frames, want %zu", what,
-                  split, got->nframes, want->nframes);
+    ck_assert_msg(got->nframes == want->nframes, "%s split %zu: %zu frames, want %zu", what, split,
+                  got->nframes, want->nframes);
     for (size_t i = 0; i < want->nframes; i++)
-        ck_assert_msg(got->lens[i] == want->lens[i], "%s split %zu: frame %zu has %zu bytes, want %zu",
-                      what, split, i, got->lens[i], want->lens[i]);
+        ck_assert_msg(got->lens[i] == want->lens[i],
+                      "%s split %zu: frame %zu has %zu bytes, want %zu", what, split, i,
+                      got->lens[i], want->lens[i]);
     ck_assert_uint_eq(got->payloads.len, want->payloads.len);
     ck_assert_msg(memcmp(got->payloads.data, want->payloads.data, want->payloads.len) == 0,
                   "%s split %zu: payload bytes differ", what, split);
@@ -498,8 +499,18 @@ END_TEST
 START_TEST(line_frame_split_at_every_byte_yields_same_frames)
 {
     static const char *const lines[] = {
-        "hello\n", "\n", "\r\n", "world\r\n", "a\rb\n", "0123456789abcdef\n",
-        "0123456789abcdef\r\n", "x\n", "", "tab\there\n", "\n", "last line\r\n",
+        "hello\n",
+        "\n",
+        "\r\n",
+        "world\r\n",
+        "a\rb\n",
+        "0123456789abcdef\n",
+        "0123456789abcdef\r\n",
+        "x\n",
+        "",
+        "tab\there\n",
+        "\n",
+        "last line\r\n",
     };
     roo__framer f = make_line_framer(16);
     reader want = { .f = &f };

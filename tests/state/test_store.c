@@ -265,8 +265,7 @@ START_TEST(key_longer_than_key_max_is_rejected)
 
     memset(key, 'k', sizeof(key));
     ck_assert_int_eq(roo__store_txn_begin(s), 0);
-    ck_assert_int_eq(roo__store_txn_put_state(s, 0, 0, key, ROO_KEY_MAX + 1, key, 1),
-                     ROO_EKEYSIZE);
+    ck_assert_int_eq(roo__store_txn_put_state(s, 0, 0, key, ROO_KEY_MAX + 1, key, 1), ROO_EKEYSIZE);
     ck_assert_int_eq(roo__store_txn_put_state(s, 0, 0, key, ROO_KEY_MAX, key, 1), 0);
     ck_assert_int_eq(roo__store_txn_commit(s), 0);
     ck_assert_int_eq(roo__store_count(s, &n), 0);
@@ -432,7 +431,8 @@ START_TEST(million_keys_commit_in_several_txns_and_scan_back)
             uint8_t key[4], val[8];
             roo__store_be32(key, i);
             roo__store_be64(val, (uint64_t)i * 3);
-            ck_assert_int_eq(roo__store_txn_put_state(s, (uint16_t)(i >> 12), 7, key, 4, val, 8), 0);
+            ck_assert_int_eq(roo__store_txn_put_state(s, (uint16_t)(i >> 12), 7, key, 4, val, 8),
+                             0);
         }
         ck_assert_int_eq(roo__store_txn_commit(s), 0);
     }

@@ -87,8 +87,8 @@ START_TEST(keys_of_different_lengths_are_distinct)
     eb = roo__table_insert(t, roo__key_hash(big, sizeof(big)), 0, 0, big, sizeof(big), 8);
     ck_assert_ptr_eq(roo__table_find(t, roo__key_hash(big, sizeof(big)), 0, big, sizeof(big)), eb);
     ck_assert_mem_eq(eb->key, big, sizeof(big));
-    ck_assert_ptr_null(roo__table_find(t, roo__key_hash(big, sizeof(big) - 1), 0, big,
-                                       sizeof(big) - 1));
+    ck_assert_ptr_null(
+        roo__table_find(t, roo__key_hash(big, sizeof(big) - 1), 0, big, sizeof(big) - 1));
     roo__table_destroy(t, NULL, NULL);
 }
 END_TEST
@@ -129,8 +129,8 @@ START_TEST(growth_past_many_resizes_keeps_every_key_and_pointer)
     ck_assert_uint_eq(roo__table_count(t), N);
     for (uint32_t i = 0; i < N; i++) {
         int n = snprintf(key, sizeof(key), "key-%u", i);
-        roo__entry *e = roo__table_find(t, roo__key_hash(key, (size_t)n), 0,
-                                        (const uint8_t *)key, (size_t)n);
+        roo__entry *e =
+            roo__table_find(t, roo__key_hash(key, (size_t)n), 0, (const uint8_t *)key, (size_t)n);
         ck_assert_msg(e == saved[i], "key %u moved or vanished", i);
         ck_assert_uint_eq(*(uint64_t *)roo__entry_state(e), (uint64_t)i * 31 + 7);
         ck_assert_uint_eq(e->key_len, (unsigned)n);
@@ -150,7 +150,8 @@ START_TEST(state_area_is_zeroed_and_8_byte_aligned)
     for (size_t klen = 0; klen <= 40; klen++) {
         for (size_t ssize = 1; ssize <= 33; ssize += 4) {
             uint16_t sid = (uint16_t)ssize;
-            roo__entry *e = roo__table_insert(t, roo__key_hash(key, klen), sid, 0, key, klen, ssize);
+            roo__entry *e =
+                roo__table_insert(t, roo__key_hash(key, klen), sid, 0, key, klen, ssize);
             uint8_t *st = roo__entry_state(e);
 
             ck_assert_msg(((uintptr_t)st & 7) == 0, "klen %zu size %zu unaligned", klen, ssize);

@@ -19,7 +19,8 @@ static void assert_meta_eq(const roo__meta *a, const roo__meta *b)
 
 START_TEST(meta_round_trips_with_several_state_names)
 {
-    char *names[] = { "letter-totals", "word.counts", "x", "", "a-much-longer_state.name-0123456789" };
+    char *names[] = { "letter-totals", "word.counts", "x", "",
+                      "a-much-longer_state.name-0123456789" };
     roo__meta in = {
         .format_version = ROO__FORMAT_VERSION,
         .app_name = "alphabet",
@@ -63,9 +64,14 @@ END_TEST
 START_TEST(encode_appends_to_what_the_buffer_holds)
 {
     char *names[] = { "s" };
-    roo__meta in = { .format_version = 1, .app_name = "app", .worker_name = "w",
-                     .partitions = 8, .state_names = names, .nstate_names = 1,
-                     .roo_version = "0.1.0", .created_unix_ms = 5 };
+    roo__meta in = { .format_version = 1,
+                     .app_name = "app",
+                     .worker_name = "w",
+                     .partitions = 8,
+                     .state_names = names,
+                     .nstate_names = 1,
+                     .roo_version = "0.1.0",
+                     .created_unix_ms = 5 };
     roo__buf b = { 0 };
     roo__meta out;
 
@@ -103,7 +109,10 @@ START_TEST(garbage_bytes_are_rejected_with_ewire)
         { "all ones", "\xff\xff\xff\xff", 4 },
         { "field number 0", "\x00\x01", 2 },
         { "string field sent as varint", "\x10\x01", 2 },
-        { "string longer than the input", "\x12\x05" "ab", 4 },
+        { "string longer than the input",
+          "\x12\x05"
+          "ab",
+          4 },
         { "truncated varint", "\x08\x80", 2 },
         { "group wire type", "\x0b", 1 },
         { "plain text", "hello world, not protobuf", 25 },
@@ -122,9 +131,14 @@ END_TEST
 START_TEST(truncated_encoding_is_rejected_with_ewire)
 {
     char *names[] = { "state-one", "state-two" };
-    roo__meta in = { .format_version = 1, .app_name = "alphabet", .worker_name = "initializer",
-                     .partitions = 256, .state_names = names, .nstate_names = 2,
-                     .roo_version = "0.1.0", .created_unix_ms = 1700000000000ull };
+    roo__meta in = { .format_version = 1,
+                     .app_name = "alphabet",
+                     .worker_name = "initializer",
+                     .partitions = 256,
+                     .state_names = names,
+                     .nstate_names = 2,
+                     .roo_version = "0.1.0",
+                     .created_unix_ms = 1700000000000ull };
     roo__buf b = { 0 };
     size_t rejected = 0;
 
@@ -151,8 +165,11 @@ START_TEST(meta_of_exactly_meta_max_is_accepted)
     size_t n = ROO__META_MAX - 4;
     char *name = malloc(n + 1);
     char *names[] = { name };
-    roo__meta in = { .app_name = "", .worker_name = "", .roo_version = "",
-                     .state_names = names, .nstate_names = 1 };
+    roo__meta in = { .app_name = "",
+                     .worker_name = "",
+                     .roo_version = "",
+                     .state_names = names,
+                     .nstate_names = 1 };
     roo__buf b = { 0 };
     roo__meta out;
 
@@ -174,8 +191,11 @@ START_TEST(meta_over_meta_max_is_rejected_both_ways)
     size_t n = ROO__META_MAX - 3; /* one byte too many */
     char *name = malloc(n + 1);
     char *names[] = { name };
-    roo__meta in = { .app_name = "", .worker_name = "", .roo_version = "",
-                     .state_names = names, .nstate_names = 1 };
+    roo__meta in = { .app_name = "",
+                     .worker_name = "",
+                     .roo_version = "",
+                     .state_names = names,
+                     .nstate_names = 1 };
     roo__buf b = { 0 };
     roo__meta out;
 

@@ -77,8 +77,7 @@ START_TEST(defaults_are_filled_in)
     ck_assert_int_eq(c.cfg.log_level, ROO_LOG_INFO);
     ck_assert(!c.cfg.initializer);
     ck_assert(!c.cfg.has_control && !c.cfg.has_data && !c.cfg.has_my_control &&
-              !c.cfg.has_my_data && !c.cfg.has_external && !c.cfg.has_metrics &&
-              !c.cfg.has_join);
+              !c.cfg.has_my_data && !c.cfg.has_external && !c.cfg.has_metrics && !c.cfg.has_join);
     ck_assert(!c.cfg.help && !c.cfg.version);
     done(&c);
 }
@@ -88,15 +87,14 @@ START_TEST(every_long_flag_is_parsed)
 {
     cmdline c;
 
-    ck_assert_int_eq(parse(&c, "--in", "0.0.0.0:9000", "--out", "sink:9001", "--name", "w-2",
-                           "--resilience-dir", "/tmp/rd", "--cluster-initializer",
-                           "--worker-count", "3", "--control", "c:1", "--data", "d:2",
-                           "--my-control", "mc:3", "--my-data", "md:4", "--external", "e:5",
-                           "--metrics", "m:6", "--threads", "4", "--log-level", "debug",
-                           "--max-frame", "1M", "--partitions", "1024", "--map-size", "2G",
-                           "--batch-bytes", "64K", "--batches", "16", "--sink-replay", "0",
-                           "--shutdown-timeout", "30", NULL),
-                     0);
+    ck_assert_int_eq(
+        parse(&c, "--in", "0.0.0.0:9000", "--out", "sink:9001", "--name", "w-2", "--resilience-dir",
+              "/tmp/rd", "--cluster-initializer", "--worker-count", "3", "--control", "c:1",
+              "--data", "d:2", "--my-control", "mc:3", "--my-data", "md:4", "--external", "e:5",
+              "--metrics", "m:6", "--threads", "4", "--log-level", "debug", "--max-frame", "1M",
+              "--partitions", "1024", "--map-size", "2G", "--batch-bytes", "64K", "--batches", "16",
+              "--sink-replay", "0", "--shutdown-timeout", "30", NULL),
+        0);
     assert_addr(&c.cfg.in[0], "0.0.0.0", "9000");
     assert_addr(&c.cfg.out[0], "sink", "9001");
     ck_assert_str_eq(c.cfg.name, "w-2");
@@ -139,9 +137,9 @@ START_TEST(every_short_flag_is_parsed)
 {
     cmdline c;
 
-    ck_assert_int_eq(parse(&c, "-i", "h:1", "-o", "h:2", "-n", "short", "-r", "/tmp/s", "-t",
-                           "-w", "5", "-c", "h:3", "-d", "h:4", "-x", "h:5", "-y", "h:6", "-e",
-                           "h:7", "-m", "h:8", NULL),
+    ck_assert_int_eq(parse(&c, "-i", "h:1", "-o", "h:2", "-n", "short", "-r", "/tmp/s", "-t", "-w",
+                           "5", "-c", "h:3", "-d", "h:4", "-x", "h:5", "-y", "h:6", "-e", "h:7",
+                           "-m", "h:8", NULL),
                      0);
     assert_addr(&c.cfg.in[0], "h", "1");
     assert_addr(&c.cfg.out[0], "h", "2");
@@ -173,8 +171,8 @@ START_TEST(long_flags_with_equals_values_are_parsed)
     ck_assert_int_eq(parse(&c, "--in=a:1,b:2", "--out=o:3", "--name=eq", "--resilience-dir=/d",
                            "--worker-count=2", "--control=c:4", "--threads=8",
                            "--log-level=warning", "--max-frame=512", "--partitions=7",
-                           "--map-size=1MiB", "--batch-bytes=4K", "--batches=2",
-                           "--sink-replay=1K", "--shutdown-timeout=0", NULL),
+                           "--map-size=1MiB", "--batch-bytes=4K", "--batches=2", "--sink-replay=1K",
+                           "--shutdown-timeout=0", NULL),
                      0);
     ck_assert_uint_eq(c.cfg.nin, 2);
     assert_addr(&c.cfg.out[0], "o", "3");

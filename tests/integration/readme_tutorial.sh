@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's tutorial application, extracted from README.md exactly as a reader would copy
+# it, must compile against libroo and behave as the README says, including after kill -9.
+source "$(dirname "$0")/lib.sh"
+watchdog 90
+
+sed -n '/<!-- tutorial:sums.c begin -->/,/<!-- tutorial:sums.c end -->/p' "$SRC/README.md" |
+    sed '1,2d;$d' | sed '$d' >"$T/sums.c"
+grep -q 'roo_main(argc, argv, setup)' "$T/sums.c" || fail "could not extract the tutorial from README.md"
+
+CC=${CC:-cc}
+extra=()
+# A sanitized build's libroo needs the sanitizer runtimes at link time too.
+if meson introspect --buildoptions "$BUILD" 2>/dev/null | grep -Eq '"name": "b_sanitize", "value": "[a-z]'; then
+    extra=(-fsanitize=address,undefined)
+fi
+"$CC" -std=c11 -Wall -Wextra -Werror -O2 "${extra[@]}" -I"$SRC/include" "$T/sums.c" \
+    "$BUILD/src/libroo.a" -llmdb -lprotobuf-c -lxxhash -pthread -o "$T/sums" ||
+    fail "the README tutorial does not compile with the README's command"
+
+IN=$(free_port)
+OUT=$(free_port)
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --newlines --output "$T/out.txt" --expect 4 \
+    --timeout 30 --quiet
+wait_log recv 'listening on' 10
+start sums "$T/sums" --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/state"
+wait_log sums 'ready:' 10
+printf 'alice 5\nbob 7\nalice 10\n' >"/dev/tcp/127.0.0.1/$IN"
+wait_file_size "$T/out.txt" 23 10
+kill9 sums
+start sums2 "$T/sums" --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/state"
+wait_log sums2 'ready:' 10
+printf 'alice 1\n' >"/dev/tcp/127.0.0.1/$IN"
+wait_exit recv 20 || fail "receiver: $(tail -1 "$T/recv.log")"
+[ "$(cat "$T/out.txt")" = "$(printf 'alice 5\nbob 7\nalice 15\nalice 16')" ] ||
+    fail "tutorial output was: $(cat "$T/out.txt")"
+stop sums2 || fail "tutorial app did not stop cleanly"
+pass "README tutorial compiles and prints alice 5, bob 7, alice 15, then alice 16 after kill -9"
