@@ -10,9 +10,11 @@ grep -q 'roo_main(argc, argv, setup)' "$T/sums.c" || fail "could not extract the
 
 CC=${CC:-cc}
 extra=()
-# A sanitized build's libroo needs the sanitizer runtimes at link time too.
-if meson introspect --buildoptions "$BUILD" 2>/dev/null | grep -Eq '"name": "b_sanitize", "value": "[a-z]'; then
-    extra=(-fsanitize=address,undefined)
+# A sanitized build's libroo needs the same sanitizer runtimes at link time.
+san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
+    grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)
+if [ -n "$san" ] && [ "$san" != none ]; then
+    extra=(-fsanitize="$san")
 fi
 "$CC" -std=c11 -Wall -Wextra -Werror -O2 "${extra[@]}" -I"$SRC/include" "$T/sums.c" \
     "$BUILD/src/libroo.a" -llmdb -lprotobuf-c -lxxhash -pthread -o "$T/sums" ||
