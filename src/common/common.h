@@ -56,6 +56,19 @@ static inline uint64_t roo__load_be64(const uint8_t *p)
     return __builtin_bswap64(v);
 }
 
+static inline uint32_t roo__load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void roo__store_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 static inline void roo__store_be16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);

@@ -143,6 +143,19 @@ void *roo__committer_main(void *arg)
                 exit_seen = true;
                 continue;
             }
+            if (n->kind == ROO__Q_META) {
+                /* Batches queued before it are committed first, so the order holds. */
+                roo__meta_msg *m = (roo__meta_msg *)n;
+                if (head && !commit_all(e, head, &tail))
+                    return NULL;
+                head = tail = NULL;
+                m->result = roo__store_meta_put(e->store, m->encoded.data, m->encoded.len);
+                if (m->result < 0)
+                    roo__log_error("cannot store the cluster identity in %s: %s",
+                                   e->cfg.resilience_dir, roo__store_errmsg(e->store));
+                roo__queue_push(&e->io_q, n);
+                continue;
+            }
             n->next = NULL;
             if (tail)
                 tail->next = n;

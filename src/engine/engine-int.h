@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "cluster/cluster.h"
 #include "common/buf.h"
 #include "common/queue.h"
 #include "engine/engine.h"
@@ -102,6 +103,8 @@ enum {
     ROO__Q_STOP,         /* main -> io -> shards: stop reading sources, drain */
     ROO__Q_STATUS,       /* shard -> io: quiescent or busy again (while stopping) */
     ROO__Q_EXIT,         /* main -> everyone: leave the loop now */
+    ROO__Q_ROUTES,       /* io -> shard: a new partition table (where each partition goes) */
+    ROO__Q_META,         /* io -> committer -> io: write the identity record, then report */
 };
 
 /*
@@ -126,17 +129,44 @@ typedef struct roo__batch {
     uint64_t nout; /* records encoded for sinks */
     roo__buf recs; /* state records to commit */
     uint32_t nrecs;
-    unsigned refs;  /* io thread: sinks still writing this batch's output */
-    roo__buf out[]; /* one per sink */
+    unsigned refs;      /* io thread: sinks still writing this batch's output */
+    struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
+    roo__buf out[];     /* one per sink */
 } roo__batch;
 
 /* Messages routed to another shard: records of u32 stage | u32 len | msg | pad to 8. */
 typedef struct roo__route {
     roo__qnode node;
-    struct roo__shard *from;
+    struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
     roo__buf data;
     uint64_t nmsgs;
+    uint32_t worker; /* destination worker index (remote routes) */
+    uint32_t thread; /* destination thread on that worker */
 } roo__route;
+
+/* Where a partition's messages go: a local shard, or a thread of another worker. */
+typedef struct roo__dest {
+    uint32_t worker; /* topology index; the local worker for local shards */
+    uint32_t thread;
+} roo__dest;
+
+/*
+ * A partition table for one shard. part_dest[p] < nshards is a local shard; anything else
+ * indexes dests[] (a thread of another worker). Shards own their copy, replaced whole.
+ */
+typedef struct roo__routes_msg {
+    roo__qnode node;
+    uint32_t partitions;
+    uint16_t *part_dest;
+    roo__dest *dests;
+    uint32_t ndests;
+} roo__routes_msg;
+
+typedef struct roo__meta_msg {
+    roo__qnode node;
+    roo__buf encoded; /* the WorkerMeta to store */
+    int result;       /* set by the committer */
+} roo__meta_msg;
 
 typedef struct roo__conn_msg {
     roo__qnode node;
@@ -181,9 +211,14 @@ typedef struct roo__shard {
     roo__batch **all_batches; /* every batch of the pool, to free them wherever they are */
     uint64_t batch_seq;
 
-    roo__route **route_out; /* per destination shard: route buffer being filled */
+    uint16_t *part_dest; /* partition -> destination (see roo__routes_msg) */
+    roo__dest *dests;
+    uint32_t ndests;
+    roo__route **route_out; /* per destination: route buffer being filled */
+    uint32_t route_cap;     /* entries in route_out */
     roo__route *route_pool; /* returned route buffers */
     unsigned routes_inflight;
+    roo__route *remote_pending, *remote_tail; /* remote routes waiting for the next seal */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
     roo__source_conn *conns; /* doubly linked */
@@ -199,9 +234,13 @@ typedef struct roo__shard {
     _Atomic uint64_t frames_in;
     _Atomic uint64_t records_out;
     _Atomic uint64_t callback_errors;
+    _Atomic uint64_t routed_out; /* messages sent to other workers */
+    _Atomic uint64_t keys_pub;   /* table size, published at each seal */
+    _Atomic unsigned nconns_pub; /* source connections, published on change */
 } roo__shard;
 
 typedef struct roo__sink roo__sink;
+typedef struct roo__cluster roo__cluster;
 
 struct roo__engine {
     roo_app *app;
@@ -227,6 +266,14 @@ struct roo__engine {
     int *listen_fds;
     roo__io *listen_ios;
     size_t nlisten;
+    bool sources_open;     /* io: listening (the cluster is ready) */
+    roo__cluster *cluster; /* io thread */
+    _Atomic uint64_t routed_in;
+    _Atomic bool exit_requested; /* the cluster asked this worker to stop (roo-ctl shutdown) */
+    _Atomic int fatal_status;    /* non-zero: stop and exit with this status */
+    roo__topology *saved_topology; /* from the resilience directory, until the cluster takes it */
+    bool cluster_stopping;       /* io: a coordinated stop is running: wait for Exit */
+    bool exit_received;          /* io: the initializer said exit */
     unsigned next_shard; /* round-robin for accepted connections */
     roo__sink *sinks;
     size_t nsinks;
@@ -246,7 +293,13 @@ struct roo__engine {
 /* shard.c */
 int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx);
 void roo__shard_finish(roo__shard *sh);
+/* Install a partition table (takes ownership of m); shard thread, or before it starts. */
+void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m);
 void *roo__shard_main(void *arg);
+
+/* engine.c */
+int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo, roo__buf *out);
+bool roo__engine_has_state(const roo__engine *e);
 
 /* committer.c */
 void *roo__committer_main(void *arg);
@@ -254,6 +307,11 @@ void *roo__committer_main(void *arg);
 /* io.c */
 int roo__io_init(roo__engine *e);
 int roo__io_listen(roo__engine *e, char *msg, size_t cap);
+void roo__io_open_sources(roo__engine *e);
+void roo__io_start_stop(roo__engine *e);
+void roo__io_check_drained(roo__engine *e);
+bool roo__io_sinks_idle(const roo__engine *e);
+bool roo__io_shards_quiescent(const roo__engine *e);
 void roo__io_finish(roo__engine *e);
 void *roo__io_main(void *arg);
 

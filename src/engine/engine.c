@@ -15,7 +15,7 @@ static uint64_t now_unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-static int write_meta(roo__engine *e)
+int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo, roo__buf *out)
 {
     roo__meta m = {
         .format_version = ROO__FORMAT_VERSION,
@@ -26,22 +26,38 @@ static int write_meta(roo__engine *e)
         .roo_version = (char *)ROO_VERSION_STRING,
         .created_unix_ms = now_unix_ms(),
     };
-    roo__buf b = { 0 };
     int rc;
 
-    m.state_names = roo__xcalloc(e->app->nstate_types, sizeof(char *));
+    if (topo) {
+        m.has_topology = true;
+        m.topology = *topo;
+    }
+    m.state_names = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1, sizeof(char *));
     for (size_t i = 0; i < e->app->nstate_types; i++)
         m.state_names[i] = (char *)e->app->state_types[i]->name;
-    rc = roo__wire_meta_encode(&m, &b);
+    rc = roo__wire_meta_encode(&m, out);
+    free(m.state_names);
+    return rc;
+}
+
+bool roo__engine_has_state(const roo__engine *e)
+{
+    return e->recovered_keys > 0;
+}
+
+static int write_meta(roo__engine *e, const roo__topology *topo)
+{
+    roo__buf b = { 0 };
+    int rc = roo__engine_encode_meta(e, topo, &b);
+
     if (rc == 0)
         rc = roo__store_meta_put(e->store, b.data, b.len);
-    free(m.state_names);
     roo__buf_finish(&b);
     return rc;
 }
 
 /* Make sure the directory holds this worker's state (or nothing yet). */
-static int check_meta(roo__engine *e, char *msg, size_t cap)
+static int check_meta(roo__engine *e, roo__topology **ret_topology, char *msg, size_t cap)
 {
     const char *dir = e->cfg.resilience_dir;
     roo__buf b = { 0 };
@@ -60,7 +76,7 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
                      dir, (unsigned long long)n);
             return ROO_EFORMAT;
         }
-        rc = write_meta(e);
+        rc = write_meta(e, NULL);
         if (rc < 0)
             snprintf(msg, cap, "cannot write the identity record in %s: %s", dir,
                      roo__store_errmsg(e->store));
@@ -95,7 +111,10 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
         rc = ROO_EAPPMISMATCH;
         goto out;
     }
-    if (m.partitions != e->cfg.partitions) {
+    if (m.has_topology && e->cfg.mode != ROO__STANDALONE) {
+        /* A cluster member's partition count is the cluster's, fixed at formation. */
+        e->cfg.partitions = m.partitions;
+    } else if (m.partitions != e->cfg.partitions) {
         snprintf(msg, cap, "%s was created with --partitions %u, not %u; keys would move", dir,
                  m.partitions, e->cfg.partitions);
         rc = ROO_EAPPMISMATCH;
@@ -114,14 +133,18 @@ static int check_meta(roo__engine *e, char *msg, size_t cap)
     /* New state types appended by a newer build of the app: record them. */
     rewrite = m.nstate_names < e->app->nstate_types;
     rc = 0;
+    if (m.has_topology) {
+        *ret_topology = roo__xcalloc(1, sizeof(roo__topology));
+        roo__topology_copy(&m.topology, *ret_topology);
+    }
 out:
-    roo__wire_meta_finish(&m);
     if (rc == 0 && rewrite) {
-        rc = write_meta(e);
+        rc = write_meta(e, m.has_topology ? &m.topology : NULL);
         if (rc < 0)
             snprintf(msg, cap, "cannot update the identity record in %s: %s", dir,
                      roo__store_errmsg(e->store));
     }
+    roo__wire_meta_finish(&m);
     return rc;
 }
 
@@ -185,6 +208,7 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
                        char *msg, size_t cap)
 {
     roo__engine *e;
+    roo__topology *saved = NULL;
     recover_ctx rctx;
     int64_t t0;
     int rc;
@@ -210,9 +234,6 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     e->nlisten = app->npipelines;
     pthread_mutex_init(&e->done_lock, NULL);
     pthread_cond_init(&e->done_cond, NULL);
-    e->part_shard = roo__xcalloc(cfg->partitions, sizeof(uint16_t));
-    for (uint32_t p = 0; p < cfg->partitions; p++)
-        e->part_shard[p] = (uint16_t)(p % e->nshards);
     rc = roo__queue_init(&e->commit_q, false);
     if (rc == 0)
         rc = roo__queue_init(&e->io_q, true);
@@ -236,9 +257,14 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     rc = roo__store_open(cfg->resilience_dir, cfg->map_size, &e->store, msg, cap);
     if (rc < 0)
         goto err;
-    rc = check_meta(e, msg, cap);
+    rc = check_meta(e, &saved, msg, cap);
     if (rc < 0)
         goto err;
+    e->part_shard = roo__xcalloc(e->cfg.partitions, sizeof(uint16_t));
+    for (uint32_t p = 0; p < e->cfg.partitions; p++)
+        e->part_shard[p] = (uint16_t)(p % e->nshards);
+    for (unsigned i = 0; i < e->nshards; i++)
+        e->shards[i].partitions = e->cfg.partitions;
     t0 = roo__now_ns();
     rctx = (recover_ctx){ e, msg, cap };
     rc = roo__store_scan(e->store, recover_one, &rctx);
@@ -249,10 +275,21 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         goto err;
     }
     e->recovered_ms = (roo__now_ns() - t0) / 1000000;
+    rc = roo__cluster_create(e, saved, msg, cap);
+    if (rc < 0)
+        goto err;
+    if (saved) {
+        roo__topology_finish(saved);
+        free(saved);
+    }
     *ret_engine = e;
     return 0;
 
 err:
+    if (saved) {
+        roo__topology_finish(saved);
+        free(saved);
+    }
     roo__engine_destroy(e);
     return rc;
 }
@@ -340,6 +377,16 @@ void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats)
     *ret_stats = st;
 }
 
+int roo__engine_fatal_status(roo__engine *e)
+{
+    return atomic_load(&e->fatal_status);
+}
+
+bool roo__engine_cluster_exit(roo__engine *e)
+{
+    return atomic_load(&e->exit_requested);
+}
+
 void roo__engine_recovery_info(const roo__engine *e, uint64_t *ret_keys, int64_t *ret_ms)
 {
     *ret_keys = e->recovered_keys;
@@ -362,6 +409,7 @@ void roo__engine_destroy(roo__engine *e)
         pthread_join(e->io_thread, NULL);
         e->threads_started = false;
     }
+    roo__cluster_destroy(e);
     if (e->io_loop)
         roo__io_finish(e);
     for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
@@ -376,6 +424,10 @@ void roo__engine_destroy(roo__engine *e)
     }
     for (roo__qnode *n = roo__queue_take_all(&e->io_q), *next; n; n = next) {
         next = n->next;
+        if (n->kind == ROO__Q_ROUTE_RETURN)
+            roo__buf_finish(&((roo__route *)n)->data);
+        if (n->kind == ROO__Q_META)
+            roo__buf_finish(&((roo__meta_msg *)n)->encoded);
         if (n->kind != ROO__Q_BATCH)
             free(n);
     }

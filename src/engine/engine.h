@@ -7,6 +7,12 @@
 
 typedef struct roo__engine roo__engine;
 
+typedef enum roo__cluster_mode {
+    ROO__STANDALONE,  /* one worker, no cluster flags */
+    ROO__INITIALIZER, /* --cluster-initializer */
+    ROO__JOINER,      /* --control without --cluster-initializer: an initial worker */
+} roo__cluster_mode;
+
 /* Everything the engine takes from the command line; see worker/config.h for defaults. */
 typedef struct roo__engine_cfg {
     const char *program; /* argv[0] basename, for messages */
@@ -24,6 +30,15 @@ typedef struct roo__engine_cfg {
     unsigned batches_per_shard;
     size_t sink_replay_bytes; /* output kept to resend after a sink reconnect */
     int shutdown_timeout_ms;  /* how long a stop waits for a sink to take the output */
+
+    roo__cluster_mode mode;
+    unsigned worker_count; /* initializer: workers in the cluster, itself included */
+    bool has_control, has_data, has_my_control, has_my_data, has_external;
+    roo__addr control;    /* initializer: listen; joiner: the initializer's address */
+    roo__addr data;       /* initializer: data listen address */
+    roo__addr my_control; /* joiner: own control listen address */
+    roo__addr my_data;    /* joiner: own data listen address */
+    roo__addr external;   /* operator channel */
 } roo__engine_cfg;
 
 /*
@@ -44,6 +59,11 @@ bool roo__engine_wait_done(roo__engine *e, int timeout_ms);
 
 /* Join the threads (after a stop) and release everything. Accepts NULL. */
 void roo__engine_destroy(roo__engine *e);
+
+/* 0, or the exit status the worker must end with (the cluster refused it, ...). */
+int roo__engine_fatal_status(roo__engine *e);
+/* True if the stop was asked for by the cluster (roo-ctl shutdown), not by a signal. */
+bool roo__engine_cluster_exit(roo__engine *e);
 
 /* Counters for the stop summary. */
 typedef struct roo__engine_stats {

@@ -20,8 +20,9 @@
  *          ^ written - ring_len          ^ starts[0]                        ^ written
  */
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -54,6 +55,7 @@ struct roo__sink {
     uint64_t pending_bytes;
 
     uint64_t written; /* stream offset: bytes handed to the kernel, all connections */
+    uint64_t conn_base; /* stream offset of this connection's first byte */
 
     /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
     uint8_t *ring;
@@ -137,7 +139,6 @@ static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
 
 static void sink_schedule_connect(roo__sink *s);
 static void sink_update_events(roo__sink *s);
-static void check_drained(roo__engine *e);
 
 static void sink_batch_done(roo__sink *s, roo__batch *b)
 {
@@ -173,17 +174,51 @@ static void sink_advance(roo__sink *s, size_t n)
     s->replay_pos = s->written;
 }
 
-static void sink_disconnect(roo__sink *s, const char *why, int err)
+/* Stream offset through which the sink's kernel acknowledged this connection's bytes. */
+static uint64_t sink_acked(const roo__sink *s)
 {
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return s->conn_base;
+    return s->conn_base + ti.tcpi_bytes_acked;
+}
+
+/*
+ * The connection ended. What must be sent again? A sink that closed cleanly (we read EOF:
+ * its kernel sent FIN, so its receive buffer was empty when it closed) had read every byte
+ * its kernel acknowledged: resend from the batch holding the first unacknowledged byte, or
+ * nothing. A connection that was reset (a sink killed with unread data, a network failure)
+ * may have lost acknowledged bytes too: resend everything the ring still holds.
+ */
+static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
+{
+    uint64_t sent_upto = s->replay_pos < s->written ? s->replay_pos : s->written;
+    uint64_t acked = s->connected ? sink_acked(s) : s->conn_base;
     size_t resend = 0;
 
     roo__io_stop(s->eng->io_loop, &s->io);
     close(s->fd);
     s->fd = -1;
     s->connected = s->connecting = false;
-    if (s->starts_len) {
-        /* Resend from the oldest batch start kept (an unfinished resend starts over). */
-        s->replay_pos = s->starts[s->starts_head];
+    if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
+        s->replay_pos = s->written;
+    } else if (s->starts_len) {
+        /* The last batch start at or before the first byte that may be unread. */
+        uint64_t from = s->starts[s->starts_head];
+        if (clean) {
+            for (size_t i = s->starts_len; i > 0; i--) {
+                uint64_t st = s->starts[(s->starts_head + i - 1) % s->starts_cap];
+                if (st <= acked) {
+                    from = st;
+                    break;
+                }
+            }
+        }
+        s->replay_pos = from;
         resend = (size_t)(s->written - s->replay_pos);
     } else {
         s->replay_pos = s->written;
@@ -240,7 +275,7 @@ static void sink_flush(roo__sink *s)
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
-            sink_disconnect(s, "write failed", -errno);
+            sink_disconnect(s, "write failed", -errno, false);
             return;
         }
         if (replay_bytes)
@@ -286,6 +321,7 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         }
         s->connecting = false;
         s->connected = true;
+        s->conn_base = s->replay_pos < s->written ? s->replay_pos : s->written;
         setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
         if (s->replay_pos < s->written) {
             char b[32];
@@ -306,17 +342,17 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         uint8_t junk[4096];
         ssize_t n = recv(s->fd, junk, sizeof(junk), MSG_DONTWAIT);
         if (n == 0) {
-            sink_disconnect(s, "connection closed by the sink", 0);
+            sink_disconnect(s, "connection closed by the sink", 0, true);
             return;
         }
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            sink_disconnect(s, "connection lost", -errno);
+            sink_disconnect(s, "connection lost", -errno, false);
             return;
         }
     }
     if (events & EPOLLOUT)
         sink_flush(s);
-    check_drained(s->eng);
+    roo__io_check_drained(s->eng);
 }
 
 static void sink_try_connect(roo__sink *s)
@@ -365,6 +401,8 @@ static void sink_schedule_connect(roo__sink *s)
 
 static void batch_committed(roo__engine *e, roo__batch *b)
 {
+    if (b->remote)
+        roo__cluster_on_batch(e, b);
     b->refs = 1; /* held by us until every sink has queued it */
     for (size_t i = 0; i < e->nsinks; i++) {
         if (b->out[i].len == 0)
@@ -378,12 +416,17 @@ static void batch_committed(roo__engine *e, roo__batch *b)
 
 /* ---- stopping ---- */
 
-static bool all_delivered(const roo__engine *e)
+bool roo__io_sinks_idle(const roo__engine *e)
 {
     for (size_t i = 0; i < e->nsinks; i++)
         if (e->sinks[i].fifo_len)
             return false;
     return true;
+}
+
+bool roo__io_shards_quiescent(const roo__engine *e)
+{
+    return e->io_stopping && e->quiescent_shards == e->nshards;
 }
 
 static void signal_done(roo__engine *e)
@@ -394,14 +437,24 @@ static void signal_done(roo__engine *e)
     pthread_mutex_unlock(&e->done_lock);
 }
 
-static void check_drained(roo__engine *e)
+/*
+ * A worker stopping on its own is done when its threads are idle and its output and data
+ * links are written. One stopping with its cluster also waits for the initializer's Exit,
+ * which comes once every worker is idle and every message between workers has arrived.
+ */
+void roo__io_check_drained(roo__engine *e)
 {
-    if (!e->io_stopping || e->quiescent_shards < e->nshards)
+    if (!e->io_stopping)
         return;
-    if (all_delivered(e)) {
-        roo__timer_stop(e->io_loop, &e->stop_timer);
-        signal_done(e);
+    if (e->cluster_stopping) {
+        if (!e->exit_received || !roo__io_sinks_idle(e))
+            return;
+    } else if (!roo__io_shards_quiescent(e) || !roo__io_sinks_idle(e) ||
+               !roo__cluster_idle(e)) {
+        return;
     }
+    roo__timer_stop(e->io_loop, &e->stop_timer);
+    signal_done(e);
 }
 
 static void on_stop_timeout(roo__loop *loop, roo__timer *t)
@@ -420,17 +473,20 @@ static void on_stop_timeout(roo__loop *loop, roo__timer *t)
     }
     if (e->quiescent_shards < e->nshards)
         roo__log_warn("stopping before all threads drained (timeout)");
+    if (!roo__cluster_idle(e))
+        roo__log_warn("stopping with messages for other workers not yet sent (timeout)");
     signal_done(e);
 }
 
-static void start_stop(roo__engine *e)
+void roo__io_start_stop(roo__engine *e)
 {
     if (e->io_stopping)
         return;
     e->io_stopping = true;
     for (size_t i = 0; i < e->nlisten; i++) {
         roo__io_stop(e->io_loop, &e->listen_ios[i]);
-        close(e->listen_fds[i]);
+        if (e->listen_fds[i] >= 0)
+            close(e->listen_fds[i]);
         e->listen_fds[i] = -1;
     }
     for (unsigned i = 0; i < e->nshards; i++) {
@@ -440,7 +496,9 @@ static void start_stop(roo__engine *e)
     }
     e->stop_timer.cb = on_stop_timeout;
     e->stop_timer.data = e;
-    roo__timer_start(e->io_loop, &e->stop_timer, e->cfg.shutdown_timeout_ms);
+    /* A coordinated stop gets extra time: the initializer's own drain timeout comes first. */
+    roo__timer_start(e->io_loop, &e->stop_timer,
+                     e->cfg.shutdown_timeout_ms + (e->cluster_stopping ? 3000 : 0));
 }
 
 /* ---- loop callbacks ---- */
@@ -459,7 +517,13 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_STOP:
             free(n);
-            start_stop(e);
+            roo__io_start_stop(e);
+            break;
+        case ROO__Q_ROUTE_RETURN:
+            roo__cluster_route_returned(e, (roo__route *)n);
+            break;
+        case ROO__Q_META:
+            roo__cluster_meta_done(e, (roo__meta_msg *)n);
             break;
         case ROO__Q_STATUS: {
             roo__status_msg *m = (roo__status_msg *)n;
@@ -484,7 +548,7 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
     }
     for (size_t i = 0; i < e->nsinks; i++)
         sink_flush(&e->sinks[i]);
-    check_drained(e);
+    roo__io_check_drained(e);
 }
 
 static void listener_on_io(roo__loop *loop, roo__io *io, uint32_t events)
@@ -552,29 +616,70 @@ int roo__io_init(roo__engine *e)
     return 0;
 }
 
-/* Called from roo__engine_start on the main thread, before the io thread runs. */
+/*
+ * Called from roo__engine_start on the main thread, before the io thread runs: bind the
+ * sources' addresses now (so a taken port is an error at start), but listen only when the
+ * cluster is ready: until then senders are refused and retry, rather than wait unserved.
+ */
 int roo__io_listen(roo__engine *e, char *msg, size_t cap)
 {
     for (size_t i = 0; i < e->nlisten; i++) {
         char a[300];
-        int rc = roo__tcp_listen(&e->cfg.in[i], 1024, &e->listen_fds[i]);
+        int rc = roo__tcp_bind(&e->cfg.in[i], &e->listen_fds[i]);
         if (rc < 0) {
             snprintf(msg, cap, "cannot listen on --in %s for source '%s': %s",
                      roo__addr_str(&e->cfg.in[i], a, sizeof(a)), e->app->pipelines[i]->name,
                      roo_strerror(rc));
             return rc;
         }
-        e->listen_ios[i].cb = listener_on_io;
-        e->listen_ios[i].data = e;
-        rc = roo__io_start(e->io_loop, &e->listen_ios[i], e->listen_fds[i], EPOLLIN);
-        if (rc < 0) {
-            snprintf(msg, cap, "cannot watch listener: %s", roo_strerror(rc));
-            return rc;
-        }
     }
     for (size_t i = 0; i < e->nsinks; i++)
         sink_try_connect(&e->sinks[i]);
     return 0;
+}
+
+static void join_addrs(const roo__addr *a, size_t n, char *buf, size_t cap)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < cap; i++) {
+        char one[300];
+        int w = snprintf(buf + off, cap - off, "%s%s", i ? "," : "",
+                         roo__addr_str(&a[i], one, sizeof(one)));
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+void roo__io_open_sources(roo__engine *e)
+{
+    char ins[512], outs[512];
+
+    if (e->sources_open || e->io_stopping)
+        return;
+    for (size_t i = 0; i < e->nlisten; i++) {
+        int rc = roo__tcp_listen_fd(e->listen_fds[i], 1024);
+        if (rc == 0) {
+            e->listen_ios[i].cb = listener_on_io;
+            e->listen_ios[i].data = e;
+            rc = roo__io_start(e->io_loop, &e->listen_ios[i], e->listen_fds[i], EPOLLIN);
+        }
+        if (rc < 0) {
+            roo__log_error("source '%s': cannot listen: %s", e->app->pipelines[i]->name,
+                           roo_strerror(rc));
+            atomic_store(&e->fatal_status, 1);
+            kill(getpid(), SIGTERM);
+            return;
+        }
+    }
+    e->sources_open = true;
+    join_addrs(e->cfg.in, e->cfg.nin, ins, sizeof(ins));
+    join_addrs(e->cfg.out, e->cfg.nout, outs, sizeof(outs));
+    roo__log_info("ready: application '%s', worker '%s', %u thread(s), sources on %s, sinks at "
+                  "%s, state in %s",
+                  e->app->name, e->cfg.worker_name, e->nshards, ins, outs, e->cfg.resilience_dir);
 }
 
 void roo__io_finish(roo__engine *e)
@@ -597,10 +702,21 @@ void roo__io_finish(roo__engine *e)
     roo__loop_destroy(e->io_loop);
 }
 
+static bool io_prepare(roo__loop *loop, void *data)
+{
+    (void)loop;
+    roo__cluster_prepare(data);
+    return false;
+}
+
 void *roo__io_main(void *arg)
 {
     roo__engine *e = arg;
-    int rc = roo__loop_run(e->io_loop);
+    int rc;
+
+    roo__loop_set_prepare(e->io_loop, io_prepare, e);
+    roo__cluster_start(e);
+    rc = roo__loop_run(e->io_loop);
 
     if (rc < 0)
         roo__log_error("io thread: event loop failed: %s", roo_strerror(rc));

@@ -108,11 +108,14 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->from = sh;
         r->data.len = 0;
         r->nmsgs = 0;
+        r->worker = sh->dests[dest].worker;
+        r->thread = sh->dests[dest].thread;
         sh->route_out[dest] = r;
     }
+    /* Records are little-endian on the wire (they cross to other workers as they are). */
     p = roo__buf_reserve(&r->data, rec);
-    memcpy(p, &si, 4);
-    memcpy(p + 4, &(uint32_t){ (uint32_t)len }, 4);
+    roo__store_le32(p, si);
+    roo__store_le32(p + 4, (uint32_t)len);
     memcpy(p + 8, msg, len);
     r->data.len += rec;
     r->nmsgs++;
@@ -149,7 +152,8 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
     }
     h = roo__key_hash(key, (size_t)kl);
     part = roo__partition_of(h, sh->partitions);
-    owner = eng->part_shard[part];
+    (void)eng;
+    owner = sh->part_dest[part];
     if (owner != sh->idx) {
         route_msg(sh, owner, si, msg, len);
         return;
@@ -198,9 +202,19 @@ static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len)
 
 /* ---- batches ---- */
 
+static bool remote_pending(const roo__shard *sh)
+{
+    if (sh->remote_pending)
+        return true;
+    for (uint32_t d = sh->eng->nshards; d < sh->ndests; d++)
+        if (sh->route_out[d])
+            return true;
+    return false;
+}
+
 static bool batch_empty(const roo__shard *sh)
 {
-    return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0;
+    return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && !remote_pending(sh);
 }
 
 static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
@@ -256,15 +270,35 @@ static void append_record(roo__shard *sh, roo__batch *b, roo__entry *e)
     b->nrecs++;
 }
 
+/* Routes to local shards go now; routes to other workers wait for the batch's commit. */
 static void flush_routes(roo__shard *sh)
 {
-    for (unsigned d = 0; d < sh->eng->nshards; d++) {
+    for (unsigned d = 0; d < sh->eng->nshards && d < sh->ndests; d++) {
         roo__route *r = sh->route_out[d];
         if (!r)
             continue;
         sh->route_out[d] = NULL;
         sh->routes_inflight++;
         roo__queue_push(&sh->eng->shards[d].inbox, &r->node);
+    }
+}
+
+/* Move filled remote routes to the pending list, in destination order. */
+static void collect_remote(roo__shard *sh)
+{
+    for (uint32_t d = sh->eng->nshards; d < sh->ndests; d++) {
+        roo__route *r = sh->route_out[d];
+        if (!r)
+            continue;
+        sh->route_out[d] = NULL;
+        sh->routes_inflight++;
+        atomic_fetch_add_explicit(&sh->routed_out, r->nmsgs, memory_order_relaxed);
+        r->node.next = NULL;
+        if (sh->remote_tail)
+            sh->remote_tail->node.next = &r->node;
+        else
+            sh->remote_pending = r;
+        sh->remote_tail = r;
     }
 }
 
@@ -275,9 +309,13 @@ static void seal(roo__shard *sh)
     for (size_t i = 0; i < sh->ndirty; i++)
         append_record(sh, b, sh->dirty[i]);
     sh->ndirty = 0;
+    collect_remote(sh);
+    b->remote = sh->remote_pending;
+    sh->remote_pending = sh->remote_tail = NULL;
     b->seq = sh->batch_seq++;
     atomic_fetch_add_explicit(&sh->frames_in, b->nin, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->records_out, b->nout, memory_order_relaxed);
+    atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
     roo__queue_push(&sh->eng->commit_q, &b->node);
     sh->cur = NULL;
     if (sh->free_batches) {
@@ -293,6 +331,7 @@ static void batch_reset(roo__batch *b, size_t nsinks)
     b->recs.len = 0;
     b->nrecs = 0;
     b->refs = 0;
+    b->remote = NULL;
     for (size_t i = 0; i < nsinks; i++)
         b->out[i].len = 0;
 }
@@ -327,6 +366,7 @@ static void conn_close(roo__source_conn *c, bool log_it)
     if (c->next)
         c->next->prev = c->prev;
     sh->nconns--;
+    atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
     roo__buf_finish(&c->partial);
     free(c);
 }
@@ -470,6 +510,7 @@ static void conn_add(roo__shard *sh, const roo__conn_msg *m)
         sh->conns->prev = c;
     sh->conns = c;
     sh->nconns++;
+    atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
     roo__log_info("source '%s': connection from %s (thread %u)", p->name, m->peer, sh->idx);
 }
 
@@ -495,14 +536,34 @@ static void process_route(roo__shard *sh, roo__route *r)
     const uint8_t *p = r->data.data, *end = p + r->data.len;
 
     while (p < end) {
-        uint32_t si, len;
-        memcpy(&si, p, 4);
-        memcpy(&len, p + 4, 4);
+        uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
         run_stage(sh, si, p + 8, len);
         p += 8 + ROO__ALIGN8(len);
     }
     r->node.kind = ROO__Q_ROUTE_RETURN;
-    roo__queue_push(&r->from->inbox, &r->node);
+    roo__queue_push(r->from ? &r->from->inbox : &sh->eng->io_q, &r->node);
+}
+
+/* ---- partition tables ---- */
+
+void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
+{
+    /* Buffers in flight keep their destination; later messages use the new table. */
+    collect_remote(sh);
+    flush_routes(sh);
+    if (m->ndests > sh->route_cap) {
+        sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
+        for (uint32_t d = sh->route_cap; d < m->ndests; d++)
+            sh->route_out[d] = NULL;
+        sh->route_cap = m->ndests;
+    }
+    free(sh->part_dest);
+    free(sh->dests);
+    sh->partitions = m->partitions;
+    sh->part_dest = m->part_dest;
+    sh->dests = m->dests;
+    sh->ndests = m->ndests;
+    free(m);
 }
 
 /* ---- the loop ---- */
@@ -543,6 +604,9 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             sh->route_pool = r;
             break;
         }
+        case ROO__Q_ROUTES:
+            roo__shard_set_routes(sh, (roo__routes_msg *)n);
+            break;
         case ROO__Q_STOP:
             sh->stopping = true;
             if (sh->nconns)
@@ -597,7 +661,7 @@ static bool shard_prepare(roo__loop *loop, void *data)
     flush_routes(sh);
 
     want_pause = !sh->stopping && (!sh->cur || batch_full(sh) ||
-                                   sh->routes_inflight >= ROUTES_PER_DEST * sh->eng->nshards);
+                                   sh->routes_inflight >= ROUTES_PER_DEST * (sh->ndests ? sh->ndests : 1));
     if (want_pause != sh->paused)
         set_paused(sh, want_pause);
 
@@ -633,6 +697,8 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->batch_seq = 1; /* 0 is the dirty mark of entries never saved */
     sh->cb_rl = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 5);
     sh->route_out = roo__xcalloc(e->nshards, sizeof(*sh->route_out));
+    sh->route_cap = e->nshards;
+    sh->ndests = 0;
     roo__buf_reserve(&sh->rbuf, READ_CHUNK + e->cfg.max_frame + 16);
     sh->nbatches = e->cfg.batches_per_shard;
     sh->all_batches = roo__xcalloc(sh->nbatches, sizeof(*sh->all_batches));
@@ -706,7 +772,15 @@ void roo__shard_finish(roo__shard *sh)
         roo__buf_finish(&r->data);
         free(r);
     }
-    for (unsigned d = 0; sh->route_out && d < sh->eng->nshards; d++) {
+    while (sh->remote_pending) {
+        roo__route *r = sh->remote_pending;
+        sh->remote_pending = (roo__route *)r->node.next;
+        roo__buf_finish(&r->data);
+        free(r);
+    }
+    free(sh->part_dest);
+    free(sh->dests);
+    for (unsigned d = 0; sh->route_out && d < sh->route_cap; d++) {
         if (sh->route_out[d]) {
             roo__buf_finish(&sh->route_out[d]->data);
             free(sh->route_out[d]);

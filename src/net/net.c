@@ -124,7 +124,7 @@ static int resolve(const roo__addr *a, bool passive, struct addrinfo **ret_ai)
     return 0;
 }
 
-int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd)
+int roo__tcp_bind(const roo__addr *a, int *ret_fd)
 {
     struct addrinfo *ai, *p;
     int rc, fd = -1, one = 1;
@@ -140,7 +140,7 @@ int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd)
             continue;
         }
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+        if (bind(fd, p->ai_addr, p->ai_addrlen) == 0)
             break;
         rc = -errno;
         close(fd);
@@ -149,6 +149,26 @@ int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd)
     freeaddrinfo(ai);
     if (fd < 0)
         return rc;
+    *ret_fd = fd;
+    return 0;
+}
+
+int roo__tcp_listen_fd(int fd, int backlog)
+{
+    return listen(fd, backlog) < 0 ? -errno : 0;
+}
+
+int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd)
+{
+    int fd, rc = roo__tcp_bind(a, &fd);
+
+    if (rc < 0)
+        return rc;
+    rc = roo__tcp_listen_fd(fd, backlog);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
     *ret_fd = fd;
     return 0;
 }

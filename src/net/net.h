@@ -27,6 +27,10 @@ const char *roo__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
 /* Listen on a (non-blocking, close-on-exec, SO_REUSEADDR); on failure *ret_fd untouched. */
 int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd);
 
+/* Bind only (no listen yet: connections are refused until roo__tcp_listen_fd). */
+int roo__tcp_bind(const roo__addr *a, int *ret_fd);
+int roo__tcp_listen_fd(int fd, int backlog);
+
 /* The address a listener actually got (port 0 resolved), as "ip:port". */
 int roo__tcp_local_str(int fd, char *buf, size_t cap);
 

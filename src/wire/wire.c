@@ -1,14 +1,150 @@
 /* wire.c: packing and unpacking of roo's protobuf messages with protobuf-c. */
 #include "wire/wire.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "roo.pb-c.h"
 
+/* protobuf-c gives "" for absent strings; keep that (never NULL) in our structs. */
+static char *dup_str(const char *s)
+{
+    return roo__xstrdup(s ? s : "");
+}
+
+/* Append a frame: u32 BE length, then the packed message (sized before packing). */
+static int frame_append(const ProtobufCMessage *msg, size_t limit, roo__buf *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *p;
+
+    if (n > limit)
+        return ROO_EMSGSIZE;
+    p = roo__buf_reserve(out, ROO__FRAME_HDR + n);
+    roo__store_be32(p, (uint32_t)n);
+    protobuf_c_message_pack(msg, p + ROO__FRAME_HDR);
+    out->len += ROO__FRAME_HDR + n;
+    return 0;
+}
+
+/* ---- topology ---- */
+
+void roo__worker_info_finish(roo__worker_info *w)
+{
+    free(w->name);
+    free(w->control_addr);
+    free(w->data_addr);
+    memset(w, 0, sizeof(*w));
+}
+
+void roo__worker_info_copy(const roo__worker_info *src, roo__worker_info *ret_copy)
+{
+    ret_copy->name = dup_str(src->name);
+    ret_copy->control_addr = dup_str(src->control_addr);
+    ret_copy->data_addr = dup_str(src->data_addr);
+    ret_copy->threads = src->threads;
+}
+
+void roo__topology_finish(roo__topology *t)
+{
+    if (!t)
+        return;
+    free(t->app_name);
+    for (size_t i = 0; i < t->nworkers; i++)
+        roo__worker_info_finish(&t->workers[i]);
+    free(t->workers);
+    free(t->owner);
+    memset(t, 0, sizeof(*t));
+}
+
+void roo__topology_copy(const roo__topology *src, roo__topology *ret_copy)
+{
+    roo__topology t = *src;
+
+    t.app_name = dup_str(src->app_name);
+    t.workers = roo__xcalloc(src->nworkers ? src->nworkers : 1, sizeof(*t.workers));
+    for (size_t i = 0; i < src->nworkers; i++)
+        roo__worker_info_copy(&src->workers[i], &t.workers[i]);
+    t.owner = roo__xcalloc(src->partitions ? src->partitions : 1, sizeof(uint32_t));
+    if (src->partitions)
+        memcpy(t.owner, src->owner, src->partitions * sizeof(uint32_t));
+    *ret_copy = t;
+}
+
+/* Views of our structs as protobuf-c messages; the arrays they point to are filled by the
+ * caller and freed with free_pb_topology. */
+static void to_pb_worker(const roo__worker_info *w, Roo__WorkerInfo *pb)
+{
+    roo__worker_info__init(pb);
+    pb->name = w->name;
+    pb->control_addr = w->control_addr;
+    pb->data_addr = w->data_addr;
+    pb->threads = w->threads;
+}
+
+static void to_pb_topology(const roo__topology *t, Roo__Topology *pb, Roo__WorkerInfo **ret_ws,
+                           Roo__WorkerInfo ***ret_wps)
+{
+    Roo__WorkerInfo *ws = roo__xcalloc(t->nworkers ? t->nworkers : 1, sizeof(*ws));
+    Roo__WorkerInfo **wps = roo__xcalloc(t->nworkers ? t->nworkers : 1, sizeof(*wps));
+
+    roo__topology__init(pb);
+    pb->cluster_id = t->cluster_id;
+    pb->app_name = t->app_name;
+    pb->partitions = t->partitions;
+    pb->version = t->version;
+    for (size_t i = 0; i < t->nworkers; i++) {
+        to_pb_worker(&t->workers[i], &ws[i]);
+        wps[i] = &ws[i];
+    }
+    pb->n_workers = t->nworkers;
+    pb->workers = wps;
+    pb->n_owner = t->partitions;
+    pb->owner = t->owner;
+    *ret_ws = ws;
+    *ret_wps = wps;
+}
+
+static void from_pb_worker(const Roo__WorkerInfo *pb, roo__worker_info *w)
+{
+    w->name = dup_str(pb ? pb->name : NULL);
+    w->control_addr = dup_str(pb ? pb->control_addr : NULL);
+    w->data_addr = dup_str(pb ? pb->data_addr : NULL);
+    w->threads = pb ? pb->threads : 0;
+}
+
+static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (!pb || pb->n_owner != pb->partitions || pb->partitions == 0 || pb->partitions > 65535 ||
+        pb->n_workers == 0)
+        return ROO_EWIRE;
+    for (size_t i = 0; i < pb->n_owner; i++)
+        if (pb->owner[i] >= pb->n_workers)
+            return ROO_EWIRE;
+    t->cluster_id = pb->cluster_id;
+    t->app_name = dup_str(pb->app_name);
+    t->partitions = pb->partitions;
+    t->version = pb->version;
+    t->nworkers = pb->n_workers;
+    t->workers = roo__xcalloc(pb->n_workers, sizeof(*t->workers));
+    for (size_t i = 0; i < pb->n_workers; i++)
+        from_pb_worker(pb->workers[i], &t->workers[i]);
+    t->owner = roo__xcalloc(pb->partitions, sizeof(uint32_t));
+    memcpy(t->owner, pb->owner, pb->partitions * sizeof(uint32_t));
+    return 0;
+}
+
+/* ---- meta ---- */
+
 int roo__wire_meta_encode(const roo__meta *m, roo__buf *out)
 {
     Roo__WorkerMeta pb = ROO__WORKER_META__INIT;
+    Roo__Topology tpb;
+    Roo__WorkerInfo *ws = NULL, **wps = NULL;
     size_t n;
+    int rc = 0;
 
     pb.format_version = m->format_version;
     pb.app_name = m->app_name;
@@ -18,18 +154,28 @@ int roo__wire_meta_encode(const roo__meta *m, roo__buf *out)
     pb.state_names = m->state_names;
     pb.roo_version = m->roo_version;
     pb.created_unix_ms = m->created_unix_ms;
+    if (m->has_topology) {
+        to_pb_topology(&m->topology, &tpb, &ws, &wps);
+        pb.topology = &tpb;
+    }
     n = roo__worker_meta__get_packed_size(&pb);
-    if (n > ROO__META_MAX)
-        return ROO_EWIRE;
+    if (n > ROO__META_MAX) {
+        rc = ROO_EWIRE;
+        goto out;
+    }
     roo__buf_reserve(out, n);
     out->len += roo__worker_meta__pack(&pb, out->data + out->len);
-    return 0;
+out:
+    free(ws);
+    free(wps);
+    return rc;
 }
 
 int roo__wire_meta_decode(const uint8_t *p, size_t len, roo__meta *ret_meta)
 {
     Roo__WorkerMeta *pb;
     roo__meta m;
+    int rc = 0;
 
     if (len > ROO__META_MAX)
         return ROO_EWIRE;
@@ -38,16 +184,24 @@ int roo__wire_meta_decode(const uint8_t *p, size_t len, roo__meta *ret_meta)
         return ROO_EWIRE;
     memset(&m, 0, sizeof(m));
     m.format_version = pb->format_version;
-    m.app_name = roo__xstrdup(pb->app_name);
-    m.worker_name = roo__xstrdup(pb->worker_name);
+    m.app_name = dup_str(pb->app_name);
+    m.worker_name = dup_str(pb->worker_name);
     m.partitions = pb->partitions;
-    m.roo_version = roo__xstrdup(pb->roo_version);
+    m.roo_version = dup_str(pb->roo_version);
     m.created_unix_ms = pb->created_unix_ms;
     m.nstate_names = pb->n_state_names;
-    m.state_names = roo__xcalloc(pb->n_state_names, sizeof(char *));
+    m.state_names = roo__xcalloc(pb->n_state_names ? pb->n_state_names : 1, sizeof(char *));
     for (size_t i = 0; i < pb->n_state_names; i++)
-        m.state_names[i] = roo__xstrdup(pb->state_names[i]);
+        m.state_names[i] = dup_str(pb->state_names[i]);
+    if (pb->topology) {
+        rc = from_pb_topology(pb->topology, &m.topology);
+        m.has_topology = rc == 0;
+    }
     roo__worker_meta__free_unpacked(pb, NULL);
+    if (rc < 0) {
+        roo__wire_meta_finish(&m);
+        return rc;
+    }
     *ret_meta = m;
     return 0;
 }
@@ -62,5 +216,405 @@ void roo__wire_meta_finish(roo__meta *m)
     for (size_t i = 0; i < m->nstate_names; i++)
         free(m->state_names[i]);
     free(m->state_names);
+    if (m->has_topology)
+        roo__topology_finish(&m->topology);
     memset(m, 0, sizeof(*m));
+}
+
+/* ---- control ---- */
+
+static void to_pb_stats(const roo__worker_stats *s, Roo__WorkerStats *pb)
+{
+    roo__worker_stats__init(pb);
+    pb->name = s->name;
+    pb->frames_in = s->frames_in;
+    pb->records_out = s->records_out;
+    pb->routed_out = s->routed_out;
+    pb->routed_in = s->routed_in;
+    pb->keys = s->keys;
+    pb->commits = s->commits;
+    pb->ready = s->ready;
+    pb->partitions_owned = s->partitions_owned;
+    pb->source_connections = s->source_connections;
+}
+
+static void from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->name = dup_str(pb ? pb->name : NULL);
+    if (!pb)
+        return;
+    s->frames_in = pb->frames_in;
+    s->records_out = pb->records_out;
+    s->routed_out = pb->routed_out;
+    s->routed_in = pb->routed_in;
+    s->keys = pb->keys;
+    s->commits = pb->commits;
+    s->ready = pb->ready;
+    s->partitions_owned = pb->partitions_owned;
+    s->source_connections = pb->source_connections;
+}
+
+const char *roo__wire_ctl_name(roo__ctl_kind kind)
+{
+    static const char *const names[] = { "none", "hello", "refuse", "topology",
+                                         "connections-ready", "cluster-ready", "heartbeat",
+                                         "status-query", "status-reply", "shutdown",
+                                         "drain-query", "drain-report", "exit" };
+    return (size_t)kind < ROO__ARRAY_SIZE(names) ? names[kind] : "?";
+}
+
+int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
+{
+    Roo__ControlMsg pb = ROO__CONTROL_MSG__INIT;
+    Roo__Hello hello;
+    Roo__WorkerInfo wi;
+    Roo__Refuse refuse;
+    Roo__Topology topo;
+    Roo__WorkerInfo *ws = NULL, **wps = NULL;
+    Roo__ConnectionsReady cr;
+    Roo__ClusterReady ready;
+    Roo__Heartbeat hb;
+    Roo__StatusQuery sq;
+    Roo__StatusReply srep;
+    Roo__Shutdown sd;
+    Roo__DrainQuery dq;
+    Roo__DrainReport dr;
+    Roo__Exit ex;
+    Roo__WorkerStats *st = NULL, **stp = NULL;
+    int rc;
+
+    if (m->nstats) {
+        st = roo__xcalloc(m->nstats, sizeof(*st));
+        stp = roo__xcalloc(m->nstats, sizeof(*stp));
+        for (size_t i = 0; i < m->nstats; i++) {
+            to_pb_stats(&m->stats[i], &st[i]);
+            stp[i] = &st[i];
+        }
+    }
+    switch (m->kind) {
+    case ROO__CTL_HELLO:
+        roo__hello__init(&hello);
+        to_pb_worker(&m->worker, &wi);
+        hello.protocol_version = m->protocol_version;
+        hello.app_name = m->app_name;
+        hello.roo_version = m->roo_version;
+        hello.worker = &wi;
+        hello.cluster_id = m->cluster_id;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_HELLO;
+        pb.hello = &hello;
+        break;
+    case ROO__CTL_REFUSE:
+        roo__refuse__init(&refuse);
+        refuse.reason = m->reason;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_REFUSE;
+        pb.refuse = &refuse;
+        break;
+    case ROO__CTL_TOPOLOGY:
+        to_pb_topology(&m->topology, &topo, &ws, &wps);
+        pb.msg_case = ROO__CONTROL_MSG__MSG_TOPOLOGY;
+        pb.topology = &topo;
+        break;
+    case ROO__CTL_CONNECTIONS_READY:
+        roo__connections_ready__init(&cr);
+        cr.worker = m->worker_name;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_CONNECTIONS_READY;
+        pb.connections_ready = &cr;
+        break;
+    case ROO__CTL_CLUSTER_READY:
+        roo__cluster_ready__init(&ready);
+        ready.cluster_id = m->cluster_id;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_CLUSTER_READY;
+        pb.cluster_ready = &ready;
+        break;
+    case ROO__CTL_HEARTBEAT:
+        roo__heartbeat__init(&hb);
+        hb.stats = m->nstats ? &st[0] : NULL;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_HEARTBEAT;
+        pb.heartbeat = &hb;
+        break;
+    case ROO__CTL_STATUS_QUERY:
+        roo__status_query__init(&sq);
+        sq.query_id = m->query_id;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_STATUS_QUERY;
+        pb.status_query = &sq;
+        break;
+    case ROO__CTL_STATUS_REPLY:
+        roo__status_reply__init(&srep);
+        srep.query_id = m->query_id;
+        srep.n_workers = m->nstats;
+        srep.workers = stp;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_STATUS_REPLY;
+        pb.status_reply = &srep;
+        break;
+    case ROO__CTL_SHUTDOWN:
+        roo__shutdown__init(&sd);
+        sd.reason = m->reason;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_SHUTDOWN;
+        pb.shutdown = &sd;
+        break;
+    case ROO__CTL_DRAIN_QUERY:
+        roo__drain_query__init(&dq);
+        dq.round = m->round;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_DRAIN_QUERY;
+        pb.drain_query = &dq;
+        break;
+    case ROO__CTL_DRAIN_REPORT:
+        roo__drain_report__init(&dr);
+        dr.round = m->round;
+        dr.worker = m->worker_name;
+        dr.idle = m->idle;
+        dr.sent = m->sent;
+        dr.received = m->received;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_DRAIN_REPORT;
+        pb.drain_report = &dr;
+        break;
+    case ROO__CTL_EXIT:
+        roo__exit__init(&ex);
+        pb.msg_case = ROO__CONTROL_MSG__MSG_EXIT;
+        pb.exit = &ex;
+        break;
+    default:
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = frame_append(&pb.base, ROO__CONTROL_FRAME_MAX, out);
+out:
+    free(ws);
+    free(wps);
+    free(st);
+    free(stp);
+    return rc;
+}
+
+int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
+{
+    Roo__ControlMsg *pb;
+    roo__ctl m;
+    int rc = 0;
+
+    if (len > ROO__CONTROL_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__control_msg__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    memset(&m, 0, sizeof(m));
+    switch (pb->msg_case) {
+    case ROO__CONTROL_MSG__MSG_HELLO:
+        m.kind = ROO__CTL_HELLO;
+        m.protocol_version = pb->hello->protocol_version;
+        m.app_name = dup_str(pb->hello->app_name);
+        m.roo_version = dup_str(pb->hello->roo_version);
+        from_pb_worker(pb->hello->worker, &m.worker);
+        m.cluster_id = pb->hello->cluster_id;
+        break;
+    case ROO__CONTROL_MSG__MSG_REFUSE:
+        m.kind = ROO__CTL_REFUSE;
+        m.reason = dup_str(pb->refuse->reason);
+        break;
+    case ROO__CONTROL_MSG__MSG_TOPOLOGY:
+        m.kind = ROO__CTL_TOPOLOGY;
+        rc = from_pb_topology(pb->topology, &m.topology);
+        break;
+    case ROO__CONTROL_MSG__MSG_CONNECTIONS_READY:
+        m.kind = ROO__CTL_CONNECTIONS_READY;
+        m.worker_name = dup_str(pb->connections_ready->worker);
+        break;
+    case ROO__CONTROL_MSG__MSG_CLUSTER_READY:
+        m.kind = ROO__CTL_CLUSTER_READY;
+        m.cluster_id = pb->cluster_ready->cluster_id;
+        break;
+    case ROO__CONTROL_MSG__MSG_HEARTBEAT:
+        m.kind = ROO__CTL_HEARTBEAT;
+        m.nstats = 1;
+        m.stats = roo__xcalloc(1, sizeof(*m.stats));
+        from_pb_stats(pb->heartbeat->stats, &m.stats[0]);
+        break;
+    case ROO__CONTROL_MSG__MSG_STATUS_QUERY:
+        m.kind = ROO__CTL_STATUS_QUERY;
+        m.query_id = pb->status_query->query_id;
+        break;
+    case ROO__CONTROL_MSG__MSG_STATUS_REPLY:
+        m.kind = ROO__CTL_STATUS_REPLY;
+        m.query_id = pb->status_reply->query_id;
+        m.nstats = pb->status_reply->n_workers;
+        m.stats = roo__xcalloc(m.nstats ? m.nstats : 1, sizeof(*m.stats));
+        for (size_t i = 0; i < m.nstats; i++)
+            from_pb_stats(pb->status_reply->workers[i], &m.stats[i]);
+        break;
+    case ROO__CONTROL_MSG__MSG_SHUTDOWN:
+        m.kind = ROO__CTL_SHUTDOWN;
+        m.reason = dup_str(pb->shutdown->reason);
+        break;
+    case ROO__CONTROL_MSG__MSG_DRAIN_QUERY:
+        m.kind = ROO__CTL_DRAIN_QUERY;
+        m.round = pb->drain_query->round;
+        break;
+    case ROO__CONTROL_MSG__MSG_DRAIN_REPORT:
+        m.kind = ROO__CTL_DRAIN_REPORT;
+        m.round = pb->drain_report->round;
+        m.worker_name = dup_str(pb->drain_report->worker);
+        m.idle = pb->drain_report->idle;
+        m.sent = pb->drain_report->sent;
+        m.received = pb->drain_report->received;
+        break;
+    case ROO__CONTROL_MSG__MSG_EXIT:
+        m.kind = ROO__CTL_EXIT;
+        break;
+    default:
+        rc = ROO_EWIRE;
+        break;
+    }
+    roo__control_msg__free_unpacked(pb, NULL);
+    if (rc < 0) {
+        roo__wire_ctl_finish(&m);
+        return rc;
+    }
+    *ret_msg = m;
+    return 0;
+}
+
+void roo__wire_ctl_finish(roo__ctl *m)
+{
+    if (!m)
+        return;
+    free(m->app_name);
+    free(m->roo_version);
+    roo__worker_info_finish(&m->worker);
+    free(m->reason);
+    roo__topology_finish(&m->topology);
+    free(m->worker_name);
+    for (size_t i = 0; i < m->nstats; i++)
+        free(m->stats[i].name);
+    free(m->stats);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---- data ---- */
+
+int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__DataHello hello = ROO__DATA_HELLO__INIT;
+
+    hello.protocol_version = h->protocol_version;
+    hello.cluster_id = h->cluster_id;
+    hello.worker = (char *)h->worker;
+    pb.msg_case = ROO__DATA_MSG__MSG_HELLO;
+    pb.hello = &hello;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
+                                const uint8_t *events, size_t len, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__DataBatch b = ROO__DATA_BATCH__INIT;
+
+    b.thread = thread;
+    b.seq = seq;
+    b.count = count;
+    b.events.data = (uint8_t *)events;
+    b.events.len = len;
+    pb.msg_case = ROO__DATA_MSG__MSG_BATCH;
+    pb.batch = &b;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
+                          roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
+                          uint32_t *ret_count, roo__buf *events_out)
+{
+    Roo__DataMsg *pb;
+    int rc = 0;
+
+    if (len > ROO__DATA_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__data_msg__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    switch (pb->msg_case) {
+    case ROO__DATA_MSG__MSG_HELLO:
+        *ret_kind = ROO__DATA_HELLO;
+        ret_hello->protocol_version = pb->hello->protocol_version;
+        ret_hello->cluster_id = pb->hello->cluster_id;
+        snprintf(ret_hello->worker, sizeof(ret_hello->worker), "%s",
+                 pb->hello->worker ? pb->hello->worker : "");
+        break;
+    case ROO__DATA_MSG__MSG_BATCH:
+        *ret_kind = ROO__DATA_BATCH;
+        *ret_thread = pb->batch->thread;
+        *ret_seq = pb->batch->seq;
+        *ret_count = pb->batch->count;
+        if (pb->batch->events.len)
+            roo__buf_append(events_out, pb->batch->events.data, pb->batch->events.len);
+        break;
+    default:
+        rc = ROO_EWIRE;
+        break;
+    }
+    roo__data_msg__free_unpacked(pb, NULL);
+    return rc;
+}
+
+/* ---- external ---- */
+
+int roo__wire_ext_request_encode(roo__ext_command cmd, roo__buf *out)
+{
+    Roo__ExternalRequest pb = ROO__EXTERNAL_REQUEST__INIT;
+
+    pb.command = (Roo__ExternalRequest__Command)cmd;
+    return frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
+}
+
+int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_command *ret_cmd)
+{
+    Roo__ExternalRequest *pb;
+    int rc = 0;
+
+    if (len > ROO__EXTERNAL_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__external_request__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    switch (pb->command) {
+    case ROO__EXTERNAL_REQUEST__COMMAND__STATUS:
+        *ret_cmd = ROO__EXT_STATUS;
+        break;
+    case ROO__EXTERNAL_REQUEST__COMMAND__SHUTDOWN:
+        *ret_cmd = ROO__EXT_SHUTDOWN;
+        break;
+    default:
+        rc = ROO_EWIRE;
+        break;
+    }
+    roo__external_request__free_unpacked(pb, NULL);
+    return rc;
+}
+
+int roo__wire_ext_reply_encode(bool ok, const char *json, const char *error, roo__buf *out)
+{
+    Roo__ExternalReply pb = ROO__EXTERNAL_REPLY__INIT;
+
+    pb.ok = ok;
+    pb.json = (char *)(json ? json : "");
+    pb.error = (char *)(error ? error : "");
+    return frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
+}
+
+int roo__wire_ext_reply_decode(const uint8_t *p, size_t len, bool *ret_ok, char **ret_json,
+                               char **ret_error)
+{
+    Roo__ExternalReply *pb;
+
+    if (len > ROO__EXTERNAL_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__external_reply__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    *ret_ok = pb->ok;
+    *ret_json = dup_str(pb->json);
+    *ret_error = dup_str(pb->error);
+    roo__external_reply__free_unpacked(pb, NULL);
+    return 0;
 }

@@ -1,8 +1,13 @@
 /* wire.h: roo's protobuf messages, converted to and from plain C structs.
  *
  * This module is the only one that includes protobuf-c headers: the rest of roo sees the
- * engine types below. Every decoder checks sizes before it allocates and frees what
- * protobuf-c unpacked before returning.
+ * engine types below. Decoders check sizes before they allocate, copy what they keep and
+ * free what protobuf-c unpacked before returning. Encoders append one whole frame to a
+ * roo__buf:
+ *
+ *   OFFSET  SIZE  DESCRIPTION
+ *   0       4     payload length N, u32 big-endian
+ *   4       N     one protobuf message (ControlMsg, DataMsg, ExternalRequest/Reply)
  */
 #ifndef ROO_WIRE_H
 #define ROO_WIRE_H
@@ -12,8 +17,37 @@
 /* On-disk format of the state database; a worker refuses a directory with another one. */
 #define ROO__FORMAT_VERSION 1
 
-/* Largest encoded WorkerMeta we accept (it holds a few names). */
-#define ROO__META_MAX (64u * 1024u)
+/* Version of the cluster protocol; workers of different versions refuse each other. */
+#define ROO__PROTOCOL_VERSION 1
+
+/* Frame size limits, checked before anything is allocated. */
+#define ROO__META_MAX (16u * 1024u * 1024u)
+#define ROO__CONTROL_FRAME_MAX (16u * 1024u * 1024u)
+#define ROO__DATA_FRAME_MAX (256u * 1024u * 1024u)
+#define ROO__EXTERNAL_FRAME_MAX (1u * 1024u * 1024u)
+#define ROO__FRAME_HDR 4
+
+typedef struct roo__worker_info {
+    char *name;
+    char *control_addr;
+    char *data_addr;
+    uint32_t threads;
+} roo__worker_info;
+
+typedef struct roo__topology {
+    uint64_t cluster_id;
+    char *app_name;
+    uint32_t partitions;
+    roo__worker_info *workers;
+    size_t nworkers;
+    uint32_t *owner; /* partitions entries */
+    uint64_t version;
+} roo__topology;
+
+void roo__topology_finish(roo__topology *t);
+void roo__topology_copy(const roo__topology *src, roo__topology *ret_copy);
+void roo__worker_info_copy(const roo__worker_info *src, roo__worker_info *ret_copy);
+void roo__worker_info_finish(roo__worker_info *w);
 
 typedef struct roo__meta {
     uint32_t format_version;
@@ -24,13 +58,121 @@ typedef struct roo__meta {
     size_t nstate_names;
     char *roo_version;
     uint64_t created_unix_ms;
+    bool has_topology;
+    roo__topology topology;
 } roo__meta;
 
-/* Append the encoding of *m to out. */
+/* Append the encoding of *m to out (no frame header: it is stored, not sent). */
 int roo__wire_meta_encode(const roo__meta *m, roo__buf *out);
 
 /* Decode; on success *ret_meta owns its strings (release with roo__wire_meta_finish). */
 int roo__wire_meta_decode(const uint8_t *p, size_t len, roo__meta *ret_meta);
 void roo__wire_meta_finish(roo__meta *m);
+
+/* ---- control channel ---- */
+
+typedef struct roo__worker_stats {
+    char *name;
+    uint64_t frames_in;
+    uint64_t records_out;
+    uint64_t routed_out;
+    uint64_t routed_in;
+    uint64_t keys;
+    uint64_t commits;
+    bool ready;
+    uint32_t partitions_owned;
+    uint32_t source_connections;
+} roo__worker_stats;
+
+typedef enum roo__ctl_kind {
+    ROO__CTL_NONE = 0,
+    ROO__CTL_HELLO,
+    ROO__CTL_REFUSE,
+    ROO__CTL_TOPOLOGY,
+    ROO__CTL_CONNECTIONS_READY,
+    ROO__CTL_CLUSTER_READY,
+    ROO__CTL_HEARTBEAT,
+    ROO__CTL_STATUS_QUERY,
+    ROO__CTL_STATUS_REPLY,
+    ROO__CTL_SHUTDOWN,
+    ROO__CTL_DRAIN_QUERY,
+    ROO__CTL_DRAIN_REPORT,
+    ROO__CTL_EXIT,
+} roo__ctl_kind;
+
+/* One control message; only the fields of its kind are meaningful. */
+typedef struct roo__ctl {
+    roo__ctl_kind kind;
+    /* HELLO */
+    uint32_t protocol_version;
+    char *app_name;
+    char *roo_version;
+    roo__worker_info worker;
+    uint64_t cluster_id; /* HELLO, CLUSTER_READY */
+    /* REFUSE, SHUTDOWN */
+    char *reason;
+    /* TOPOLOGY */
+    roo__topology topology;
+    /* CONNECTIONS_READY, DRAIN_REPORT */
+    char *worker_name;
+    /* HEARTBEAT: stats[0]; STATUS_REPLY: all */
+    roo__worker_stats *stats;
+    size_t nstats;
+    /* STATUS_QUERY, STATUS_REPLY */
+    uint64_t query_id;
+    /* DRAIN_QUERY, DRAIN_REPORT */
+    uint64_t round;
+    bool idle;
+    uint64_t sent;
+    uint64_t received;
+} roo__ctl;
+
+int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out);
+/* Decode one frame's payload; ROO_EWIRE if it is not a control message. */
+int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg);
+void roo__wire_ctl_finish(roo__ctl *m);
+const char *roo__wire_ctl_name(roo__ctl_kind kind);
+
+/* ---- data channel ---- */
+
+typedef enum roo__data_kind {
+    ROO__DATA_NONE = 0,
+    ROO__DATA_HELLO,
+    ROO__DATA_BATCH,
+} roo__data_kind;
+
+typedef struct roo__data_hello {
+    uint32_t protocol_version;
+    uint64_t cluster_id;
+    char worker[72];
+} roo__data_hello;
+
+int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out);
+
+/* Frame one batch of routed messages for the receiver's thread `thread`. */
+int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
+                                const uint8_t *events, size_t len, roo__buf *out);
+
+/*
+ * Decode a data frame's payload. For a HELLO, *ret_hello is filled; for a BATCH, the
+ * events are appended to events_out and the header fields returned.
+ */
+int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
+                          roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
+                          uint32_t *ret_count, roo__buf *events_out);
+
+/* ---- external channel ---- */
+
+typedef enum roo__ext_command {
+    ROO__EXT_STATUS = 0,
+    ROO__EXT_SHUTDOWN = 1,
+} roo__ext_command;
+
+int roo__wire_ext_request_encode(roo__ext_command cmd, roo__buf *out);
+int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_command *ret_cmd);
+int roo__wire_ext_reply_encode(bool ok, const char *json, const char *error, roo__buf *out);
+/* *ret_json / *ret_error are malloc'ed (possibly empty strings); free them. */
+int roo__wire_ext_reply_decode(const uint8_t *p, size_t len, bool *ret_ok, char **ret_json,
+                               char **ret_error);
 
 #endif /* ROO_WIRE_H */

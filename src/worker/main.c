@@ -9,18 +9,51 @@
 #include "engine/engine-int.h"
 #include "worker/config.h"
 
-/* Cluster features arrive with the cluster issue; until then say so rather than half-run. */
-static int check_cluster_flags(const roo__config *cfg)
+/* Which role the flags give this worker, or a usage error. */
+static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, char *msg, size_t cap)
 {
-    if (cfg->worker_count > 1 || cfg->has_join ||
-        (!cfg->initializer && (cfg->has_control || cfg->has_my_control || cfg->has_my_data))) {
-        roo__log_error("multi-worker clusters are not available in this build of roo (%s); run "
-                       "one worker (--worker-count 1)",
-                       ROO_VERSION_STRING);
+    if (cfg->has_join) {
+        snprintf(msg, cap, "--join (growing a running cluster) is not available in roo %s yet",
+                 ROO_VERSION_STRING);
         return ROO_EUSAGE;
     }
-    if (cfg->has_metrics)
-        roo__log_info("--metrics is accepted for compatibility; roo does not send metrics yet");
+    if (cfg->initializer) {
+        if (cfg->worker_count > 1 && !cfg->has_control) {
+            snprintf(msg, cap, "--cluster-initializer with --worker-count %u needs --control "
+                     "HOST:PORT to listen on", cfg->worker_count);
+            return ROO_EUSAGE;
+        }
+        if (cfg->has_my_control || cfg->has_my_data) {
+            snprintf(msg, cap, "the initializer listens on --control and --data; --my-control "
+                     "and --my-data are for the other workers");
+            return ROO_EUSAGE;
+        }
+        *ret_mode = ROO__INITIALIZER;
+        return 0;
+    }
+    if (cfg->has_control) {
+        if (cfg->has_data) {
+            snprintf(msg, cap, "--data is the initializer's; a joining worker listens on "
+                     "--my-data");
+            return ROO_EUSAGE;
+        }
+        if (cfg->worker_count != 1) {
+            snprintf(msg, cap, "--worker-count is given to the initializer only");
+            return ROO_EUSAGE;
+        }
+        if (strcmp(cfg->name, ROO__DEFAULT_NAME) == 0) {
+            snprintf(msg, cap, "a worker joining the initializer needs its own --name");
+            return ROO_EUSAGE;
+        }
+        *ret_mode = ROO__JOINER;
+        return 0;
+    }
+    if (cfg->worker_count > 1 || cfg->has_data || cfg->has_my_control || cfg->has_my_data) {
+        snprintf(msg, cap, "cluster flags need either --cluster-initializer (this worker starts "
+                 "the cluster) or --control HOST:PORT (the initializer to join)");
+        return ROO_EUSAGE;
+    }
+    *ret_mode = ROO__STANDALONE;
     return 0;
 }
 
@@ -41,21 +74,6 @@ static void app_default_name(roo_app *app, const char *program)
     roo_app_set_name(app, name);
 }
 
-static void join_addrs(const roo__addr *a, size_t n, char *buf, size_t cap)
-{
-    size_t off = 0;
-
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && off < cap; i++) {
-        char one[300];
-        int w = snprintf(buf + off, cap - off, "%s%s", i ? "," : "",
-                         roo__addr_str(&a[i], one, sizeof(one)));
-        if (w < 0)
-            break;
-        off += (size_t)w;
-    }
-}
-
 int roo_main(int argc, char **argv, roo_setup_fn setup)
 {
     roo__config cfg;
@@ -63,7 +81,8 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
     roo__engine *eng = NULL;
     roo_app *app = NULL;
     roo__engine_stats st;
-    char msg[1024], ins[512], outs[512];
+    roo__cluster_mode mode = ROO__STANDALONE;
+    char msg[1024];
     sigset_t set;
     uint64_t keys;
     int64_t ms;
@@ -87,10 +106,13 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
     }
     roo__log_set_names(cfg.program, cfg.name);
     roo__log_set_level(cfg.log_level);
-    if (check_cluster_flags(&cfg) < 0) {
+    if (cluster_mode(&cfg, &mode, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "%s: %s (see --help)\n", cfg.program, msg);
         roo__config_finish(&cfg);
         return 2;
     }
+    if (cfg.has_metrics)
+        roo__log_info("--metrics is accepted for compatibility; roo does not send metrics yet");
 
     roo_app_create(&app);
     app_default_name(app, cfg.program);
@@ -124,6 +146,18 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         .batches_per_shard = cfg.batches,
         .sink_replay_bytes = cfg.sink_replay,
         .shutdown_timeout_ms = (int)cfg.shutdown_timeout_s * 1000,
+        .mode = mode,
+        .worker_count = cfg.worker_count,
+        .has_control = cfg.has_control,
+        .has_data = cfg.has_data,
+        .has_my_control = cfg.has_my_control,
+        .has_my_data = cfg.has_my_data,
+        .has_external = cfg.has_external,
+        .control = cfg.control,
+        .data = cfg.data,
+        .my_control = cfg.my_control,
+        .my_data = cfg.my_data,
+        .external = cfg.external,
     };
     msg[0] = '\0';
     rc = roo__engine_create(app, &ecfg, &eng, msg, sizeof(msg));
@@ -148,22 +182,22 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         }
         goto out;
     }
-    join_addrs(cfg.in, cfg.nin, ins, sizeof(ins));
-    join_addrs(cfg.out, cfg.nout, outs, sizeof(outs));
-    roo__log_info("ready: application '%s', worker '%s', %u thread(s), sources on %s, sinks at "
-                  "%s, state in %s",
-                  app->name, cfg.name, cfg.threads, ins, outs, cfg.resilience_dir);
-
     if (sigwait(&set, &sig) != 0)
         sig = SIGTERM;
-    roo__log_info("received %s: stopping (closing sources, committing state, delivering "
-                  "output)",
-                  sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (roo__engine_fatal_status(eng))
+        roo__log_info("stopping after the error above");
+    else if (roo__engine_cluster_exit(eng))
+        roo__log_info("stopping with the cluster (closing sources, committing state, delivering "
+                      "output)");
+    else
+        roo__log_info("received %s: stopping (closing sources, committing state, delivering "
+                      "output)",
+                      sig == SIGINT ? "SIGINT" : "SIGTERM");
     roo__engine_request_stop(eng);
-    if (!roo__engine_wait_done(eng, (int)cfg.shutdown_timeout_s * 1000 + 5000))
+    if (!roo__engine_wait_done(eng, (int)cfg.shutdown_timeout_s * 1000 + 8000))
         roo__log_warn("stop did not finish in time; exiting anyway (state is committed up to "
                       "the last completed commit)");
-    status = 0;
+    status = roo__engine_fatal_status(eng) ? 1 : 0;
 
 out:
     if (eng) {

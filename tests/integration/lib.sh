@@ -156,3 +156,55 @@ watchdog() {
     PIDS[watchdog]=$!
 }
 trap 'exit 124' TERM INT
+
+# ---- clusters ----------------------------------------------------------------------------
+# setup_cluster APP N OUT: choose ports and directories for an N-worker cluster of APP whose
+# workers all send to the sink on port OUT. Worker 0 is the initializer ("initializer"),
+# worker i > 0 is "worker<i>". Then run_worker I LOGNAME [extra flags] starts worker I (the
+# same command line every time, so it also restarts it), and cluster_ready waits for all.
+setup_cluster() {
+    CL_APP=$1
+    CL_N=$2
+    CL_OUT=$3
+    CL_CTL=$(free_port)
+    CL_DATA=$(free_port)
+    CL_IN=()
+    CL_EXT=()
+    for ((i = 0; i < CL_N; i++)); do
+        CL_IN[i]=$(free_port)
+        CL_EXT[i]=$(free_port)
+    done
+}
+
+cl_name() { if [ "$1" = 0 ]; then echo initializer; else echo "worker$1"; fi; }
+
+run_worker() {
+    local i=$1 logname=$2
+    shift 2
+    local role=(--name "worker$i" --control "127.0.0.1:$CL_CTL")
+    if [ "$i" = 0 ]; then
+        role=(--cluster-initializer --worker-count "$CL_N" --control "127.0.0.1:$CL_CTL"
+            --data "127.0.0.1:$CL_DATA")
+    fi
+    start "$logname" "$CL_APP" "${role[@]}" --in "127.0.0.1:${CL_IN[i]}" \
+        --out "127.0.0.1:$CL_OUT" --resilience-dir "$T/w$i" --external "127.0.0.1:${CL_EXT[i]}" \
+        "$@"
+}
+
+# cluster_ready LOGNAME...: wait until each named worker log says it is ready.
+cluster_ready() {
+    local l
+    for l in "$@"; do
+        wait_log "$l" 'ready: application' 30
+    done
+}
+
+# A comma-separated list of every worker's --in address.
+cl_all_in() {
+    local i s=""
+    for ((i = 0; i < CL_N; i++)); do s="$s${s:+,}127.0.0.1:${CL_IN[i]}"; done
+    echo "$s"
+}
+
+ROO_CTL=$BUILD/tools/roo-ctl
+WORD_COUNT=$BUILD/examples/word_count/word_count

@@ -159,10 +159,43 @@ START_TEST(truncated_encoding_is_rejected_with_ewire)
 }
 END_TEST
 
+/* Bytes of a protobuf varint for n. */
+static size_t varint_len(size_t n)
+{
+    size_t k = 1;
+    while (n >= 0x80) {
+        n >>= 7;
+        k++;
+    }
+    return k;
+}
+
+static size_t put_varint(uint8_t *p, size_t n)
+{
+    size_t k = 0;
+    while (n >= 0x80) {
+        p[k++] = (uint8_t)(n | 0x80);
+        n >>= 7;
+    }
+    p[k++] = (uint8_t)n;
+    return k;
+}
+
+/* The name length that makes one state_names field exactly `total` bytes long. */
+static size_t name_len_for(size_t total)
+{
+    size_t n = total - 1 - varint_len(total);
+    while (1 + varint_len(n) + n > total)
+        n--;
+    while (1 + varint_len(n + 1) + n + 1 <= total)
+        n++;
+    return n;
+}
+
 START_TEST(meta_of_exactly_meta_max_is_accepted)
 {
-    /* One state name filling the limit: tag (1) + 3-byte varint length + name. */
-    size_t n = ROO__META_MAX - 4;
+    /* One state name filling the limit: tag (1) + varint length + name. */
+    size_t n = name_len_for(ROO__META_MAX);
     char *name = malloc(n + 1);
     char *names[] = { name };
     roo__meta in = { .app_name = "",
@@ -188,7 +221,7 @@ END_TEST
 
 START_TEST(meta_over_meta_max_is_rejected_both_ways)
 {
-    size_t n = ROO__META_MAX - 3; /* one byte too many */
+    size_t n = name_len_for(ROO__META_MAX) + 1; /* one byte too many */
     char *name = malloc(n + 1);
     char *names[] = { name };
     roo__meta in = { .app_name = "",
@@ -198,6 +231,8 @@ START_TEST(meta_over_meta_max_is_rejected_both_ways)
                      .nstate_names = 1 };
     roo__buf b = { 0 };
     roo__meta out;
+    uint8_t hdr[16];
+    size_t h;
 
     memset(name, 'n', n);
     name[n] = '\0';
@@ -208,20 +243,19 @@ START_TEST(meta_over_meta_max_is_rejected_both_ways)
 
     /* A well-formed encoding over the limit is refused before protobuf-c sees it. */
     b.len = 0;
-    {
-        /* state_names (field 5, length-delimited), 3-byte varint length, the name. */
-        uint8_t hdr[4] = { 5 << 3 | 2, (uint8_t)((n & 0x7F) | 0x80),
-                           (uint8_t)(((n >> 7) & 0x7F) | 0x80), (uint8_t)(n >> 14) };
-        roo__buf_append(&b, hdr, sizeof(hdr));
-        roo__buf_append(&b, name, n);
-    }
+    hdr[0] = 5 << 3 | 2; /* state_names: field 5, length-delimited */
+    h = 1 + put_varint(hdr + 1, n);
+    roo__buf_append(&b, hdr, h);
+    roo__buf_append(&b, name, n);
     ck_assert_uint_eq(b.len, ROO__META_MAX + 1);
     ck_assert_int_eq(roo__wire_meta_decode(b.data, b.len, &out), ROO_EWIRE);
-    /* The same bytes minus one name byte (fixing the length) are fine. */
-    b.data[1] = (uint8_t)(((n - 1) & 0x7F) | 0x80);
-    b.data[2] = (uint8_t)((((n - 1) >> 7) & 0x7F) | 0x80);
-    b.data[3] = (uint8_t)((n - 1) >> 14);
-    ck_assert_int_eq(roo__wire_meta_decode(b.data, b.len - 1, &out), 0);
+    /* The same field with one name byte less is fine. */
+    b.len = 0;
+    h = 1 + put_varint(hdr + 1, n - 1);
+    roo__buf_append(&b, hdr, h);
+    roo__buf_append(&b, name, n - 1);
+    ck_assert_uint_le(b.len, ROO__META_MAX);
+    ck_assert_int_eq(roo__wire_meta_decode(b.data, b.len, &out), 0);
     roo__wire_meta_finish(&out);
     roo__buf_finish(&b);
     free(name);

@@ -1,0 +1,1904 @@
+/* cluster.c: formation, partition table, data links, status and coordinated shutdown.
+ * See cluster.h for the design; everything here runs on the io thread. */
+#include "cluster/cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "engine/engine-int.h"
+#include "net/fconn.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define HEARTBEAT_MS 1000
+#define STATUS_TIMEOUT_MS 1500
+#define DRAIN_INTERVAL_MS 50
+#define PEER_OUT_HIGH (8u * 1024u * 1024u) /* framed bytes queued on a data link */
+#define INBOUND_ROUTES_MAX 16              /* route buffers from one peer waiting in threads */
+
+typedef enum conn_kind {
+    CONN_CONTROL, /* accepted on our control listener */
+    CONN_DATA,    /* accepted on our data listener */
+    CONN_EXTERNAL,
+} conn_kind;
+
+typedef struct roo__cluster cluster;
+
+/* An accepted connection of any kind. Freed in the prepare hook after it closed. */
+typedef struct aconn {
+    roo__fconn fc;
+    cluster *cl;
+    conn_kind kind;
+    uint64_t id;
+    int peer;        /* control: identified worker index; data: sending worker index */
+    bool hello_seen; /* data: DataHello received */
+    bool dead;
+    struct aconn *next;
+} aconn;
+
+typedef struct peer {
+    cluster *cl;
+    uint32_t index;
+    roo__worker_info info;
+    /* outgoing data link */
+    roo__fconn data;
+    bool data_open;   /* connected, DataHello queued */
+    bool data_active; /* fconn initialized (connecting or open) */
+    roo__timer data_retry;
+    int data_backoff;
+    unsigned data_failures;
+    roo__route *q_head, *q_tail;
+    uint64_t seq;
+    uint64_t sent;
+    unsigned inbound_inflight; /* route buffers from this peer in our threads */
+    aconn *inbound;            /* its data link to us, for pausing reads */
+    /* initializer only */
+    aconn *ctl;
+    bool conns_ready;
+    bool has_stats;
+    roo__worker_stats stats;
+    bool drain_reported;
+    bool drain_idle;
+    uint64_t drain_sent, drain_received;
+} peer;
+
+typedef struct joined {
+    roo__worker_info info;
+    aconn *ctl;
+} joined;
+
+typedef struct query {
+    uint64_t id;          /* ours */
+    uint64_t reply_id;    /* the id the requester used (joiner asking the initializer) */
+    uint64_t ext_conn;    /* external connection id waiting, or 0 */
+    int for_peer;         /* joiner waiting for the aggregate, or -1 */
+    int64_t deadline_ns;
+    bool *have;
+    roo__worker_stats *stats;
+    bool used;
+} query;
+
+#define MAX_QUERIES 16
+
+struct roo__cluster {
+    roo__engine *e;
+    roo__cluster_mode mode;
+    const char *name;
+
+    int ctl_lfd, data_lfd, ext_lfd;
+    roo__io ctl_lio, data_lio, ext_lio;
+    char my_control[300], my_data[300];
+
+    bool has_topology;
+    roo__topology topo;
+    uint32_t self;
+    peer *peers;
+    bool meta_pending;
+    bool meta_written;
+    bool conns_ready_sent;
+    bool self_conns_ready;
+    bool ready;
+
+    /* initializer: workers identified during formation (index 0 is us) */
+    joined *joined;
+    size_t njoined;
+
+    /* joiner: the control link to the initializer */
+    roo__fconn to_init;
+    bool to_init_active, to_init_open;
+    roo__timer ctl_retry;
+    int ctl_backoff;
+    unsigned ctl_failures;
+    bool refused;
+    bool need_bind_local; /* bind my-control/my-data once the local IP is known */
+
+    roo__timer heartbeat;
+    aconn *conns;
+    uint64_t next_conn_id;
+
+    query queries[MAX_QUERIES];
+    uint64_t next_query;
+    roo__timer query_timer;
+
+    /* coordinated shutdown (initializer) */
+    bool draining;
+    uint64_t drain_round;
+    bool prev_round_ok;
+    uint64_t prev_sent, prev_received;
+    int64_t drain_deadline_ns;
+    roo__timer drain_timer;
+    bool exit_sent;
+
+    roo__route *route_pool;
+    uint64_t received; /* messages received from other workers */
+};
+
+/*
+ * The protocol version this worker speaks. ROO_TEST_PROTOCOL_VERSION overrides it so the
+ * tests can play a worker of another version; nothing else should set it.
+ */
+static uint32_t protocol_version(void)
+{
+    static uint32_t v;
+    if (!v) {
+        const char *s = getenv("ROO_TEST_PROTOCOL_VERSION");
+        uint64_t n;
+        v = s && roo__parse_uint(s, 1, UINT32_MAX, &n) == 0 ? (uint32_t)n : ROO__PROTOCOL_VERSION;
+    }
+    return v;
+}
+
+static void send_ctl(roo__fconn *fc, const roo__ctl *m)
+{
+    int rc;
+
+    if (!fc->open)
+        return;
+    rc = roo__wire_ctl_encode(m, roo__fconn_outbuf(fc));
+    if (rc < 0) {
+        roo__log_error("cannot encode a %s message: %s", roo__wire_ctl_name(m->kind),
+                       roo_strerror(rc));
+        return;
+    }
+    roo__fconn_flush(fc);
+}
+
+static void conn_kill(aconn *c)
+{
+    roo__fconn_close(&c->fc);
+    c->dead = true;
+}
+
+static int fatal(cluster *cl, const char *why)
+{
+    roo__log_error("%s", why);
+    atomic_store(&cl->e->fatal_status, 1);
+    kill(getpid(), SIGTERM);
+    return -1;
+}
+
+static int64_t worker_index(const cluster *cl, const char *name)
+{
+    for (size_t i = 0; i < cl->topo.nworkers; i++)
+        if (strcmp(cl->topo.workers[i].name, name) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+/* ---- statistics ---- */
+
+static void own_stats(cluster *cl, roo__worker_stats *st)
+{
+    roo__engine *e = cl->e;
+    roo__engine_stats es;
+    uint64_t routed_out = 0;
+    uint32_t owned = 0;
+    unsigned conns = 0;
+
+    roo__engine_get_stats(e, &es);
+    uint64_t keys = 0;
+    for (unsigned i = 0; i < e->nshards; i++) {
+        routed_out += atomic_load_explicit(&e->shards[i].routed_out, memory_order_relaxed);
+        conns += atomic_load_explicit(&e->shards[i].nconns_pub, memory_order_relaxed);
+        keys += atomic_load_explicit(&e->shards[i].keys_pub, memory_order_relaxed);
+    }
+    for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
+        owned += cl->topo.owner[p] == cl->self;
+    memset(st, 0, sizeof(*st));
+    st->name = (char *)cl->name;
+    st->frames_in = es.frames_in;
+    st->records_out = es.records_out;
+    st->routed_out = routed_out;
+    st->routed_in = atomic_load_explicit(&e->routed_in, memory_order_relaxed);
+    st->keys = keys;
+    st->commits = es.commits;
+    st->ready = cl->ready;
+    st->partitions_owned = owned;
+    st->source_connections = conns;
+}
+
+/* ---- routes to threads ---- */
+
+static void install_routes(cluster *cl)
+{
+    roo__engine *e = cl->e;
+    const roo__topology *t = &cl->topo;
+    uint32_t *base = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t ndests = e->nshards;
+
+    for (uint32_t w = 0; w < t->nworkers; w++) {
+        if (w == cl->self)
+            continue;
+        base[w] = ndests;
+        ndests += t->workers[w].threads ? t->workers[w].threads : 1;
+    }
+    for (unsigned i = 0; i < e->nshards; i++) {
+        roo__routes_msg *m = roo__xcalloc(1, sizeof(*m));
+        m->node.kind = ROO__Q_ROUTES;
+        m->partitions = t->partitions;
+        m->ndests = ndests;
+        m->dests = roo__xcalloc(ndests, sizeof(roo__dest));
+        m->part_dest = roo__xcalloc(t->partitions, sizeof(uint16_t));
+        for (uint32_t d = 0; d < e->nshards; d++)
+            m->dests[d] = (roo__dest){ cl->self, d };
+        for (uint32_t w = 0; w < t->nworkers; w++) {
+            uint32_t th = t->workers[w].threads ? t->workers[w].threads : 1;
+            if (w == cl->self)
+                continue;
+            for (uint32_t k = 0; k < th; k++)
+                m->dests[base[w] + k] = (roo__dest){ w, k };
+        }
+        for (uint32_t p = 0; p < t->partitions; p++) {
+            uint32_t w = t->owner[p];
+            if (w == cl->self) {
+                m->part_dest[p] = (uint16_t)(p % e->nshards);
+            } else {
+                uint32_t th = t->workers[w].threads ? t->workers[w].threads : 1;
+                m->part_dest[p] = (uint16_t)(base[w] + p % th);
+            }
+        }
+        roo__queue_push(&e->shards[i].inbox, &m->node);
+    }
+    free(base);
+}
+
+/* ---- persisting the topology ---- */
+
+static void persist_topology(cluster *cl)
+{
+    roo__engine *e = cl->e;
+    roo__meta_msg *m = roo__xcalloc(1, sizeof(*m));
+    int rc;
+
+    m->node.kind = ROO__Q_META;
+    rc = roo__engine_encode_meta(e, &cl->topo, &m->encoded);
+    if (rc < 0) {
+        roo__buf_finish(&m->encoded);
+        free(m);
+        fatal(cl, "cannot encode the cluster identity record");
+        return;
+    }
+    cl->meta_pending = true;
+    roo__queue_push(&e->commit_q, &m->node);
+}
+
+/* ---- going ready ---- */
+
+static void go_ready(cluster *cl)
+{
+    uint32_t owned = 0;
+
+    if (cl->ready)
+        return;
+    cl->ready = true;
+    for (uint32_t p = 0; p < cl->topo.partitions; p++)
+        owned += cl->topo.owner[p] == cl->self;
+    if (cl->topo.nworkers > 1)
+        roo__log_info("cluster %016llx ready: %zu workers, %u partitions, %u of them here",
+                      (unsigned long long)cl->topo.cluster_id, cl->topo.nworkers,
+                      cl->topo.partitions, owned);
+    roo__io_open_sources(cl->e);
+}
+
+static bool all_links_open(const cluster *cl)
+{
+    for (uint32_t w = 0; w < cl->topo.nworkers; w++)
+        if (w != cl->self && !cl->peers[w].data_open)
+            return false;
+    return true;
+}
+
+static void initializer_check_ready(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_CLUSTER_READY };
+
+    if (cl->ready || !cl->self_conns_ready)
+        return;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+        if (!cl->peers[w].conns_ready)
+            return;
+    m.cluster_id = cl->topo.cluster_id;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl)
+            send_ctl(&cl->peers[w].ctl->fc, &m);
+    go_ready(cl);
+}
+
+/* Our links are up and the topology is stored: say so (once per topology). */
+static void check_conns_ready(cluster *cl)
+{
+    if (!cl->has_topology || !cl->meta_written || !all_links_open(cl))
+        return;
+    if (cl->mode == ROO__INITIALIZER || cl->mode == ROO__STANDALONE) {
+        if (!cl->self_conns_ready) {
+            cl->self_conns_ready = true;
+            initializer_check_ready(cl);
+        }
+        return;
+    }
+    if (!cl->conns_ready_sent && cl->to_init_open) {
+        roo__ctl m = { .kind = ROO__CTL_CONNECTIONS_READY, .worker_name = (char *)cl->name };
+        send_ctl(&cl->to_init, &m);
+        cl->conns_ready_sent = true;
+    }
+}
+
+/* ---- outgoing data links ---- */
+
+static void peer_connect(peer *p);
+
+static void peer_pump(peer *p)
+{
+    cluster *cl = p->cl;
+
+    while (p->data_open && p->q_head && roo__fconn_pending(&p->data) < PEER_OUT_HIGH) {
+        roo__route *r = p->q_head;
+        int rc;
+
+        p->q_head = (roo__route *)r->node.next;
+        if (!p->q_head)
+            p->q_tail = NULL;
+        rc = roo__wire_data_batch_encode(r->thread, ++p->seq, (uint32_t)r->nmsgs, r->data.data,
+                                         r->data.len, roo__fconn_outbuf(&p->data));
+        if (rc < 0)
+            roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
+                           p->info.name, (unsigned long long)r->nmsgs, r->data.len,
+                           roo_strerror(rc));
+        else
+            p->sent += r->nmsgs;
+        r->node.kind = ROO__Q_ROUTE_RETURN;
+        roo__queue_push(&r->from->inbox, &r->node);
+    }
+    if (p->data_open)
+        roo__fconn_flush(&p->data);
+    (void)cl;
+}
+
+static void peer_data_drain(roo__fconn *fc)
+{
+    peer_pump(fc->data);
+}
+
+static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
+{
+    peer *p = fc->data;
+
+    (void)payload;
+    (void)len;
+    roo__log_warn("data link to %s: unexpected %zu-byte frame from the receiver; closing it",
+                  p->info.name, len);
+    roo__fconn_close(fc);
+    p->data_open = false;
+    p->data_active = false;
+    peer_connect(p);
+}
+
+static void peer_data_closed(roo__fconn *fc, int err)
+{
+    peer *p = fc->data;
+
+    p->data_open = false;
+    p->data_active = false;
+    if (!p->cl->e->io_stopping || p->q_head)
+        roo__log_warn("data link to %s (%s) lost%s%s; reconnecting", p->info.name,
+                      p->info.data_addr, err ? ": " : "", err ? roo_strerror(err) : "");
+    p->data_backoff = BACKOFF_MIN_MS;
+    peer_connect(p);
+}
+
+static void peer_data_connected(roo__fconn *fc, int err)
+{
+    peer *p = fc->data;
+    cluster *cl = p->cl;
+    roo__data_hello h = { .protocol_version = ROO__PROTOCOL_VERSION };
+
+    if (err) {
+        p->data_active = false;
+        if (p->data_failures++ == 0)
+            roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
+                          p->info.name, p->info.data_addr, roo_strerror(err));
+        peer_connect(p);
+        return;
+    }
+    if (p->data_failures)
+        roo__log_info("data link to %s (%s) connected", p->info.name, p->info.data_addr);
+    p->data_failures = 0;
+    p->data_backoff = BACKOFF_MIN_MS;
+    h.cluster_id = cl->topo.cluster_id;
+    snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
+    roo__wire_data_hello_encode(&h, roo__fconn_outbuf(fc));
+    p->data_open = true;
+    peer_pump(p);
+    check_conns_ready(cl);
+}
+
+static const roo__fconn_ops peer_data_ops = {
+    .on_frame = peer_data_frame,
+    .on_close = peer_data_closed,
+    .on_connect = peer_data_connected,
+    .on_drain = peer_data_drain,
+};
+
+static void peer_retry(roo__loop *loop, roo__timer *t)
+{
+    peer *p = t->data;
+    roo__addr a;
+    int rc;
+
+    (void)loop;
+    if (p->data_active || p->cl->e->exit_received)
+        return;
+    if (roo__addr_parse(p->info.data_addr, &a) < 0) {
+        roo__log_error("worker %s has an unusable data address '%s'", p->info.name,
+                       p->info.data_addr);
+        return;
+    }
+    roo__fconn_finish(&p->data);
+    rc = roo__fconn_connect(&p->data, p->cl->e->io_loop, &a, 64 * 1024, &peer_data_ops, p);
+    if (rc < 0) {
+        if (p->data_failures++ == 0)
+            roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
+                          p->info.name, p->info.data_addr, roo_strerror(rc));
+        peer_connect(p);
+        return;
+    }
+    p->data_active = true;
+}
+
+static void peer_connect(peer *p)
+{
+    p->data_retry.cb = peer_retry;
+    p->data_retry.data = p;
+    roo__timer_start(p->cl->e->io_loop, &p->data_retry, p->data_backoff);
+    p->data_backoff = ROO__MIN(p->data_backoff * 2, BACKOFF_MAX_MS);
+}
+
+/* ---- applying a topology ---- */
+
+static int apply_topology(cluster *cl, const roo__topology *t)
+{
+    int64_t self;
+    bool first = !cl->has_topology;
+
+    if (t->partitions != cl->e->cfg.partitions && !first) {
+        return fatal(cl, "the cluster changed its partition count; refusing");
+    }
+    if (first) {
+        roo__topology_copy(t, &cl->topo);
+        cl->has_topology = true;
+    } else {
+        /* Same workers (addresses may have moved): keep the links of unchanged peers. */
+        if (t->nworkers != cl->topo.nworkers)
+            return fatal(cl, "the cluster's worker list changed shape; this build cannot follow");
+        roo__topology old = cl->topo;
+        roo__topology_copy(t, &cl->topo);
+        for (uint32_t w = 0; w < t->nworkers; w++) {
+            peer *p = &cl->peers[w];
+            if (w == cl->self)
+                continue;
+            roo__worker_info_finish(&p->info);
+            roo__worker_info_copy(&t->workers[w], &p->info);
+            if (strcmp(old.workers[w].data_addr, t->workers[w].data_addr) != 0 &&
+                p->data_active) {
+                roo__log_info("worker %s moved its data address to %s; reconnecting",
+                              p->info.name, p->info.data_addr);
+                roo__fconn_close(&p->data);
+                p->data_open = p->data_active = false;
+                p->data_backoff = BACKOFF_MIN_MS;
+                peer_connect(p);
+            }
+        }
+        roo__topology_finish(&old);
+        persist_topology(cl);
+        return 0;
+    }
+    self = worker_index(cl, cl->name);
+    if (self < 0)
+        return fatal(cl, "the cluster's topology does not list this worker");
+    cl->self = (uint32_t)self;
+    if (t->partitions != cl->e->cfg.partitions) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "the cluster uses %u partitions but this worker's state was "
+                 "created with %u; refusing", t->partitions, cl->e->cfg.partitions);
+        if (roo__engine_has_state(cl->e))
+            return fatal(cl, msg);
+        /* Safe: no thread hashes keys before it gets the routes that follow. */
+        cl->e->cfg.partitions = t->partitions;
+    }
+    cl->peers = roo__xcalloc(t->nworkers, sizeof(peer));
+    for (uint32_t w = 0; w < t->nworkers; w++) {
+        peer *p = &cl->peers[w];
+        p->cl = cl;
+        p->index = w;
+        p->data_backoff = BACKOFF_MIN_MS;
+        roo__worker_info_copy(&t->workers[w], &p->info);
+    }
+    install_routes(cl);
+    persist_topology(cl);
+    for (uint32_t w = 0; w < t->nworkers; w++)
+        if (w != cl->self) {
+            cl->peers[w].data_backoff = 0;
+            peer_connect(&cl->peers[w]);
+            cl->peers[w].data_backoff = BACKOFF_MIN_MS;
+        }
+    check_conns_ready(cl);
+    return 0;
+}
+
+void roo__cluster_meta_done(roo__engine *e, roo__meta_msg *m)
+{
+    cluster *cl = e->cluster;
+
+    cl->meta_pending = false;
+    if (m->result < 0) {
+        fatal(cl, "cannot store the cluster topology; stopping");
+    } else {
+        cl->meta_written = true;
+        check_conns_ready(cl);
+    }
+    roo__buf_finish(&m->encoded);
+    free(m);
+}
+
+/* ---- initializer: formation ---- */
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+
+    if (getrandom(&id, sizeof(id), 0) != sizeof(id) || id == 0)
+        id = (uint64_t)roo__now_ns() ^ ((uint64_t)getpid() << 32);
+    return id ? id : 1;
+}
+
+static void refuse(aconn *c, const char *reason)
+{
+    roo__ctl m = { .kind = ROO__CTL_REFUSE, .reason = (char *)reason };
+
+    roo__log_warn("refused %s: %s", c->fc.peer, reason);
+    send_ctl(&c->fc, &m);
+    roo__fconn_close_after_flush(&c->fc);
+}
+
+static void form_cluster(cluster *cl)
+{
+    roo__topology t = { 0 };
+    roo__ctl m = { .kind = ROO__CTL_TOPOLOGY };
+
+    t.cluster_id = random_id();
+    t.app_name = cl->e->app->name;
+    t.partitions = cl->e->cfg.partitions;
+    t.nworkers = cl->njoined;
+    t.workers = roo__xcalloc(cl->njoined, sizeof(*t.workers));
+    for (size_t i = 0; i < cl->njoined; i++)
+        t.workers[i] = cl->joined[i].info;
+    t.owner = roo__xcalloc(t.partitions, sizeof(uint32_t));
+    for (uint32_t p = 0; p < t.partitions; p++)
+        t.owner[p] = p % (uint32_t)t.nworkers;
+    t.version = 1;
+    roo__log_info("all %zu workers identified: forming cluster %016llx with %u partitions",
+                  t.nworkers, (unsigned long long)t.cluster_id, t.partitions);
+    if (apply_topology(cl, &t) < 0)
+        goto out;
+    for (size_t i = 1; i < cl->njoined; i++) {
+        cl->peers[i].ctl = cl->joined[i].ctl;
+        cl->joined[i].ctl->peer = (int)i;
+    }
+    m.topology = cl->topo;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+        send_ctl(&cl->peers[w].ctl->fc, &m);
+    memset(&m.topology, 0, sizeof(m.topology));
+out:
+    free(t.workers);
+    free(t.owner);
+}
+
+static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    char reason[512];
+    int64_t w;
+
+    if (m->protocol_version != protocol_version()) {
+        snprintf(reason, sizeof(reason), "worker '%s' speaks protocol version %u (roo %s); this "
+                 "cluster speaks version %u (roo %s)", m->worker.name, m->protocol_version,
+                 m->roo_version, protocol_version(), ROO_VERSION_STRING);
+        refuse(c, reason);
+        return;
+    }
+    if (strcmp(m->app_name, cl->e->app->name) != 0) {
+        snprintf(reason, sizeof(reason), "worker '%s' runs application '%s'; this cluster runs "
+                 "'%s'", m->worker.name, m->app_name, cl->e->app->name);
+        refuse(c, reason);
+        return;
+    }
+    if (cl->mode == ROO__JOINER) {
+        snprintf(reason, sizeof(reason), "this worker (%s) is not the initializer; contact the "
+                 "initializer at %s", cl->name, cl->has_topology ? cl->topo.workers[0].control_addr
+                                                                  : "its --control address");
+        refuse(c, reason);
+        return;
+    }
+    if (cl->has_topology) {
+        w = worker_index(cl, m->worker.name);
+        if (w < 0 || w == cl->self) {
+            snprintf(reason, sizeof(reason), "the cluster is complete with %zu workers; worker "
+                     "'%s' is not one of them", cl->topo.nworkers, m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        if (m->cluster_id != cl->topo.cluster_id) {
+            snprintf(reason, sizeof(reason), "worker '%s' belongs to cluster %016llx but has no "
+                     "state for it (%s); was its resilience directory wiped?", m->worker.name,
+                     (unsigned long long)cl->topo.cluster_id,
+                     m->cluster_id ? "another cluster id" : "no cluster id");
+            refuse(c, reason);
+            return;
+        }
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead) {
+            snprintf(reason, sizeof(reason), "a worker named '%s' is already connected",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        /* A member comes back: refresh its addresses, send it the table. */
+        c->peer = (int)w;
+        cl->peers[w].ctl = c;
+        cl->peers[w].conns_ready = false;
+        roo__log_info("worker '%s' rejoined from %s", m->worker.name, c->fc.peer);
+        if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
+            strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
+            cl->topo.workers[w].threads != m->worker.threads) {
+            roo__topology t;
+            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY };
+            roo__topology_copy(&cl->topo, &t);
+            roo__worker_info_finish(&t.workers[w]);
+            roo__worker_info_copy(&m->worker, &t.workers[w]);
+            t.version++;
+            apply_topology(cl, &t);
+            tm.topology = cl->topo;
+            for (uint32_t i = 1; i < cl->topo.nworkers; i++)
+                if (cl->peers[i].ctl && !cl->peers[i].ctl->dead)
+                    send_ctl(&cl->peers[i].ctl->fc, &tm);
+            roo__topology_finish(&t);
+        } else {
+            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+            send_ctl(&c->fc, &tm);
+        }
+        return;
+    }
+    /* Formation. */
+    if (m->cluster_id != 0) {
+        snprintf(reason, sizeof(reason), "worker '%s' already belongs to cluster %016llx; start "
+                 "it with a fresh --resilience-dir to join a new cluster", m->worker.name,
+                 (unsigned long long)m->cluster_id);
+        refuse(c, reason);
+        return;
+    }
+    for (size_t i = 0; i < cl->njoined; i++) {
+        if (strcmp(cl->joined[i].info.name, m->worker.name) == 0) {
+            snprintf(reason, sizeof(reason), "duplicate worker name '%s': a worker with that "
+                     "name already joined", m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+    }
+    if (cl->njoined >= cl->e->cfg.worker_count) {
+        snprintf(reason, sizeof(reason), "the cluster already has its %u workers",
+                 cl->e->cfg.worker_count);
+        refuse(c, reason);
+        return;
+    }
+    cl->joined = roo__xrealloc(cl->joined, (cl->njoined + 1) * sizeof(*cl->joined));
+    roo__worker_info_copy(&m->worker, &cl->joined[cl->njoined].info);
+    cl->joined[cl->njoined].ctl = c;
+    c->peer = (int)cl->njoined;
+    cl->njoined++;
+    roo__log_info("worker '%s' identified from %s (control %s, data %s): %zu of %u",
+                  m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
+                  cl->njoined, cl->e->cfg.worker_count);
+    if (cl->njoined == cl->e->cfg.worker_count)
+        form_cluster(cl);
+}
+
+/* ---- status ---- */
+
+static void json_str(roo__buf *b, const char *s)
+{
+    roo__buf_append(b, "\"", 1);
+    for (; *s; s++) {
+        char esc[8];
+        if (*s == '"' || *s == '\\') {
+            esc[0] = '\\';
+            esc[1] = *s;
+            roo__buf_append(b, esc, 2);
+        } else if ((unsigned char)*s < 0x20) {
+            int n = snprintf(esc, sizeof(esc), "\\u%04x", (unsigned char)*s);
+            roo__buf_append(b, esc, (size_t)n);
+        } else {
+            roo__buf_append(b, s, 1);
+        }
+    }
+    roo__buf_append(b, "\"", 1);
+}
+
+static void json_fmt(roo__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void json_fmt(roo__buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char tmp[512];
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        roo__buf_append(b, tmp, ROO__MIN((size_t)n, sizeof(tmp) - 1));
+}
+
+static void build_status_json(cluster *cl, const roo__worker_stats *stats, const bool *have,
+                              bool init_reachable, roo__buf *out)
+{
+    roo__engine *e = cl->e;
+    bool all_ready = cl->has_topology;
+    size_t n = cl->has_topology ? cl->topo.nworkers : 1;
+
+    for (size_t w = 0; w < n; w++)
+        all_ready = all_ready && have[w] && stats[w].ready;
+    json_fmt(out, "{\n  \"application\": ");
+    json_str(out, e->app->name);
+    json_fmt(out, ",\n  \"cluster_id\": \"%016llx\",\n  \"answered_by\": ",
+             (unsigned long long)(cl->has_topology ? cl->topo.cluster_id : 0));
+    json_str(out, cl->name);
+    json_fmt(out, ",\n  \"ready\": %s,\n  \"partitions\": %u,\n  \"worker_count\": %zu,\n",
+             all_ready ? "true" : "false", e->cfg.partitions, n);
+    if (!init_reachable)
+        json_fmt(out, "  \"warning\": \"the initializer is unreachable: other workers' figures "
+                      "are missing\",\n");
+    json_fmt(out, "  \"workers\": [");
+    for (size_t w = 0; w < n; w++) {
+        const roo__worker_info *wi = cl->has_topology ? &cl->topo.workers[w] : NULL;
+        const roo__worker_stats *s = &stats[w];
+        uint32_t owned = 0;
+        for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
+            owned += cl->topo.owner[p] == w;
+        json_fmt(out, "%s\n    {\"name\": ", w ? "," : "");
+        json_str(out, wi ? wi->name : cl->name);
+        json_fmt(out, ", \"index\": %zu, \"control\": ", w);
+        json_str(out, wi ? wi->control_addr : "");
+        json_fmt(out, ", \"data\": ");
+        json_str(out, wi ? wi->data_addr : "");
+        json_fmt(out, ", \"threads\": %u, \"partitions\": %u, \"reachable\": %s, \"ready\": %s",
+                 wi ? wi->threads : e->nshards, owned, have[w] ? "true" : "false",
+                 have[w] && s->ready ? "true" : "false");
+        if (have[w])
+            json_fmt(out, ", \"frames_in\": %llu, \"records_out\": %llu, \"routed_out\": %llu, "
+                     "\"routed_in\": %llu, \"keys\": %llu, \"commits\": %llu, "
+                     "\"source_connections\": %u",
+                     (unsigned long long)s->frames_in, (unsigned long long)s->records_out,
+                     (unsigned long long)s->routed_out, (unsigned long long)s->routed_in,
+                     (unsigned long long)s->keys, (unsigned long long)s->commits,
+                     s->source_connections);
+        json_fmt(out, "}");
+    }
+    json_fmt(out, "\n  ]\n}\n");
+}
+
+static aconn *find_conn(cluster *cl, uint64_t id)
+{
+    for (aconn *c = cl->conns; c; c = c->next)
+        if (c->id == id && !c->dead)
+            return c;
+    return NULL;
+}
+
+static void ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error)
+{
+    aconn *c = find_conn(cl, conn_id);
+
+    if (!c)
+        return;
+    roo__wire_ext_reply_encode(ok, json, error, roo__fconn_outbuf(&c->fc));
+    roo__fconn_flush(&c->fc);
+}
+
+static query *query_new(cluster *cl)
+{
+    for (int i = 0; i < MAX_QUERIES; i++) {
+        query *q = &cl->queries[i];
+        if (!q->used) {
+            size_t n = cl->has_topology ? cl->topo.nworkers : 1;
+            memset(q, 0, sizeof(*q));
+            q->used = true;
+            q->id = ++cl->next_query;
+            q->for_peer = -1;
+            q->have = roo__xcalloc(n, sizeof(bool));
+            q->stats = roo__xcalloc(n, sizeof(roo__worker_stats));
+            q->deadline_ns = roo__now_ns() + (int64_t)STATUS_TIMEOUT_MS * 1000000;
+            return q;
+        }
+    }
+    return NULL;
+}
+
+static void query_free(query *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (q->have[i])
+            free(q->stats[i].name);
+    free(q->have);
+    free(q->stats);
+    q->used = false;
+}
+
+static void query_complete(cluster *cl, query *q)
+{
+    size_t n = cl->has_topology ? cl->topo.nworkers : 1;
+
+    if (q->ext_conn) {
+        roo__buf b = { 0 };
+        bool init_ok = cl->mode != ROO__JOINER || n == 0 || q->have[0];
+        build_status_json(cl, q->stats, q->have, init_ok, &b);
+        roo__buf_append(&b, "", 1);
+        ext_reply(cl, q->ext_conn, true, (const char *)b.data, NULL);
+        roo__buf_finish(&b);
+    } else if (q->for_peer >= 0) {
+        peer *p = &cl->peers[q->for_peer];
+        roo__worker_stats *all = roo__xcalloc(n, sizeof(*all));
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (q->have[i])
+                all[k++] = q->stats[i];
+        roo__ctl m = { .kind = ROO__CTL_STATUS_REPLY, .query_id = q->reply_id, .stats = all,
+                       .nstats = k };
+        if (p->ctl && !p->ctl->dead)
+            send_ctl(&p->ctl->fc, &m);
+        free(all);
+    }
+    query_free(q, n);
+}
+
+static void query_check(cluster *cl, query *q)
+{
+    size_t n = cl->has_topology ? cl->topo.nworkers : 1;
+    bool done = true;
+
+    for (size_t i = 0; i < n; i++)
+        done = done && q->have[i];
+    if (done || roo__now_ns() >= q->deadline_ns)
+        query_complete(cl, q);
+}
+
+static void query_timer_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+    bool any = false;
+
+    (void)loop;
+    for (int i = 0; i < MAX_QUERIES; i++) {
+        if (cl->queries[i].used)
+            query_check(cl, &cl->queries[i]);
+        any = any || cl->queries[i].used;
+    }
+    if (any)
+        roo__timer_start(cl->e->io_loop, &cl->query_timer, 100);
+}
+
+static void query_arm(cluster *cl)
+{
+    cl->query_timer.cb = query_timer_cb;
+    cl->query_timer.data = cl;
+    roo__timer_start(cl->e->io_loop, &cl->query_timer, 100);
+}
+
+static void set_stats(query *q, uint32_t w, const roo__worker_stats *s)
+{
+    if (q->have[w])
+        free(q->stats[w].name);
+    q->stats[w] = *s;
+    q->stats[w].name = roo__xstrdup(s->name ? s->name : "");
+    q->have[w] = true;
+}
+
+/* Start gathering everyone's figures (initializer) or ask the initializer (joiner). */
+static void status_start(cluster *cl, uint64_t ext_conn, int for_peer, uint64_t reply_id)
+{
+    query *q = query_new(cl);
+    roo__worker_stats mine;
+
+    if (!q) {
+        if (ext_conn)
+            ext_reply(cl, ext_conn, false, NULL, "too many status queries at once");
+        return;
+    }
+    q->ext_conn = ext_conn;
+    q->for_peer = for_peer;
+    q->reply_id = reply_id;
+    own_stats(cl, &mine);
+    set_stats(q, cl->has_topology ? cl->self : 0, &mine);
+    if (cl->mode == ROO__JOINER) {
+        if (cl->to_init_open) {
+            roo__ctl m = { .kind = ROO__CTL_STATUS_QUERY, .query_id = q->id };
+            send_ctl(&cl->to_init, &m);
+        } else {
+            q->deadline_ns = 0; /* answer with what we know */
+        }
+    } else if (cl->has_topology) {
+        roo__ctl m = { .kind = ROO__CTL_STATUS_QUERY, .query_id = q->id };
+        for (uint32_t w = 0; w < cl->topo.nworkers; w++) {
+            if (w == cl->self)
+                continue;
+            if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+                send_ctl(&cl->peers[w].ctl->fc, &m);
+        }
+    }
+    query_check(cl, q);
+    query_arm(cl);
+}
+
+static query *query_find(cluster *cl, uint64_t id)
+{
+    for (int i = 0; i < MAX_QUERIES; i++)
+        if (cl->queries[i].used && cl->queries[i].id == id)
+            return &cl->queries[i];
+    return NULL;
+}
+
+/* ---- coordinated shutdown ---- */
+
+static bool local_idle(cluster *cl)
+{
+    return roo__io_shards_quiescent(cl->e) && roo__io_sinks_idle(cl->e) &&
+           roo__cluster_idle(cl->e);
+}
+
+static uint64_t total_sent(const cluster *cl)
+{
+    uint64_t n = 0;
+    for (uint32_t w = 0; cl->has_topology && w < cl->topo.nworkers; w++)
+        n += cl->peers[w].sent;
+    return n;
+}
+
+static void stop_locally(cluster *cl, const char *why)
+{
+    roo__engine *e = cl->e;
+
+    if (e->cluster_stopping)
+        return;
+    roo__log_info("cluster shutdown: %s", why);
+    e->cluster_stopping = true;
+    atomic_store(&e->exit_requested, true);
+    roo__io_start_stop(e);
+    /* Wake the main thread so it waits for the drain. */
+    kill(getpid(), SIGTERM);
+}
+
+static void send_exit_all(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_EXIT };
+
+    if (cl->exit_sent)
+        return;
+    cl->exit_sent = true;
+    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            send_ctl(&cl->peers[w].ctl->fc, &m);
+    cl->e->exit_received = true;
+    roo__io_check_drained(cl->e);
+}
+
+static void drain_round(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_DRAIN_QUERY };
+
+    cl->drain_round++;
+    m.round = cl->drain_round;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++) {
+        cl->peers[w].drain_reported = false;
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            send_ctl(&cl->peers[w].ctl->fc, &m);
+    }
+}
+
+static void drain_evaluate(cluster *cl)
+{
+    uint64_t sent = total_sent(cl), received = cl->received;
+    bool all_idle = local_idle(cl);
+
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++) {
+        peer *p = &cl->peers[w];
+        if (!p->ctl || p->ctl->dead)
+            continue; /* an unreachable worker cannot hold us up */
+        if (!p->drain_reported)
+            return;
+        all_idle = all_idle && p->drain_idle;
+        sent += p->drain_sent;
+        received += p->drain_received;
+    }
+    /* Two consecutive rounds, all idle, same counts, everything sent was received. */
+    if (all_idle && sent == received && cl->prev_round_ok && sent == cl->prev_sent &&
+        received == cl->prev_received) {
+        roo__log_info("cluster drained (%llu messages crossed workers); telling every worker "
+                      "to exit", (unsigned long long)sent);
+        send_exit_all(cl);
+        return;
+    }
+    cl->prev_round_ok = all_idle && sent == received;
+    cl->prev_sent = sent;
+    cl->prev_received = received;
+    drain_round(cl);
+}
+
+static void drain_timer_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+
+    (void)loop;
+    if (cl->exit_sent)
+        return;
+    if (roo__now_ns() >= cl->drain_deadline_ns) {
+        roo__log_warn("cluster did not drain within %d s; telling every worker to exit anyway",
+                      cl->e->cfg.shutdown_timeout_ms / 1000);
+        send_exit_all(cl);
+        return;
+    }
+    drain_evaluate(cl);
+    roo__timer_start(cl->e->io_loop, &cl->drain_timer, DRAIN_INTERVAL_MS);
+}
+
+static void begin_cluster_shutdown(cluster *cl, const char *why)
+{
+    roo__ctl m = { .kind = ROO__CTL_SHUTDOWN, .reason = (char *)why };
+
+    if (cl->draining)
+        return;
+    cl->draining = true;
+    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            send_ctl(&cl->peers[w].ctl->fc, &m);
+    stop_locally(cl, why);
+    cl->drain_deadline_ns = roo__now_ns() + (int64_t)cl->e->cfg.shutdown_timeout_ms * 1000000;
+    cl->drain_timer.cb = drain_timer_cb;
+    cl->drain_timer.data = cl;
+    if (!cl->has_topology || cl->topo.nworkers == 1) {
+        send_exit_all(cl);
+        return;
+    }
+    drain_round(cl);
+    roo__timer_start(cl->e->io_loop, &cl->drain_timer, DRAIN_INTERVAL_MS);
+}
+
+/* ---- control frames ---- */
+
+static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
+{
+    peer *p = c->peer >= 0 && cl->has_topology && (uint32_t)c->peer < cl->topo.nworkers &&
+                      cl->peers[c->peer].ctl == c
+                  ? &cl->peers[c->peer]
+                  : NULL;
+    query *q;
+
+    switch (m->kind) {
+    case ROO__CTL_HELLO:
+        on_hello(cl, c, m);
+        return;
+    case ROO__CTL_CONNECTIONS_READY:
+        if (!p)
+            break;
+        p->conns_ready = true;
+        roo__log_info("worker '%s' has its data links up", p->info.name);
+        if (cl->ready) {
+            roo__ctl r = { .kind = ROO__CTL_CLUSTER_READY, .cluster_id = cl->topo.cluster_id };
+            send_ctl(&c->fc, &r);
+        } else {
+            initializer_check_ready(cl);
+        }
+        return;
+    case ROO__CTL_HEARTBEAT:
+        if (!p || !m->nstats)
+            break;
+        free(p->stats.name);
+        p->stats = m->stats[0];
+        p->stats.name = roo__xstrdup(m->stats[0].name ? m->stats[0].name : "");
+        p->has_stats = true;
+        return;
+    case ROO__CTL_STATUS_QUERY:
+        if (!p)
+            break;
+        status_start(cl, 0, (int)p->index, m->query_id);
+        return;
+    case ROO__CTL_STATUS_REPLY:
+        if (!p || !m->nstats)
+            break;
+        q = query_find(cl, m->query_id);
+        if (q) {
+            set_stats(q, p->index, &m->stats[0]);
+            query_check(cl, q);
+        }
+        return;
+    case ROO__CTL_SHUTDOWN:
+        if (!p)
+            break;
+        begin_cluster_shutdown(cl, m->reason[0] ? m->reason : "requested by a worker");
+        return;
+    case ROO__CTL_DRAIN_REPORT:
+        if (!p || m->round != cl->drain_round)
+            return;
+        p->drain_reported = true;
+        p->drain_idle = m->idle;
+        p->drain_sent = m->sent;
+        p->drain_received = m->received;
+        return;
+    default:
+        break;
+    }
+    roo__log_warn("control connection from %s: unexpected %s message%s; closing it", c->fc.peer,
+                  roo__wire_ctl_name(m->kind), p ? "" : " before Hello");
+    conn_kill(c);
+}
+
+static void aconn_frame(roo__fconn *fc, const uint8_t *payload, size_t len);
+
+static void ctl_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__ctl m;
+    int rc = roo__wire_ctl_decode(payload, len, &m);
+
+    if (rc < 0) {
+        roo__log_warn("control connection from %s: a %zu-byte frame is not a control message; "
+                      "closing it", c->fc.peer, len);
+        conn_kill(c);
+        return;
+    }
+    ctl_frame_initializer(cl, c, &m);
+    roo__wire_ctl_finish(&m);
+}
+
+/* ---- data frames (inbound) ---- */
+
+static roo__route *route_get(cluster *cl)
+{
+    roo__route *r = cl->route_pool;
+
+    if (r)
+        cl->route_pool = (roo__route *)r->node.next;
+    else
+        r = roo__xcalloc(1, sizeof(*r));
+    r->node.kind = ROO__Q_ROUTE;
+    r->from = NULL;
+    r->data.len = 0;
+    r->nmsgs = 0;
+    return r;
+}
+
+static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__engine *e = cl->e;
+    roo__data_kind kind = ROO__DATA_NONE;
+    roo__data_hello h;
+    uint32_t thread = 0, count = 0;
+    uint64_t seq = 0;
+    roo__route *r = route_get(cl);
+    int rc = roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &r->data);
+
+    if (rc < 0) {
+        roo__log_warn("data connection from %s: a %zu-byte frame is not a data message; "
+                      "closing it", c->fc.peer, len);
+        goto bad;
+    }
+    if (kind == ROO__DATA_HELLO) {
+        int64_t w;
+        if (c->hello_seen || h.protocol_version != ROO__PROTOCOL_VERSION ||
+            (cl->has_topology && h.cluster_id != cl->topo.cluster_id)) {
+            roo__log_warn("data connection from %s (worker '%s'): wrong hello (protocol %u, "
+                          "cluster %016llx); closing it", c->fc.peer, h.worker,
+                          h.protocol_version, (unsigned long long)h.cluster_id);
+            goto bad;
+        }
+        w = cl->has_topology ? worker_index(cl, h.worker) : -1;
+        if (w < 0 || (uint32_t)w == cl->self) {
+            roo__log_warn("data connection from %s: worker '%s' is not in this cluster; "
+                          "closing it", c->fc.peer, h.worker);
+            goto bad;
+        }
+        c->hello_seen = true;
+        c->peer = (int)w;
+        cl->peers[w].inbound = c;
+        r->node.next = (roo__qnode *)cl->route_pool;
+        cl->route_pool = r;
+        return;
+    }
+    if (!c->hello_seen) {
+        roo__log_warn("data connection from %s: data before hello; closing it", c->fc.peer);
+        goto bad;
+    }
+    if (thread >= e->nshards) {
+        roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
+                      "worker has %u; closing it", c->fc.peer, cl->peers[c->peer].info.name,
+                      thread, e->nshards);
+        goto bad;
+    }
+    r->nmsgs = count;
+    r->worker = (uint32_t)c->peer;
+    cl->received += count;
+    atomic_fetch_add_explicit(&e->routed_in, count, memory_order_relaxed);
+    if (++cl->peers[c->peer].inbound_inflight >= INBOUND_ROUTES_MAX)
+        roo__fconn_pause_read(&c->fc, true);
+    roo__queue_push(&e->shards[thread].inbox, &r->node);
+    return;
+
+bad:
+    r->node.next = (roo__qnode *)cl->route_pool;
+    cl->route_pool = r;
+    conn_kill(c);
+}
+
+void roo__cluster_route_returned(roo__engine *e, roo__route *r)
+{
+    cluster *cl = e->cluster;
+    peer *p = cl->has_topology && r->worker < cl->topo.nworkers ? &cl->peers[r->worker] : NULL;
+
+    if (p && p->inbound_inflight > 0) {
+        p->inbound_inflight--;
+        if (p->inbound && !p->inbound->dead && p->inbound_inflight < INBOUND_ROUTES_MAX / 2)
+            roo__fconn_pause_read(&p->inbound->fc, false);
+    }
+    r->node.next = (roo__qnode *)cl->route_pool;
+    cl->route_pool = r;
+}
+
+/* ---- external frames ---- */
+
+static void ext_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__ext_command cmd;
+
+    if (roo__wire_ext_request_decode(payload, len, &cmd) < 0) {
+        roo__log_warn("external connection from %s: a %zu-byte frame is not a request; closing "
+                      "it", c->fc.peer, len);
+        conn_kill(c);
+        return;
+    }
+    switch (cmd) {
+    case ROO__EXT_STATUS:
+        status_start(cl, c->id, -1, 0);
+        break;
+    case ROO__EXT_SHUTDOWN:
+        if (cl->mode == ROO__JOINER) {
+            roo__ctl m = { .kind = ROO__CTL_SHUTDOWN, .reason = "requested with roo-ctl" };
+            if (!cl->to_init_open) {
+                ext_reply(cl, c->id, false, NULL,
+                          "the initializer is unreachable: cannot stop the cluster from here");
+                break;
+            }
+            send_ctl(&cl->to_init, &m);
+        } else {
+            begin_cluster_shutdown(cl, "requested with roo-ctl");
+        }
+        ext_reply(cl, c->id, true, "{\"shutting_down\": true}\n", NULL);
+        break;
+    }
+}
+
+/* ---- accepted connections ---- */
+
+static void aconn_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
+{
+    aconn *c = fc->data;
+
+    switch (c->kind) {
+    case CONN_CONTROL:
+        ctl_conn_frame(c->cl, c, payload, len);
+        break;
+    case CONN_DATA:
+        data_conn_frame(c->cl, c, payload, len);
+        break;
+    case CONN_EXTERNAL:
+        ext_conn_frame(c->cl, c, payload, len);
+        break;
+    }
+}
+
+static void aconn_closed(roo__fconn *fc, int err)
+{
+    aconn *c = fc->data;
+    cluster *cl = c->cl;
+    static const char *const kinds[] = { "control", "data", "external" };
+
+    c->dead = true;
+    if (err == ROO_EFRAMESIZE)
+        roo__log_warn("%s connection from %s: frame larger than the channel's limit; closed it",
+                      kinds[c->kind], fc->peer);
+    if (c->kind == CONN_CONTROL && c->peer >= 0 && cl->has_topology &&
+        (uint32_t)c->peer < cl->topo.nworkers && cl->peers[c->peer].ctl == c) {
+        if (!cl->e->io_stopping)
+            roo__log_warn("worker '%s' disconnected from control%s%s", cl->peers[c->peer].info.name,
+                          err ? ": " : "", err ? roo_strerror(err) : "");
+        cl->peers[c->peer].ctl = NULL;
+        cl->peers[c->peer].conns_ready = false;
+        if (cl->draining)
+            drain_evaluate(cl);
+    }
+    if (c->kind == CONN_CONTROL && !cl->has_topology && c->peer > 0) {
+        /* A worker that identified itself went away before formation: forget it. */
+        size_t i = (size_t)c->peer;
+        roo__log_warn("worker '%s' left before the cluster formed", cl->joined[i].info.name);
+        roo__worker_info_finish(&cl->joined[i].info);
+        memmove(&cl->joined[i], &cl->joined[i + 1], (cl->njoined - i - 1) * sizeof(joined));
+        cl->njoined--;
+        for (size_t k = i; k < cl->njoined; k++)
+            cl->joined[k].ctl->peer = (int)k;
+    }
+    if (c->kind == CONN_DATA && c->peer >= 0 && cl->has_topology &&
+        cl->peers[c->peer].inbound == c)
+        cl->peers[c->peer].inbound = NULL;
+}
+
+static const roo__fconn_ops aconn_ops = {
+    .on_frame = aconn_frame,
+    .on_close = aconn_closed,
+};
+
+static void accept_on(cluster *cl, int lfd, conn_kind kind)
+{
+    static const size_t limits[] = { ROO__CONTROL_FRAME_MAX, ROO__DATA_FRAME_MAX,
+                                     ROO__EXTERNAL_FRAME_MAX };
+
+    for (int i = 0; i < 16; i++) {
+        char peer_addr[64];
+        int fd, rc = roo__tcp_accept(lfd, &fd, peer_addr, sizeof(peer_addr));
+        aconn *c;
+
+        if (rc == -EAGAIN || rc == -EINTR)
+            return;
+        if (rc < 0) {
+            roo__log_warn("accept failed: %s", roo_strerror(rc));
+            return;
+        }
+        c = roo__xcalloc(1, sizeof(*c));
+        c->cl = cl;
+        c->kind = kind;
+        c->peer = -1;
+        c->id = ++cl->next_conn_id;
+        if (roo__fconn_accept(&c->fc, cl->e->io_loop, fd, peer_addr, limits[kind], &aconn_ops,
+                              c) < 0) {
+            free(c);
+            continue;
+        }
+        c->next = cl->conns;
+        cl->conns = c;
+    }
+}
+
+static void ctl_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    accept_on(io->data, io->fd, CONN_CONTROL);
+}
+
+static void data_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    accept_on(io->data, io->fd, CONN_DATA);
+}
+
+static void ext_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    accept_on(io->data, io->fd, CONN_EXTERNAL);
+}
+
+void roo__cluster_prepare(roo__engine *e)
+{
+    cluster *cl = e->cluster;
+    aconn **pp = &cl->conns;
+
+    if (!cl)
+        return;
+    while (*pp) {
+        aconn *c = *pp;
+        if (c->dead && !c->fc.open) {
+            *pp = c->next;
+            roo__fconn_finish(&c->fc);
+            free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+/* ---- joiner: the control link to the initializer ---- */
+
+static void ctl_connect_later(cluster *cl);
+
+static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
+{
+    cluster *cl = fc->data;
+    roo__ctl m;
+
+    if (roo__wire_ctl_decode(payload, len, &m) < 0) {
+        roo__log_warn("control link to the initializer: malformed frame; reconnecting");
+        roo__fconn_close(fc);
+        cl->to_init_open = cl->to_init_active = false;
+        ctl_connect_later(cl);
+        return;
+    }
+    switch (m.kind) {
+    case ROO__CTL_REFUSE:
+        cl->refused = true;
+        {
+            char msg[700];
+            snprintf(msg, sizeof(msg), "the initializer refused this worker: %s", m.reason);
+            fatal(cl, msg);
+        }
+        roo__fconn_close(fc);
+        cl->to_init_open = cl->to_init_active = false;
+        break;
+    case ROO__CTL_TOPOLOGY:
+        if (!cl->has_topology)
+            roo__log_info("received the topology of cluster %016llx: %zu workers, %u partitions",
+                          (unsigned long long)m.topology.cluster_id, m.topology.nworkers,
+                          m.topology.partitions);
+        apply_topology(cl, &m.topology);
+        break;
+    case ROO__CTL_CLUSTER_READY:
+        go_ready(cl);
+        break;
+    case ROO__CTL_STATUS_QUERY: {
+        roo__worker_stats mine;
+        roo__ctl r = { .kind = ROO__CTL_STATUS_REPLY, .query_id = m.query_id, .nstats = 1 };
+        own_stats(cl, &mine);
+        r.stats = &mine;
+        send_ctl(fc, &r);
+        break;
+    }
+    case ROO__CTL_STATUS_REPLY: {
+        query *q = query_find(cl, m.query_id);
+        if (q) {
+            for (size_t i = 0; i < m.nstats; i++) {
+                int64_t w = worker_index(cl, m.stats[i].name);
+                if (w >= 0 && (uint32_t)w != cl->self)
+                    set_stats(q, (uint32_t)w, &m.stats[i]);
+            }
+            query_complete(cl, q);
+        }
+        break;
+    }
+    case ROO__CTL_SHUTDOWN:
+        stop_locally(cl, m.reason[0] ? m.reason : "requested by the initializer");
+        break;
+    case ROO__CTL_DRAIN_QUERY: {
+        roo__ctl r = { .kind = ROO__CTL_DRAIN_REPORT, .round = m.round,
+                       .worker_name = (char *)cl->name };
+        r.idle = local_idle(cl);
+        r.sent = total_sent(cl);
+        r.received = cl->received;
+        send_ctl(fc, &r);
+        break;
+    }
+    case ROO__CTL_EXIT:
+        cl->e->exit_received = true;
+        if (!cl->e->cluster_stopping)
+            stop_locally(cl, "the initializer said exit");
+        roo__io_check_drained(cl->e);
+        break;
+    default:
+        roo__log_warn("control link to the initializer: unexpected %s message; ignored",
+                      roo__wire_ctl_name(m.kind));
+        break;
+    }
+    roo__wire_ctl_finish(&m);
+}
+
+static void to_init_closed(roo__fconn *fc, int err)
+{
+    cluster *cl = fc->data;
+
+    cl->to_init_open = cl->to_init_active = false;
+    cl->conns_ready_sent = false;
+    if (cl->refused || cl->e->exit_received)
+        return;
+    roo__log_warn("control link to the initializer lost%s%s; reconnecting", err ? ": " : "",
+                  err ? roo_strerror(err) : "");
+    cl->ctl_backoff = BACKOFF_MIN_MS;
+    ctl_connect_later(cl);
+}
+
+static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo__io_cb cb,
+                      char *adv, size_t advcap, const char *what)
+{
+    int rc = roo__tcp_listen(a, 128, fd);
+    char local[300], addr[300];
+
+    if (rc < 0) {
+        roo__log_error("cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
+                       roo_strerror(rc));
+        return rc;
+    }
+    io->cb = cb;
+    io->data = cl;
+    roo__io_start(cl->e->io_loop, io, *fd, EPOLLIN);
+    roo__tcp_local_str(*fd, local, sizeof(local));
+    if (a->host[0] && strcmp(a->host, "0.0.0.0") && strcmp(a->host, "::")) {
+        /* Advertise what the user named (a host name stays a host name), with the real port. */
+        const char *colon = strrchr(local, ':');
+        roo__addr b = *a;
+        snprintf(b.port, sizeof(b.port), "%s", colon ? colon + 1 : a->port);
+        roo__addr_str(&b, adv, advcap);
+    } else {
+        snprintf(adv, advcap, "%s", local);
+    }
+    return 0;
+}
+
+static void to_init_connected(roo__fconn *fc, int err)
+{
+    cluster *cl = fc->data;
+    roo__ctl m = { .kind = ROO__CTL_HELLO };
+
+    if (err) {
+        cl->to_init_active = false;
+        if (cl->ctl_failures++ == 0)
+            roo__log_info("initializer at %s not reachable yet (%s); retrying with backoff",
+                          fc->peer, roo_strerror(err));
+        ctl_connect_later(cl);
+        return;
+    }
+    cl->ctl_failures = 0;
+    cl->ctl_backoff = BACKOFF_MIN_MS;
+    cl->to_init_open = true;
+    if (cl->need_bind_local) {
+        /* No --my-control/--my-data: listen on the address we reach the initializer from. */
+        char local[300];
+        roo__addr a;
+        roo__fconn_local(fc, local, sizeof(local));
+        if (roo__addr_parse(local, &a) < 0) {
+            fatal(cl, "cannot determine this worker's own address");
+            return;
+        }
+        snprintf(a.port, sizeof(a.port), "0");
+        if (cl->ctl_lfd < 0 && bind_local(cl, &a, &cl->ctl_lfd, &cl->ctl_lio, ctl_listen_cb,
+                                          cl->my_control, sizeof(cl->my_control),
+                                          "--my-control") < 0) {
+            fatal(cl, "cannot listen for control connections");
+            return;
+        }
+        if (cl->data_lfd < 0 && bind_local(cl, &a, &cl->data_lfd, &cl->data_lio, data_listen_cb,
+                                           cl->my_data, sizeof(cl->my_data), "--my-data") < 0) {
+            fatal(cl, "cannot listen for data connections");
+            return;
+        }
+        cl->need_bind_local = false;
+    }
+    m.protocol_version = protocol_version();
+    m.app_name = cl->e->app->name;
+    m.roo_version = ROO_VERSION_STRING;
+    m.worker.name = (char *)cl->name;
+    m.worker.control_addr = cl->my_control;
+    m.worker.data_addr = cl->my_data;
+    m.worker.threads = cl->e->nshards;
+    m.cluster_id = cl->has_topology ? cl->topo.cluster_id : 0;
+    roo__log_info("connected to the initializer at %s; identifying as '%s' (control %s, data %s)",
+                  fc->peer, cl->name, cl->my_control, cl->my_data);
+    send_ctl(fc, &m);
+    check_conns_ready(cl);
+}
+
+static const roo__fconn_ops to_init_ops = {
+    .on_frame = to_init_frame,
+    .on_close = to_init_closed,
+    .on_connect = to_init_connected,
+};
+
+static void ctl_retry_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+    int rc;
+
+    (void)loop;
+    if (cl->to_init_active || cl->refused || cl->e->exit_received)
+        return;
+    roo__fconn_finish(&cl->to_init);
+    rc = roo__fconn_connect(&cl->to_init, cl->e->io_loop, &cl->e->cfg.control,
+                            ROO__CONTROL_FRAME_MAX, &to_init_ops, cl);
+    if (rc < 0) {
+        if (cl->ctl_failures++ == 0)
+            roo__log_info("initializer not reachable yet (%s); retrying with backoff",
+                          roo_strerror(rc));
+        ctl_connect_later(cl);
+        return;
+    }
+    cl->to_init_active = true;
+}
+
+static void ctl_connect_later(cluster *cl)
+{
+    cl->ctl_retry.cb = ctl_retry_cb;
+    cl->ctl_retry.data = cl;
+    roo__timer_start(cl->e->io_loop, &cl->ctl_retry, cl->ctl_backoff);
+    cl->ctl_backoff = ROO__MIN(cl->ctl_backoff * 2, BACKOFF_MAX_MS);
+}
+
+static void heartbeat_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+
+    (void)loop;
+    if (cl->to_init_open) {
+        roo__worker_stats mine;
+        roo__ctl m = { .kind = ROO__CTL_HEARTBEAT, .nstats = 1 };
+        own_stats(cl, &mine);
+        m.stats = &mine;
+        send_ctl(&cl->to_init, &m);
+    }
+    roo__timer_start(cl->e->io_loop, &cl->heartbeat, HEARTBEAT_MS);
+}
+
+/* ---- set-up ---- */
+
+static int listen_at(cluster *cl, const roo__addr *a, int *fd, char *adv, size_t advcap,
+                     const char *what, char *msg, size_t cap)
+{
+    char local[300], addr[300];
+    int rc = roo__tcp_listen(a, 128, fd);
+
+    if (rc < 0) {
+        snprintf(msg, cap, "cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
+                 roo_strerror(rc));
+        return rc;
+    }
+    roo__tcp_local_str(*fd, local, sizeof(local));
+    if (adv) {
+        if (a->host[0] && strcmp(a->host, "0.0.0.0") && strcmp(a->host, "::")) {
+            const char *colon = strrchr(local, ':');
+            roo__addr b = *a;
+            snprintf(b.port, sizeof(b.port), "%s", colon ? colon + 1 : a->port);
+            roo__addr_str(&b, adv, advcap);
+        } else {
+            snprintf(adv, advcap, "%s", local);
+        }
+    }
+    (void)cl;
+    return 0;
+}
+
+int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, size_t cap)
+{
+    const roo__engine_cfg *cfg = &e->cfg;
+    cluster *cl = roo__xcalloc(1, sizeof(*cl));
+    int rc;
+
+    cl->e = e;
+    cl->mode = cfg->mode;
+    cl->name = cfg->worker_name;
+    cl->ctl_lfd = cl->data_lfd = cl->ext_lfd = -1;
+    cl->ctl_backoff = BACKOFF_MIN_MS;
+    e->cluster = cl;
+    if (saved) {
+        e->saved_topology = roo__xcalloc(1, sizeof(roo__topology));
+        roo__topology_copy(saved, e->saved_topology);
+    }
+
+    if (cfg->has_external) {
+        rc = listen_at(cl, &cfg->external, &cl->ext_lfd, NULL, 0, "--external", msg, cap);
+        if (rc < 0)
+            return rc;
+    }
+    if (cl->mode == ROO__INITIALIZER && cfg->worker_count > 1) {
+        roo__addr data = cfg->control;
+        rc = listen_at(cl, &cfg->control, &cl->ctl_lfd, cl->my_control, sizeof(cl->my_control),
+                       "--control", msg, cap);
+        if (rc < 0)
+            return rc;
+        if (cfg->has_data)
+            data = cfg->data;
+        else
+            snprintf(data.port, sizeof(data.port), "0");
+        rc = listen_at(cl, &data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data", msg,
+                       cap);
+        if (rc < 0)
+            return rc;
+    } else if (cl->mode == ROO__JOINER) {
+        const roo__worker_info *me = NULL;
+        roo__addr a;
+        /* A member restarting keeps its old addresses, so peers find it again. */
+        for (size_t i = 0; saved && i < saved->nworkers; i++)
+            if (strcmp(saved->workers[i].name, cfg->worker_name) == 0)
+                me = &saved->workers[i];
+        if (cfg->has_my_control || (me && roo__addr_parse(me->control_addr, &a) == 0)) {
+            rc = listen_at(cl, cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
+                           cl->my_control, sizeof(cl->my_control), "--my-control", msg, cap);
+            if (rc < 0 && cfg->has_my_control)
+                return rc;
+        }
+        if (cfg->has_my_data || (me && roo__addr_parse(me->data_addr, &a) == 0)) {
+            rc = listen_at(cl, cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd, cl->my_data,
+                           sizeof(cl->my_data), "--my-data", msg, cap);
+            if (rc < 0 && cfg->has_my_data)
+                return rc;
+        }
+        cl->need_bind_local = cl->ctl_lfd < 0 || cl->data_lfd < 0;
+    }
+    return 0;
+}
+
+void roo__cluster_start(roo__engine *e)
+{
+    cluster *cl = e->cluster;
+
+    if (cl->ext_lfd >= 0) {
+        cl->ext_lio.cb = ext_listen_cb;
+        cl->ext_lio.data = cl;
+        roo__io_start(e->io_loop, &cl->ext_lio, cl->ext_lfd, EPOLLIN);
+    }
+    if (cl->ctl_lfd >= 0) {
+        cl->ctl_lio.cb = ctl_listen_cb;
+        cl->ctl_lio.data = cl;
+        roo__io_start(e->io_loop, &cl->ctl_lio, cl->ctl_lfd, EPOLLIN);
+    }
+    if (cl->data_lfd >= 0) {
+        cl->data_lio.cb = data_listen_cb;
+        cl->data_lio.data = cl;
+        roo__io_start(e->io_loop, &cl->data_lio, cl->data_lfd, EPOLLIN);
+    }
+
+    if (e->saved_topology && cl->mode != ROO__STANDALONE &&
+        e->saved_topology->nworkers > 1) {
+        /* A member restarting: it knows the table; serve at once, reconnect in the background. */
+        roo__log_info("rejoining cluster %016llx (%zu workers) from the saved topology",
+                      (unsigned long long)e->saved_topology->cluster_id,
+                      e->saved_topology->nworkers);
+        if (apply_topology(cl, e->saved_topology) < 0)
+            return;
+        if (cl->mode == ROO__INITIALIZER)
+            cl->self_conns_ready = true;
+        go_ready(cl);
+    } else if (cl->mode == ROO__STANDALONE ||
+               (cl->mode == ROO__INITIALIZER && e->cfg.worker_count == 1)) {
+        roo__topology t = { 0 };
+        roo__worker_info me = { (char *)cl->name, cl->my_control, cl->my_data, e->nshards };
+        t.cluster_id = e->saved_topology ? e->saved_topology->cluster_id : random_id();
+        t.app_name = e->app->name;
+        t.partitions = e->cfg.partitions;
+        t.nworkers = 1;
+        t.workers = &me;
+        t.owner = roo__xcalloc(t.partitions, sizeof(uint32_t));
+        t.version = 1;
+        apply_topology(cl, &t);
+        free(t.owner);
+        cl->self_conns_ready = true;
+        go_ready(cl);
+    } else if (cl->mode == ROO__INITIALIZER) {
+        cl->joined = roo__xcalloc(1, sizeof(*cl->joined));
+        cl->joined[0].info = (roo__worker_info){ roo__xstrdup(cl->name),
+                                                 roo__xstrdup(cl->my_control),
+                                                 roo__xstrdup(cl->my_data), e->nshards };
+        cl->njoined = 1;
+        roo__log_info("initializer: waiting for %u more worker(s) on control %s (data %s)",
+                      e->cfg.worker_count - 1, cl->my_control, cl->my_data);
+    }
+    if (cl->mode == ROO__JOINER) {
+        cl->ctl_backoff = 0;
+        ctl_connect_later(cl);
+        cl->ctl_backoff = BACKOFF_MIN_MS;
+    }
+    cl->heartbeat.cb = heartbeat_cb;
+    cl->heartbeat.data = cl;
+    roo__timer_start(e->io_loop, &cl->heartbeat, HEARTBEAT_MS);
+}
+
+void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
+{
+    cluster *cl = e->cluster;
+    roo__route *r = b->remote, *next;
+
+    b->remote = NULL;
+    for (; r; r = next) {
+        peer *p;
+        next = (roo__route *)r->node.next;
+        r->node.next = NULL;
+        if (!cl->has_topology || r->worker >= cl->topo.nworkers) {
+            roo__log_error("internal error: route to unknown worker %u", r->worker);
+            r->node.kind = ROO__Q_ROUTE_RETURN;
+            roo__queue_push(&r->from->inbox, &r->node);
+            continue;
+        }
+        p = &cl->peers[r->worker];
+        if (p->q_tail)
+            p->q_tail->node.next = &r->node;
+        else
+            p->q_head = r;
+        p->q_tail = r;
+        peer_pump(p);
+    }
+}
+
+bool roo__cluster_idle(const roo__engine *e)
+{
+    const cluster *cl = e->cluster;
+
+    for (uint32_t w = 0; cl->has_topology && w < cl->topo.nworkers; w++) {
+        const peer *p = &cl->peers[w];
+        if (w == cl->self)
+            continue;
+        if (p->q_head || (p->data_open && roo__fconn_pending(&p->data)) || p->inbound_inflight)
+            return false;
+    }
+    return true;
+}
+
+void roo__cluster_destroy(roo__engine *e)
+{
+    cluster *cl = e->cluster;
+
+    if (!cl)
+        return;
+    for (aconn *c = cl->conns, *next; c; c = next) {
+        next = c->next;
+        roo__fconn_finish(&c->fc);
+        free(c);
+    }
+    for (uint32_t w = 0; cl->peers && w < cl->topo.nworkers; w++) {
+        peer *p = &cl->peers[w];
+        roo__fconn_finish(&p->data);
+        roo__worker_info_finish(&p->info);
+        free(p->stats.name);
+        /* Queued routes belong to shards, which free their own pools. */
+    }
+    free(cl->peers);
+    for (size_t i = 0; i < cl->njoined; i++)
+        roo__worker_info_finish(&cl->joined[i].info);
+    free(cl->joined);
+    roo__fconn_finish(&cl->to_init);
+    for (int i = 0; i < MAX_QUERIES; i++)
+        if (cl->queries[i].used)
+            query_free(&cl->queries[i], cl->has_topology ? cl->topo.nworkers : 1);
+    while (cl->route_pool) {
+        roo__route *r = cl->route_pool;
+        cl->route_pool = (roo__route *)r->node.next;
+        roo__buf_finish(&r->data);
+        free(r);
+    }
+    if (cl->ctl_lfd >= 0)
+        close(cl->ctl_lfd);
+    if (cl->data_lfd >= 0)
+        close(cl->data_lfd);
+    if (cl->ext_lfd >= 0)
+        close(cl->ext_lfd);
+    roo__topology_finish(&cl->topo);
+    if (e->saved_topology) {
+        roo__topology_finish(e->saved_topology);
+        free(e->saved_topology);
+        e->saved_topology = NULL;
+    }
+    free(cl);
+    e->cluster = NULL;
+}

@@ -1,0 +1,57 @@
+/* cluster.h: workers forming a cluster: control, data and external channels.
+ *
+ * DESIGN
+ * Everything here runs on the io thread of a worker (see engine-int.h), next to the
+ * sources' listeners and the sinks; nothing here is touched by another thread except
+ * through the queues named below.
+ *
+ * Channels (all length-prefixed protobuf frames, see proto/roo.proto and src/wire):
+ *   control   joiner -> initializer, one connection per joiner (a star): Hello, Topology,
+ *             ConnectionsReady, ClusterReady, Heartbeat, status queries, Shutdown, drain.
+ *   data      one outgoing connection from every worker to every other worker (a full
+ *             mesh of one-way links): DataHello, then DataBatch frames, each carrying a
+ *             whole route buffer of messages for one thread of the receiver.
+ *   external  operator tools (roo-ctl): status and shutdown requests.
+ *
+ * Formation: the initializer waits for --worker-count workers (itself included) to say
+ * Hello, checks protocol version, application and names, computes the partition table
+ * (partition p -> worker p % N) and sends the Topology to all. Each worker stores it in its
+ * resilience directory (through the committer), installs it in its threads (ROO__Q_ROUTES),
+ * connects its data links and reports ConnectionsReady. When all have, the initializer says
+ * ClusterReady and every worker opens its sources.
+ *
+ * Data path: a message whose partition another worker owns is appended by the shard to a
+ * route buffer for (worker, thread). Route buffers ride in the batch, are sent only after
+ * the batch's commit, go into the peer's FIFO here, are framed as DataBatch (the shard gets
+ * the buffer back once framed), and on the receiver become a route pushed to the owning
+ * thread's inbox. Back-pressure: a shard holds a bounded number of route buffers; a peer's
+ * FIFO only drains into a bounded socket buffer; a receiver stops reading a link while too
+ * many of its buffers wait in its threads.
+ */
+#ifndef ROO_CLUSTER_H
+#define ROO_CLUSTER_H
+
+#include "wire/wire.h"
+
+struct roo__engine;
+struct roo__batch;
+struct roo__route;
+struct roo__meta_msg;
+
+/*
+ * Bind the cluster's listeners (main thread, before the io thread starts) and remember the
+ * saved topology, if the resilience directory had one. msg explains a failure.
+ */
+int roo__cluster_create(struct roo__engine *e, const roo__topology *saved, char *msg, size_t cap);
+void roo__cluster_destroy(struct roo__engine *e);
+
+/* io thread: */
+void roo__cluster_start(struct roo__engine *e);
+void roo__cluster_on_batch(struct roo__engine *e, struct roo__batch *b);
+void roo__cluster_route_returned(struct roo__engine *e, struct roo__route *r);
+void roo__cluster_meta_done(struct roo__engine *e, struct roo__meta_msg *m);
+void roo__cluster_prepare(struct roo__engine *e);
+/* Nothing queued for or owed to other workers. */
+bool roo__cluster_idle(const struct roo__engine *e);
+
+#endif /* ROO_CLUSTER_H */

@@ -1,0 +1,236 @@
+/* fconn.c: framed non-blocking connections: size-checked reads, queued writes. */
+#include "net/fconn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_CHUNK (256u * 1024u)
+#define DRAIN_LOW_WATER (256u * 1024u)
+
+static void update_events(roo__fconn *c)
+{
+    uint32_t ev = EPOLLRDHUP;
+
+    if (!c->open)
+        return;
+    if (c->connecting || roo__fconn_pending(c))
+        ev |= EPOLLOUT;
+    if (!c->connecting && !c->read_paused)
+        ev |= EPOLLIN;
+    roo__io_set_events(c->loop, &c->io, ev);
+}
+
+static void fail(roo__fconn *c, int err)
+{
+    roo__fconn_close(c);
+    if (c->ops->on_close)
+        c->ops->on_close(c, err);
+}
+
+/* Parse whole frames from c->in; returns false if the connection was closed meanwhile. */
+static bool parse_frames(roo__fconn *c)
+{
+    size_t off = 0;
+
+    while (c->open && c->in.len - off >= 4) {
+        uint32_t n = roo__load_be32(c->in.data + off);
+        if (n > c->max_frame) {
+            roo__log_debug("%s: frame of %u bytes over the limit of %zu", c->peer, n, c->max_frame);
+            fail(c, ROO_EFRAMESIZE);
+            return false;
+        }
+        if (c->in.len - off - 4 < n)
+            break;
+        c->frames_in++;
+        c->ops->on_frame(c, c->in.data + off + 4, n);
+        off += 4 + (size_t)n;
+        if (c->read_paused)
+            break;
+    }
+    if (!c->open)
+        return false;
+    roo__buf_consume(&c->in, off);
+    return true;
+}
+
+static void do_read(roo__fconn *c)
+{
+    for (int rounds = 0; rounds < 16 && c->open && !c->read_paused; rounds++) {
+        ssize_t n;
+        size_t want = READ_CHUNK;
+
+        /* A frame in progress may need more room than one chunk: make it fit at once. */
+        if (c->in.len >= 4) {
+            uint32_t fl = roo__load_be32(c->in.data);
+            if (fl <= c->max_frame && 4 + (size_t)fl > c->in.len)
+                want = ROO__MAX(want, 4 + (size_t)fl - c->in.len);
+        }
+        roo__buf_reserve(&c->in, want);
+        n = read(c->io.fd, c->in.data + c->in.len, want);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            fail(c, -errno);
+            return;
+        }
+        if (n == 0) {
+            fail(c, 0);
+            return;
+        }
+        c->in.len += (size_t)n;
+        if (!parse_frames(c))
+            return;
+        if ((size_t)n < want)
+            return;
+    }
+}
+
+int roo__fconn_flush(roo__fconn *c)
+{
+    while (c->open && !c->connecting && roo__fconn_pending(c)) {
+        ssize_t n = send(c->io.fd, c->out.data + c->out_off, roo__fconn_pending(c),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            int err = -errno;
+            fail(c, err);
+            return err;
+        }
+        c->out_off += (size_t)n;
+    }
+    if (c->open && c->out_off == c->out.len) {
+        c->out.len = c->out_off = 0;
+        if (c->close_when_flushed) {
+            fail(c, 0);
+            return 0;
+        }
+    } else if (c->out_off > (1u << 20) && c->out_off * 2 > c->out.len) {
+        roo__buf_consume(&c->out, c->out_off);
+        c->out_off = 0;
+    }
+    update_events(c);
+    return c->open ? 0 : -ECONNRESET;
+}
+
+static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
+{
+    roo__fconn *c = io->data;
+
+    (void)loop;
+    if (c->connecting) {
+        int rc = roo__tcp_connect_result(io->fd);
+        c->connecting = false;
+        if (rc < 0) {
+            roo__fconn_close(c);
+            if (c->ops->on_connect)
+                c->ops->on_connect(c, rc);
+            return;
+        }
+        update_events(c);
+        if (c->ops->on_connect)
+            c->ops->on_connect(c, 0);
+        if (c->open)
+            roo__fconn_flush(c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        if (!c->read_paused || (events & (EPOLLHUP | EPOLLERR)))
+            do_read(c);
+        if (!c->open)
+            return;
+    }
+    if (events & EPOLLOUT) {
+        size_t before = roo__fconn_pending(c);
+        if (roo__fconn_flush(c) < 0)
+            return;
+        if (before >= DRAIN_LOW_WATER && roo__fconn_pending(c) < DRAIN_LOW_WATER &&
+            c->ops->on_drain)
+            c->ops->on_drain(c);
+    }
+}
+
+static int setup(roo__fconn *c, roo__loop *loop, int fd, size_t max_frame,
+                 const roo__fconn_ops *ops, void *data, bool connecting)
+{
+    memset(c, 0, sizeof(*c));
+    c->loop = loop;
+    c->ops = ops;
+    c->data = data;
+    c->max_frame = max_frame;
+    c->connecting = connecting;
+    c->io.cb = on_io;
+    c->io.data = c;
+    c->open = true;
+    return roo__io_start(loop, &c->io, fd, connecting ? EPOLLOUT : (EPOLLIN | EPOLLRDHUP));
+}
+
+int roo__fconn_accept(roo__fconn *c, roo__loop *loop, int fd, const char *peer, size_t max_frame,
+                      const roo__fconn_ops *ops, void *data)
+{
+    int rc = setup(c, loop, fd, max_frame, ops, data, false);
+
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    if (rc < 0) {
+        c->open = false;
+        close(fd);
+    }
+    return rc;
+}
+
+int roo__fconn_connect(roo__fconn *c, roo__loop *loop, const roo__addr *addr, size_t max_frame,
+                       const roo__fconn_ops *ops, void *data)
+{
+    int fd, rc = roo__tcp_connect_start(addr, &fd);
+
+    if (rc < 0)
+        return rc;
+    rc = setup(c, loop, fd, max_frame, ops, data, true);
+    roo__addr_str(addr, c->peer, sizeof(c->peer));
+    if (rc < 0) {
+        c->open = false;
+        close(fd);
+    }
+    return rc;
+}
+
+void roo__fconn_pause_read(roo__fconn *c, bool paused)
+{
+    if (c->read_paused == paused)
+        return;
+    c->read_paused = paused;
+    update_events(c);
+    /* Frames already buffered while paused are handed out on resume. */
+    if (!paused && c->open && c->in.len >= 4)
+        parse_frames(c);
+}
+
+void roo__fconn_close_after_flush(roo__fconn *c)
+{
+    c->close_when_flushed = true;
+    c->read_paused = true;
+    roo__fconn_flush(c);
+}
+
+void roo__fconn_close(roo__fconn *c)
+{
+    if (!c->open)
+        return;
+    c->open = false;
+    roo__io_stop(c->loop, &c->io);
+    close(c->io.fd);
+}
+
+void roo__fconn_finish(roo__fconn *c)
+{
+    roo__fconn_close(c);
+    roo__buf_finish(&c->in);
+    roo__buf_finish(&c->out);
+}
+
+int roo__fconn_local(const roo__fconn *c, char *buf, size_t cap)
+{
+    return roo__tcp_local_str(c->io.fd, buf, cap);
+}

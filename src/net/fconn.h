@@ -1,0 +1,87 @@
+/* fconn.h: a non-blocking TCP connection that carries length-prefixed frames, on a loop.
+ *
+ * Frames are a u32 big-endian length and that many bytes. Reading checks each length
+ * against the connection's limit before buffering the frame, and hands whole frames to
+ * the on_frame callback; writing queues bytes and flushes them as the socket allows.
+ * Used for the control, data and external channels (sources have their own framer).
+ *
+ * Ownership: the owner allocates the roo__fconn and frees it after on_close has run (or
+ * after it called roo__fconn_close itself), but not from inside a callback of this
+ * connection: defer the free to the loop's prepare hook or later.
+ */
+#ifndef ROO_FCONN_H
+#define ROO_FCONN_H
+
+#include "common/buf.h"
+#include "loop/loop.h"
+#include "net/net.h"
+
+typedef struct roo__fconn roo__fconn;
+
+typedef struct roo__fconn_ops {
+    /* A whole frame's payload, valid during the call. May close the connection. */
+    void (*on_frame)(roo__fconn *c, const uint8_t *payload, size_t len);
+    /* The connection ended: 0 (peer closed), a negative errno, ROO_EFRAMESIZE. Not called
+     * after roo__fconn_close(). */
+    void (*on_close)(roo__fconn *c, int err);
+    /* Optional: an outgoing connect finished (err 0) or failed (then on_close is not called). */
+    void (*on_connect)(roo__fconn *c, int err);
+    /* Optional: the write queue drained below the low-water mark. */
+    void (*on_drain)(roo__fconn *c);
+} roo__fconn_ops;
+
+struct roo__fconn {
+    roo__io io;
+    roo__loop *loop;
+    const roo__fconn_ops *ops;
+    void *data;
+    size_t max_frame;
+    roo__buf in;
+    roo__buf out;
+    size_t out_off;
+    bool connecting;
+    bool open;
+    bool read_paused;
+    bool close_when_flushed;
+    char peer[300];
+    uint64_t frames_in;
+};
+
+/* Adopt a connected (accepted) non-blocking socket. */
+int roo__fconn_accept(roo__fconn *c, roo__loop *loop, int fd, const char *peer, size_t max_frame,
+                      const roo__fconn_ops *ops, void *data);
+
+/* Start a non-blocking connect; ops->on_connect reports the outcome. */
+int roo__fconn_connect(roo__fconn *c, roo__loop *loop, const roo__addr *addr, size_t max_frame,
+                       const roo__fconn_ops *ops, void *data);
+
+/* The buffer to append whole frames to, then call roo__fconn_flush. */
+static inline roo__buf *roo__fconn_outbuf(roo__fconn *c)
+{
+    return &c->out;
+}
+
+/* Write what is queued; returns 0 or the error that closed the connection (on_close ran). */
+int roo__fconn_flush(roo__fconn *c);
+
+/* Bytes queued and not yet written. */
+static inline size_t roo__fconn_pending(const roo__fconn *c)
+{
+    return c->out.len - c->out_off;
+}
+
+void roo__fconn_pause_read(roo__fconn *c, bool paused);
+
+/* Close once everything queued is written (then on_close(c, 0) runs). */
+void roo__fconn_close_after_flush(roo__fconn *c);
+
+/* Close now (no callback); queued bytes are dropped. Safe to call twice. */
+void roo__fconn_close(roo__fconn *c);
+
+/* Release buffers (after close). */
+void roo__fconn_finish(roo__fconn *c);
+
+/* The local address of the socket ("ip:port"). */
+int roo__fconn_local(const roo__fconn *c, char *buf, size_t cap);
+
+#endif /* ROO_FCONN_H */

@@ -1,0 +1,245 @@
+/* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, or
+ * stop the whole cluster cleanly. */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "net/net.h"
+#include "wire/wire.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: roo-ctl --external HOST:PORT [options] COMMAND\n"
+"\n"
+"Talks to any worker of a roo cluster through its --external address.\n"
+"\n"
+"Commands:\n"
+"  status      print the cluster's status as JSON: workers, their addresses, partitions,\n"
+"              ready or not, per-worker message counts\n"
+"  shutdown    stop the whole cluster cleanly: sources close, in-flight messages finish,\n"
+"              state is committed, output delivered; every worker exits 0\n"
+"\n"
+"Options:\n"
+"  -e, --external ADDR   the worker to ask (required)\n"
+"  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
+"  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at most\n"
+"                        SECS seconds (exit 1 if it never does)\n"
+"  -h, --help            this text\n"
+"  -V, --version         print the version\n"
+"\n"
+"Exit status: 0 ok, 1 the worker could not be reached or said no, 2 usage error.\n");
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for fd to be ready for events until deadline; 0 ok, -ETIMEDOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = events };
+        int64_t left = deadline - now_ms();
+        int n;
+        if (left <= 0)
+            return -ETIMEDOUT;
+        n = poll(&p, 1, (int)left);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+static int request(const roo__addr *a, roo__ext_command cmd, int64_t deadline, bool *ret_ok,
+                   char **ret_json, char **ret_error)
+{
+    roo__buf out = { 0 }, in = { 0 };
+    size_t off = 0;
+    int fd, rc;
+
+    rc = roo__tcp_connect_start(a, &fd);
+    if (rc < 0)
+        return rc;
+    rc = wait_fd(fd, POLLOUT, deadline);
+    if (rc == 0)
+        rc = roo__tcp_connect_result(fd);
+    if (rc < 0)
+        goto out;
+    roo__wire_ext_request_encode(cmd, &out);
+    while (off < out.len) {
+        ssize_t n = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                rc = wait_fd(fd, POLLOUT, deadline);
+                if (rc < 0)
+                    goto out;
+                continue;
+            }
+            rc = -errno;
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    for (;;) {
+        ssize_t n;
+        if (in.len >= 4) {
+            uint32_t len = roo__load_be32(in.data);
+            if (len > ROO__EXTERNAL_FRAME_MAX) {
+                rc = ROO_EWIRE;
+                goto out;
+            }
+            if (in.len >= 4 + (size_t)len) {
+                rc = roo__wire_ext_reply_decode(in.data + 4, len, ret_ok, ret_json, ret_error);
+                goto out;
+            }
+        }
+        rc = wait_fd(fd, POLLIN, deadline);
+        if (rc < 0)
+            goto out;
+        roo__buf_reserve(&in, 65536);
+        n = recv(fd, in.data + in.len, 65536, 0);
+        if (n == 0) {
+            rc = ROO_ECLOSED;
+            goto out;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            rc = -errno;
+            goto out;
+        }
+        in.len += (size_t)n;
+    }
+out:
+    close(fd);
+    roo__buf_finish(&out);
+    roo__buf_finish(&in);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "external", required_argument, NULL, 'e' },
+        { "timeout", required_argument, NULL, 't' },
+        { "wait-ready", required_argument, NULL, 'w' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *ext = NULL;
+    uint64_t timeout = 10, wait_ready = 0;
+    roo__ext_command cmd;
+    roo__addr a;
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":e:t:w:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            ext = optarg;
+            break;
+        case 't':
+            if (roo__parse_uint(optarg, 1, 3600, &timeout) < 0) {
+                fprintf(stderr, "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
+                                "(see --help)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'w':
+            if (roo__parse_uint(optarg, 1, 3600, &wait_ready) < 0) {
+                fprintf(stderr, "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
+                                "1..3600 (see --help)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("roo-ctl %s\n", ROO_VERSION_STRING);
+            return 0;
+        case ':':
+            fprintf(stderr, "roo-ctl: option '%s' needs a value (see --help)\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "roo-ctl: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "roo-ctl: give exactly one command: status or shutdown (see --help)\n");
+        return 2;
+    }
+    if (strcmp(argv[optind], "status") == 0) {
+        cmd = ROO__EXT_STATUS;
+    } else if (strcmp(argv[optind], "shutdown") == 0) {
+        cmd = ROO__EXT_SHUTDOWN;
+    } else {
+        fprintf(stderr, "roo-ctl: unknown command '%s': use status or shutdown (see --help)\n",
+                argv[optind]);
+        return 2;
+    }
+    if (!ext) {
+        fprintf(stderr, "roo-ctl: --external HOST:PORT is required (see --help)\n");
+        return 2;
+    }
+    if (roo__addr_parse(ext, &a) < 0) {
+        fprintf(stderr, "roo-ctl: --external: '%s' is not HOST:PORT (see --help)\n", ext);
+        return 2;
+    }
+    if (wait_ready && cmd != ROO__EXT_STATUS) {
+        fprintf(stderr, "roo-ctl: --wait-ready goes with status (see --help)\n");
+        return 2;
+    }
+
+    {
+        int64_t end_wait = now_ms() + (int64_t)wait_ready * 1000;
+        for (;;) {
+            bool ok = false;
+            char *json = NULL, *error = NULL;
+            int64_t deadline = now_ms() + (int64_t)timeout * 1000;
+            int rc = request(&a, cmd, deadline, &ok, &json, &error);
+            bool ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
+
+            if (wait_ready && !ready && now_ms() < end_wait) {
+                free(json);
+                free(error);
+                usleep(100 * 1000);
+                continue;
+            }
+            if (rc < 0) {
+                fprintf(stderr, "roo-ctl: %s: %s\n", ext, roo_strerror(rc));
+                return 1;
+            }
+            if (!ok) {
+                fprintf(stderr, "roo-ctl: %s said no: %s\n", ext, error);
+                free(json);
+                free(error);
+                return 1;
+            }
+            fputs(json, stdout);
+            free(json);
+            free(error);
+            if (wait_ready && !ready) {
+                fprintf(stderr, "roo-ctl: the cluster did not report ready within %llu s\n",
+                        (unsigned long long)wait_ready);
+                return 1;
+            }
+            return 0;
+        }
+    }
+}
