@@ -52,6 +52,9 @@ struct options {
 struct conn {
     int fd;
     uint32_t id;
+    /* --output: this connection's bytes after its last whole record, not yet written */
+    uint8_t *otail;
+    size_t otail_len, otail_cap;
     uint32_t carry_len;
     uint64_t skip;
     uint8_t carry[4 + CARRY_PAYLOAD_MAX];
@@ -120,7 +123,8 @@ static const char usage_text[] =
     "  --framed               records are u32 BE length-prefixed (default)\n"
     "  --newlines             records are newline-terminated lines\n"
     "  --input FILE           read records from FILE ('-' = stdin) instead of listening\n"
-    "  --output FILE          append every byte received to FILE as it is read (default: none)\n"
+    "  --output FILE          append every whole record received to FILE as soon as it is read;\n"
+    "                         records of different connections never interleave (default: none)\n"
     "  --expect N             stop after N records, suffixes k/M/G (x1000) allowed (default: no "
     "limit)\n"
     "  --idle-exit S          stop when no data arrived for S seconds after the first record\n"
@@ -805,7 +809,74 @@ static void close_conn(struct rx *rx, struct conn *c, const char *why)
             tools_log(PROG, "connection %u %s", c->id, why);
     }
     close(c->fd);
+    free(c->otail);
     free(c);
+}
+
+/* Length of the longest prefix of p[0..n) made of whole records. */
+static size_t whole_records(const struct rx *rx, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+
+    if (rx->opt.newlines) {
+        const uint8_t *q = n ? memrchr(p, '\n', n) : NULL;
+        return q ? (size_t)(q - p) + 1 : 0;
+    }
+    while (n - off >= 4) {
+        uint64_t len = tools_load_be32(p + off);
+        if (n - off - 4 < len)
+            break;
+        off += 4 + (size_t)len;
+    }
+    return off;
+}
+
+/*
+ * --output: write this chunk's whole records now, keeping a record split across reads for
+ * the next read of the same connection, so records of different connections never
+ * interleave in the file and a receiver killed with kill -9 leaves every whole record it read.
+ */
+static int save_output(struct rx *rx, struct conn *c, const uint8_t *p, size_t n)
+{
+    const uint8_t *data = p;
+    size_t len = n, whole;
+    int rc;
+
+    if (c->otail_len) {
+        if (c->otail_len + n > c->otail_cap) {
+            size_t cap = (c->otail_len + n) * 2;
+            uint8_t *t = realloc(c->otail, cap);
+            if (!t)
+                return -ENOMEM;
+            c->otail = t;
+            c->otail_cap = cap;
+        }
+        memcpy(c->otail + c->otail_len, p, n);
+        c->otail_len += n;
+        data = c->otail;
+        len = c->otail_len;
+    }
+    whole = whole_records(rx, data, len);
+    rc = whole ? tools_write_all(rx->out_fd, data, whole) : 0;
+    if (rc < 0)
+        return rc;
+    if (whole < len) {
+        size_t rest = len - whole;
+        if (data == c->otail) {
+            memmove(c->otail, c->otail + whole, rest);
+        } else {
+            if (rest > c->otail_cap) {
+                uint8_t *t = realloc(c->otail, rest * 2);
+                if (!t)
+                    return -ENOMEM;
+                c->otail = t;
+                c->otail_cap = rest * 2;
+            }
+            memcpy(c->otail, data + whole, rest);
+        }
+    }
+    c->otail_len = len - whole;
+    return 0;
 }
 
 static void accept_all(struct rx *rx, struct loop *lp, int lfd)
@@ -867,9 +938,9 @@ static int read_conn(struct rx *rx, struct conn *c)
             return 1;
         now = tools_now_ns();
         rx->bytes += (uint64_t)n;
-        /* Saved before parsing, so a kill -9 leaves exactly what was read. */
+        /* Saved before parsing, so a kill -9 leaves every whole record that was read. */
         if (rx->out_fd >= 0) {
-            rc = tools_write_all(rx->out_fd, rx->buf, (size_t)n);
+            rc = save_output(rx, c, rx->buf, (size_t)n);
             if (rc < 0) {
                 tools_log(PROG, "cannot write %s: %s", rx->opt.output, strerror(-rc));
                 rx->io_error = true;

@@ -168,10 +168,15 @@ static void send_ctl(roo__fconn *fc, const roo__ctl *m)
     roo__fconn_flush(fc);
 }
 
+static void conn_gone(aconn *c, int err);
+
+/* Close an accepted connection ourselves, with the same bookkeeping as a peer's close. */
 static void conn_kill(aconn *c)
 {
+    if (c->dead)
+        return;
     roo__fconn_close(&c->fc);
-    c->dead = true;
+    conn_gone(c, 0);
 }
 
 static int fatal(cluster *cl, const char *why)
@@ -707,6 +712,7 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
             return;
         }
     }
+
     if (cl->njoined >= cl->e->cfg.worker_count) {
         snprintf(reason, sizeof(reason), "the cluster already has its %u workers",
                  cl->e->cfg.worker_count);
@@ -1120,6 +1126,8 @@ static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
         }
         return;
     case ROO__CTL_HEARTBEAT:
+        if (!p && c->peer >= 0 && !cl->has_topology)
+            return; /* identified, cluster still forming: nothing to record yet */
         if (!p || !m->nstats)
             break;
         free(p->stats.name);
@@ -1327,13 +1335,21 @@ static void aconn_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
 static void aconn_closed(roo__fconn *fc, int err)
 {
     aconn *c = fc->data;
-    cluster *cl = c->cl;
     static const char *const kinds[] = { "control", "data", "external" };
 
-    c->dead = true;
     if (err == ROO_EFRAMESIZE)
         roo__log_warn("%s connection from %s: frame larger than the channel's limit; closed it",
                       kinds[c->kind], fc->peer);
+    conn_gone(c, err);
+}
+
+static void conn_gone(aconn *c, int err)
+{
+    cluster *cl = c->cl;
+
+    if (c->dead)
+        return;
+    c->dead = true;
     if (c->kind == CONN_CONTROL && c->peer >= 0 && cl->has_topology &&
         (uint32_t)c->peer < cl->topo.nworkers && cl->peers[c->peer].ctl == c) {
         if (!cl->e->io_stopping)
@@ -1344,7 +1360,8 @@ static void aconn_closed(roo__fconn *fc, int err)
         if (cl->draining)
             drain_evaluate(cl);
     }
-    if (c->kind == CONN_CONTROL && !cl->has_topology && c->peer > 0) {
+    if (c->kind == CONN_CONTROL && !cl->has_topology && c->peer > 0 &&
+        (size_t)c->peer < cl->njoined && cl->joined[c->peer].ctl == c) {
         /* A worker that identified itself went away before formation: forget it. */
         size_t i = (size_t)c->peer;
         roo__log_warn("worker '%s' left before the cluster formed", cl->joined[i].info.name);

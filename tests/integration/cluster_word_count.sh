@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# word_count on 3 workers with 1,000,000 distinct words (keys nobody declared): every word
+# sent twice must end at exactly 2, each word's counts must go 1 then 2, and the state must
+# hold all 1,000,000 keys across the cluster.
+source "$(dirname "$0")/lib.sh"
+watchdog 400
+
+OUT=$(free_port)
+setup_cluster "$WORD_COUNT" 3 "$OUT"
+for i in 0 1 2; do run_worker "$i" "w$i"; done
+cluster_ready w0 w1 w2
+
+# 1,000,000 distinct words, four per line.
+seq -f 'w%07g' 0 999999 | paste -d' ' - - - - >"$T/words.txt"
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --newlines --output "$T/out.txt" \
+    --expect 2000000 --timeout 300 --quiet
+wait_log recv 'listening on' 10
+cat "$T/words.txt" >"/dev/tcp/127.0.0.1/${CL_IN[0]}"
+cat "$T/words.txt" >"/dev/tcp/127.0.0.1/${CL_IN[2]}"
+wait_exit recv 300 || fail "receiver: $(tail -1 "$T/recv.log")"
+
+awk -F' => ' '
+    { if (($1 in last) && $2 != last[$1] + 1) { print "word " $1 " went from " last[$1] " to " $2; bad++ }
+      if (!($1 in last) && $2 != 1) { print "word " $1 " started at " $2; bad++ }
+      last[$1] = $2 }
+    END { n = 0; for (w in last) { n++; if (last[w] != 2) { print "word " w " ended at " last[w]; bad++ } }
+          if (n != 1000000) { print n " distinct words, want 1000000"; bad++ }
+          exit bad > 0 }' "$T/out.txt" >"$T/check.txt" || fail "counts wrong: $(head -5 "$T/check.txt")"
+
+"$ROO_CTL" --external "127.0.0.1:${CL_EXT[1]}" status >"$T/status.json"
+keys=$(grep -o '"keys": [0-9]*' "$T/status.json" | awk '{s += $2} END {print s}')
+[ "$keys" = 1000000 ] || fail "the cluster holds $keys keys, want 1000000"
+for i in 0 1 2; do stop "w$i" || fail "worker $i did not stop cleanly"; done
+pass "1,000,000 distinct words counted exactly (1 then 2) on 3 workers; status shows 1,000,000 keys"
