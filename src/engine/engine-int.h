@@ -219,6 +219,7 @@ typedef struct roo__shard {
     roo__route *route_pool; /* returned route buffers */
     unsigned routes_inflight;
     roo__route *remote_pending, *remote_tail; /* remote routes waiting for the next seal */
+    size_t remote_bytes;                      /* their bytes, counted toward a full batch */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
     roo__source_conn *conns; /* doubly linked */

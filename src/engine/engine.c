@@ -201,6 +201,7 @@ static int recover_one(void *arg, uint16_t partition, uint16_t state_id, const u
     }
     en->flags |= ROO__ENTRY_READY;
     e->recovered_keys++;
+    atomic_fetch_add_explicit(&sh->keys_pub, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -368,12 +369,9 @@ void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats)
         st.frames_in += atomic_load_explicit(&sh->frames_in, memory_order_relaxed);
         st.records_out += atomic_load_explicit(&sh->records_out, memory_order_relaxed);
         st.callback_errors += atomic_load_explicit(&sh->callback_errors, memory_order_relaxed);
+        st.keys += atomic_load_explicit(&sh->keys_pub, memory_order_relaxed);
     }
     st.commits = atomic_load_explicit(&e->commits, memory_order_relaxed);
-    if (!e->threads_started) {
-        for (unsigned i = 0; i < e->nshards; i++)
-            st.keys += roo__table_count(e->shards[i].table);
-    }
     *ret_stats = st;
 }
 

@@ -114,6 +114,8 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     }
     /* Records are little-endian on the wire (they cross to other workers as they are). */
     p = roo__buf_reserve(&r->data, rec);
+    if (dest >= sh->eng->nshards)
+        sh->remote_bytes += rec;
     roo__store_le32(p, si);
     roo__store_le32(p + 4, (uint32_t)len);
     memcpy(p + 8, msg, len);
@@ -225,10 +227,12 @@ static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
     return n;
 }
 
+/* Full: its output, state records and the messages it holds for other workers. */
 static bool batch_full(const roo__shard *sh)
 {
     const roo__batch *b = sh->cur;
-    return batch_out_bytes(b, sh->eng->app->nsinks) + b->recs.len >= sh->eng->cfg.batch_bytes;
+    return batch_out_bytes(b, sh->eng->app->nsinks) + b->recs.len + sh->remote_bytes >=
+           sh->eng->cfg.batch_bytes;
 }
 
 static void append_record(roo__shard *sh, roo__batch *b, roo__entry *e)
@@ -312,6 +316,7 @@ static void seal(roo__shard *sh)
     collect_remote(sh);
     b->remote = sh->remote_pending;
     sh->remote_pending = sh->remote_tail = NULL;
+    sh->remote_bytes = 0;
     b->seq = sh->batch_seq++;
     atomic_fetch_add_explicit(&sh->frames_in, b->nin, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->records_out, b->nout, memory_order_relaxed);

@@ -121,7 +121,9 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p i
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+        # Below the kernel's ephemeral range (32768+ by default), so outgoing connections
+        # never take a port between our check and the worker's bind.
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
         if ! port_busy "$p"; then
             echo "$p"
             return 0
