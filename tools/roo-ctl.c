@@ -17,26 +17,28 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: roo-ctl --external HOST:PORT [options] COMMAND\n"
-"\n"
-"Talks to any worker of a roo cluster through its --external address.\n"
-"\n"
-"Commands:\n"
-"  status      print the cluster's status as JSON: workers, their addresses, partitions,\n"
-"              ready or not, per-worker message counts\n"
-"  shutdown    stop the whole cluster cleanly: sources close, in-flight messages finish,\n"
-"              state is committed, output delivered; every worker exits 0\n"
-"\n"
-"Options:\n"
-"  -e, --external ADDR   the worker to ask (required)\n"
-"  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
-"  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at most\n"
-"                        SECS seconds (exit 1 if it never does)\n"
-"  -h, --help            this text\n"
-"  -V, --version         print the version\n"
-"\n"
-"Exit status: 0 ok, 1 the worker could not be reached or said no, 2 usage error.\n");
+    fprintf(
+        f,
+        "usage: roo-ctl --external HOST:PORT [options] COMMAND\n"
+        "\n"
+        "Talks to any worker of a roo cluster through its --external address.\n"
+        "\n"
+        "Commands:\n"
+        "  status      print the cluster's status as JSON: workers, their addresses, partitions,\n"
+        "              ready or not, per-worker message counts\n"
+        "  shutdown    stop the whole cluster cleanly: sources close, in-flight messages finish,\n"
+        "              state is committed, output delivered; every worker exits 0\n"
+        "\n"
+        "Options:\n"
+        "  -e, --external ADDR   the worker to ask (required)\n"
+        "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
+        "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at "
+        "most\n"
+        "                        SECS seconds (exit 1 if it never does)\n"
+        "  -h, --help            this text\n"
+        "  -V, --version         print the version\n"
+        "\n"
+        "Exit status: 0 ok, 1 the worker could not be reached or said no, 2 usage error.\n");
 }
 
 static int64_t now_ms(void)
@@ -133,12 +135,9 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "external", required_argument, NULL, 'e' },
-        { "timeout", required_argument, NULL, 't' },
-        { "wait-ready", required_argument, NULL, 'w' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        { "external", required_argument, NULL, 'e' },   { "timeout", required_argument, NULL, 't' },
+        { "wait-ready", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },          { NULL, 0, NULL, 0 },
     };
     const char *ext = NULL;
     uint64_t timeout = 10, wait_ready = 0;
@@ -154,15 +153,19 @@ int main(int argc, char **argv)
             break;
         case 't':
             if (roo__parse_uint(optarg, 1, 3600, &timeout) < 0) {
-                fprintf(stderr, "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
-                                "(see --help)\n", optarg);
+                fprintf(stderr,
+                        "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
+                        "(see --help)\n",
+                        optarg);
                 return 2;
             }
             break;
         case 'w':
             if (roo__parse_uint(optarg, 1, 3600, &wait_ready) < 0) {
-                fprintf(stderr, "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
-                                "1..3600 (see --help)\n", optarg);
+                fprintf(stderr,
+                        "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
+                        "1..3600 (see --help)\n",
+                        optarg);
                 return 2;
             }
             break;

@@ -22,8 +22,8 @@ typedef struct word_total {
 
 static int is_word_char(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '\'' || c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '\'' || c >= 0x80;
 }
 
 static int decode_line(const uint8_t *payload, size_t len, roo_emitter *out, void *ctx)
@@ -105,17 +105,14 @@ static int setup(roo_app *app, int argc, char **argv)
     (void)argv;
     rc = roo_app_set_name(app, "word_count");
     if (rc == 0)
-        rc = roo_app_add_pipeline(app, "lines",
-                                  &(roo_source){ .framing = ROO_FRAMING_LINE,
-                                                 .decode = decode_line },
-                                  &p);
+        rc = roo_app_add_pipeline(
+            app, "lines", &(roo_source){ .framing = ROO_FRAMING_LINE, .decode = decode_line }, &p);
     if (rc == 0)
         rc = roo_pipeline_to(p, &(roo_step){ .name = "split", .compute = split_words });
     if (rc == 0)
-        rc = roo_pipeline_to_state(p, &(roo_state_step){ .name = "count",
-                                                         .state = &word_state,
-                                                         .key = word_key,
-                                                         .compute = count_word });
+        rc = roo_pipeline_to_state(
+            p, &(roo_state_step){
+                   .name = "count", .state = &word_state, .key = word_key, .compute = count_word });
     if (rc == 0)
         rc = roo_pipeline_to_sink(p, &(roo_sink){ .encode = encode_count });
     return rc;

@@ -73,10 +73,10 @@ typedef struct joined {
 } joined;
 
 typedef struct query {
-    uint64_t id;          /* ours */
-    uint64_t reply_id;    /* the id the requester used (joiner asking the initializer) */
-    uint64_t ext_conn;    /* external connection id waiting, or 0 */
-    int for_peer;         /* joiner waiting for the aggregate, or -1 */
+    uint64_t id;       /* ours */
+    uint64_t reply_id; /* the id the requester used (joiner asking the initializer) */
+    uint64_t ext_conn; /* external connection id waiting, or 0 */
+    int for_peer;      /* joiner waiting for the aggregate, or -1 */
     int64_t deadline_ns;
     bool *have;
     roo__worker_stats *stats;
@@ -508,10 +508,9 @@ static int apply_topology(cluster *cl, const roo__topology *t)
                 continue;
             roo__worker_info_finish(&p->info);
             roo__worker_info_copy(&t->workers[w], &p->info);
-            if (strcmp(old.workers[w].data_addr, t->workers[w].data_addr) != 0 &&
-                p->data_active) {
-                roo__log_info("worker %s moved its data address to %s; reconnecting",
-                              p->info.name, p->info.data_addr);
+            if (strcmp(old.workers[w].data_addr, t->workers[w].data_addr) != 0 && p->data_active) {
+                roo__log_info("worker %s moved its data address to %s; reconnecting", p->info.name,
+                              p->info.data_addr);
                 roo__fconn_close(&p->data);
                 p->data_open = p->data_active = false;
                 p->data_backoff = BACKOFF_MIN_MS;
@@ -528,8 +527,10 @@ static int apply_topology(cluster *cl, const roo__topology *t)
     cl->self = (uint32_t)self;
     if (t->partitions != cl->e->cfg.partitions) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "the cluster uses %u partitions but this worker's state was "
-                 "created with %u; refusing", t->partitions, cl->e->cfg.partitions);
+        snprintf(msg, sizeof(msg),
+                 "the cluster uses %u partitions but this worker's state was "
+                 "created with %u; refusing",
+                 t->partitions, cl->e->cfg.partitions);
         if (roo__engine_has_state(cl->e))
             return fatal(cl, msg);
         /* Safe: no thread hashes keys before it gets the routes that follow. */
@@ -629,37 +630,46 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
     int64_t w;
 
     if (m->protocol_version != protocol_version()) {
-        snprintf(reason, sizeof(reason), "worker '%s' speaks protocol version %u (roo %s); this "
-                 "cluster speaks version %u (roo %s)", m->worker.name, m->protocol_version,
-                 m->roo_version, protocol_version(), ROO_VERSION_STRING);
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' speaks protocol version %u (roo %s); this "
+                 "cluster speaks version %u (roo %s)",
+                 m->worker.name, m->protocol_version, m->roo_version, protocol_version(),
+                 ROO_VERSION_STRING);
         refuse(c, reason);
         return;
     }
     if (strcmp(m->app_name, cl->e->app->name) != 0) {
-        snprintf(reason, sizeof(reason), "worker '%s' runs application '%s'; this cluster runs "
-                 "'%s'", m->worker.name, m->app_name, cl->e->app->name);
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' runs application '%s'; this cluster runs "
+                 "'%s'",
+                 m->worker.name, m->app_name, cl->e->app->name);
         refuse(c, reason);
         return;
     }
     if (cl->mode == ROO__JOINER) {
-        snprintf(reason, sizeof(reason), "this worker (%s) is not the initializer; contact the "
-                 "initializer at %s", cl->name, cl->has_topology ? cl->topo.workers[0].control_addr
-                                                                  : "its --control address");
+        snprintf(reason, sizeof(reason),
+                 "this worker (%s) is not the initializer; contact the "
+                 "initializer at %s",
+                 cl->name,
+                 cl->has_topology ? cl->topo.workers[0].control_addr : "its --control address");
         refuse(c, reason);
         return;
     }
     if (cl->has_topology) {
         w = worker_index(cl, m->worker.name);
         if (w < 0 || w == cl->self) {
-            snprintf(reason, sizeof(reason), "the cluster is complete with %zu workers; worker "
-                     "'%s' is not one of them", cl->topo.nworkers, m->worker.name);
+            snprintf(reason, sizeof(reason),
+                     "the cluster is complete with %zu workers; worker "
+                     "'%s' is not one of them",
+                     cl->topo.nworkers, m->worker.name);
             refuse(c, reason);
             return;
         }
         if (m->cluster_id != cl->topo.cluster_id) {
-            snprintf(reason, sizeof(reason), "worker '%s' belongs to cluster %016llx but has no "
-                     "state for it (%s); was its resilience directory wiped?", m->worker.name,
-                     (unsigned long long)cl->topo.cluster_id,
+            snprintf(reason, sizeof(reason),
+                     "worker '%s' belongs to cluster %016llx but has no "
+                     "state for it (%s); was its resilience directory wiped?",
+                     m->worker.name, (unsigned long long)cl->topo.cluster_id,
                      m->cluster_id ? "another cluster id" : "no cluster id");
             refuse(c, reason);
             return;
@@ -698,16 +708,19 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
     }
     /* Formation. */
     if (m->cluster_id != 0) {
-        snprintf(reason, sizeof(reason), "worker '%s' already belongs to cluster %016llx; start "
-                 "it with a fresh --resilience-dir to join a new cluster", m->worker.name,
-                 (unsigned long long)m->cluster_id);
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' already belongs to cluster %016llx; start "
+                 "it with a fresh --resilience-dir to join a new cluster",
+                 m->worker.name, (unsigned long long)m->cluster_id);
         refuse(c, reason);
         return;
     }
     for (size_t i = 0; i < cl->njoined; i++) {
         if (strcmp(cl->joined[i].info.name, m->worker.name) == 0) {
-            snprintf(reason, sizeof(reason), "duplicate worker name '%s': a worker with that "
-                     "name already joined", m->worker.name);
+            snprintf(reason, sizeof(reason),
+                     "duplicate worker name '%s': a worker with that "
+                     "name already joined",
+                     m->worker.name);
             refuse(c, reason);
             return;
         }
@@ -724,9 +737,9 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
     cl->joined[cl->njoined].ctl = c;
     c->peer = (int)cl->njoined;
     cl->njoined++;
-    roo__log_info("worker '%s' identified from %s (control %s, data %s): %zu of %u",
-                  m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
-                  cl->njoined, cl->e->cfg.worker_count);
+    roo__log_info("worker '%s' identified from %s (control %s, data %s): %zu of %u", m->worker.name,
+                  c->fc.peer, m->worker.control_addr, m->worker.data_addr, cl->njoined,
+                  cl->e->cfg.worker_count);
     if (cl->njoined == cl->e->cfg.worker_count)
         form_cluster(cl);
 }
@@ -802,7 +815,8 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
                  wi ? wi->threads : e->nshards, owned, have[w] ? "true" : "false",
                  have[w] && s->ready ? "true" : "false");
         if (have[w])
-            json_fmt(out, ", \"frames_in\": %llu, \"records_out\": %llu, \"routed_out\": %llu, "
+            json_fmt(out,
+                     ", \"frames_in\": %llu, \"records_out\": %llu, \"routed_out\": %llu, "
                      "\"routed_in\": %llu, \"keys\": %llu, \"commits\": %llu, "
                      "\"source_connections\": %u",
                      (unsigned long long)s->frames_in, (unsigned long long)s->records_out,
@@ -879,8 +893,9 @@ static void query_complete(cluster *cl, query *q)
         for (size_t i = 0; i < n; i++)
             if (q->have[i])
                 all[k++] = q->stats[i];
-        roo__ctl m = { .kind = ROO__CTL_STATUS_REPLY, .query_id = q->reply_id, .stats = all,
-                       .nstats = k };
+        roo__ctl m = {
+            .kind = ROO__CTL_STATUS_REPLY, .query_id = q->reply_id, .stats = all, .nstats = k
+        };
         if (p->ctl && !p->ctl->dead)
             send_ctl(&p->ctl->fc, &m);
         free(all);
@@ -978,8 +993,7 @@ static query *query_find(cluster *cl, uint64_t id)
 
 static bool local_idle(cluster *cl)
 {
-    return roo__io_shards_quiescent(cl->e) && roo__io_sinks_idle(cl->e) &&
-           roo__cluster_idle(cl->e);
+    return roo__io_shards_quiescent(cl->e) && roo__io_sinks_idle(cl->e) && roo__cluster_idle(cl->e);
 }
 
 static uint64_t total_sent(const cluster *cl)
@@ -1050,7 +1064,8 @@ static void drain_evaluate(cluster *cl)
     if (all_idle && sent == received && cl->prev_round_ok && sent == cl->prev_sent &&
         received == cl->prev_received) {
         roo__log_info("cluster drained (%llu messages crossed workers); telling every worker "
-                      "to exit", (unsigned long long)sent);
+                      "to exit",
+                      (unsigned long long)sent);
         send_exit_all(cl);
         return;
     }
@@ -1179,7 +1194,8 @@ static void ctl_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t
 
     if (rc < 0) {
         roo__log_warn("control connection from %s: a %zu-byte frame is not a control message; "
-                      "closing it", c->fc.peer, len);
+                      "closing it",
+                      c->fc.peer, len);
         conn_kill(c);
         return;
     }
@@ -1216,7 +1232,8 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
 
     if (rc < 0) {
         roo__log_warn("data connection from %s: a %zu-byte frame is not a data message; "
-                      "closing it", c->fc.peer, len);
+                      "closing it",
+                      c->fc.peer, len);
         goto bad;
     }
     if (kind == ROO__DATA_HELLO) {
@@ -1224,14 +1241,16 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
         if (c->hello_seen || h.protocol_version != ROO__PROTOCOL_VERSION ||
             (cl->has_topology && h.cluster_id != cl->topo.cluster_id)) {
             roo__log_warn("data connection from %s (worker '%s'): wrong hello (protocol %u, "
-                          "cluster %016llx); closing it", c->fc.peer, h.worker,
-                          h.protocol_version, (unsigned long long)h.cluster_id);
+                          "cluster %016llx); closing it",
+                          c->fc.peer, h.worker, h.protocol_version,
+                          (unsigned long long)h.cluster_id);
             goto bad;
         }
         w = cl->has_topology ? worker_index(cl, h.worker) : -1;
         if (w < 0 || (uint32_t)w == cl->self) {
             roo__log_warn("data connection from %s: worker '%s' is not in this cluster; "
-                          "closing it", c->fc.peer, h.worker);
+                          "closing it",
+                          c->fc.peer, h.worker);
             goto bad;
         }
         c->hello_seen = true;
@@ -1247,8 +1266,8 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
     }
     if (thread >= e->nshards) {
         roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
-                      "worker has %u; closing it", c->fc.peer, cl->peers[c->peer].info.name,
-                      thread, e->nshards);
+                      "worker has %u; closing it",
+                      c->fc.peer, cl->peers[c->peer].info.name, thread, e->nshards);
         goto bad;
     }
     r->nmsgs = count;
@@ -1288,7 +1307,8 @@ static void ext_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t
 
     if (roo__wire_ext_request_decode(payload, len, &cmd) < 0) {
         roo__log_warn("external connection from %s: a %zu-byte frame is not a request; closing "
-                      "it", c->fc.peer, len);
+                      "it",
+                      c->fc.peer, len);
         conn_kill(c);
         return;
     }
@@ -1371,8 +1391,7 @@ static void conn_gone(aconn *c, int err)
         for (size_t k = i; k < cl->njoined; k++)
             cl->joined[k].ctl->peer = (int)k;
     }
-    if (c->kind == CONN_DATA && c->peer >= 0 && cl->has_topology &&
-        cl->peers[c->peer].inbound == c)
+    if (c->kind == CONN_DATA && c->peer >= 0 && cl->has_topology && cl->peers[c->peer].inbound == c)
         cl->peers[c->peer].inbound = NULL;
 }
 
@@ -1402,8 +1421,8 @@ static void accept_on(cluster *cl, int lfd, conn_kind kind)
         c->kind = kind;
         c->peer = -1;
         c->id = ++cl->next_conn_id;
-        if (roo__fconn_accept(&c->fc, cl->e->io_loop, fd, peer_addr, limits[kind], &aconn_ops,
-                              c) < 0) {
+        if (roo__fconn_accept(&c->fc, cl->e->io_loop, fd, peer_addr, limits[kind], &aconn_ops, c) <
+            0) {
             free(c);
             continue;
         }
@@ -1513,7 +1532,8 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         stop_locally(cl, m.reason[0] ? m.reason : "requested by the initializer");
         break;
     case ROO__CTL_DRAIN_QUERY: {
-        roo__ctl r = { .kind = ROO__CTL_DRAIN_REPORT, .round = m.round,
+        roo__ctl r = { .kind = ROO__CTL_DRAIN_REPORT,
+                       .round = m.round,
                        .worker_name = (char *)cl->name };
         r.idle = local_idle(cl);
         r.sent = total_sent(cl);
@@ -1549,23 +1569,26 @@ static void to_init_closed(roo__fconn *fc, int err)
     ctl_connect_later(cl);
 }
 
-static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo__io_cb cb,
-                      char *adv, size_t advcap, const char *what)
+/*
+ * Listen on a and say (in adv, if given) the address others should use: what the user named
+ * (a host name stays a host name) with the real port, or the bound address if a was a
+ * wildcard. msg explains a failure.
+ */
+static int listen_at(const roo__addr *a, int *fd, char *adv, size_t advcap, const char *what,
+                     char *msg, size_t cap)
 {
-    int rc = roo__tcp_listen(a, 128, fd);
     char local[300], addr[300];
+    int rc = roo__tcp_listen(a, 128, fd);
 
     if (rc < 0) {
-        roo__log_error("cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
-                       roo_strerror(rc));
+        snprintf(msg, cap, "cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
+                 roo_strerror(rc));
         return rc;
     }
-    io->cb = cb;
-    io->data = cl;
-    roo__io_start(cl->e->io_loop, io, *fd, EPOLLIN);
     roo__tcp_local_str(*fd, local, sizeof(local));
+    if (!adv)
+        return 0;
     if (a->host[0] && strcmp(a->host, "0.0.0.0") && strcmp(a->host, "::")) {
-        /* Advertise what the user named (a host name stays a host name), with the real port. */
         const char *colon = strrchr(local, ':');
         roo__addr b = *a;
         snprintf(b.port, sizeof(b.port), "%s", colon ? colon + 1 : a->port);
@@ -1573,6 +1596,23 @@ static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo
     } else {
         snprintf(adv, advcap, "%s", local);
     }
+    return 0;
+}
+
+/* listen_at, on the io thread: also watch the listener. */
+static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo__io_cb cb,
+                      char *adv, size_t advcap, const char *what)
+{
+    char msg[512];
+    int rc = listen_at(a, fd, adv, advcap, what, msg, sizeof(msg));
+
+    if (rc < 0) {
+        roo__log_error("%s", msg);
+        return rc;
+    }
+    io->cb = cb;
+    io->data = cl;
+    roo__io_start(cl->e->io_loop, io, *fd, EPOLLIN);
     return 0;
 }
 
@@ -1602,9 +1642,9 @@ static void to_init_connected(roo__fconn *fc, int err)
             return;
         }
         snprintf(a.port, sizeof(a.port), "0");
-        if (cl->ctl_lfd < 0 && bind_local(cl, &a, &cl->ctl_lfd, &cl->ctl_lio, ctl_listen_cb,
-                                          cl->my_control, sizeof(cl->my_control),
-                                          "--my-control") < 0) {
+        if (cl->ctl_lfd < 0 &&
+            bind_local(cl, &a, &cl->ctl_lfd, &cl->ctl_lio, ctl_listen_cb, cl->my_control,
+                       sizeof(cl->my_control), "--my-control") < 0) {
             fatal(cl, "cannot listen for control connections");
             return;
         }
@@ -1681,32 +1721,6 @@ static void heartbeat_cb(roo__loop *loop, roo__timer *t)
 
 /* ---- set-up ---- */
 
-static int listen_at(cluster *cl, const roo__addr *a, int *fd, char *adv, size_t advcap,
-                     const char *what, char *msg, size_t cap)
-{
-    char local[300], addr[300];
-    int rc = roo__tcp_listen(a, 128, fd);
-
-    if (rc < 0) {
-        snprintf(msg, cap, "cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
-                 roo_strerror(rc));
-        return rc;
-    }
-    roo__tcp_local_str(*fd, local, sizeof(local));
-    if (adv) {
-        if (a->host[0] && strcmp(a->host, "0.0.0.0") && strcmp(a->host, "::")) {
-            const char *colon = strrchr(local, ':');
-            roo__addr b = *a;
-            snprintf(b.port, sizeof(b.port), "%s", colon ? colon + 1 : a->port);
-            roo__addr_str(&b, adv, advcap);
-        } else {
-            snprintf(adv, advcap, "%s", local);
-        }
-    }
-    (void)cl;
-    return 0;
-}
-
 int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, size_t cap)
 {
     const roo__engine_cfg *cfg = &e->cfg;
@@ -1725,13 +1739,13 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
     }
 
     if (cfg->has_external) {
-        rc = listen_at(cl, &cfg->external, &cl->ext_lfd, NULL, 0, "--external", msg, cap);
+        rc = listen_at(&cfg->external, &cl->ext_lfd, NULL, 0, "--external", msg, cap);
         if (rc < 0)
             return rc;
     }
     if (cl->mode == ROO__INITIALIZER && cfg->worker_count > 1) {
         roo__addr data = cfg->control;
-        rc = listen_at(cl, &cfg->control, &cl->ctl_lfd, cl->my_control, sizeof(cl->my_control),
+        rc = listen_at(&cfg->control, &cl->ctl_lfd, cl->my_control, sizeof(cl->my_control),
                        "--control", msg, cap);
         if (rc < 0)
             return rc;
@@ -1739,8 +1753,7 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
             data = cfg->data;
         else
             snprintf(data.port, sizeof(data.port), "0");
-        rc = listen_at(cl, &data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data", msg,
-                       cap);
+        rc = listen_at(&data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data", msg, cap);
         if (rc < 0)
             return rc;
     } else if (cl->mode == ROO__JOINER) {
@@ -1751,13 +1764,13 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
             if (strcmp(saved->workers[i].name, cfg->worker_name) == 0)
                 me = &saved->workers[i];
         if (cfg->has_my_control || (me && roo__addr_parse(me->control_addr, &a) == 0)) {
-            rc = listen_at(cl, cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
+            rc = listen_at(cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
                            cl->my_control, sizeof(cl->my_control), "--my-control", msg, cap);
             if (rc < 0 && cfg->has_my_control)
                 return rc;
         }
         if (cfg->has_my_data || (me && roo__addr_parse(me->data_addr, &a) == 0)) {
-            rc = listen_at(cl, cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd, cl->my_data,
+            rc = listen_at(cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd, cl->my_data,
                            sizeof(cl->my_data), "--my-data", msg, cap);
             if (rc < 0 && cfg->has_my_data)
                 return rc;
@@ -1787,8 +1800,7 @@ void roo__cluster_start(roo__engine *e)
         roo__io_start(e->io_loop, &cl->data_lio, cl->data_lfd, EPOLLIN);
     }
 
-    if (e->saved_topology && cl->mode != ROO__STANDALONE &&
-        e->saved_topology->nworkers > 1) {
+    if (e->saved_topology && cl->mode != ROO__STANDALONE && e->saved_topology->nworkers > 1) {
         /* A member restarting: it knows the table; serve at once, reconnect in the background. */
         roo__log_info("rejoining cluster %016llx (%zu workers) from the saved topology",
                       (unsigned long long)e->saved_topology->cluster_id,
@@ -1815,9 +1827,9 @@ void roo__cluster_start(roo__engine *e)
         go_ready(cl);
     } else if (cl->mode == ROO__INITIALIZER) {
         cl->joined = roo__xcalloc(1, sizeof(*cl->joined));
-        cl->joined[0].info = (roo__worker_info){ roo__xstrdup(cl->name),
-                                                 roo__xstrdup(cl->my_control),
-                                                 roo__xstrdup(cl->my_data), e->nshards };
+        cl->joined[0].info =
+            (roo__worker_info){ roo__xstrdup(cl->name), roo__xstrdup(cl->my_control),
+                                roo__xstrdup(cl->my_data), e->nshards };
         cl->njoined = 1;
         roo__log_info("initializer: waiting for %u more worker(s) on control %s (data %s)",
                       e->cfg.worker_count - 1, cl->my_control, cl->my_data);

@@ -129,9 +129,9 @@ typedef struct roo__batch {
     uint64_t nout; /* records encoded for sinks */
     roo__buf recs; /* state records to commit */
     uint32_t nrecs;
-    unsigned refs;      /* io thread: sinks still writing this batch's output */
+    unsigned refs;             /* io thread: sinks still writing this batch's output */
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
-    roo__buf out[];     /* one per sink */
+    roo__buf out[];            /* one per sink */
 } roo__batch;
 
 /* Messages routed to another shard: records of u32 stage | u32 len | msg | pad to 8. */
@@ -218,8 +218,8 @@ typedef struct roo__shard {
     uint32_t route_cap;     /* entries in route_out */
     roo__route *route_pool; /* returned route buffers */
     unsigned routes_inflight;
-    roo__route *remote_pending, *remote_tail; /* remote routes waiting for the next seal */
-    size_t remote_bytes;                      /* their bytes, counted toward a full batch */
+    roo__route *remote_pending, *remote_tail;  /* remote routes waiting for the next seal */
+    size_t remote_bytes;                       /* their bytes, counted toward a full batch */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
     roo__source_conn *conns; /* doubly linked */
@@ -270,12 +270,12 @@ struct roo__engine {
     bool sources_open;     /* io: listening (the cluster is ready) */
     roo__cluster *cluster; /* io thread */
     _Atomic uint64_t routed_in;
-    _Atomic bool exit_requested; /* the cluster asked this worker to stop (roo-ctl shutdown) */
-    _Atomic int fatal_status;    /* non-zero: stop and exit with this status */
+    _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
+    _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
     roo__topology *saved_topology; /* from the resilience directory, until the cluster takes it */
-    bool cluster_stopping;       /* io: a coordinated stop is running: wait for Exit */
-    bool exit_received;          /* io: the initializer said exit */
-    unsigned next_shard; /* round-robin for accepted connections */
+    bool cluster_stopping;         /* io: a coordinated stop is running: wait for Exit */
+    bool exit_received;            /* io: the initializer said exit */
+    unsigned next_shard;           /* round-robin for accepted connections */
     roo__sink *sinks;
     size_t nsinks;
     bool io_stopping;

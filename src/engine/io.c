@@ -20,9 +20,9 @@
  *          ^ written - ring_len          ^ starts[0]                        ^ written
  */
 #include <errno.h>
-#include <signal.h>
-#include <netinet/in.h>
 #include <linux/tcp.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -54,7 +54,7 @@ struct roo__sink {
     size_t head_off;
     uint64_t pending_bytes;
 
-    uint64_t written; /* stream offset: bytes handed to the kernel, all connections */
+    uint64_t written;   /* stream offset: bytes handed to the kernel, all connections */
     uint64_t conn_base; /* stream offset of this connection's first byte */
 
     /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
@@ -449,8 +449,7 @@ void roo__io_check_drained(roo__engine *e)
     if (e->cluster_stopping) {
         if (!e->exit_received || !roo__io_sinks_idle(e))
             return;
-    } else if (!roo__io_shards_quiescent(e) || !roo__io_sinks_idle(e) ||
-               !roo__cluster_idle(e)) {
+    } else if (!roo__io_shards_quiescent(e) || !roo__io_sinks_idle(e) || !roo__cluster_idle(e)) {
         return;
     }
     roo__timer_stop(e->io_loop, &e->stop_timer);

@@ -665,8 +665,9 @@ static bool shard_prepare(roo__loop *loop, void *data)
         seal(sh);
     flush_routes(sh);
 
-    want_pause = !sh->stopping && (!sh->cur || batch_full(sh) ||
-                                   sh->routes_inflight >= ROUTES_PER_DEST * (sh->ndests ? sh->ndests : 1));
+    want_pause =
+        !sh->stopping && (!sh->cur || batch_full(sh) ||
+                          sh->routes_inflight >= ROUTES_PER_DEST * (sh->ndests ? sh->ndests : 1));
     if (want_pause != sh->paused)
         set_paused(sh, want_pause);
 

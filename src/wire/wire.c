@@ -257,10 +257,11 @@ static void from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
 
 const char *roo__wire_ctl_name(roo__ctl_kind kind)
 {
-    static const char *const names[] = { "none", "hello", "refuse", "topology",
-                                         "connections-ready", "cluster-ready", "heartbeat",
-                                         "status-query", "status-reply", "shutdown",
-                                         "drain-query", "drain-report", "exit" };
+    static const char *const names[] = {
+        "none",          "hello",        "refuse",       "topology",     "connections-ready",
+        "cluster-ready", "heartbeat",    "status-query", "status-reply", "shutdown",
+        "drain-query",   "drain-report", "exit"
+    };
     return (size_t)kind < ROO__ARRAY_SIZE(names) ? names[kind] : "?";
 }
 

@@ -19,12 +19,15 @@ static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, cha
     }
     if (cfg->initializer) {
         if (cfg->worker_count > 1 && !cfg->has_control) {
-            snprintf(msg, cap, "--cluster-initializer with --worker-count %u needs --control "
-                     "HOST:PORT to listen on", cfg->worker_count);
+            snprintf(msg, cap,
+                     "--cluster-initializer with --worker-count %u needs --control "
+                     "HOST:PORT to listen on",
+                     cfg->worker_count);
             return ROO_EUSAGE;
         }
         if (cfg->has_my_control || cfg->has_my_data) {
-            snprintf(msg, cap, "the initializer listens on --control and --data; --my-control "
+            snprintf(msg, cap,
+                     "the initializer listens on --control and --data; --my-control "
                      "and --my-data are for the other workers");
             return ROO_EUSAGE;
         }
@@ -33,7 +36,8 @@ static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, cha
     }
     if (cfg->has_control) {
         if (cfg->has_data) {
-            snprintf(msg, cap, "--data is the initializer's; a joining worker listens on "
+            snprintf(msg, cap,
+                     "--data is the initializer's; a joining worker listens on "
                      "--my-data");
             return ROO_EUSAGE;
         }
@@ -49,7 +53,8 @@ static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, cha
         return 0;
     }
     if (cfg->worker_count > 1 || cfg->has_data || cfg->has_my_control || cfg->has_my_data) {
-        snprintf(msg, cap, "cluster flags need either --cluster-initializer (this worker starts "
+        snprintf(msg, cap,
+                 "cluster flags need either --cluster-initializer (this worker starts "
                  "the cluster) or --control HOST:PORT (the initializer to join)");
         return ROO_EUSAGE;
     }
