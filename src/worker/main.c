@@ -35,16 +35,12 @@ static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, cha
         return 0;
     }
     if (cfg->has_control) {
-        if (cfg->has_data) {
-            snprintf(msg, cap,
-                     "--data is the initializer's; a joining worker listens on "
-                     "--my-data");
-            return ROO_EUSAGE;
-        }
-        if (cfg->worker_count != 1) {
-            snprintf(msg, cap, "--worker-count is given to the initializer only");
-            return ROO_EUSAGE;
-        }
+        /* Wallaroo-style command lines sometimes repeat these on every worker: harmless. */
+        if (cfg->has_data)
+            roo__log_info("--data names the initializer's data address; a joining worker "
+                          "listens on --my-data, so --data is ignored here");
+        if (cfg->worker_count != 1)
+            roo__log_info("--worker-count is the initializer's to decide; ignored here");
         if (strcmp(cfg->name, ROO__DEFAULT_NAME) == 0) {
             snprintf(msg, cap, "a worker joining the initializer needs its own --name");
             return ROO_EUSAGE;
