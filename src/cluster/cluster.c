@@ -53,10 +53,29 @@ typedef struct peer {
     int data_backoff;
     unsigned data_failures;
     roo__route *q_head, *q_tail;
-    uint64_t seq;
     uint64_t sent;
+    /*
+     * Upstream backup: every frame sent to this peer stays in `backlog` (in send order)
+     * until the peer acknowledges that the batch is committed on its side; a new connection
+     * starts by sending all of it again. sent_frames[] says where each frame ends.
+     */
+    roo__buf backlog;
+    size_t backlog_head;
+    struct sent_frame {
+        uint32_t thread;
+        uint64_t seq;
+        size_t end;
+    } *frames;
+    size_t frames_cap, frames_head, frames_len;
+    uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
+    uint64_t *out_acked; /* per thread of the peer: acknowledged through */
+    uint32_t out_threads;
+    /* receiving from this peer */
     unsigned inbound_inflight; /* route buffers from this peer in our threads */
-    aconn *inbound;            /* its data link to us, for pausing reads */
+    aconn *inbound;            /* its data link to us, for pausing reads and acknowledging */
+    uint64_t in_incarnation;
+    uint64_t *in_received; /* per thread of ours: highest sequence number taken */
+    uint64_t *in_applied;  /* per thread of ours: committed through */
     /* initializer only */
     aconn *ctl;
     bool conns_ready;
@@ -135,7 +154,8 @@ struct roo__cluster {
     bool exit_sent;
 
     roo__route *route_pool;
-    uint64_t received; /* messages received from other workers */
+    uint64_t received;    /* messages received from other workers */
+    uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
 };
 
 /*
@@ -357,31 +377,89 @@ static void check_conns_ready(cluster *cl)
 
 static void peer_connect(peer *p);
 
+static size_t backlog_live(const peer *p)
+{
+    return p->backlog.len - p->backlog_head;
+}
+
+/*
+ * Frame queued routes into the backlog (and onto the link when it is up), while the
+ * backlog has room. A route buffer goes home as soon as it is framed: the backlog holds the
+ * copy that may have to be sent again. A full backlog (the peer down or slow to commit)
+ * leaves routes queued, the shards run out of route buffers, and sources pause.
+ */
 static void peer_pump(peer *p)
 {
     cluster *cl = p->cl;
 
-    while (p->data_open && p->q_head && roo__fconn_pending(&p->data) < PEER_OUT_HIGH) {
+    while (p->q_head && backlog_live(p) < cl->e->cfg.link_backlog_bytes &&
+           (!p->data_open || roo__fconn_pending(&p->data) < PEER_OUT_HIGH)) {
         roo__route *r = p->q_head;
+        size_t before = p->backlog.len;
+        uint64_t seq;
         int rc;
 
         p->q_head = (roo__route *)r->node.next;
         if (!p->q_head)
             p->q_tail = NULL;
-        rc = roo__wire_data_batch_encode(r->thread, ++p->seq, (uint32_t)r->nmsgs, r->data.data,
-                                         r->data.len, roo__fconn_outbuf(&p->data));
-        if (rc < 0)
+        seq = ++p->out_seq[r->thread];
+        rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->data.data,
+                                         r->data.len, &p->backlog);
+        if (rc < 0) {
             roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
                            p->info.name, (unsigned long long)r->nmsgs, r->data.len,
                            roo_strerror(rc));
-        else
+            p->out_seq[r->thread]--;
+        } else {
+            if (p->frames_len == p->frames_cap) {
+                size_t ncap = p->frames_cap ? p->frames_cap * 2 : 64;
+                struct sent_frame *nf = roo__xmalloc(ncap * sizeof(*nf));
+                for (size_t i = 0; i < p->frames_len; i++)
+                    nf[i] = p->frames[(p->frames_head + i) % p->frames_cap];
+                free(p->frames);
+                p->frames = nf;
+                p->frames_cap = ncap;
+                p->frames_head = 0;
+            }
+            p->frames[(p->frames_head + p->frames_len++) % p->frames_cap] =
+                (struct sent_frame){ r->thread, seq, p->backlog.len };
             p->sent += r->nmsgs;
+            if (p->data_open)
+                roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
+                                p->backlog.len - before);
+        }
         r->node.kind = ROO__Q_ROUTE_RETURN;
         roo__queue_push(&r->from->inbox, &r->node);
     }
     if (p->data_open)
         roo__fconn_flush(&p->data);
-    (void)cl;
+}
+
+/* The peer committed everything for `thread` through `seq`: forget those frames. */
+static void peer_acked(peer *p, uint32_t thread, uint64_t seq)
+{
+    if (thread >= p->out_threads || seq > p->out_seq[thread])
+        return;
+    if (seq > p->out_acked[thread])
+        p->out_acked[thread] = seq;
+    while (p->frames_len) {
+        struct sent_frame *f = &p->frames[p->frames_head];
+        if (f->seq > p->out_acked[f->thread])
+            break;
+        p->backlog_head = f->end;
+        p->frames_head = (p->frames_head + 1) % p->frames_cap;
+        p->frames_len--;
+    }
+    if (!p->frames_len) {
+        p->backlog.len = p->backlog_head = 0;
+    } else if (p->backlog_head > (4u << 20) && p->backlog_head * 2 > p->backlog.len) {
+        size_t shift = p->backlog_head;
+        roo__buf_consume(&p->backlog, shift);
+        p->backlog_head = 0;
+        for (size_t i = 0; i < p->frames_len; i++)
+            p->frames[(p->frames_head + i) % p->frames_cap].end -= shift;
+    }
+    peer_pump(p);
 }
 
 static void peer_data_drain(roo__fconn *fc)
@@ -392,9 +470,18 @@ static void peer_data_drain(roo__fconn *fc)
 static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
 {
     peer *p = fc->data;
+    roo__data_kind kind = ROO__DATA_NONE;
+    roo__data_hello h;
+    uint32_t thread = 0, count = 0;
+    uint64_t seq = 0;
+    roo__buf none = { 0 };
 
-    (void)payload;
-    (void)len;
+    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &none) == 0 &&
+        kind == ROO__DATA_ACK) {
+        peer_acked(p, thread, seq);
+        return;
+    }
+    roo__buf_finish(&none);
     roo__log_warn("data link to %s: unexpected %zu-byte frame from the receiver; closing it",
                   p->info.name, len);
     roo__fconn_close(fc);
@@ -435,8 +522,13 @@ static void peer_data_connected(roo__fconn *fc, int err)
     p->data_failures = 0;
     p->data_backoff = BACKOFF_MIN_MS;
     h.cluster_id = cl->topo.cluster_id;
+    h.incarnation = cl->incarnation;
     snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
     roo__wire_data_hello_encode(&h, roo__fconn_outbuf(fc));
+    /* Everything not acknowledged goes again: the peer drops what it already applied. */
+    if (backlog_live(p))
+        roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head,
+                        backlog_live(p));
     p->data_open = true;
     peer_pump(p);
     check_conns_ready(cl);
@@ -543,6 +635,21 @@ static int apply_topology(cluster *cl, const roo__topology *t)
         p->index = w;
         p->data_backoff = BACKOFF_MIN_MS;
         roo__worker_info_copy(&t->workers[w], &p->info);
+        p->out_threads = t->workers[w].threads ? t->workers[w].threads : 1;
+        p->out_seq = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+        p->out_acked = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+        p->in_received = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+        p->in_applied = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+    }
+    /* What each peer's batches were applied through, as committed before a restart. */
+    for (size_t i = 0; i < cl->e->nrecovered_links; i++) {
+        const struct roo__link_state *l = &cl->e->recovered_links[i];
+        int64_t w = worker_index(cl, l->peer);
+        if (w < 0 || (uint32_t)w == cl->self || l->thread >= cl->e->nshards)
+            continue;
+        cl->peers[w].in_incarnation = l->incarnation;
+        cl->peers[w].in_applied[l->thread] = l->seq;
+        cl->peers[w].in_received[l->thread] = l->seq;
     }
     install_routes(cl);
     persist_topology(cl);
@@ -1217,6 +1324,7 @@ static roo__route *route_get(cluster *cl)
     r->from = NULL;
     r->data.len = 0;
     r->nmsgs = 0;
+    r->link_seq = 0;
     return r;
 }
 
@@ -1256,6 +1364,21 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
         c->hello_seen = true;
         c->peer = (int)w;
         cl->peers[w].inbound = c;
+        if (h.incarnation != cl->peers[w].in_incarnation) {
+            /* The sender restarted: its sequence numbers start again at 1. */
+            peer *p = &cl->peers[w];
+            if (p->in_incarnation)
+                roo__log_info("worker '%s' restarted: accepting its new sequence numbers",
+                              p->info.name);
+            p->in_incarnation = h.incarnation;
+            memset(p->in_received, 0, e->nshards * sizeof(uint64_t));
+            memset(p->in_applied, 0, e->nshards * sizeof(uint64_t));
+        }
+        /* It is back: if our link to it is down, try now rather than after the backoff. */
+        if (!cl->peers[w].data_active && cl->peers[w].data_retry.active) {
+            cl->peers[w].data_backoff = BACKOFF_MIN_MS;
+            roo__timer_start(e->io_loop, &cl->peers[w].data_retry, 0);
+        }
         r->node.next = (roo__qnode *)cl->route_pool;
         cl->route_pool = r;
         return;
@@ -1269,6 +1392,23 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
                       "worker has %u; closing it",
                       c->fc.peer, cl->peers[c->peer].info.name, thread, e->nshards);
         goto bad;
+    }
+    {
+        peer *p = &cl->peers[c->peer];
+        if (seq <= p->in_received[thread]) {
+            /* Sent again after a reconnect: applied (acknowledge again) or still in a thread. */
+            if (seq <= p->in_applied[thread]) {
+                roo__wire_data_ack_encode(thread, p->in_applied[thread], roo__fconn_outbuf(&c->fc));
+                roo__fconn_flush(&c->fc);
+            }
+            r->node.next = (roo__qnode *)cl->route_pool;
+            cl->route_pool = r;
+            return;
+        }
+        p->in_received[thread] = seq;
+        r->link_seq = seq;
+        r->link_incarnation = p->in_incarnation;
+        snprintf(r->link_peer, sizeof(r->link_peer), "%s", p->info.name);
     }
     r->nmsgs = count;
     r->worker = (uint32_t)c->peer;
@@ -1732,6 +1872,7 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
     cl->name = cfg->worker_name;
     cl->ctl_lfd = cl->data_lfd = cl->ext_lfd = -1;
     cl->ctl_backoff = BACKOFF_MIN_MS;
+    cl->incarnation = random_id();
     e->cluster = cl;
     if (saved) {
         e->saved_topology = roo__xcalloc(1, sizeof(roo__topology));
@@ -1870,6 +2011,33 @@ void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
     }
 }
 
+void roo__cluster_on_acks(roo__engine *e, roo__batch *b)
+{
+    cluster *cl = e->cluster;
+
+    for (uint32_t i = 0; i < b->nacks; i++) {
+        const roo__link_ack *a = &b->acks[i];
+        peer *p;
+        bool last = true;
+        if (!cl->has_topology || a->peer >= cl->topo.nworkers || a->thread >= e->nshards)
+            continue;
+        p = &cl->peers[a->peer];
+        if (a->incarnation != p->in_incarnation)
+            continue; /* from a previous life of the sender: it no longer waits for it */
+        if (a->seq > p->in_applied[a->thread])
+            p->in_applied[a->thread] = a->seq;
+        /* One acknowledgement per (peer, thread) and batch: the highest. */
+        for (uint32_t k = i + 1; k < b->nacks && last; k++)
+            last = !(b->acks[k].peer == a->peer && b->acks[k].thread == a->thread);
+        if (last && p->inbound && !p->inbound->dead) {
+            roo__wire_data_ack_encode(a->thread, p->in_applied[a->thread],
+                                      roo__fconn_outbuf(&p->inbound->fc));
+            roo__fconn_flush(&p->inbound->fc);
+        }
+    }
+    b->nacks = 0;
+}
+
 bool roo__cluster_idle(const roo__engine *e)
 {
     const cluster *cl = e->cluster;
@@ -1878,7 +2046,8 @@ bool roo__cluster_idle(const roo__engine *e)
         const peer *p = &cl->peers[w];
         if (w == cl->self)
             continue;
-        if (p->q_head || (p->data_open && roo__fconn_pending(&p->data)) || p->inbound_inflight)
+        if (p->q_head || p->frames_len || (p->data_open && roo__fconn_pending(&p->data)) ||
+            p->inbound_inflight)
             return false;
     }
     return true;
@@ -1900,6 +2069,12 @@ void roo__cluster_destroy(roo__engine *e)
         roo__fconn_finish(&p->data);
         roo__worker_info_finish(&p->info);
         free(p->stats.name);
+        roo__buf_finish(&p->backlog);
+        free(p->frames);
+        free(p->out_seq);
+        free(p->out_acked);
+        free(p->in_received);
+        free(p->in_applied);
         /* Queued routes belong to shards, which free their own pools. */
     }
     free(cl->peers);

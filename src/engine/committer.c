@@ -24,12 +24,26 @@ static int write_batch(roo__store *s, const roo__batch *b)
     while (p < end) {
         uint16_t h16[4];
         uint32_t vlen;
+        const uint8_t *key = p + ROO__REC_HDR, *val;
         int rc;
 
         memcpy(h16, p, 8);
         memcpy(&vlen, p + 8, 4);
-        rc = roo__store_txn_put_state(s, h16[0], h16[1], p + ROO__REC_HDR, h16[2],
-                                      p + ROO__REC_HDR + h16[2], vlen);
+        val = key + h16[2];
+        switch (h16[3]) {
+        case ROO__REC_STATE:
+            rc = roo__store_txn_put_state(s, h16[0], h16[1], key, h16[2], val, vlen);
+            break;
+        case ROO__REC_LINK:
+            rc = roo__store_txn_put(s, ROO__DB_LINKS, key, h16[2], val, vlen);
+            break;
+        case ROO__REC_STREAM:
+            rc = roo__store_txn_put(s, ROO__DB_STREAMS, key, h16[2], val, vlen);
+            break;
+        default:
+            roo__log_error("internal error: batch record of kind %u", h16[3]);
+            abort();
+        }
         if (rc < 0)
             return rc;
         p += ROO__REC_HDR + h16[2] + vlen;

@@ -108,18 +108,30 @@ enum {
 };
 
 /*
- * State record inside a batch (host order; only committer and shard read it):
+ * A record inside a batch, for the committer to write (host order; only committer and shard
+ * read it):
  *
  *   OFFSET  SIZE  DESCRIPTION
- *   0       2     partition
- *   2       2     state id
+ *   0       2     partition (STATE records)
+ *   2       2     state id (STATE records)
  *   4       2     key length K
- *   6       2     (padding)
+ *   6       2     kind: ROO__REC_*
  *   8       4     value length V
- *   12      K     key
- *   12+K    V     serialized state
+ *   12      K     key (the application's key, or the database key for other kinds)
+ *   12+K    V     value
  */
 #define ROO__REC_HDR 12
+#define ROO__REC_STATE 0  /* -> state database */
+#define ROO__REC_LINK 1   /* -> links: a peer's batches applied through seq */
+#define ROO__REC_STREAM 2 /* -> streams: a source stream's messages applied through (offset, sub) */
+
+/* A peer's batch that this batch applied, to acknowledge once the batch is committed. */
+typedef struct roo__link_ack {
+    uint32_t peer;   /* topology index of the sender */
+    uint32_t thread; /* our thread that applied it */
+    uint64_t incarnation;
+    uint64_t seq;
+} roo__link_ack;
 
 typedef struct roo__batch {
     roo__qnode node;
@@ -131,6 +143,8 @@ typedef struct roo__batch {
     uint32_t nrecs;
     unsigned refs;             /* io thread: sinks still writing this batch's output */
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
+    roo__link_ack *acks;       /* peers' batches applied here, acknowledged after the commit */
+    uint32_t nacks, acks_cap;
     roo__buf out[];            /* one per sink */
 } roo__batch;
 
@@ -140,8 +154,12 @@ typedef struct roo__route {
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
     roo__buf data;
     uint64_t nmsgs;
-    uint32_t worker; /* destination worker index (remote routes) */
+    uint32_t worker; /* destination worker index (remote routes); sender (from a peer) */
     uint32_t thread; /* destination thread on that worker */
+    /* From a peer: the link batch it came in, so its application can be acknowledged. */
+    uint64_t link_seq; /* 0: not from a peer */
+    uint64_t link_incarnation;
+    char link_peer[72];
 } roo__route;
 
 /* Where a partition's messages go: a local shard, or a thread of another worker. */
@@ -273,6 +291,14 @@ struct roo__engine {
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
     _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
     roo__topology *saved_topology; /* from the resilience directory, until the cluster takes it */
+    /* Links database at start: what each peer's batches were applied through. */
+    struct roo__link_state {
+        char peer[72];
+        uint32_t thread;
+        uint64_t incarnation;
+        uint64_t seq;
+    } *recovered_links;
+    size_t nrecovered_links;
     bool cluster_stopping;         /* io: a coordinated stop is running: wait for Exit */
     bool exit_received;            /* io: the initializer said exit */
     unsigned next_shard;           /* round-robin for accepted connections */
@@ -304,6 +330,9 @@ bool roo__engine_has_state(const roo__engine *e);
 
 /* committer.c */
 void *roo__committer_main(void *arg);
+
+/* cluster.c (io thread): a committed batch's acknowledgements to send. */
+void roo__cluster_on_acks(roo__engine *e, roo__batch *b);
 
 /* io.c */
 int roo__io_init(roo__engine *e);

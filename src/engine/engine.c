@@ -148,6 +148,25 @@ out:
     return rc;
 }
 
+static int recover_link(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                        size_t val_len)
+{
+    roo__engine *e = arg;
+    struct roo__link_state *l;
+
+    if (key_len < 5 || key_len - 4 >= sizeof(l->peer) || val_len != 16)
+        return 0; /* not ours to judge: skip */
+    e->recovered_links = roo__xrealloc(e->recovered_links,
+                                       (e->nrecovered_links + 1) * sizeof(*e->recovered_links));
+    l = &e->recovered_links[e->nrecovered_links++];
+    memcpy(l->peer, key, key_len - 4);
+    l->peer[key_len - 4] = '\0';
+    l->thread = roo__load_be32(key + key_len - 4);
+    l->incarnation = roo__load_be64(val);
+    l->seq = roo__load_be64(val + 8);
+    return 0;
+}
+
 typedef struct recover_ctx {
     roo__engine *e;
     char *msg;
@@ -273,6 +292,12 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         if (!msg[0] || rc != ROO_ESTATE)
             snprintf(msg + strlen(msg), cap - strlen(msg), "%srecovery from %s failed: %s",
                      msg[0] ? "; " : "", cfg->resilience_dir, roo__store_errmsg(e->store));
+        goto err;
+    }
+    rc = roo__store_scan_db(e->store, ROO__DB_LINKS, recover_link, e);
+    if (rc < 0) {
+        snprintf(msg, cap, "recovery of link records from %s failed: %s", cfg->resilience_dir,
+                 roo__store_errmsg(e->store));
         goto err;
     }
     e->recovered_ms = (roo__now_ns() - t0) / 1000000;
@@ -432,6 +457,7 @@ void roo__engine_destroy(roo__engine *e)
     roo__queue_finish(&e->commit_q);
     roo__queue_finish(&e->io_q);
     free(e->part_shard);
+    free(e->recovered_links);
     pthread_mutex_destroy(&e->done_lock);
     pthread_cond_destroy(&e->done_cond);
     free(e);

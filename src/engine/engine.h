@@ -30,6 +30,7 @@ typedef struct roo__engine_cfg {
     unsigned batches_per_shard;
     size_t sink_replay_bytes; /* output kept to resend after a sink reconnect */
     int shutdown_timeout_ms;  /* how long a stop waits for a sink to take the output */
+    size_t link_backlog_bytes; /* per peer: sent and not yet acknowledged, kept to resend */
 
     roo__cluster_mode mode;
     unsigned worker_count; /* initializer: workers in the cluster, itself included */

@@ -401,6 +401,8 @@ static void sink_schedule_connect(roo__sink *s)
 
 static void batch_committed(roo__engine *e, roo__batch *b)
 {
+    if (b->nacks)
+        roo__cluster_on_acks(e, b);
     if (b->remote)
         roo__cluster_on_batch(e, b);
     b->refs = 1; /* held by us until every sink has queued it */

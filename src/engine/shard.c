@@ -216,7 +216,8 @@ static bool remote_pending(const roo__shard *sh)
 
 static bool batch_empty(const roo__shard *sh)
 {
-    return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && !remote_pending(sh);
+    return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && sh->cur->nrecs == 0 &&
+           !remote_pending(sh);
 }
 
 static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
@@ -337,6 +338,7 @@ static void batch_reset(roo__batch *b, size_t nsinks)
     b->nrecs = 0;
     b->refs = 0;
     b->remote = NULL;
+    b->nacks = 0;
     for (size_t i = 0; i < nsinks; i++)
         b->out[i].len = 0;
 }
@@ -536,6 +538,44 @@ static void set_paused(roo__shard *sh, bool paused)
 
 /* ---- routes from other shards ---- */
 
+/* Append a non-state record (link or stream bookkeeping) to the batch. */
+static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
+                      const uint8_t *val, size_t vlen)
+{
+    uint16_t h16[4] = { 0, 0, (uint16_t)klen, kind };
+    uint32_t v32 = (uint32_t)vlen;
+    uint8_t *p = roo__buf_reserve(&b->recs, ROO__REC_HDR + klen + vlen);
+
+    memcpy(p, h16, 8);
+    memcpy(p + 8, &v32, 4);
+    memcpy(p + ROO__REC_HDR, key, klen);
+    memcpy(p + ROO__REC_HDR + klen, val, vlen);
+    b->recs.len += ROO__REC_HDR + klen + vlen;
+    b->nrecs++;
+}
+
+/*
+ * A peer's batch is applied in the current batch: record it (links database, same commit
+ * as the state it changed) and remember to acknowledge it once committed.
+ */
+static void note_link_applied(roo__shard *sh, const roo__route *r)
+{
+    roo__batch *b = sh->cur;
+    uint8_t key[80], val[16];
+    size_t nlen = strnlen(r->link_peer, sizeof(r->link_peer));
+
+    memcpy(key, r->link_peer, nlen);
+    roo__store_be32(key + nlen, sh->idx);
+    roo__store_be64(val, r->link_incarnation);
+    roo__store_be64(val + 8, r->link_seq);
+    append_kv(b, ROO__REC_LINK, key, nlen + 4, val, sizeof(val));
+    if (b->nacks == b->acks_cap) {
+        b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 8;
+        b->acks = roo__xrealloc(b->acks, b->acks_cap * sizeof(*b->acks));
+    }
+    b->acks[b->nacks++] = (roo__link_ack){ r->worker, sh->idx, r->link_incarnation, r->link_seq };
+}
+
 static void process_route(roo__shard *sh, roo__route *r)
 {
     const uint8_t *p = r->data.data, *end = p + r->data.len;
@@ -545,6 +585,8 @@ static void process_route(roo__shard *sh, roo__route *r)
         run_stage(sh, si, p + 8, len);
         p += 8 + ROO__ALIGN8(len);
     }
+    if (r->link_seq)
+        note_link_applied(sh, r);
     r->node.kind = ROO__Q_ROUTE_RETURN;
     roo__queue_push(r->from ? &r->from->inbox : &sh->eng->io_q, &r->node);
 }
@@ -738,6 +780,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
 
 static void free_batch(roo__batch *b, size_t nsinks)
 {
+    free(b->acks);
     roo__buf_finish(&b->recs);
     for (size_t i = 0; i < nsinks; i++)
         roo__buf_finish(&b->out[i]);

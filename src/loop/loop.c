@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define MAX_TIMERS 32
 #define MAX_EVENTS 64
 
 struct roo__loop {
@@ -13,8 +12,8 @@ struct roo__loop {
     bool stop;
     roo__prepare_cb prepare;
     void *prepare_data;
-    roo__timer *timers[MAX_TIMERS];
-    unsigned ntimers;
+    roo__timer **timers; /* active timers, unordered: loops keep a few dozen at most */
+    unsigned ntimers, timers_cap;
     /* Watchers stopped while this round's events are dispatched: their memory may be gone,
      * so later events for them are skipped by pointer comparison, never dereferenced. */
     bool dispatching;
@@ -42,6 +41,7 @@ void roo__loop_destroy(roo__loop *loop)
     if (!loop)
         return;
     close(loop->epfd);
+    free(loop->timers);
     free(loop);
 }
 
@@ -102,9 +102,9 @@ void roo__timer_start(roo__loop *loop, roo__timer *t, int64_t delay_ms)
     t->due_ns = roo__now_ns() + delay_ms * 1000000;
     if (t->active)
         return;
-    if (loop->ntimers == MAX_TIMERS) {
-        roo__log_error("internal error: more than %d timers on one loop", MAX_TIMERS);
-        abort();
+    if (loop->ntimers == loop->timers_cap) {
+        loop->timers_cap = loop->timers_cap ? loop->timers_cap * 2 : 16;
+        loop->timers = roo__xrealloc(loop->timers, loop->timers_cap * sizeof(*loop->timers));
     }
     loop->timers[loop->ntimers++] = t;
     t->active = true;

@@ -14,6 +14,7 @@ struct roo__store {
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi state_dbi;
+    MDB_dbi dbis[3]; /* roo__db */
     MDB_txn *wtxn;
     uint64_t map_size;
     int lock_fd;
@@ -106,7 +107,7 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
         rc = map_err(s, rc, "mdb_env_create");
         goto err_unlock;
     }
-    mdb_env_set_maxdbs(s->env, 4);
+    mdb_env_set_maxdbs(s->env, 8);
     mdb_env_set_mapsize(s->env, map_size);
     /* MDB_NOTLS: read transactions belong to the transaction, not the thread. */
     rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
@@ -124,6 +125,12 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
     rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta_dbi);
     if (!rc)
         rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state_dbi);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "links", MDB_CREATE, &s->dbis[ROO__DB_LINKS]);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "streams", MDB_CREATE, &s->dbis[ROO__DB_STREAMS]);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->dbis[ROO__DB_OUTBOX]);
     if (rc) {
         mdb_txn_abort(txn);
         rc = map_err(s, rc, "mdb_dbi_open");
@@ -264,6 +271,72 @@ int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_cursor_open(txn, s->dbis[db], &cur);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(s, rc, "mdb_cursor_open");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        int crc = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        if (crc < 0) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            return crc;
+        }
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : map_err(s, rc, "mdb_cursor_get");
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
+                       const uint8_t *val, size_t val_len)
+{
+    MDB_val k = { key_len, (void *)key }, v = { val_len, (void *)val };
+    int rc = mdb_put(s->wtxn, s->dbis[db], &k, &v, 0);
+
+    return rc ? map_err(s, rc, "mdb_put") : 0;
+}
+
+int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
+                               size_t prefix_len)
+{
+    MDB_cursor *cur;
+    MDB_val k = { prefix_len, (void *)key }, v;
+    int rc = mdb_cursor_open(s->wtxn, s->dbis[db], &cur);
+
+    if (rc)
+        return map_err(s, rc, "mdb_cursor_open");
+    /* From the first key with the prefix, delete while the key sorts at or before `key`. */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t n = ROO__MIN(k.mv_size, key_len);
+        int cmp = memcmp(k.mv_data, key, n);
+        if (k.mv_size < prefix_len || memcmp(k.mv_data, key, prefix_len) != 0)
+            break;
+        if (cmp > 0 || (cmp == 0 && k.mv_size > key_len))
+            break;
+        rc = mdb_cursor_del(cur, 0);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(s, rc, "delete");
+    return 0;
 }
 
 int roo__store_txn_begin(roo__store *s)

@@ -58,11 +58,34 @@ typedef int (*roo__store_scan_fn)(void *arg, uint16_t partition, uint16_t state_
                                   size_t val_len);
 int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg);
 
+/*
+ * The other databases, each a plain key -> value map written in the same transactions as
+ * the state:
+ *   links    sending worker name | u32 BE thread -> u64 incarnation | u64 last applied seq
+ *   streams  u64 BE stream id | u32 BE thread -> u64 offset | u32 sub (last applied message)
+ *   outbox   u32 BE sink | u64 BE stream offset -> output bytes not yet known delivered
+ */
+typedef enum roo__db {
+    ROO__DB_LINKS = 0,
+    ROO__DB_STREAMS = 1,
+    ROO__DB_OUTBOX = 2,
+} roo__db;
+
+typedef int (*roo__store_kv_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                                size_t val_len);
+int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg);
+
 /* Write transactions (committer thread only). */
 int roo__store_txn_begin(roo__store *s);
 int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_id,
                              const uint8_t *key, size_t key_len, const uint8_t *val,
                              size_t val_len);
+int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
+                       const uint8_t *val, size_t val_len);
+/* Delete every key of db that sorts at or before `key` and starts with its first prefix_len
+ * bytes. */
+int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
+                               size_t prefix_len);
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
 

@@ -500,6 +500,7 @@ int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out)
 
     hello.protocol_version = h->protocol_version;
     hello.cluster_id = h->cluster_id;
+    hello.incarnation = h->incarnation;
     hello.worker = (char *)h->worker;
     pb.msg_case = ROO__DATA_MSG__MSG_HELLO;
     pb.hello = &hello;
@@ -539,6 +540,7 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         *ret_kind = ROO__DATA_HELLO;
         ret_hello->protocol_version = pb->hello->protocol_version;
         ret_hello->cluster_id = pb->hello->cluster_id;
+        ret_hello->incarnation = pb->hello->incarnation;
         snprintf(ret_hello->worker, sizeof(ret_hello->worker), "%s",
                  pb->hello->worker ? pb->hello->worker : "");
         break;
@@ -550,12 +552,29 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         if (pb->batch->events.len)
             roo__buf_append(events_out, pb->batch->events.data, pb->batch->events.len);
         break;
+    case ROO__DATA_MSG__MSG_ACK:
+        *ret_kind = ROO__DATA_ACK;
+        *ret_thread = pb->ack->thread;
+        *ret_seq = pb->ack->seq;
+        break;
     default:
         rc = ROO_EWIRE;
         break;
     }
     roo__data_msg__free_unpacked(pb, NULL);
     return rc;
+}
+
+int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__DataAck a = ROO__DATA_ACK__INIT;
+
+    a.thread = thread;
+    a.seq = seq;
+    pb.msg_case = ROO__DATA_MSG__MSG_ACK;
+    pb.ack = &a;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 /* ---- external ---- */

@@ -139,13 +139,17 @@ typedef enum roo__data_kind {
     ROO__DATA_NONE = 0,
     ROO__DATA_HELLO,
     ROO__DATA_BATCH,
+    ROO__DATA_ACK,
 } roo__data_kind;
 
 typedef struct roo__data_hello {
     uint32_t protocol_version;
     uint64_t cluster_id;
+    uint64_t incarnation;
     char worker[72];
 } roo__data_hello;
+
+int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out);
 
 int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out);
 
@@ -155,7 +159,8 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
 
 /*
  * Decode a data frame's payload. For a HELLO, *ret_hello is filled; for a BATCH, the
- * events are appended to events_out and the header fields returned.
+ * events are appended to events_out and the header fields returned; for an ACK, thread
+ * and seq.
  */
 int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
                           roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,

@@ -16,6 +16,7 @@ enum {
     OPT_BATCHES,
     OPT_SINK_REPLAY,
     OPT_SHUTDOWN_TIMEOUT,
+    OPT_LINK_BACKLOG,
 };
 
 static const struct option long_opts[] = {
@@ -41,6 +42,7 @@ static const struct option long_opts[] = {
     { "batches", required_argument, NULL, OPT_BATCHES },
     { "sink-replay", required_argument, NULL, OPT_SINK_REPLAY },
     { "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+    { "link-backlog", required_argument, NULL, OPT_LINK_BACKLOG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -88,9 +90,11 @@ void roo__config_usage(FILE *f, const char *p)
         "                               even when commits lag (default 4M)\n"
         "      --batches N              batches per thread; when all wait for a commit or a sink,\n"
         "                               sources are paused (default %u)\n"
-        "      --sink-replay BYTES      output kept to resend after a sink reconnects, since a "
-        "sink\n"
-        "                               that died may not have read it (default 16M; 0 disables)\n"
+        "      --sink-replay BYTES      output kept to resend after a sink connection breaks, since\n"
+        "                               a sink that died may not have read it (default 16M; 0 disables)\n"
+        "      --link-backlog BYTES     per other worker: messages sent and not yet committed there,\n"
+        "                               kept to send again if it restarts; when full, sources pause\n"
+        "                               (default 32M)\n"
         "      --shutdown-timeout SECS  how long SIGTERM waits for sinks to take held output\n"
         "                               (default %u)\n"
         "      --log-level LEVEL        error, warn, info or debug (default info)\n"
@@ -193,6 +197,7 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
     cfg->batch_bytes = ROO__DEFAULT_BATCH_BYTES;
     cfg->batches = ROO__DEFAULT_BATCHES;
     cfg->sink_replay = ROO__DEFAULT_SINK_REPLAY;
+    cfg->link_backlog = ROO__DEFAULT_LINK_BACKLOG;
     cfg->shutdown_timeout_s = ROO__DEFAULT_SHUTDOWN_S;
     cfg->log_level = ROO_LOG_INFO;
     msg[0] = '\0';
@@ -301,6 +306,10 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
         case OPT_SINK_REPLAY:
             rc = parse_bytes(c, optarg, 0, 1u << 30, &v, msg, cap);
             cfg->sink_replay = (size_t)v;
+            break;
+        case OPT_LINK_BACKLOG:
+            rc = parse_bytes(c, optarg, 1u << 20, 1ull << 34, &v, msg, cap);
+            cfg->link_backlog = (size_t)v;
             break;
         case OPT_SHUTDOWN_TIMEOUT:
             rc = parse_num(c, optarg, 0, 3600, &v, msg, cap);

@@ -20,6 +20,7 @@
 #define ROO__DEFAULT_BATCHES 8
 #define ROO__DEFAULT_SINK_REPLAY (16u * 1024u * 1024u)
 #define ROO__DEFAULT_SHUTDOWN_S 10
+#define ROO__DEFAULT_LINK_BACKLOG (32u * 1024u * 1024u)
 
 typedef struct roo__config {
     char *program; /* basename of argv[0] */
@@ -43,6 +44,7 @@ typedef struct roo__config {
     size_t batch_bytes;
     unsigned batches;
     size_t sink_replay;
+    size_t link_backlog;
     unsigned shutdown_timeout_s;
     roo_log_level log_level;
 

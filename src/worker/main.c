@@ -147,6 +147,7 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         .batches_per_shard = cfg.batches,
         .sink_replay_bytes = cfg.sink_replay,
         .shutdown_timeout_ms = (int)cfg.shutdown_timeout_s * 1000,
+        .link_backlog_bytes = cfg.link_backlog,
         .mode = mode,
         .worker_count = cfg.worker_count,
         .has_control = cfg.has_control,
