@@ -17,9 +17,30 @@
 
 #include "engine/engine-int.h"
 
-static int write_batch(roo__store *s, const roo__batch *b)
+/* Outbox key: u32 BE sink | u64 BE outbox seq. */
+static void outbox_key(uint8_t key[12], uint32_t sink, uint64_t seq)
+{
+    roo__store_be32(key, sink);
+    roo__store_be64(key + 4, seq);
+}
+
+static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
 {
     const uint8_t *p = b->recs.data, *end = p + b->recs.len;
+
+    /* Output that depends on this commit's state is stored with it, so a restart can send
+     * it again if the worker dies before writing it to the sink. */
+    for (size_t i = 0; b->outbox_seq && i < e->app->nsinks; i++) {
+        uint8_t key[12];
+        int rc;
+        if (!b->out[i].len)
+            continue;
+        outbox_key(key, (uint32_t)i, b->outbox_seq);
+        rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), b->out[i].data,
+                                b->out[i].len);
+        if (rc < 0)
+            return rc;
+    }
 
     while (p < end) {
         uint16_t h16[4];
@@ -52,7 +73,7 @@ static int write_batch(roo__store *s, const roo__batch *b)
 }
 
 /* One transaction for the batches in [head, NULL); 0 once committed. */
-static int commit_once(roo__engine *e, roo__qnode *head)
+static int commit_once(roo__engine *e, roo__qnode *head, uint64_t delete_through)
 {
     roo__store *s = e->store;
     int rc = roo__store_txn_begin(s);
@@ -60,7 +81,17 @@ static int commit_once(roo__engine *e, roo__qnode *head)
     if (rc < 0)
         return rc;
     for (roo__qnode *n = head; n; n = n->next) {
-        rc = write_batch(s, (const roo__batch *)n);
+        rc = write_batch(e, s, (const roo__batch *)n);
+        if (rc < 0) {
+            roo__store_txn_abort(s);
+            return rc;
+        }
+    }
+    /* Outbox entries already written to their sinks go, in the same transaction. */
+    for (size_t i = 0; delete_through > e->outbox_deleted && i < e->app->nsinks; i++) {
+        uint8_t key[12];
+        outbox_key(key, (uint32_t)i, delete_through);
+        rc = roo__store_txn_del_through(s, ROO__DB_OUTBOX, key, sizeof(key), 4);
         if (rc < 0) {
             roo__store_txn_abort(s);
             return rc;
@@ -92,17 +123,25 @@ static bool exit_requested(roo__engine *e, roo__qnode **pending_tail)
 static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
 {
     bool has_records = false, failing = false;
+    uint64_t delete_through = e->outbox_deleted;
     unsigned nbatches = 0;
     int rc;
 
     for (roo__qnode *n = head; n; n = n->next) {
-        has_records |= ((roo__batch *)n)->nrecs > 0;
+        roo__batch *b = (roo__batch *)n;
+        bool has_output = false;
+        has_records |= b->nrecs > 0;
+        for (size_t i = 0; i < e->app->nsinks; i++)
+            has_output |= b->out[i].len > 0;
+        /* Numbered in commit order, which is also the order sinks write them in. */
+        b->outbox_seq = b->nrecs > 0 && has_output ? ++e->outbox_next : 0;
+        delete_through = ROO__MAX(delete_through, b->outbox_written);
         nbatches++;
     }
-    if (!has_records)
+    if (!has_records && delete_through == e->outbox_deleted)
         goto done;
     for (;;) {
-        rc = commit_once(e, head);
+        rc = commit_once(e, head, delete_through);
         if (rc == 0)
             break;
         if (rc == ROO__EMAPFULL) {
@@ -131,6 +170,7 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
     }
     if (failing)
         roo__log_info("state commits work again");
+    e->outbox_deleted = delete_through;
     atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
 done:
     atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);

@@ -145,6 +145,8 @@ typedef struct roo__batch {
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
     roo__link_ack *acks;       /* peers' batches applied here, acknowledged after the commit */
     uint32_t nacks, acks_cap;
+    uint64_t outbox_seq;     /* committer: its output's key in the outbox (0: not stored) */
+    uint64_t outbox_written; /* every outbox entry up to this one is written: delete them */
     roo__buf out[];            /* one per sink */
 } roo__batch;
 
@@ -238,6 +240,8 @@ typedef struct roo__shard {
     unsigned routes_inflight;
     roo__route *remote_pending, *remote_tail;  /* remote routes waiting for the next seal */
     size_t remote_bytes;                       /* their bytes, counted toward a full batch */
+    uint64_t outbox_written;   /* highest outbox seq of a batch that came back written */
+    uint64_t outbox_announced; /* ... already passed to the committer for deletion */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
     roo__source_conn *conns; /* doubly linked */
@@ -276,6 +280,15 @@ struct roo__engine {
     roo__queue commit_q; /* condition-variable queue: BATCH, EXIT */
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_batches;
+    uint64_t outbox_next;    /* committer (set by recovery before it starts) */
+    uint64_t outbox_deleted; /* committer */
+    /* Outbox entries found at start, to send again before new output (io thread). */
+    struct roo__outbox_entry {
+        uint32_t sink;
+        uint64_t seq;
+        roo__buf bytes;
+    } *recovered_outbox;
+    size_t nrecovered_outbox;
 
     /* io */
     pthread_t io_thread;

@@ -167,6 +167,26 @@ static int recover_link(void *arg, const uint8_t *key, size_t key_len, const uin
     return 0;
 }
 
+static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                          size_t val_len)
+{
+    roo__engine *e = arg;
+    struct roo__outbox_entry *o;
+
+    if (key_len != 12)
+        return 0;
+    e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
+                                        (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
+    o = &e->recovered_outbox[e->nrecovered_outbox++];
+    memset(o, 0, sizeof(*o));
+    o->sink = roo__load_be32(key);
+    o->seq = roo__load_be64(key + 4);
+    roo__buf_append(&o->bytes, val, val_len);
+    if (o->seq > e->outbox_next)
+        e->outbox_next = o->seq;
+    return 0;
+}
+
 typedef struct recover_ctx {
     roo__engine *e;
     char *msg;
@@ -294,7 +314,9 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
                      msg[0] ? "; " : "", cfg->resilience_dir, roo__store_errmsg(e->store));
         goto err;
     }
-    rc = roo__store_scan_db(e->store, ROO__DB_LINKS, recover_link, e);
+    rc = roo__store_scan_db(e->store, ROO__DB_OUTBOX, recover_outbox, e);
+    if (rc == 0)
+        rc = roo__store_scan_db(e->store, ROO__DB_LINKS, recover_link, e);
     if (rc < 0) {
         snprintf(msg, cap, "recovery of link records from %s failed: %s", cfg->resilience_dir,
                  roo__store_errmsg(e->store));
@@ -458,6 +480,9 @@ void roo__engine_destroy(roo__engine *e)
     roo__queue_finish(&e->io_q);
     free(e->part_shard);
     free(e->recovered_links);
+    for (size_t i = 0; i < e->nrecovered_outbox; i++)
+        roo__buf_finish(&e->recovered_outbox[i].bytes);
+    free(e->recovered_outbox);
     pthread_mutex_destroy(&e->done_lock);
     pthread_cond_destroy(&e->done_cond);
     free(e);

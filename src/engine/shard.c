@@ -214,10 +214,11 @@ static bool remote_pending(const roo__shard *sh)
     return false;
 }
 
+/* Empty: nothing to commit or send, and no written outbox entries to let go of. */
 static bool batch_empty(const roo__shard *sh)
 {
     return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && sh->cur->nrecs == 0 &&
-           !remote_pending(sh);
+           !remote_pending(sh) && sh->outbox_written == sh->outbox_announced;
 }
 
 static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
@@ -315,6 +316,8 @@ static void seal(roo__shard *sh)
         append_record(sh, b, sh->dirty[i]);
     sh->ndirty = 0;
     collect_remote(sh);
+    b->outbox_written = sh->outbox_written;
+    sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;
     sh->remote_pending = sh->remote_tail = NULL;
     sh->remote_bytes = 0;
@@ -339,12 +342,17 @@ static void batch_reset(roo__batch *b, size_t nsinks)
     b->refs = 0;
     b->remote = NULL;
     b->nacks = 0;
+    b->outbox_seq = 0;
+    b->outbox_written = 0;
     for (size_t i = 0; i < nsinks; i++)
         b->out[i].len = 0;
 }
 
 static void batch_returned(roo__shard *sh, roo__batch *b)
 {
+    /* Written to every sink: it, and every outbox entry before it, may be deleted. */
+    if (b->outbox_seq > sh->outbox_written)
+        sh->outbox_written = b->outbox_seq;
     batch_reset(b, sh->eng->app->nsinks);
     if (!sh->cur) {
         sh->cur = b;
