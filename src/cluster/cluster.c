@@ -65,6 +65,8 @@ typedef struct peer {
         uint32_t thread;
         uint64_t seq;
         size_t end;
+        struct roo__shard *origin; /* told when the peer has committed it */
+        uint64_t batch_seq;
     } *frames;
     size_t frames_cap, frames_head, frames_len;
     uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
@@ -377,6 +379,16 @@ static void check_conns_ready(cluster *cl)
 
 static void peer_connect(peer *p);
 
+/* Tell a thread that a route buffer of its batch is committed where it went. */
+static void route_done(struct roo__shard *origin, uint64_t batch_seq)
+{
+    roo__route_done *d = roo__xmalloc(sizeof(*d));
+
+    d->node.kind = ROO__Q_ROUTE_DONE;
+    d->batch_seq = batch_seq;
+    roo__queue_push(&origin->inbox, &d->node);
+}
+
 static size_t backlog_live(const peer *p)
 {
     return p->backlog.len - p->backlog_head;
@@ -410,6 +422,7 @@ static void peer_pump(peer *p)
                            p->info.name, (unsigned long long)r->nmsgs, r->data.len,
                            roo_strerror(rc));
             p->out_seq[r->thread]--;
+            route_done(r->from, r->batch_seq);
         } else {
             if (p->frames_len == p->frames_cap) {
                 size_t ncap = p->frames_cap ? p->frames_cap * 2 : 64;
@@ -422,7 +435,7 @@ static void peer_pump(peer *p)
                 p->frames_head = 0;
             }
             p->frames[(p->frames_head + p->frames_len++) % p->frames_cap] =
-                (struct sent_frame){ r->thread, seq, p->backlog.len };
+                (struct sent_frame){ r->thread, seq, p->backlog.len, r->from, r->batch_seq };
             p->sent += r->nmsgs;
             if (p->data_open)
                 roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
@@ -446,6 +459,7 @@ static void peer_acked(peer *p, uint32_t thread, uint64_t seq)
         struct sent_frame *f = &p->frames[p->frames_head];
         if (f->seq > p->out_acked[f->thread])
             break;
+        route_done(f->origin, f->batch_seq);
         p->backlog_head = f->end;
         p->frames_head = (p->frames_head + 1) % p->frames_cap;
         p->frames_len--;

@@ -41,6 +41,7 @@
 #include "common/buf.h"
 #include "common/queue.h"
 #include "engine/engine.h"
+#include "engine/resume.h"
 #include "loop/loop.h"
 #include "net/framer.h"
 #include "state/store.h"
@@ -105,7 +106,21 @@ enum {
     ROO__Q_EXIT,         /* main -> everyone: leave the loop now */
     ROO__Q_ROUTES,       /* io -> shard: a new partition table (where each partition goes) */
     ROO__Q_META,         /* io -> committer -> io: write the identity record, then report */
+    ROO__Q_ROUTE_DONE,   /* -> shard: a route buffer of one of its batches is committed there */
 };
+
+/* A route buffer of batch `batch_seq` is applied and committed where it went. */
+typedef struct roo__route_done {
+    roo__qnode node;
+    uint64_t batch_seq;
+} roo__route_done;
+
+/* Identity of a message from a resumable stream (see resume.h); stream 0: none. */
+typedef struct roo__msg_id {
+    uint64_t stream;
+    uint64_t offset;
+    uint32_t sub;
+} roo__msg_id;
 
 /*
  * A record inside a batch, for the committer to write (host order; only committer and shard
@@ -145,12 +160,28 @@ typedef struct roo__batch {
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
     roo__link_ack *acks;       /* peers' batches applied here, acknowledged after the commit */
     uint32_t nacks, acks_cap;
+    /* Local route buffers from other threads applied in this batch: tell them once committed. */
+    struct roo__done_note {
+        struct roo__shard *origin;
+        uint64_t batch_seq;
+    } *done;
+    uint32_t ndone, done_cap;
     uint64_t outbox_seq;     /* committer: its output's key in the outbox (0: not stored) */
     uint64_t outbox_written; /* every outbox entry up to this one is written: delete them */
     roo__buf out[];            /* one per sink */
 } roo__batch;
 
-/* Messages routed to another shard: records of u32 stage | u32 len | msg | pad to 8. */
+/*
+ * Messages routed to another thread or worker, little-endian records:
+ *
+ *   OFFSET  SIZE  DESCRIPTION
+ *   0       4     stage index; bit 31 set: an identity follows
+ *   4       4     message length L
+ *   8       24    (with identity) u64 stream | u64 frame offset | u32 position | u32 0
+ *   8 / 32  L     message, then padding to 8 bytes
+ */
+#define ROO__ROUTE_ID_FLAG 0x80000000u
+#define ROO__ROUTE_ID_LEN 24
 typedef struct roo__route {
     roo__qnode node;
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
@@ -158,6 +189,7 @@ typedef struct roo__route {
     uint64_t nmsgs;
     uint32_t worker; /* destination worker index (remote routes); sender (from a peer) */
     uint32_t thread; /* destination thread on that worker */
+    uint64_t batch_seq; /* the origin thread's batch it belongs to (durability) */
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;
@@ -241,6 +273,13 @@ typedef struct roo__shard {
     roo__route *remote_pending, *remote_tail;  /* remote routes waiting for the next seal */
     size_t remote_bytes;                       /* their bytes, counted toward a full batch */
     uint64_t outbox_written;   /* highest outbox seq of a batch that came back written */
+    uint32_t cur_routes;       /* route buffers sent since the current batch began */
+    roo__dedup *dedup;         /* resumable streams: high-water marks per (stream, partition) */
+    roo__durability dur;       /* which sealed batches are durable everywhere */
+    roo__msg_id id;            /* identity of the message being processed (stream 0: none) */
+    bool id_fixed;             /* id came with a routed message: do not number it again */
+    bool acks_owed;            /* a resumable client's acknowledgement waits for its socket */
+    _Atomic uint64_t duplicates; /* resent messages recognised and skipped */
     uint64_t outbox_announced; /* ... already passed to the committer for deletion */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
 
@@ -289,6 +328,7 @@ struct roo__engine {
         roo__buf bytes;
     } *recovered_outbox;
     size_t nrecovered_outbox;
+    uint64_t recovered_marks; /* dedup high-water marks loaded */
 
     /* io */
     pthread_t io_thread;

@@ -187,6 +187,21 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
     return 0;
 }
 
+static int recover_stream(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                          size_t val_len)
+{
+    roo__engine *e = arg;
+    uint16_t partition;
+
+    if (key_len != ROO__STREAM_KEY_LEN || val_len != ROO__STREAM_VAL_LEN)
+        return 0;
+    partition = roo__load_be16(key + 8);
+    roo__dedup_load(e->shards[partition % e->nshards].dedup, roo__load_be64(key), partition,
+                    roo__load_be64(val), roo__load_be32(val + 8));
+    e->recovered_marks++;
+    return 0;
+}
+
 typedef struct recover_ctx {
     roo__engine *e;
     char *msg;
@@ -315,6 +330,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         goto err;
     }
     rc = roo__store_scan_db(e->store, ROO__DB_OUTBOX, recover_outbox, e);
+    if (rc == 0)
+        rc = roo__store_scan_db(e->store, ROO__DB_STREAMS, recover_stream, e);
     if (rc == 0)
         rc = roo__store_scan_db(e->store, ROO__DB_LINKS, recover_link, e);
     if (rc < 0) {

@@ -12,9 +12,17 @@
 #include <unistd.h>
 
 #include "engine/engine-int.h"
+#include "wire/wire.h"
 
 #define READ_CHUNK (512u * 1024u)
 #define ROUTES_PER_DEST 4
+
+/* Has the client said it speaks the resumable protocol (docs/source-protocol.md)? */
+typedef enum conn_kind {
+    CONN_UNKNOWN, /* nothing read yet: it may start with the resumable magic */
+    CONN_PLAIN,
+    CONN_RESUMABLE,
+} conn_kind;
 
 struct roo__source_conn {
     roo__io io;
@@ -27,7 +35,23 @@ struct roo__source_conn {
     uint64_t frames;
     uint64_t bytes;
     char peer[64];
+    /* resumable connections */
+    conn_kind kind;
+    bool resumable;
+    char stream_name[ROO__STREAM_NAME_MAX + 1];
+    uint64_t stream;      /* XXH3 of the name, never 0 */
+    uint64_t next_offset; /* offset of the next frame to read */
+    uint64_t acked;       /* acknowledged to the client */
+    bool ack_owed;        /* an acknowledgement could not be written yet */
+    struct conn_mark {
+        uint64_t batch_seq;
+        uint64_t offset; /* frames below it were read by the end of that batch */
+    } *marks;
+    size_t marks_cap, marks_head, marks_len;
+    roo__buf wbuf;
 };
+
+static void conn_mark(roo__source_conn *c, uint64_t batch_seq);
 
 static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 
@@ -92,10 +116,12 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
     sh->cur->nout++;
 }
 
-static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len)
+static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
+                      const roo__msg_id *id)
 {
     roo__route *r = sh->route_out[dest];
-    size_t rec = 8 + ROO__ALIGN8(len);
+    size_t idlen = id ? ROO__ROUTE_ID_LEN : 0;
+    size_t rec = 8 + idlen + ROO__ALIGN8(len);
     uint8_t *p;
 
     if (!r) {
@@ -116,9 +142,18 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     p = roo__buf_reserve(&r->data, rec);
     if (dest >= sh->eng->nshards)
         sh->remote_bytes += rec;
-    roo__store_le32(p, si);
+    roo__store_le32(p, si | (id ? ROO__ROUTE_ID_FLAG : 0));
     roo__store_le32(p + 4, (uint32_t)len);
-    memcpy(p + 8, msg, len);
+    if (id) {
+        uint8_t *q = p + 8;
+        roo__store_le32(q, (uint32_t)id->stream);
+        roo__store_le32(q + 4, (uint32_t)(id->stream >> 32));
+        roo__store_le32(q + 8, (uint32_t)id->offset);
+        roo__store_le32(q + 12, (uint32_t)(id->offset >> 32));
+        roo__store_le32(q + 16, id->sub);
+        roo__store_le32(q + 20, 0);
+    }
+    memcpy(p + 8 + idlen, msg, len);
     r->data.len += rec;
     r->nmsgs++;
 }
@@ -156,8 +191,21 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
     part = roo__partition_of(h, sh->partitions);
     (void)eng;
     owner = sh->part_dest[part];
-    if (owner != sh->idx) {
-        route_msg(sh, owner, si, msg, len);
+    if (ROO__UNLIKELY(sh->id.stream)) {
+        /* From a resumable stream: number it, then apply it only once. */
+        roo__msg_id id = sh->id;
+        if (!sh->id_fixed)
+            sh->id.sub++;
+        if (owner != sh->idx) {
+            route_msg(sh, owner, si, msg, len, &id);
+            return;
+        }
+        if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
+            atomic_fetch_add_explicit(&sh->duplicates, 1, memory_order_relaxed);
+            return;
+        }
+    } else if (owner != sh->idx) {
+        route_msg(sh, owner, si, msg, len, NULL);
         return;
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
@@ -218,7 +266,8 @@ static bool remote_pending(const roo__shard *sh)
 static bool batch_empty(const roo__shard *sh)
 {
     return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && sh->cur->nrecs == 0 &&
-           !remote_pending(sh) && sh->outbox_written == sh->outbox_announced;
+           sh->cur->ndone == 0 && !remote_pending(sh) && sh->cur_routes == 0 &&
+           sh->outbox_written == sh->outbox_announced;
 }
 
 static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
@@ -285,6 +334,8 @@ static void flush_routes(roo__shard *sh)
             continue;
         sh->route_out[d] = NULL;
         sh->routes_inflight++;
+        r->batch_seq = sh->batch_seq; /* the batch being filled: it is sealed with this seq */
+        sh->cur_routes++;
         roo__queue_push(&sh->eng->shards[d].inbox, &r->node);
     }
 }
@@ -298,6 +349,8 @@ static void collect_remote(roo__shard *sh)
             continue;
         sh->route_out[d] = NULL;
         sh->routes_inflight++;
+        r->batch_seq = sh->batch_seq;
+        sh->cur_routes++;
         atomic_fetch_add_explicit(&sh->routed_out, r->nmsgs, memory_order_relaxed);
         r->node.next = NULL;
         if (sh->remote_tail)
@@ -308,6 +361,15 @@ static void collect_remote(roo__shard *sh)
     }
 }
 
+static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
+                      const uint8_t *val, size_t vlen);
+
+static void emit_stream_mark(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+                             size_t vlen)
+{
+    append_kv(arg, ROO__REC_STREAM, key, klen, val, vlen);
+}
+
 static void seal(roo__shard *sh)
 {
     roo__batch *b = sh->cur;
@@ -315,7 +377,16 @@ static void seal(roo__shard *sh)
     for (size_t i = 0; i < sh->ndirty; i++)
         append_record(sh, b, sh->dirty[i]);
     sh->ndirty = 0;
+    /* Resumable streams' high-water marks go in the same commit as the state they guard. */
+    roo__dedup_flush(sh->dedup, emit_stream_mark, b);
+    flush_routes(sh);
     collect_remote(sh);
+    /* Durable once committed and every route buffer it sent is committed where it went. */
+    roo__dur_sealed(&sh->dur, sh->batch_seq, sh->cur_routes);
+    sh->cur_routes = 0;
+    for (roo__source_conn *c = sh->conns; c; c = c->next)
+        if (c->resumable)
+            conn_mark(c, sh->batch_seq);
     b->outbox_written = sh->outbox_written;
     sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;
@@ -344,15 +415,27 @@ static void batch_reset(roo__batch *b, size_t nsinks)
     b->nacks = 0;
     b->outbox_seq = 0;
     b->outbox_written = 0;
+    b->ndone = 0;
     for (size_t i = 0; i < nsinks; i++)
         b->out[i].len = 0;
 }
+
+static void acks_advance(roo__shard *sh);
 
 static void batch_returned(roo__shard *sh, roo__batch *b)
 {
     /* Written to every sink: it, and every outbox entry before it, may be deleted. */
     if (b->outbox_seq > sh->outbox_written)
         sh->outbox_written = b->outbox_seq;
+    /* Committed: route buffers of other threads applied in it are now durable here. */
+    for (uint32_t i = 0; i < b->ndone; i++) {
+        roo__route_done *d = roo__xmalloc(sizeof(*d));
+        d->node.kind = ROO__Q_ROUTE_DONE;
+        d->batch_seq = b->done[i].batch_seq;
+        roo__queue_push(&b->done[i].origin->inbox, &d->node);
+    }
+    roo__dur_returned(&sh->dur, b->seq);
+    acks_advance(sh);
     batch_reset(b, sh->eng->app->nsinks);
     if (!sh->cur) {
         sh->cur = b;
@@ -383,6 +466,8 @@ static void conn_close(roo__source_conn *c, bool log_it)
     sh->nconns--;
     atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
     roo__buf_finish(&c->partial);
+    roo__buf_finish(&c->wbuf);
+    free(c->marks);
     free(c);
 }
 
@@ -399,7 +484,18 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     int rc;
 
     while ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) == ROO__FRAME_OK) {
-        int drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+        int drc;
+        if (ROO__UNLIKELY(c->resumable)) {
+            /* Messages of this frame get its identity, numbered as they reach state. */
+            sh->id = (roo__msg_id){ c->stream, c->next_offset, 0 };
+            sh->id_fixed = false;
+        }
+        drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+        if (ROO__UNLIKELY(c->resumable)) {
+            sh->id.stream = 0;
+            if (drc >= 0)
+                c->next_offset++;
+        }
         if (ROO__UNLIKELY(drc < 0)) {
             roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
                           "(%zu-byte payload): %s; closing the connection",
@@ -457,6 +553,117 @@ static void conn_eof(roo__source_conn *c, uint8_t *buf, size_t have)
     conn_close(c, true);
 }
 
+/* ---- resumable connections (docs/source-protocol.md) ---- */
+
+/* Write a reply now; a client that does not read its acknowledgements only loses those. */
+static int conn_reply(roo__source_conn *c, roo__source_reply_kind kind, uint64_t value,
+                      const char *text)
+{
+    ssize_t n;
+
+    c->wbuf.len = 0;
+    roo__wire_source_reply_encode(kind, value, text, &c->wbuf);
+    n = send(c->io.fd, c->wbuf.data, c->wbuf.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == (ssize_t)c->wbuf.len)
+        return 0;
+    return n < 0 && errno != EAGAIN ? -errno : -EAGAIN;
+}
+
+/*
+ * The first bytes of a connection: the resumable magic and a hello, or a plain stream.
+ * Returns 1 (decided; *ret_skip = bytes of handshake to skip), 0 (need more) or < 0.
+ */
+static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, size_t *ret_skip)
+{
+    uint64_t next;
+    uint32_t hl;
+    int rc;
+
+    if (memcmp(buf, ROO__SOURCE_MAGIC, ROO__MIN(have, (size_t)ROO__SOURCE_MAGIC_LEN)) != 0) {
+        c->kind = CONN_PLAIN;
+        *ret_skip = 0;
+        return 1;
+    }
+    if (have < ROO__SOURCE_MAGIC_LEN + 4)
+        return 0;
+    hl = roo__load_be32(buf + ROO__SOURCE_MAGIC_LEN);
+    if (hl > ROO__SOURCE_FRAME_MAX) {
+        roo__log_warn("source '%s': connection from %s: resumable hello of %u bytes is over "
+                      "the limit of %u; closing the connection",
+                      c->pipeline->name, c->peer, hl, ROO__SOURCE_FRAME_MAX);
+        return ROO_EFRAMESIZE;
+    }
+    if (have < ROO__SOURCE_MAGIC_LEN + 4 + hl)
+        return 0;
+    rc = roo__wire_source_hello_decode(buf + ROO__SOURCE_MAGIC_LEN + 4, hl, c->stream_name,
+                                       sizeof(c->stream_name), &next);
+    if (rc < 0) {
+        roo__log_warn("source '%s': connection from %s: malformed resumable hello; closing the "
+                      "connection", c->pipeline->name, c->peer);
+        conn_reply(c, ROO__SRC_REFUSED, 0, "malformed hello");
+        return rc;
+    }
+    c->kind = CONN_RESUMABLE;
+    c->resumable = true;
+    c->stream = roo__key_hash(c->stream_name, strlen(c->stream_name)) | 1;
+    c->next_offset = c->acked = next;
+    rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
+    if (rc < 0) {
+        roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
+                      "the connection", c->pipeline->name, c->peer, roo_strerror(rc));
+        return rc;
+    }
+    roo__log_info("source '%s': connection from %s continues stream '%s' at frame %llu",
+                  c->pipeline->name, c->peer, c->stream_name, (unsigned long long)next);
+    *ret_skip = ROO__SOURCE_MAGIC_LEN + 4 + hl;
+    return 1;
+}
+
+/* At a seal: frames below next_offset were read by the end of batch batch_seq. */
+static void conn_mark(roo__source_conn *c, uint64_t batch_seq)
+{
+    uint64_t last = c->marks_len ? c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap].offset
+                                 : c->acked;
+
+    if (c->next_offset <= last)
+        return;
+    if (c->marks_len == c->marks_cap) {
+        size_t ncap = c->marks_cap ? c->marks_cap * 2 : 16;
+        struct conn_mark *nm = roo__xmalloc(ncap * sizeof(*nm));
+        for (size_t i = 0; i < c->marks_len; i++)
+            nm[i] = c->marks[(c->marks_head + i) % c->marks_cap];
+        free(c->marks);
+        c->marks = nm;
+        c->marks_cap = ncap;
+        c->marks_head = 0;
+    }
+    c->marks[(c->marks_head + c->marks_len++) % c->marks_cap] =
+        (struct conn_mark){ batch_seq, c->next_offset };
+}
+
+/* Batches became durable: acknowledge what each resumable connection's frames reached. */
+static void acks_advance(roo__shard *sh)
+{
+    bool moved = roo__dur_advance(&sh->dur);
+
+    sh->acks_owed = false;
+    for (roo__source_conn *c = sh->conns; c; c = c->next) {
+        if (!c->resumable)
+            continue;
+        while (moved && c->marks_len && c->marks[c->marks_head].batch_seq <= sh->dur.durable_seq) {
+            c->acked = c->marks[c->marks_head].offset;
+            c->marks_head = (c->marks_head + 1) % c->marks_cap;
+            c->marks_len--;
+            c->ack_owed = true;
+        }
+        if (c->ack_owed) {
+            int rc = conn_reply(c, ROO__SRC_ACK, c->acked, NULL);
+            c->ack_owed = rc == -EAGAIN; /* try again on the next wakeup */
+            sh->acks_owed |= c->ack_owed;
+        }
+    }
+}
+
 static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
 {
     roo__source_conn *c = ROO__CONTAINER_OF(io, roo__source_conn, io);
@@ -487,6 +694,22 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
     }
     c->bytes += (uint64_t)n;
     have += (size_t)n;
+    if (ROO__UNLIKELY(c->kind == CONN_UNKNOWN)) {
+        size_t skip = 0;
+        int hrc = conn_handshake(c, buf, have, &skip);
+        if (hrc < 0) {
+            conn_close(c, false);
+            return;
+        }
+        if (hrc == 0) {
+            /* Not all of the hello yet: keep it for the next read. */
+            c->partial.len = 0;
+            roo__buf_append(&c->partial, buf, have);
+            return;
+        }
+        buf += skip;
+        have -= skip;
+    }
     if (conn_process(c, buf, have, &used) < 0) {
         conn_close(c, false);
         return;
@@ -590,11 +813,32 @@ static void process_route(roo__shard *sh, roo__route *r)
 
     while (p < end) {
         uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
-        run_stage(sh, si, p + 8, len);
-        p += 8 + ROO__ALIGN8(len);
+        size_t idlen = 0;
+        if (si & ROO__ROUTE_ID_FLAG) {
+            /* The message's identity travels with it; do not number it again here. */
+            si &= ~ROO__ROUTE_ID_FLAG;
+            idlen = ROO__ROUTE_ID_LEN;
+            sh->id.stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
+            sh->id.offset = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
+            sh->id.sub = roo__load_le32(p + 24);
+            sh->id_fixed = true;
+        }
+        run_stage(sh, si, p + 8 + idlen, len);
+        sh->id.stream = 0;
+        sh->id_fixed = false;
+        p += 8 + idlen + ROO__ALIGN8(len);
     }
     if (r->link_seq)
         note_link_applied(sh, r);
+    if (r->from) {
+        /* Another thread's route buffer: tell it once this batch is committed. */
+        roo__batch *b = sh->cur;
+        if (b->ndone == b->done_cap) {
+            b->done_cap = b->done_cap ? b->done_cap * 2 : 8;
+            b->done = roo__xrealloc(b->done, b->done_cap * sizeof(*b->done));
+        }
+        b->done[b->ndone++] = (struct roo__done_note){ r->from, r->batch_seq };
+    }
     r->node.kind = ROO__Q_ROUTE_RETURN;
     roo__queue_push(r->from ? &r->from->inbox : &sh->eng->io_q, &r->node);
 }
@@ -662,6 +906,11 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         case ROO__Q_ROUTES:
             roo__shard_set_routes(sh, (roo__routes_msg *)n);
             break;
+        case ROO__Q_ROUTE_DONE:
+            roo__dur_route_done(&sh->dur, ((roo__route_done *)n)->batch_seq);
+            free(n);
+            acks_advance(sh);
+            break;
         case ROO__Q_STOP:
             sh->stopping = true;
             if (sh->nconns)
@@ -699,6 +948,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
     bool want_pause;
 
     (void)loop;
+    if (sh->acks_owed)
+        acks_advance(sh);
     while (sh->route_in_head && sh->cur) {
         roo__route *r = (roo__route *)sh->route_in_head;
         sh->route_in_head = r->node.next;
@@ -749,6 +1000,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->idx = idx;
     sh->stages = e->app->stages;
     sh->partitions = e->cfg.partitions;
+    sh->dedup = roo__dedup_create();
     sh->table = roo__table_create();
     sh->batch_seq = 1; /* 0 is the dirty mark of entries never saved */
     sh->cb_rl = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 5);
@@ -789,6 +1041,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
 static void free_batch(roo__batch *b, size_t nsinks)
 {
     free(b->acks);
+    free(b->done);
     roo__buf_finish(&b->recs);
     for (size_t i = 0; i < nsinks; i++)
         roo__buf_finish(&b->out[i]);
@@ -844,6 +1097,8 @@ void roo__shard_finish(roo__shard *sh)
         }
     }
     free(sh->route_out);
+    roo__dedup_destroy(sh->dedup);
+    roo__dur_finish(&sh->dur);
     /* Messages still queued to us: batches are freed above, the rest here. */
     for (roo__qnode *n = roo__queue_take_all(&sh->inbox), *next; n; n = next) {
         next = n->next;

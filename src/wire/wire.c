@@ -577,6 +577,107 @@ int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out)
     return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
+/* ---- resumable sources ---- */
+
+int roo__wire_source_hello_encode(const char *stream, uint64_t next_offset, roo__buf *out)
+{
+    Roo__SourceHello pb = ROO__SOURCE_HELLO__INIT;
+    size_t n;
+    uint8_t *p;
+
+    pb.stream = (char *)stream;
+    pb.next_offset = next_offset;
+    n = roo__source_hello__get_packed_size(&pb);
+    if (n > ROO__SOURCE_FRAME_MAX)
+        return ROO_EMSGSIZE;
+    p = roo__buf_reserve(out, ROO__SOURCE_MAGIC_LEN + 4 + n);
+    memcpy(p, ROO__SOURCE_MAGIC, ROO__SOURCE_MAGIC_LEN);
+    roo__store_be32(p + ROO__SOURCE_MAGIC_LEN, (uint32_t)n);
+    roo__source_hello__pack(&pb, p + ROO__SOURCE_MAGIC_LEN + 4);
+    out->len += ROO__SOURCE_MAGIC_LEN + 4 + n;
+    return 0;
+}
+
+int roo__wire_source_hello_decode(const uint8_t *p, size_t len, char *stream_buf, size_t cap,
+                                  uint64_t *ret_next_offset)
+{
+    Roo__SourceHello *pb;
+    int rc = 0;
+
+    if (len > ROO__SOURCE_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__source_hello__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    if (!pb->stream || !pb->stream[0] || strlen(pb->stream) >= cap ||
+        strlen(pb->stream) > ROO__STREAM_NAME_MAX) {
+        rc = ROO_EWIRE;
+    } else {
+        snprintf(stream_buf, cap, "%s", pb->stream);
+        *ret_next_offset = pb->next_offset;
+    }
+    roo__source_hello__free_unpacked(pb, NULL);
+    return rc;
+}
+
+int roo__wire_source_reply_encode(roo__source_reply_kind kind, uint64_t value, const char *text,
+                                  roo__buf *out)
+{
+    Roo__SourceReply pb = ROO__SOURCE_REPLY__INIT;
+
+    switch (kind) {
+    case ROO__SRC_WELCOME:
+        pb.msg_case = ROO__SOURCE_REPLY__MSG_RESUME_FROM;
+        pb.resume_from = value;
+        break;
+    case ROO__SRC_ACK:
+        pb.msg_case = ROO__SOURCE_REPLY__MSG_ACKED;
+        pb.acked = value;
+        break;
+    case ROO__SRC_REFUSED:
+        pb.msg_case = ROO__SOURCE_REPLY__MSG_REFUSED;
+        pb.refused = (char *)(text ? text : "");
+        break;
+    default:
+        return -EINVAL;
+    }
+    return frame_append(&pb.base, ROO__SOURCE_FRAME_MAX, out);
+}
+
+int roo__wire_source_reply_decode(const uint8_t *p, size_t len, roo__source_reply_kind *ret_kind,
+                                  uint64_t *ret_value, char *text_buf, size_t text_cap)
+{
+    Roo__SourceReply *pb;
+    int rc = 0;
+
+    if (len > ROO__SOURCE_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__source_reply__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    switch (pb->msg_case) {
+    case ROO__SOURCE_REPLY__MSG_RESUME_FROM:
+        *ret_kind = ROO__SRC_WELCOME;
+        *ret_value = pb->resume_from;
+        break;
+    case ROO__SOURCE_REPLY__MSG_ACKED:
+        *ret_kind = ROO__SRC_ACK;
+        *ret_value = pb->acked;
+        break;
+    case ROO__SOURCE_REPLY__MSG_REFUSED:
+        *ret_kind = ROO__SRC_REFUSED;
+        *ret_value = 0;
+        if (text_buf && text_cap)
+            snprintf(text_buf, text_cap, "%s", pb->refused ? pb->refused : "");
+        break;
+    default:
+        rc = ROO_EWIRE;
+        break;
+    }
+    roo__source_reply__free_unpacked(pb, NULL);
+    return rc;
+}
+
 /* ---- external ---- */
 
 int roo__wire_ext_request_encode(roo__ext_command cmd, roo__buf *out)

@@ -166,6 +166,31 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
                           roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
                           uint32_t *ret_count, roo__buf *events_out);
 
+/* ---- resumable sources ---- */
+
+/* The 8 bytes that open a resumable source connection: "ROO\0RSM1". */
+#define ROO__SOURCE_MAGIC "ROO\0RSM1"
+#define ROO__SOURCE_MAGIC_LEN 8
+#define ROO__SOURCE_FRAME_MAX 4096u
+#define ROO__STREAM_NAME_MAX 128
+
+int roo__wire_source_hello_encode(const char *stream, uint64_t next_offset, roo__buf *out);
+/* Payload of the hello frame (after magic and length); stream_buf gets the name. */
+int roo__wire_source_hello_decode(const uint8_t *p, size_t len, char *stream_buf, size_t cap,
+                                  uint64_t *ret_next_offset);
+
+typedef enum roo__source_reply_kind {
+    ROO__SRC_WELCOME = 1,
+    ROO__SRC_ACK = 2,
+    ROO__SRC_REFUSED = 3,
+} roo__source_reply_kind;
+
+/* A framed reply (u32 BE length + SourceReply). text is used by REFUSED only. */
+int roo__wire_source_reply_encode(roo__source_reply_kind kind, uint64_t value, const char *text,
+                                  roo__buf *out);
+int roo__wire_source_reply_decode(const uint8_t *p, size_t len, roo__source_reply_kind *ret_kind,
+                                  uint64_t *ret_value, char *text_buf, size_t text_cap);
+
 /* ---- external channel ---- */
 
 typedef enum roo__ext_command {

@@ -45,6 +45,10 @@ cleanup() {
             echo "----- $(basename "$f") (last 25 lines)" >&2
             tail -25 "$f" >&2
         done
+        # Keep the logs (not the data) of a failure for a look afterwards.
+        mkdir -p "${TMPDIR:-/tmp}/roo-failed-tests"
+        (cd "$T" && tar -czf "${TMPDIR:-/tmp}/roo-failed-tests/$TEST_NAME-$(date +%s).tgz" \
+            ./*.log) 2>/dev/null || true
         [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
     else
         [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
