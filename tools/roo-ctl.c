@@ -1,5 +1,5 @@
-/* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, or
- * stop the whole cluster cleanly. */
+/* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, read
+ * committed state, or stop the whole cluster cleanly. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -17,28 +17,30 @@
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: roo-ctl --external HOST:PORT [options] COMMAND\n"
-        "\n"
-        "Talks to any worker of a roo cluster through its --external address.\n"
-        "\n"
-        "Commands:\n"
-        "  status      print the cluster's status as JSON: workers, their addresses, partitions,\n"
-        "              ready or not, per-worker message counts\n"
-        "  shutdown    stop the whole cluster cleanly: sources close, in-flight messages finish,\n"
-        "              state is committed, output delivered; every worker exits 0\n"
-        "\n"
-        "Options:\n"
-        "  -e, --external ADDR   the worker to ask (required)\n"
-        "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
-        "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at "
-        "most\n"
-        "                        SECS seconds (exit 1 if it never does)\n"
-        "  -h, --help            this text\n"
-        "  -V, --version         print the version\n"
-        "\n"
-        "Exit status: 0 ok, 1 the worker could not be reached or said no, 2 usage error.\n");
+    fputs("usage: roo-ctl --external HOST:PORT [options] COMMAND [ARGS]\n"
+          "\n"
+          "Talks to any worker of a roo cluster through its --external address.\n"
+          "\n"
+          "Commands:\n"
+          "  status          print the cluster's status as JSON: workers, their addresses,\n"
+          "                  partitions, ready or not, per-worker message counts\n"
+          "  query [KEY...]  print committed state values as JSON: the given keys, or every key,\n"
+          "                  read from each worker that owns them (the workers are found through\n"
+          "                  the status, and each needs an --external address)\n"
+          "  shutdown        stop the whole cluster cleanly: sources close, in-flight messages\n"
+          "                  finish, state is committed, output delivered; every worker exits 0\n"
+          "\n"
+          "Options:\n"
+          "  -e, --external ADDR   the worker to ask (required)\n"
+          "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
+          "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at\n"
+          "                        most SECS seconds (exit 1 if it never does)\n"
+          "  -s, --state NAME      with query: the state type (default: the application's first)\n"
+          "  -h, --help            this text\n"
+          "  -V, --version         print the version\n"
+          "\n"
+          "Exit status: 0 ok, 1 a worker could not be reached or said no, 2 usage error.\n",
+          f);
 }
 
 static int64_t now_ms(void)
@@ -65,8 +67,8 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-static int request(const roo__addr *a, roo__ext_command cmd, int64_t deadline, bool *ret_ok,
-                   char **ret_json, char **ret_error)
+static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline,
+                   bool *ret_ok, char **ret_json, char **ret_error)
 {
     roo__buf out = { 0 }, in = { 0 };
     size_t off = 0;
@@ -80,7 +82,7 @@ static int request(const roo__addr *a, roo__ext_command cmd, int64_t deadline, b
         rc = roo__tcp_connect_result(fd);
     if (rc < 0)
         goto out;
-    roo__wire_ext_request_encode(cmd, &out);
+    roo__wire_ext_request_encode(req, &out);
     while (off < out.len) {
         ssize_t n = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
         if (n < 0) {
@@ -132,42 +134,144 @@ out:
     return rc;
 }
 
+/* The text of the object after `"values": {` in a query reply, up to its closing brace. */
+static const char *values_of(const char *json, size_t *ret_len)
+{
+    const char *start = strstr(json, "\"values\": {"), *end;
+
+    if (!start)
+        return NULL;
+    start += strlen("\"values\": {");
+    end = strstr(start, "\n  }");
+    if (!end)
+        return NULL;
+    *ret_len = (size_t)(end - start);
+    return start;
+}
+
+/* query: ask every worker listed by the status for the keys it holds, merge the answers. */
+static int query(const roo__addr *a, const char *ext, roo__ext_request *req, uint64_t timeout)
+{
+    roo__ext_request sreq = { .cmd = ROO__EXT_STATUS };
+    roo__buf merged = { 0 }, missing = { 0 };
+    char *status = NULL, *error = NULL;
+    const char *p;
+    bool ok = false, first = true;
+    int rc, workers = 0;
+
+    rc = request(a, &sreq, now_ms() + (int64_t)timeout * 1000, &ok, &status, &error);
+    if (rc < 0 || !ok) {
+        fprintf(stderr, "roo-ctl: %s: %s\n", ext, rc < 0 ? roo_strerror(rc) : error);
+        free(status);
+        free(error);
+        return 1;
+    }
+    free(error);
+    error = NULL;
+    for (p = strstr(status, "\"external\": \""); p; p = strstr(p, "\"external\": \"")) {
+        char addr_s[300], name[100] = "?";
+        const char *q = p + strlen("\"external\": \""), *e = strchr(q, '"');
+        const char *nm = p;
+        roo__addr wa;
+        char *json = NULL;
+        size_t n;
+
+        /* The worker's name comes earlier on the same line. */
+        while (nm > status && nm[-1] != '\n')
+            nm--;
+        nm = strstr(nm, "\"name\": \"");
+        if (nm && nm < p) {
+            const char *ne;
+            nm += strlen("\"name\": \"");
+            ne = strchr(nm, '"');
+            if (ne && (size_t)(ne - nm) < sizeof(name))
+                snprintf(name, sizeof(name), "%.*s", (int)(ne - nm), nm);
+        }
+        p = e ? e : q;
+        workers++;
+        if (!e || e == q || (size_t)(e - q) >= sizeof(addr_s)) {
+            fprintf(stderr, "roo-ctl: worker %s has no --external address: its keys are missing\n",
+                    name);
+            if (missing.len)
+                roo__buf_append(&missing, ", ", 2);
+            roo__buf_append(&missing, "\"", 1);
+            roo__buf_append(&missing, name, strlen(name));
+            roo__buf_append(&missing, "\"", 1);
+            continue;
+        }
+        snprintf(addr_s, sizeof(addr_s), "%.*s", (int)(e - q), q);
+        if (roo__addr_parse(addr_s, &wa) < 0 ||
+            request(&wa, req, now_ms() + (int64_t)timeout * 1000, &ok, &json, &error) < 0 || !ok) {
+            fprintf(stderr, "roo-ctl: worker %s (%s) did not answer: %s\n", name, addr_s,
+                    error && *error ? error : "unreachable");
+            if (missing.len)
+                roo__buf_append(&missing, ", ", 2);
+            roo__buf_append(&missing, "\"", 1);
+            roo__buf_append(&missing, name, strlen(name));
+            roo__buf_append(&missing, "\"", 1);
+        } else {
+            const char *v = values_of(json, &n);
+            if (v && n) {
+                if (!first)
+                    roo__buf_append(&merged, ",", 1);
+                roo__buf_append(&merged, v, n);
+                first = false;
+            }
+        }
+        free(json);
+        free(error);
+        error = NULL;
+    }
+    roo__buf_append(&merged, "", 1);
+    roo__buf_append(&missing, "", 1);
+    printf("{\n  \"workers\": %d,\n  \"unreachable\": [%s],\n  \"values\": {%s\n  }\n}\n", workers,
+           (const char *)missing.data, (const char *)merged.data);
+    rc = missing.len > 1 ? 1 : 0;
+    roo__buf_finish(&merged);
+    roo__buf_finish(&missing);
+    free(status);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "external", required_argument, NULL, 'e' },   { "timeout", required_argument, NULL, 't' },
-        { "wait-ready", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },          { NULL, 0, NULL, 0 },
+        { "external", required_argument, NULL, 'e' },
+        { "timeout", required_argument, NULL, 't' },
+        { "wait-ready", required_argument, NULL, 'w' },
+        { "state", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
     };
-    const char *ext = NULL;
+    const char *ext = NULL, *state = "";
     uint64_t timeout = 10, wait_ready = 0;
-    roo__ext_command cmd;
+    roo__ext_request req = { 0 };
     roo__addr a;
-    int c;
+    int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
             break;
         case 't':
             if (roo__parse_uint(optarg, 1, 3600, &timeout) < 0) {
-                fprintf(stderr,
-                        "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
-                        "(see --help)\n",
-                        optarg);
+                fprintf(stderr, "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
+                                "(see --help)\n", optarg);
                 return 2;
             }
             break;
         case 'w':
             if (roo__parse_uint(optarg, 1, 3600, &wait_ready) < 0) {
-                fprintf(stderr,
-                        "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
-                        "1..3600 (see --help)\n",
-                        optarg);
+                fprintf(stderr, "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
+                                "1..3600 (see --help)\n", optarg);
                 return 2;
             }
+            break;
+        case 's':
+            state = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -183,17 +287,23 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "roo-ctl: give exactly one command: status or shutdown (see --help)\n");
+    if (optind >= argc) {
+        fprintf(stderr, "roo-ctl: give a command: status, query or shutdown (see --help)\n");
         return 2;
     }
     if (strcmp(argv[optind], "status") == 0) {
-        cmd = ROO__EXT_STATUS;
+        req.cmd = ROO__EXT_STATUS;
     } else if (strcmp(argv[optind], "shutdown") == 0) {
-        cmd = ROO__EXT_SHUTDOWN;
+        req.cmd = ROO__EXT_SHUTDOWN;
+    } else if (strcmp(argv[optind], "query") == 0) {
+        req.cmd = ROO__EXT_QUERY;
     } else {
-        fprintf(stderr, "roo-ctl: unknown command '%s': use status or shutdown (see --help)\n",
+        fprintf(stderr, "roo-ctl: unknown command '%s': use status, query or shutdown (see --help)\n",
                 argv[optind]);
+        return 2;
+    }
+    if (req.cmd != ROO__EXT_QUERY && optind != argc - 1) {
+        fprintf(stderr, "roo-ctl: '%s' takes no arguments (see --help)\n", argv[optind]);
         return 2;
     }
     if (!ext) {
@@ -204,9 +314,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "roo-ctl: --external: '%s' is not HOST:PORT (see --help)\n", ext);
         return 2;
     }
-    if (wait_ready && cmd != ROO__EXT_STATUS) {
+    if (wait_ready && req.cmd != ROO__EXT_STATUS) {
         fprintf(stderr, "roo-ctl: --wait-ready goes with status (see --help)\n");
         return 2;
+    }
+
+    if (req.cmd == ROO__EXT_QUERY) {
+        int nk = argc - optind - 1;
+        req.state = (char *)state;
+        req.nkeys = (size_t)nk;
+        req.keys = calloc(nk ? (size_t)nk : 1, sizeof(*req.keys));
+        for (int i = 0; i < nk; i++)
+            roo__buf_append(&req.keys[i], argv[optind + 1 + i], strlen(argv[optind + 1 + i]));
+        rc = query(&a, ext, &req, timeout);
+        for (int i = 0; i < nk; i++)
+            roo__buf_finish(&req.keys[i]);
+        free(req.keys);
+        return rc;
     }
 
     {
@@ -215,9 +339,10 @@ int main(int argc, char **argv)
             bool ok = false;
             char *json = NULL, *error = NULL;
             int64_t deadline = now_ms() + (int64_t)timeout * 1000;
-            int rc = request(&a, cmd, deadline, &ok, &json, &error);
-            bool ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
+            bool ready;
 
+            rc = request(&a, &req, deadline, &ok, &json, &error);
+            ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
             if (wait_ready && !ready && now_ms() < end_wait) {
                 free(json);
                 free(error);

@@ -27,6 +27,7 @@
 #define OUTPUT_PAYLOAD 9u
 #define VOTE_RECORD 9u
 #define NS 1000000000ULL
+#define ROO_TOOLS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 struct options {
     const char *listen;
@@ -44,6 +45,7 @@ struct options {
     const char *check_file;
     const char *votes_file;
     bool at_least_once;
+    bool allow_repeats;
     bool quiet;
     bool print_totals;
 };
@@ -64,6 +66,15 @@ struct letter_state {
     uint64_t last;
     uint64_t next; /* prefix sums consumed: outputs so far (strict) or first appearances */
     bool seen;
+    /*
+     * --allow-repeats: every distinct total seen, in arrival order. A new total is only
+     * accepted above the highest one, so the array is sorted and a repeat is found by a
+     * binary search (or at once when a restarted worker replays its outputs in order:
+     * hint is where the previous repeat was found).
+     */
+    uint64_t max;
+    uint64_t *hist;
+    uint64_t hn, hcap, hint;
 };
 
 /*
@@ -140,6 +151,10 @@ static const char usage_text[] =
     "                         --save; read from the first output on, so it may still be growing)\n"
     "  --at-least-once        with --votes: an output may also repeat an earlier running sum\n"
     "                         (counted as a duplicate)\n"
+    "  --allow-repeats        with check mode: a total below the letter's highest total so far\n"
+    "                         is accepted if the letter already had exactly that total (a\n"
+    "                         restarted worker sending again; counted as a duplicate); the\n"
+    "                         final comparison and --print-totals use the highest total\n"
     "  --quiet                no progress lines\n"
     "  --print-totals         with check mode: at the stop, print each letter's last total on\n"
     "                         stdout as JSON, the shape of roo-sender --expected\n"
@@ -219,6 +234,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         } else if (!strcmp(f.name, "--at-least-once")) {
             tools_flag_no_value(PROG, &f);
             o->at_least_once = true;
+        } else if (!strcmp(f.name, "--allow-repeats")) {
+            tools_flag_no_value(PROG, &f);
+            o->allow_repeats = true;
         } else if (!strcmp(f.name, "--quiet")) {
             tools_flag_no_value(PROG, &f);
             o->quiet = true;
@@ -239,6 +257,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         tools_usage_error(PROG, "--votes needs --alphabet-check");
     if (o->at_least_once && !o->votes_file)
         tools_usage_error(PROG, "--at-least-once needs --votes");
+    if (o->allow_repeats && !o->check_file)
+        tools_usage_error(PROG, "--allow-repeats needs --alphabet-check");
     if (o->print_totals && !o->check_file)
         tools_usage_error(PROG, "--print-totals needs --alphabet-check");
 }
@@ -264,17 +284,18 @@ static void fail(struct rx *rx, const char *fmt, ...)
  */
 #define HUGE_ARRAY_BYTES (1u << 20)
 
-static int sums_grow(struct votes *vt, uint8_t li, uint64_t need)
+/* Grows *arr (n entries used, *capp allocated) to hold at least need entries. */
+static int u64_array_grow(uint64_t **arr, uint64_t *capp, uint64_t n, uint64_t need)
 {
-    uint64_t cap = vt->cap[li] ? vt->cap[li] : 4096;
-    size_t oldb = (size_t)vt->cap[li] * sizeof(uint64_t), newb;
+    uint64_t cap = *capp ? *capp : 4096;
+    size_t oldb = (size_t)*capp * sizeof(uint64_t), newb;
     void *np;
 
     while (cap < need)
         cap *= 2;
     newb = (size_t)cap * sizeof(uint64_t);
     if (newb < HUGE_ARRAY_BYTES) {
-        np = realloc(vt->prefix[li], newb);
+        np = realloc(*arr, newb);
         if (!np)
             return -ENOMEM;
     } else if (oldb < HUGE_ARRAY_BYTES) {
@@ -282,30 +303,39 @@ static int sums_grow(struct votes *vt, uint8_t li, uint64_t need)
         if (np == MAP_FAILED)
             return -ENOMEM;
         madvise(np, newb, MADV_HUGEPAGE);
-        if (vt->n[li])
-            memcpy(np, vt->prefix[li], (size_t)vt->n[li] * sizeof(uint64_t));
-        free(vt->prefix[li]);
+        if (n)
+            memcpy(np, *arr, (size_t)n * sizeof(uint64_t));
+        free(*arr);
     } else {
-        np = mremap(vt->prefix[li], oldb, newb, MREMAP_MAYMOVE);
+        np = mremap(*arr, oldb, newb, MREMAP_MAYMOVE);
         if (np == MAP_FAILED)
             return -ENOMEM;
         madvise(np, newb, MADV_HUGEPAGE);
     }
-    vt->prefix[li] = np;
-    vt->cap[li] = cap;
+    *arr = np;
+    *capp = cap;
     return 0;
+}
+
+static void u64_array_free(uint64_t *arr, uint64_t cap)
+{
+    if ((size_t)cap * sizeof(uint64_t) >= HUGE_ARRAY_BYTES)
+        munmap(arr, (size_t)cap * sizeof(uint64_t));
+    else
+        free(arr);
+}
+
+static int sums_grow(struct votes *vt, uint8_t li, uint64_t need)
+{
+    return u64_array_grow(&vt->prefix[li], &vt->cap[li], vt->n[li], need);
 }
 
 static void sums_free(struct votes *vt)
 {
     int li;
 
-    for (li = 0; li < NLETTERS; li++) {
-        if ((size_t)vt->cap[li] * sizeof(uint64_t) >= HUGE_ARRAY_BYTES)
-            munmap(vt->prefix[li], (size_t)vt->cap[li] * sizeof(uint64_t));
-        else
-            free(vt->prefix[li]);
-    }
+    for (li = 0; li < NLETTERS; li++)
+        u64_array_free(vt->prefix[li], vt->cap[li]);
 }
 
 /* Appends nrec whole 9-byte vote records: validate and count first, then fill without checks. */
@@ -485,6 +515,77 @@ static __attribute__((noinline)) int check_votes(struct rx *rx, const struct con
     return -EINVAL;
 }
 
+/* Was v (at most the letter's highest total) already one of its totals? */
+static bool seen_before(struct letter_state *ls, uint64_t v)
+{
+    const uint64_t *a = ls->hist;
+    uint64_t lo = 0, hi = ls->hn, mid, h = ls->hint;
+
+    /* A replay usually runs through the totals in order: try just after the last repeat. */
+    if (h + 1 < ls->hn && a[h + 1] == v) {
+        ls->hint = h + 1;
+        return true;
+    }
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < ls->hn && a[lo] == v) {
+        ls->hint = lo;
+        return true;
+    }
+    return false;
+}
+
+static __attribute__((noinline)) void repeat_fail(struct rx *rx, const struct conn *c, uint8_t li,
+                                                  uint64_t v, uint64_t recno)
+{
+    fail(rx,
+         "letter '%c' total went from %" PRIu64 " to %" PRIu64
+         ", which it never had before (record %" PRIu64 " on connection %u)",
+         rx->letter_chr[li], rx->let[li].max, v, recno, c->id);
+}
+
+static __attribute__((noinline)) bool hist_grow(struct rx *rx, struct letter_state *ls)
+{
+    if (u64_array_grow(&ls->hist, &ls->hcap, ls->hn, ls->hn + 1) == 0)
+        return true;
+    fail(rx, "out of memory for the totals seen (--allow-repeats)");
+    return false;
+}
+
+/*
+ * --allow-repeats: a total above the highest so far is new (and checked against --votes);
+ * one at or below it must be a total the letter already had.
+ */
+static inline void check_repeat(struct rx *rx, const struct conn *c, uint8_t li, uint64_t v,
+                                uint64_t recno)
+{
+    struct letter_state *ls = &rx->let[li];
+
+    if (!ls->seen || v > ls->max) {
+        if (!rx->failed) {
+            if (ROO_TOOLS_UNLIKELY(ls->hn == ls->hcap) && !hist_grow(rx, ls))
+                goto track;
+            ls->hist[ls->hn++] = v;
+            if (rx->use_votes)
+                check_votes(rx, c, li, v, recno);
+        }
+        ls->max = v;
+    } else if (!rx->failed) {
+        if (seen_before(ls, v))
+            rx->duplicates++;
+        else
+            repeat_fail(rx, c, li, v, recno);
+    }
+track:
+    ls->last = v;
+    ls->seen = true;
+}
+
 static inline void check_record(struct rx *rx, const struct conn *c, const uint8_t *pl,
                                 uint32_t len, uint64_t recno)
 {
@@ -505,6 +606,10 @@ static inline void check_record(struct rx *rx, const struct conn *c, const uint8
         return;
     }
     v = tools_load_be64(pl + 1);
+    if (rx->opt.allow_repeats) {
+        check_repeat(rx, c, li, v, recno);
+        return;
+    }
     ls = &rx->let[li];
     if (!rx->failed) {
         /* Under at-least-once a resend legitimately goes back; --votes decides if it is one. */
@@ -649,6 +754,12 @@ static void feed_lines(struct rx *rx, const uint8_t *p, size_t n)
     rx->records += cnt;
 }
 
+/* A letter's result: its last total, or with --allow-repeats its highest (a repeat may come last). */
+static uint64_t final_total(const struct rx *rx, int li)
+{
+    return rx->opt.allow_repeats ? rx->let[li].max : rx->let[li].last;
+}
+
 /* Same JSON shape as the sender's --expected file, so the two can be compared with cmp. */
 static void print_totals(const struct rx *rx)
 {
@@ -660,7 +771,7 @@ static void print_totals(const struct rx *rx)
         if (!rx->let[li].seen)
             continue;
         t.present[rx->letter_chr[li]] = true;
-        t.total[rx->letter_chr[li]] = rx->let[li].last;
+        t.total[rx->letter_chr[li]] = final_total(rx, li);
     }
     if (tools_totals_print(stdout, &t) < 0 || fflush(stdout) != 0)
         tools_log(PROG, "cannot print the totals: %s", strerror(errno));
@@ -689,9 +800,9 @@ static void final_check(struct rx *rx)
                 fail(rx, "letter '%c' never arrived but expected %" PRIu64, c, exp.total[c]);
                 return;
             }
-        } else if (rx->let[li].last != exp.total[c]) {
-            fail(rx, "letter '%c' ended at %" PRIu64 " but expected %" PRIu64, c, rx->let[li].last,
-                 exp.total[c]);
+        } else if (final_total(rx, li) != exp.total[c]) {
+            fail(rx, "letter '%c' ended at %" PRIu64 " but expected %" PRIu64, c,
+                 final_total(rx, li), exp.total[c]);
             return;
         }
     }
@@ -699,7 +810,7 @@ static void final_check(struct rx *rx)
         c = rx->letter_chr[li];
         if (rx->let[li].seen && !exp.present[c]) {
             fail(rx, "letter '%c' arrived (last total %" PRIu64 ") but is not in %s", c,
-                 rx->let[li].last, rx->opt.check_file);
+                 final_total(rx, li), rx->opt.check_file);
             return;
         }
     }
@@ -1189,6 +1300,8 @@ out:
     if (rx->votes.fd >= 0)
         close(rx->votes.fd);
     sums_free(&rx->votes);
+    for (i = 0; i < NLETTERS; i++)
+        u64_array_free(rx->let[i].hist, rx->let[i].hcap);
     free(rx->votes.buf);
     free(rx->buf);
     free(rx);

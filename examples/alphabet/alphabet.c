@@ -19,6 +19,7 @@
  */
 #include <endian.h>
 #include <roo/roo.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The decoded vote, and also the output message (with the running total). */
@@ -92,9 +93,19 @@ static int encode_total(const void *msg, size_t len, uint8_t *buf, size_t cap, v
     return 13;
 }
 
+/* For roo-ctl query: a letter's state is its total. */
+static int format_total(const void *state, char *buf, size_t cap, void *ctx)
+{
+    const letter_total *t = state;
+
+    (void)ctx;
+    return snprintf(buf, cap, "%llu", (unsigned long long)t->total);
+}
+
 static const roo_state_type letter_state = {
     .name = "letter-totals",
     .size = sizeof(letter_total),
+    .format = format_total,
 };
 
 static int setup(roo_app *app, int argc, char **argv)

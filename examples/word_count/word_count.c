@@ -91,9 +91,18 @@ static int encode_count(const void *msg, size_t len, uint8_t *buf, size_t cap, v
     return (int)need;
 }
 
+static int format_count(const void *state, char *buf, size_t cap, void *ctx)
+{
+    const word_total *t = state;
+
+    (void)ctx;
+    return snprintf(buf, cap, "%llu", (unsigned long long)t->count);
+}
+
 static const roo_state_type word_state = {
     .name = "word-counts",
     .size = sizeof(word_total),
+    .format = format_count,
 };
 
 static int setup(roo_app *app, int argc, char **argv)

@@ -216,6 +216,13 @@ typedef struct roo_state_type {
      * @return 0 or a negative code (the worker refuses to start: its state is unreadable).
      */
     int (*deserialize)(void *state, const uint8_t *buf, size_t len, void *ctx);
+    /**
+     * Optional: write the object as one JSON value (a number, a string, an object...) for
+     * `roo-ctl query`. Without it the query shows the saved bytes as a hex string.
+     * @return the length written (without a terminator) or needed if more than @p cap, or a
+     *         negative code.
+     */
+    int (*format)(const void *state, char *buf, size_t cap, void *ctx);
     void *ctx; /**< passed to the callbacks; must outlive the application */
 } roo_state_type;
 

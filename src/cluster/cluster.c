@@ -113,7 +113,7 @@ struct roo__cluster {
 
     int ctl_lfd, data_lfd, ext_lfd;
     roo__io ctl_lio, data_lio, ext_lio;
-    char my_control[300], my_data[300];
+    char my_control[300], my_data[300], my_external[300];
 
     bool has_topology;
     roo__topology topo;
@@ -121,6 +121,7 @@ struct roo__cluster {
     peer *peers;
     bool meta_pending;
     bool meta_written;
+    bool send_topology_when_stored;
     bool conns_ready_sent;
     bool self_conns_ready;
     bool ready;
@@ -353,6 +354,11 @@ static void initializer_check_ready(cluster *cl)
     for (uint32_t w = 1; w < cl->topo.nworkers; w++)
         if (cl->peers[w].ctl)
             send_ctl(&cl->peers[w].ctl->fc, &m);
+    if (!cl->topo.complete) {
+        /* From now on a member without the cluster's id has lost its state: refuse it. */
+        cl->topo.complete = true;
+        persist_topology(cl);
+    }
     go_ready(cl);
 }
 
@@ -686,6 +692,13 @@ void roo__cluster_meta_done(roo__engine *e, roo__meta_msg *m)
         fatal(cl, "cannot store the cluster topology; stopping");
     } else {
         cl->meta_written = true;
+        if (cl->send_topology_when_stored) {
+            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+            cl->send_topology_when_stored = false;
+            for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+                if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+                    send_ctl(&cl->peers[w].ctl->fc, &tm);
+        }
         check_conns_ready(cl);
     }
     roo__buf_finish(&m->encoded);
@@ -736,10 +749,10 @@ static void form_cluster(cluster *cl)
         cl->peers[i].ctl = cl->joined[i].ctl;
         cl->joined[i].ctl->peer = (int)i;
     }
-    m.topology = cl->topo;
-    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
-        send_ctl(&cl->peers[w].ctl->fc, &m);
-    memset(&m.topology, 0, sizeof(m.topology));
+    /* Sent once stored here (roo__cluster_meta_done): a restarted initializer must know the
+     * cluster any member may already have. */
+    cl->send_topology_when_stored = true;
+    (void)m;
 out:
     free(t.workers);
     free(t.owner);
@@ -786,7 +799,9 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
             refuse(c, reason);
             return;
         }
-        if (m->cluster_id != cl->topo.cluster_id) {
+        if (m->cluster_id == 0 && !cl->topo.complete) {
+            /* The initializer restarted before every member had the table: send it. */
+        } else if (m->cluster_id != cl->topo.cluster_id) {
             snprintf(reason, sizeof(reason),
                      "worker '%s' belongs to cluster %016llx but has no "
                      "state for it (%s); was its resilience directory wiped?",
@@ -932,6 +947,8 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
         json_str(out, wi ? wi->control_addr : "");
         json_fmt(out, ", \"data\": ");
         json_str(out, wi ? wi->data_addr : "");
+        json_fmt(out, ", \"external\": ");
+        json_str(out, wi && wi->external_addr ? wi->external_addr : cl->my_external);
         json_fmt(out, ", \"threads\": %u, \"partitions\": %u, \"reachable\": %s, \"ready\": %s",
                  wi ? wi->threads : e->nshards, owned, have[w] ? "true" : "false",
                  have[w] && s->ready ? "true" : "false");
@@ -1254,6 +1271,15 @@ static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
             break;
         p->conns_ready = true;
         roo__log_info("worker '%s' has its data links up", p->info.name);
+        if (!cl->topo.complete) {
+            bool all = true;
+            for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+                all = all && cl->peers[w].conns_ready;
+            if (all && cl->ready) {
+                cl->topo.complete = true;
+                persist_topology(cl);
+            }
+        }
         if (cl->ready) {
             roo__ctl r = { .kind = ROO__CTL_CLUSTER_READY, .cluster_id = cl->topo.cluster_id };
             send_ctl(&c->fc, &r);
@@ -1455,18 +1481,172 @@ void roo__cluster_route_returned(roo__engine *e, roo__route *r)
 
 /* ---- external frames ---- */
 
+/* A key as a JSON string: bytes outside printable ASCII become \u00XX. */
+static void json_bytes(roo__buf *b, const uint8_t *p, size_t n)
+{
+    roo__buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        char esc[8];
+        if (p[i] == '"' || p[i] == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)p[i];
+            roo__buf_append(b, esc, 2);
+        } else if (p[i] < 0x20 || p[i] > 0x7e) {
+            int k = snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
+            roo__buf_append(b, esc, (size_t)k);
+        } else {
+            roo__buf_append(b, &p[i], 1);
+        }
+    }
+    roo__buf_append(b, "\"", 1);
+}
+
+typedef struct query_out {
+    cluster *cl;
+    const roo_state_type *t;
+    uint16_t state_id;
+    roo__buf *json;
+    size_t n;
+    size_t limit;
+    bool truncated;
+    void *scratch; /* a state object to deserialize into */
+} query_out;
+
+/* One key's committed value, as `"key": value`. */
+static void query_emit(query_out *q, const uint8_t *key, size_t klen, const uint8_t *val,
+                       size_t vlen)
+{
+    const roo_state_type *t = q->t;
+    char small[256];
+    int n = -1;
+
+    json_fmt(q->json, "%s\n    ", q->n ? "," : "");
+    json_bytes(q->json, key, klen);
+    json_fmt(q->json, ": ");
+    q->n++;
+    if (t->format) {
+        const void *obj = val;
+        if (t->deserialize) {
+            memset(q->scratch, 0, t->size);
+            obj = t->deserialize(q->scratch, val, vlen, t->ctx) == 0 ? q->scratch : NULL;
+        } else if (vlen != t->size) {
+            obj = NULL;
+        }
+        if (obj) {
+            n = t->format(obj, small, sizeof(small), t->ctx);
+            if (n >= (int)sizeof(small)) {
+                char *big = roo__xmalloc((size_t)n + 1);
+                n = t->format(obj, big, (size_t)n + 1, t->ctx);
+                if (n > 0)
+                    roo__buf_append(q->json, big, (size_t)n);
+                free(big);
+                if (t->finish && t->deserialize)
+                    t->finish(q->scratch, t->ctx);
+                return;
+            }
+            if (t->finish && t->deserialize)
+                t->finish(q->scratch, t->ctx);
+        }
+    }
+    if (n > 0) {
+        roo__buf_append(q->json, small, (size_t)n);
+        return;
+    }
+    /* No formatter (or it failed): the saved bytes in hex. */
+    roo__buf_append(q->json, "\"", 1);
+    for (size_t i = 0; i < vlen; i++) {
+        char hx[3];
+        snprintf(hx, sizeof(hx), "%02x", val[i]);
+        roo__buf_append(q->json, hx, 2);
+    }
+    roo__buf_append(q->json, "\"", 1);
+}
+
+static int query_scan_cb(void *arg, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                         size_t key_len, const uint8_t *val, size_t val_len)
+{
+    query_out *q = arg;
+
+    (void)partition;
+    if (state_id != q->state_id)
+        return 0;
+    if (q->n >= q->limit) {
+        q->truncated = true;
+        return -1;
+    }
+    query_emit(q, key, key_len, val, val_len);
+    return 0;
+}
+
+/* This worker's committed values: the keys asked for, or all of them (up to a limit). */
+static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
+{
+    roo__engine *e = cl->e;
+    roo__buf json = { 0 };
+    query_out q = { .cl = cl, .json = &json, .limit = 1000000 };
+    size_t sid;
+
+    for (sid = 0; sid < e->app->nstate_types; sid++)
+        if (!req->state[0] || strcmp(e->app->state_types[sid]->name, req->state) == 0)
+            break;
+    if (sid == e->app->nstate_types) {
+        char why[200];
+        snprintf(why, sizeof(why), "no state named '%s' in application '%s'", req->state,
+                 e->app->name);
+        ext_reply(cl, c->id, false, NULL, why);
+        return;
+    }
+    q.t = e->app->state_types[sid];
+    q.state_id = (uint16_t)sid;
+    q.scratch = roo__xcalloc(1, q.t->size);
+    json_fmt(&json, "{\n  \"worker\": ");
+    json_str(&json, cl->name);
+    json_fmt(&json, ",\n  \"state\": ");
+    json_str(&json, q.t->name);
+    json_fmt(&json, ",\n  \"values\": {");
+    if (req->nkeys) {
+        roo__buf val = { 0 };
+        for (size_t i = 0; i < req->nkeys; i++) {
+            const roo__buf *k = &req->keys[i];
+            uint16_t part;
+            if (k->len > ROO_KEY_MAX)
+                continue;
+            part = roo__partition_of(roo__key_hash(k->data, k->len), e->cfg.partitions);
+            val.len = 0;
+            if (roo__store_get_state(e->store, part, (uint16_t)sid, k->data, k->len, &val) == 0)
+                query_emit(&q, k->data, k->len, val.data, val.len);
+        }
+        roo__buf_finish(&val);
+    } else {
+        roo__store_scan(e->store, query_scan_cb, &q);
+    }
+    json_fmt(&json, "\n  },\n  \"count\": %zu,\n  \"truncated\": %s\n}\n", q.n,
+             q.truncated ? "true" : "false");
+    roo__buf_append(&json, "", 1);
+    ext_reply(cl, c->id, true, (const char *)json.data, NULL);
+    roo__buf_finish(&json);
+    free(q.scratch);
+}
+
 static void ext_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
 {
+    roo__ext_request req;
     roo__ext_command cmd;
 
-    if (roo__wire_ext_request_decode(payload, len, &cmd) < 0) {
+    if (roo__wire_ext_request_decode(payload, len, &req) < 0) {
         roo__log_warn("external connection from %s: a %zu-byte frame is not a request; closing "
                       "it",
                       c->fc.peer, len);
         conn_kill(c);
         return;
     }
+    cmd = req.cmd;
+    if (cmd == ROO__EXT_QUERY)
+        ext_query(cl, c, &req);
+    roo__wire_ext_request_finish(&req);
     switch (cmd) {
+    case ROO__EXT_QUERY:
+        break;
     case ROO__EXT_STATUS:
         status_start(cl, c->id, -1, 0);
         break;
@@ -1816,6 +1996,7 @@ static void to_init_connected(roo__fconn *fc, int err)
     m.worker.control_addr = cl->my_control;
     m.worker.data_addr = cl->my_data;
     m.worker.threads = cl->e->nshards;
+    m.worker.external_addr = cl->my_external;
     m.cluster_id = cl->has_topology ? cl->topo.cluster_id : 0;
     roo__log_info("connected to the initializer at %s; identifying as '%s' (control %s, data %s)",
                   fc->peer, cl->name, cl->my_control, cl->my_data);
@@ -1894,7 +2075,8 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
     }
 
     if (cfg->has_external) {
-        rc = listen_at(&cfg->external, &cl->ext_lfd, NULL, 0, "--external", msg, cap);
+        rc = listen_at(&cfg->external, &cl->ext_lfd, cl->my_external, sizeof(cl->my_external),
+                       "--external", msg, cap);
         if (rc < 0)
             return rc;
     }
@@ -1968,7 +2150,8 @@ void roo__cluster_start(roo__engine *e)
     } else if (cl->mode == ROO__STANDALONE ||
                (cl->mode == ROO__INITIALIZER && e->cfg.worker_count == 1)) {
         roo__topology t = { 0 };
-        roo__worker_info me = { (char *)cl->name, cl->my_control, cl->my_data, e->nshards };
+        roo__worker_info me = { (char *)cl->name, cl->my_control, cl->my_data, e->nshards,
+                                cl->my_external };
         t.cluster_id = e->saved_topology ? e->saved_topology->cluster_id : random_id();
         t.app_name = e->app->name;
         t.partitions = e->cfg.partitions;
@@ -1984,7 +2167,8 @@ void roo__cluster_start(roo__engine *e)
         cl->joined = roo__xcalloc(1, sizeof(*cl->joined));
         cl->joined[0].info =
             (roo__worker_info){ roo__xstrdup(cl->name), roo__xstrdup(cl->my_control),
-                                roo__xstrdup(cl->my_data), e->nshards };
+                                roo__xstrdup(cl->my_data), e->nshards,
+                                roo__xstrdup(cl->my_external) };
         cl->njoined = 1;
         roo__log_info("initializer: waiting for %u more worker(s) on control %s (data %s)",
                       e->cfg.worker_count - 1, cl->my_control, cl->my_data);

@@ -175,7 +175,14 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
 done:
     atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
     for (roo__qnode *n = head, *next; n; n = next) {
+        roo__batch *b = (roo__batch *)n;
         next = n->next;
+        /* Its thread may acknowledge what the batch made durable now, not after the sink. */
+        if (b->owner) {
+            b->commit_note.node.kind = ROO__Q_COMMITTED;
+            b->commit_note.batch = b;
+            roo__queue_push(&b->owner->inbox, &b->commit_note.node);
+        }
         roo__queue_push(&e->io_q, n);
     }
     return true;

@@ -107,6 +107,7 @@ enum {
     ROO__Q_ROUTES,       /* io -> shard: a new partition table (where each partition goes) */
     ROO__Q_META,         /* io -> committer -> io: write the identity record, then report */
     ROO__Q_ROUTE_DONE,   /* -> shard: a route buffer of one of its batches is committed there */
+    ROO__Q_COMMITTED,    /* committer -> shard: this batch of yours is committed */
 };
 
 /* A route buffer of batch `batch_seq` is applied and committed where it went. */
@@ -166,6 +167,13 @@ typedef struct roo__batch {
         uint64_t batch_seq;
     } *done;
     uint32_t ndone, done_cap;
+    /* Sent by the committer to the owner right after the commit, while the batch itself goes
+     * on to the io thread: only the sequence number is read from it. */
+    struct roo__commit_note {
+        roo__qnode node;
+        uint64_t seq;
+        struct roo__batch *batch;
+    } commit_note;
     uint64_t outbox_seq;     /* committer: its output's key in the outbox (0: not stored) */
     uint64_t outbox_written; /* every outbox entry up to this one is written: delete them */
     roo__buf out[];            /* one per sink */

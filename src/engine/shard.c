@@ -383,6 +383,7 @@ static void seal(roo__shard *sh)
     collect_remote(sh);
     /* Durable once committed and every route buffer it sent is committed where it went. */
     roo__dur_sealed(&sh->dur, sh->batch_seq, sh->cur_routes);
+    b->commit_note.seq = sh->batch_seq;
     sh->cur_routes = 0;
     for (roo__source_conn *c = sh->conns; c; c = c->next)
         if (c->resumable)
@@ -422,20 +423,29 @@ static void batch_reset(roo__batch *b, size_t nsinks)
 
 static void acks_advance(roo__shard *sh);
 
-static void batch_returned(roo__shard *sh, roo__batch *b)
+/*
+ * The committer committed batch b (which is now on its way to the io thread: read only what
+ * we wrote before sealing it). Route buffers of other threads applied in it are durable here.
+ */
+static void batch_committed_note(roo__shard *sh, struct roo__commit_note *note)
 {
-    /* Written to every sink: it, and every outbox entry before it, may be deleted. */
-    if (b->outbox_seq > sh->outbox_written)
-        sh->outbox_written = b->outbox_seq;
-    /* Committed: route buffers of other threads applied in it are now durable here. */
+    roo__batch *b = note->batch;
+
     for (uint32_t i = 0; i < b->ndone; i++) {
         roo__route_done *d = roo__xmalloc(sizeof(*d));
         d->node.kind = ROO__Q_ROUTE_DONE;
         d->batch_seq = b->done[i].batch_seq;
         roo__queue_push(&b->done[i].origin->inbox, &d->node);
     }
-    roo__dur_returned(&sh->dur, b->seq);
+    roo__dur_returned(&sh->dur, note->seq);
     acks_advance(sh);
+}
+
+static void batch_returned(roo__shard *sh, roo__batch *b)
+{
+    /* Written to every sink: it, and every outbox entry before it, may be deleted. */
+    if (b->outbox_seq > sh->outbox_written)
+        sh->outbox_written = b->outbox_seq;
     batch_reset(b, sh->eng->app->nsinks);
     if (!sh->cur) {
         sh->cur = b;
@@ -906,6 +916,9 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         case ROO__Q_ROUTES:
             roo__shard_set_routes(sh, (roo__routes_msg *)n);
             break;
+        case ROO__Q_COMMITTED:
+            batch_committed_note(sh, (struct roo__commit_note *)n);
+            break;
         case ROO__Q_ROUTE_DONE:
             roo__dur_route_done(&sh->dur, ((roo__route_done *)n)->batch_seq);
             free(n);
@@ -1102,8 +1115,8 @@ void roo__shard_finish(roo__shard *sh)
     /* Messages still queued to us: batches are freed above, the rest here. */
     for (roo__qnode *n = roo__queue_take_all(&sh->inbox), *next; n; n = next) {
         next = n->next;
-        if (n->kind == ROO__Q_BATCH)
-            continue;
+        if (n->kind == ROO__Q_BATCH || n->kind == ROO__Q_COMMITTED)
+            continue; /* both live inside batches, freed above */
         if (n->kind == ROO__Q_ROUTE || n->kind == ROO__Q_ROUTE_RETURN)
             roo__buf_finish(&((roo__route *)n)->data);
         if (n->kind == ROO__Q_CONN)

@@ -236,6 +236,33 @@ int roo__store_meta_put(roo__store *s, const void *p, size_t n)
     return 0;
 }
 
+int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                         size_t key_len, roo__buf *out)
+{
+    uint8_t kb[ROO__STORE_KEY_PREFIX + ROO_KEY_MAX];
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rc;
+
+    if (key_len > ROO_KEY_MAX)
+        return ROO_EKEYSIZE;
+    roo__store_be16(kb, partition);
+    roo__store_be16(kb + 2, state_id);
+    memcpy(kb + ROO__STORE_KEY_PREFIX, key, key_len);
+    k.mv_size = ROO__STORE_KEY_PREFIX + key_len;
+    k.mv_data = kb;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    rc = mdb_get(txn, s->state_dbi, &k, &v);
+    if (rc == 0)
+        roo__buf_append(out, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    return rc ? map_err(s, rc, "mdb_get") : 0;
+}
+
 int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
 {
     MDB_txn *txn;

@@ -52,6 +52,10 @@ int roo__store_count(roo__store *s, uint64_t *ret_entries);
 int roo__store_meta_get(roo__store *s, roo__buf *out);
 int roo__store_meta_put(roo__store *s, const void *p, size_t n);
 
+/* One state record's value (copied into out); -ENOENT if absent. Any thread (read txn). */
+int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                         size_t key_len, roo__buf *out);
+
 /* Visit every state record in key order; stop and return the callback's error if < 0. */
 typedef int (*roo__store_scan_fn)(void *arg, uint16_t partition, uint16_t state_id,
                                   const uint8_t *key, size_t key_len, const uint8_t *val,

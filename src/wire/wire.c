@@ -35,6 +35,7 @@ void roo__worker_info_finish(roo__worker_info *w)
     free(w->name);
     free(w->control_addr);
     free(w->data_addr);
+    free(w->external_addr);
     memset(w, 0, sizeof(*w));
 }
 
@@ -44,6 +45,7 @@ void roo__worker_info_copy(const roo__worker_info *src, roo__worker_info *ret_co
     ret_copy->control_addr = dup_str(src->control_addr);
     ret_copy->data_addr = dup_str(src->data_addr);
     ret_copy->threads = src->threads;
+    ret_copy->external_addr = dup_str(src->external_addr);
 }
 
 void roo__topology_finish(roo__topology *t)
@@ -81,6 +83,7 @@ static void to_pb_worker(const roo__worker_info *w, Roo__WorkerInfo *pb)
     pb->control_addr = w->control_addr;
     pb->data_addr = w->data_addr;
     pb->threads = w->threads;
+    pb->external_addr = w->external_addr ? w->external_addr : (char *)"";
 }
 
 static void to_pb_topology(const roo__topology *t, Roo__Topology *pb, Roo__WorkerInfo **ret_ws,
@@ -102,6 +105,7 @@ static void to_pb_topology(const roo__topology *t, Roo__Topology *pb, Roo__Worke
     pb->workers = wps;
     pb->n_owner = t->partitions;
     pb->owner = t->owner;
+    pb->complete = t->complete;
     *ret_ws = ws;
     *ret_wps = wps;
 }
@@ -112,6 +116,7 @@ static void from_pb_worker(const Roo__WorkerInfo *pb, roo__worker_info *w)
     w->control_addr = dup_str(pb ? pb->control_addr : NULL);
     w->data_addr = dup_str(pb ? pb->data_addr : NULL);
     w->threads = pb ? pb->threads : 0;
+    w->external_addr = dup_str(pb ? pb->external_addr : NULL);
 }
 
 static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
@@ -127,6 +132,7 @@ static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
     t->app_name = dup_str(pb->app_name);
     t->partitions = pb->partitions;
     t->version = pb->version;
+    t->complete = pb->complete;
     t->nworkers = pb->n_workers;
     t->workers = roo__xcalloc(pb->n_workers, sizeof(*t->workers));
     for (size_t i = 0; i < pb->n_workers; i++)
@@ -680,17 +686,32 @@ int roo__wire_source_reply_decode(const uint8_t *p, size_t len, roo__source_repl
 
 /* ---- external ---- */
 
-int roo__wire_ext_request_encode(roo__ext_command cmd, roo__buf *out)
+int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out)
 {
     Roo__ExternalRequest pb = ROO__EXTERNAL_REQUEST__INIT;
+    ProtobufCBinaryData *keys = NULL;
+    int rc;
 
-    pb.command = (Roo__ExternalRequest__Command)cmd;
-    return frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
+    pb.command = (Roo__ExternalRequest__Command)req->cmd;
+    pb.state = req->state ? req->state : (char *)"";
+    if (req->nkeys) {
+        keys = roo__xcalloc(req->nkeys, sizeof(*keys));
+        for (size_t i = 0; i < req->nkeys; i++) {
+            keys[i].data = req->keys[i].data;
+            keys[i].len = req->keys[i].len;
+        }
+    }
+    pb.n_keys = req->nkeys;
+    pb.keys = keys;
+    rc = frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
+    free(keys);
+    return rc;
 }
 
-int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_command *ret_cmd)
+int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request *ret_req)
 {
     Roo__ExternalRequest *pb;
+    roo__ext_request r = { 0 };
     int rc = 0;
 
     if (len > ROO__EXTERNAL_FRAME_MAX)
@@ -700,17 +721,39 @@ int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_command 
         return ROO_EWIRE;
     switch (pb->command) {
     case ROO__EXTERNAL_REQUEST__COMMAND__STATUS:
-        *ret_cmd = ROO__EXT_STATUS;
+        r.cmd = ROO__EXT_STATUS;
         break;
     case ROO__EXTERNAL_REQUEST__COMMAND__SHUTDOWN:
-        *ret_cmd = ROO__EXT_SHUTDOWN;
+        r.cmd = ROO__EXT_SHUTDOWN;
+        break;
+    case ROO__EXTERNAL_REQUEST__COMMAND__QUERY:
+        r.cmd = ROO__EXT_QUERY;
         break;
     default:
         rc = ROO_EWIRE;
         break;
     }
+    if (rc == 0) {
+        r.state = dup_str(pb->state);
+        r.nkeys = pb->n_keys;
+        r.keys = roo__xcalloc(pb->n_keys ? pb->n_keys : 1, sizeof(*r.keys));
+        for (size_t i = 0; i < pb->n_keys; i++)
+            if (pb->keys[i].len)
+                roo__buf_append(&r.keys[i], pb->keys[i].data, pb->keys[i].len);
+    }
     roo__external_request__free_unpacked(pb, NULL);
+    if (rc == 0)
+        *ret_req = r;
     return rc;
+}
+
+void roo__wire_ext_request_finish(roo__ext_request *req)
+{
+    for (size_t i = 0; i < req->nkeys; i++)
+        roo__buf_finish(&req->keys[i]);
+    free(req->keys);
+    free(req->state);
+    memset(req, 0, sizeof(*req));
 }
 
 int roo__wire_ext_reply_encode(bool ok, const char *json, const char *error, roo__buf *out)

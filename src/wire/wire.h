@@ -32,6 +32,7 @@ typedef struct roo__worker_info {
     char *control_addr;
     char *data_addr;
     uint32_t threads;
+    char *external_addr; /* "" when the worker has no --external */
 } roo__worker_info;
 
 typedef struct roo__topology {
@@ -42,6 +43,7 @@ typedef struct roo__topology {
     size_t nworkers;
     uint32_t *owner; /* partitions entries */
     uint64_t version;
+    bool complete; /* formation finished: every worker had the table */
 } roo__topology;
 
 void roo__topology_finish(roo__topology *t);
@@ -196,10 +198,20 @@ int roo__wire_source_reply_decode(const uint8_t *p, size_t len, roo__source_repl
 typedef enum roo__ext_command {
     ROO__EXT_STATUS = 0,
     ROO__EXT_SHUTDOWN = 1,
+    ROO__EXT_QUERY = 2,
 } roo__ext_command;
 
-int roo__wire_ext_request_encode(roo__ext_command cmd, roo__buf *out);
-int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_command *ret_cmd);
+typedef struct roo__ext_request {
+    roo__ext_command cmd;
+    roo__buf *keys; /* QUERY: the keys asked for (none: all) */
+    size_t nkeys;
+    char *state;    /* QUERY: state type name, "" for the first */
+} roo__ext_request;
+
+int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out);
+/* On success *ret_req owns its keys and state (release with roo__wire_ext_request_finish). */
+int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request *ret_req);
+void roo__wire_ext_request_finish(roo__ext_request *req);
 int roo__wire_ext_reply_encode(bool ok, const char *json, const char *error, roo__buf *out);
 /* *ret_json / *ret_error are malloc'ed (possibly empty strings); free them. */
 int roo__wire_ext_reply_decode(const uint8_t *p, size_t len, bool *ret_ok, char **ret_json,

@@ -10,7 +10,7 @@ watchdog 180
 OUT=$(free_port)
 setup_cluster "$ALPHABET" 3 "$OUT"
 "$SENDER" --dry-run --messages 800000 --seed 91 --save "$T/v.bin" --expected "$T/v.json" --quiet
-start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/v.json" --idle-exit 4 \
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/v.json" --allow-repeats --idle-exit 4 \
     --timeout 120 --quiet
 wait_log recv 'listening on' 10
 for i in 0 1 2; do run_worker "$i" "w$i"; done

@@ -65,7 +65,7 @@ start() {
     shift
     "$@" >"$T/$name.log" 2>&1 &
     PIDS[$name]=$!
-    printf -v "PID_$name" '%s' "$!"
+    printf -v "PID_${name//[^A-Za-z0-9_]/_}" '%s' "$!"
 }
 
 alive() { kill -0 "${PIDS[$1]}" 2>/dev/null; }
