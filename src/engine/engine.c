@@ -321,6 +321,15 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     for (unsigned i = 0; i < e->nshards; i++)
         e->shards[i].partitions = e->cfg.partitions;
     t0 = roo__now_ns();
+    {
+        /* Size each thread's index once for what the store holds: no regrowth while loading. */
+        uint64_t stored = 0;
+        if (roo__store_count(e->store, &stored) == 0 && stored > 100000)
+            roo__store_prefault(e->store);
+        if (stored)
+            for (unsigned i = 0; i < e->nshards; i++)
+                roo__table_reserve(e->shards[i].table, (size_t)(stored / e->nshards + 1024));
+    }
     rctx = (recover_ctx){ e, msg, cap };
     rc = roo__store_scan(e->store, recover_one, &rctx);
     if (rc < 0) {

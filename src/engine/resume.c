@@ -1,135 +1,110 @@
-/* resume.c: dedup high-water marks per (stream, partition) and batch durability tracking. */
+/* resume.c: dedup high-water marks per (stream, partition) and batch durability tracking.
+ *
+ * Marks are kept per stream as an array indexed by partition: messages of one frame (and
+ * of consecutive frames) come from the same stream, so after a one-entry cache hit the
+ * lookup is a plain index, with no hashing per message.
+ */
 #include "engine/resume.h"
 
 #include <stdlib.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 typedef struct mark {
-    uint64_t stream; /* 0: empty slot */
-    uint64_t offset;
+    uint64_t offset; /* UINT64_MAX: nothing applied yet */
     uint32_t sub;
-    uint16_t partition;
     bool dirty;
 } mark;
 
+typedef struct stream_marks {
+    uint64_t stream;
+    mark *marks;       /* nparts entries, grown on demand */
+    uint32_t nparts;
+    uint16_t *dirty;   /* partitions changed since the last flush */
+    uint32_t ndirty, dirty_cap;
+} stream_marks;
+
 struct roo__dedup {
-    mark *slots;
-    size_t mask;
-    size_t count;
-    uint32_t *dirty; /* slot indexes changed since the last flush */
-    size_t ndirty, dirty_cap;
+    stream_marks *streams;
+    size_t nstreams, cap;
+    stream_marks *last; /* cache: the stream of the previous lookup */
 };
 
 roo__dedup *roo__dedup_create(void)
 {
-    roo__dedup *d = roo__xcalloc(1, sizeof(*d));
-
-    d->mask = 63;
-    d->slots = roo__xcalloc(d->mask + 1, sizeof(mark));
-    return d;
+    return roo__xcalloc(1, sizeof(roo__dedup));
 }
 
 void roo__dedup_destroy(roo__dedup *d)
 {
     if (!d)
         return;
-    free(d->slots);
-    free(d->dirty);
+    for (size_t i = 0; i < d->nstreams; i++) {
+        free(d->streams[i].marks);
+        free(d->streams[i].dirty);
+    }
+    free(d->streams);
     free(d);
 }
 
-static size_t slot_of(uint64_t stream, uint16_t partition)
+static stream_marks *find_stream(roo__dedup *d, uint64_t stream)
 {
-    uint64_t k[2] = { stream, partition };
-    return (size_t)XXH3_64bits(k, sizeof(k));
-}
-
-static void grow(roo__dedup *d)
-{
-    size_t ncap = (d->mask + 1) * 2;
-    mark *ns = roo__xcalloc(ncap, sizeof(mark));
-
-    /* Slot indexes change: remember the dirty marks by flag, rebuild the list after. */
-    for (size_t i = 0; i <= d->mask; i++) {
-        mark *m = &d->slots[i];
-        if (!m->stream)
-            continue;
-        for (size_t j = slot_of(m->stream, m->partition) & (ncap - 1);; j = (j + 1) & (ncap - 1)) {
-            if (!ns[j].stream) {
-                ns[j] = *m;
-                break;
-            }
+    if (ROO__LIKELY(d->last && d->last->stream == stream))
+        return d->last;
+    for (size_t i = 0; i < d->nstreams; i++) {
+        if (d->streams[i].stream == stream) {
+            d->last = &d->streams[i];
+            return d->last;
         }
     }
-    free(d->slots);
-    d->slots = ns;
-    d->mask = ncap - 1;
-    d->ndirty = 0;
-    for (size_t i = 0; i <= d->mask; i++) {
-        if (d->slots[i].stream && d->slots[i].dirty) {
-            if (d->ndirty == d->dirty_cap) {
-                d->dirty_cap = d->dirty_cap ? d->dirty_cap * 2 : 64;
-                d->dirty = roo__xrealloc(d->dirty, d->dirty_cap * sizeof(*d->dirty));
-            }
-            d->dirty[d->ndirty++] = (uint32_t)i;
-        }
+    if (d->nstreams == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 8;
+        d->streams = roo__xrealloc(d->streams, d->cap * sizeof(*d->streams));
     }
+    d->last = &d->streams[d->nstreams++];
+    memset(d->last, 0, sizeof(*d->last));
+    d->last->stream = stream;
+    return d->last;
 }
 
-static mark *lookup(roo__dedup *d, uint64_t stream, uint16_t partition, bool create)
+static mark *find_mark(stream_marks *s, uint16_t partition)
 {
-    size_t i;
-
-    if (create && (d->count + 1) * 10 > (d->mask + 1) * 7)
-        grow(d);
-    for (i = slot_of(stream, partition) & d->mask;; i = (i + 1) & d->mask) {
-        mark *m = &d->slots[i];
-        if (m->stream == stream && m->partition == partition)
-            return m;
-        if (!m->stream) {
-            if (!create)
-                return NULL;
-            m->stream = stream;
-            m->partition = partition;
-            m->offset = UINT64_MAX; /* nothing applied yet */
-            d->count++;
-            return m;
-        }
+    if (ROO__UNLIKELY(partition >= s->nparts)) {
+        uint32_t n = s->nparts ? s->nparts : 256;
+        while (n <= partition)
+            n *= 2;
+        s->marks = roo__xrealloc(s->marks, n * sizeof(mark));
+        for (uint32_t p = s->nparts; p < n; p++)
+            s->marks[p] = (mark){ UINT64_MAX, 0, false };
+        s->nparts = n;
     }
-}
-
-static void set_dirty(roo__dedup *d, mark *m)
-{
-    if (m->dirty)
-        return;
-    m->dirty = true;
-    if (d->ndirty == d->dirty_cap) {
-        d->dirty_cap = d->dirty_cap ? d->dirty_cap * 2 : 64;
-        d->dirty = roo__xrealloc(d->dirty, d->dirty_cap * sizeof(*d->dirty));
-    }
-    d->dirty[d->ndirty++] = (uint32_t)(m - d->slots);
+    return &s->marks[partition];
 }
 
 bool roo__dedup_check(roo__dedup *d, uint64_t stream, uint16_t partition, uint64_t offset,
                       uint32_t sub)
 {
-    mark *m = lookup(d, stream, partition, true);
+    stream_marks *s = find_stream(d, stream);
+    mark *m = find_mark(s, partition);
 
     if (m->offset != UINT64_MAX &&
         (offset < m->offset || (offset == m->offset && sub <= m->sub)))
         return true;
     m->offset = offset;
     m->sub = sub;
-    set_dirty(d, m);
+    if (!m->dirty) {
+        m->dirty = true;
+        if (s->ndirty == s->dirty_cap) {
+            s->dirty_cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
+            s->dirty = roo__xrealloc(s->dirty, s->dirty_cap * sizeof(*s->dirty));
+        }
+        s->dirty[s->ndirty++] = partition;
+    }
     return false;
 }
 
 void roo__dedup_load(roo__dedup *d, uint64_t stream, uint16_t partition, uint64_t offset,
                      uint32_t sub)
 {
-    mark *m = lookup(d, stream, partition, true);
+    mark *m = find_mark(find_stream(d, stream), partition);
 
     m->offset = offset;
     m->sub = sub;
@@ -137,18 +112,22 @@ void roo__dedup_load(roo__dedup *d, uint64_t stream, uint16_t partition, uint64_
 
 void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg)
 {
-    for (size_t i = 0; i < d->ndirty; i++) {
-        mark *m = &d->slots[d->dirty[i]];
-        uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
+    for (size_t i = 0; i < d->nstreams; i++) {
+        stream_marks *s = &d->streams[i];
+        for (uint32_t k = 0; k < s->ndirty; k++) {
+            uint16_t p = s->dirty[k];
+            mark *m = &s->marks[p];
+            uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
 
-        roo__store_be64(key, m->stream);
-        roo__store_be16(key + 8, m->partition);
-        roo__store_be64(val, m->offset);
-        roo__store_be32(val + 8, m->sub);
-        fn(arg, key, sizeof(key), val, sizeof(val));
-        m->dirty = false;
+            roo__store_be64(key, s->stream);
+            roo__store_be16(key + 8, p);
+            roo__store_be64(val, m->offset);
+            roo__store_be32(val + 8, m->sub);
+            fn(arg, key, sizeof(key), val, sizeof(val));
+            m->dirty = false;
+        }
+        s->ndirty = 0;
     }
-    d->ndirty = 0;
 }
 
 /* ---- durability ---- */

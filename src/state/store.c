@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,6 +172,21 @@ void roo__store_close(roo__store *s)
 const char *roo__store_errmsg(const roo__store *s)
 {
     return s->errmsg;
+}
+
+void roo__store_prefault(roo__store *s)
+{
+#ifdef MADV_POPULATE_READ
+    MDB_envinfo info;
+    MDB_stat st;
+
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st) || !info.me_mapaddr)
+        return;
+    /* Older kernels answer EINVAL: then pages simply fault in one by one. */
+    madvise(info.me_mapaddr, (size_t)(info.me_last_pgno + 1) * st.ms_psize, MADV_POPULATE_READ);
+#else
+    (void)s;
+#endif
 }
 
 uint64_t roo__store_map_size(const roo__store *s)

@@ -2,8 +2,43 @@
 #include "state/table.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #define ARENA_CHUNK (256u * 1024u)
+#define HUGE (2u * 1024u * 1024u)
+
+/*
+ * Big tables (a million keys is 100 MiB) live in 2 MiB huge pages where the kernel allows:
+ * a page fault costs microseconds here, and 4 KiB pages would take one per 4 KiB touched.
+ */
+static void *big_alloc(size_t n, bool zero)
+{
+    void *p;
+
+    if (n < HUGE) {
+        p = zero ? roo__xcalloc(1, n) : roo__xmalloc(n);
+        return p;
+    }
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        roo__log_error("out of memory mapping %zu bytes; aborting", n);
+        abort();
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p; /* anonymous mappings start zeroed */
+}
+
+static void big_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < HUGE)
+        free(p);
+    else
+        munmap(p, n);
+}
 
 typedef struct roo__arena_chunk {
     struct roo__arena_chunk *next;
@@ -38,9 +73,9 @@ void roo__table_destroy(roo__table *t, roo__entry_fn finish, void *arg)
         roo__table_walk(t, finish, arg);
     for (arena_chunk *c = t->chunks, *next; c; c = next) {
         next = c->next;
-        free(c);
+        big_free(c, sizeof(*c) + c->cap);
     }
-    free(t->slots);
+    big_free(t->slots, (t->mask + 1) * sizeof(slot));
     free(t);
 }
 
@@ -49,10 +84,26 @@ size_t roo__table_count(const roo__table *t)
     return t->count;
 }
 
+static void grow_index_to(roo__table *t, size_t ncap);
+
 static void grow_index(roo__table *t)
 {
-    size_t ncap = (t->mask + 1) * 2;
-    slot *ns = roo__xcalloc(ncap, sizeof(slot));
+    grow_index_to(t, (t->mask + 1) * 2);
+}
+
+void roo__table_reserve(roo__table *t, size_t n)
+{
+    size_t cap = t->mask + 1;
+
+    while (n * 10 > cap * 7)
+        cap *= 2;
+    if (cap > t->mask + 1)
+        grow_index_to(t, cap);
+}
+
+static void grow_index_to(roo__table *t, size_t ncap)
+{
+    slot *ns = big_alloc(ncap * sizeof(slot), true);
 
     for (size_t i = 0; i <= t->mask; i++) {
         slot *s = &t->slots[i];
@@ -65,7 +116,7 @@ static void grow_index(roo__table *t)
             }
         }
     }
-    free(t->slots);
+    big_free(t->slots, (t->mask + 1) * sizeof(slot));
     t->slots = ns;
     t->mask = ncap - 1;
 }
@@ -77,8 +128,10 @@ static void *arena_alloc(roo__table *t, size_t n)
 
     n = ROO__ALIGN8(n);
     if (!c || c->cap - c->used < n) {
-        size_t cap = ROO__MAX((size_t)ARENA_CHUNK, n);
-        c = roo__xmalloc(sizeof(*c) + cap);
+        /* Small tables take small chunks; big ones whole huge pages. */
+        size_t unit = t->count > 16384 ? HUGE : ARENA_CHUNK;
+        size_t cap = ROO__MAX(unit, n + sizeof(*c)) - sizeof(*c);
+        c = big_alloc(sizeof(*c) + cap, false);
         c->cap = cap;
         c->used = 0;
         c->next = t->chunks;

@@ -99,6 +99,9 @@ roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id, u
 
 size_t roo__table_count(const roo__table *t);
 
+/* Make room for n entries in all, so that inserting them never regrows the index. */
+void roo__table_reserve(roo__table *t, size_t n);
+
 /* Visit every entry (no inserts during the walk). */
 void roo__table_walk(const roo__table *t, roo__entry_fn fn, void *arg);
 
