@@ -185,11 +185,19 @@ typedef struct roo__batch {
  *   OFFSET  SIZE  DESCRIPTION
  *   0       4     stage index; bit 31 set: an identity follows
  *   4       4     message length L
- *   8       24    (with identity) u64 stream | u64 frame offset | u32 position | u32 0
- *   8 / 32  L     message, then padding to 8 bytes
+ *   8       8     (with identity) u32 frame offset - base | u32 position in the frame
+ *   8 / 16  L     message, then padding to 8 bytes
+ *
+ * Identities are relative to the latest stream record in the same buffer:
+ *
+ *   0       4     0xFFFFFFFF (ROO__ROUTE_STREAM)
+ *   4       4     16
+ *   8       8     u64 stream
+ *   16      8     u64 base frame offset
  */
 #define ROO__ROUTE_ID_FLAG 0x80000000u
-#define ROO__ROUTE_ID_LEN 24
+#define ROO__ROUTE_ID_LEN 8
+#define ROO__ROUTE_STREAM 0xFFFFFFFFu
 typedef struct roo__route {
     roo__qnode node;
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
@@ -198,6 +206,8 @@ typedef struct roo__route {
     uint32_t worker; /* destination worker index (remote routes); sender (from a peer) */
     uint32_t thread; /* destination thread on that worker */
     uint64_t batch_seq; /* the origin thread's batch it belongs to (durability) */
+    uint64_t id_stream; /* the stream record in force while filling (0: none yet) */
+    uint64_t id_base;
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;

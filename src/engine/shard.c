@@ -134,9 +134,26 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->from = sh;
         r->data.len = 0;
         r->nmsgs = 0;
+        r->id_stream = 0;
         r->worker = sh->dests[dest].worker;
         r->thread = sh->dests[dest].thread;
         sh->route_out[dest] = r;
+    }
+    if (id && (id->stream != r->id_stream || id->offset < r->id_base ||
+               id->offset - r->id_base > UINT32_MAX)) {
+        /* A stream record: the identities that follow are relative to it. */
+        p = roo__buf_reserve(&r->data, 24);
+        roo__store_le32(p, ROO__ROUTE_STREAM);
+        roo__store_le32(p + 4, 16);
+        roo__store_le32(p + 8, (uint32_t)id->stream);
+        roo__store_le32(p + 12, (uint32_t)(id->stream >> 32));
+        roo__store_le32(p + 16, (uint32_t)id->offset);
+        roo__store_le32(p + 20, (uint32_t)(id->offset >> 32));
+        r->data.len += 24;
+        if (dest >= sh->eng->nshards)
+            sh->remote_bytes += 24;
+        r->id_stream = id->stream;
+        r->id_base = id->offset;
     }
     /* Records are little-endian on the wire (they cross to other workers as they are). */
     p = roo__buf_reserve(&r->data, rec);
@@ -145,13 +162,8 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     roo__store_le32(p, si | (id ? ROO__ROUTE_ID_FLAG : 0));
     roo__store_le32(p + 4, (uint32_t)len);
     if (id) {
-        uint8_t *q = p + 8;
-        roo__store_le32(q, (uint32_t)id->stream);
-        roo__store_le32(q + 4, (uint32_t)(id->stream >> 32));
-        roo__store_le32(q + 8, (uint32_t)id->offset);
-        roo__store_le32(q + 12, (uint32_t)(id->offset >> 32));
-        roo__store_le32(q + 16, id->sub);
-        roo__store_le32(q + 20, 0);
+        roo__store_le32(p + 8, (uint32_t)(id->offset - r->id_base));
+        roo__store_le32(p + 12, id->sub);
     }
     memcpy(p + 8 + idlen, msg, len);
     r->data.len += rec;
@@ -173,7 +185,6 @@ static void mark_dirty(roo__shard *sh, roo__entry *e)
 static inline __attribute__((always_inline)) void
 state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len)
 {
-    roo__engine *eng = sh->eng;
     uint8_t key[ROO_KEY_MAX];
     roo_emitter em = { sh, st->next };
     roo__entry *e;
@@ -189,7 +200,6 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
     }
     h = roo__key_hash(key, (size_t)kl);
     part = roo__partition_of(h, sh->partitions);
-    (void)eng;
     owner = sh->part_dest[part];
     if (ROO__UNLIKELY(sh->id.stream)) {
         /* From a resumable stream: number it, then apply it only once. */
@@ -821,16 +831,24 @@ static void process_route(roo__shard *sh, roo__route *r)
 {
     const uint8_t *p = r->data.data, *end = p + r->data.len;
 
+    uint64_t stream = 0, base = 0;
+
     while (p < end) {
         uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
         size_t idlen = 0;
+        if (si == ROO__ROUTE_STREAM) {
+            stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
+            base = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
+            p += 24;
+            continue;
+        }
         if (si & ROO__ROUTE_ID_FLAG) {
             /* The message's identity travels with it; do not number it again here. */
             si &= ~ROO__ROUTE_ID_FLAG;
             idlen = ROO__ROUTE_ID_LEN;
-            sh->id.stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
-            sh->id.offset = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
-            sh->id.sub = roo__load_le32(p + 24);
+            sh->id.stream = stream;
+            sh->id.offset = base + roo__load_le32(p + 8);
+            sh->id.sub = roo__load_le32(p + 12);
             sh->id_fixed = true;
         }
         run_stage(sh, si, p + 8 + idlen, len);
