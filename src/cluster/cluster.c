@@ -1525,12 +1525,14 @@ static void query_emit(query_out *q, const uint8_t *key, size_t klen, const uint
     json_fmt(q->json, ": ");
     q->n++;
     if (t->format) {
-        const void *obj = val;
+        /* The callback gets an aligned object, as everywhere else: never LMDB's bytes. */
+        const void *obj = NULL;
         if (t->deserialize) {
             memset(q->scratch, 0, t->size);
             obj = t->deserialize(q->scratch, val, vlen, t->ctx) == 0 ? q->scratch : NULL;
-        } else if (vlen != t->size) {
-            obj = NULL;
+        } else if (vlen == t->size) {
+            memcpy(q->scratch, val, vlen);
+            obj = q->scratch;
         }
         if (obj) {
             n = t->format(obj, small, sizeof(small), t->ctx);
