@@ -67,8 +67,8 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline,
-                   bool *ret_ok, char **ret_json, char **ret_error)
+static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
+                   char **ret_json, char **ret_error)
 {
     roo__buf out = { 0 }, in = { 0 };
     size_t off = 0;
@@ -258,15 +258,19 @@ int main(int argc, char **argv)
             break;
         case 't':
             if (roo__parse_uint(optarg, 1, 3600, &timeout) < 0) {
-                fprintf(stderr, "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
-                                "(see --help)\n", optarg);
+                fprintf(stderr,
+                        "roo-ctl: --timeout: '%s' is not a number of seconds in 1..3600 "
+                        "(see --help)\n",
+                        optarg);
                 return 2;
             }
             break;
         case 'w':
             if (roo__parse_uint(optarg, 1, 3600, &wait_ready) < 0) {
-                fprintf(stderr, "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
-                                "1..3600 (see --help)\n", optarg);
+                fprintf(stderr,
+                        "roo-ctl: --wait-ready: '%s' is not a number of seconds in "
+                        "1..3600 (see --help)\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -298,7 +302,8 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[optind], "query") == 0) {
         req.cmd = ROO__EXT_QUERY;
     } else {
-        fprintf(stderr, "roo-ctl: unknown command '%s': use status, query or shutdown (see --help)\n",
+        fprintf(stderr,
+                "roo-ctl: unknown command '%s': use status, query or shutdown (see --help)\n",
                 argv[optind]);
         return 2;
     }

@@ -67,7 +67,7 @@ typedef struct peer {
         size_t end;
         struct roo__shard *origin; /* told when the peer has committed it */
         uint64_t batch_seq;
-    } *frames;
+    } * frames;
     size_t frames_cap, frames_head, frames_len;
     uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
     uint64_t *out_acked; /* per thread of the peer: acknowledged through */
@@ -547,8 +547,7 @@ static void peer_data_connected(roo__fconn *fc, int err)
     roo__wire_data_hello_encode(&h, roo__fconn_outbuf(fc));
     /* Everything not acknowledged goes again: the peer drops what it already applied. */
     if (backlog_live(p))
-        roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head,
-                        backlog_live(p));
+        roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
     p->data_open = true;
     peer_pump(p);
     check_conns_ready(cl);

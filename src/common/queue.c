@@ -76,17 +76,9 @@ roo__qnode *roo__queue_take_all(roo__queue *q)
 roo__qnode *roo__queue_wait_all(roo__queue *q, int timeout_ms)
 {
     roo__qnode *head;
-    struct timespec deadline;
+    struct timespec deadline =
+        roo__timespec_after(CLOCK_MONOTONIC, timeout_ms >= 0 ? timeout_ms : 0);
 
-    if (timeout_ms >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
     pthread_mutex_lock(&q->lock);
     while (!q->head) {
         if (timeout_ms < 0) {

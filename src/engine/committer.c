@@ -36,8 +36,7 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
         if (!b->out[i].len)
             continue;
         outbox_key(key, (uint32_t)i, b->outbox_seq);
-        rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), b->out[i].data,
-                                b->out[i].len);
+        rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), b->out[i].data, b->out[i].len);
         if (rc < 0)
             return rc;
     }

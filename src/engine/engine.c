@@ -156,8 +156,8 @@ static int recover_link(void *arg, const uint8_t *key, size_t key_len, const uin
 
     if (key_len < 5 || key_len - 4 >= sizeof(l->peer) || val_len != 16)
         return 0; /* not ours to judge: skip */
-    e->recovered_links = roo__xrealloc(e->recovered_links,
-                                       (e->nrecovered_links + 1) * sizeof(*e->recovered_links));
+    e->recovered_links =
+        roo__xrealloc(e->recovered_links, (e->nrecovered_links + 1) * sizeof(*e->recovered_links));
     l = &e->recovered_links[e->nrecovered_links++];
     memcpy(l->peer, key, key_len - 4);
     l->peer[key_len - 4] = '\0';
@@ -411,16 +411,10 @@ void roo__engine_request_stop(roo__engine *e)
 
 bool roo__engine_wait_done(roo__engine *e, int timeout_ms)
 {
-    struct timespec deadline;
+    struct timespec deadline =
+        roo__timespec_after(CLOCK_REALTIME, timeout_ms >= 0 ? timeout_ms : 0);
     bool done;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&e->done_lock);
     while (!e->done) {
         if (timeout_ms < 0)

@@ -16,9 +16,9 @@ typedef struct mark {
 
 typedef struct stream_marks {
     uint64_t stream;
-    mark *marks;       /* nparts entries, grown on demand */
+    mark *marks; /* nparts entries, grown on demand */
     uint32_t nparts;
-    uint16_t *dirty;   /* partitions changed since the last flush */
+    uint16_t *dirty; /* partitions changed since the last flush */
     uint32_t ndirty, dirty_cap;
 } stream_marks;
 
@@ -85,8 +85,7 @@ bool roo__dedup_check(roo__dedup *d, uint64_t stream, uint16_t partition, uint64
     stream_marks *s = find_stream(d, stream);
     mark *m = find_mark(s, partition);
 
-    if (m->offset != UINT64_MAX &&
-        (offset < m->offset || (offset == m->offset && sub <= m->sub)))
+    if (m->offset != UINT64_MAX && (offset < m->offset || (offset == m->offset && sub <= m->sub)))
         return true;
     m->offset = offset;
     m->sub = sub;

@@ -52,7 +52,7 @@ typedef struct roo__durability {
         uint64_t batch_seq;
         uint32_t routes_pending; /* route buffers sent, not yet committed where they went */
         bool returned;           /* the batch itself committed (and came back) */
-    } *recs;
+    } * recs;
     size_t cap, head, len;
     uint64_t durable_seq; /* every batch up to this one is durable */
 } roo__durability;

@@ -46,7 +46,7 @@ struct roo__source_conn {
     struct conn_mark {
         uint64_t batch_seq;
         uint64_t offset; /* frames below it were read by the end of that batch */
-    } *marks;
+    } * marks;
     size_t marks_cap, marks_head, marks_len;
     roo__buf wbuf;
 };
@@ -619,7 +619,8 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
                                        sizeof(c->stream_name), &next);
     if (rc < 0) {
         roo__log_warn("source '%s': connection from %s: malformed resumable hello; closing the "
-                      "connection", c->pipeline->name, c->peer);
+                      "connection",
+                      c->pipeline->name, c->peer);
         conn_reply(c, ROO__SRC_REFUSED, 0, "malformed hello");
         return rc;
     }
@@ -630,7 +631,8 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
     rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
     if (rc < 0) {
         roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
-                      "the connection", c->pipeline->name, c->peer, roo_strerror(rc));
+                      "the connection",
+                      c->pipeline->name, c->peer, roo_strerror(rc));
         return rc;
     }
     roo__log_info("source '%s': connection from %s continues stream '%s' at frame %llu",
@@ -642,8 +644,9 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
 /* At a seal: frames below next_offset were read by the end of batch batch_seq. */
 static void conn_mark(roo__source_conn *c, uint64_t batch_seq)
 {
-    uint64_t last = c->marks_len ? c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap].offset
-                                 : c->acked;
+    uint64_t last = c->marks_len
+                        ? c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap].offset
+                        : c->acked;
 
     if (c->next_offset <= last)
         return;

@@ -279,7 +279,8 @@ int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, c
     return rc ? map_err(s, rc, "mdb_get") : 0;
 }
 
-int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
+/* Visit every record of one database in key order, in a short read transaction. */
+static int scan_dbi(roo__store *s, MDB_dbi dbi, roo__store_kv_fn fn, void *arg)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -288,44 +289,7 @@ int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
 
     if (rc)
         return map_err(s, rc, "mdb_txn_begin");
-    rc = mdb_cursor_open(txn, s->state_dbi, &cur);
-    if (rc) {
-        mdb_txn_abort(txn);
-        return map_err(s, rc, "mdb_cursor_open");
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const uint8_t *kp = k.mv_data;
-        int crc;
-        if (k.mv_size < ROO__STORE_KEY_PREFIX) {
-            snprintf(s->errmsg, sizeof(s->errmsg), "state record with a %zu-byte key", k.mv_size);
-            crc = ROO_ESTATE;
-        } else {
-            crc = fn(arg, roo__load_be16(kp), roo__load_be16(kp + 2), kp + ROO__STORE_KEY_PREFIX,
-                     k.mv_size - ROO__STORE_KEY_PREFIX, v.mv_data, v.mv_size);
-        }
-        if (crc < 0) {
-            mdb_cursor_close(cur);
-            mdb_txn_abort(txn);
-            return crc;
-        }
-    }
-    rc = rc == MDB_NOTFOUND ? 0 : map_err(s, rc, "mdb_cursor_get");
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc;
-}
-
-int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-
-    if (rc)
-        return map_err(s, rc, "mdb_txn_begin");
-    rc = mdb_cursor_open(txn, s->dbis[db], &cur);
+    rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc) {
         mdb_txn_abort(txn);
         return map_err(s, rc, "mdb_cursor_open");
@@ -343,6 +307,37 @@ int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+typedef struct state_scan {
+    roo__store *s;
+    roo__store_scan_fn fn;
+    void *arg;
+} state_scan;
+
+/* A state record's key is partition | state id | application key: split it. */
+static int state_record(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                        size_t val_len)
+{
+    state_scan *ss = arg;
+
+    if (key_len < ROO__STORE_KEY_PREFIX) {
+        snprintf(ss->s->errmsg, sizeof(ss->s->errmsg), "state record with a %zu-byte key", key_len);
+        return ROO_ESTATE;
+    }
+    return ss->fn(ss->arg, roo__load_be16(key), roo__load_be16(key + 2),
+                  key + ROO__STORE_KEY_PREFIX, key_len - ROO__STORE_KEY_PREFIX, val, val_len);
+}
+
+int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
+{
+    state_scan ss = { s, fn, arg };
+    return scan_dbi(s, s->state_dbi, state_record, &ss);
+}
+
+int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg)
+{
+    return scan_dbi(s, s->dbis[db], fn, arg);
 }
 
 int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
