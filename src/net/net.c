@@ -58,6 +58,11 @@ int roo__addr_list_parse(const char *s, roo__addr **ret_addrs, size_t *ret_n)
     /* strsep, not strtok: an empty member ("a:1,,b:2", a trailing comma) is a typo that
      * must not silently shorten the list. */
     while ((tok = strsep(&rest, ",")) != NULL) {
+        /* "a:1, b:2" (a config file's habit) is fine; the blanks are not part of a host. */
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        for (char *e = tok + strlen(tok); e > tok && (e[-1] == ' ' || e[-1] == '\t');)
+            *--e = '\0';
         v = roo__xrealloc(v, (n + 1) * sizeof(*v));
         rc = roo__addr_parse(tok, &v[n]);
         if (rc < 0)

@@ -1,10 +1,15 @@
-/* config.c: command-line parsing for workers, with Wallaroo's flag names. */
+/*
+ * config.c: the worker's settings, from Wallaroo-style flags and from an optional INI file
+ * (--config FILE, read with libinih) whose keys are the long flag names; flags win.
+ */
 #include "worker/config.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <strings.h>
 
 enum {
     OPT_THREADS = 1000,
@@ -17,6 +22,7 @@ enum {
     OPT_SINK_REPLAY,
     OPT_SHUTDOWN_TIMEOUT,
     OPT_LINK_BACKLOG,
+    OPT_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -43,6 +49,7 @@ static const struct option long_opts[] = {
     { "sink-replay", required_argument, NULL, OPT_SINK_REPLAY },
     { "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
     { "link-backlog", required_argument, NULL, OPT_LINK_BACKLOG },
+    { "config", required_argument, NULL, OPT_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -90,14 +97,23 @@ void roo__config_usage(FILE *f, const char *p)
         "                               even when commits lag (default 4M)\n"
         "      --batches N              batches per thread; when all wait for a commit or a sink,\n"
         "                               sources are paused (default %u)\n"
-        "      --sink-replay BYTES      output kept to resend after a sink connection breaks, since\n"
-        "                               a sink that died may not have read it (default 16M; 0 disables)\n"
-        "      --link-backlog BYTES     per other worker: messages sent and not yet committed there,\n"
-        "                               kept to send again if it restarts; when full, sources pause\n"
+        "      --sink-replay BYTES      output kept to resend after a sink connection breaks, "
+        "since\n"
+        "                               a sink that died may not have read it (default 16M; 0 "
+        "disables)\n"
+        "      --link-backlog BYTES     per other worker: messages sent and not yet committed "
+        "there,\n"
+        "                               kept to send again if it restarts; when full, sources "
+        "pause\n"
         "                               (default 32M)\n"
         "      --shutdown-timeout SECS  how long SIGTERM waits for sinks to take held output\n"
         "                               (default %u)\n"
         "      --log-level LEVEL        error, warn, info or debug (default info)\n"
+        "\n"
+        "Config file:\n"
+        "      --config FILE            read settings from an INI file: keys are the long flag\n"
+        "                               names; [cluster] is shared, [worker NAME] is for the\n"
+        "                               worker NAME only; flags override the file\n"
         "\n"
         "  -h, --help                   show this help\n"
         "  -V, --version                show the version\n"
@@ -180,12 +196,244 @@ static bool valid_name(const char *s)
     return true;
 }
 
+/*
+ * Set one option from its value (v is NULL for an option without one). Both the command
+ * line and the config file come through here, so a setting means the same in either.
+ */
+static int apply(roo__config *cfg, int c, const char *v, char *msg, size_t cap)
+{
+    uint64_t n;
+    int rc = 0;
+
+    switch (c) {
+    case 'i':
+        rc = parse_addrs(c, v, &cfg->in, &cfg->nin, msg, cap);
+        break;
+    case 'o':
+        rc = parse_addrs(c, v, &cfg->out, &cfg->nout, msg, cap);
+        break;
+    case 'n':
+        if (!valid_name(v))
+            rc = fail(msg, cap, "--name: '%s' must be 1-64 characters of A-Z a-z 0-9 _ . -", v);
+        free(cfg->name);
+        cfg->name = roo__xstrdup(v);
+        break;
+    case 'r':
+        if (!*v)
+            rc = fail(msg, cap, "--resilience-dir: empty path");
+        free(cfg->resilience_dir);
+        cfg->resilience_dir = roo__xstrdup(v);
+        break;
+    case 't':
+        cfg->initializer = true;
+        break;
+    case OPT_CONFIG:
+        free(cfg->config_file);
+        cfg->config_file = roo__xstrdup(v);
+        break;
+    case 'w':
+        rc = parse_num(c, v, 1, 1024, &n, msg, cap);
+        cfg->worker_count = (unsigned)n;
+        break;
+    case 'c':
+        cfg->has_control = true;
+        rc = parse_addr(c, v, &cfg->control, msg, cap);
+        break;
+    case 'd':
+        cfg->has_data = true;
+        rc = parse_addr(c, v, &cfg->data, msg, cap);
+        break;
+    case 'x':
+        cfg->has_my_control = true;
+        rc = parse_addr(c, v, &cfg->my_control, msg, cap);
+        break;
+    case 'y':
+        cfg->has_my_data = true;
+        rc = parse_addr(c, v, &cfg->my_data, msg, cap);
+        break;
+    case 'e':
+        cfg->has_external = true;
+        rc = parse_addr(c, v, &cfg->external, msg, cap);
+        break;
+    case 'm':
+        cfg->has_metrics = true;
+        rc = parse_addr(c, v, &cfg->metrics, msg, cap);
+        break;
+    case 'j':
+        cfg->has_join = true;
+        rc = parse_addr(c, v, &cfg->join, msg, cap);
+        break;
+    case OPT_THREADS:
+        rc = parse_num(c, v, 1, ROO__MAX_THREADS, &n, msg, cap);
+        cfg->threads = (unsigned)n;
+        break;
+    case OPT_LOG_LEVEL:
+        if (roo__log_level_parse(v, &cfg->log_level) < 0)
+            rc = fail(msg, cap, "--log-level: '%s' is not one of error, warn, info, debug", v);
+        break;
+    case OPT_MAX_FRAME:
+        rc = parse_bytes(c, v, 1, ROO_MSG_MAX, &n, msg, cap);
+        cfg->max_frame = (size_t)n;
+        break;
+    case OPT_PARTITIONS:
+        rc = parse_num(c, v, 1, 65535, &n, msg, cap);
+        cfg->partitions = (uint32_t)n;
+        break;
+    case OPT_MAP_SIZE:
+        rc = parse_bytes(c, v, 1u << 20, 1ull << 44, &n, msg, cap);
+        cfg->map_size = n;
+        break;
+    case OPT_BATCH_BYTES:
+        rc = parse_bytes(c, v, 4096, 1u << 30, &n, msg, cap);
+        cfg->batch_bytes = (size_t)n;
+        break;
+    case OPT_BATCHES:
+        rc = parse_num(c, v, 2, 1024, &n, msg, cap);
+        cfg->batches = (unsigned)n;
+        break;
+    case OPT_SINK_REPLAY:
+        rc = parse_bytes(c, v, 0, 1u << 30, &n, msg, cap);
+        cfg->sink_replay = (size_t)n;
+        break;
+    case OPT_LINK_BACKLOG:
+        rc = parse_bytes(c, v, 1u << 20, 1ull << 34, &n, msg, cap);
+        cfg->link_backlog = (size_t)n;
+        break;
+    case OPT_SHUTDOWN_TIMEOUT:
+        rc = parse_num(c, v, 0, 3600, &n, msg, cap);
+        cfg->shutdown_timeout_s = (unsigned)n;
+        break;
+    default:
+        rc = fail(msg, cap, "--%s: not a setting", opt_name(c));
+        break;
+    }
+    return rc;
+}
+
+/* An option's index in long_opts, to remember which ones the command line set. */
+static int opt_index(int c)
+{
+    for (int i = 0; long_opts[i].name; i++)
+        if (long_opts[i].val == c)
+            return i;
+    return -1;
+}
+
+/*
+ * Config file: keys outside any section or in [cluster] are shared by every worker that
+ * reads the file; [worker NAME] applies to the worker called NAME only and overrides the
+ * shared keys; a flag on the command line overrides both. Two passes over the file give
+ * that order whatever the order of sections in it.
+ *
+ *   key                    value
+ *   ---------------------  ---------------------------------------------------
+ *   any long flag name     as on the command line ("in = 10.0.0.1:7010")
+ *   cluster-initializer    true/false (also yes/no, on/off, 1/0)
+ *   help, version, config  not allowed
+ */
+typedef struct ini_ctx {
+    roo__config *cfg;
+    const bool *from_flags; /* by long_opts index */
+    int pass;               /* 1: shared sections; 2: this worker's section */
+    char err[256];          /* the first error, without its line */
+    bool failed;
+} ini_ctx;
+
+static int ini_fail(ini_ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!x->failed) {
+        va_start(ap, fmt);
+        vsnprintf(x->err, sizeof(x->err), fmt, ap);
+        va_end(ap);
+        x->failed = true;
+    }
+    return 0; /* libinih: an error on this line */
+}
+
+static int parse_bool(const char *v, bool *ret)
+{
+    static const char *yes[] = { "true", "yes", "on", "1" }, *no[] = { "false", "no", "off", "0" };
+
+    for (size_t i = 0; i < ROO__ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *ret = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *ret = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int on_ini_line(void *user, const char *section, const char *key, const char *value)
+{
+    ini_ctx *x = user;
+    bool shared = section[0] == '\0' || strcmp(section, "cluster") == 0, on;
+    const char *wname = NULL;
+    char msg[256];
+    int i, c;
+
+    if (!shared) {
+        if (strncmp(section, "worker ", 7) != 0 || !section[7])
+            return ini_fail(x, "unknown section [%s] (use [cluster] or [worker NAME])", section);
+        wname = section + 7;
+        while (*wname == ' ')
+            wname++;
+    }
+    for (i = 0; long_opts[i].name; i++)
+        if (strcmp(long_opts[i].name, key) == 0)
+            break;
+    c = long_opts[i].val;
+    if (!long_opts[i].name || c == 'h' || c == 'V' || c == OPT_CONFIG)
+        return ini_fail(x, "unknown key '%s' (keys are the long flag names)", key);
+    if (wname && c == 'n')
+        return ini_fail(x, "'name' inside [%s]: the section already names the worker", section);
+    if ((x->pass == 1) != shared || (wname && strcmp(wname, x->cfg->name) != 0))
+        return 1; /* the other pass's, or another worker's */
+    if (x->from_flags[i])
+        return 1;
+    if (c == 't') {
+        if (parse_bool(value, &on) < 0)
+            return ini_fail(x, "cluster-initializer: '%s' is not true or false", value);
+        x->cfg->initializer = on;
+        return 1;
+    }
+    if (apply(x->cfg, c, value, msg, sizeof(msg)) < 0)
+        return ini_fail(x, "%s", msg);
+    return 1;
+}
+
+static int read_config(roo__config *cfg, const bool *from_flags, char *msg, size_t cap)
+{
+    ini_ctx x = { .cfg = cfg, .from_flags = from_flags };
+    int line;
+
+    for (x.pass = 1; x.pass <= 2; x.pass++) {
+        if (x.pass == 2 && !cfg->name)
+            cfg->name = roo__xstrdup(ROO__DEFAULT_NAME);
+        line = ini_parse(cfg->config_file, on_ini_line, &x);
+        if (line == -1)
+            return fail(msg, cap, "--config: cannot read '%s': %s", cfg->config_file,
+                        strerror(errno));
+        if (line == -2)
+            return fail(msg, cap, "--config: out of memory reading '%s'", cfg->config_file);
+        if (line > 0)
+            return fail(msg, cap, "--config %s:%d: %s", cfg->config_file, line,
+                        x.failed ? x.err : "not a '[section]' or 'key = value' line");
+    }
+    return 0;
+}
+
 int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, size_t cap)
 {
     roo__config *cfg = ret_cfg;
     const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
-    int nopt = argc, c, rc = 0;
-    uint64_t v;
+    bool from_flags[ROO__ARRAY_SIZE(long_opts)] = { false };
+    int nopt = argc, c, rc = 0, i;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->program = roo__xstrdup(argc > 0 ? (slash ? slash + 1 : argv[0]) : "roo");
@@ -203,7 +451,7 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
     msg[0] = '\0';
 
     /* Everything after a bare "--" belongs to the application. */
-    for (int i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             nopt = i;
             break;
@@ -212,109 +460,17 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
     cfg->app_argc = 1 + (nopt < argc ? argc - nopt - 1 : 0);
     cfg->app_argv = roo__xcalloc((size_t)cfg->app_argc + 1, sizeof(char *));
     cfg->app_argv[0] = argc > 0 ? argv[0] : cfg->program;
-    for (int i = 1; i < cfg->app_argc; i++)
+    for (i = 1; i < cfg->app_argc; i++)
         cfg->app_argv[i] = argv[nopt + i];
 
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then also drops state left by an earlier parse */
     while (rc == 0 &&
            (c = getopt_long(nopt, argv, "+:i:o:n:r:tw:c:d:x:y:e:m:j:hV", long_opts, NULL)) != -1) {
+        i = opt_index(c);
+        if (i >= 0)
+            from_flags[i] = true;
         switch (c) {
-        case 'i':
-            rc = parse_addrs(c, optarg, &cfg->in, &cfg->nin, msg, cap);
-            break;
-        case 'o':
-            rc = parse_addrs(c, optarg, &cfg->out, &cfg->nout, msg, cap);
-            break;
-        case 'n':
-            if (!valid_name(optarg))
-                rc = fail(msg, cap, "--name: '%s' must be 1-64 characters of A-Z a-z 0-9 _ . -",
-                          optarg);
-            free(cfg->name);
-            cfg->name = roo__xstrdup(optarg);
-            break;
-        case 'r':
-            if (!*optarg)
-                rc = fail(msg, cap, "--resilience-dir: empty path");
-            free(cfg->resilience_dir);
-            cfg->resilience_dir = roo__xstrdup(optarg);
-            break;
-        case 't':
-            cfg->initializer = true;
-            break;
-        case 'w':
-            rc = parse_num(c, optarg, 1, 1024, &v, msg, cap);
-            cfg->worker_count = (unsigned)v;
-            break;
-        case 'c':
-            cfg->has_control = true;
-            rc = parse_addr(c, optarg, &cfg->control, msg, cap);
-            break;
-        case 'd':
-            cfg->has_data = true;
-            rc = parse_addr(c, optarg, &cfg->data, msg, cap);
-            break;
-        case 'x':
-            cfg->has_my_control = true;
-            rc = parse_addr(c, optarg, &cfg->my_control, msg, cap);
-            break;
-        case 'y':
-            cfg->has_my_data = true;
-            rc = parse_addr(c, optarg, &cfg->my_data, msg, cap);
-            break;
-        case 'e':
-            cfg->has_external = true;
-            rc = parse_addr(c, optarg, &cfg->external, msg, cap);
-            break;
-        case 'm':
-            cfg->has_metrics = true;
-            rc = parse_addr(c, optarg, &cfg->metrics, msg, cap);
-            break;
-        case 'j':
-            cfg->has_join = true;
-            rc = parse_addr(c, optarg, &cfg->join, msg, cap);
-            break;
-        case OPT_THREADS:
-            rc = parse_num(c, optarg, 1, ROO__MAX_THREADS, &v, msg, cap);
-            cfg->threads = (unsigned)v;
-            break;
-        case OPT_LOG_LEVEL:
-            if (roo__log_level_parse(optarg, &cfg->log_level) < 0)
-                rc = fail(msg, cap, "--log-level: '%s' is not one of error, warn, info, debug",
-                          optarg);
-            break;
-        case OPT_MAX_FRAME:
-            rc = parse_bytes(c, optarg, 1, ROO_MSG_MAX, &v, msg, cap);
-            cfg->max_frame = (size_t)v;
-            break;
-        case OPT_PARTITIONS:
-            rc = parse_num(c, optarg, 1, 65535, &v, msg, cap);
-            cfg->partitions = (uint32_t)v;
-            break;
-        case OPT_MAP_SIZE:
-            rc = parse_bytes(c, optarg, 1u << 20, 1ull << 44, &v, msg, cap);
-            cfg->map_size = v;
-            break;
-        case OPT_BATCH_BYTES:
-            rc = parse_bytes(c, optarg, 4096, 1u << 30, &v, msg, cap);
-            cfg->batch_bytes = (size_t)v;
-            break;
-        case OPT_BATCHES:
-            rc = parse_num(c, optarg, 2, 1024, &v, msg, cap);
-            cfg->batches = (unsigned)v;
-            break;
-        case OPT_SINK_REPLAY:
-            rc = parse_bytes(c, optarg, 0, 1u << 30, &v, msg, cap);
-            cfg->sink_replay = (size_t)v;
-            break;
-        case OPT_LINK_BACKLOG:
-            rc = parse_bytes(c, optarg, 1u << 20, 1ull << 34, &v, msg, cap);
-            cfg->link_backlog = (size_t)v;
-            break;
-        case OPT_SHUTDOWN_TIMEOUT:
-            rc = parse_num(c, optarg, 0, 3600, &v, msg, cap);
-            cfg->shutdown_timeout_s = (unsigned)v;
-            break;
         case 'h':
             cfg->help = true;
             break;
@@ -325,7 +481,7 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
             /* optopt is the option's value: a short letter or one of the OPT_* codes. */
             rc = fail(msg, cap, "option '--%s' needs a value", opt_name(optopt));
             break;
-        default:
+        case '?':
             /* A short option inside a bundle ("-zt") is named by optopt, a long one by
              * the argument getopt just stepped over. */
             if (optopt > 0 && optopt < 128)
@@ -333,12 +489,17 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
             else
                 rc = fail(msg, cap, "unknown option '%s'", argv[optind - 1]);
             break;
+        default:
+            rc = apply(cfg, c, optarg, msg, cap);
+            break;
         }
     }
     if (rc == 0 && optind < nopt)
         rc = fail(msg, cap, "unexpected argument '%s' (application options go after --)",
                   argv[optind]);
     if (rc < 0 || cfg->help || cfg->version)
+        return rc;
+    if (cfg->config_file && (rc = read_config(cfg, from_flags, msg, cap)) < 0)
         return rc;
 
     if (cfg->initializer && cfg->has_join)

@@ -31,6 +31,7 @@ typedef struct roo__config {
     size_t nout;
     char *name;
     char *resilience_dir;
+    char *config_file; /* --config, or NULL */
 
     bool initializer;
     unsigned worker_count;

@@ -438,6 +438,160 @@ START_TEST(parse_after_a_failed_parse_starts_fresh)
 }
 END_TEST
 
+/* Write text to a fresh file under the fixture's directory; free() the path. */
+static char *write_ini(const char *name, const char *text)
+{
+    char *path = roo_test_path("%s", name);
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+static const char three_hosts[] = "# a 3-host layout\n"
+                                  "[cluster]\n"
+                                  "worker-count = 3\n"
+                                  "control = 10.1.0.1:12500\n"
+                                  "data = 10.1.0.1:12501\n"
+                                  "out = 10.1.0.9:7002\n"
+                                  "partitions = 512\n"
+                                  "\n"
+                                  "[worker w2]\n"
+                                  "my-control = 10.1.0.2:12500\n"
+                                  "my-data = 10.1.0.2:12501\n"
+                                  "in = 10.1.0.2:7010, 10.1.0.2:7011\n"
+                                  "resilience-dir = /var/lib/roo/w2\n"
+                                  "\n"
+                                  "[worker initializer]\n"
+                                  "cluster-initializer = true\n"
+                                  "in = 10.1.0.1:7010\n";
+
+START_TEST(config_file_gives_shared_and_own_settings)
+{
+    char *path = write_ini("a.ini", three_hosts);
+    cmdline c;
+
+    ck_assert_int_eq(parse(&c, "--config", path, "--name", "w2", NULL), 0);
+    ck_assert_uint_eq(c.cfg.worker_count, 3);
+    ck_assert_uint_eq(c.cfg.partitions, 512);
+    ck_assert(c.cfg.has_control && c.cfg.has_data && c.cfg.has_my_control);
+    assert_addr(&c.cfg.control, "10.1.0.1", "12500");
+    assert_addr(&c.cfg.my_data, "10.1.0.2", "12501");
+    ck_assert_uint_eq(c.cfg.nin, 2);
+    assert_addr(&c.cfg.in[1], "10.1.0.2", "7011");
+    assert_addr(&c.cfg.out[0], "10.1.0.9", "7002");
+    ck_assert_str_eq(c.cfg.resilience_dir, "/var/lib/roo/w2");
+    ck_assert(!c.cfg.initializer);
+    done(&c);
+
+    /* No --name: the default name picks [worker initializer]. */
+    ck_assert_int_eq(parse(&c, "--config", path, NULL), 0);
+    ck_assert(c.cfg.initializer);
+    ck_assert_uint_eq(c.cfg.nin, 1);
+    assert_addr(&c.cfg.in[0], "10.1.0.1", "7010");
+    ck_assert_str_eq(c.cfg.resilience_dir, "/var/tmp/roo/initializer");
+    done(&c);
+    free(path);
+}
+END_TEST
+
+START_TEST(flags_override_the_config_file_wherever_they_stand)
+{
+    char *path = write_ini("b.ini", three_hosts);
+    cmdline c;
+
+    ck_assert_int_eq(parse(&c, "--partitions", "64", "--name", "w2", "--config", path, "--in",
+                           "127.0.0.1:9000", NULL),
+                     0);
+    ck_assert_uint_eq(c.cfg.partitions, 64);
+    ck_assert_uint_eq(c.cfg.nin, 1);
+    assert_addr(&c.cfg.in[0], "127.0.0.1", "9000");
+    ck_assert_uint_eq(c.cfg.worker_count, 3);
+    done(&c);
+    free(path);
+}
+END_TEST
+
+START_TEST(own_section_overrides_shared_keys_in_any_order)
+{
+    char *path = write_ini("c.ini", "[worker w3]\nthreads = 4\n[cluster]\nthreads = 2\n"
+                                    "name = w3\n");
+    cmdline c;
+
+    ck_assert_int_eq(parse(&c, "--config", path, NULL), 0);
+    ck_assert_str_eq(c.cfg.name, "w3");
+    ck_assert_uint_eq(c.cfg.threads, 4);
+    ck_assert_str_eq(c.cfg.resilience_dir, "/var/tmp/roo/w3");
+    done(&c);
+    free(path);
+}
+END_TEST
+
+START_TEST(config_file_errors_name_the_file_and_line)
+{
+    char *path;
+    cmdline c;
+
+    path = write_ini("d.ini", "[cluster]\nworker-count = 3\nthreds = 2\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "d.ini:3: unknown key 'threds'");
+    free(path);
+
+    path = write_ini("e.ini", "[cluster]\n\nworker-count = many\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "e.ini:3: --worker-count: 'many' is not a whole number");
+    free(path);
+
+    path = write_ini("f.ini", "[workers]\nthreads = 2\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "f.ini:2: unknown section [workers]"); /* at its first key */
+    free(path);
+
+    path = write_ini("g.ini", "[cluster]\nthis line has no equals sign\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "g.ini:2: not a '[section]' or 'key = value' line");
+    free(path);
+
+    path = write_ini("h.ini", "cluster-initializer = maybe\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "h.ini:1: cluster-initializer: 'maybe' is not true or false");
+    free(path);
+
+    path = write_ini("i.ini", "[worker w2]\nname = w3\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "the section already names the worker");
+    free(path);
+
+    path = write_ini("j.ini", "config = other.ini\n");
+    parse(&c, "--config", path, NULL);
+    assert_usage_error(&c, "unknown key 'config'");
+    free(path);
+
+    parse(&c, "--config", "/nonexistent/roo.ini", NULL);
+    assert_usage_error(&c, "--config: cannot read '/nonexistent/roo.ini': No such file");
+}
+END_TEST
+
+START_TEST(other_workers_sections_are_checked_but_not_applied)
+{
+    char *path = write_ini("k.ini", "[worker w9]\nthreads = 8\n[worker w2]\nthreads = 3\n");
+    cmdline c;
+
+    ck_assert_int_eq(parse(&c, "--config", path, "-n", "w2", NULL), 0);
+    ck_assert_uint_eq(c.cfg.threads, 3);
+    done(&c);
+    free(path);
+
+    path = write_ini("l.ini", "[worker w9]\nthreads = 0\n");
+    parse(&c, "--config", path, "-n", "w2", NULL);
+    ck_assert_int_eq(c.rc, 0); /* w9's values are w9's business */
+    done(&c);
+    free(path);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -465,6 +619,15 @@ static Suite *config_suite(void)
     tcase_add_test(tc, bad_name_dir_or_log_level_is_a_usage_error);
     tcase_add_test(tc, positional_argument_is_a_usage_error);
     tcase_add_test(tc, cluster_initializer_with_join_is_a_usage_error);
+    suite_add_tcase(s, tc);
+
+    tc = roo_test_tcase("config_file", 10);
+    tcase_add_unchecked_fixture(tc, roo_test_tmp_setup, roo_test_tmp_teardown);
+    tcase_add_test(tc, config_file_gives_shared_and_own_settings);
+    tcase_add_test(tc, flags_override_the_config_file_wherever_they_stand);
+    tcase_add_test(tc, own_section_overrides_shared_keys_in_any_order);
+    tcase_add_test(tc, config_file_errors_name_the_file_and_line);
+    tcase_add_test(tc, other_workers_sections_are_checked_but_not_applied);
     suite_add_tcase(s, tc);
     return s;
 }
