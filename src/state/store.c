@@ -280,11 +280,13 @@ int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, c
 }
 
 /* Visit every record of one database in key order, in a short read transaction. */
-static int scan_dbi(roo__store *s, MDB_dbi dbi, roo__store_kv_fn fn, void *arg)
+/* Visit the keys of dbi that start with prefix (all keys if prefix_len is 0). */
+static int scan_dbi_prefix(roo__store *s, MDB_dbi dbi, const uint8_t *prefix, size_t prefix_len,
+                           roo__store_kv_fn fn, void *arg)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
-    MDB_val k, v;
+    MDB_val k = { prefix_len, (void *)prefix }, v;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 
     if (rc)
@@ -294,19 +296,27 @@ static int scan_dbi(roo__store *s, MDB_dbi dbi, roo__store_kv_fn fn, void *arg)
         mdb_txn_abort(txn);
         return map_err(s, rc, "mdb_cursor_open");
     }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, prefix_len ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        int crc = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        int crc;
+        if (prefix_len && (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0))
+            break;
+        crc = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         if (crc < 0) {
             mdb_cursor_close(cur);
             mdb_txn_abort(txn);
             return crc;
         }
     }
-    rc = rc == MDB_NOTFOUND ? 0 : map_err(s, rc, "mdb_cursor_get");
+    rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : map_err(s, rc, "mdb_cursor_get");
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+static int scan_dbi(roo__store *s, MDB_dbi dbi, roo__store_kv_fn fn, void *arg)
+{
+    return scan_dbi_prefix(s, dbi, NULL, 0, fn, arg);
 }
 
 typedef struct state_scan {
@@ -333,6 +343,56 @@ int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
 {
     state_scan ss = { s, fn, arg };
     return scan_dbi(s, s->state_dbi, state_record, &ss);
+}
+
+int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan_fn fn, void *arg)
+{
+    state_scan ss = { s, fn, arg };
+    uint8_t prefix[2];
+
+    roo__store_be16(prefix, partition);
+    return scan_dbi_prefix(s, s->state_dbi, prefix, sizeof(prefix), state_record, &ss);
+}
+
+int roo__store_txn_drop_partition(roo__store *s, uint16_t partition)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint8_t prefix[2];
+    int rc;
+
+    roo__store_be16(prefix, partition);
+    rc = mdb_cursor_open(s->wtxn, s->state_dbi, &cur);
+    if (rc)
+        return map_err(s, rc, "mdb_cursor_open");
+    k = (MDB_val){ sizeof(prefix), prefix };
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 2 || memcmp(k.mv_data, prefix, 2) != 0)
+            break;
+        rc = mdb_cursor_del(cur, 0);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(s, rc, "delete");
+    /* Stream marks are keyed stream first: look at every one (there are few). */
+    rc = mdb_cursor_open(s->wtxn, s->dbis[ROO__DB_STREAMS], &cur);
+    if (rc)
+        return map_err(s, rc, "mdb_cursor_open");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == 10 && memcmp((uint8_t *)k.mv_data + 8, prefix, 2) == 0) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc)
+                break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(s, rc, "delete");
+    return 0;
 }
 
 int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg)

@@ -67,12 +67,14 @@ typedef int (*roo__store_scan_fn)(void *arg, uint16_t partition, uint16_t state_
                                   const uint8_t *key, size_t key_len, const uint8_t *val,
                                   size_t val_len);
 int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg);
+/* The same, for the records of one partition only (a range: its keys are contiguous). */
+int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan_fn fn, void *arg);
 
 /*
  * The other databases, each a plain key -> value map written in the same transactions as
  * the state:
  *   links    sending worker name | u32 BE thread -> u64 incarnation | u64 last applied seq
- *   streams  u64 BE stream id | u32 BE thread -> u64 offset | u32 sub (last applied message)
+ *   streams  u64 BE stream id | u16 BE partition -> u64 offset | u32 sub (last applied message)
  *   outbox   u32 BE sink | u64 BE stream offset -> output bytes not yet known delivered
  */
 typedef enum roo__db {
@@ -96,6 +98,8 @@ int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key
  * bytes. */
 int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
                                size_t prefix_len);
+/* Delete a partition's state records and its streams marks (it moved to another worker). */
+int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
 

@@ -170,3 +170,32 @@ roo__entry *roo__table_insert(roo__table *t, uint64_t hash, uint16_t state_id, u
     t->count++;
     return e;
 }
+
+size_t roo__table_drop(roo__table *t, const uint8_t *drop, roo__entry_fn finish, void *arg)
+{
+    size_t cap = t->mask + 1, dropped = 0;
+    slot *ns = big_alloc(cap * sizeof(slot), true);
+
+    /* Rebuild the index without them: linear probing has no cheap single delete. */
+    for (size_t i = 0; i < cap; i++) {
+        slot *s = &t->slots[i];
+        if (!s->e)
+            continue;
+        if (drop[s->e->partition]) {
+            if (finish)
+                finish(s->e, arg);
+            dropped++;
+            continue;
+        }
+        for (size_t j = s->hash & t->mask;; j = (j + 1) & t->mask) {
+            if (!ns[j].e) {
+                ns[j] = *s;
+                break;
+            }
+        }
+    }
+    big_free(t->slots, cap * sizeof(slot));
+    t->slots = ns;
+    t->count -= dropped;
+    return dropped;
+}

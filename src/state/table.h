@@ -102,6 +102,13 @@ size_t roo__table_count(const roo__table *t);
 /* Make room for n entries in all, so that inserting them never regrows the index. */
 void roo__table_reserve(roo__table *t, size_t n);
 
+/*
+ * Forget every entry whose partition p has drop[p] set (its partition moved to another
+ * worker), calling finish on each first; returns how many. Their arena memory is reused
+ * only when the table is destroyed.
+ */
+size_t roo__table_drop(roo__table *t, const uint8_t *drop, roo__entry_fn finish, void *arg);
+
 /* Visit every entry (no inserts during the walk). */
 void roo__table_walk(const roo__table *t, roo__entry_fn fn, void *arg);
 

@@ -450,6 +450,64 @@ START_TEST(million_keys_commit_in_several_txns_and_scan_back)
 }
 END_TEST
 
+
+static int count_kv(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                    size_t val_len)
+{
+    (void)key;
+    (void)key_len;
+    (void)val;
+    (void)val_len;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+START_TEST(a_partition_scans_alone_and_drops_with_its_stream_marks)
+{
+    char *dir = roo_test_path("part");
+    roo__store *s = open_store(dir, BIG_MAP);
+    uint8_t mk[10], mv[12] = { 0 };
+    collected c;
+    size_t marks = 0;
+
+    ck_assert_int_eq(roo__store_txn_begin(s), 0);
+    ck_assert_int_eq(put(s, 1, 0, "a", "1"), 0);
+    ck_assert_int_eq(put(s, 2, 0, "b", "2"), 0);
+    ck_assert_int_eq(put(s, 2, 1, "c", "3"), 0);
+    ck_assert_int_eq(put(s, 258, 0, "d", "4"), 0); /* 0x0102: shares no prefix byte order trap */
+    ck_assert_int_eq(put(s, 3, 0, "e", "5"), 0);
+    for (uint16_t p = 1; p <= 3; p++) {
+        roo__store_be64(mk, 77);
+        roo__store_be16(mk + 8, p);
+        ck_assert_int_eq(roo__store_txn_put(s, ROO__DB_STREAMS, mk, sizeof(mk), mv, sizeof(mv)),
+                         0);
+    }
+    ck_assert_int_eq(roo__store_txn_commit(s), 0);
+
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(roo__store_scan_partition(s, 2, collect, &c), 0);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert_str_eq(c.recs[0], "2/0/b=2");
+    ck_assert_str_eq(c.recs[1], "2/1/c=3");
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(roo__store_scan_partition(s, 9, collect, &c), 0);
+    ck_assert_uint_eq(c.n, 0);
+
+    ck_assert_int_eq(roo__store_txn_begin(s), 0);
+    ck_assert_int_eq(roo__store_txn_drop_partition(s, 2), 0);
+    ck_assert_int_eq(roo__store_txn_commit(s), 0);
+    scan_into(s, &c);
+    ck_assert_uint_eq(c.n, 3);
+    ck_assert_str_eq(c.recs[0], "1/0/a=1");
+    ck_assert_str_eq(c.recs[1], "3/0/e=5");
+    ck_assert_str_eq(c.recs[2], "258/0/d=4");
+    ck_assert_int_eq(roo__store_scan_db(s, ROO__DB_STREAMS, count_kv, &marks), 0);
+    ck_assert_uint_eq(marks, 2);
+    roo__store_close(s);
+    free(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -468,6 +526,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, key_longer_than_key_max_is_rejected);
     tcase_add_test(tc, second_open_of_an_open_directory_is_locked);
     tcase_add_test(tc, scan_callback_error_stops_the_scan_and_is_returned);
+    tcase_add_test(tc, a_partition_scans_alone_and_drops_with_its_stream_marks);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("growth", 30);

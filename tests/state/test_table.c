@@ -198,6 +198,53 @@ START_TEST(walk_and_destroy_visit_every_entry_once)
 }
 END_TEST
 
+
+static void count_entry(roo__entry *e, void *arg)
+{
+    (void)e;
+    (*(size_t *)arg)++;
+}
+
+START_TEST(dropping_partitions_forgets_only_their_keys)
+{
+    roo__table *t = roo__table_create();
+    uint8_t drop[256] = { 0 };
+    size_t kept = 0, finished = 0, n = 20000;
+    char key[32];
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "k%zu", i);
+        insert_str(t, 0, key, 8);
+    }
+    for (unsigned p = 0; p < 256; p += 4)
+        drop[p] = 1;
+    size_t dropped = roo__table_drop(t, drop, count_entry, &finished);
+    ck_assert_uint_eq(dropped, finished);
+    ck_assert_uint_gt(dropped, n / 5);
+    ck_assert_uint_lt(dropped, n / 3);
+    ck_assert_uint_eq(roo__table_count(t), n - dropped);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h;
+        snprintf(key, sizeof(key), "k%zu", i);
+        h = roo__key_hash(key, strlen(key));
+        roo__entry *e = find_str(t, 0, key);
+        if (drop[roo__partition_of(h, 256)]) {
+            ck_assert_ptr_null(e);
+        } else {
+            ck_assert_ptr_nonnull(e);
+            kept++;
+        }
+    }
+    ck_assert_uint_eq(kept, n - dropped);
+    /* A dropped key may come back (its partition returns): it is a new entry. */
+    snprintf(key, sizeof(key), "k0");
+    if (!find_str(t, 0, key))
+        ck_assert_ptr_nonnull(insert_str(t, 0, key, 8));
+    ck_assert_ptr_nonnull(find_str(t, 0, key));
+    roo__table_destroy(t, NULL, NULL);
+}
+END_TEST
+
 START_TEST(partition_of_spreads_letters_over_partitions)
 {
     bool used[256] = { false };
@@ -286,6 +333,7 @@ static Suite *table_suite(void)
     tcase_add_test(tc, growth_past_many_resizes_keeps_every_key_and_pointer);
     tcase_add_test(tc, state_area_is_zeroed_and_8_byte_aligned);
     tcase_add_test(tc, walk_and_destroy_visit_every_entry_once);
+    tcase_add_test(tc, dropping_partitions_forgets_only_their_keys);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("hash", 10);
