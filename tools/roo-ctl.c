@@ -29,6 +29,10 @@ static void usage(FILE *f)
           "                  the status, and each needs an --external address)\n"
           "  shutdown        stop the whole cluster cleanly: sources close, in-flight messages\n"
           "                  finish, state is committed, output delivered; every worker exits 0\n"
+          "  shrink          remove workers from the running cluster: their partitions move to\n"
+          "                  the others, then they exit and delete their resilience directories;\n"
+          "                  waits until the move is done (asks the initializer, found through\n"
+          "                  any worker)\n"
           "\n"
           "Options:\n"
           "  -e, --external ADDR   the worker to ask (required)\n"
@@ -36,6 +40,9 @@ static void usage(FILE *f)
           "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at\n"
           "                        most SECS seconds (exit 1 if it never does)\n"
           "  -s, --state NAME      with query: the state type (default: the application's first)\n"
+          "      --workers A,B     with shrink: the workers to remove, by --name\n"
+          "      --count N         with shrink: remove N workers (the most recently added)\n"
+          "      --query           with shrink: only print which workers could leave\n"
           "  -h, --help            this text\n"
           "  -V, --version         print the version\n"
           "\n"
@@ -240,18 +247,23 @@ int main(int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "wait-ready", required_argument, NULL, 'w' },
         { "state", required_argument, NULL, 's' },
+        { "workers", required_argument, NULL, 'W' },
+        { "count", required_argument, NULL, 'C' },
+        { "query", no_argument, NULL, 'Q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     const char *ext = NULL, *state = "";
-    uint64_t timeout = 10, wait_ready = 0;
+    char *workers = NULL;
+    uint64_t timeout = 10, wait_ready = 0, count = 0;
+    bool timeout_set = false, shrink_query = false;
     roo__ext_request req = { 0 };
     roo__addr a;
     int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:s:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:QhV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
@@ -264,6 +276,7 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            timeout_set = true;
             break;
         case 'w':
             if (roo__parse_uint(optarg, 1, 3600, &wait_ready) < 0) {
@@ -276,6 +289,21 @@ int main(int argc, char **argv)
             break;
         case 's':
             state = optarg;
+            break;
+        case 'W':
+            workers = optarg;
+            break;
+        case 'C':
+            if (roo__parse_uint(optarg, 1, 1024, &count) < 0) {
+                fprintf(stderr,
+                        "roo-ctl: --count: '%s' is not a number of workers in 1..1024 "
+                        "(see --help)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'Q':
+            shrink_query = true;
             break;
         case 'h':
             usage(stdout);
@@ -292,7 +320,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "roo-ctl: give a command: status, query or shutdown (see --help)\n");
+        fprintf(stderr,
+                "roo-ctl: give a command: status, query, shutdown or shrink (see --help)\n");
         return 2;
     }
     if (strcmp(argv[optind], "status") == 0) {
@@ -301,10 +330,22 @@ int main(int argc, char **argv)
         req.cmd = ROO__EXT_SHUTDOWN;
     } else if (strcmp(argv[optind], "query") == 0) {
         req.cmd = ROO__EXT_QUERY;
+    } else if (strcmp(argv[optind], "shrink") == 0) {
+        req.cmd = ROO__EXT_SHRINK;
     } else {
         fprintf(stderr,
-                "roo-ctl: unknown command '%s': use status, query or shutdown (see --help)\n",
+                "roo-ctl: unknown command '%s': use status, query, shutdown or shrink (see "
+                "--help)\n",
                 argv[optind]);
+        return 2;
+    }
+    if (req.cmd != ROO__EXT_SHRINK && (workers || count || shrink_query)) {
+        fprintf(stderr, "roo-ctl: --workers, --count and --query go with shrink (see --help)\n");
+        return 2;
+    }
+    if (req.cmd == ROO__EXT_SHRINK && !shrink_query && !workers == !count) {
+        fprintf(stderr, "roo-ctl: shrink needs --workers A,B or --count N (or --query) (see "
+                        "--help)\n");
         return 2;
     }
     if (req.cmd != ROO__EXT_QUERY && optind != argc - 1) {
@@ -336,6 +377,59 @@ int main(int argc, char **argv)
             roo__buf_finish(&req.keys[i]);
         free(req.keys);
         return rc;
+    }
+
+    if (req.cmd == ROO__EXT_SHRINK) {
+        char *list = workers ? strdup(workers) : NULL, *tok, *rest = list, hop_ext[300];
+        size_t n = 0;
+        req.workers = calloc(1024, sizeof(char *));
+        while (list && (tok = strsep(&rest, ",")) != NULL && n < 1024) {
+            if (!*tok) {
+                fprintf(stderr, "roo-ctl: --workers: empty name in '%s'\n", workers);
+                return 2;
+            }
+            req.workers[n++] = tok;
+        }
+        req.nworkers = n;
+        req.count = (uint32_t)count;
+        req.dry_run = shrink_query;
+        if (!timeout_set && !shrink_query)
+            timeout = 300; /* a move of a lot of state takes a while */
+        for (int hop = 0;; hop++) {
+            bool ok = false;
+            char *json = NULL, *error = NULL;
+            const char *at;
+            rc = request(&a, &req, now_ms() + (int64_t)timeout * 1000, &ok, &json, &error);
+            if (rc < 0) {
+                fprintf(stderr, "roo-ctl: %s: %s\n", ext, roo_strerror(rc));
+                free(list);
+                free(req.workers);
+                return 1;
+            }
+            if (!ok && hop == 0 && error && strstr(error, "only the initializer") &&
+                (at = strrchr(error, ' ')) && roo__addr_parse(at + 1, &a) == 0) {
+                /* Asked another worker: it named the initializer's --external address. */
+                snprintf(hop_ext, sizeof(hop_ext), "%s", at + 1);
+                ext = hop_ext;
+                free(json);
+                free(error);
+                continue;
+            }
+            if (!ok) {
+                fprintf(stderr, "roo-ctl: %s said no: %s\n", ext, error ? error : "");
+                free(json);
+                free(error);
+                free(list);
+                free(req.workers);
+                return 1;
+            }
+            fputs(json, stdout);
+            free(json);
+            free(error);
+            free(list);
+            free(req.workers);
+            return 0;
+        }
     }
 
     {

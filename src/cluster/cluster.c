@@ -20,6 +20,9 @@
 #define DRAIN_INTERVAL_MS 50
 #define PEER_OUT_HIGH (8u * 1024u * 1024u) /* framed bytes queued on a data link */
 #define INBOUND_ROUTES_MAX 16              /* route buffers from one peer waiting in threads */
+#define MAX_WORKERS 1024                   /* peers[] capacity: indices never move */
+#define CHUNK_BYTES (1u << 20)             /* state bytes per StateChunk */
+#define MIG_RETRY_MS 10
 
 typedef enum conn_kind {
     CONN_CONTROL, /* accepted on our control listener */
@@ -78,6 +81,8 @@ typedef struct peer {
     uint64_t in_incarnation;
     uint64_t *in_received; /* per thread of ours: highest sequence number taken */
     uint64_t *in_applied;  /* per thread of ours: committed through */
+    bool left;             /* it left the cluster: no link */
+    uint64_t chunks_epoch; /* a move's state was sent on the current link */
     /* initializer only */
     aconn *ctl;
     bool conns_ready;
@@ -122,6 +127,7 @@ struct roo__cluster {
     bool meta_pending;
     bool meta_written;
     bool send_topology_when_stored;
+    uint64_t send_topology_seq; /* ... once this identity record is stored */
     bool conns_ready_sent;
     bool self_conns_ready;
     bool ready;
@@ -155,6 +161,42 @@ struct roo__cluster {
     int64_t drain_deadline_ns;
     roo__timer drain_timer;
     bool exit_sent;
+
+    uint32_t npeers;      /* peers[] in use (allocated for MAX_WORKERS) */
+    uint64_t meta_queued; /* identity records queued for the committer */
+
+    /* A partition move, as every worker takes part in it (see "partition moves" below). */
+    struct {
+        bool active;
+        uint64_t epoch; /* next.version */
+        roo__topology next;
+        uint32_t phase; /* highest phase started here */
+        uint64_t pending_meta;
+        bool pending_stored;
+        unsigned shards_held;
+        bool *shard_held;
+        uint8_t *incoming; /* partitions moving here */
+        uint8_t *imported;
+        uint32_t nincoming, nimported;
+        bool reported[3];
+        roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
+        uint64_t *sink_marks;              /* old owner: output to flush before sending state */
+        bool marks_set;
+        roo__timer retry;
+        int64_t started_ns;
+    } mig;
+    /* The initializer drives moves. */
+    struct {
+        bool running;
+        uint32_t phase;
+        bool *reported; /* per worker of mig.next */
+        joined *joiners;
+        size_t njoiners;
+        uint32_t want;     /* joiners to wait for */
+        uint64_t ext_conn; /* roo-ctl shrink waiting for the end (0: none) */
+        char what[160];
+        int64_t started_ns;
+    } co;
 
     roo__route *route_pool;
     uint64_t received;    /* messages received from other workers */
@@ -192,6 +234,8 @@ static void send_ctl(roo__fconn *fc, const roo__ctl *m)
 }
 
 static void conn_gone(aconn *c, int err);
+static void mig_send_all(cluster *cl);
+static void ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
 
 /* Close an accepted connection ourselves, with the same bookkeeping as a peer's close. */
 static void conn_kill(aconn *c)
@@ -210,12 +254,23 @@ static int fatal(cluster *cl, const char *why)
     return -1;
 }
 
+/* A live worker's index, in the table or in the one a move is heading for. */
 static int64_t worker_index(const cluster *cl, const char *name)
 {
     for (size_t i = 0; i < cl->topo.nworkers; i++)
-        if (strcmp(cl->topo.workers[i].name, name) == 0)
+        if (!cl->topo.workers[i].left && strcmp(cl->topo.workers[i].name, name) == 0)
+            return (int64_t)i;
+    for (size_t i = cl->topo.nworkers; cl->mig.active && i < cl->mig.next.nworkers; i++)
+        if (!cl->mig.next.workers[i].left && strcmp(cl->mig.next.workers[i].name, name) == 0)
             return (int64_t)i;
     return -1;
+}
+
+static uint32_t threads_of(const cluster *cl, const roo__topology *t, uint32_t w)
+{
+    if (w == cl->self)
+        return cl->e->nshards;
+    return t->workers[w].threads ? t->workers[w].threads : 1;
 }
 
 /* ---- statistics ---- */
@@ -252,18 +307,29 @@ static void own_stats(cluster *cl, roo__worker_stats *st)
 
 /* ---- routes to threads ---- */
 
-static void install_routes(cluster *cl)
+/*
+ * Give every thread its partition table. During a move (mig.active) partitions whose owner
+ * changes go to "held" destinations: io keeps those messages until the switch. drop marks
+ * partitions this worker just gave away.
+ */
+static void install_routes(cluster *cl, const uint8_t *drop)
 {
     roo__engine *e = cl->e;
-    const roo__topology *t = &cl->topo;
-    uint32_t *base = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    const roo__topology *t = &cl->topo, *nx = cl->mig.active ? &cl->mig.next : NULL;
+    size_t nw = nx ? nx->nworkers : t->nworkers;
+    uint32_t *base = roo__xcalloc(nw, sizeof(uint32_t));
+    uint32_t *hbase = roo__xcalloc(nw, sizeof(uint32_t));
     uint32_t ndests = e->nshards;
 
     for (uint32_t w = 0; w < t->nworkers; w++) {
         if (w == cl->self)
             continue;
         base[w] = ndests;
-        ndests += t->workers[w].threads ? t->workers[w].threads : 1;
+        ndests += threads_of(cl, t, w);
+    }
+    for (uint32_t w = 0; nx && w < nw; w++) {
+        hbase[w] = ndests;
+        ndests += threads_of(cl, nx, w);
     }
     for (unsigned i = 0; i < e->nshards; i++) {
         roo__routes_msg *m = roo__xcalloc(1, sizeof(*m));
@@ -273,26 +339,41 @@ static void install_routes(cluster *cl)
         m->dests = roo__xcalloc(ndests, sizeof(roo__dest));
         m->part_dest = roo__xcalloc(t->partitions, sizeof(uint16_t));
         for (uint32_t d = 0; d < e->nshards; d++)
-            m->dests[d] = (roo__dest){ cl->self, d };
+            m->dests[d] = (roo__dest){ cl->self, d, false };
         for (uint32_t w = 0; w < t->nworkers; w++) {
-            uint32_t th = t->workers[w].threads ? t->workers[w].threads : 1;
             if (w == cl->self)
                 continue;
-            for (uint32_t k = 0; k < th; k++)
-                m->dests[base[w] + k] = (roo__dest){ w, k };
+            for (uint32_t k = 0; k < threads_of(cl, t, w); k++)
+                m->dests[base[w] + k] = (roo__dest){ w, k, false };
         }
+        for (uint32_t w = 0; nx && w < nw; w++)
+            for (uint32_t k = 0; k < threads_of(cl, nx, w); k++)
+                m->dests[hbase[w] + k] = (roo__dest){ w, k, true };
         for (uint32_t p = 0; p < t->partitions; p++) {
             uint32_t w = t->owner[p];
-            if (w == cl->self) {
+            if (w == cl->self)
                 m->part_dest[p] = (uint16_t)(p % e->nshards);
-            } else {
-                uint32_t th = t->workers[w].threads ? t->workers[w].threads : 1;
-                m->part_dest[p] = (uint16_t)(base[w] + p % th);
+            else
+                m->part_dest[p] = (uint16_t)(base[w] + p % threads_of(cl, t, w));
+        }
+        if (nx) {
+            m->hold_epoch = cl->mig.epoch;
+            m->part_old = roo__xmalloc(t->partitions * sizeof(uint16_t));
+            memcpy(m->part_old, m->part_dest, t->partitions * sizeof(uint16_t));
+            for (uint32_t p = 0; p < t->partitions; p++) {
+                uint32_t w = nx->owner[p];
+                if (w != t->owner[p])
+                    m->part_dest[p] = (uint16_t)(hbase[w] + p % threads_of(cl, nx, w));
             }
+        }
+        if (drop) {
+            m->drop = roo__xmalloc(t->partitions);
+            memcpy(m->drop, drop, t->partitions);
         }
         roo__queue_push(&e->shards[i].inbox, &m->node);
     }
     free(base);
+    free(hbase);
 }
 
 /* ---- persisting the topology ---- */
@@ -304,7 +385,9 @@ static void persist_topology(cluster *cl)
     int rc;
 
     m->node.kind = ROO__Q_META;
-    rc = roo__engine_encode_meta(e, &cl->topo, &m->encoded);
+    m->seq = ++cl->meta_queued;
+    rc = roo__engine_encode_meta(e, cl->has_topology ? &cl->topo : NULL,
+                                 cl->mig.active ? &cl->mig.next : NULL, &m->encoded);
     if (rc < 0) {
         roo__buf_finish(&m->encoded);
         free(m);
@@ -336,7 +419,7 @@ static void go_ready(cluster *cl)
 static bool all_links_open(const cluster *cl)
 {
     for (uint32_t w = 0; w < cl->topo.nworkers; w++)
-        if (w != cl->self && !cl->peers[w].data_open)
+        if (w != cl->self && !cl->peers[w].left && !cl->peers[w].data_open)
             return false;
     return true;
 }
@@ -348,7 +431,7 @@ static void initializer_check_ready(cluster *cl)
     if (cl->ready || !cl->self_conns_ready)
         return;
     for (uint32_t w = 1; w < cl->topo.nworkers; w++)
-        if (!cl->peers[w].conns_ready)
+        if (!cl->peers[w].conns_ready && !cl->peers[w].left)
             return;
     m.cluster_id = cl->topo.cluster_id;
     for (uint32_t w = 1; w < cl->topo.nworkers; w++)
@@ -550,6 +633,10 @@ static void peer_data_connected(roo__fconn *fc, int err)
         roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
     p->data_open = true;
     peer_pump(p);
+    if (cl->mig.active && cl->mig.phase >= ROO__MIG_TRANSFER) {
+        p->chunks_epoch = 0; /* what went on the old link may be lost: send it all again */
+        mig_send_all(cl);
+    }
     check_conns_ready(cl);
 }
 
@@ -567,7 +654,7 @@ static void peer_retry(roo__loop *loop, roo__timer *t)
     int rc;
 
     (void)loop;
-    if (p->data_active || p->cl->e->exit_received)
+    if (p->data_active || p->left || p->cl->e->exit_received)
         return;
     if (roo__addr_parse(p->info.data_addr, &a) < 0) {
         roo__log_error("worker %s has an unusable data address '%s'", p->info.name,
@@ -594,6 +681,75 @@ static void peer_connect(peer *p)
     p->data_backoff = ROO__MIN(p->data_backoff * 2, BACKOFF_MAX_MS);
 }
 
+/* ---- peers ---- */
+
+static void peer_init(cluster *cl, uint32_t w, const roo__worker_info *info)
+{
+    peer *p = &cl->peers[w];
+
+    p->cl = cl;
+    p->index = w;
+    p->data_backoff = BACKOFF_MIN_MS;
+    roo__worker_info_copy(info, &p->info);
+    p->left = info->left;
+    p->out_threads = info->threads ? info->threads : 1;
+    p->out_seq = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+    p->out_acked = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+    p->in_received = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+    p->in_applied = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+}
+
+/*
+ * Follow a worker list that grew (new peers: connect to them), lost members (left: stop
+ * linking to them) or moved addresses (reconnect). Before a move's switch (adding_only),
+ * only new peers count: leaving workers still hold what the fence waits for.
+ */
+static void peers_update(cluster *cl, const roo__topology *t, bool adding_only)
+{
+    for (uint32_t w = 0; w < t->nworkers; w++) {
+        peer *p = &cl->peers[w];
+        const roo__worker_info *wi = &t->workers[w];
+        if (w >= cl->npeers) {
+            peer_init(cl, w, wi);
+            cl->npeers = w + 1;
+            if (w != cl->self && !p->left) {
+                p->data_backoff = 0;
+                peer_connect(p);
+                p->data_backoff = BACKOFF_MIN_MS;
+            }
+            continue;
+        }
+        if (w == cl->self || adding_only)
+            continue;
+        if (wi->left && !p->left) {
+            p->left = true;
+            roo__timer_stop(cl->e->io_loop, &p->data_retry);
+            if (p->data_active)
+                roo__fconn_close(&p->data);
+            p->data_open = p->data_active = false;
+            continue;
+        }
+        if (p->left)
+            continue;
+        if (strcmp(p->info.data_addr, wi->data_addr) != 0 && p->data_active) {
+            roo__log_info("worker %s moved its data address to %s; reconnecting", p->info.name,
+                          wi->data_addr);
+            roo__fconn_close(&p->data);
+            p->data_open = p->data_active = false;
+            p->data_backoff = BACKOFF_MIN_MS;
+            roo__worker_info_finish(&p->info);
+            roo__worker_info_copy(wi, &p->info);
+            peer_connect(p);
+            continue;
+        }
+        roo__worker_info_finish(&p->info);
+        roo__worker_info_copy(wi, &p->info);
+    }
+}
+
+static void mig_finish(cluster *cl);
+static void leave_cluster(cluster *cl);
+
 /* ---- applying a topology ---- */
 
 static int apply_topology(cluster *cl, const roo__topology *t)
@@ -604,37 +760,49 @@ static int apply_topology(cluster *cl, const roo__topology *t)
     if (t->partitions != cl->e->cfg.partitions && !first) {
         return fatal(cl, "the cluster changed its partition count; refusing");
     }
-    if (first) {
-        roo__topology_copy(t, &cl->topo);
-        cl->has_topology = true;
-    } else {
-        /* Same workers (addresses may have moved): keep the links of unchanged peers. */
-        if (t->nworkers != cl->topo.nworkers)
-            return fatal(cl, "the cluster's worker list changed shape; this build cannot follow");
+    if (t->nworkers > MAX_WORKERS)
+        return fatal(cl, "the cluster lists more workers than this build can follow");
+    if (!first) {
+        /* A newer table: addresses changed, or a move finished (the switch). */
         roo__topology old = cl->topo;
+        uint8_t *drop = NULL;
+        bool moved = false;
+
+        if (t->nworkers < old.nworkers)
+            return fatal(cl, "the cluster's worker list shrank; this build cannot follow");
         roo__topology_copy(t, &cl->topo);
-        for (uint32_t w = 0; w < t->nworkers; w++) {
-            peer *p = &cl->peers[w];
-            if (w == cl->self)
+        peers_update(cl, t, false);
+        for (uint32_t p = 0; p < t->partitions; p++) {
+            if (old.owner[p] == t->owner[p])
                 continue;
-            roo__worker_info_finish(&p->info);
-            roo__worker_info_copy(&t->workers[w], &p->info);
-            if (strcmp(old.workers[w].data_addr, t->workers[w].data_addr) != 0 && p->data_active) {
-                roo__log_info("worker %s moved its data address to %s; reconnecting", p->info.name,
-                              p->info.data_addr);
-                roo__fconn_close(&p->data);
-                p->data_open = p->data_active = false;
-                p->data_backoff = BACKOFF_MIN_MS;
-                peer_connect(p);
+            moved = true;
+            if (old.owner[p] == cl->self) {
+                if (!drop)
+                    drop = roo__xcalloc(t->partitions, 1);
+                drop[p] = 1;
             }
         }
+        if (cl->mig.active && t->version >= cl->mig.epoch)
+            mig_finish(cl);
+        if (moved || t->nworkers != old.nworkers)
+            install_routes(cl, drop);
+        free(drop);
         roo__topology_finish(&old);
         persist_topology(cl);
+        if (cl->topo.workers[cl->self].left)
+            leave_cluster(cl);
         return 0;
     }
     self = worker_index(cl, cl->name);
+    if (self < 0) {
+        for (size_t i = 0; i < t->nworkers; i++)
+            if (!t->workers[i].left && strcmp(t->workers[i].name, cl->name) == 0)
+                self = (int64_t)i;
+    }
     if (self < 0)
         return fatal(cl, "the cluster's topology does not list this worker");
+    roo__topology_copy(t, &cl->topo);
+    cl->has_topology = true;
     cl->self = (uint32_t)self;
     if (t->partitions != cl->e->cfg.partitions) {
         char msg[256];
@@ -647,19 +815,10 @@ static int apply_topology(cluster *cl, const roo__topology *t)
         /* Safe: no thread hashes keys before it gets the routes that follow. */
         cl->e->cfg.partitions = t->partitions;
     }
-    cl->peers = roo__xcalloc(t->nworkers, sizeof(peer));
-    for (uint32_t w = 0; w < t->nworkers; w++) {
-        peer *p = &cl->peers[w];
-        p->cl = cl;
-        p->index = w;
-        p->data_backoff = BACKOFF_MIN_MS;
-        roo__worker_info_copy(&t->workers[w], &p->info);
-        p->out_threads = t->workers[w].threads ? t->workers[w].threads : 1;
-        p->out_seq = roo__xcalloc(p->out_threads, sizeof(uint64_t));
-        p->out_acked = roo__xcalloc(p->out_threads, sizeof(uint64_t));
-        p->in_received = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
-        p->in_applied = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
-    }
+    cl->peers = roo__xcalloc(MAX_WORKERS, sizeof(peer));
+    for (uint32_t w = 0; w < t->nworkers; w++)
+        peer_init(cl, w, &t->workers[w]);
+    cl->npeers = (uint32_t)t->nworkers;
     /* What each peer's batches were applied through, as committed before a restart. */
     for (size_t i = 0; i < cl->e->nrecovered_links; i++) {
         const struct roo__link_state *l = &cl->e->recovered_links[i];
@@ -670,10 +829,10 @@ static int apply_topology(cluster *cl, const roo__topology *t)
         cl->peers[w].in_applied[l->thread] = l->seq;
         cl->peers[w].in_received[l->thread] = l->seq;
     }
-    install_routes(cl);
+    install_routes(cl, NULL);
     persist_topology(cl);
     for (uint32_t w = 0; w < t->nworkers; w++)
-        if (w != cl->self) {
+        if (w != cl->self && !t->workers[w].left) {
             cl->peers[w].data_backoff = 0;
             peer_connect(&cl->peers[w]);
             cl->peers[w].data_backoff = BACKOFF_MIN_MS;
@@ -682,16 +841,311 @@ static int apply_topology(cluster *cl, const roo__topology *t)
     return 0;
 }
 
+/* ---- partition moves: every worker's part ----
+ *
+ * The initializer drives a move (grow, shrink) in phases (proto/roo.proto, Migrate):
+ *   HOLD      every worker stores the table after the move ("pending", so a restart goes on
+ *             holding), routes new messages for moving partitions to held destinations, and
+ *             reports once everything it routed before is committed where it went (the
+ *             fence: the old owners have applied all they will ever apply of them).
+ *   TRANSFER  old owners wait until their sinks took the output queued so far, then send
+ *             each moving partition's committed state and stream marks as StateChunks on
+ *             their data links; new owners apply and commit them, and report.
+ *   switch    the initializer stores the new table (the commit point) and sends it: each
+ *             worker installs it, lets its held messages go to the new owners (in order, on
+ *             the same links as what follows), and old owners drop the moved state.
+ * A worker that restarts during a move finds the pending table and holds again; the
+ * initializer repeats the current phase to it (every step can be repeated).
+ */
+
+static void co_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
+
+static void mig_report(cluster *cl, uint32_t phase)
+{
+    roo__ctl m = { .kind = ROO__CTL_MIGRATE_REPORT,
+                   .epoch = cl->mig.epoch,
+                   .phase = phase,
+                   .worker_name = (char *)cl->name };
+
+    cl->mig.reported[phase] = true;
+    if (cl->mode == ROO__INITIALIZER) {
+        co_report(cl, cl->self, cl->mig.epoch, phase);
+        return;
+    }
+    /* Lost if the link is down: the initializer repeats the phase when we reconnect. */
+    send_ctl(&cl->to_init, &m);
+}
+
+static void mig_check(cluster *cl)
+{
+    if (!cl->mig.active)
+        return;
+    if (!cl->mig.reported[ROO__MIG_HOLD] && cl->mig.pending_stored &&
+        cl->mig.shards_held == cl->e->nshards)
+        mig_report(cl, ROO__MIG_HOLD);
+    if (cl->mig.phase >= ROO__MIG_TRANSFER && cl->mig.reported[ROO__MIG_HOLD] &&
+        !cl->mig.reported[ROO__MIG_TRANSFER] && cl->mig.nimported == cl->mig.nincoming)
+        mig_report(cl, ROO__MIG_TRANSFER);
+}
+
+static void mig_begin(cluster *cl, uint64_t epoch, const roo__topology *next)
+{
+    roo__engine *e = cl->e;
+    uint32_t out = 0;
+
+    if (cl->mig.active && cl->mig.epoch == epoch) {
+        /* Repeated (the initializer restarted, or we reconnected): answer again. */
+        cl->mig.reported[ROO__MIG_HOLD] = false;
+        mig_check(cl);
+        return;
+    }
+    if (cl->mig.active || next->partitions != cl->topo.partitions ||
+        next->nworkers < cl->topo.nworkers || next->nworkers > MAX_WORKERS ||
+        epoch <= cl->topo.version) {
+        roo__log_warn("ignoring a partition move to table version %llu (this worker has table "
+                      "%llu%s)",
+                      (unsigned long long)epoch, (unsigned long long)cl->topo.version,
+                      cl->mig.active ? " and another move under way" : "");
+        return;
+    }
+    roo__topology_copy(next, &cl->mig.next);
+    cl->mig.active = true;
+    cl->mig.epoch = epoch;
+    cl->mig.phase = ROO__MIG_HOLD;
+    memset(cl->mig.reported, 0, sizeof(cl->mig.reported));
+    cl->mig.shards_held = 0;
+    cl->mig.shard_held = roo__xcalloc(e->nshards, sizeof(bool));
+    cl->mig.incoming = roo__xcalloc(next->partitions, 1);
+    cl->mig.imported = roo__xcalloc(next->partitions, 1);
+    cl->mig.nincoming = cl->mig.nimported = 0;
+    cl->mig.marks_set = false;
+    cl->mig.started_ns = roo__now_ns();
+    for (uint32_t p = 0; p < next->partitions; p++) {
+        if (next->owner[p] == cl->self && cl->topo.owner[p] != cl->self) {
+            cl->mig.incoming[p] = 1;
+            cl->mig.nincoming++;
+        } else if (cl->topo.owner[p] == cl->self && next->owner[p] != cl->self) {
+            out++;
+        }
+    }
+    peers_update(cl, next, true);
+    install_routes(cl, NULL);
+    persist_topology(cl);
+    cl->mig.pending_meta = cl->meta_queued;
+    cl->mig.pending_stored = false;
+    roo__log_info("partition move to table version %llu: %u partition(s) coming here, %u "
+                  "leaving; their messages are held until the switch",
+                  (unsigned long long)epoch, cl->mig.nincoming, out);
+}
+
+static void mig_transfer(cluster *cl)
+{
+    if (!cl->mig.active)
+        return;
+    if (cl->mig.phase < ROO__MIG_TRANSFER)
+        cl->mig.phase = ROO__MIG_TRANSFER;
+    cl->mig.reported[ROO__MIG_TRANSFER] = false;
+    if (!cl->mig.marks_set) {
+        /* Our output for the moving partitions is all queued by now (the fence): it must
+         * reach the sinks before the new owners write theirs. */
+        cl->mig.sink_marks = roo__xcalloc(cl->e->nsinks ? cl->e->nsinks : 1, sizeof(uint64_t));
+        roo__io_sinks_mark(cl->e, cl->mig.sink_marks);
+        cl->mig.marks_set = true;
+    }
+    for (uint32_t w = 0; w < cl->npeers; w++)
+        cl->peers[w].chunks_epoch = 0;
+    mig_send_all(cl);
+    mig_check(cl);
+}
+
+typedef struct chunk_ctx {
+    cluster *cl;
+    peer *p;
+    roo__state_chunk c;
+    uint64_t keys;
+} chunk_ctx;
+
+static void chunk_flush(chunk_ctx *x)
+{
+    int rc = roo__wire_data_chunk_encode(&x->c, roo__fconn_outbuf(&x->p->data));
+
+    if (rc < 0)
+        roo__log_error("cannot frame the state of partition %u for %s: %s", x->c.partition,
+                       x->p->info.name, roo_strerror(rc));
+    x->c.records.len = 0;
+    x->c.marks.len = 0;
+}
+
+static int chunk_record(void *arg, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                        size_t key_len, const uint8_t *val, size_t val_len)
+{
+    chunk_ctx *x = arg;
+    uint8_t *q = roo__buf_reserve(&x->c.records, 8 + key_len + val_len);
+
+    (void)partition;
+    roo__store_le16(q, state_id);
+    roo__store_le16(q + 2, (uint16_t)key_len);
+    roo__store_le32(q + 4, (uint32_t)val_len);
+    memcpy(q + 8, key, key_len);
+    memcpy(q + 8 + key_len, val, val_len);
+    x->c.records.len += 8 + key_len + val_len;
+    x->keys++;
+    if (x->c.records.len >= CHUNK_BYTES)
+        chunk_flush(x);
+    return 0;
+}
+
+static int chunk_mark(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                      size_t val_len)
+{
+    roo__buf *marks = arg;
+
+    if (key_len == ROO__STREAM_KEY_LEN && val_len == ROO__STREAM_VAL_LEN) {
+        roo__buf_append(marks, key, key_len);
+        roo__buf_append(marks, val, val_len);
+    }
+    return 0;
+}
+
+/* Old owner: send p the committed state of every partition moving from us to it. */
+static void mig_send_chunks(cluster *cl, peer *p)
+{
+    chunk_ctx x = { .cl = cl, .p = p };
+    roo__buf marks = { 0 };
+    uint32_t nparts = 0;
+    int rc = 0;
+
+    for (uint32_t q = 0; q < cl->topo.partitions && rc == 0; q++) {
+        if (cl->topo.owner[q] != cl->self || cl->mig.next.owner[q] != p->index)
+            continue;
+        if (!nparts++)
+            rc = roo__store_scan_db(cl->e->store, ROO__DB_STREAMS, chunk_mark, &marks);
+        x.c.epoch = cl->mig.epoch;
+        x.c.partition = q;
+        x.c.last = false;
+        if (rc == 0)
+            rc = roo__store_scan_partition(cl->e->store, (uint16_t)q, chunk_record, &x);
+        for (size_t off = 0; off + 22 <= marks.len; off += 22)
+            if (roo__load_be16(marks.data + off + 8) == q)
+                roo__buf_append(&x.c.marks, marks.data + off, 22);
+        x.c.last = true;
+        chunk_flush(&x);
+    }
+    roo__buf_finish(&marks);
+    roo__buf_finish(&x.c.records);
+    roo__buf_finish(&x.c.marks);
+    if (rc < 0) {
+        roo__log_error("cannot read the state moving to %s: %s; the move waits", p->info.name,
+                       roo__store_errmsg(cl->e->store));
+        return;
+    }
+    p->chunks_epoch = cl->mig.epoch;
+    roo__fconn_flush(&p->data);
+    if (nparts)
+        roo__log_info("sent %u partition(s), %llu key(s), to %s", nparts,
+                      (unsigned long long)x.keys, p->info.name);
+}
+
+static void mig_retry_cb(roo__loop *loop, roo__timer *t)
+{
+    (void)loop;
+    mig_send_all(t->data);
+}
+
+static void mig_send_all(cluster *cl)
+{
+    if (!cl->mig.active || cl->mig.phase < ROO__MIG_TRANSFER)
+        return;
+    if (!roo__io_sinks_reached(cl->e, cl->mig.sink_marks)) {
+        cl->mig.retry.cb = mig_retry_cb;
+        cl->mig.retry.data = cl;
+        roo__timer_start(cl->e->io_loop, &cl->mig.retry, MIG_RETRY_MS);
+        return;
+    }
+    for (uint32_t w = 0; w < cl->npeers; w++) {
+        peer *p = &cl->peers[w];
+        if (w != cl->self && !p->left && p->data_open && p->chunks_epoch != cl->mig.epoch)
+            mig_send_chunks(cl, p);
+    }
+}
+
+/* The switch: held messages go to their new owners; the move is over here. */
+static void mig_finish(cluster *cl)
+{
+    roo__route *r = cl->mig.held_head, *next;
+    int64_t ms = (roo__now_ns() - cl->mig.started_ns) / 1000000;
+
+    cl->mig.held_head = cl->mig.held_tail = NULL;
+    for (; r; r = next) {
+        peer *p;
+        next = (roo__route *)r->node.next;
+        r->node.next = NULL;
+        if (r->worker >= cl->npeers || r->worker == cl->self || cl->peers[r->worker].left) {
+            roo__log_error("internal error: held messages for worker %u have nowhere to go",
+                           r->worker);
+            r->node.kind = ROO__Q_ROUTE_RETURN;
+            roo__queue_push(&r->from->inbox, &r->node);
+            continue;
+        }
+        p = &cl->peers[r->worker];
+        if (p->q_tail)
+            p->q_tail->node.next = &r->node;
+        else
+            p->q_head = r;
+        p->q_tail = r;
+    }
+    for (uint32_t w = 0; w < cl->npeers; w++)
+        if (w != cl->self && cl->peers[w].q_head)
+            peer_pump(&cl->peers[w]);
+    roo__timer_stop(cl->e->io_loop, &cl->mig.retry);
+    roo__topology_finish(&cl->mig.next);
+    free(cl->mig.shard_held);
+    free(cl->mig.incoming);
+    free(cl->mig.imported);
+    free(cl->mig.sink_marks);
+    cl->mig.shard_held = NULL;
+    cl->mig.incoming = cl->mig.imported = NULL;
+    cl->mig.sink_marks = NULL;
+    cl->mig.active = false;
+    roo__log_info("partition move to table version %llu done here (%lld ms after it began)",
+                  (unsigned long long)cl->mig.epoch, (long long)ms);
+}
+
+void roo__cluster_mig_note(roo__engine *e, roo__mig_note *n)
+{
+    cluster *cl = e->cluster;
+
+    if (cl && cl->mig.active && n->epoch == cl->mig.epoch) {
+        if (n->held) {
+            if (n->shard < e->nshards && !cl->mig.shard_held[n->shard]) {
+                cl->mig.shard_held[n->shard] = true;
+                cl->mig.shards_held++;
+            }
+        } else if (n->partition < cl->topo.partitions && cl->mig.incoming[n->partition] &&
+                   !cl->mig.imported[n->partition]) {
+            cl->mig.imported[n->partition] = 1;
+            cl->mig.nimported++;
+        }
+        mig_check(cl);
+    }
+    free(n);
+}
+
 void roo__cluster_meta_done(roo__engine *e, roo__meta_msg *m)
 {
     cluster *cl = e->cluster;
 
     cl->meta_pending = false;
+    if (m->result >= 0 && cl->mig.active && !cl->mig.pending_stored &&
+        m->seq >= cl->mig.pending_meta) {
+        cl->mig.pending_stored = true;
+        mig_check(cl);
+    }
     if (m->result < 0) {
         fatal(cl, "cannot store the cluster topology; stopping");
     } else {
         cl->meta_written = true;
-        if (cl->send_topology_when_stored) {
+        if (cl->send_topology_when_stored && m->seq >= cl->send_topology_seq) {
             roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
             cl->send_topology_when_stored = false;
             for (uint32_t w = 1; w < cl->topo.nworkers; w++)
@@ -751,10 +1205,213 @@ static void form_cluster(cluster *cl)
     /* Sent once stored here (roo__cluster_meta_done): a restarted initializer must know the
      * cluster any member may already have. */
     cl->send_topology_when_stored = true;
+    cl->send_topology_seq = cl->meta_queued;
     (void)m;
 out:
     free(t.workers);
     free(t.owner);
+}
+
+/* ---- the initializer drives partition moves ---- */
+
+/* Takes part in the move under way: a live worker before it, or one it adds. */
+static bool co_participant(const cluster *cl, uint32_t w)
+{
+    if (w < cl->topo.nworkers)
+        return !cl->topo.workers[w].left;
+    return w < cl->mig.next.nworkers && !cl->mig.next.workers[w].left;
+}
+
+static void co_send(cluster *cl, uint32_t w, uint32_t phase)
+{
+    roo__ctl m = {
+        .kind = ROO__CTL_MIGRATE, .epoch = cl->mig.epoch, .phase = phase, .topology = cl->mig.next
+    };
+
+    if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+        send_ctl(&cl->peers[w].ctl->fc, &m);
+}
+
+static void co_phase(cluster *cl, uint32_t phase)
+{
+    cl->co.phase = phase;
+    memset(cl->co.reported, 0, cl->mig.next.nworkers * sizeof(bool));
+    for (uint32_t w = 0; w < cl->mig.next.nworkers; w++)
+        if (w != cl->self && co_participant(cl, w))
+            co_send(cl, w, phase);
+    if (phase == ROO__MIG_TRANSFER)
+        mig_transfer(cl);
+    else
+        mig_check(cl);
+}
+
+static void co_commit(cluster *cl);
+
+static void co_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
+{
+    if (!cl->co.running || !cl->mig.active || epoch != cl->mig.epoch || phase != cl->co.phase ||
+        w >= cl->mig.next.nworkers)
+        return;
+    cl->co.reported[w] = true;
+    for (uint32_t k = 0; k < cl->mig.next.nworkers; k++)
+        if (co_participant(cl, k) && !cl->co.reported[k])
+            return;
+    if (phase == ROO__MIG_HOLD) {
+        roo__log_info("partition move %llu: every worker holds; transferring state",
+                      (unsigned long long)cl->mig.epoch);
+        co_phase(cl, ROO__MIG_TRANSFER);
+    } else {
+        co_commit(cl);
+    }
+}
+
+/*
+ * Give every live worker P/n partitions (the first P mod n of them, by how many they own
+ * now, one more), moving as few as possible: only partitions of workers that leave or own
+ * more than their share change hands.
+ */
+static void rebalance(roo__topology *t)
+{
+    uint32_t n = 0, P = t->partitions, *count = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t *target = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t *order = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint8_t *move = roo__xcalloc(P, 1);
+    uint32_t next = 0;
+
+    for (uint32_t p = 0; p < P; p++)
+        count[t->owner[p]]++;
+    for (uint32_t w = 0; w < t->nworkers; w++)
+        if (!t->workers[w].left)
+            order[n++] = w;
+    /* Stable sort of live workers by partitions owned, most first. */
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i; j > 0 && count[order[j]] > count[order[j - 1]]; j--) {
+            uint32_t tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    for (uint32_t i = 0; i < n; i++)
+        target[order[i]] = P / n + (i < P % n ? 1 : 0);
+    for (uint32_t p = P; p-- > 0;) {
+        uint32_t w = t->owner[p];
+        if (t->workers[w].left || count[w] > target[w]) {
+            move[p] = 1;
+            count[w]--;
+        }
+    }
+    for (uint32_t p = 0; p < P; p++) {
+        if (!move[p])
+            continue;
+        while (count[order[next % n]] >= target[order[next % n]])
+            next++;
+        t->owner[p] = order[next % n];
+        count[order[next % n]]++;
+        next++;
+    }
+    free(count);
+    free(target);
+    free(order);
+    free(move);
+}
+
+static void co_begin(cluster *cl, roo__topology *t, const char *what)
+{
+    uint32_t moving = 0;
+
+    for (uint32_t p = 0; p < t->partitions; p++)
+        moving += t->owner[p] != (p < cl->topo.partitions ? cl->topo.owner[p] : UINT32_MAX);
+    t->version = cl->topo.version + 1;
+    mig_begin(cl, t->version, t);
+    if (!cl->mig.active)
+        return;
+    cl->co.running = true;
+    cl->co.started_ns = roo__now_ns();
+    snprintf(cl->co.what, sizeof(cl->co.what), "%s", what);
+    free(cl->co.reported);
+    cl->co.reported = roo__xcalloc(t->nworkers, sizeof(bool));
+    roo__log_info("%s: moving %u of %u partitions (table version %llu)", what, moving,
+                  t->partitions, (unsigned long long)t->version);
+    co_phase(cl, ROO__MIG_HOLD);
+}
+
+/* Enough joiners wait and nothing else moves: add them. */
+static void co_maybe_grow(cluster *cl)
+{
+    roo__topology t;
+    char what[160];
+    size_t n = cl->co.njoiners, len;
+
+    if (cl->co.running || cl->mig.active || !n || n < cl->co.want || !cl->ready || cl->draining)
+        return;
+    if (cl->topo.nworkers + n > MAX_WORKERS) {
+        for (size_t i = 0; i < n; i++)
+            refuse(cl->co.joiners[i].ctl, "the cluster cannot list that many workers");
+        return;
+    }
+    roo__topology_copy(&cl->topo, &t);
+    t.workers = roo__xrealloc(t.workers, (t.nworkers + n) * sizeof(*t.workers));
+    len = (size_t)snprintf(what, sizeof(what), "growing by %zu worker(s) (", n);
+    for (size_t i = 0; i < n; i++) {
+        t.workers[t.nworkers + i] = cl->co.joiners[i].info;
+        if (len < sizeof(what))
+            len += (size_t)snprintf(what + len, sizeof(what) - len, "%s%s", i ? ", " : "",
+                                    cl->co.joiners[i].info.name);
+    }
+    if (len < sizeof(what))
+        snprintf(what + len, sizeof(what) - len, ")");
+    t.nworkers += n;
+    rebalance(&t);
+    co_begin(cl, &t, what);
+    if (cl->mig.active) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t w = (uint32_t)(t.nworkers - n + i);
+            cl->peers[w].ctl = cl->co.joiners[i].ctl;
+            cl->co.joiners[i].ctl->peer = (int)w;
+            co_send(cl, w, ROO__MIG_HOLD);
+        }
+    }
+    roo__topology_finish(&t); /* the joiners' infos went into it */
+    cl->co.njoiners = 0;
+    cl->co.want = 0;
+}
+
+static void co_commit(cluster *cl)
+{
+    roo__topology t;
+    int64_t ms = (roo__now_ns() - cl->co.started_ns) / 1000000;
+    char json[300];
+
+    roo__topology_copy(&cl->mig.next, &t);
+    t.complete = true;
+    cl->co.running = false;
+    /* The commit point: stored here, then sent (roo__cluster_meta_done). */
+    apply_topology(cl, &t);
+    cl->send_topology_when_stored = true;
+    cl->send_topology_seq = cl->meta_queued;
+    roo__log_info("%s: done in %lld ms; table version %llu", cl->co.what, (long long)ms,
+                  (unsigned long long)t.version);
+    if (cl->co.ext_conn) {
+        snprintf(json, sizeof(json), "{\"done\": true, \"table_version\": %llu, \"ms\": %lld}\n",
+                 (unsigned long long)t.version, (long long)ms);
+        ext_reply(cl, cl->co.ext_conn, true, json, NULL);
+        cl->co.ext_conn = 0;
+    }
+    roo__topology_finish(&t);
+    co_maybe_grow(cl);
+}
+
+/* A worker came back (or a joiner reconnected) during a move: bring it up to date. */
+static void co_rejoined(cluster *cl, uint32_t w)
+{
+    if (!cl->co.running)
+        return;
+    co_send(cl, w, ROO__MIG_HOLD);
+    if (cl->co.phase == ROO__MIG_TRANSFER) {
+        /* What it had received or sent may be gone: the whole transfer runs again. */
+        roo__log_info("partition move %llu: worker %s is back; transferring again",
+                      (unsigned long long)cl->mig.epoch, cl->peers[w].info.name);
+        co_phase(cl, ROO__MIG_TRANSFER);
+    }
 }
 
 static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
@@ -780,12 +1437,52 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
         return;
     }
     if (cl->mode == ROO__JOINER) {
+        roo__ctl r = { .kind = ROO__CTL_REFUSE };
         snprintf(reason, sizeof(reason),
                  "this worker (%s) is not the initializer; contact the "
                  "initializer at %s",
                  cl->name,
                  cl->has_topology ? cl->topo.workers[0].control_addr : "its --control address");
-        refuse(c, reason);
+        /* A joiner follows the hint by itself. */
+        r.reason = reason;
+        r.initializer = cl->has_topology ? cl->topo.workers[0].control_addr : "";
+        roo__log_info("worker '%s' asked to join here; sent it to the initializer", m->worker.name);
+        send_ctl(&c->fc, &r);
+        roo__fconn_close_after_flush(&c->fc);
+        return;
+    }
+    if (m->join && m->cluster_id == 0) {
+        if (!cl->has_topology || !cl->topo.complete || !cl->ready) {
+            refuse(c, "the cluster is still forming; join once it is ready");
+            return;
+        }
+        if (worker_index(cl, m->worker.name) >= 0) {
+            snprintf(reason, sizeof(reason), "a worker named '%s' is already in the cluster",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        for (size_t i = 0; i < cl->co.njoiners; i++) {
+            if (strcmp(cl->co.joiners[i].info.name, m->worker.name) == 0) {
+                snprintf(reason, sizeof(reason), "a worker named '%s' is already waiting to join",
+                         m->worker.name);
+                refuse(c, reason);
+                return;
+            }
+        }
+        cl->co.joiners =
+            roo__xrealloc(cl->co.joiners, (cl->co.njoiners + 1) * sizeof(*cl->co.joiners));
+        roo__worker_info_copy(&m->worker, &cl->co.joiners[cl->co.njoiners].info);
+        cl->co.joiners[cl->co.njoiners].info.left = false;
+        cl->co.joiners[cl->co.njoiners].ctl = c;
+        cl->co.njoiners++;
+        if (m->join_count > cl->co.want)
+            cl->co.want = m->join_count;
+        roo__log_info("worker '%s' asks to join from %s (control %s, data %s): %zu of %u joiner(s) "
+                      "waiting",
+                      m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
+                      cl->co.njoiners, cl->co.want ? cl->co.want : 1);
+        co_maybe_grow(cl);
         return;
     }
     if (cl->has_topology) {
@@ -820,6 +1517,11 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
         cl->peers[w].ctl = c;
         cl->peers[w].conns_ready = false;
         roo__log_info("worker '%s' rejoined from %s", m->worker.name, c->fc.peer);
+        if ((uint32_t)w >= cl->topo.nworkers) {
+            /* Being added by the move under way: it has what it needs but the move's state. */
+            co_rejoined(cl, (uint32_t)w);
+            return;
+        }
         if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
             strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
             cl->topo.workers[w].threads != m->worker.threads) {
@@ -839,6 +1541,7 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
             roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
             send_ctl(&c->fc, &tm);
         }
+        co_rejoined(cl, (uint32_t)w);
         return;
     }
     /* Formation. */
@@ -919,17 +1622,22 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
 {
     roo__engine *e = cl->e;
     bool all_ready = cl->has_topology;
-    size_t n = cl->has_topology ? cl->topo.nworkers : 1;
+    size_t n = cl->has_topology ? cl->topo.nworkers : 1, live = 0;
+    bool firstw = true;
 
-    for (size_t w = 0; w < n; w++)
+    for (size_t w = 0; w < n; w++) {
+        if (cl->has_topology && cl->topo.workers[w].left)
+            continue;
+        live++;
         all_ready = all_ready && have[w] && stats[w].ready;
+    }
     json_fmt(out, "{\n  \"application\": ");
     json_str(out, e->app->name);
     json_fmt(out, ",\n  \"cluster_id\": \"%016llx\",\n  \"answered_by\": ",
              (unsigned long long)(cl->has_topology ? cl->topo.cluster_id : 0));
     json_str(out, cl->name);
     json_fmt(out, ",\n  \"ready\": %s,\n  \"partitions\": %u,\n  \"worker_count\": %zu,\n",
-             all_ready ? "true" : "false", e->cfg.partitions, n);
+             all_ready ? "true" : "false", e->cfg.partitions, live);
     if (!init_reachable)
         json_fmt(out, "  \"warning\": \"the initializer is unreachable: other workers' figures "
                       "are missing\",\n");
@@ -938,9 +1646,12 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
         const roo__worker_info *wi = cl->has_topology ? &cl->topo.workers[w] : NULL;
         const roo__worker_stats *s = &stats[w];
         uint32_t owned = 0;
+        if (wi && wi->left)
+            continue;
         for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
             owned += cl->topo.owner[p] == w;
-        json_fmt(out, "%s\n    {\"name\": ", w ? "," : "");
+        json_fmt(out, "%s\n    {\"name\": ", firstw ? "" : ",");
+        firstw = false;
         json_str(out, wi ? wi->name : cl->name);
         json_fmt(out, ", \"index\": %zu, \"control\": ", w);
         json_str(out, wi ? wi->control_addr : "");
@@ -1110,6 +1821,10 @@ static void status_start(cluster *cl, uint64_t ext_conn, int for_peer, uint64_t 
         for (uint32_t w = 0; w < cl->topo.nworkers; w++) {
             if (w == cl->self)
                 continue;
+            if (cl->topo.workers[w].left) {
+                q->have[w] = true; /* gone: nothing to wait for */
+                continue;
+            }
             if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
                 send_ctl(&cl->peers[w].ctl->fc, &m);
         }
@@ -1153,6 +1868,20 @@ static void stop_locally(cluster *cl, const char *why)
     roo__io_start_stop(e);
     /* Wake the main thread so it waits for the drain. */
     kill(getpid(), SIGTERM);
+}
+
+/* The switch said we left (shrink): hand over the sources, deliver what is owed, exit. */
+static void leave_cluster(cluster *cl)
+{
+    roo__engine *e = cl->e;
+
+    if (e->left_cluster)
+        return;
+    e->left_cluster = true;
+    e->exit_received = true; /* no coordinated Exit to wait for */
+    roo__log_info("this worker left the cluster: closing its source connections (resumable "
+                  "clients continue on another worker), delivering its output, then exiting");
+    stop_locally(cl, "this worker left the cluster");
 }
 
 static void send_exit_all(cluster *cl)
@@ -1255,7 +1984,7 @@ static void begin_cluster_shutdown(cluster *cl, const char *why)
 
 static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
 {
-    peer *p = c->peer >= 0 && cl->has_topology && (uint32_t)c->peer < cl->topo.nworkers &&
+    peer *p = c->peer >= 0 && cl->has_topology && (uint32_t)c->peer < cl->npeers &&
                       cl->peers[c->peer].ctl == c
                   ? &cl->peers[c->peer]
                   : NULL;
@@ -1314,6 +2043,11 @@ static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
         if (!p)
             break;
         begin_cluster_shutdown(cl, m->reason[0] ? m->reason : "requested by a worker");
+        return;
+    case ROO__CTL_MIGRATE_REPORT:
+        if (!p)
+            break;
+        co_report(cl, p->index, m->epoch, m->phase);
         return;
     case ROO__CTL_DRAIN_REPORT:
         if (!p || m->round != cl->drain_round)
@@ -1426,6 +2160,38 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
         roo__log_warn("data connection from %s: data before hello; closing it", c->fc.peer);
         goto bad;
     }
+    if (kind == ROO__DATA_CHUNK) {
+        /* State of a partition moving here. */
+        roo__import_msg *im = roo__xcalloc(1, sizeof(*im));
+        roo__state_chunk ch = { 0 };
+        r->node.next = (roo__qnode *)cl->route_pool;
+        cl->route_pool = r;
+        if (roo__wire_data_chunk_decode(payload, len, &ch) < 0) {
+            free(im);
+            roo__log_warn("data connection from %s: malformed state chunk; closing it", c->fc.peer);
+            conn_kill(c);
+            return;
+        }
+        if (!cl->mig.active || ch.epoch != cl->mig.epoch || ch.partition >= cl->topo.partitions ||
+            !cl->mig.incoming[ch.partition]) {
+            roo__log_debug("state chunk of partition %u (move %llu) from %s is not for us now; "
+                           "ignored",
+                           ch.partition, (unsigned long long)ch.epoch,
+                           cl->peers[c->peer].info.name);
+            roo__buf_finish(&ch.records);
+            roo__buf_finish(&ch.marks);
+            free(im);
+            return;
+        }
+        im->node.kind = ROO__Q_IMPORT;
+        im->epoch = ch.epoch;
+        im->partition = (uint16_t)ch.partition;
+        im->last = ch.last;
+        im->records = ch.records;
+        im->marks = ch.marks;
+        roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);
+        return;
+    }
     if (thread >= e->nshards) {
         roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
                       "worker has %u; closing it",
@@ -1467,7 +2233,7 @@ bad:
 void roo__cluster_route_returned(roo__engine *e, roo__route *r)
 {
     cluster *cl = e->cluster;
-    peer *p = cl->has_topology && r->worker < cl->topo.nworkers ? &cl->peers[r->worker] : NULL;
+    peer *p = cl->has_topology && r->worker < cl->npeers ? &cl->peers[r->worker] : NULL;
 
     if (p && p->inbound_inflight > 0) {
         p->inbound_inflight--;
@@ -1629,6 +2395,118 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
     free(q.scratch);
 }
 
+/* roo-ctl shrink: remove workers (by name or count), or say which could leave. */
+static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
+{
+    roo__topology t;
+    roo__buf out = { 0 };
+    char err[512], what[160];
+    uint32_t live = 0, nleave = 0;
+    uint8_t *leave = NULL;
+    size_t len;
+
+    if (cl->mode != ROO__INITIALIZER || !cl->has_topology) {
+        const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
+        snprintf(err, sizeof(err), "only the initializer can shrink the cluster: ask %s%s",
+                 ext && ext[0] ? "its --external address " : "the initializer's --external address",
+                 ext && ext[0] ? ext : "");
+        ext_reply(cl, c->id, false, NULL, err);
+        return;
+    }
+    for (uint32_t w = 0; w < cl->topo.nworkers; w++)
+        live += !cl->topo.workers[w].left;
+    leave = roo__xcalloc(cl->topo.nworkers, 1);
+    for (size_t i = 0; i < req->nworkers; i++) {
+        int64_t w = worker_index(cl, req->workers[i]);
+        if (w < 0 || (uint32_t)w >= cl->topo.nworkers) {
+            snprintf(err, sizeof(err), "no worker named '%s' in the cluster", req->workers[i]);
+            goto fail;
+        }
+        if ((uint32_t)w == cl->self) {
+            snprintf(err, sizeof(err),
+                     "the initializer (%s) cannot leave: it coordinates the cluster and its "
+                     "moves; remove other workers",
+                     cl->name);
+            goto fail;
+        }
+        if (!leave[w])
+            nleave++;
+        leave[w] = 1;
+    }
+    if (!req->nworkers && req->count) {
+        for (uint32_t w = cl->topo.nworkers; w-- > 1 && nleave < req->count;) {
+            if (!cl->topo.workers[w].left && w != cl->self) {
+                leave[w] = 1;
+                nleave++;
+            }
+        }
+        if (nleave < req->count) {
+            snprintf(err, sizeof(err),
+                     "cannot remove %u of %u workers: the initializer stays, so at most %u can "
+                     "leave",
+                     req->count, live, live - 1);
+            goto fail;
+        }
+    }
+    if (req->dry_run) {
+        json_fmt(&out, "{\n  \"workers\": %u,\n  \"can_leave\": [", live);
+        for (uint32_t w = 0, k = 0; w < cl->topo.nworkers; w++)
+            if (!cl->topo.workers[w].left && w != cl->self) {
+                json_fmt(&out, "%s", k++ ? ", " : "");
+                json_str(&out, cl->topo.workers[w].name);
+            }
+        json_fmt(&out, "],\n  \"cannot_leave\": [");
+        json_str(&out, cl->name);
+        json_fmt(&out, "],\n  \"would_leave\": [");
+        for (uint32_t w = 0, k = 0; w < cl->topo.nworkers; w++)
+            if (leave[w]) {
+                json_fmt(&out, "%s", k++ ? ", " : "");
+                json_str(&out, cl->topo.workers[w].name);
+            }
+        json_fmt(&out, "],\n  \"busy\": %s\n}\n",
+                 cl->co.running || cl->mig.active ? "true" : "false");
+        roo__buf_append(&out, "", 1);
+        ext_reply(cl, c->id, true, (const char *)out.data, NULL);
+        roo__buf_finish(&out);
+        free(leave);
+        return;
+    }
+    if (!nleave) {
+        snprintf(err, sizeof(err), "name the workers to remove (--workers) or how many (--count)");
+        goto fail;
+    }
+    if (cl->co.running || cl->mig.active || cl->draining) {
+        snprintf(err, sizeof(err), "a partition move is under way; try again when it is done");
+        goto fail;
+    }
+    roo__topology_copy(&cl->topo, &t);
+    len = (size_t)snprintf(what, sizeof(what), "shrinking by %u worker(s) (", nleave);
+    for (uint32_t w = 0, k = 0; w < t.nworkers; w++) {
+        if (!leave[w])
+            continue;
+        t.workers[w].left = true;
+        if (len < sizeof(what))
+            len += (size_t)snprintf(what + len, sizeof(what) - len, "%s%s", k++ ? ", " : "",
+                                    t.workers[w].name);
+    }
+    if (len < sizeof(what))
+        snprintf(what + len, sizeof(what) - len, ")");
+    rebalance(&t);
+    co_begin(cl, &t, what);
+    roo__topology_finish(&t);
+    free(leave);
+    if (!cl->co.running) {
+        ext_reply(cl, c->id, false, NULL, "the partition move could not start (see the log)");
+        return;
+    }
+    cl->co.ext_conn = c->id;
+    return;
+
+fail:
+    free(leave);
+    ext_reply(cl, c->id, false, NULL, err);
+}
+
 static void ext_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
 {
     roo__ext_request req;
@@ -1644,9 +2522,12 @@ static void ext_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t
     cmd = req.cmd;
     if (cmd == ROO__EXT_QUERY)
         ext_query(cl, c, &req);
+    else if (cmd == ROO__EXT_SHRINK)
+        ext_shrink(cl, c, &req);
     roo__wire_ext_request_finish(&req);
     switch (cmd) {
     case ROO__EXT_QUERY:
+    case ROO__EXT_SHRINK:
         break;
     case ROO__EXT_STATUS:
         status_start(cl, c->id, -1, 0);
@@ -1705,8 +2586,20 @@ static void conn_gone(aconn *c, int err)
     if (c->dead)
         return;
     c->dead = true;
+    for (size_t i = 0; c->kind == CONN_CONTROL && i < cl->co.njoiners; i++) {
+        if (cl->co.joiners[i].ctl != c)
+            continue;
+        /* A worker waiting to join went away before the move began: forget it. */
+        roo__log_warn("joining worker '%s' went away before it was added",
+                      cl->co.joiners[i].info.name);
+        roo__worker_info_finish(&cl->co.joiners[i].info);
+        memmove(&cl->co.joiners[i], &cl->co.joiners[i + 1],
+                (cl->co.njoiners - i - 1) * sizeof(joined));
+        cl->co.njoiners--;
+        break;
+    }
     if (c->kind == CONN_CONTROL && c->peer >= 0 && cl->has_topology &&
-        (uint32_t)c->peer < cl->topo.nworkers && cl->peers[c->peer].ctl == c) {
+        (uint32_t)c->peer < cl->npeers && cl->peers[c->peer].ctl == c) {
         if (!cl->e->io_stopping)
             roo__log_warn("worker '%s' disconnected from control%s%s", cl->peers[c->peer].info.name,
                           err ? ": " : "", err ? roo_strerror(err) : "");
@@ -1824,6 +2717,18 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
     }
     switch (m.kind) {
     case ROO__CTL_REFUSE:
+        if (cl->e->cfg.join && m.initializer && m.initializer[0] &&
+            roo__addr_parse(m.initializer, &cl->e->cfg.control) == 0) {
+            /* We asked a worker that is not the initializer: ask the one it named. */
+            roo__log_info("%s is not the initializer; asking the initializer at %s", fc->peer,
+                          m.initializer);
+            roo__fconn_close(fc);
+            cl->to_init_open = cl->to_init_active = false;
+            cl->ctl_backoff = 0;
+            ctl_connect_later(cl);
+            cl->ctl_backoff = BACKOFF_MIN_MS;
+            break;
+        }
         cl->refused = true;
         {
             char msg[700];
@@ -1842,6 +2747,37 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         break;
     case ROO__CTL_CLUSTER_READY:
         go_ready(cl);
+        break;
+    case ROO__CTL_MIGRATE:
+        if (!cl->has_topology) {
+            /* Joining: start from the table after the move, minus what moves to us. */
+            roo__topology t0;
+            int64_t me = -1;
+            roo__topology_copy(&m.topology, &t0);
+            for (size_t i = 0; i < t0.nworkers; i++)
+                if (!t0.workers[i].left && strcmp(t0.workers[i].name, cl->name) == 0)
+                    me = (int64_t)i;
+            if (me < 0) {
+                roo__topology_finish(&t0);
+                fatal(cl, "the initializer's partition move does not list this worker");
+                break;
+            }
+            for (uint32_t p = 0; p < t0.partitions; p++)
+                if (t0.owner[p] == (uint32_t)me)
+                    t0.owner[p] = 0;
+            t0.version = m.epoch - 1;
+            roo__log_info("joining cluster %016llx (%zu workers after the move, %u partitions)",
+                          (unsigned long long)t0.cluster_id, t0.nworkers, t0.partitions);
+            if (apply_topology(cl, &t0) < 0) {
+                roo__topology_finish(&t0);
+                break;
+            }
+            roo__topology_finish(&t0);
+        }
+        if (m.phase == ROO__MIG_HOLD)
+            mig_begin(cl, m.epoch, &m.topology);
+        else if (m.phase == ROO__MIG_TRANSFER && cl->mig.active && m.epoch == cl->mig.epoch)
+            mig_transfer(cl);
         break;
     case ROO__CTL_STATUS_QUERY: {
         roo__worker_stats mine;
@@ -1999,7 +2935,10 @@ static void to_init_connected(roo__fconn *fc, int err)
     m.worker.threads = cl->e->nshards;
     m.worker.external_addr = cl->my_external;
     m.cluster_id = cl->has_topology ? cl->topo.cluster_id : 0;
-    roo__log_info("connected to the initializer at %s; identifying as '%s' (control %s, data %s)",
+    m.join = cl->e->cfg.join;
+    m.join_count = cl->e->cfg.worker_count;
+    roo__log_info("connected to %s at %s; identifying as '%s' (control %s, data %s)",
+                  cl->e->cfg.join && !cl->has_topology ? "the cluster" : "the initializer",
                   fc->peer, cl->name, cl->my_control, cl->my_data);
     send_ctl(fc, &m);
     check_conns_ready(cl);
@@ -2145,6 +3084,25 @@ void roo__cluster_start(roo__engine *e)
                       e->saved_topology->nworkers);
         if (apply_topology(cl, e->saved_topology) < 0)
             return;
+        if (e->cfg.join) {
+            /* Once a member, talk to the initializer directly. */
+            roo__addr a;
+            if (roo__addr_parse(cl->topo.workers[0].control_addr, &a) == 0)
+                e->cfg.control = a;
+        }
+        if (e->saved_pending && e->saved_pending->version > cl->topo.version) {
+            /* A move was under way when we stopped: hold again, take part again. */
+            roo__log_info("a partition move to table version %llu was under way; resuming it",
+                          (unsigned long long)e->saved_pending->version);
+            mig_begin(cl, e->saved_pending->version, e->saved_pending);
+            if (cl->mode == ROO__INITIALIZER && cl->mig.active) {
+                cl->co.running = true;
+                cl->co.started_ns = roo__now_ns();
+                snprintf(cl->co.what, sizeof(cl->co.what), "resumed partition move");
+                cl->co.reported = roo__xcalloc(cl->mig.next.nworkers, sizeof(bool));
+                cl->co.phase = ROO__MIG_HOLD;
+            }
+        }
         if (cl->mode == ROO__INITIALIZER)
             cl->self_conns_ready = true;
         go_ready(cl);
@@ -2194,10 +3152,19 @@ void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
         peer *p;
         next = (roo__route *)r->node.next;
         r->node.next = NULL;
-        if (!cl->has_topology || r->worker >= cl->topo.nworkers) {
+        if (!cl->has_topology || r->worker >= cl->npeers || r->worker == cl->self) {
             roo__log_error("internal error: route to unknown worker %u", r->worker);
             r->node.kind = ROO__Q_ROUTE_RETURN;
             roo__queue_push(&r->from->inbox, &r->node);
+            continue;
+        }
+        if (r->held && cl->mig.active) {
+            /* For a partition on the move: kept, in order, until the switch. */
+            if (cl->mig.held_tail)
+                cl->mig.held_tail->node.next = &r->node;
+            else
+                cl->mig.held_head = r;
+            cl->mig.held_tail = r;
             continue;
         }
         p = &cl->peers[r->worker];
@@ -2218,7 +3185,7 @@ void roo__cluster_on_acks(roo__engine *e, roo__batch *b)
         const roo__link_ack *a = &b->acks[i];
         peer *p;
         bool last = true;
-        if (!cl->has_topology || a->peer >= cl->topo.nworkers || a->thread >= e->nshards)
+        if (!cl->has_topology || a->peer >= cl->npeers || a->thread >= e->nshards)
             continue;
         p = &cl->peers[a->peer];
         if (a->incarnation != p->in_incarnation)
@@ -2241,7 +3208,9 @@ bool roo__cluster_idle(const roo__engine *e)
 {
     const cluster *cl = e->cluster;
 
-    for (uint32_t w = 0; cl->has_topology && w < cl->topo.nworkers; w++) {
+    if (cl->mig.held_head)
+        return false;
+    for (uint32_t w = 0; cl->has_topology && w < cl->npeers; w++) {
         const peer *p = &cl->peers[w];
         if (w == cl->self)
             continue;
@@ -2263,7 +3232,7 @@ void roo__cluster_destroy(roo__engine *e)
         roo__fconn_finish(&c->fc);
         free(c);
     }
-    for (uint32_t w = 0; cl->peers && w < cl->topo.nworkers; w++) {
+    for (uint32_t w = 0; cl->peers && w < cl->npeers; w++) {
         peer *p = &cl->peers[w];
         roo__fconn_finish(&p->data);
         roo__worker_info_finish(&p->info);
@@ -2297,6 +3266,20 @@ void roo__cluster_destroy(roo__engine *e)
     if (cl->ext_lfd >= 0)
         close(cl->ext_lfd);
     roo__topology_finish(&cl->topo);
+    roo__topology_finish(&cl->mig.next);
+    free(cl->mig.shard_held);
+    free(cl->mig.incoming);
+    free(cl->mig.imported);
+    free(cl->mig.sink_marks);
+    free(cl->co.reported);
+    for (size_t i = 0; i < cl->co.njoiners; i++)
+        roo__worker_info_finish(&cl->co.joiners[i].info);
+    free(cl->co.joiners);
+    if (e->saved_pending) {
+        roo__topology_finish(e->saved_pending);
+        free(e->saved_pending);
+        e->saved_pending = NULL;
+    }
     if (e->saved_topology) {
         roo__topology_finish(e->saved_topology);
         free(e->saved_topology);

@@ -37,6 +37,7 @@ struct roo__engine;
 struct roo__batch;
 struct roo__route;
 struct roo__meta_msg;
+struct roo__mig_note;
 
 /*
  * Bind the cluster's listeners (main thread, before the io thread starts) and remember the
@@ -50,6 +51,7 @@ void roo__cluster_start(struct roo__engine *e);
 void roo__cluster_on_batch(struct roo__engine *e, struct roo__batch *b);
 void roo__cluster_route_returned(struct roo__engine *e, struct roo__route *r);
 void roo__cluster_meta_done(struct roo__engine *e, struct roo__meta_msg *m);
+void roo__cluster_mig_note(struct roo__engine *e, struct roo__mig_note *n);
 void roo__cluster_prepare(struct roo__engine *e);
 /* Nothing queued for or owed to other workers. */
 bool roo__cluster_idle(const struct roo__engine *e);

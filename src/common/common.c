@@ -3,12 +3,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 /* Logging configuration is written once at start-up, before threads exist. */
 static char log_program[64] = "roo";
@@ -247,5 +250,19 @@ int roo__parse_size(const char *s, uint64_t *ret_size)
     if (v > UINT64_MAX / mult)
         return -ERANGE;
     *ret_size = v * mult;
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
+}
+
+int roo__rm_rf(const char *path)
+{
+    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+        return errno == ENOENT ? 0 : -errno;
     return 0;
 }

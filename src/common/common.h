@@ -71,6 +71,17 @@ static inline uint64_t roo__load_be64(const uint8_t *p)
     return __builtin_bswap64(v);
 }
 
+static inline uint16_t roo__load_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline void roo__store_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
 static inline uint32_t roo__load_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -152,5 +163,8 @@ int roo__parse_size(const char *s, uint64_t *ret_size);
 
 /* Parse a non-negative decimal integer in [min, max] into *ret. */
 int roo__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret_value);
+
+/* Remove path and everything below it (no symlinks followed): 0 or -errno. */
+int roo__rm_rf(const char *path);
 
 #endif /* ROO_COMMON_H */

@@ -60,6 +60,9 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
         case ROO__REC_STREAM:
             rc = roo__store_txn_put(s, ROO__DB_STREAMS, key, h16[2], val, vlen);
             break;
+        case ROO__REC_DROP:
+            rc = roo__store_txn_drop_partition(s, h16[0]);
+            break;
         default:
             roo__log_error("internal error: batch record of kind %u", h16[3]);
             abort();

@@ -108,7 +108,28 @@ enum {
     ROO__Q_META,         /* io -> committer -> io: write the identity record, then report */
     ROO__Q_ROUTE_DONE,   /* -> shard: a route buffer of one of its batches is committed there */
     ROO__Q_COMMITTED,    /* committer -> shard: this batch of yours is committed */
+    ROO__Q_IMPORT,       /* io -> shard: a piece of a partition moving here (roo__import_msg) */
+    ROO__Q_MIGRATION,    /* shard -> io: held (fence passed) or imported (roo__mig_note) */
 };
+
+/* io -> shard: state of a partition moving to this worker, one StateChunk's worth. */
+typedef struct roo__import_msg {
+    roo__qnode node;
+    uint64_t epoch;
+    uint16_t partition;
+    bool last;
+    roo__buf records; /* StateChunk.records */
+    roo__buf marks;   /* StateChunk.marks */
+} roo__import_msg;
+
+/* shard -> io: a step of a partition move is done on this thread. */
+typedef struct roo__mig_note {
+    roo__qnode node;
+    uint64_t epoch;
+    unsigned shard;
+    bool held;          /* everything routed before the hold is committed where it went */
+    uint16_t partition; /* !held: this partition's import is committed */
+} roo__mig_note;
 
 /* A route buffer of batch `batch_seq` is applied and committed where it went. */
 typedef struct roo__route_done {
@@ -140,6 +161,7 @@ typedef struct roo__msg_id {
 #define ROO__REC_STATE 0  /* -> state database */
 #define ROO__REC_LINK 1   /* -> links: a peer's batches applied through seq */
 #define ROO__REC_STREAM 2 /* -> streams: a source stream's messages applied through (offset, sub) */
+#define ROO__REC_DROP 3   /* the partition moved away: delete its state and stream marks */
 
 /* A peer's batch that this batch applied, to acknowledge once the batch is committed. */
 typedef struct roo__link_ack {
@@ -165,7 +187,7 @@ typedef struct roo__batch {
     struct roo__done_note {
         struct roo__shard *origin;
         uint64_t batch_seq;
-    } *done;
+    } * done;
     uint32_t ndone, done_cap;
     /* Sent by the committer to the owner right after the commit, while the batch itself goes
      * on to the io thread: only the sequence number is read from it. */
@@ -176,7 +198,7 @@ typedef struct roo__batch {
     } commit_note;
     uint64_t outbox_seq;     /* committer: its output's key in the outbox (0: not stored) */
     uint64_t outbox_written; /* every outbox entry up to this one is written: delete them */
-    roo__buf out[];            /* one per sink */
+    roo__buf out[];          /* one per sink */
 } roo__batch;
 
 /*
@@ -203,8 +225,8 @@ typedef struct roo__route {
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
     roo__buf data;
     uint64_t nmsgs;
-    uint32_t worker; /* destination worker index (remote routes); sender (from a peer) */
-    uint32_t thread; /* destination thread on that worker */
+    uint32_t worker;    /* destination worker index (remote routes); sender (from a peer) */
+    uint32_t thread;    /* destination thread on that worker */
     uint64_t batch_seq; /* the origin thread's batch it belongs to (durability) */
     uint64_t id_stream; /* the stream record in force while filling (0: none yet) */
     uint64_t id_base;
@@ -212,12 +234,14 @@ typedef struct roo__route {
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;
     char link_peer[72];
+    bool held; /* for a partition on the move: io keeps it until the switch */
 } roo__route;
 
 /* Where a partition's messages go: a local shard, or a thread of another worker. */
 typedef struct roo__dest {
     uint32_t worker; /* topology index; the local worker for local shards */
     uint32_t thread;
+    bool held; /* a partition move: messages wait in io until the switch */
 } roo__dest;
 
 /*
@@ -230,10 +254,20 @@ typedef struct roo__routes_msg {
     uint16_t *part_dest;
     roo__dest *dests;
     uint32_t ndests;
+    /*
+     * A partition move in progress (hold_epoch != 0): part_dest sends moving partitions to
+     * held destinations, and part_old is the table before the move, by which messages that
+     * arrive by route are still applied at their old owner. drop (partitions entries, or
+     * NULL) marks partitions this worker no longer owns: their state is forgotten.
+     */
+    uint64_t hold_epoch;
+    uint16_t *part_old;
+    uint8_t *drop;
 } roo__routes_msg;
 
 typedef struct roo__meta_msg {
     roo__qnode node;
+    uint64_t seq;     /* cluster's count of identity records queued */
     roo__buf encoded; /* the WorkerMeta to store */
     int result;       /* set by the committer */
 } roo__meta_msg;
@@ -288,18 +322,34 @@ typedef struct roo__shard {
     uint32_t route_cap;     /* entries in route_out */
     roo__route *route_pool; /* returned route buffers */
     unsigned routes_inflight;
-    roo__route *remote_pending, *remote_tail;  /* remote routes waiting for the next seal */
-    size_t remote_bytes;                       /* their bytes, counted toward a full batch */
-    uint64_t outbox_written;   /* highest outbox seq of a batch that came back written */
-    uint32_t cur_routes;       /* route buffers sent since the current batch began */
-    roo__dedup *dedup;         /* resumable streams: high-water marks per (stream, partition) */
-    roo__durability dur;       /* which sealed batches are durable everywhere */
-    roo__msg_id id;            /* identity of the message being processed (stream 0: none) */
-    bool id_fixed;             /* id came with a routed message: do not number it again */
-    bool acks_owed;            /* a resumable client's acknowledgement waits for its socket */
+    roo__route *remote_pending, *remote_tail; /* remote routes waiting for the next seal */
+    size_t remote_bytes;                      /* their bytes, counted toward a full batch */
+    uint64_t outbox_written;     /* highest outbox seq of a batch that came back written */
+    uint32_t cur_routes;         /* route buffers sent since the current batch began */
+    roo__dedup *dedup;           /* resumable streams: high-water marks per (stream, partition) */
+    roo__durability dur;         /* which sealed batches are durable everywhere */
+    roo__msg_id id;              /* identity of the message being processed (stream 0: none) */
+    bool id_fixed;               /* id came with a routed message: do not number it again */
+    bool acks_owed;              /* a resumable client's acknowledgement waits for its socket */
     _Atomic uint64_t duplicates; /* resent messages recognised and skipped */
-    uint64_t outbox_announced; /* ... already passed to the committer for deletion */
+    uint64_t outbox_announced;   /* ... already passed to the committer for deletion */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
+    bool routed;                       /* the state step about to run got its message by route */
+    bool routes_first;                 /* apply queued routes before reading sources again */
+    roo__route *held_head, *held_tail; /* held for a partition moving to this worker */
+    uint64_t hold_epoch;               /* a partition move holds messages (0: none) */
+    uint16_t *part_old;                /* ... and the table before it */
+    uint64_t hold_fence;               /* batches up to this one were sealed before the hold */
+    bool hold_reported;
+    uint8_t *drop_pending;                   /* partitions to record as dropped in the next batch */
+    roo__qnode *imports_head, *imports_tail; /* partitions moving here, not applied yet */
+    uint64_t committed_seq;                  /* newest of our batches known committed */
+    struct roo__import_wait {
+        uint64_t epoch;
+        uint64_t batch_seq;
+        uint16_t partition;
+    } * import_waits;
+    size_t nimport_waits, import_waits_cap;
 
     roo__source_conn *conns; /* doubly linked */
     unsigned nconns;
@@ -344,7 +394,7 @@ struct roo__engine {
         uint32_t sink;
         uint64_t seq;
         roo__buf bytes;
-    } *recovered_outbox;
+    } * recovered_outbox;
     size_t nrecovered_outbox;
     uint64_t recovered_marks; /* dedup high-water marks loaded */
 
@@ -362,17 +412,19 @@ struct roo__engine {
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
     _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
     roo__topology *saved_topology; /* from the resilience directory, until the cluster takes it */
+    roo__topology *saved_pending;  /* ... and a partition move that was under way */
+    bool left_cluster;             /* this worker left the cluster (shrink): remove its directory */
     /* Links database at start: what each peer's batches were applied through. */
     struct roo__link_state {
         char peer[72];
         uint32_t thread;
         uint64_t incarnation;
         uint64_t seq;
-    } *recovered_links;
+    } * recovered_links;
     size_t nrecovered_links;
-    bool cluster_stopping;         /* io: a coordinated stop is running: wait for Exit */
-    bool exit_received;            /* io: the initializer said exit */
-    unsigned next_shard;           /* round-robin for accepted connections */
+    bool cluster_stopping; /* io: a coordinated stop is running: wait for Exit */
+    bool exit_received;    /* io: the initializer said exit */
+    unsigned next_shard;   /* round-robin for accepted connections */
     roo__sink *sinks;
     size_t nsinks;
     bool io_stopping;
@@ -396,7 +448,8 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m);
 void *roo__shard_main(void *arg);
 
 /* engine.c */
-int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo, roo__buf *out);
+int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo,
+                            const roo__topology *pending, roo__buf *out);
 bool roo__engine_has_state(const roo__engine *e);
 
 /* committer.c */
@@ -412,6 +465,9 @@ void roo__io_open_sources(roo__engine *e);
 void roo__io_start_stop(roo__engine *e);
 void roo__io_check_drained(roo__engine *e);
 bool roo__io_sinks_idle(const roo__engine *e);
+/* Where each sink's output queued so far ends; whether the sinks have written that far. */
+void roo__io_sinks_mark(const roo__engine *e, uint64_t *ret_marks);
+bool roo__io_sinks_reached(const roo__engine *e, const uint64_t *marks);
 bool roo__io_shards_quiescent(const roo__engine *e);
 void roo__io_finish(roo__engine *e);
 void *roo__io_main(void *arg);

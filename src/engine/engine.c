@@ -15,7 +15,8 @@ static uint64_t now_unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo, roo__buf *out)
+int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo,
+                            const roo__topology *pending, roo__buf *out)
 {
     roo__meta m = {
         .format_version = ROO__FORMAT_VERSION,
@@ -32,6 +33,10 @@ int roo__engine_encode_meta(const roo__engine *e, const roo__topology *topo, roo
         m.has_topology = true;
         m.topology = *topo;
     }
+    if (pending) {
+        m.has_pending = true;
+        m.pending = *pending;
+    }
     m.state_names = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1, sizeof(char *));
     for (size_t i = 0; i < e->app->nstate_types; i++)
         m.state_names[i] = (char *)e->app->state_types[i]->name;
@@ -45,10 +50,10 @@ bool roo__engine_has_state(const roo__engine *e)
     return e->recovered_keys > 0;
 }
 
-static int write_meta(roo__engine *e, const roo__topology *topo)
+static int write_meta(roo__engine *e, const roo__topology *topo, const roo__topology *pending)
 {
     roo__buf b = { 0 };
-    int rc = roo__engine_encode_meta(e, topo, &b);
+    int rc = roo__engine_encode_meta(e, topo, pending, &b);
 
     if (rc == 0)
         rc = roo__store_meta_put(e->store, b.data, b.len);
@@ -76,7 +81,7 @@ static int check_meta(roo__engine *e, roo__topology **ret_topology, char *msg, s
                      dir, (unsigned long long)n);
             return ROO_EFORMAT;
         }
-        rc = write_meta(e, NULL);
+        rc = write_meta(e, NULL, NULL);
         if (rc < 0)
             snprintf(msg, cap, "cannot write the identity record in %s: %s", dir,
                      roo__store_errmsg(e->store));
@@ -137,9 +142,14 @@ static int check_meta(roo__engine *e, roo__topology **ret_topology, char *msg, s
         *ret_topology = roo__xcalloc(1, sizeof(roo__topology));
         roo__topology_copy(&m.topology, *ret_topology);
     }
+    if (m.has_pending && e->cfg.mode != ROO__STANDALONE) {
+        e->saved_pending = roo__xcalloc(1, sizeof(roo__topology));
+        roo__topology_copy(&m.pending, e->saved_pending);
+        e->cfg.partitions = m.partitions;
+    }
 out:
     if (rc == 0 && rewrite) {
-        rc = write_meta(e, m.has_topology ? &m.topology : NULL);
+        rc = write_meta(e, m.has_topology ? &m.topology : NULL, m.has_pending ? &m.pending : NULL);
         if (rc < 0)
             snprintf(msg, cap, "cannot update the identity record in %s: %s", dir,
                      roo__store_errmsg(e->store));
@@ -445,6 +455,11 @@ void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats)
 int roo__engine_fatal_status(roo__engine *e)
 {
     return atomic_load(&e->fatal_status);
+}
+
+bool roo__engine_left_cluster(const roo__engine *e)
+{
+    return e->left_cluster;
 }
 
 bool roo__engine_cluster_exit(roo__engine *e)

@@ -28,12 +28,14 @@ typedef struct roo__engine_cfg {
     uint64_t map_size;
     size_t batch_bytes; /* seal a batch once its output reaches this */
     unsigned batches_per_shard;
-    size_t sink_replay_bytes; /* output kept to resend after a sink reconnect */
-    int shutdown_timeout_ms;  /* how long a stop waits for a sink to take the output */
+    size_t sink_replay_bytes;  /* output kept to resend after a sink reconnect */
+    int shutdown_timeout_ms;   /* how long a stop waits for a sink to take the output */
     size_t link_backlog_bytes; /* per peer: sent and not yet acknowledged, kept to resend */
 
     roo__cluster_mode mode;
-    unsigned worker_count; /* initializer: workers in the cluster, itself included */
+    unsigned worker_count; /* initializer: workers in the cluster, itself included;
+                            * --join: grow once this many joiners wait */
+    bool join;             /* --join: a new worker for a running cluster (control = where) */
     bool has_control, has_data, has_my_control, has_my_data, has_external;
     roo__addr control;    /* initializer: listen; joiner: the initializer's address */
     roo__addr data;       /* initializer: data listen address */
@@ -65,6 +67,8 @@ void roo__engine_destroy(roo__engine *e);
 int roo__engine_fatal_status(roo__engine *e);
 /* True if the stop was asked for by the cluster (roo-ctl shutdown), not by a signal. */
 bool roo__engine_cluster_exit(roo__engine *e);
+/* The worker left its cluster (shrink): its resilience directory may be removed. */
+bool roo__engine_left_cluster(const roo__engine *e);
 
 /* Counters for the stop summary. */
 typedef struct roo__engine_stats {

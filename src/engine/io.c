@@ -517,6 +517,22 @@ void roo__io_start_stop(roo__engine *e)
                      e->cfg.shutdown_timeout_ms + (e->cluster_stopping ? 3000 : 0));
 }
 
+/* ---- output marks (partition moves: the old owner's output goes first) ---- */
+
+void roo__io_sinks_mark(const roo__engine *e, uint64_t *ret_marks)
+{
+    for (size_t i = 0; i < e->nsinks; i++)
+        ret_marks[i] = e->sinks[i].written + e->sinks[i].pending_bytes;
+}
+
+bool roo__io_sinks_reached(const roo__engine *e, const uint64_t *marks)
+{
+    for (size_t i = 0; i < e->nsinks; i++)
+        if (e->sinks[i].written < marks[i])
+            return false;
+    return true;
+}
+
 /* ---- loop callbacks ---- */
 
 static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
@@ -540,6 +556,9 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_META:
             roo__cluster_meta_done(e, (roo__meta_msg *)n);
+            break;
+        case ROO__Q_MIGRATION:
+            roo__cluster_mig_note(e, (roo__mig_note *)n);
             break;
         case ROO__Q_STATUS: {
             roo__status_msg *m = (roo__status_msg *)n;

@@ -137,6 +137,7 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->id_stream = 0;
         r->worker = sh->dests[dest].worker;
         r->thread = sh->dests[dest].thread;
+        r->held = sh->dests[dest].held;
         sh->route_out[dest] = r;
     }
     if (id && (id->stream != r->id_stream || id->offset < r->id_base ||
@@ -201,6 +202,14 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
     h = roo__key_hash(key, (size_t)kl);
     part = roo__partition_of(h, sh->partitions);
     owner = sh->part_dest[part];
+    if (ROO__UNLIKELY(sh->hold_epoch) && owner != sh->idx && sh->routed &&
+        (sh->part_old[part] == sh->idx ||
+         (sh->dests[owner].held && sh->dests[owner].worker == sh->dests[0].worker &&
+          sh->dests[owner].thread == sh->idx)))
+        /* Routed here during a move: sent before it began (we are the old owner) or after
+         * the sender switched (we are the new owner, and hold the state already). */
+        owner = sh->idx;
+    sh->routed = false;
     if (ROO__UNLIKELY(sh->id.stream)) {
         /* From a resumable stream: number it, then apply it only once. */
         roo__msg_id id = sh->id;
@@ -358,7 +367,22 @@ static void collect_remote(roo__shard *sh)
         if (!r)
             continue;
         sh->route_out[d] = NULL;
-        sh->routes_inflight++;
+        if (r->held && r->worker == sh->dests[0].worker) {
+            /* Held for a partition moving to one of our own threads: it stays here (see
+             * release_held), but counts for its batch's durability like any route. */
+            r->batch_seq = sh->batch_seq;
+            sh->cur_routes++;
+            r->node.next = NULL;
+            if (sh->held_tail)
+                sh->held_tail->node.next = &r->node;
+            else
+                sh->held_head = r;
+            sh->held_tail = r;
+            continue;
+        }
+        /* Held routes wait in io until a move's switch: they must not stall the sources. */
+        if (!r->held)
+            sh->routes_inflight++;
         r->batch_seq = sh->batch_seq;
         sh->cur_routes++;
         atomic_fetch_add_explicit(&sh->routed_out, r->nmsgs, memory_order_relaxed);
@@ -432,6 +456,7 @@ static void batch_reset(roo__batch *b, size_t nsinks)
 }
 
 static void acks_advance(roo__shard *sh);
+static void imports_committed(roo__shard *sh);
 
 /*
  * The committer committed batch b (which is now on its way to the io thread: read only what
@@ -448,6 +473,10 @@ static void batch_committed_note(roo__shard *sh, struct roo__commit_note *note)
         roo__queue_push(&b->done[i].origin->inbox, &d->node);
     }
     roo__dur_returned(&sh->dur, note->seq);
+    if (note->seq > sh->committed_seq)
+        sh->committed_seq = note->seq;
+    if (sh->nimport_waits)
+        imports_committed(sh);
     acks_advance(sh);
 }
 
@@ -665,9 +694,14 @@ static void conn_mark(roo__source_conn *c, uint64_t batch_seq)
 }
 
 /* Batches became durable: acknowledge what each resumable connection's frames reached. */
+static void hold_check(roo__shard *sh);
+
 static void acks_advance(roo__shard *sh)
 {
     bool moved = roo__dur_advance(&sh->dur);
+
+    if (moved && sh->hold_epoch && !sh->hold_reported)
+        hold_check(sh);
 
     sh->acks_owed = false;
     for (roo__source_conn *c = sh->conns; c; c = c->next) {
@@ -699,6 +733,9 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
     (void)events;
     /* A full batch waits for the prepare hook to seal it; the socket stays readable. */
     if (!sh->cur || batch_full(sh))
+        return;
+    /* Messages held during a partition move come before anything read after it. */
+    if (ROO__UNLIKELY(sh->routes_first) && sh->route_in_head)
         return;
     if (have)
         memcpy(buf, c->partial.data, have);
@@ -854,7 +891,9 @@ static void process_route(roo__shard *sh, roo__route *r)
             sh->id.sub = roo__load_le32(p + 12);
             sh->id_fixed = true;
         }
+        sh->routed = true;
         run_stage(sh, si, p + 8 + idlen, len);
+        sh->routed = false;
         sh->id.stream = 0;
         sh->id_fixed = false;
         p += 8 + idlen + ROO__ALIGN8(len);
@@ -876,11 +915,86 @@ static void process_route(roo__shard *sh, roo__route *r)
 
 /* ---- partition tables ---- */
 
+/* Tell io that a step of a partition move is done on this thread. */
+static void mig_note(roo__shard *sh, uint64_t epoch, bool held, uint16_t partition)
+{
+    roo__mig_note *n = roo__xcalloc(1, sizeof(*n));
+
+    n->node.kind = ROO__Q_MIGRATION;
+    n->epoch = epoch;
+    n->shard = sh->idx;
+    n->held = held;
+    n->partition = partition;
+    roo__queue_push(&sh->eng->io_q, &n->node);
+}
+
+/*
+ * The switch: messages held for partitions that moved to our own threads go to them now,
+ * ahead of anything read later (our own thread applies them before reading on).
+ */
+static void release_held(roo__shard *sh)
+{
+    roo__route *r = sh->held_head, *next;
+
+    sh->held_head = sh->held_tail = NULL;
+    for (; r; r = next) {
+        next = (roo__route *)r->node.next;
+        r->held = false;
+        r->node.kind = ROO__Q_ROUTE;
+        r->node.next = NULL;
+        sh->routes_inflight++;
+        if (r->thread == sh->idx) {
+            if (sh->route_in_tail)
+                sh->route_in_tail->next = &r->node;
+            else
+                sh->route_in_head = &r->node;
+            sh->route_in_tail = &r->node;
+            sh->routes_first = true;
+        } else {
+            roo__queue_push(&sh->eng->shards[r->thread].inbox, &r->node);
+        }
+    }
+}
+
+/* A dropped entry: release what its state object owns. */
+static void drop_finish(roo__entry *e, void *arg)
+{
+    roo__shard *sh = arg;
+    const roo_state_type *t = sh->eng->app->state_types[e->state_id];
+
+    if (t->finish && (e->flags & ROO__ENTRY_READY))
+        t->finish(roo__entry_state(e), t->ctx);
+}
+
+/* A hold's fence: every batch sealed before it is durable (committed, routes applied). */
+static void hold_check(roo__shard *sh)
+{
+    if (!sh->hold_epoch || sh->hold_reported)
+        return;
+    if (sh->dur.len && sh->dur.recs[sh->dur.head].batch_seq <= sh->hold_fence)
+        return;
+    sh->hold_reported = true;
+    mig_note(sh, sh->hold_epoch, true, 0);
+}
+
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
 {
     /* Buffers in flight keep their destination; later messages use the new table. */
     collect_remote(sh);
     flush_routes(sh);
+    if ((m->hold_epoch && m->hold_epoch != sh->hold_epoch) || m->drop) {
+        /*
+         * Everything read before a hold goes in batches sealed now; the fence waits for
+         * them. Before a drop, no saved entry of a dropped partition may wait to be written.
+         */
+        if (sh->cur && !batch_empty(sh))
+            seal(sh);
+        sh->hold_fence = sh->batch_seq - 1;
+    }
+    if (m->hold_epoch)
+        sh->hold_reported = false; /* a repeated Migrate is answered again */
+    else if (sh->held_head)
+        release_held(sh);
     if (m->ndests > sh->route_cap) {
         sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
         for (uint32_t d = sh->route_cap; d < m->ndests; d++)
@@ -889,11 +1003,136 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
     }
     free(sh->part_dest);
     free(sh->dests);
+    free(sh->part_old);
     sh->partitions = m->partitions;
     sh->part_dest = m->part_dest;
     sh->dests = m->dests;
     sh->ndests = m->ndests;
+    sh->hold_epoch = m->hold_epoch;
+    sh->part_old = m->part_old;
+    if (m->drop) {
+        roo__table_drop(sh->table, m->drop, drop_finish, sh);
+        if (!sh->drop_pending)
+            sh->drop_pending = roo__xcalloc(m->partitions, 1);
+        for (uint32_t p = 0; p < m->partitions; p++)
+            if (m->drop[p] && p % sh->eng->nshards == sh->idx)
+                sh->drop_pending[p] = 1;
+        free(m->drop);
+        atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
+    }
     free(m);
+    hold_check(sh);
+}
+
+/* ---- partitions moving here ---- */
+
+/* Apply one StateChunk: its records become (dirty) entries, its marks our marks. */
+static void apply_import(roo__shard *sh, roo__import_msg *m)
+{
+    const roo_app *app = sh->eng->app;
+    const uint8_t *p = m->records.data, *end = p + m->records.len;
+    uint64_t target;
+
+    while (end - p >= 8) {
+        uint16_t sid = roo__load_le16(p), klen = roo__load_le16(p + 2);
+        uint32_t vlen = roo__load_le32(p + 4);
+        const uint8_t *key = p + 8, *val = key + klen;
+        const roo_state_type *t;
+        roo__entry *e;
+        uint64_t h;
+
+        if ((size_t)(end - key) < (size_t)klen + vlen || sid >= app->nstate_types ||
+            klen > ROO_KEY_MAX) {
+            roo__log_error("partition %u moving here: a malformed state record; the rest of "
+                           "this piece is dropped",
+                           m->partition);
+            break;
+        }
+        p = val + vlen;
+        t = app->state_types[sid];
+        h = roo__key_hash(key, klen);
+        if (roo__partition_of(h, sh->partitions) != m->partition)
+            continue;
+        e = roo__table_find(sh->table, h, sid, key, klen);
+        if (!e)
+            e = roo__table_insert(sh->table, h, sid, m->partition, key, klen, t->size);
+        if (t->deserialize) {
+            if (e->flags & ROO__ENTRY_READY) {
+                if (t->finish)
+                    t->finish(roo__entry_state(e), t->ctx);
+                memset(roo__entry_state(e), 0, t->size);
+            }
+            if (t->deserialize(roo__entry_state(e), val, vlen, t->ctx) < 0) {
+                roo__log_error("partition %u moving here: state '%s' cannot be read back; key "
+                               "skipped",
+                               m->partition, t->name);
+                continue;
+            }
+        } else if (vlen == t->size) {
+            memcpy(roo__entry_state(e), val, vlen);
+        } else {
+            continue;
+        }
+        e->flags |= ROO__ENTRY_READY;
+        mark_dirty(sh, e);
+    }
+    for (size_t off = 0; off + 22 <= m->marks.len; off += 22) {
+        const uint8_t *k = m->marks.data + off;
+        if (roo__load_be16(k + 8) == m->partition)
+            roo__dedup_check(sh->dedup, roo__load_be64(k), m->partition, roo__load_be64(k + 10),
+                             roo__load_be32(k + 18));
+    }
+    if (m->last) {
+        /* Reported once the batch holding the partition's last records is committed. */
+        target = batch_empty(sh) ? sh->batch_seq - 1 : sh->batch_seq;
+        if (sh->committed_seq >= target) {
+            mig_note(sh, m->epoch, false, m->partition);
+        } else {
+            if (sh->nimport_waits == sh->import_waits_cap) {
+                sh->import_waits_cap = sh->import_waits_cap ? sh->import_waits_cap * 2 : 16;
+                sh->import_waits = roo__xrealloc(sh->import_waits,
+                                                 sh->import_waits_cap * sizeof(*sh->import_waits));
+            }
+            sh->import_waits[sh->nimport_waits++] =
+                (struct roo__import_wait){ m->epoch, target, m->partition };
+        }
+    }
+    atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
+    roo__buf_finish(&m->records);
+    roo__buf_finish(&m->marks);
+    free(m);
+}
+
+static void imports_committed(roo__shard *sh)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < sh->nimport_waits; i++) {
+        struct roo__import_wait *w = &sh->import_waits[i];
+        if (w->batch_seq <= sh->committed_seq)
+            mig_note(sh, w->epoch, false, w->partition);
+        else
+            sh->import_waits[k++] = *w;
+    }
+    sh->nimport_waits = k;
+}
+
+/* Partitions that left: record the deletion of their state in the current batch. */
+static void record_drops(roo__shard *sh)
+{
+    for (uint32_t p = 0; p < sh->partitions; p++) {
+        if (!sh->drop_pending[p])
+            continue;
+        uint16_t h16[4] = { (uint16_t)p, 0, 0, ROO__REC_DROP };
+        uint32_t v32 = 0;
+        uint8_t *q = roo__buf_reserve(&sh->cur->recs, ROO__REC_HDR);
+        memcpy(q, h16, 8);
+        memcpy(q + 8, &v32, 4);
+        sh->cur->recs.len += ROO__REC_HDR;
+        sh->cur->nrecs++;
+    }
+    free(sh->drop_pending);
+    sh->drop_pending = NULL;
 }
 
 /* ---- the loop ---- */
@@ -929,7 +1168,8 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_ROUTE_RETURN: {
             roo__route *r = (roo__route *)n;
-            sh->routes_inflight--;
+            if (!r->held)
+                sh->routes_inflight--;
             r->node.next = (roo__qnode *)sh->route_pool; /* node is the first member */
             sh->route_pool = r;
             break;
@@ -939,6 +1179,14 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_COMMITTED:
             batch_committed_note(sh, (struct roo__commit_note *)n);
+            break;
+        case ROO__Q_IMPORT:
+            n->next = NULL;
+            if (sh->imports_tail)
+                sh->imports_tail->next = n;
+            else
+                sh->imports_head = n;
+            sh->imports_tail = n;
             break;
         case ROO__Q_ROUTE_DONE:
             roo__dur_route_done(&sh->dur, ((roo__route_done *)n)->batch_seq);
@@ -984,6 +1232,15 @@ static bool shard_prepare(roo__loop *loop, void *data)
     (void)loop;
     if (sh->acks_owed)
         acks_advance(sh);
+    if (sh->drop_pending && sh->cur)
+        record_drops(sh);
+    while (sh->imports_head && sh->cur) {
+        roo__qnode *n = sh->imports_head;
+        sh->imports_head = n->next;
+        if (!sh->imports_head)
+            sh->imports_tail = NULL;
+        apply_import(sh, (roo__import_msg *)n);
+    }
     while (sh->route_in_head && sh->cur) {
         roo__route *r = (roo__route *)sh->route_in_head;
         sh->route_in_head = r->node.next;
@@ -991,6 +1248,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
             sh->route_in_tail = NULL;
         process_route(sh, r);
     }
+    if (!sh->route_in_head)
+        sh->routes_first = false;
     /*
      * Seal when there is a free batch to continue in (otherwise keep filling this one: a
      * bigger batch when commits lag is exactly the group commit we want), when it is full,
@@ -1100,6 +1359,28 @@ void roo__shard_finish(roo__shard *sh)
     nsinks = sh->eng->app->nsinks;
     while (sh->conns)
         conn_close(sh->conns, false);
+    /* Messages still queued to us (before the batches go: commit notes live in them). */
+    for (roo__qnode *n = roo__queue_take_all(&sh->inbox), *next; n; n = next) {
+        next = n->next;
+        if (n->kind == ROO__Q_BATCH || n->kind == ROO__Q_COMMITTED)
+            continue; /* both live inside batches, freed below */
+        if (n->kind == ROO__Q_ROUTE || n->kind == ROO__Q_ROUTE_RETURN)
+            roo__buf_finish(&((roo__route *)n)->data);
+        if (n->kind == ROO__Q_CONN)
+            close(((roo__conn_msg *)n)->fd);
+        if (n->kind == ROO__Q_IMPORT) {
+            roo__buf_finish(&((roo__import_msg *)n)->records);
+            roo__buf_finish(&((roo__import_msg *)n)->marks);
+        }
+        if (n->kind == ROO__Q_ROUTES) {
+            roo__routes_msg *m = (roo__routes_msg *)n;
+            free(m->part_dest);
+            free(m->dests);
+            free(m->part_old);
+            free(m->drop);
+        }
+        free(n);
+    }
     for (unsigned i = 0; sh->all_batches && i < sh->nbatches; i++)
         free_batch(sh->all_batches[i], nsinks);
     free(sh->all_batches);
@@ -1124,6 +1405,22 @@ void roo__shard_finish(roo__shard *sh)
     }
     free(sh->part_dest);
     free(sh->dests);
+    free(sh->part_old);
+    free(sh->drop_pending);
+    free(sh->import_waits);
+    while (sh->held_head) {
+        roo__route *r = sh->held_head;
+        sh->held_head = (roo__route *)r->node.next;
+        roo__buf_finish(&r->data);
+        free(r);
+    }
+    while (sh->imports_head) {
+        roo__import_msg *im = (roo__import_msg *)sh->imports_head;
+        sh->imports_head = im->node.next;
+        roo__buf_finish(&im->records);
+        roo__buf_finish(&im->marks);
+        free(im);
+    }
     for (unsigned d = 0; sh->route_out && d < sh->route_cap; d++) {
         if (sh->route_out[d]) {
             roo__buf_finish(&sh->route_out[d]->data);
@@ -1133,17 +1430,6 @@ void roo__shard_finish(roo__shard *sh)
     free(sh->route_out);
     roo__dedup_destroy(sh->dedup);
     roo__dur_finish(&sh->dur);
-    /* Messages still queued to us: batches are freed above, the rest here. */
-    for (roo__qnode *n = roo__queue_take_all(&sh->inbox), *next; n; n = next) {
-        next = n->next;
-        if (n->kind == ROO__Q_BATCH || n->kind == ROO__Q_COMMITTED)
-            continue; /* both live inside batches, freed above */
-        if (n->kind == ROO__Q_ROUTE || n->kind == ROO__Q_ROUTE_RETURN)
-            roo__buf_finish(&((roo__route *)n)->data);
-        if (n->kind == ROO__Q_CONN)
-            close(((roo__conn_msg *)n)->fd);
-        free(n);
-    }
     roo__table_destroy(sh->table, finish_entry, sh->eng);
     free(sh->dirty);
     roo__buf_finish(&sh->rbuf);

@@ -46,6 +46,7 @@ void roo__worker_info_copy(const roo__worker_info *src, roo__worker_info *ret_co
     ret_copy->data_addr = dup_str(src->data_addr);
     ret_copy->threads = src->threads;
     ret_copy->external_addr = dup_str(src->external_addr);
+    ret_copy->left = src->left;
 }
 
 void roo__topology_finish(roo__topology *t)
@@ -84,6 +85,7 @@ static void to_pb_worker(const roo__worker_info *w, Roo__WorkerInfo *pb)
     pb->data_addr = w->data_addr;
     pb->threads = w->threads;
     pb->external_addr = w->external_addr ? w->external_addr : (char *)"";
+    pb->left = w->left;
 }
 
 static void to_pb_topology(const roo__topology *t, Roo__Topology *pb, Roo__WorkerInfo **ret_ws,
@@ -117,6 +119,7 @@ static void from_pb_worker(const Roo__WorkerInfo *pb, roo__worker_info *w)
     w->data_addr = dup_str(pb ? pb->data_addr : NULL);
     w->threads = pb ? pb->threads : 0;
     w->external_addr = dup_str(pb ? pb->external_addr : NULL);
+    w->left = pb ? pb->left : false;
 }
 
 static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
@@ -147,8 +150,8 @@ static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
 int roo__wire_meta_encode(const roo__meta *m, roo__buf *out)
 {
     Roo__WorkerMeta pb = ROO__WORKER_META__INIT;
-    Roo__Topology tpb;
-    Roo__WorkerInfo *ws = NULL, **wps = NULL;
+    Roo__Topology tpb, ppb;
+    Roo__WorkerInfo *ws = NULL, **wps = NULL, *pws = NULL, **pwps = NULL;
     size_t n;
     int rc = 0;
 
@@ -164,6 +167,10 @@ int roo__wire_meta_encode(const roo__meta *m, roo__buf *out)
         to_pb_topology(&m->topology, &tpb, &ws, &wps);
         pb.topology = &tpb;
     }
+    if (m->has_pending) {
+        to_pb_topology(&m->pending, &ppb, &pws, &pwps);
+        pb.pending = &ppb;
+    }
     n = roo__worker_meta__get_packed_size(&pb);
     if (n > ROO__META_MAX) {
         rc = ROO_EWIRE;
@@ -174,6 +181,8 @@ int roo__wire_meta_encode(const roo__meta *m, roo__buf *out)
 out:
     free(ws);
     free(wps);
+    free(pws);
+    free(pwps);
     return rc;
 }
 
@@ -203,6 +212,10 @@ int roo__wire_meta_decode(const uint8_t *p, size_t len, roo__meta *ret_meta)
         rc = from_pb_topology(pb->topology, &m.topology);
         m.has_topology = rc == 0;
     }
+    if (rc == 0 && pb->pending) {
+        rc = from_pb_topology(pb->pending, &m.pending);
+        m.has_pending = rc == 0;
+    }
     roo__worker_meta__free_unpacked(pb, NULL);
     if (rc < 0) {
         roo__wire_meta_finish(&m);
@@ -224,6 +237,8 @@ void roo__wire_meta_finish(roo__meta *m)
     free(m->state_names);
     if (m->has_topology)
         roo__topology_finish(&m->topology);
+    if (m->has_pending)
+        roo__topology_finish(&m->pending);
     memset(m, 0, sizeof(*m));
 }
 
@@ -266,7 +281,7 @@ const char *roo__wire_ctl_name(roo__ctl_kind kind)
     static const char *const names[] = {
         "none",          "hello",        "refuse",       "topology",     "connections-ready",
         "cluster-ready", "heartbeat",    "status-query", "status-reply", "shutdown",
-        "drain-query",   "drain-report", "exit"
+        "drain-query",   "drain-report", "exit",         "migrate",      "migrate-report"
     };
     return (size_t)kind < ROO__ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -288,6 +303,8 @@ int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
     Roo__DrainQuery dq;
     Roo__DrainReport dr;
     Roo__Exit ex;
+    Roo__Migrate mig;
+    Roo__MigrateReport mr;
     Roo__WorkerStats *st = NULL, **stp = NULL;
     int rc;
 
@@ -308,12 +325,15 @@ int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
         hello.roo_version = m->roo_version;
         hello.worker = &wi;
         hello.cluster_id = m->cluster_id;
+        hello.join = m->join;
+        hello.join_count = m->join_count;
         pb.msg_case = ROO__CONTROL_MSG__MSG_HELLO;
         pb.hello = &hello;
         break;
     case ROO__CTL_REFUSE:
         roo__refuse__init(&refuse);
         refuse.reason = m->reason;
+        refuse.initializer = m->initializer ? m->initializer : (char *)"";
         pb.msg_case = ROO__CONTROL_MSG__MSG_REFUSE;
         pb.refuse = &refuse;
         break;
@@ -381,6 +401,23 @@ int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
         pb.msg_case = ROO__CONTROL_MSG__MSG_EXIT;
         pb.exit = &ex;
         break;
+    case ROO__CTL_MIGRATE:
+        roo__migrate__init(&mig);
+        mig.epoch = m->epoch;
+        mig.phase = m->phase;
+        to_pb_topology(&m->topology, &topo, &ws, &wps);
+        mig.topology = &topo;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_MIGRATE;
+        pb.migrate = &mig;
+        break;
+    case ROO__CTL_MIGRATE_REPORT:
+        roo__migrate_report__init(&mr);
+        mr.epoch = m->epoch;
+        mr.phase = m->phase;
+        mr.worker = m->worker_name;
+        pb.msg_case = ROO__CONTROL_MSG__MSG_MIGRATE_REPORT;
+        pb.migrate_report = &mr;
+        break;
     default:
         rc = -EINVAL;
         goto out;
@@ -414,10 +451,13 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         m.roo_version = dup_str(pb->hello->roo_version);
         from_pb_worker(pb->hello->worker, &m.worker);
         m.cluster_id = pb->hello->cluster_id;
+        m.join = pb->hello->join;
+        m.join_count = pb->hello->join_count;
         break;
     case ROO__CONTROL_MSG__MSG_REFUSE:
         m.kind = ROO__CTL_REFUSE;
         m.reason = dup_str(pb->refuse->reason);
+        m.initializer = dup_str(pb->refuse->initializer);
         break;
     case ROO__CONTROL_MSG__MSG_TOPOLOGY:
         m.kind = ROO__CTL_TOPOLOGY;
@@ -468,6 +508,18 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
     case ROO__CONTROL_MSG__MSG_EXIT:
         m.kind = ROO__CTL_EXIT;
         break;
+    case ROO__CONTROL_MSG__MSG_MIGRATE:
+        m.kind = ROO__CTL_MIGRATE;
+        m.epoch = pb->migrate->epoch;
+        m.phase = pb->migrate->phase;
+        rc = from_pb_topology(pb->migrate->topology, &m.topology);
+        break;
+    case ROO__CONTROL_MSG__MSG_MIGRATE_REPORT:
+        m.kind = ROO__CTL_MIGRATE_REPORT;
+        m.epoch = pb->migrate_report->epoch;
+        m.phase = pb->migrate_report->phase;
+        m.worker_name = dup_str(pb->migrate_report->worker);
+        break;
     default:
         rc = ROO_EWIRE;
         break;
@@ -489,6 +541,7 @@ void roo__wire_ctl_finish(roo__ctl *m)
     free(m->roo_version);
     roo__worker_info_finish(&m->worker);
     free(m->reason);
+    free(m->initializer);
     roo__topology_finish(&m->topology);
     free(m->worker_name);
     for (size_t i = 0; i < m->nstats; i++)
@@ -563,6 +616,9 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         *ret_thread = pb->ack->thread;
         *ret_seq = pb->ack->seq;
         break;
+    case ROO__DATA_MSG__MSG_CHUNK:
+        *ret_kind = ROO__DATA_CHUNK;
+        break;
     default:
         rc = ROO_EWIRE;
         break;
@@ -581,6 +637,48 @@ int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out)
     pb.msg_case = ROO__DATA_MSG__MSG_ACK;
     pb.ack = &a;
     return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__StateChunk sc = ROO__STATE_CHUNK__INIT;
+
+    sc.epoch = c->epoch;
+    sc.partition = c->partition;
+    sc.last = c->last;
+    sc.records.data = c->records.data;
+    sc.records.len = c->records.len;
+    sc.marks.data = c->marks.data;
+    sc.marks.len = c->marks.len;
+    pb.msg_case = ROO__DATA_MSG__MSG_CHUNK;
+    pb.chunk = &sc;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *ret_chunk)
+{
+    Roo__DataMsg *pb;
+    int rc = 0;
+
+    if (len > ROO__DATA_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__data_msg__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    if (pb->msg_case != ROO__DATA_MSG__MSG_CHUNK || pb->chunk->partition > 65535) {
+        rc = ROO_EWIRE;
+    } else {
+        ret_chunk->epoch = pb->chunk->epoch;
+        ret_chunk->partition = pb->chunk->partition;
+        ret_chunk->last = pb->chunk->last;
+        if (pb->chunk->records.len)
+            roo__buf_append(&ret_chunk->records, pb->chunk->records.data, pb->chunk->records.len);
+        if (pb->chunk->marks.len)
+            roo__buf_append(&ret_chunk->marks, pb->chunk->marks.data, pb->chunk->marks.len);
+    }
+    roo__data_msg__free_unpacked(pb, NULL);
+    return rc;
 }
 
 /* ---- resumable sources ---- */
@@ -703,6 +801,10 @@ int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out)
     }
     pb.n_keys = req->nkeys;
     pb.keys = keys;
+    pb.n_workers = req->nworkers;
+    pb.workers = req->workers;
+    pb.count = req->count;
+    pb.dry_run = req->dry_run;
     rc = frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
     free(keys);
     return rc;
@@ -729,6 +831,9 @@ int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request 
     case ROO__EXTERNAL_REQUEST__COMMAND__QUERY:
         r.cmd = ROO__EXT_QUERY;
         break;
+    case ROO__EXTERNAL_REQUEST__COMMAND__SHRINK:
+        r.cmd = ROO__EXT_SHRINK;
+        break;
     default:
         rc = ROO_EWIRE;
         break;
@@ -740,6 +845,12 @@ int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request 
         for (size_t i = 0; i < pb->n_keys; i++)
             if (pb->keys[i].len)
                 roo__buf_append(&r.keys[i], pb->keys[i].data, pb->keys[i].len);
+        r.nworkers = pb->n_workers;
+        r.workers = roo__xcalloc(pb->n_workers ? pb->n_workers : 1, sizeof(char *));
+        for (size_t i = 0; i < pb->n_workers; i++)
+            r.workers[i] = dup_str(pb->workers[i]);
+        r.count = pb->count;
+        r.dry_run = pb->dry_run;
     }
     roo__external_request__free_unpacked(pb, NULL);
     if (rc == 0)
@@ -753,6 +864,9 @@ void roo__wire_ext_request_finish(roo__ext_request *req)
         roo__buf_finish(&req->keys[i]);
     free(req->keys);
     free(req->state);
+    for (size_t i = 0; i < req->nworkers; i++)
+        free(req->workers[i]);
+    free(req->workers);
     memset(req, 0, sizeof(*req));
 }
 

@@ -33,6 +33,7 @@ typedef struct roo__worker_info {
     char *data_addr;
     uint32_t threads;
     char *external_addr; /* "" when the worker has no --external */
+    bool left;           /* it left the cluster: owns nothing, its index stays taken */
 } roo__worker_info;
 
 typedef struct roo__topology {
@@ -62,6 +63,8 @@ typedef struct roo__meta {
     uint64_t created_unix_ms;
     bool has_topology;
     roo__topology topology;
+    bool has_pending; /* a partition move under way: the table after it */
+    roo__topology pending;
 } roo__meta;
 
 /* Append the encoding of *m to out (no frame header: it is stored, not sent). */
@@ -100,7 +103,13 @@ typedef enum roo__ctl_kind {
     ROO__CTL_DRAIN_QUERY,
     ROO__CTL_DRAIN_REPORT,
     ROO__CTL_EXIT,
+    ROO__CTL_MIGRATE,
+    ROO__CTL_MIGRATE_REPORT,
 } roo__ctl_kind;
+
+/* Phases of a partition move (Migrate.phase). */
+#define ROO__MIG_HOLD 1
+#define ROO__MIG_TRANSFER 2
 
 /* One control message; only the fields of its kind are meaningful. */
 typedef struct roo__ctl {
@@ -111,11 +120,17 @@ typedef struct roo__ctl {
     char *roo_version;
     roo__worker_info worker;
     uint64_t cluster_id; /* HELLO, CLUSTER_READY */
+    bool join;           /* HELLO */
+    uint32_t join_count;
     /* REFUSE, SHUTDOWN */
     char *reason;
-    /* TOPOLOGY */
+    char *initializer; /* REFUSE: "" or where to ask instead */
+    /* TOPOLOGY, MIGRATE */
     roo__topology topology;
-    /* CONNECTIONS_READY, DRAIN_REPORT */
+    /* MIGRATE, MIGRATE_REPORT */
+    uint64_t epoch;
+    uint32_t phase;
+    /* CONNECTIONS_READY, DRAIN_REPORT, MIGRATE_REPORT */
     char *worker_name;
     /* HEARTBEAT: stats[0]; STATUS_REPLY: all */
     roo__worker_stats *stats;
@@ -142,7 +157,20 @@ typedef enum roo__data_kind {
     ROO__DATA_HELLO,
     ROO__DATA_BATCH,
     ROO__DATA_ACK,
+    ROO__DATA_CHUNK, /* decode it with roo__wire_data_chunk_decode */
 } roo__data_kind;
+
+typedef struct roo__state_chunk {
+    uint64_t epoch;
+    uint32_t partition;
+    bool last;
+    roo__buf records; /* see StateChunk in proto/roo.proto */
+    roo__buf marks;
+} roo__state_chunk;
+
+int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out);
+/* Decode a CHUNK frame's payload, appending its bytes to ret_chunk's buffers. */
+int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *ret_chunk);
 
 typedef struct roo__data_hello {
     uint32_t protocol_version;
@@ -199,6 +227,7 @@ typedef enum roo__ext_command {
     ROO__EXT_STATUS = 0,
     ROO__EXT_SHUTDOWN = 1,
     ROO__EXT_QUERY = 2,
+    ROO__EXT_SHRINK = 3,
 } roo__ext_command;
 
 typedef struct roo__ext_request {
@@ -206,6 +235,10 @@ typedef struct roo__ext_request {
     roo__buf *keys; /* QUERY: the keys asked for (none: all) */
     size_t nkeys;
     char *state;    /* QUERY: state type name, "" for the first */
+    char **workers; /* SHRINK: by name */
+    size_t nworkers;
+    uint32_t count; /* SHRINK: or how many */
+    bool dry_run;   /* SHRINK: only say which could leave */
 } roo__ext_request;
 
 int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out);

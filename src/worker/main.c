@@ -13,9 +13,18 @@
 static int cluster_mode(const roo__config *cfg, roo__cluster_mode *ret_mode, char *msg, size_t cap)
 {
     if (cfg->has_join) {
-        snprintf(msg, cap, "--join (growing a running cluster) is not available in roo %s yet",
-                 ROO_VERSION_STRING);
-        return ROO_EUSAGE;
+        if (cfg->has_control || cfg->has_data) {
+            snprintf(msg, cap,
+                     "--join names any worker of the running cluster; leave out "
+                     "--control and --data");
+            return ROO_EUSAGE;
+        }
+        if (strcmp(cfg->name, ROO__DEFAULT_NAME) == 0) {
+            snprintf(msg, cap, "a worker joining a running cluster needs its own --name");
+            return ROO_EUSAGE;
+        }
+        *ret_mode = ROO__JOINER;
+        return 0;
     }
     if (cfg->initializer) {
         if (cfg->worker_count > 1 && !cfg->has_control) {
@@ -150,12 +159,13 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         .link_backlog_bytes = cfg.link_backlog,
         .mode = mode,
         .worker_count = cfg.worker_count,
-        .has_control = cfg.has_control,
+        .join = cfg.has_join,
+        .has_control = cfg.has_control || cfg.has_join,
         .has_data = cfg.has_data,
         .has_my_control = cfg.has_my_control,
         .has_my_data = cfg.has_my_data,
         .has_external = cfg.has_external,
-        .control = cfg.control,
+        .control = cfg.has_join ? cfg.join : cfg.control,
         .data = cfg.data,
         .my_control = cfg.my_control,
         .my_data = cfg.my_data,
@@ -203,8 +213,17 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
 
 out:
     if (eng) {
+        bool left = roo__engine_left_cluster(eng);
         roo__engine_get_stats(eng, &st);
         roo__engine_destroy(eng);
+        if (left && status == 0) {
+            rc = roo__rm_rf(cfg.resilience_dir);
+            if (rc < 0)
+                roo__log_warn("left the cluster, but cannot remove %s: %s", cfg.resilience_dir,
+                              roo_strerror(rc));
+            else
+                roo__log_info("left the cluster; removed %s", cfg.resilience_dir);
+        }
         if (status == 0)
             roo__log_info("stopped: %llu frames in, %llu records out, %llu commits, %llu "
                           "callback errors",

@@ -36,6 +36,9 @@ start recvB "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/b.bin" \
 wait_exit sender 30 || fail "sender failed"
 wait_exit recvB 60 || fail "restarted sink: $(tail -1 "$T/recvB.log")"
 grep -q 'duplicates=' "$T/recvB.log" || true
+# A sink killed with -9 may have written part of its last record: that record is not
+# delivered (the worker resends it to the next sink), so cut it off.
+truncate -s $(($(stat -c %s "$T/a.bin") / 13 * 13)) "$T/a.bin"
 cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
 "$RECEIVER" --input "$T/ab.bin" --alphabet-check "$T/mid.json" --votes "$T/mid.bin" \
     --at-least-once --quiet 2>"$T/offline.log" ||

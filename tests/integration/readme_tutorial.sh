@@ -17,7 +17,7 @@ if [ -n "$san" ] && [ "$san" != none ]; then
     extra=(-fsanitize="$san")
 fi
 "$CC" -std=c11 -Wall -Wextra -Werror -O2 "${extra[@]}" -I"$SRC/include" "$T/sums.c" \
-    "$BUILD/src/libroo.a" -llmdb -lprotobuf-c -lxxhash -pthread -o "$T/sums" ||
+    "$BUILD/src/libroo.a" -llmdb -lprotobuf-c -lxxhash -linih -pthread -o "$T/sums" ||
     fail "the README tutorial does not compile with the README's command"
 
 IN=$(free_port)

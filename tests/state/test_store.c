@@ -450,7 +450,6 @@ START_TEST(million_keys_commit_in_several_txns_and_scan_back)
 }
 END_TEST
 
-
 static int count_kv(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                     size_t val_len)
 {
@@ -479,8 +478,7 @@ START_TEST(a_partition_scans_alone_and_drops_with_its_stream_marks)
     for (uint16_t p = 1; p <= 3; p++) {
         roo__store_be64(mk, 77);
         roo__store_be16(mk + 8, p);
-        ck_assert_int_eq(roo__store_txn_put(s, ROO__DB_STREAMS, mk, sizeof(mk), mv, sizeof(mv)),
-                         0);
+        ck_assert_int_eq(roo__store_txn_put(s, ROO__DB_STREAMS, mk, sizeof(mk), mv, sizeof(mv)), 0);
     }
     ck_assert_int_eq(roo__store_txn_commit(s), 0);
 

@@ -198,7 +198,6 @@ START_TEST(walk_and_destroy_visit_every_entry_once)
 }
 END_TEST
 
-
 static void count_entry(roo__entry *e, void *arg)
 {
     (void)e;
