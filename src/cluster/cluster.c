@@ -884,8 +884,14 @@ static void mig_check(cluster *cl)
         cl->mig.shards_held == cl->e->nshards)
         mig_report(cl, ROO__MIG_HOLD);
     if (cl->mig.phase >= ROO__MIG_TRANSFER && cl->mig.reported[ROO__MIG_HOLD] &&
-        !cl->mig.reported[ROO__MIG_TRANSFER] && cl->mig.nimported == cl->mig.nincoming)
+        !cl->mig.reported[ROO__MIG_TRANSFER] && cl->mig.nimported == cl->mig.nincoming) {
+        if (cl->mig.nincoming)
+            roo__log_info("partition move %llu: the state of %u partition(s) is committed here "
+                          "(%lld ms after the move began)",
+                          (unsigned long long)cl->mig.epoch, cl->mig.nincoming,
+                          (long long)((roo__now_ns() - cl->mig.started_ns) / 1000000));
         mig_report(cl, ROO__MIG_TRANSFER);
+    }
 }
 
 static void mig_begin(cluster *cl, uint64_t epoch, const roo__topology *next)

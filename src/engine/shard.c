@@ -1234,7 +1234,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
         acks_advance(sh);
     if (sh->drop_pending && sh->cur)
         record_drops(sh);
-    while (sh->imports_head && sh->cur) {
+    /* One piece of a moving partition per pass: its commit overlaps the next piece. */
+    if (sh->imports_head && sh->cur) {
         roo__qnode *n = sh->imports_head;
         sh->imports_head = n->next;
         if (!sh->imports_head)
@@ -1271,7 +1272,7 @@ static bool shard_prepare(roo__loop *loop, void *data)
         if (q != sh->reported_quiescent)
             report_status(sh, q);
     }
-    return sh->route_in_head && sh->cur;
+    return (sh->route_in_head || sh->imports_head) && sh->cur;
 }
 
 void *roo__shard_main(void *arg)
