@@ -181,6 +181,7 @@ struct roo__cluster {
         bool reported[3];
         roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
         uint64_t *sink_marks;              /* old owner: output to flush before sending state */
+        int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
         bool marks_set;
         roo__timer retry;
         int64_t started_ns;
@@ -960,6 +961,15 @@ static void mig_transfer(cluster *cl)
     }
     for (uint32_t w = 0; w < cl->npeers; w++)
         cl->peers[w].chunks_epoch = 0;
+    {
+        /* ROO_TEST_TRANSFER_DELAY_MS widens the transfer phase so that tests can kill a
+         * worker in the middle of a move; nothing else should set it. */
+        const char *d = getenv("ROO_TEST_TRANSFER_DELAY_MS");
+        uint64_t ms = 0;
+        cl->mig.send_after_ns = 0;
+        if (d && roo__parse_uint(d, 0, 600000, &ms) == 0)
+            cl->mig.send_after_ns = roo__now_ns() + (int64_t)ms * 1000000;
+    }
     mig_send_all(cl);
     mig_check(cl);
 }
@@ -1062,7 +1072,8 @@ static void mig_send_all(cluster *cl)
 {
     if (!cl->mig.active || cl->mig.phase < ROO__MIG_TRANSFER)
         return;
-    if (!roo__io_sinks_reached(cl->e, cl->mig.sink_marks)) {
+    if (!roo__io_sinks_reached(cl->e, cl->mig.sink_marks) ||
+        roo__now_ns() < cl->mig.send_after_ns) {
         cl->mig.retry.cb = mig_retry_cb;
         cl->mig.retry.data = cl;
         roo__timer_start(cl->e->io_loop, &cl->mig.retry, MIG_RETRY_MS);
@@ -1462,7 +1473,17 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
             refuse(c, "the cluster is still forming; join once it is ready");
             return;
         }
-        if (worker_index(cl, m->worker.name) >= 0) {
+        w = worker_index(cl, m->worker.name);
+        if (w >= 0 && (uint32_t)w >= cl->topo.nworkers && cl->co.running &&
+            !(cl->peers[w].ctl && !cl->peers[w].ctl->dead)) {
+            /* Being added by the move under way, back before it stored anything. */
+            c->peer = (int)w;
+            cl->peers[w].ctl = c;
+            roo__log_info("joining worker '%s' is back from %s", m->worker.name, c->fc.peer);
+            co_rejoined(cl, (uint32_t)w);
+            return;
+        }
+        if (w >= 0) {
             snprintf(reason, sizeof(reason), "a worker named '%s' is already in the cluster",
                      m->worker.name);
             refuse(c, reason);

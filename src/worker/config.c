@@ -528,6 +528,7 @@ void roo__config_finish(roo__config *cfg)
     free(cfg->out);
     free(cfg->name);
     free(cfg->resilience_dir);
+    free(cfg->config_file);
     free(cfg->app_argv);
     memset(cfg, 0, sizeof(*cfg));
 }
