@@ -236,6 +236,7 @@ static void send_ctl(roo__fconn *fc, const roo__ctl *m)
 
 static void conn_gone(aconn *c, int err);
 static void mig_send_all(cluster *cl);
+static void advertise_wild(char *adv, size_t cap, const char *local);
 static void ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
 
 /* Close an accepted connection ourselves, with the same bookkeeping as a peer's close. */
@@ -1597,6 +1598,19 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
         refuse(c, reason);
         return;
     }
+    {
+        /* An initializer listening on a wildcard: the joiners reached us at this address. */
+        char local[300];
+        roo__worker_info *me = &cl->joined[0].info;
+        roo__fconn_local(&c->fc, local, sizeof(local));
+        advertise_wild(cl->my_control, sizeof(cl->my_control), local);
+        advertise_wild(cl->my_data, sizeof(cl->my_data), local);
+        advertise_wild(cl->my_external, sizeof(cl->my_external), local);
+        roo__worker_info_finish(me);
+        *me = (roo__worker_info){ roo__xstrdup(cl->name), roo__xstrdup(cl->my_control),
+                                  roo__xstrdup(cl->my_data), cl->e->nshards,
+                                  roo__xstrdup(cl->my_external) };
+    }
     cl->joined = roo__xrealloc(cl->joined, (cl->njoined + 1) * sizeof(*cl->joined));
     roo__worker_info_copy(&m->worker, &cl->joined[cl->njoined].info);
     cl->joined[cl->njoined].ctl = c;
@@ -1953,16 +1967,20 @@ static void drain_evaluate(cluster *cl)
         sent += p->drain_sent;
         received += p->drain_received;
     }
-    /* Two consecutive rounds, all idle, same counts, everything sent was received. */
-    if (all_idle && sent == received && cl->prev_round_ok && sent == cl->prev_sent &&
-        received == cl->prev_received) {
+    /*
+     * Two consecutive rounds, all idle, same counts. Idle includes "every frame sent to
+     * another worker acknowledged" (a sender keeps each frame until the receiver committed
+     * it), so nothing is in flight; the counts only show that nothing moved in between.
+     * (Sent and received need not be equal: a worker that restarted counts from zero.)
+     */
+    if (all_idle && cl->prev_round_ok && sent == cl->prev_sent && received == cl->prev_received) {
         roo__log_info("cluster drained (%llu messages crossed workers); telling every worker "
                       "to exit",
                       (unsigned long long)sent);
         send_exit_all(cl);
         return;
     }
-    cl->prev_round_ok = all_idle && sent == received;
+    cl->prev_round_ok = all_idle;
     cl->prev_sent = sent;
     cl->prev_received = received;
     drain_round(cl);
@@ -2914,6 +2932,22 @@ static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo
     return 0;
 }
 
+/*
+ * adv is an address we listen on; if its host is a wildcard, put the host of `local` (the
+ * local end of a connection that another worker made or took) in its place.
+ */
+static void advertise_wild(char *adv, size_t cap, const char *local)
+{
+    roo__addr a, l;
+
+    if (!adv[0] || roo__addr_parse(adv, &a) < 0 || roo__addr_parse(local, &l) < 0)
+        return;
+    if (strcmp(a.host, "0.0.0.0") != 0 && strcmp(a.host, "::") != 0)
+        return;
+    snprintf(a.host, sizeof(a.host), "%s", l.host);
+    roo__addr_str(&a, adv, cap);
+}
+
 static void to_init_connected(roo__fconn *fc, int err)
 {
     cluster *cl = fc->data;
@@ -2952,6 +2986,15 @@ static void to_init_connected(roo__fconn *fc, int err)
             return;
         }
         cl->need_bind_local = false;
+    }
+    {
+        /* Listening on a wildcard (0.0.0.0 / ::): others reach us at the address we reach
+         * the initializer from. */
+        char local[300];
+        roo__fconn_local(fc, local, sizeof(local));
+        advertise_wild(cl->my_control, sizeof(cl->my_control), local);
+        advertise_wild(cl->my_data, sizeof(cl->my_data), local);
+        advertise_wild(cl->my_external, sizeof(cl->my_external), local);
     }
     m.protocol_version = protocol_version();
     m.app_name = cl->e->app->name;
