@@ -9,7 +9,14 @@ watchdog 300
 
 export ROO_TEST_TRANSFER_DELAY_MS=1500
 RATE=${MOVE_RATE:-3000}
-MSGS=$((RATE * 24))
+SECS=24
+san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
+    grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)
+if [ -n "$san" ] && [ "$san" != none ]; then
+    RATE=${MOVE_RATE:-1500}
+    SECS=18
+fi
+MSGS=$((RATE * SECS))
 OUT=$(free_port)
 setup_cluster "$ALPHABET" 2 "$OUT"
 "$SENDER" --dry-run --messages "$MSGS" --seed 81 --save "$T/a.bin" --quiet
