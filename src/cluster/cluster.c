@@ -79,10 +79,11 @@ typedef struct peer {
     unsigned inbound_inflight; /* route buffers from this peer in our threads */
     aconn *inbound;            /* its data link to us, for pausing reads and acknowledging */
     uint64_t in_incarnation;
-    uint64_t *in_received; /* per thread of ours: highest sequence number taken */
-    uint64_t *in_applied;  /* per thread of ours: committed through */
-    bool left;             /* it left the cluster: no link */
-    uint64_t chunks_epoch; /* a move's state was sent on the current link */
+    uint64_t *in_received;  /* per thread of ours: highest sequence number taken */
+    uint64_t *in_applied;   /* per thread of ours: committed through */
+    bool left;              /* it left the cluster: no link */
+    uint64_t chunks_epoch;  /* a move's state was sent on the current link */
+    uint64_t precopy_epoch; /* ... and its pre-copy */
     /* initializer only */
     aconn *ctl;
     bool conns_ready;
@@ -166,7 +167,7 @@ struct roo__cluster {
     uint64_t meta_queued; /* identity records queued for the committer */
 
     /* A partition move, as every worker takes part in it (see "partition moves" below). */
-    struct {
+    struct mig_state {
         bool active;
         uint64_t epoch; /* next.version */
         roo__topology next;
@@ -178,7 +179,19 @@ struct roo__cluster {
         uint8_t *incoming; /* partitions moving here */
         uint8_t *imported;
         uint32_t nincoming, nimported;
-        bool reported[3];
+        bool reported[4]; /* by phase */
+        bool precopy_started, holding, transfer_started;
+        uint8_t *outgoing; /* partitions moving away from here */
+        uint32_t noutgoing;
+        uint8_t *precopied; /* new owner: pre-copies committed */
+        uint32_t nprecopied;
+        bool track_asked, track_valid; /* old owner: threads note changes since the pre-copy */
+        unsigned shards_tracking;
+        bool *shard_tracking;
+        bool dump_asked, dump_done; /* ... and hand them over for the transfer */
+        unsigned shards_dumped;
+        roo__buf dumped;
+        int64_t hold_ns;
         roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
         uint64_t *sink_marks;              /* old owner: output to flush before sending state */
         int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
@@ -236,6 +249,7 @@ static void send_ctl(roo__fconn *fc, const roo__ctl *m)
 
 static void conn_gone(aconn *c, int err);
 static void mig_send_all(cluster *cl);
+static void mig_send_precopy_all(cluster *cl);
 static void advertise_wild(char *adv, size_t cap, const char *local);
 static void ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
 
@@ -635,8 +649,10 @@ static void peer_data_connected(roo__fconn *fc, int err)
         roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
     p->data_open = true;
     peer_pump(p);
-    if (cl->mig.active && cl->mig.phase >= ROO__MIG_TRANSFER) {
-        p->chunks_epoch = 0; /* what went on the old link may be lost: send it all again */
+    if (cl->mig.active) {
+        /* What went on the old link may be lost: send it again. */
+        p->chunks_epoch = p->precopy_epoch = 0;
+        mig_send_precopy_all(cl);
         mig_send_all(cl);
     }
     check_conns_ready(cl);
@@ -880,85 +896,158 @@ static void mig_report(cluster *cl, uint32_t phase)
 
 static void mig_check(cluster *cl)
 {
-    if (!cl->mig.active)
+    struct mig_state *m = &cl->mig;
+    bool sent_all = true;
+
+    if (!m->active)
         return;
-    if (!cl->mig.reported[ROO__MIG_HOLD] && cl->mig.pending_stored &&
-        cl->mig.shards_held == cl->e->nshards)
+    if (m->precopy_started && !m->reported[ROO__MIG_PRECOPY]) {
+        /* Old owner: pre-copy sent to every new owner; new owner: all of it committed. */
+        for (uint32_t w = 0; w < cl->npeers && m->noutgoing; w++)
+            for (uint32_t q = 0; q < cl->topo.partitions && sent_all; q++)
+                if (m->outgoing[q] && m->next.owner[q] == w &&
+                    cl->peers[w].precopy_epoch != m->epoch)
+                    sent_all = false;
+        if ((!m->noutgoing || (m->track_valid && sent_all)) && m->nprecopied == m->nincoming)
+            mig_report(cl, ROO__MIG_PRECOPY);
+    }
+    if (m->holding && !m->reported[ROO__MIG_HOLD] && m->pending_stored &&
+        m->shards_held == cl->e->nshards)
         mig_report(cl, ROO__MIG_HOLD);
-    if (cl->mig.phase >= ROO__MIG_TRANSFER && cl->mig.reported[ROO__MIG_HOLD] &&
-        !cl->mig.reported[ROO__MIG_TRANSFER] && cl->mig.nimported == cl->mig.nincoming) {
-        if (cl->mig.nincoming)
+    if (m->transfer_started && m->reported[ROO__MIG_HOLD] && !m->reported[ROO__MIG_TRANSFER] &&
+        m->nimported == m->nincoming) {
+        if (m->nincoming)
             roo__log_info("partition move %llu: the state of %u partition(s) is committed here "
                           "(%lld ms after the move began)",
-                          (unsigned long long)cl->mig.epoch, cl->mig.nincoming,
-                          (long long)((roo__now_ns() - cl->mig.started_ns) / 1000000));
+                          (unsigned long long)m->epoch, m->nincoming,
+                          (long long)((roo__now_ns() - m->started_ns) / 1000000));
         mig_report(cl, ROO__MIG_TRANSFER);
     }
 }
 
-static void mig_begin(cluster *cl, uint64_t epoch, const roo__topology *next)
+/* Take part in a move to `next`: peers for new workers, what comes and what goes. */
+static bool mig_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
 {
+    struct mig_state *m = &cl->mig;
     roo__engine *e = cl->e;
-    uint32_t out = 0;
 
-    if (cl->mig.active && cl->mig.epoch == epoch) {
-        /* Repeated (the initializer restarted, or we reconnected): answer again. */
-        cl->mig.reported[ROO__MIG_HOLD] = false;
-        mig_check(cl);
-        return;
-    }
-    if (cl->mig.active || next->partitions != cl->topo.partitions ||
+    if (m->active && m->epoch == epoch)
+        return true;
+    if (m->active || next->partitions != cl->topo.partitions ||
         next->nworkers < cl->topo.nworkers || next->nworkers > MAX_WORKERS ||
         epoch <= cl->topo.version) {
         roo__log_warn("ignoring a partition move to table version %llu (this worker has table "
                       "%llu%s)",
                       (unsigned long long)epoch, (unsigned long long)cl->topo.version,
-                      cl->mig.active ? " and another move under way" : "");
-        return;
+                      m->active ? " and another move under way" : "");
+        return false;
     }
-    roo__topology_copy(next, &cl->mig.next);
-    cl->mig.active = true;
-    cl->mig.epoch = epoch;
-    cl->mig.phase = ROO__MIG_HOLD;
-    memset(cl->mig.reported, 0, sizeof(cl->mig.reported));
-    cl->mig.shards_held = 0;
-    cl->mig.shard_held = roo__xcalloc(e->nshards, sizeof(bool));
-    cl->mig.incoming = roo__xcalloc(next->partitions, 1);
-    cl->mig.imported = roo__xcalloc(next->partitions, 1);
-    cl->mig.nincoming = cl->mig.nimported = 0;
-    cl->mig.marks_set = false;
-    cl->mig.started_ns = roo__now_ns();
+    roo__topology_copy(next, &m->next);
+    m->active = true;
+    m->epoch = epoch;
+    memset(m->reported, 0, sizeof(m->reported));
+    m->precopy_started = m->holding = m->transfer_started = false;
+    m->track_asked = m->track_valid = m->dump_asked = m->dump_done = false;
+    m->shards_held = m->shards_tracking = m->shards_dumped = 0;
+    m->shard_held = roo__xcalloc(e->nshards, sizeof(bool));
+    m->shard_tracking = roo__xcalloc(e->nshards, sizeof(bool));
+    m->incoming = roo__xcalloc(next->partitions, 1);
+    m->imported = roo__xcalloc(next->partitions, 1);
+    m->precopied = roo__xcalloc(next->partitions, 1);
+    m->outgoing = roo__xcalloc(next->partitions, 1);
+    m->nincoming = m->nimported = m->nprecopied = m->noutgoing = 0;
+    m->marks_set = false;
+    m->started_ns = roo__now_ns();
     for (uint32_t p = 0; p < next->partitions; p++) {
         if (next->owner[p] == cl->self && cl->topo.owner[p] != cl->self) {
-            cl->mig.incoming[p] = 1;
-            cl->mig.nincoming++;
+            m->incoming[p] = 1;
+            m->nincoming++;
         } else if (cl->topo.owner[p] == cl->self && next->owner[p] != cl->self) {
-            out++;
+            m->outgoing[p] = 1;
+            m->noutgoing++;
         }
     }
     peers_update(cl, next, true);
+    roo__log_info("partition move to table version %llu: %u partition(s) coming here, %u "
+                  "leaving",
+                  (unsigned long long)epoch, m->nincoming, m->noutgoing);
+    return true;
+}
+
+/* PRECOPY: threads note changes to the outgoing partitions, then their state is sent. */
+static void mig_precopy(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active || m->holding)
+        return;
+    m->precopy_started = true;
+    m->reported[ROO__MIG_PRECOPY] = false;
+    /* Repeated (someone came back): count and send again. */
+    memset(m->precopied, 0, cl->topo.partitions);
+    m->nprecopied = 0;
+    for (uint32_t w = 0; w < cl->npeers; w++)
+        cl->peers[w].precopy_epoch = 0;
+    if (m->noutgoing && !m->track_asked) {
+        m->track_asked = true;
+        for (unsigned i = 0; i < cl->e->nshards; i++) {
+            roo__track_msg *t = roo__xcalloc(1, sizeof(*t));
+            t->node.kind = ROO__Q_TRACK;
+            t->epoch = m->epoch;
+            t->parts = roo__xmalloc(cl->topo.partitions);
+            memcpy(t->parts, m->outgoing, cl->topo.partitions);
+            roo__queue_push(&cl->e->shards[i].inbox, &t->node);
+        }
+    }
+    mig_send_precopy_all(cl);
+    mig_check(cl);
+}
+
+/* HOLD: store the move (a restart holds again), hold the moving partitions' messages. */
+static void mig_hold(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active)
+        return;
+    if (m->holding) {
+        /* Repeated (the initializer restarted, or we reconnected): answer again. */
+        m->reported[ROO__MIG_HOLD] = false;
+        mig_check(cl);
+        return;
+    }
+    m->holding = true;
+    m->hold_ns = roo__now_ns();
     install_routes(cl, NULL);
     persist_topology(cl);
-    cl->mig.pending_meta = cl->meta_queued;
-    cl->mig.pending_stored = false;
-    roo__log_info("partition move to table version %llu: %u partition(s) coming here, %u "
-                  "leaving; their messages are held until the switch",
-                  (unsigned long long)epoch, cl->mig.nincoming, out);
+    m->pending_meta = cl->meta_queued;
+    m->pending_stored = false;
+    roo__log_info("partition move %llu: holding the moving partitions' messages until the "
+                  "switch",
+                  (unsigned long long)m->epoch);
+}
+
+/* A move found in the resilience directory (or joined late): no pre-copy, hold at once. */
+static void mig_begin(cluster *cl, uint64_t epoch, const roo__topology *next)
+{
+    if (mig_prepare(cl, epoch, next))
+        mig_hold(cl);
 }
 
 static void mig_transfer(cluster *cl)
 {
-    if (!cl->mig.active)
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active || !m->holding)
         return;
-    if (cl->mig.phase < ROO__MIG_TRANSFER)
-        cl->mig.phase = ROO__MIG_TRANSFER;
-    cl->mig.reported[ROO__MIG_TRANSFER] = false;
-    if (!cl->mig.marks_set) {
+    m->transfer_started = true;
+    m->reported[ROO__MIG_TRANSFER] = false;
+    if (!m->marks_set) {
         /* Our output for the moving partitions is all queued by now (the fence): it must
          * reach the sinks before the new owners write theirs. */
-        cl->mig.sink_marks = roo__xcalloc(cl->e->nsinks ? cl->e->nsinks : 1, sizeof(uint64_t));
-        roo__io_sinks_mark(cl->e, cl->mig.sink_marks);
-        cl->mig.marks_set = true;
+        m->sink_marks = roo__xcalloc(cl->e->nsinks ? cl->e->nsinks : 1, sizeof(uint64_t));
+        roo__io_sinks_mark(cl->e, m->sink_marks);
+        m->marks_set = true;
     }
     for (uint32_t w = 0; w < cl->npeers; w++)
         cl->peers[w].chunks_epoch = 0;
@@ -967,9 +1056,19 @@ static void mig_transfer(cluster *cl)
          * worker in the middle of a move; nothing else should set it. */
         const char *d = getenv("ROO_TEST_TRANSFER_DELAY_MS");
         uint64_t ms = 0;
-        cl->mig.send_after_ns = 0;
+        m->send_after_ns = 0;
         if (d && roo__parse_uint(d, 0, 600000, &ms) == 0)
-            cl->mig.send_after_ns = roo__now_ns() + (int64_t)ms * 1000000;
+            m->send_after_ns = roo__now_ns() + (int64_t)ms * 1000000;
+    }
+    if (m->noutgoing && m->track_valid && !m->dump_asked) {
+        /* Only what changed since the pre-copy goes now: the threads say which keys. */
+        m->dump_asked = true;
+        for (unsigned i = 0; i < cl->e->nshards; i++) {
+            roo__track_msg *t = roo__xcalloc(1, sizeof(*t));
+            t->node.kind = ROO__Q_TRACK_DUMP;
+            t->epoch = m->epoch;
+            roo__queue_push(&cl->e->shards[i].inbox, &t->node);
+        }
     }
     mig_send_all(cl);
     mig_check(cl);
@@ -1024,8 +1123,34 @@ static int chunk_mark(void *arg, const uint8_t *key, size_t key_len, const uint8
     return 0;
 }
 
-/* Old owner: send p the committed state of every partition moving from us to it. */
-static void mig_send_chunks(cluster *cl, peer *p)
+enum { SEND_PRECOPY, SEND_FULL, SEND_CHANGES };
+
+/* The committed values of the keys the threads noted as changed, in partition q. */
+static int chunk_changes(cluster *cl, chunk_ctx *x, uint16_t q)
+{
+    const uint8_t *p = cl->mig.dumped.data, *end = p + cl->mig.dumped.len;
+    roo__buf val = { 0 };
+    int rc = 0;
+
+    while (p + 6 <= end && rc == 0) {
+        uint16_t h[3];
+        memcpy(h, p, sizeof(h));
+        if (h[0] == q) {
+            val.len = 0;
+            rc = roo__store_get_state(cl->e->store, q, h[1], p + 6, h[2], &val);
+            if (rc == 0)
+                rc = chunk_record(x, q, h[1], p + 6, h[2], val.data, val.len);
+            else if (rc == -ENOENT)
+                rc = 0; /* noted, never committed (its save failed): nothing to send */
+        }
+        p += 6 + h[2];
+    }
+    roo__buf_finish(&val);
+    return rc;
+}
+
+/* Old owner: send p the partitions moving from us to it (see the SEND_* modes). */
+static void mig_send_chunks(cluster *cl, peer *p, int mode)
 {
     chunk_ctx x = { .cl = cl, .p = p };
     roo__buf marks = { 0 };
@@ -1033,14 +1158,17 @@ static void mig_send_chunks(cluster *cl, peer *p)
     int rc = 0;
 
     for (uint32_t q = 0; q < cl->topo.partitions && rc == 0; q++) {
-        if (cl->topo.owner[q] != cl->self || cl->mig.next.owner[q] != p->index)
+        if (!cl->mig.outgoing[q] || cl->mig.next.owner[q] != p->index)
             continue;
         if (!nparts++)
             rc = roo__store_scan_db(cl->e->store, ROO__DB_STREAMS, chunk_mark, &marks);
         x.c.epoch = cl->mig.epoch;
         x.c.partition = q;
         x.c.last = false;
-        if (rc == 0)
+        x.c.precopy = mode == SEND_PRECOPY;
+        if (rc == 0 && mode == SEND_CHANGES)
+            rc = chunk_changes(cl, &x, (uint16_t)q);
+        else if (rc == 0)
             rc = roo__store_scan_partition(cl->e->store, (uint16_t)q, chunk_record, &x);
         for (size_t off = 0; off + 22 <= marks.len; off += 22)
             if (roo__load_be16(marks.data + off + 8) == q)
@@ -1056,11 +1184,40 @@ static void mig_send_chunks(cluster *cl, peer *p)
                        roo__store_errmsg(cl->e->store));
         return;
     }
-    p->chunks_epoch = cl->mig.epoch;
+    if (mode == SEND_PRECOPY)
+        p->precopy_epoch = cl->mig.epoch;
+    else
+        p->chunks_epoch = cl->mig.epoch;
     roo__fconn_flush(&p->data);
     if (nparts)
-        roo__log_info("sent %u partition(s), %llu key(s), to %s", nparts,
-                      (unsigned long long)x.keys, p->info.name);
+        roo__log_info("%s %u partition(s), %llu key(s), to %s",
+                      mode == SEND_PRECOPY ? "pre-copied"
+                      : mode == SEND_FULL  ? "sent"
+                                           : "sent the changes since the pre-copy in",
+                      nparts, (unsigned long long)x.keys, p->info.name);
+}
+
+static bool gets_from_us(const cluster *cl, uint32_t w)
+{
+    for (uint32_t q = 0; q < cl->topo.partitions; q++)
+        if (cl->mig.outgoing[q] && cl->mig.next.owner[q] == w)
+            return true;
+    return false;
+}
+
+static void mig_send_precopy_all(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active || !m->precopy_started || m->holding || !m->track_valid)
+        return;
+    for (uint32_t w = 0; w < cl->npeers; w++) {
+        peer *p = &cl->peers[w];
+        if (w != cl->self && !p->left && p->data_open && p->precopy_epoch != m->epoch &&
+            gets_from_us(cl, w))
+            mig_send_chunks(cl, p, SEND_PRECOPY);
+    }
+    mig_check(cl);
 }
 
 static void mig_retry_cb(roo__loop *loop, roo__timer *t)
@@ -1071,19 +1228,23 @@ static void mig_retry_cb(roo__loop *loop, roo__timer *t)
 
 static void mig_send_all(cluster *cl)
 {
-    if (!cl->mig.active || cl->mig.phase < ROO__MIG_TRANSFER)
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active || !m->transfer_started)
         return;
-    if (!roo__io_sinks_reached(cl->e, cl->mig.sink_marks) ||
-        roo__now_ns() < cl->mig.send_after_ns) {
-        cl->mig.retry.cb = mig_retry_cb;
-        cl->mig.retry.data = cl;
-        roo__timer_start(cl->e->io_loop, &cl->mig.retry, MIG_RETRY_MS);
+    if (m->dump_asked && !m->dump_done)
+        return; /* the threads' lists of changed keys come first */
+    if (!roo__io_sinks_reached(cl->e, m->sink_marks) || roo__now_ns() < m->send_after_ns) {
+        m->retry.cb = mig_retry_cb;
+        m->retry.data = cl;
+        roo__timer_start(cl->e->io_loop, &m->retry, MIG_RETRY_MS);
         return;
     }
     for (uint32_t w = 0; w < cl->npeers; w++) {
         peer *p = &cl->peers[w];
-        if (w != cl->self && !p->left && p->data_open && p->chunks_epoch != cl->mig.epoch)
-            mig_send_chunks(cl, p);
+        if (w != cl->self && !p->left && p->data_open && p->chunks_epoch != m->epoch &&
+            gets_from_us(cl, w))
+            mig_send_chunks(cl, p, m->dump_done ? SEND_CHANGES : SEND_FULL);
     }
 }
 
@@ -1118,34 +1279,74 @@ static void mig_finish(cluster *cl)
     roo__timer_stop(cl->e->io_loop, &cl->mig.retry);
     roo__topology_finish(&cl->mig.next);
     free(cl->mig.shard_held);
+    free(cl->mig.shard_tracking);
     free(cl->mig.incoming);
     free(cl->mig.imported);
+    free(cl->mig.precopied);
+    free(cl->mig.outgoing);
     free(cl->mig.sink_marks);
-    cl->mig.shard_held = NULL;
-    cl->mig.incoming = cl->mig.imported = NULL;
+    roo__buf_finish(&cl->mig.dumped);
+    cl->mig.shard_held = cl->mig.shard_tracking = NULL;
+    cl->mig.incoming = cl->mig.imported = cl->mig.precopied = cl->mig.outgoing = NULL;
     cl->mig.sink_marks = NULL;
     cl->mig.active = false;
-    roo__log_info("partition move to table version %llu done here (%lld ms after it began)",
-                  (unsigned long long)cl->mig.epoch, (long long)ms);
+    roo__log_info("partition move to table version %llu done here (%lld ms after it began; "
+                  "messages held for %lld ms)",
+                  (unsigned long long)cl->mig.epoch, (long long)ms,
+                  (long long)(cl->mig.hold_ns ? (roo__now_ns() - cl->mig.hold_ns) / 1000000 : 0));
+    cl->mig.hold_ns = 0;
 }
 
 void roo__cluster_mig_note(roo__engine *e, roo__mig_note *n)
 {
     cluster *cl = e->cluster;
+    struct mig_state *m = cl ? &cl->mig : NULL;
 
-    if (cl && cl->mig.active && n->epoch == cl->mig.epoch) {
-        if (n->held) {
-            if (n->shard < e->nshards && !cl->mig.shard_held[n->shard]) {
-                cl->mig.shard_held[n->shard] = true;
-                cl->mig.shards_held++;
+    if (m && m->active && n->epoch == m->epoch && n->shard < e->nshards) {
+        switch (n->kind) {
+        case ROO__MIG_NOTE_HELD:
+            if (!m->shard_held[n->shard]) {
+                m->shard_held[n->shard] = true;
+                m->shards_held++;
             }
-        } else if (n->partition < cl->topo.partitions && cl->mig.incoming[n->partition] &&
-                   !cl->mig.imported[n->partition]) {
-            cl->mig.imported[n->partition] = 1;
-            cl->mig.nimported++;
+            break;
+        case ROO__MIG_NOTE_IMPORTED: {
+            uint8_t *done = n->precopy ? m->precopied : m->imported;
+            uint32_t *count = n->precopy ? &m->nprecopied : &m->nimported;
+            if (n->partition < cl->topo.partitions && m->incoming[n->partition] &&
+                !done[n->partition]) {
+                done[n->partition] = 1;
+                (*count)++;
+            }
+            break;
+        }
+        case ROO__MIG_NOTE_TRACKING:
+            if (!m->shard_tracking[n->shard]) {
+                m->shard_tracking[n->shard] = true;
+                if (++m->shards_tracking == e->nshards) {
+                    m->track_valid = true; /* every change from now on is noted */
+                    mig_send_precopy_all(cl);
+                }
+            }
+            break;
+        case ROO__MIG_NOTE_TRACKED:
+            if (m->dump_asked && !m->dump_done) {
+                roo__buf_append(&m->dumped, n->keys.data, n->keys.len);
+                if (!n->precopy)
+                    m->track_valid = false; /* a thread had nothing noted: send it all */
+                if (++m->shards_dumped == e->nshards) {
+                    m->dump_done = m->track_valid;
+                    if (!m->dump_done)
+                        m->dump_asked = false;
+                    mig_send_all(cl);
+                }
+            }
+            break;
         }
         mig_check(cl);
     }
+    if (n->kind == ROO__MIG_NOTE_TRACKED)
+        roo__buf_finish(&n->keys);
     free(n);
 }
 
@@ -1257,10 +1458,12 @@ static void co_phase(cluster *cl, uint32_t phase)
     for (uint32_t w = 0; w < cl->mig.next.nworkers; w++)
         if (w != cl->self && co_participant(cl, w))
             co_send(cl, w, phase);
-    if (phase == ROO__MIG_TRANSFER)
-        mig_transfer(cl);
+    if (phase == ROO__MIG_PRECOPY)
+        mig_precopy(cl);
+    else if (phase == ROO__MIG_HOLD)
+        mig_hold(cl);
     else
-        mig_check(cl);
+        mig_transfer(cl);
 }
 
 static void co_commit(cluster *cl);
@@ -1274,7 +1477,12 @@ static void co_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
     for (uint32_t k = 0; k < cl->mig.next.nworkers; k++)
         if (co_participant(cl, k) && !cl->co.reported[k])
             return;
-    if (phase == ROO__MIG_HOLD) {
+    if (phase == ROO__MIG_PRECOPY) {
+        roo__log_info("partition move %llu: pre-copy done (%lld ms); holding",
+                      (unsigned long long)cl->mig.epoch,
+                      (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
+        co_phase(cl, ROO__MIG_HOLD);
+    } else if (phase == ROO__MIG_HOLD) {
         roo__log_info("partition move %llu: every worker holds; transferring state",
                       (unsigned long long)cl->mig.epoch);
         co_phase(cl, ROO__MIG_TRANSFER);
@@ -1339,8 +1547,7 @@ static void co_begin(cluster *cl, roo__topology *t, const char *what)
     for (uint32_t p = 0; p < t->partitions; p++)
         moving += t->owner[p] != (p < cl->topo.partitions ? cl->topo.owner[p] : UINT32_MAX);
     t->version = cl->topo.version + 1;
-    mig_begin(cl, t->version, t);
-    if (!cl->mig.active)
+    if (!mig_prepare(cl, t->version, t))
         return;
     cl->co.running = true;
     cl->co.started_ns = roo__now_ns();
@@ -1349,7 +1556,7 @@ static void co_begin(cluster *cl, roo__topology *t, const char *what)
     cl->co.reported = roo__xcalloc(t->nworkers, sizeof(bool));
     roo__log_info("%s: moving %u of %u partitions (table version %llu)", what, moving,
                   t->partitions, (unsigned long long)t->version);
-    co_phase(cl, ROO__MIG_HOLD);
+    co_phase(cl, ROO__MIG_PRECOPY);
 }
 
 /* Enough joiners wait and nothing else moves: add them. */
@@ -1385,7 +1592,7 @@ static void co_maybe_grow(cluster *cl)
             uint32_t w = (uint32_t)(t.nworkers - n + i);
             cl->peers[w].ctl = cl->co.joiners[i].ctl;
             cl->co.joiners[i].ctl->peer = (int)w;
-            co_send(cl, w, ROO__MIG_HOLD);
+            co_send(cl, w, cl->co.phase);
         }
     }
     roo__topology_finish(&t); /* the joiners' infos went into it */
@@ -1423,6 +1630,11 @@ static void co_rejoined(cluster *cl, uint32_t w)
 {
     if (!cl->co.running)
         return;
+    if (cl->co.phase == ROO__MIG_PRECOPY) {
+        /* Whatever it had copied may be gone: the whole pre-copy runs again. */
+        co_phase(cl, ROO__MIG_PRECOPY);
+        return;
+    }
     co_send(cl, w, ROO__MIG_HOLD);
     if (cl->co.phase == ROO__MIG_TRANSFER) {
         /* What it had received or sent may be gone: the whole transfer runs again. */
@@ -2232,6 +2444,7 @@ static void data_conn_frame(cluster *cl, aconn *c, const uint8_t *payload, size_
         im->epoch = ch.epoch;
         im->partition = (uint16_t)ch.partition;
         im->last = ch.last;
+        im->precopy = ch.precopy;
         im->records = ch.records;
         im->marks = ch.marks;
         roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);
@@ -2819,10 +3032,14 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
             }
             roo__topology_finish(&t0);
         }
-        if (m.phase == ROO__MIG_HOLD)
+        if (m.phase == ROO__MIG_PRECOPY) {
+            if (mig_prepare(cl, m.epoch, &m.topology))
+                mig_precopy(cl);
+        } else if (m.phase == ROO__MIG_HOLD) {
             mig_begin(cl, m.epoch, &m.topology);
-        else if (m.phase == ROO__MIG_TRANSFER && cl->mig.active && m.epoch == cl->mig.epoch)
+        } else if (m.phase == ROO__MIG_TRANSFER && cl->mig.active && m.epoch == cl->mig.epoch) {
             mig_transfer(cl);
+        }
         break;
     case ROO__CTL_STATUS_QUERY: {
         roo__worker_stats mine;
@@ -3338,9 +3555,13 @@ void roo__cluster_destroy(roo__engine *e)
     roo__topology_finish(&cl->topo);
     roo__topology_finish(&cl->mig.next);
     free(cl->mig.shard_held);
+    free(cl->mig.shard_tracking);
     free(cl->mig.incoming);
     free(cl->mig.imported);
+    free(cl->mig.precopied);
+    free(cl->mig.outgoing);
     free(cl->mig.sink_marks);
+    roo__buf_finish(&cl->mig.dumped);
     free(cl->co.reported);
     for (size_t i = 0; i < cl->co.njoiners; i++)
         roo__worker_info_finish(&cl->co.joiners[i].info);

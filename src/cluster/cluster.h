@@ -27,6 +27,12 @@
  * thread's inbox. Back-pressure: a shard holds a bounded number of route buffers; a peer's
  * FIFO only drains into a bounded socket buffer; a receiver stops reading a link while too
  * many of its buffers wait in its threads.
+ *
+ * Moves (grow: --join; shrink: roo-ctl shrink): the initializer drives them in phases
+ * (Migrate HOLD, TRANSFER, then the new Topology), every worker answers with MigrateReport;
+ * moving partitions' messages are held as route buffers in io (or in the thread, for our
+ * own threads) until the switch, and their state crosses as StateChunks on the data links.
+ * See "partition moves" in cluster.c and docs/architecture.md.
  */
 #ifndef ROO_CLUSTER_H
 #define ROO_CLUSTER_H

@@ -110,7 +110,16 @@ enum {
     ROO__Q_COMMITTED,    /* committer -> shard: this batch of yours is committed */
     ROO__Q_IMPORT,       /* io -> shard: a piece of a partition moving here (roo__import_msg) */
     ROO__Q_MIGRATION,    /* shard -> io: held (fence passed) or imported (roo__mig_note) */
+    ROO__Q_TRACK,        /* io -> shard: note changes to these partitions (roo__track_msg) */
+    ROO__Q_TRACK_DUMP,   /* io -> shard: hand over the keys noted, stop noting */
 };
+
+/* io -> shard: start noting which keys of the moving partitions change (pre-copy). */
+typedef struct roo__track_msg {
+    roo__qnode node;
+    uint64_t epoch;
+    uint8_t *parts; /* partitions entries; taken over by the shard */
+} roo__track_msg;
 
 /* io -> shard: state of a partition moving to this worker, one StateChunk's worth. */
 typedef struct roo__import_msg {
@@ -118,17 +127,27 @@ typedef struct roo__import_msg {
     uint64_t epoch;
     uint16_t partition;
     bool last;
+    bool precopy;
     roo__buf records; /* StateChunk.records */
     roo__buf marks;   /* StateChunk.marks */
 } roo__import_msg;
 
 /* shard -> io: a step of a partition move is done on this thread. */
+enum {
+    ROO__MIG_NOTE_HELD = 1, /* everything routed before the hold is committed where it went */
+    ROO__MIG_NOTE_IMPORTED, /* this partition's import (pre-copy or transfer) is committed */
+    ROO__MIG_NOTE_TRACKING, /* changes are noted, and all saved before are committed */
+    ROO__MIG_NOTE_TRACKED,  /* the keys that changed: records u16 partition | u16 state id |
+                             * u16 key length | key (host order) */
+};
 typedef struct roo__mig_note {
     roo__qnode node;
     uint64_t epoch;
     unsigned shard;
-    bool held;          /* everything routed before the hold is committed where it went */
-    uint16_t partition; /* !held: this partition's import is committed */
+    int kind;
+    bool precopy;       /* IMPORTED */
+    uint16_t partition; /* IMPORTED */
+    roo__buf keys;      /* TRACKED */
 } roo__mig_note;
 
 /* A route buffer of batch `batch_seq` is applied and committed where it went. */
@@ -344,10 +363,17 @@ typedef struct roo__shard {
     uint8_t *drop_pending;                   /* partitions to record as dropped in the next batch */
     roo__qnode *imports_head, *imports_tail; /* partitions moving here, not applied yet */
     uint64_t committed_seq;                  /* newest of our batches known committed */
+    uint8_t *track;                          /* pre-copy: partitions whose changed keys are noted */
+    uint64_t track_epoch;
+    uint64_t track_fence; /* ... reported once the batches sealed before it are committed */
+    bool track_reported;
+    roo__entry **tracked; /* the keys noted (ROO__ENTRY_TRACKED) */
+    size_t ntracked, tracked_cap;
     struct roo__import_wait {
         uint64_t epoch;
         uint64_t batch_seq;
         uint16_t partition;
+        bool precopy;
     } * import_waits;
     size_t nimport_waits, import_waits_cap;
 

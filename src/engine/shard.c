@@ -171,11 +171,26 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     r->nmsgs++;
 }
 
+/* Pre-copy of a partition move: remember a key of a moving partition that changed. */
+static void track_note(roo__shard *sh, roo__entry *e)
+{
+    if (!sh->track[e->partition] || (e->flags & ROO__ENTRY_TRACKED))
+        return;
+    e->flags |= ROO__ENTRY_TRACKED;
+    if (sh->ntracked == sh->tracked_cap) {
+        sh->tracked_cap = sh->tracked_cap ? sh->tracked_cap * 2 : 1024;
+        sh->tracked = roo__xrealloc(sh->tracked, sh->tracked_cap * sizeof(*sh->tracked));
+    }
+    sh->tracked[sh->ntracked++] = e;
+}
+
 static void mark_dirty(roo__shard *sh, roo__entry *e)
 {
     if (e->dirty_mark == sh->batch_seq)
         return;
     e->dirty_mark = sh->batch_seq;
+    if (ROO__UNLIKELY(sh->track != NULL))
+        track_note(sh, e);
     if (ROO__UNLIKELY(sh->ndirty == sh->dirty_cap)) {
         sh->dirty_cap = sh->dirty_cap ? sh->dirty_cap * 2 : 256;
         sh->dirty = roo__xrealloc(sh->dirty, sh->dirty_cap * sizeof(*sh->dirty));
@@ -457,6 +472,7 @@ static void batch_reset(roo__batch *b, size_t nsinks)
 
 static void acks_advance(roo__shard *sh);
 static void imports_committed(roo__shard *sh);
+static void track_check(roo__shard *sh);
 
 /*
  * The committer committed batch b (which is now on its way to the io thread: read only what
@@ -477,6 +493,8 @@ static void batch_committed_note(roo__shard *sh, struct roo__commit_note *note)
         sh->committed_seq = note->seq;
     if (sh->nimport_waits)
         imports_committed(sh);
+    if (sh->track && !sh->track_reported)
+        track_check(sh);
     acks_advance(sh);
 }
 
@@ -916,15 +934,72 @@ static void process_route(roo__shard *sh, roo__route *r)
 /* ---- partition tables ---- */
 
 /* Tell io that a step of a partition move is done on this thread. */
-static void mig_note(roo__shard *sh, uint64_t epoch, bool held, uint16_t partition)
+static roo__mig_note *mig_note_new(roo__shard *sh, uint64_t epoch, int kind)
 {
     roo__mig_note *n = roo__xcalloc(1, sizeof(*n));
 
     n->node.kind = ROO__Q_MIGRATION;
     n->epoch = epoch;
     n->shard = sh->idx;
-    n->held = held;
+    n->kind = kind;
+    return n;
+}
+
+static void mig_note(roo__shard *sh, uint64_t epoch, int kind, uint16_t partition, bool precopy)
+{
+    roo__mig_note *n = mig_note_new(sh, epoch, kind);
+
     n->partition = partition;
+    n->precopy = precopy;
+    roo__queue_push(&sh->eng->io_q, &n->node);
+}
+
+/* Pre-copy: tracking is on once every batch sealed before it began is committed. */
+static void track_check(roo__shard *sh)
+{
+    if (!sh->track || sh->track_reported || sh->committed_seq < sh->track_fence)
+        return;
+    sh->track_reported = true;
+    mig_note(sh, sh->track_epoch, ROO__MIG_NOTE_TRACKING, 0, false);
+}
+
+static void track_start(roo__shard *sh, roo__track_msg *m)
+{
+    if (sh->track && sh->track_epoch == m->epoch) {
+        /* Repeated: keep what was noted, answer again. */
+        free(m->parts);
+        sh->track_reported = false;
+    } else {
+        free(sh->track);
+        sh->track = m->parts;
+        sh->track_epoch = m->epoch;
+        sh->track_reported = false;
+        /* Entries saved in the batch being filled are noted now; the ones saved before are
+         * in sealed batches, which the pre-copy reads once they are committed. */
+        for (size_t i = 0; i < sh->ndirty; i++)
+            track_note(sh, sh->dirty[i]);
+    }
+    sh->track_fence = sh->batch_seq - 1;
+    free(m);
+    track_check(sh);
+}
+
+/* Hand io the keys noted since the pre-copy began, and stop noting. */
+static void track_dump(roo__shard *sh, uint64_t epoch)
+{
+    roo__mig_note *n = mig_note_new(sh, epoch, ROO__MIG_NOTE_TRACKED);
+
+    for (size_t i = 0; i < sh->ntracked; i++) {
+        roo__entry *e = sh->tracked[i];
+        uint16_t h[3] = { e->partition, e->state_id, e->key_len };
+        roo__buf_append(&n->keys, h, sizeof(h));
+        roo__buf_append(&n->keys, e->key, e->key_len);
+        e->flags &= (uint16_t)~ROO__ENTRY_TRACKED;
+    }
+    n->precopy = sh->track != NULL && sh->track_epoch == epoch; /* false: nothing was noted */
+    sh->ntracked = 0;
+    free(sh->track);
+    sh->track = NULL;
     roo__queue_push(&sh->eng->io_q, &n->node);
 }
 
@@ -974,7 +1049,7 @@ static void hold_check(roo__shard *sh)
     if (sh->dur.len && sh->dur.recs[sh->dur.head].batch_seq <= sh->hold_fence)
         return;
     sh->hold_reported = true;
-    mig_note(sh, sh->hold_epoch, true, 0);
+    mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false);
 }
 
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
@@ -1086,7 +1161,7 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
         /* Reported once the batch holding the partition's last records is committed. */
         target = batch_empty(sh) ? sh->batch_seq - 1 : sh->batch_seq;
         if (sh->committed_seq >= target) {
-            mig_note(sh, m->epoch, false, m->partition);
+            mig_note(sh, m->epoch, ROO__MIG_NOTE_IMPORTED, m->partition, m->precopy);
         } else {
             if (sh->nimport_waits == sh->import_waits_cap) {
                 sh->import_waits_cap = sh->import_waits_cap ? sh->import_waits_cap * 2 : 16;
@@ -1094,7 +1169,7 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
                                                  sh->import_waits_cap * sizeof(*sh->import_waits));
             }
             sh->import_waits[sh->nimport_waits++] =
-                (struct roo__import_wait){ m->epoch, target, m->partition };
+                (struct roo__import_wait){ m->epoch, target, m->partition, m->precopy };
         }
     }
     atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
@@ -1110,7 +1185,7 @@ static void imports_committed(roo__shard *sh)
     for (size_t i = 0; i < sh->nimport_waits; i++) {
         struct roo__import_wait *w = &sh->import_waits[i];
         if (w->batch_seq <= sh->committed_seq)
-            mig_note(sh, w->epoch, false, w->partition);
+            mig_note(sh, w->epoch, ROO__MIG_NOTE_IMPORTED, w->partition, w->precopy);
         else
             sh->import_waits[k++] = *w;
     }
@@ -1179,6 +1254,13 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_COMMITTED:
             batch_committed_note(sh, (struct roo__commit_note *)n);
+            break;
+        case ROO__Q_TRACK:
+            track_start(sh, (roo__track_msg *)n);
+            break;
+        case ROO__Q_TRACK_DUMP:
+            track_dump(sh, ((roo__track_msg *)n)->epoch);
+            free(n);
             break;
         case ROO__Q_IMPORT:
             n->next = NULL;
@@ -1373,6 +1455,8 @@ void roo__shard_finish(roo__shard *sh)
             roo__buf_finish(&((roo__import_msg *)n)->records);
             roo__buf_finish(&((roo__import_msg *)n)->marks);
         }
+        if (n->kind == ROO__Q_TRACK)
+            free(((roo__track_msg *)n)->parts);
         if (n->kind == ROO__Q_ROUTES) {
             roo__routes_msg *m = (roo__routes_msg *)n;
             free(m->part_dest);
@@ -1409,6 +1493,8 @@ void roo__shard_finish(roo__shard *sh)
     free(sh->part_old);
     free(sh->drop_pending);
     free(sh->import_waits);
+    free(sh->track);
+    free(sh->tracked);
     while (sh->held_head) {
         roo__route *r = sh->held_head;
         sh->held_head = (roo__route *)r->node.next;

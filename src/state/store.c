@@ -279,7 +279,6 @@ int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, c
     return rc ? map_err(s, rc, "mdb_get") : 0;
 }
 
-/* Visit every record of one database in key order, in a short read transaction. */
 /* Visit the keys of dbi that start with prefix (all keys if prefix_len is 0). */
 static int scan_dbi_prefix(roo__store *s, MDB_dbi dbi, const uint8_t *prefix, size_t prefix_len,
                            roo__store_kv_fn fn, void *arg)

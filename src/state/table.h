@@ -30,6 +30,8 @@ typedef struct roo__entry {
 
 /* The state object was initialized (init callback ran, or it was recovered). */
 #define ROO__ENTRY_READY 1u
+/* Changed since a partition move's pre-copy began (listed in its thread's tracked list). */
+#define ROO__ENTRY_TRACKED 2u
 
 typedef struct roo__table roo__table;
 

@@ -647,6 +647,7 @@ int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out)
     sc.epoch = c->epoch;
     sc.partition = c->partition;
     sc.last = c->last;
+    sc.precopy = c->precopy;
     sc.records.data = c->records.data;
     sc.records.len = c->records.len;
     sc.marks.data = c->marks.data;
@@ -672,6 +673,7 @@ int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *
         ret_chunk->epoch = pb->chunk->epoch;
         ret_chunk->partition = pb->chunk->partition;
         ret_chunk->last = pb->chunk->last;
+        ret_chunk->precopy = pb->chunk->precopy;
         if (pb->chunk->records.len)
             roo__buf_append(&ret_chunk->records, pb->chunk->records.data, pb->chunk->records.len);
         if (pb->chunk->marks.len)

@@ -110,6 +110,7 @@ typedef enum roo__ctl_kind {
 /* Phases of a partition move (Migrate.phase). */
 #define ROO__MIG_HOLD 1
 #define ROO__MIG_TRANSFER 2
+#define ROO__MIG_PRECOPY 3 /* comes first: see proto/roo.proto, Migrate */
 
 /* One control message; only the fields of its kind are meaningful. */
 typedef struct roo__ctl {
@@ -164,6 +165,7 @@ typedef struct roo__state_chunk {
     uint64_t epoch;
     uint32_t partition;
     bool last;
+    bool precopy;
     roo__buf records; /* see StateChunk in proto/roo.proto */
     roo__buf marks;
 } roo__state_chunk;
