@@ -1248,6 +1248,26 @@ static void mig_send_all(cluster *cl)
     }
 }
 
+/* Forget a move's bookkeeping (the switch, or the worker's end). */
+static void mig_free(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+
+    roo__topology_finish(&m->next);
+    free(m->shard_held);
+    free(m->shard_tracking);
+    free(m->incoming);
+    free(m->imported);
+    free(m->precopied);
+    free(m->outgoing);
+    free(m->sink_marks);
+    roo__buf_finish(&m->dumped);
+    m->shard_held = m->shard_tracking = NULL;
+    m->incoming = m->imported = m->precopied = m->outgoing = NULL;
+    m->sink_marks = NULL;
+    m->active = false;
+}
+
 /* The switch: held messages go to their new owners; the move is over here. */
 static void mig_finish(cluster *cl)
 {
@@ -1277,19 +1297,7 @@ static void mig_finish(cluster *cl)
         if (w != cl->self && cl->peers[w].q_head)
             peer_pump(&cl->peers[w]);
     roo__timer_stop(cl->e->io_loop, &cl->mig.retry);
-    roo__topology_finish(&cl->mig.next);
-    free(cl->mig.shard_held);
-    free(cl->mig.shard_tracking);
-    free(cl->mig.incoming);
-    free(cl->mig.imported);
-    free(cl->mig.precopied);
-    free(cl->mig.outgoing);
-    free(cl->mig.sink_marks);
-    roo__buf_finish(&cl->mig.dumped);
-    cl->mig.shard_held = cl->mig.shard_tracking = NULL;
-    cl->mig.incoming = cl->mig.imported = cl->mig.precopied = cl->mig.outgoing = NULL;
-    cl->mig.sink_marks = NULL;
-    cl->mig.active = false;
+    mig_free(cl);
     roo__log_info("partition move to table version %llu done here (%lld ms after it began; "
                   "messages held for %lld ms)",
                   (unsigned long long)cl->mig.epoch, (long long)ms,
@@ -3553,15 +3561,7 @@ void roo__cluster_destroy(roo__engine *e)
     if (cl->ext_lfd >= 0)
         close(cl->ext_lfd);
     roo__topology_finish(&cl->topo);
-    roo__topology_finish(&cl->mig.next);
-    free(cl->mig.shard_held);
-    free(cl->mig.shard_tracking);
-    free(cl->mig.incoming);
-    free(cl->mig.imported);
-    free(cl->mig.precopied);
-    free(cl->mig.outgoing);
-    free(cl->mig.sink_marks);
-    roo__buf_finish(&cl->mig.dumped);
+    mig_free(cl);
     free(cl->co.reported);
     for (size_t i = 0; i < cl->co.njoiners; i++)
         roo__worker_info_finish(&cl->co.joiners[i].info);

@@ -214,3 +214,28 @@ cl_all_in() {
 
 ROO_CTL=$BUILD/tools/roo-ctl
 WORD_COUNT=$BUILD/examples/word_count/word_count
+
+# check_word_counts FILE KEYS: word_count output where every one of KEYS distinct words was
+# sent twice: each word's counts go 1 then 2, and there are KEYS words.
+check_word_counts() {
+    awk -F' => ' '
+        { if (($1 in last) && $2 != last[$1] + 1) { print "word " $1 " went from " last[$1] " to " $2; bad++ }
+          if (!($1 in last) && $2 != 1) { print "word " $1 " started at " $2; bad++ }
+          last[$1] = $2 }
+        END { n = 0; for (w in last) { n++; if (last[w] != 2) { print "word " w " ended at " last[w]; bad++ } }
+              if (n != keys) { print n " distinct words, want " keys; bad++ }
+              exit bad > 0 }' keys="$2" "$1" >"$T/check.txt" ||
+        fail "counts wrong: $(head -5 "$T/check.txt")"
+}
+
+# check_state_totals EXT_PORT EXPECTED_JSON: the committed state (roo-ctl query through the
+# worker at 127.0.0.1:EXT_PORT) holds exactly the per-letter totals of EXPECTED_JSON.
+check_state_totals() {
+    local flat='s/"//g; s/ //g'
+    "$ROO_CTL" --external "127.0.0.1:$1" query >"$T/query.json" 2>"$T/query.err" ||
+        fail "roo-ctl query failed: $(cat "$T/query.err")"
+    grep -oE '"[a-z]": [0-9]+' "$T/query.json" | sed "$flat" | sort >"$T/state.txt"
+    grep -oE '"[a-z]": [0-9]+' "$2" | sed "$flat" | sort >"$T/truth.txt"
+    diff "$T/truth.txt" "$T/state.txt" >"$T/state.diff" ||
+        fail "state totals differ from the truth (truth < > state): $(head -5 "$T/state.diff")"
+}
