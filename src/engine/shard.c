@@ -1277,11 +1277,17 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_STOP:
             sh->stopping = true;
-            if (sh->nconns)
+            if (sh->nconns && !sh->eng->left_cluster)
                 roo__log_info("thread %u: closing %u source connection(s) for shutdown", sh->idx,
                               sh->nconns);
-            while (sh->conns)
+            while (sh->conns) {
+                /* Plain clients have no channel to be told on: the log says it, per client. */
+                if (sh->eng->left_cluster)
+                    roo__log_info("source '%s': closing the connection from %s: this worker "
+                                  "left the cluster; the client should send to another worker",
+                                  sh->conns->pipeline->name, sh->conns->peer);
                 conn_close(sh->conns, false);
+            }
             free(n);
             break;
         case ROO__Q_EXIT:

@@ -23,7 +23,8 @@ OUT=$(free_port)
 setup_cluster "$ALPHABET" 2 "$OUT"
 "$SENDER" --dry-run --messages "$MSGS" --seed 71 --save "$T/a.bin" --quiet
 "$SENDER" --dry-run --messages "$MSGS" --seed 72 --save "$T/b.bin" --quiet
-cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
+"$SENDER" --dry-run --messages $((MSGS / 3)) --seed 73 --save "$T/c.bin" --quiet
+cat "$T/a.bin" "$T/b.bin" "$T/c.bin" >"$T/ab.bin"
 "$SENDER" --dry-run --file "$T/ab.bin" --expected "$T/expected.json" --quiet
 
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/expected.json" \
@@ -84,6 +85,10 @@ w1ctl=$("$ROO_CTL" --external "127.0.0.1:${CL_EXT[0]}" status |
 join_worker 3 "$w1ctl"
 wait_log w0 'growing by 1 worker\(s\) \(worker3\): done' 30
 pass "grew 3 -> 4: $(grep -o 'done in [0-9]* ms' "$T/w0.log" | tail -1)"
+# A third stream straight into worker3, which will leave: it must continue elsewhere.
+start senderC "$SENDER" --resumable --stream grow-c --host "$H3,$H0" --file "$T/c.bin" \
+    --rate "$RATE" --batch-size 200 --connect-timeout 60 --ack-timeout 5
+wait_log w3 "continues stream 'grow-c" 20
 sleep 2
 
 rc=0
@@ -102,6 +107,8 @@ pass "the initializer cannot be shrunk away; shrink --query lists who can leave"
     fail "shrink failed: $(cat "$T/shrink.json")"
 grep -q '"done": true' "$T/shrink.json" || fail "shrink: $(cat "$T/shrink.json")"
 wait_exit w2 30 || fail "worker2 did not exit 0 after leaving"
+grep -q "closing the connection from .*: this worker left the cluster" "$T/w3.log" ||
+    fail "worker3 did not say why it closed its source connection"
 wait_exit w3 30 || fail "worker3 did not exit 0 after leaving"
 if [ -e "$T/w2" ] || [ -e "$T/w3" ]; then
     fail "leaving workers did not remove their directories"
@@ -110,6 +117,7 @@ pass "shrank 4 -> 2: $(tr -d '\n' <"$T/shrink.json")"
 
 wait_exit senderA 120 || fail "sender A did not finish: $(tail -2 "$T/senderA.log")"
 wait_exit senderB 120 || fail "sender B did not finish: $(tail -2 "$T/senderB.log")"
+wait_exit senderC 120 || fail "sender C did not finish: $(tail -2 "$T/senderC.log")"
 check_state_totals "${CL_EXT[0]}" "$T/expected.json"
 sleep 2
 stop recv TERM || fail "sink check failed: $(tail -1 "$T/recv.log")"
