@@ -171,7 +171,6 @@ struct roo__cluster {
         bool active;
         uint64_t epoch; /* next.version */
         roo__topology next;
-        uint32_t phase; /* highest phase started here */
         uint64_t pending_meta;
         bool pending_stored;
         unsigned shards_held;
@@ -195,7 +194,6 @@ struct roo__cluster {
         roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
         uint64_t *sink_marks;              /* old owner: output to flush before sending state */
         int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
-        bool marks_set;
         roo__timer retry;
         int64_t started_ns;
     } mig;
@@ -250,6 +248,7 @@ static void send_ctl(roo__fconn *fc, const roo__ctl *m)
 static void conn_gone(aconn *c, int err);
 static void mig_send_all(cluster *cl);
 static void mig_send_precopy_all(cluster *cl);
+static void mig_retry_later(cluster *cl, int64_t ms);
 static void advertise_wild(char *adv, size_t cap, const char *local);
 static void ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
 
@@ -956,7 +955,6 @@ static bool mig_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
     m->precopied = roo__xcalloc(next->partitions, 1);
     m->outgoing = roo__xcalloc(next->partitions, 1);
     m->nincoming = m->nimported = m->nprecopied = m->noutgoing = 0;
-    m->marks_set = false;
     m->started_ns = roo__now_ns();
     for (uint32_t p = 0; p < next->partitions; p++) {
         if (next->owner[p] == cl->self && cl->topo.owner[p] != cl->self) {
@@ -1042,12 +1040,11 @@ static void mig_transfer(cluster *cl)
         return;
     m->transfer_started = true;
     m->reported[ROO__MIG_TRANSFER] = false;
-    if (!m->marks_set) {
+    if (!m->sink_marks) {
         /* Our output for the moving partitions is all queued by now (the fence): it must
          * reach the sinks before the new owners write theirs. */
         m->sink_marks = roo__xcalloc(cl->e->nsinks ? cl->e->nsinks : 1, sizeof(uint64_t));
         roo__io_sinks_mark(cl->e, m->sink_marks);
-        m->marks_set = true;
     }
     for (uint32_t w = 0; w < cl->npeers; w++)
         cl->peers[w].chunks_epoch = 0;
@@ -1180,8 +1177,9 @@ static void mig_send_chunks(cluster *cl, peer *p, int mode)
     roo__buf_finish(&x.c.records);
     roo__buf_finish(&x.c.marks);
     if (rc < 0) {
-        roo__log_error("cannot read the state moving to %s: %s; the move waits", p->info.name,
+        roo__log_error("cannot read the state moving to %s: %s; trying again", p->info.name,
                        roo__store_errmsg(cl->e->store));
+        mig_retry_later(cl, MIG_RETRY_MS);
         return;
     }
     if (mode == SEND_PRECOPY)
@@ -1223,7 +1221,15 @@ static void mig_send_precopy_all(cluster *cl)
 static void mig_retry_cb(roo__loop *loop, roo__timer *t)
 {
     (void)loop;
+    mig_send_precopy_all(t->data);
     mig_send_all(t->data);
+}
+
+static void mig_retry_later(cluster *cl, int64_t ms)
+{
+    cl->mig.retry.cb = mig_retry_cb;
+    cl->mig.retry.data = cl;
+    roo__timer_start(cl->e->io_loop, &cl->mig.retry, ms);
 }
 
 static void mig_send_all(cluster *cl)
@@ -1235,9 +1241,7 @@ static void mig_send_all(cluster *cl)
     if (m->dump_asked && !m->dump_done)
         return; /* the threads' lists of changed keys come first */
     if (!roo__io_sinks_reached(cl->e, m->sink_marks) || roo__now_ns() < m->send_after_ns) {
-        m->retry.cb = mig_retry_cb;
-        m->retry.data = cl;
-        roo__timer_start(cl->e->io_loop, &m->retry, MIG_RETRY_MS);
+        mig_retry_later(cl, MIG_RETRY_MS);
         return;
     }
     for (uint32_t w = 0; w < cl->npeers; w++) {

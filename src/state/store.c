@@ -353,45 +353,58 @@ int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan
     return scan_dbi_prefix(s, s->state_dbi, prefix, sizeof(prefix), state_record, &ss);
 }
 
-int roo__store_txn_drop_partition(roo__store *s, uint16_t partition)
+/*
+ * In the write transaction: walk dbi from the first key at or after `from` (from_len 0: the
+ * first key) and delete each key that match() gives 1; stop where it gives -1.
+ */
+typedef int (*key_match_fn)(const MDB_val *k, const void *arg);
+
+static int del_keys(roo__store *s, MDB_dbi dbi, const uint8_t *from, size_t from_len,
+                    key_match_fn match, const void *arg)
 {
     MDB_cursor *cur;
-    MDB_val k, v;
-    uint8_t prefix[2];
-    int rc;
+    MDB_val k = { from_len, (void *)from }, v;
+    int rc = mdb_cursor_open(s->wtxn, dbi, &cur), m;
 
-    roo__store_be16(prefix, partition);
-    rc = mdb_cursor_open(s->wtxn, s->state_dbi, &cur);
     if (rc)
         return map_err(s, rc, "mdb_cursor_open");
-    k = (MDB_val){ sizeof(prefix), prefix };
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, from_len ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < 2 || memcmp(k.mv_data, prefix, 2) != 0)
+        m = match(&k, arg);
+        if (m < 0)
             break;
-        rc = mdb_cursor_del(cur, 0);
-        if (rc)
+        /* After a delete LMDB's MDB_NEXT returns the key that followed the deleted one. */
+        if (m > 0 && (rc = mdb_cursor_del(cur, 0)) != 0)
             break;
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND)
-        return map_err(s, rc, "delete");
-    /* Stream marks are keyed stream first: look at every one (there are few). */
-    rc = mdb_cursor_open(s->wtxn, s->dbis[ROO__DB_STREAMS], &cur);
-    if (rc)
-        return map_err(s, rc, "mdb_cursor_open");
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size == 10 && memcmp((uint8_t *)k.mv_data + 8, prefix, 2) == 0) {
-            rc = mdb_cursor_del(cur, 0);
-            if (rc)
-                break;
-        }
     }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND)
         return map_err(s, rc, "delete");
     return 0;
+}
+
+/* The keys of one partition in the state database: contiguous from its 2-byte prefix. */
+static int state_in_partition(const MDB_val *k, const void *prefix)
+{
+    return k->mv_size >= 2 && memcmp(k->mv_data, prefix, 2) == 0 ? 1 : -1;
+}
+
+/* Stream marks are keyed stream first (u64 | u16 partition): look at every one. */
+static int mark_of_partition(const MDB_val *k, const void *prefix)
+{
+    return k->mv_size == 10 && memcmp((const uint8_t *)k->mv_data + 8, prefix, 2) == 0;
+}
+
+int roo__store_txn_drop_partition(roo__store *s, uint16_t partition)
+{
+    uint8_t prefix[2];
+    int rc;
+
+    roo__store_be16(prefix, partition);
+    rc = del_keys(s, s->state_dbi, prefix, sizeof(prefix), state_in_partition, prefix);
+    if (rc == 0)
+        rc = del_keys(s, s->dbis[ROO__DB_STREAMS], NULL, 0, mark_of_partition, prefix);
+    return rc;
 }
 
 int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg)
@@ -408,32 +421,29 @@ int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key
     return rc ? map_err(s, rc, "mdb_put") : 0;
 }
 
+typedef struct through {
+    const uint8_t *key;
+    size_t key_len, prefix_len;
+} through;
+
+/* Keys with the prefix that sort at or before `key`. */
+static int at_or_before(const MDB_val *k, const void *arg)
+{
+    const through *t = arg;
+    size_t n = ROO__MIN(k->mv_size, t->key_len);
+    int cmp = memcmp(k->mv_data, t->key, n);
+
+    if (k->mv_size < t->prefix_len || memcmp(k->mv_data, t->key, t->prefix_len) != 0)
+        return -1;
+    return cmp > 0 || (cmp == 0 && k->mv_size > t->key_len) ? -1 : 1;
+}
+
 int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
                                size_t prefix_len)
 {
-    MDB_cursor *cur;
-    MDB_val k = { prefix_len, (void *)key }, v;
-    int rc = mdb_cursor_open(s->wtxn, s->dbis[db], &cur);
+    through t = { key, key_len, prefix_len };
 
-    if (rc)
-        return map_err(s, rc, "mdb_cursor_open");
-    /* From the first key with the prefix, delete while the key sorts at or before `key`. */
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        size_t n = ROO__MIN(k.mv_size, key_len);
-        int cmp = memcmp(k.mv_data, key, n);
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, key, prefix_len) != 0)
-            break;
-        if (cmp > 0 || (cmp == 0 && k.mv_size > key_len))
-            break;
-        rc = mdb_cursor_del(cur, 0);
-        if (rc)
-            break;
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND)
-        return map_err(s, rc, "delete");
-    return 0;
+    return del_keys(s, s->dbis[db], key, prefix_len, at_or_before, &t);
 }
 
 int roo__store_txn_begin(roo__store *s)

@@ -29,10 +29,9 @@ watchdog $((SECONDS_RUN + 240))
 OUT=$(free_port)
 setup_cluster "$ALPHABET" 3 "$OUT"
 MSGS=$((RATE * (SECONDS_RUN + 5)))
-"$SENDER" --dry-run --messages "$MSGS" --seed $((SEED * 2 + 1)) --save "$T/a.bin" --quiet
-"$SENDER" --dry-run --messages "$MSGS" --seed $((SEED * 2 + 2)) --save "$T/b.bin" --quiet
-cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
-"$SENDER" --dry-run --file "$T/ab.bin" --expected "$T/expected.json" --quiet
+make_votes a "$MSGS" $((SEED * 2 + 1))
+make_votes b "$MSGS" $((SEED * 2 + 2))
+make_truth "$T/a.bin" "$T/b.bin"
 
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/expected.json" \
     --allow-repeats --timeout $((SECONDS_RUN + 300)) --quiet

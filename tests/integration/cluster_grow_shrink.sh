@@ -21,11 +21,10 @@ MSGS=$((RATE * SECS))
 
 OUT=$(free_port)
 setup_cluster "$ALPHABET" 2 "$OUT"
-"$SENDER" --dry-run --messages "$MSGS" --seed 71 --save "$T/a.bin" --quiet
-"$SENDER" --dry-run --messages "$MSGS" --seed 72 --save "$T/b.bin" --quiet
-"$SENDER" --dry-run --messages $((MSGS / 3)) --seed 73 --save "$T/c.bin" --quiet
-cat "$T/a.bin" "$T/b.bin" "$T/c.bin" >"$T/ab.bin"
-"$SENDER" --dry-run --file "$T/ab.bin" --expected "$T/expected.json" --quiet
+make_votes a "$MSGS" 71
+make_votes b "$MSGS" 72
+make_votes c $((MSGS / 3)) 73
+make_truth "$T/a.bin" "$T/b.bin" "$T/c.bin"
 
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/expected.json" \
     --allow-repeats --timeout 200 --quiet

@@ -28,10 +28,9 @@ watchdog $((SECS + 300))
 MSGS=$((RATE * SECS))
 OUT=$(free_port)
 setup_cluster "$ALPHABET" 3 "$OUT"
-"$SENDER" --dry-run --messages "$MSGS" --seed 91 --save "$T/a.bin" --quiet
-"$SENDER" --dry-run --messages "$MSGS" --seed 92 --save "$T/b.bin" --quiet
-cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
-"$SENDER" --dry-run --file "$T/ab.bin" --expected "$T/expected.json" --quiet
+make_votes a "$MSGS" 91
+make_votes b "$MSGS" 92
+make_truth "$T/a.bin" "$T/b.bin"
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/expected.json" \
     --allow-repeats --timeout $((SECS + 250)) --quiet
 wait_log recv 'listening on' 10

@@ -215,6 +215,15 @@ cl_all_in() {
 ROO_CTL=$BUILD/tools/roo-ctl
 WORD_COUNT=$BUILD/examples/word_count/word_count
 
+# make_votes NAME COUNT SEED: $T/NAME.bin, COUNT random Alphabet votes (fixed by the seed).
+make_votes() { "$SENDER" --dry-run --messages "$2" --seed "$3" --save "$T/$1.bin" --quiet; }
+
+# make_truth FILE...: $T/expected.json, the per-letter totals of the files' votes together.
+make_truth() {
+    cat "$@" >"$T/all-votes.bin"
+    "$SENDER" --dry-run --file "$T/all-votes.bin" --expected "$T/expected.json" --quiet
+}
+
 # check_word_counts FILE KEYS: word_count output where every one of KEYS distinct words was
 # sent twice: each word's counts go 1 then 2, and there are KEYS words.
 check_word_counts() {

@@ -16,8 +16,12 @@ san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
 if [ -n "$san" ] && [ "$san" != none ]; then
     extra=(-fsanitize="$san")
 fi
+# The libraries, exactly as the README's command lists them after libroo.a.
+read -r -a libs < <(grep -m1 -o 'build/src/libroo\.a .* -o sums' "$SRC/README.md" |
+    sed 's|^build/src/libroo\.a ||; s| -o sums$||')
+[ ${#libs[@]} -gt 0 ] || fail "could not find the README's compile command"
 "$CC" -std=c11 -Wall -Wextra -Werror -O2 "${extra[@]}" -I"$SRC/include" "$T/sums.c" \
-    "$BUILD/src/libroo.a" -llmdb -lprotobuf-c -lxxhash -linih -pthread -o "$T/sums" ||
+    "$BUILD/src/libroo.a" "${libs[@]}" -o "$T/sums" ||
     fail "the README tutorial does not compile with the README's command"
 
 IN=$(free_port)
