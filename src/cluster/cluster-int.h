@@ -1,0 +1,276 @@
+/* cluster-int.h: what the cluster's rooms share: its structures, limits and helpers.
+ * Internal to src/cluster; everything here runs on the io thread. */
+#ifndef ROO_CLUSTER_INT_H
+#define ROO_CLUSTER_INT_H
+
+#include "cluster/cluster.h"
+#include "engine/engine-int.h"
+#include "net/fconn.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define HEARTBEAT_MS 1000
+#define STATUS_TIMEOUT_MS 1500
+#define DRAIN_INTERVAL_MS 50
+#define PEER_OUT_HIGH (8u * 1024u * 1024u) /* framed bytes queued on a data link */
+#define INBOUND_ROUTES_MAX 16              /* route buffers from one peer waiting in threads */
+#define MAX_WORKERS 1024                   /* peers[] capacity: indices never move */
+#define CHUNK_BYTES (1u << 20)             /* state bytes per StateChunk */
+#define MIG_RETRY_MS 10
+
+typedef enum conn_kind {
+    CONN_CONTROL, /* accepted on our control listener */
+    CONN_DATA,    /* accepted on our data listener */
+    CONN_EXTERNAL,
+} conn_kind;
+
+typedef struct roo__cluster cluster;
+
+/* An accepted connection of any kind. Freed in the prepare hook after it closed. */
+typedef struct aconn {
+    roo__fconn fc;
+    cluster *cl;
+    conn_kind kind;
+    uint64_t id;
+    int peer;        /* control: identified worker index; data: sending worker index */
+    bool hello_seen; /* data: DataHello received */
+    bool dead;
+    struct aconn *next;
+} aconn;
+
+typedef struct peer {
+    cluster *cl;
+    uint32_t index;
+    roo__worker_info info;
+    /* outgoing data link */
+    roo__fconn data;
+    bool data_open;   /* connected, DataHello queued */
+    bool data_active; /* fconn initialized (connecting or open) */
+    roo__timer data_retry;
+    int data_backoff;
+    unsigned data_failures;
+    roo__route *q_head, *q_tail;
+    uint64_t sent;
+    /*
+     * Upstream backup: every frame sent to this peer stays in `backlog` (in send order)
+     * until the peer acknowledges that the batch is committed on its side; a new connection
+     * starts by sending all of it again. sent_frames[] says where each frame ends.
+     */
+    roo__buf backlog;
+    size_t backlog_head;
+    struct sent_frame {
+        uint32_t thread;
+        uint64_t seq;
+        size_t end;
+        struct roo__shard *origin; /* told when the peer has committed it */
+        uint64_t batch_seq;
+    } * frames;
+    size_t frames_cap, frames_head, frames_len;
+    uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
+    uint64_t *out_acked; /* per thread of the peer: acknowledged through */
+    uint32_t out_threads;
+    /* receiving from this peer */
+    unsigned inbound_inflight; /* route buffers from this peer in our threads */
+    aconn *inbound;            /* its data link to us, for pausing reads and acknowledging */
+    uint64_t in_incarnation;
+    uint64_t *in_received;  /* per thread of ours: highest sequence number taken */
+    uint64_t *in_applied;   /* per thread of ours: committed through */
+    bool left;              /* it left the cluster: no link */
+    uint64_t chunks_epoch;  /* a move's state was sent on the current link */
+    uint64_t precopy_epoch; /* ... and its pre-copy */
+    /* initializer only */
+    aconn *ctl;
+    bool conns_ready;
+    bool has_stats;
+    roo__worker_stats stats;
+    bool drain_reported;
+    bool drain_idle;
+    uint64_t drain_sent, drain_received;
+} peer;
+
+typedef struct joined {
+    roo__worker_info info;
+    aconn *ctl;
+} joined;
+
+typedef struct query {
+    uint64_t id;       /* ours */
+    uint64_t reply_id; /* the id the requester used (joiner asking the initializer) */
+    uint64_t ext_conn; /* external connection id waiting, or 0 */
+    int for_peer;      /* joiner waiting for the aggregate, or -1 */
+    int64_t deadline_ns;
+    bool *have;
+    roo__worker_stats *stats;
+    bool used;
+} query;
+
+#define MAX_QUERIES 16
+
+struct roo__cluster {
+    roo__engine *e;
+    roo__cluster_mode mode;
+    const char *name;
+
+    int ctl_lfd, data_lfd, ext_lfd;
+    roo__io ctl_lio, data_lio, ext_lio;
+    char my_control[300], my_data[300], my_external[300];
+
+    bool has_topology;
+    roo__topology topo;
+    uint32_t self;
+    peer *peers;
+    bool meta_pending;
+    bool meta_written;
+    bool send_topology_when_stored;
+    uint64_t send_topology_seq; /* ... once this identity record is stored */
+    bool conns_ready_sent;
+    bool self_conns_ready;
+    bool ready;
+
+    /* initializer: workers identified during formation (index 0 is us) */
+    joined *joined;
+    size_t njoined;
+
+    /* joiner: the control link to the initializer */
+    roo__fconn to_init;
+    bool to_init_active, to_init_open;
+    roo__timer ctl_retry;
+    int ctl_backoff;
+    unsigned ctl_failures;
+    bool refused;
+    bool need_bind_local; /* bind my-control/my-data once the local IP is known */
+
+    roo__timer heartbeat;
+    aconn *conns;
+    uint64_t next_conn_id;
+
+    query queries[MAX_QUERIES];
+    uint64_t next_query;
+    roo__timer query_timer;
+
+    /* coordinated shutdown (initializer) */
+    bool draining;
+    uint64_t drain_round;
+    bool prev_round_ok;
+    uint64_t prev_sent, prev_received;
+    int64_t drain_deadline_ns;
+    roo__timer drain_timer;
+    bool exit_sent;
+
+    uint32_t npeers;      /* peers[] in use (allocated for MAX_WORKERS) */
+    uint64_t meta_queued; /* identity records queued for the committer */
+
+    /* A partition move, as every worker takes part in it (see "partition moves" below). */
+    struct mig_state {
+        bool active;
+        uint64_t epoch; /* next.version */
+        roo__topology next;
+        uint64_t pending_meta;
+        bool pending_stored;
+        unsigned shards_held;
+        bool *shard_held;
+        uint8_t *incoming; /* partitions moving here */
+        uint8_t *imported;
+        uint32_t nincoming, nimported;
+        bool reported[4]; /* by phase */
+        bool precopy_started, holding, transfer_started;
+        uint8_t *outgoing; /* partitions moving away from here */
+        uint32_t noutgoing;
+        uint8_t *precopied; /* new owner: pre-copies committed */
+        uint32_t nprecopied;
+        bool track_asked, track_valid; /* old owner: threads note changes since the pre-copy */
+        unsigned shards_tracking;
+        bool *shard_tracking;
+        bool dump_asked, dump_done; /* ... and hand them over for the transfer */
+        unsigned shards_dumped;
+        roo__buf dumped;
+        int64_t hold_ns;
+        roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
+        uint64_t *sink_marks;              /* old owner: output to flush before sending state */
+        int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
+        roo__timer retry;
+        int64_t started_ns;
+    } mig;
+    /* The initializer drives moves. */
+    struct {
+        bool running;
+        uint32_t phase;
+        bool *reported; /* per worker of mig.next */
+        joined *joiners;
+        size_t njoiners;
+        uint32_t want;     /* joiners to wait for */
+        uint64_t ext_conn; /* roo-ctl shrink waiting for the end (0: none) */
+        char what[160];
+        int64_t started_ns;
+    } co;
+
+    roo__route *route_pool;
+    uint64_t received;    /* messages received from other workers */
+    uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
+};
+
+/* cluster.c */
+uint32_t roo__cl_protocol_version(void);
+void roo__cl_send_ctl(roo__fconn *fc, const roo__ctl *m);
+void roo__cl_conn_kill(aconn *c);
+int roo__cl_fatal(cluster *cl, const char *why);
+int64_t roo__cl_worker_index(const cluster *cl, const char *name);
+void roo__cl_own_stats(cluster *cl, roo__worker_stats *st);
+void roo__cl_install_routes(cluster *cl, const uint8_t *drop);
+void roo__cl_persist_topology(cluster *cl);
+void roo__cl_go_ready(cluster *cl);
+void roo__cl_check_conns_ready(cluster *cl);
+int roo__cl_apply_topology(cluster *cl, const roo__topology *t);
+uint64_t roo__cl_random_id(void);
+bool roo__cl_local_idle(cluster *cl);
+void roo__cl_stop_locally(cluster *cl, const char *why);
+void roo__cl_ctl_listen_cb(roo__loop *loop, roo__io *io, uint32_t events);
+void roo__cl_data_listen_cb(roo__loop *loop, roo__io *io, uint32_t events);
+int roo__cl_listen_at(const roo__addr *a, int *fd, char *adv, size_t advcap, const char *what,
+                      char *msg, size_t cap);
+void roo__cl_advertise_wild(char *adv, size_t cap, const char *local);
+
+/* links.c */
+void roo__links_pump(peer *p);
+void roo__links_connect(peer *p);
+void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info);
+void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only);
+uint64_t roo__links_sent_total(const cluster *cl);
+void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
+
+/* move.c */
+void roo__move_check(cluster *cl);
+bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next);
+void roo__move_precopy(cluster *cl);
+void roo__move_hold(cluster *cl);
+void roo__move_begin(cluster *cl, uint64_t epoch, const roo__topology *next);
+void roo__move_transfer(cluster *cl);
+void roo__move_send_precopy_all(cluster *cl);
+void roo__move_send_all(cluster *cl);
+void roo__move_free(cluster *cl);
+void roo__move_finish(cluster *cl);
+
+/* initializer.c */
+void roo__coord_check_ready(cluster *cl);
+void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
+void roo__coord_rebalance(roo__topology *t);
+void roo__coord_begin(cluster *cl, roo__topology *t, const char *what);
+void roo__coord_drain_evaluate(cluster *cl);
+void roo__coord_shutdown(cluster *cl, const char *why);
+void roo__coord_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
+
+/* joiner.c */
+void roo__joiner_connect_later(cluster *cl);
+void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t);
+
+/* external.c */
+void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
+void roo__ext_status_free(query *q, size_t n);
+void roo__ext_status_complete(cluster *cl, query *q);
+void roo__ext_status_check(cluster *cl, query *q);
+void roo__ext_status_set(query *q, uint32_t w, const roo__worker_stats *s);
+void roo__ext_status_start(cluster *cl, uint64_t ext_conn, int for_peer, uint64_t reply_id);
+query *roo__ext_status_find(cluster *cl, uint64_t id);
+void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
+
+#endif /* ROO_CLUSTER_INT_H */

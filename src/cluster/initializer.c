@@ -1,0 +1,677 @@
+/* initializer.c: the initializer's part: formation, driving moves, the coordinated stop.
+ * See cluster-int.h; everything here runs on the io thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "cluster/cluster-int.h"
+
+static void refuse(aconn *c, const char *reason);
+static void co_commit(cluster *cl);
+
+void roo__coord_check_ready(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_CLUSTER_READY };
+
+    if (cl->ready || !cl->self_conns_ready)
+        return;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+        if (!cl->peers[w].conns_ready && !cl->peers[w].left)
+            return;
+    m.cluster_id = cl->topo.cluster_id;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl)
+            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    if (!cl->topo.complete) {
+        /* From now on a member without the cluster's id has lost its state: refuse it. */
+        cl->topo.complete = true;
+        roo__cl_persist_topology(cl);
+    }
+    roo__cl_go_ready(cl);
+}
+
+static void refuse(aconn *c, const char *reason)
+{
+    roo__ctl m = { .kind = ROO__CTL_REFUSE, .reason = (char *)reason };
+
+    roo__log_warn("refused %s: %s", c->fc.peer, reason);
+    roo__cl_send_ctl(&c->fc, &m);
+    roo__fconn_close_after_flush(&c->fc);
+}
+
+static void form_cluster(cluster *cl)
+{
+    roo__topology t = { 0 };
+    roo__ctl m = { .kind = ROO__CTL_TOPOLOGY };
+
+    t.cluster_id = roo__cl_random_id();
+    t.app_name = cl->e->app->name;
+    t.partitions = cl->e->cfg.partitions;
+    t.nworkers = cl->njoined;
+    t.workers = roo__xcalloc(cl->njoined, sizeof(*t.workers));
+    for (size_t i = 0; i < cl->njoined; i++)
+        t.workers[i] = cl->joined[i].info;
+    t.owner = roo__xcalloc(t.partitions, sizeof(uint32_t));
+    for (uint32_t p = 0; p < t.partitions; p++)
+        t.owner[p] = p % (uint32_t)t.nworkers;
+    t.version = 1;
+    roo__log_info("all %zu workers identified: forming cluster %016llx with %u partitions",
+                  t.nworkers, (unsigned long long)t.cluster_id, t.partitions);
+    if (roo__cl_apply_topology(cl, &t) < 0)
+        goto out;
+    for (size_t i = 1; i < cl->njoined; i++) {
+        cl->peers[i].ctl = cl->joined[i].ctl;
+        cl->joined[i].ctl->peer = (int)i;
+    }
+    /* Sent once stored here (roo__cluster_meta_done): a restarted initializer must know the
+     * cluster any member may already have. */
+    cl->send_topology_when_stored = true;
+    cl->send_topology_seq = cl->meta_queued;
+    (void)m;
+out:
+    free(t.workers);
+    free(t.owner);
+}
+
+/* Takes part in the move under way: a live worker before it, or one it adds. */
+static bool co_participant(const cluster *cl, uint32_t w)
+{
+    if (w < cl->topo.nworkers)
+        return !cl->topo.workers[w].left;
+    return w < cl->mig.next.nworkers && !cl->mig.next.workers[w].left;
+}
+
+static void co_send(cluster *cl, uint32_t w, uint32_t phase)
+{
+    roo__ctl m = {
+        .kind = ROO__CTL_MIGRATE, .epoch = cl->mig.epoch, .phase = phase, .topology = cl->mig.next
+    };
+
+    if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+        roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+}
+
+static void co_phase(cluster *cl, uint32_t phase)
+{
+    cl->co.phase = phase;
+    memset(cl->co.reported, 0, cl->mig.next.nworkers * sizeof(bool));
+    for (uint32_t w = 0; w < cl->mig.next.nworkers; w++)
+        if (w != cl->self && co_participant(cl, w))
+            co_send(cl, w, phase);
+    if (phase == ROO__MIG_PRECOPY)
+        roo__move_precopy(cl);
+    else if (phase == ROO__MIG_HOLD)
+        roo__move_hold(cl);
+    else
+        roo__move_transfer(cl);
+}
+
+void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
+{
+    if (!cl->co.running || !cl->mig.active || epoch != cl->mig.epoch || phase != cl->co.phase ||
+        w >= cl->mig.next.nworkers)
+        return;
+    cl->co.reported[w] = true;
+    for (uint32_t k = 0; k < cl->mig.next.nworkers; k++)
+        if (co_participant(cl, k) && !cl->co.reported[k])
+            return;
+    if (phase == ROO__MIG_PRECOPY) {
+        roo__log_info("partition move %llu: pre-copy done (%lld ms); holding",
+                      (unsigned long long)cl->mig.epoch,
+                      (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
+        co_phase(cl, ROO__MIG_HOLD);
+    } else if (phase == ROO__MIG_HOLD) {
+        roo__log_info("partition move %llu: every worker holds; transferring state",
+                      (unsigned long long)cl->mig.epoch);
+        co_phase(cl, ROO__MIG_TRANSFER);
+    } else {
+        co_commit(cl);
+    }
+}
+
+/*
+ * Give every live worker P/n partitions (the first P mod n of them, by how many they own
+ * now, one more), moving as few as possible: only partitions of workers that leave or own
+ * more than their share change hands.
+ */
+void roo__coord_rebalance(roo__topology *t)
+{
+    uint32_t n = 0, P = t->partitions, *count = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t *target = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t *order = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint8_t *move = roo__xcalloc(P, 1);
+    uint32_t next = 0;
+
+    for (uint32_t p = 0; p < P; p++)
+        count[t->owner[p]]++;
+    for (uint32_t w = 0; w < t->nworkers; w++)
+        if (!t->workers[w].left)
+            order[n++] = w;
+    /* Stable sort of live workers by partitions owned, most first. */
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i; j > 0 && count[order[j]] > count[order[j - 1]]; j--) {
+            uint32_t tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    for (uint32_t i = 0; i < n; i++)
+        target[order[i]] = P / n + (i < P % n ? 1 : 0);
+    for (uint32_t p = P; p-- > 0;) {
+        uint32_t w = t->owner[p];
+        if (t->workers[w].left || count[w] > target[w]) {
+            move[p] = 1;
+            count[w]--;
+        }
+    }
+    for (uint32_t p = 0; p < P; p++) {
+        if (!move[p])
+            continue;
+        while (count[order[next % n]] >= target[order[next % n]])
+            next++;
+        t->owner[p] = order[next % n];
+        count[order[next % n]]++;
+        next++;
+    }
+    free(count);
+    free(target);
+    free(order);
+    free(move);
+}
+
+void roo__coord_begin(cluster *cl, roo__topology *t, const char *what)
+{
+    uint32_t moving = 0;
+
+    for (uint32_t p = 0; p < t->partitions; p++)
+        moving += t->owner[p] != (p < cl->topo.partitions ? cl->topo.owner[p] : UINT32_MAX);
+    t->version = cl->topo.version + 1;
+    if (!roo__move_prepare(cl, t->version, t))
+        return;
+    cl->co.running = true;
+    cl->co.started_ns = roo__now_ns();
+    snprintf(cl->co.what, sizeof(cl->co.what), "%s", what);
+    free(cl->co.reported);
+    cl->co.reported = roo__xcalloc(t->nworkers, sizeof(bool));
+    roo__log_info("%s: moving %u of %u partitions (table version %llu)", what, moving,
+                  t->partitions, (unsigned long long)t->version);
+    co_phase(cl, ROO__MIG_PRECOPY);
+}
+
+/* Enough joiners wait and nothing else moves: add them. */
+static void co_maybe_grow(cluster *cl)
+{
+    roo__topology t;
+    char what[160];
+    size_t n = cl->co.njoiners, len;
+
+    if (cl->co.running || cl->mig.active || !n || n < cl->co.want || !cl->ready || cl->draining)
+        return;
+    if (cl->topo.nworkers + n > MAX_WORKERS) {
+        for (size_t i = 0; i < n; i++)
+            refuse(cl->co.joiners[i].ctl, "the cluster cannot list that many workers");
+        return;
+    }
+    roo__topology_copy(&cl->topo, &t);
+    t.workers = roo__xrealloc(t.workers, (t.nworkers + n) * sizeof(*t.workers));
+    len = (size_t)snprintf(what, sizeof(what), "growing by %zu worker(s) (", n);
+    for (size_t i = 0; i < n; i++) {
+        t.workers[t.nworkers + i] = cl->co.joiners[i].info;
+        if (len < sizeof(what))
+            len += (size_t)snprintf(what + len, sizeof(what) - len, "%s%s", i ? ", " : "",
+                                    cl->co.joiners[i].info.name);
+    }
+    if (len < sizeof(what))
+        snprintf(what + len, sizeof(what) - len, ")");
+    t.nworkers += n;
+    roo__coord_rebalance(&t);
+    roo__coord_begin(cl, &t, what);
+    if (cl->mig.active) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t w = (uint32_t)(t.nworkers - n + i);
+            cl->peers[w].ctl = cl->co.joiners[i].ctl;
+            cl->co.joiners[i].ctl->peer = (int)w;
+            co_send(cl, w, cl->co.phase);
+        }
+    }
+    roo__topology_finish(&t); /* the joiners' infos went into it */
+    cl->co.njoiners = 0;
+    cl->co.want = 0;
+}
+
+static void co_commit(cluster *cl)
+{
+    roo__topology t;
+    int64_t ms = (roo__now_ns() - cl->co.started_ns) / 1000000;
+    char json[300];
+
+    roo__topology_copy(&cl->mig.next, &t);
+    t.complete = true;
+    cl->co.running = false;
+    /* The commit point: stored here, then sent (roo__cluster_meta_done). */
+    roo__cl_apply_topology(cl, &t);
+    cl->send_topology_when_stored = true;
+    cl->send_topology_seq = cl->meta_queued;
+    roo__log_info("%s: done in %lld ms; table version %llu", cl->co.what, (long long)ms,
+                  (unsigned long long)t.version);
+    if (cl->co.ext_conn) {
+        snprintf(json, sizeof(json), "{\"done\": true, \"table_version\": %llu, \"ms\": %lld}\n",
+                 (unsigned long long)t.version, (long long)ms);
+        roo__ext_reply(cl, cl->co.ext_conn, true, json, NULL);
+        cl->co.ext_conn = 0;
+    }
+    roo__topology_finish(&t);
+    co_maybe_grow(cl);
+}
+
+/* A worker came back (or a joiner reconnected) during a move: bring it up to date. */
+static void co_rejoined(cluster *cl, uint32_t w)
+{
+    if (!cl->co.running)
+        return;
+    if (cl->co.phase == ROO__MIG_PRECOPY) {
+        /* Whatever it had copied may be gone: the whole pre-copy runs again. */
+        co_phase(cl, ROO__MIG_PRECOPY);
+        return;
+    }
+    co_send(cl, w, ROO__MIG_HOLD);
+    if (cl->co.phase == ROO__MIG_TRANSFER) {
+        /* What it had received or sent may be gone: the whole transfer runs again. */
+        roo__log_info("partition move %llu: worker %s is back; transferring again",
+                      (unsigned long long)cl->mig.epoch, cl->peers[w].info.name);
+        co_phase(cl, ROO__MIG_TRANSFER);
+    }
+}
+
+static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    char reason[512];
+    int64_t w;
+
+    if (m->protocol_version != roo__cl_protocol_version()) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' speaks protocol version %u (roo %s); this "
+                 "cluster speaks version %u (roo %s)",
+                 m->worker.name, m->protocol_version, m->roo_version, roo__cl_protocol_version(),
+                 ROO_VERSION_STRING);
+        refuse(c, reason);
+        return;
+    }
+    if (strcmp(m->app_name, cl->e->app->name) != 0) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' runs application '%s'; this cluster runs "
+                 "'%s'",
+                 m->worker.name, m->app_name, cl->e->app->name);
+        refuse(c, reason);
+        return;
+    }
+    if (cl->mode == ROO__JOINER) {
+        roo__ctl r = { .kind = ROO__CTL_REFUSE };
+        snprintf(reason, sizeof(reason),
+                 "this worker (%s) is not the initializer; contact the "
+                 "initializer at %s",
+                 cl->name,
+                 cl->has_topology ? cl->topo.workers[0].control_addr : "its --control address");
+        /* A joiner follows the hint by itself. */
+        r.reason = reason;
+        r.initializer = cl->has_topology ? cl->topo.workers[0].control_addr : "";
+        roo__log_info("worker '%s' asked to join here; sent it to the initializer", m->worker.name);
+        roo__cl_send_ctl(&c->fc, &r);
+        roo__fconn_close_after_flush(&c->fc);
+        return;
+    }
+    if (m->join && m->cluster_id == 0) {
+        if (!cl->has_topology || !cl->topo.complete || !cl->ready) {
+            refuse(c, "the cluster is still forming; join once it is ready");
+            return;
+        }
+        w = roo__cl_worker_index(cl, m->worker.name);
+        if (w >= 0 && (uint32_t)w >= cl->topo.nworkers && cl->co.running &&
+            !(cl->peers[w].ctl && !cl->peers[w].ctl->dead)) {
+            /* Being added by the move under way, back before it stored anything. */
+            c->peer = (int)w;
+            cl->peers[w].ctl = c;
+            roo__log_info("joining worker '%s' is back from %s", m->worker.name, c->fc.peer);
+            co_rejoined(cl, (uint32_t)w);
+            return;
+        }
+        if (w >= 0) {
+            snprintf(reason, sizeof(reason), "a worker named '%s' is already in the cluster",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        for (size_t i = 0; i < cl->co.njoiners; i++) {
+            if (strcmp(cl->co.joiners[i].info.name, m->worker.name) == 0) {
+                snprintf(reason, sizeof(reason), "a worker named '%s' is already waiting to join",
+                         m->worker.name);
+                refuse(c, reason);
+                return;
+            }
+        }
+        cl->co.joiners =
+            roo__xrealloc(cl->co.joiners, (cl->co.njoiners + 1) * sizeof(*cl->co.joiners));
+        roo__worker_info_copy(&m->worker, &cl->co.joiners[cl->co.njoiners].info);
+        cl->co.joiners[cl->co.njoiners].info.left = false;
+        cl->co.joiners[cl->co.njoiners].ctl = c;
+        cl->co.njoiners++;
+        if (m->join_count > cl->co.want)
+            cl->co.want = m->join_count;
+        roo__log_info("worker '%s' asks to join from %s (control %s, data %s): %zu of %u joiner(s) "
+                      "waiting",
+                      m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
+                      cl->co.njoiners, cl->co.want ? cl->co.want : 1);
+        co_maybe_grow(cl);
+        return;
+    }
+    if (cl->has_topology) {
+        w = roo__cl_worker_index(cl, m->worker.name);
+        if (w < 0 || w == cl->self) {
+            snprintf(reason, sizeof(reason),
+                     "the cluster is complete with %zu workers; worker "
+                     "'%s' is not one of them",
+                     cl->topo.nworkers, m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        if (m->cluster_id == 0 && !cl->topo.complete) {
+            /* The initializer restarted before every member had the table: send it. */
+        } else if (m->cluster_id != cl->topo.cluster_id) {
+            snprintf(reason, sizeof(reason),
+                     "worker '%s' belongs to cluster %016llx but has no "
+                     "state for it (%s); was its resilience directory wiped?",
+                     m->worker.name, (unsigned long long)cl->topo.cluster_id,
+                     m->cluster_id ? "another cluster id" : "no cluster id");
+            refuse(c, reason);
+            return;
+        }
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead) {
+            snprintf(reason, sizeof(reason), "a worker named '%s' is already connected",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+        /* A member comes back: refresh its addresses, send it the table. */
+        c->peer = (int)w;
+        cl->peers[w].ctl = c;
+        cl->peers[w].conns_ready = false;
+        roo__log_info("worker '%s' rejoined from %s", m->worker.name, c->fc.peer);
+        if ((uint32_t)w >= cl->topo.nworkers) {
+            /* Being added by the move under way: it has what it needs but the move's state. */
+            co_rejoined(cl, (uint32_t)w);
+            return;
+        }
+        if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
+            strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
+            cl->topo.workers[w].threads != m->worker.threads) {
+            roo__topology t;
+            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY };
+            roo__topology_copy(&cl->topo, &t);
+            roo__worker_info_finish(&t.workers[w]);
+            roo__worker_info_copy(&m->worker, &t.workers[w]);
+            t.version++;
+            roo__cl_apply_topology(cl, &t);
+            tm.topology = cl->topo;
+            for (uint32_t i = 1; i < cl->topo.nworkers; i++)
+                if (cl->peers[i].ctl && !cl->peers[i].ctl->dead)
+                    roo__cl_send_ctl(&cl->peers[i].ctl->fc, &tm);
+            roo__topology_finish(&t);
+        } else {
+            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+            roo__cl_send_ctl(&c->fc, &tm);
+        }
+        co_rejoined(cl, (uint32_t)w);
+        return;
+    }
+    /* Formation. */
+    if (m->cluster_id != 0) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' already belongs to cluster %016llx; start "
+                 "it with a fresh --resilience-dir to join a new cluster",
+                 m->worker.name, (unsigned long long)m->cluster_id);
+        refuse(c, reason);
+        return;
+    }
+    for (size_t i = 0; i < cl->njoined; i++) {
+        if (strcmp(cl->joined[i].info.name, m->worker.name) == 0) {
+            snprintf(reason, sizeof(reason),
+                     "duplicate worker name '%s': a worker with that "
+                     "name already joined",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+    }
+
+    if (cl->njoined >= cl->e->cfg.worker_count) {
+        snprintf(reason, sizeof(reason), "the cluster already has its %u workers",
+                 cl->e->cfg.worker_count);
+        refuse(c, reason);
+        return;
+    }
+    {
+        /* An initializer listening on a wildcard: the joiners reached us at this address. */
+        char local[300];
+        roo__worker_info *me = &cl->joined[0].info;
+        roo__fconn_local(&c->fc, local, sizeof(local));
+        roo__cl_advertise_wild(cl->my_control, sizeof(cl->my_control), local);
+        roo__cl_advertise_wild(cl->my_data, sizeof(cl->my_data), local);
+        roo__cl_advertise_wild(cl->my_external, sizeof(cl->my_external), local);
+        roo__worker_info_finish(me);
+        *me = (roo__worker_info){ roo__xstrdup(cl->name), roo__xstrdup(cl->my_control),
+                                  roo__xstrdup(cl->my_data), cl->e->nshards,
+                                  roo__xstrdup(cl->my_external) };
+    }
+    cl->joined = roo__xrealloc(cl->joined, (cl->njoined + 1) * sizeof(*cl->joined));
+    roo__worker_info_copy(&m->worker, &cl->joined[cl->njoined].info);
+    cl->joined[cl->njoined].ctl = c;
+    c->peer = (int)cl->njoined;
+    cl->njoined++;
+    roo__log_info("worker '%s' identified from %s (control %s, data %s): %zu of %u", m->worker.name,
+                  c->fc.peer, m->worker.control_addr, m->worker.data_addr, cl->njoined,
+                  cl->e->cfg.worker_count);
+    if (cl->njoined == cl->e->cfg.worker_count)
+        form_cluster(cl);
+}
+
+static void send_exit_all(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_EXIT };
+
+    if (cl->exit_sent)
+        return;
+    cl->exit_sent = true;
+    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    cl->e->exit_received = true;
+    roo__io_check_drained(cl->e);
+}
+
+static void drain_round(cluster *cl)
+{
+    roo__ctl m = { .kind = ROO__CTL_DRAIN_QUERY };
+
+    cl->drain_round++;
+    m.round = cl->drain_round;
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++) {
+        cl->peers[w].drain_reported = false;
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    }
+}
+
+void roo__coord_drain_evaluate(cluster *cl)
+{
+    uint64_t sent = roo__links_sent_total(cl), received = cl->received;
+    bool all_idle = roo__cl_local_idle(cl);
+
+    for (uint32_t w = 1; w < cl->topo.nworkers; w++) {
+        peer *p = &cl->peers[w];
+        if (!p->ctl || p->ctl->dead)
+            continue; /* an unreachable worker cannot hold us up */
+        if (!p->drain_reported)
+            return;
+        all_idle = all_idle && p->drain_idle;
+        sent += p->drain_sent;
+        received += p->drain_received;
+    }
+    /*
+     * Two consecutive rounds, all idle, same counts. Idle includes "every frame sent to
+     * another worker acknowledged" (a sender keeps each frame until the receiver committed
+     * it), so nothing is in flight; the counts only show that nothing moved in between.
+     * (Sent and received need not be equal: a worker that restarted counts from zero.)
+     */
+    if (all_idle && cl->prev_round_ok && sent == cl->prev_sent && received == cl->prev_received) {
+        roo__log_info("cluster drained (%llu messages crossed workers); telling every worker "
+                      "to exit",
+                      (unsigned long long)sent);
+        send_exit_all(cl);
+        return;
+    }
+    cl->prev_round_ok = all_idle;
+    cl->prev_sent = sent;
+    cl->prev_received = received;
+    drain_round(cl);
+}
+
+static void drain_timer_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+
+    (void)loop;
+    if (cl->exit_sent)
+        return;
+    if (roo__now_ns() >= cl->drain_deadline_ns) {
+        roo__log_warn("cluster did not drain within %d s; telling every worker to exit anyway",
+                      cl->e->cfg.shutdown_timeout_ms / 1000);
+        send_exit_all(cl);
+        return;
+    }
+    roo__coord_drain_evaluate(cl);
+    roo__timer_start(cl->e->io_loop, &cl->drain_timer, DRAIN_INTERVAL_MS);
+}
+
+void roo__coord_shutdown(cluster *cl, const char *why)
+{
+    roo__ctl m = { .kind = ROO__CTL_SHUTDOWN, .reason = (char *)why };
+
+    if (cl->draining)
+        return;
+    cl->draining = true;
+    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    roo__cl_stop_locally(cl, why);
+    cl->drain_deadline_ns = roo__now_ns() + (int64_t)cl->e->cfg.shutdown_timeout_ms * 1000000;
+    cl->drain_timer.cb = drain_timer_cb;
+    cl->drain_timer.data = cl;
+    if (!cl->has_topology || cl->topo.nworkers == 1) {
+        send_exit_all(cl);
+        return;
+    }
+    drain_round(cl);
+    roo__timer_start(cl->e->io_loop, &cl->drain_timer, DRAIN_INTERVAL_MS);
+}
+
+static void ctl_frame_initializer(cluster *cl, aconn *c, roo__ctl *m)
+{
+    peer *p = c->peer >= 0 && cl->has_topology && (uint32_t)c->peer < cl->npeers &&
+                      cl->peers[c->peer].ctl == c
+                  ? &cl->peers[c->peer]
+                  : NULL;
+    query *q;
+
+    switch (m->kind) {
+    case ROO__CTL_HELLO:
+        on_hello(cl, c, m);
+        return;
+    case ROO__CTL_CONNECTIONS_READY:
+        if (!p)
+            break;
+        p->conns_ready = true;
+        roo__log_info("worker '%s' has its data links up", p->info.name);
+        if (!cl->topo.complete) {
+            bool all = true;
+            for (uint32_t w = 1; w < cl->topo.nworkers; w++)
+                all = all && cl->peers[w].conns_ready;
+            if (all && cl->ready) {
+                cl->topo.complete = true;
+                roo__cl_persist_topology(cl);
+            }
+        }
+        if (cl->ready) {
+            roo__ctl r = { .kind = ROO__CTL_CLUSTER_READY, .cluster_id = cl->topo.cluster_id };
+            roo__cl_send_ctl(&c->fc, &r);
+        } else {
+            roo__coord_check_ready(cl);
+        }
+        return;
+    case ROO__CTL_HEARTBEAT:
+        if (!p && c->peer >= 0 && !cl->has_topology)
+            return; /* identified, cluster still forming: nothing to record yet */
+        if (!p || !m->nstats)
+            break;
+        free(p->stats.name);
+        p->stats = m->stats[0];
+        p->stats.name = roo__xstrdup(m->stats[0].name ? m->stats[0].name : "");
+        p->has_stats = true;
+        return;
+    case ROO__CTL_STATUS_QUERY:
+        if (!p)
+            break;
+        roo__ext_status_start(cl, 0, (int)p->index, m->query_id);
+        return;
+    case ROO__CTL_STATUS_REPLY:
+        if (!p || !m->nstats)
+            break;
+        q = roo__ext_status_find(cl, m->query_id);
+        if (q) {
+            roo__ext_status_set(q, p->index, &m->stats[0]);
+            roo__ext_status_check(cl, q);
+        }
+        return;
+    case ROO__CTL_SHUTDOWN:
+        if (!p)
+            break;
+        roo__coord_shutdown(cl, m->reason[0] ? m->reason : "requested by a worker");
+        return;
+    case ROO__CTL_MIGRATE_REPORT:
+        if (!p)
+            break;
+        roo__coord_report(cl, p->index, m->epoch, m->phase);
+        return;
+    case ROO__CTL_DRAIN_REPORT:
+        if (!p || m->round != cl->drain_round)
+            return;
+        p->drain_reported = true;
+        p->drain_idle = m->idle;
+        p->drain_sent = m->sent;
+        p->drain_received = m->received;
+        return;
+    default:
+        break;
+    }
+    roo__log_warn("control connection from %s: unexpected %s message%s; closing it", c->fc.peer,
+                  roo__wire_ctl_name(m->kind), p ? "" : " before Hello");
+    roo__cl_conn_kill(c);
+}
+
+void roo__coord_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__ctl m;
+    int rc = roo__wire_ctl_decode(payload, len, &m);
+
+    if (rc < 0) {
+        roo__log_warn("control connection from %s: a %zu-byte frame is not a control message; "
+                      "closing it",
+                      c->fc.peer, len);
+        roo__cl_conn_kill(c);
+        return;
+    }
+    ctl_frame_initializer(cl, c, &m);
+    roo__wire_ctl_finish(&m);
+}

@@ -1,0 +1,537 @@
+/* links.c: data links: every worker's outgoing link to each peer, and inbound batches.
+ * See cluster-int.h; everything here runs on the io thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "cluster/cluster-int.h"
+
+/* Tell a thread that a route buffer of its batch is committed where it went. */
+static void route_done(struct roo__shard *origin, uint64_t batch_seq)
+{
+    roo__route_done *d = roo__xmalloc(sizeof(*d));
+
+    d->node.kind = ROO__Q_ROUTE_DONE;
+    d->batch_seq = batch_seq;
+    roo__queue_push(&origin->inbox, &d->node);
+}
+
+static size_t backlog_live(const peer *p)
+{
+    return p->backlog.len - p->backlog_head;
+}
+
+/*
+ * Frame queued routes into the backlog (and onto the link when it is up), while the
+ * backlog has room. A route buffer goes home as soon as it is framed: the backlog holds the
+ * copy that may have to be sent again. A full backlog (the peer down or slow to commit)
+ * leaves routes queued, the shards run out of route buffers, and sources pause.
+ */
+void roo__links_pump(peer *p)
+{
+    cluster *cl = p->cl;
+
+    while (p->q_head && backlog_live(p) < cl->e->cfg.link_backlog_bytes &&
+           (!p->data_open || roo__fconn_pending(&p->data) < PEER_OUT_HIGH)) {
+        roo__route *r = p->q_head;
+        size_t before = p->backlog.len;
+        uint64_t seq;
+        int rc;
+
+        p->q_head = (roo__route *)r->node.next;
+        if (!p->q_head)
+            p->q_tail = NULL;
+        seq = ++p->out_seq[r->thread];
+        rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->data.data,
+                                         r->data.len, &p->backlog);
+        if (rc < 0) {
+            roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
+                           p->info.name, (unsigned long long)r->nmsgs, r->data.len,
+                           roo_strerror(rc));
+            p->out_seq[r->thread]--;
+            route_done(r->from, r->batch_seq);
+        } else {
+            if (p->frames_len == p->frames_cap) {
+                size_t ncap = p->frames_cap ? p->frames_cap * 2 : 64;
+                struct sent_frame *nf = roo__xmalloc(ncap * sizeof(*nf));
+                for (size_t i = 0; i < p->frames_len; i++)
+                    nf[i] = p->frames[(p->frames_head + i) % p->frames_cap];
+                free(p->frames);
+                p->frames = nf;
+                p->frames_cap = ncap;
+                p->frames_head = 0;
+            }
+            p->frames[(p->frames_head + p->frames_len++) % p->frames_cap] =
+                (struct sent_frame){ r->thread, seq, p->backlog.len, r->from, r->batch_seq };
+            p->sent += r->nmsgs;
+            if (p->data_open)
+                roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
+                                p->backlog.len - before);
+        }
+        r->node.kind = ROO__Q_ROUTE_RETURN;
+        roo__queue_push(&r->from->inbox, &r->node);
+    }
+    if (p->data_open)
+        roo__fconn_flush(&p->data);
+}
+
+/* The peer committed everything for `thread` through `seq`: forget those frames. */
+static void peer_acked(peer *p, uint32_t thread, uint64_t seq)
+{
+    if (thread >= p->out_threads || seq > p->out_seq[thread])
+        return;
+    if (seq > p->out_acked[thread])
+        p->out_acked[thread] = seq;
+    while (p->frames_len) {
+        struct sent_frame *f = &p->frames[p->frames_head];
+        if (f->seq > p->out_acked[f->thread])
+            break;
+        route_done(f->origin, f->batch_seq);
+        p->backlog_head = f->end;
+        p->frames_head = (p->frames_head + 1) % p->frames_cap;
+        p->frames_len--;
+    }
+    if (!p->frames_len) {
+        p->backlog.len = p->backlog_head = 0;
+    } else if (p->backlog_head > (4u << 20) && p->backlog_head * 2 > p->backlog.len) {
+        size_t shift = p->backlog_head;
+        roo__buf_consume(&p->backlog, shift);
+        p->backlog_head = 0;
+        for (size_t i = 0; i < p->frames_len; i++)
+            p->frames[(p->frames_head + i) % p->frames_cap].end -= shift;
+    }
+    roo__links_pump(p);
+}
+
+static void peer_data_drain(roo__fconn *fc)
+{
+    roo__links_pump(fc->data);
+}
+
+static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
+{
+    peer *p = fc->data;
+    roo__data_kind kind = ROO__DATA_NONE;
+    roo__data_hello h;
+    uint32_t thread = 0, count = 0;
+    uint64_t seq = 0;
+    roo__buf none = { 0 };
+
+    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &none) == 0 &&
+        kind == ROO__DATA_ACK) {
+        peer_acked(p, thread, seq);
+        return;
+    }
+    roo__buf_finish(&none);
+    roo__log_warn("data link to %s: unexpected %zu-byte frame from the receiver; closing it",
+                  p->info.name, len);
+    roo__fconn_close(fc);
+    p->data_open = false;
+    p->data_active = false;
+    roo__links_connect(p);
+}
+
+static void peer_data_closed(roo__fconn *fc, int err)
+{
+    peer *p = fc->data;
+
+    p->data_open = false;
+    p->data_active = false;
+    if (!p->cl->e->io_stopping || p->q_head)
+        roo__log_warn("data link to %s (%s) lost%s%s; reconnecting", p->info.name,
+                      p->info.data_addr, err ? ": " : "", err ? roo_strerror(err) : "");
+    p->data_backoff = BACKOFF_MIN_MS;
+    roo__links_connect(p);
+}
+
+static void peer_data_connected(roo__fconn *fc, int err)
+{
+    peer *p = fc->data;
+    cluster *cl = p->cl;
+    roo__data_hello h = { .protocol_version = ROO__PROTOCOL_VERSION };
+
+    if (err) {
+        p->data_active = false;
+        if (p->data_failures++ == 0)
+            roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
+                          p->info.name, p->info.data_addr, roo_strerror(err));
+        roo__links_connect(p);
+        return;
+    }
+    if (p->data_failures)
+        roo__log_info("data link to %s (%s) connected", p->info.name, p->info.data_addr);
+    p->data_failures = 0;
+    p->data_backoff = BACKOFF_MIN_MS;
+    h.cluster_id = cl->topo.cluster_id;
+    h.incarnation = cl->incarnation;
+    snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
+    roo__wire_data_hello_encode(&h, roo__fconn_outbuf(fc));
+    /* Everything not acknowledged goes again: the peer drops what it already applied. */
+    if (backlog_live(p))
+        roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
+    p->data_open = true;
+    roo__links_pump(p);
+    if (cl->mig.active) {
+        /* What went on the old link may be lost: send it again. */
+        p->chunks_epoch = p->precopy_epoch = 0;
+        roo__move_send_precopy_all(cl);
+        roo__move_send_all(cl);
+    }
+    roo__cl_check_conns_ready(cl);
+}
+
+static const roo__fconn_ops peer_data_ops = {
+    .on_frame = peer_data_frame,
+    .on_close = peer_data_closed,
+    .on_connect = peer_data_connected,
+    .on_drain = peer_data_drain,
+};
+
+static void peer_retry(roo__loop *loop, roo__timer *t)
+{
+    peer *p = t->data;
+    roo__addr a;
+    int rc;
+
+    (void)loop;
+    if (p->data_active || p->left || p->cl->e->exit_received)
+        return;
+    if (roo__addr_parse(p->info.data_addr, &a) < 0) {
+        roo__log_error("worker %s has an unusable data address '%s'", p->info.name,
+                       p->info.data_addr);
+        return;
+    }
+    roo__fconn_finish(&p->data);
+    rc = roo__fconn_connect(&p->data, p->cl->e->io_loop, &a, 64 * 1024, &peer_data_ops, p);
+    if (rc < 0) {
+        if (p->data_failures++ == 0)
+            roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
+                          p->info.name, p->info.data_addr, roo_strerror(rc));
+        roo__links_connect(p);
+        return;
+    }
+    p->data_active = true;
+}
+
+void roo__links_connect(peer *p)
+{
+    p->data_retry.cb = peer_retry;
+    p->data_retry.data = p;
+    roo__timer_start(p->cl->e->io_loop, &p->data_retry, p->data_backoff);
+    p->data_backoff = ROO__MIN(p->data_backoff * 2, BACKOFF_MAX_MS);
+}
+
+void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info)
+{
+    peer *p = &cl->peers[w];
+
+    p->cl = cl;
+    p->index = w;
+    p->data_backoff = BACKOFF_MIN_MS;
+    roo__worker_info_copy(info, &p->info);
+    p->left = info->left;
+    p->out_threads = info->threads ? info->threads : 1;
+    p->out_seq = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+    p->out_acked = roo__xcalloc(p->out_threads, sizeof(uint64_t));
+    p->in_received = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+    p->in_applied = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+}
+
+/*
+ * Follow a worker list that grew (new peers: connect to them), lost members (left: stop
+ * linking to them) or moved addresses (reconnect). Before a move's switch (adding_only),
+ * only new peers count: leaving workers still hold what the fence waits for.
+ */
+void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
+{
+    for (uint32_t w = 0; w < t->nworkers; w++) {
+        peer *p = &cl->peers[w];
+        const roo__worker_info *wi = &t->workers[w];
+        if (w >= cl->npeers) {
+            roo__links_peer_init(cl, w, wi);
+            cl->npeers = w + 1;
+            if (w != cl->self && !p->left) {
+                p->data_backoff = 0;
+                roo__links_connect(p);
+                p->data_backoff = BACKOFF_MIN_MS;
+            }
+            continue;
+        }
+        if (w == cl->self || adding_only)
+            continue;
+        if (wi->left && !p->left) {
+            p->left = true;
+            roo__timer_stop(cl->e->io_loop, &p->data_retry);
+            if (p->data_active)
+                roo__fconn_close(&p->data);
+            p->data_open = p->data_active = false;
+            continue;
+        }
+        if (p->left)
+            continue;
+        if (strcmp(p->info.data_addr, wi->data_addr) != 0 && p->data_active) {
+            roo__log_info("worker %s moved its data address to %s; reconnecting", p->info.name,
+                          wi->data_addr);
+            roo__fconn_close(&p->data);
+            p->data_open = p->data_active = false;
+            p->data_backoff = BACKOFF_MIN_MS;
+            roo__worker_info_finish(&p->info);
+            roo__worker_info_copy(wi, &p->info);
+            roo__links_connect(p);
+            continue;
+        }
+        roo__worker_info_finish(&p->info);
+        roo__worker_info_copy(wi, &p->info);
+    }
+}
+
+uint64_t roo__links_sent_total(const cluster *cl)
+{
+    uint64_t n = 0;
+    for (uint32_t w = 0; cl->has_topology && w < cl->topo.nworkers; w++)
+        n += cl->peers[w].sent;
+    return n;
+}
+
+static roo__route *route_get(cluster *cl)
+{
+    roo__route *r = cl->route_pool;
+
+    if (r)
+        cl->route_pool = (roo__route *)r->node.next;
+    else
+        r = roo__xcalloc(1, sizeof(*r));
+    r->node.kind = ROO__Q_ROUTE;
+    r->from = NULL;
+    r->data.len = 0;
+    r->nmsgs = 0;
+    r->link_seq = 0;
+    return r;
+}
+
+void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__engine *e = cl->e;
+    roo__data_kind kind = ROO__DATA_NONE;
+    roo__data_hello h;
+    uint32_t thread = 0, count = 0;
+    uint64_t seq = 0;
+    roo__route *r = route_get(cl);
+    int rc = roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &r->data);
+
+    if (rc < 0) {
+        roo__log_warn("data connection from %s: a %zu-byte frame is not a data message; "
+                      "closing it",
+                      c->fc.peer, len);
+        goto bad;
+    }
+    if (kind == ROO__DATA_HELLO) {
+        int64_t w;
+        if (c->hello_seen || h.protocol_version != ROO__PROTOCOL_VERSION ||
+            (cl->has_topology && h.cluster_id != cl->topo.cluster_id)) {
+            roo__log_warn("data connection from %s (worker '%s'): wrong hello (protocol %u, "
+                          "cluster %016llx); closing it",
+                          c->fc.peer, h.worker, h.protocol_version,
+                          (unsigned long long)h.cluster_id);
+            goto bad;
+        }
+        w = cl->has_topology ? roo__cl_worker_index(cl, h.worker) : -1;
+        if (w < 0 || (uint32_t)w == cl->self) {
+            roo__log_warn("data connection from %s: worker '%s' is not in this cluster; "
+                          "closing it",
+                          c->fc.peer, h.worker);
+            goto bad;
+        }
+        c->hello_seen = true;
+        c->peer = (int)w;
+        cl->peers[w].inbound = c;
+        if (h.incarnation != cl->peers[w].in_incarnation) {
+            /* The sender restarted: its sequence numbers start again at 1. */
+            peer *p = &cl->peers[w];
+            if (p->in_incarnation)
+                roo__log_info("worker '%s' restarted: accepting its new sequence numbers",
+                              p->info.name);
+            p->in_incarnation = h.incarnation;
+            memset(p->in_received, 0, e->nshards * sizeof(uint64_t));
+            memset(p->in_applied, 0, e->nshards * sizeof(uint64_t));
+        }
+        /* It is back: if our link to it is down, try now rather than after the backoff. */
+        if (!cl->peers[w].data_active && cl->peers[w].data_retry.active) {
+            cl->peers[w].data_backoff = BACKOFF_MIN_MS;
+            roo__timer_start(e->io_loop, &cl->peers[w].data_retry, 0);
+        }
+        r->node.next = (roo__qnode *)cl->route_pool;
+        cl->route_pool = r;
+        return;
+    }
+    if (!c->hello_seen) {
+        roo__log_warn("data connection from %s: data before hello; closing it", c->fc.peer);
+        goto bad;
+    }
+    if (kind == ROO__DATA_CHUNK) {
+        /* State of a partition moving here. */
+        roo__import_msg *im = roo__xcalloc(1, sizeof(*im));
+        roo__state_chunk ch = { 0 };
+        r->node.next = (roo__qnode *)cl->route_pool;
+        cl->route_pool = r;
+        if (roo__wire_data_chunk_decode(payload, len, &ch) < 0) {
+            free(im);
+            roo__log_warn("data connection from %s: malformed state chunk; closing it", c->fc.peer);
+            roo__cl_conn_kill(c);
+            return;
+        }
+        if (!cl->mig.active || ch.epoch != cl->mig.epoch || ch.partition >= cl->topo.partitions ||
+            !cl->mig.incoming[ch.partition]) {
+            roo__log_debug("state chunk of partition %u (move %llu) from %s is not for us now; "
+                           "ignored",
+                           ch.partition, (unsigned long long)ch.epoch,
+                           cl->peers[c->peer].info.name);
+            roo__buf_finish(&ch.records);
+            roo__buf_finish(&ch.marks);
+            free(im);
+            return;
+        }
+        im->node.kind = ROO__Q_IMPORT;
+        im->epoch = ch.epoch;
+        im->partition = (uint16_t)ch.partition;
+        im->last = ch.last;
+        im->precopy = ch.precopy;
+        im->records = ch.records;
+        im->marks = ch.marks;
+        roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);
+        return;
+    }
+    if (thread >= e->nshards) {
+        roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
+                      "worker has %u; closing it",
+                      c->fc.peer, cl->peers[c->peer].info.name, thread, e->nshards);
+        goto bad;
+    }
+    {
+        peer *p = &cl->peers[c->peer];
+        if (seq <= p->in_received[thread]) {
+            /* Sent again after a reconnect: applied (acknowledge again) or still in a thread. */
+            if (seq <= p->in_applied[thread]) {
+                roo__wire_data_ack_encode(thread, p->in_applied[thread], roo__fconn_outbuf(&c->fc));
+                roo__fconn_flush(&c->fc);
+            }
+            r->node.next = (roo__qnode *)cl->route_pool;
+            cl->route_pool = r;
+            return;
+        }
+        p->in_received[thread] = seq;
+        r->link_seq = seq;
+        r->link_incarnation = p->in_incarnation;
+        snprintf(r->link_peer, sizeof(r->link_peer), "%s", p->info.name);
+    }
+    r->nmsgs = count;
+    r->worker = (uint32_t)c->peer;
+    cl->received += count;
+    atomic_fetch_add_explicit(&e->routed_in, count, memory_order_relaxed);
+    if (++cl->peers[c->peer].inbound_inflight >= INBOUND_ROUTES_MAX)
+        roo__fconn_pause_read(&c->fc, true);
+    roo__queue_push(&e->shards[thread].inbox, &r->node);
+    return;
+
+bad:
+    r->node.next = (roo__qnode *)cl->route_pool;
+    cl->route_pool = r;
+    roo__cl_conn_kill(c);
+}
+
+void roo__cluster_route_returned(roo__engine *e, roo__route *r)
+{
+    cluster *cl = e->cluster;
+    peer *p = cl->has_topology && r->worker < cl->npeers ? &cl->peers[r->worker] : NULL;
+
+    if (p && p->inbound_inflight > 0) {
+        p->inbound_inflight--;
+        if (p->inbound && !p->inbound->dead && p->inbound_inflight < INBOUND_ROUTES_MAX / 2)
+            roo__fconn_pause_read(&p->inbound->fc, false);
+    }
+    r->node.next = (roo__qnode *)cl->route_pool;
+    cl->route_pool = r;
+}
+
+void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
+{
+    cluster *cl = e->cluster;
+    roo__route *r = b->remote, *next;
+
+    b->remote = NULL;
+    for (; r; r = next) {
+        peer *p;
+        next = (roo__route *)r->node.next;
+        r->node.next = NULL;
+        if (!cl->has_topology || r->worker >= cl->npeers || r->worker == cl->self) {
+            roo__log_error("internal error: route to unknown worker %u", r->worker);
+            r->node.kind = ROO__Q_ROUTE_RETURN;
+            roo__queue_push(&r->from->inbox, &r->node);
+            continue;
+        }
+        if (r->held && cl->mig.active) {
+            /* For a partition on the move: kept, in order, until the switch. */
+            if (cl->mig.held_tail)
+                cl->mig.held_tail->node.next = &r->node;
+            else
+                cl->mig.held_head = r;
+            cl->mig.held_tail = r;
+            continue;
+        }
+        p = &cl->peers[r->worker];
+        if (p->q_tail)
+            p->q_tail->node.next = &r->node;
+        else
+            p->q_head = r;
+        p->q_tail = r;
+        roo__links_pump(p);
+    }
+}
+
+void roo__cluster_on_acks(roo__engine *e, roo__batch *b)
+{
+    cluster *cl = e->cluster;
+
+    for (uint32_t i = 0; i < b->nacks; i++) {
+        const roo__link_ack *a = &b->acks[i];
+        peer *p;
+        bool last = true;
+        if (!cl->has_topology || a->peer >= cl->npeers || a->thread >= e->nshards)
+            continue;
+        p = &cl->peers[a->peer];
+        if (a->incarnation != p->in_incarnation)
+            continue; /* from a previous life of the sender: it no longer waits for it */
+        if (a->seq > p->in_applied[a->thread])
+            p->in_applied[a->thread] = a->seq;
+        /* One acknowledgement per (peer, thread) and batch: the highest. */
+        for (uint32_t k = i + 1; k < b->nacks && last; k++)
+            last = !(b->acks[k].peer == a->peer && b->acks[k].thread == a->thread);
+        if (last && p->inbound && !p->inbound->dead) {
+            roo__wire_data_ack_encode(a->thread, p->in_applied[a->thread],
+                                      roo__fconn_outbuf(&p->inbound->fc));
+            roo__fconn_flush(&p->inbound->fc);
+        }
+    }
+    b->nacks = 0;
+}
+
+bool roo__cluster_idle(const roo__engine *e)
+{
+    const cluster *cl = e->cluster;
+
+    if (cl->mig.held_head)
+        return false;
+    for (uint32_t w = 0; cl->has_topology && w < cl->npeers; w++) {
+        const peer *p = &cl->peers[w];
+        if (w == cl->self)
+            continue;
+        if (p->q_head || p->frames_len || (p->data_open && roo__fconn_pending(&p->data)) ||
+            p->inbound_inflight)
+            return false;
+    }
+    return true;
+}
