@@ -4,6 +4,7 @@
 #define ROO_CLUSTER_INT_H
 
 #include "cluster/cluster.h"
+#include "cluster/placement.h"
 #include "engine/engine-int.h"
 #include "net/fconn.h"
 
@@ -253,7 +254,7 @@ void roo__move_finish(cluster *cl);
 /* initializer.c */
 void roo__coord_check_ready(cluster *cl);
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
-void roo__coord_rebalance(roo__topology *t);
+bool roo__coord_rebalance(roo__topology *t);
 void roo__coord_begin(cluster *cl, roo__topology *t, const char *what);
 void roo__coord_drain_evaluate(cluster *cl);
 void roo__coord_shutdown(cluster *cl, const char *why);

@@ -73,13 +73,6 @@ int64_t roo__cl_worker_index(const cluster *cl, const char *name)
     return -1;
 }
 
-static uint32_t threads_of(const cluster *cl, const roo__topology *t, uint32_t w)
-{
-    if (w == cl->self)
-        return cl->e->nshards;
-    return t->workers[w].threads ? t->workers[w].threads : 1;
-}
-
 void roo__cl_own_stats(cluster *cl, roo__worker_stats *st)
 {
     roo__engine *e = cl->e;
@@ -119,55 +112,42 @@ void roo__cl_install_routes(cluster *cl, const uint8_t *drop)
 {
     roo__engine *e = cl->e;
     const roo__topology *t = &cl->topo, *nx = cl->mig.active ? &cl->mig.next : NULL;
-    size_t nw = nx ? nx->nworkers : t->nworkers;
-    uint32_t *base = roo__xcalloc(nw, sizeof(uint32_t));
-    uint32_t *hbase = roo__xcalloc(nw, sizeof(uint32_t));
-    uint32_t ndests = e->nshards;
+    uint32_t *threads = roo__xcalloc(t->nworkers, sizeof(uint32_t));
+    uint32_t *nthreads = roo__xcalloc(nx ? nx->nworkers : 1, sizeof(uint32_t));
+    roo__placement now = { t->partitions, (uint32_t)t->nworkers, t->owner, threads }, next;
+    roo__route_table rt;
+    int rc;
 
-    for (uint32_t w = 0; w < t->nworkers; w++) {
-        if (w == cl->self)
-            continue;
-        base[w] = ndests;
-        ndests += threads_of(cl, t, w);
+    for (size_t w = 0; w < t->nworkers; w++)
+        threads[w] = t->workers[w].threads;
+    for (size_t w = 0; nx && w < nx->nworkers; w++)
+        nthreads[w] = nx->workers[w].threads;
+    if (nx)
+        next = (roo__placement){ nx->partitions, (uint32_t)nx->nworkers, nx->owner, nthreads };
+    rc = roo__placement_routes(&now, nx ? &next : NULL, cl->self, e->nshards, &rt);
+    free(threads);
+    free(nthreads);
+    if (rc < 0) {
+        char why[200];
+        snprintf(why, sizeof(why), "cannot route the cluster's partition table (%zu workers): %s",
+                 nx ? nx->nworkers : t->nworkers, roo_strerror(rc));
+        roo__cl_fatal(cl, why);
+        return;
     }
-    for (uint32_t w = 0; nx && w < nw; w++) {
-        hbase[w] = ndests;
-        ndests += threads_of(cl, nx, w);
-    }
+    /* Every thread gets its own copy: it owns and replaces it whole. */
     for (unsigned i = 0; i < e->nshards; i++) {
         roo__routes_msg *m = roo__xcalloc(1, sizeof(*m));
         m->node.kind = ROO__Q_ROUTES;
-        m->partitions = t->partitions;
-        m->ndests = ndests;
-        m->dests = roo__xcalloc(ndests, sizeof(roo__dest));
-        m->part_dest = roo__xcalloc(t->partitions, sizeof(uint16_t));
-        for (uint32_t d = 0; d < e->nshards; d++)
-            m->dests[d] = (roo__dest){ cl->self, d, false };
-        for (uint32_t w = 0; w < t->nworkers; w++) {
-            if (w == cl->self)
-                continue;
-            for (uint32_t k = 0; k < threads_of(cl, t, w); k++)
-                m->dests[base[w] + k] = (roo__dest){ w, k, false };
-        }
-        for (uint32_t w = 0; nx && w < nw; w++)
-            for (uint32_t k = 0; k < threads_of(cl, nx, w); k++)
-                m->dests[hbase[w] + k] = (roo__dest){ w, k, true };
-        for (uint32_t p = 0; p < t->partitions; p++) {
-            uint32_t w = t->owner[p];
-            if (w == cl->self)
-                m->part_dest[p] = (uint16_t)(p % e->nshards);
-            else
-                m->part_dest[p] = (uint16_t)(base[w] + p % threads_of(cl, t, w));
-        }
-        if (nx) {
+        m->partitions = rt.partitions;
+        m->ndests = rt.ndests;
+        m->dests = roo__xmalloc(rt.ndests * sizeof(roo__dest));
+        memcpy(m->dests, rt.dests, rt.ndests * sizeof(roo__dest));
+        m->part_dest = roo__xmalloc(rt.partitions * sizeof(uint16_t));
+        memcpy(m->part_dest, rt.part_dest, rt.partitions * sizeof(uint16_t));
+        if (rt.part_old) {
             m->hold_epoch = cl->mig.epoch;
-            m->part_old = roo__xmalloc(t->partitions * sizeof(uint16_t));
-            memcpy(m->part_old, m->part_dest, t->partitions * sizeof(uint16_t));
-            for (uint32_t p = 0; p < t->partitions; p++) {
-                uint32_t w = nx->owner[p];
-                if (w != t->owner[p])
-                    m->part_dest[p] = (uint16_t)(hbase[w] + p % threads_of(cl, nx, w));
-            }
+            m->part_old = roo__xmalloc(rt.partitions * sizeof(uint16_t));
+            memcpy(m->part_old, rt.part_old, rt.partitions * sizeof(uint16_t));
         }
         if (drop) {
             m->drop = roo__xmalloc(t->partitions);
@@ -175,8 +155,7 @@ void roo__cl_install_routes(cluster *cl, const uint8_t *drop)
         }
         roo__queue_push(&e->shards[i].inbox, &m->node);
     }
-    free(base);
-    free(hbase);
+    roo__route_table_finish(&rt);
 }
 
 void roo__cl_persist_topology(cluster *cl)

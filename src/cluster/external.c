@@ -513,8 +513,8 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
     }
     if (len < sizeof(what))
         snprintf(what + len, sizeof(what) - len, ")");
-    roo__coord_rebalance(&t);
-    roo__coord_begin(cl, &t, what);
+    if (roo__coord_rebalance(&t))
+        roo__coord_begin(cl, &t, what);
     roo__topology_finish(&t);
     free(leave);
     if (!cl->co.running) {

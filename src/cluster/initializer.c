@@ -56,8 +56,7 @@ static void form_cluster(cluster *cl)
     for (size_t i = 0; i < cl->njoined; i++)
         t.workers[i] = cl->joined[i].info;
     t.owner = roo__xcalloc(t.partitions, sizeof(uint32_t));
-    for (uint32_t p = 0; p < t.partitions; p++)
-        t.owner[p] = p % (uint32_t)t.nworkers;
+    roo__placement_form(t.partitions, (uint32_t)t.nworkers, t.owner);
     t.version = 1;
     roo__log_info("all %zu workers identified: forming cluster %016llx with %u partitions",
                   t.nworkers, (unsigned long long)t.cluster_id, t.partitions);
@@ -133,53 +132,20 @@ void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
     }
 }
 
-/*
- * Give every live worker P/n partitions (the first P mod n of them, by how many they own
- * now, one more), moving as few as possible: only partitions of workers that leave or own
- * more than their share change hands.
- */
-void roo__coord_rebalance(roo__topology *t)
+/* Rebalance t for its live workers (placement.c); false if it cannot be done. */
+bool roo__coord_rebalance(roo__topology *t)
 {
-    uint32_t n = 0, P = t->partitions, *count = roo__xcalloc(t->nworkers, sizeof(uint32_t));
-    uint32_t *target = roo__xcalloc(t->nworkers, sizeof(uint32_t));
-    uint32_t *order = roo__xcalloc(t->nworkers, sizeof(uint32_t));
-    uint8_t *move = roo__xcalloc(P, 1);
-    uint32_t next = 0;
+    bool *left = roo__xcalloc(t->nworkers, sizeof(bool));
+    int rc;
 
-    for (uint32_t p = 0; p < P; p++)
-        count[t->owner[p]]++;
-    for (uint32_t w = 0; w < t->nworkers; w++)
-        if (!t->workers[w].left)
-            order[n++] = w;
-    /* Stable sort of live workers by partitions owned, most first. */
-    for (uint32_t i = 1; i < n; i++)
-        for (uint32_t j = i; j > 0 && count[order[j]] > count[order[j - 1]]; j--) {
-            uint32_t tmp = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = tmp;
-        }
-    for (uint32_t i = 0; i < n; i++)
-        target[order[i]] = P / n + (i < P % n ? 1 : 0);
-    for (uint32_t p = P; p-- > 0;) {
-        uint32_t w = t->owner[p];
-        if (t->workers[w].left || count[w] > target[w]) {
-            move[p] = 1;
-            count[w]--;
-        }
-    }
-    for (uint32_t p = 0; p < P; p++) {
-        if (!move[p])
-            continue;
-        while (count[order[next % n]] >= target[order[next % n]])
-            next++;
-        t->owner[p] = order[next % n];
-        count[order[next % n]]++;
-        next++;
-    }
-    free(count);
-    free(target);
-    free(order);
-    free(move);
+    for (size_t w = 0; w < t->nworkers; w++)
+        left[w] = t->workers[w].left;
+    rc = roo__placement_rebalance(t->partitions, (uint32_t)t->nworkers, left, t->owner);
+    free(left);
+    if (rc < 0)
+        roo__log_error("cannot rebalance %u partitions over %zu workers: %s", t->partitions,
+                       t->nworkers, roo_strerror(rc));
+    return rc >= 0;
 }
 
 void roo__coord_begin(cluster *cl, roo__topology *t, const char *what)
@@ -227,8 +193,8 @@ static void co_maybe_grow(cluster *cl)
     if (len < sizeof(what))
         snprintf(what + len, sizeof(what) - len, ")");
     t.nworkers += n;
-    roo__coord_rebalance(&t);
-    roo__coord_begin(cl, &t, what);
+    if (roo__coord_rebalance(&t))
+        roo__coord_begin(cl, &t, what);
     if (cl->mig.active) {
         for (size_t i = 0; i < n; i++) {
             uint32_t w = (uint32_t)(t.nworkers - n + i);

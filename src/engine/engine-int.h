@@ -42,6 +42,7 @@
 #include "common/queue.h"
 #include "engine/engine.h"
 #include "engine/resume.h"
+#include "engine/routes.h"
 #include "loop/loop.h"
 #include "net/framer.h"
 #include "state/store.h"
@@ -255,13 +256,6 @@ typedef struct roo__route {
     char link_peer[72];
     bool held; /* for a partition on the move: io keeps it until the switch */
 } roo__route;
-
-/* Where a partition's messages go: a local shard, or a thread of another worker. */
-typedef struct roo__dest {
-    uint32_t worker; /* topology index; the local worker for local shards */
-    uint32_t thread;
-    bool held; /* a partition move: messages wait in io until the switch */
-} roo__dest;
 
 /*
  * A partition table for one shard. part_dest[p] < nshards is a local shard; anything else
