@@ -17,9 +17,11 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: roo-ctl --external HOST:PORT [options] COMMAND [ARGS]\n"
+    fputs("usage: roo-ctl --external HOST:PORT[,HOST:PORT...] [options] COMMAND [ARGS]\n"
           "\n"
-          "Talks to any worker of a roo cluster through its --external address.\n"
+          "Talks to any worker of a roo cluster through its --external address. Given several\n"
+          "addresses (like a Kafka client's bootstrap list), it asks them in turn until one\n"
+          "answers, so a worker that is down or restarting does not stop the command.\n"
           "\n"
           "Commands:\n"
           "  status          print the cluster's status as JSON: workers, their addresses,\n"
@@ -32,10 +34,12 @@ static void usage(FILE *f)
           "  shrink          remove workers from the running cluster: their partitions move to\n"
           "                  the others, then they exit and delete their resilience directories;\n"
           "                  waits until the move is done (asks the initializer, found through\n"
-          "                  any worker)\n"
+          "                  any worker); if the connection breaks it asks again (the same\n"
+          "                  shrink asked twice is one shrink) until --timeout\n"
           "\n"
           "Options:\n"
-          "  -e, --external ADDR   the worker to ask (required)\n"
+          "  -e, --external ADDRS  the workers to ask, in order (required): HOST:PORT, or a\n"
+          "                        comma-separated list\n"
           "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
           "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at\n"
           "                        most SECS seconds (exit 1 if it never does)\n"
@@ -74,6 +78,12 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
+#define CONNECT_MS 3000 /* per address: a host that does not answer is skipped */
+
+/*
+ * One request, one reply. A negative result means no answer (could not connect, the
+ * connection broke, timed out); a worker's "no" is *ret_ok false with *ret_error.
+ */
 static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
                    char **ret_json, char **ret_error)
 {
@@ -84,7 +94,7 @@ static int request(const roo__addr *a, const roo__ext_request *req, int64_t dead
     rc = roo__tcp_connect_start(a, &fd);
     if (rc < 0)
         return rc;
-    rc = wait_fd(fd, POLLOUT, deadline);
+    rc = wait_fd(fd, POLLOUT, ROO__MIN(deadline, now_ms() + CONNECT_MS));
     if (rc == 0)
         rc = roo__tcp_connect_result(fd);
     if (rc < 0)
@@ -156,8 +166,43 @@ static const char *values_of(const char *json, size_t *ret_len)
     return start;
 }
 
+/* The workers to ask, from --external, in order. */
+typedef struct targets {
+    roo__addr *addrs;
+    size_t n;
+    uint64_t timeout_s;
+} targets;
+
+static const char *addr_text(const roo__addr *a)
+{
+    static char buf[300];
+    return roo__addr_str(a, buf, sizeof(buf));
+}
+
+/*
+ * Ask the targets in turn until one answers; *ret_who says which. Each address that could
+ * not be reached is reported on stderr only if none answers.
+ */
+static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
+                   char **ret_json, char **ret_error, size_t *ret_who)
+{
+    int rcs[64], rc = -ENOENT;
+    size_t n = ROO__MIN(t->n, ROO__ARRAY_SIZE(rcs));
+
+    for (size_t i = 0; i < n; i++) {
+        rc = rcs[i] = request(&t->addrs[i], req, deadline, ret_ok, ret_json, ret_error);
+        if (rc == 0) {
+            *ret_who = i;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "roo-ctl: %s: %s\n", addr_text(&t->addrs[i]), roo_strerror(rcs[i]));
+    return rc;
+}
+
 /* query: ask every worker listed by the status for the keys it holds, merge the answers. */
-static int query(const roo__addr *a, const char *ext, roo__ext_request *req, uint64_t timeout)
+static int query(const targets *t, roo__ext_request *req)
 {
     roo__ext_request sreq = { .cmd = ROO__EXT_STATUS };
     roo__buf merged = { 0 }, missing = { 0 };
@@ -165,10 +210,13 @@ static int query(const roo__addr *a, const char *ext, roo__ext_request *req, uin
     const char *p;
     bool ok = false, first = true;
     int rc, workers = 0;
+    size_t who;
+    uint64_t timeout = t->timeout_s;
 
-    rc = request(a, &sreq, now_ms() + (int64_t)timeout * 1000, &ok, &status, &error);
+    rc = ask_any(t, &sreq, now_ms() + (int64_t)timeout * 1000, &ok, &status, &error, &who);
     if (rc < 0 || !ok) {
-        fprintf(stderr, "roo-ctl: %s: %s\n", ext, rc < 0 ? roo_strerror(rc) : error);
+        if (rc == 0)
+            fprintf(stderr, "roo-ctl: %s: %s\n", addr_text(&t->addrs[who]), error);
         free(status);
         free(error);
         return 1;
@@ -240,6 +288,99 @@ static int query(const roo__addr *a, const char *ext, roo__ext_request *req, uin
     return rc;
 }
 
+/*
+ * shrink: only the initializer moves partitions; any worker names it. The same shrink asked
+ * again is the same shrink (the initializer attaches to the move under way, or answers that
+ * the workers already left), so a broken connection is simply asked again, of every target
+ * in turn, until the timeout: a worker that is killed or restarting does not lose it.
+ */
+static int shrink(const targets *t, const roo__ext_request *req)
+{
+    int64_t deadline = now_ms() + (int64_t)t->timeout_s * 1000;
+    roo__addr init;
+    bool have_init = false;
+    int rc = 0;
+
+    for (;;) {
+        for (size_t i = 0; i <= t->n; i++) {
+            const roo__addr *a = i == 0 ? (have_init ? &init : NULL) : &t->addrs[i - 1];
+            bool ok = false;
+            char *json = NULL, *error = NULL;
+            const char *at;
+            if (!a)
+                continue;
+            rc = request(a, req, deadline, &ok, &json, &error);
+            if (rc == 0 && ok) {
+                fputs(json, stdout);
+                free(json);
+                free(error);
+                return 0;
+            }
+            if (rc == 0 && error && strstr(error, "only the initializer") &&
+                (at = strrchr(error, ' ')) && roo__addr_parse(at + 1, &init) == 0) {
+                /* Asked another worker: it named the initializer's --external address. */
+                have_init = true;
+                free(json);
+                free(error);
+                i = (size_t)-1; /* ask it next */
+                continue;
+            }
+            if (rc == 0) {
+                fprintf(stderr, "roo-ctl: %s said no: %s\n", addr_text(a), error ? error : "");
+                free(json);
+                free(error);
+                return 1;
+            }
+            free(json);
+            free(error);
+        }
+        if (now_ms() >= deadline) {
+            fprintf(stderr, "roo-ctl: no worker answered the shrink within %llu s (last: %s)\n",
+                    (unsigned long long)t->timeout_s, roo_strerror(rc));
+            return 1;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+/* status (optionally until ready) and shutdown: the first worker that answers. */
+static int ask(const targets *t, const roo__ext_request *req, uint64_t wait_ready)
+{
+    int64_t end_wait = now_ms() + (int64_t)wait_ready * 1000;
+
+    for (;;) {
+        bool ok = false, ready;
+        char *json = NULL, *error = NULL;
+        size_t who = 0;
+        int rc = ask_any(t, req, now_ms() + (int64_t)t->timeout_s * 1000, &ok, &json, &error, &who);
+
+        ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
+        if (wait_ready && !ready && now_ms() < end_wait) {
+            free(json);
+            free(error);
+            usleep(100 * 1000);
+            continue;
+        }
+        if (rc < 0)
+            return 1;
+        if (!ok) {
+            fprintf(stderr, "roo-ctl: %s said no: %s\n", addr_text(&t->addrs[who]), error);
+            free(json);
+            free(error);
+            return 1;
+        }
+        fputs(json, stdout);
+        free(json);
+        free(error);
+        if (wait_ready && !ready) {
+            fprintf(stderr, "roo-ctl: the cluster did not report ready within %llu s\n",
+                    (unsigned long long)wait_ready);
+            return 1;
+        }
+        return 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -259,7 +400,7 @@ int main(int argc, char **argv)
     uint64_t timeout = 10, wait_ready = 0, count = 0;
     bool timeout_set = false, shrink_query = false;
     roo__ext_request req = { 0 };
-    roo__addr a;
+    targets t = { 0 };
     int c, rc;
 
     opterr = 0;
@@ -356,14 +497,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "roo-ctl: --external HOST:PORT is required (see --help)\n");
         return 2;
     }
-    if (roo__addr_parse(ext, &a) < 0) {
-        fprintf(stderr, "roo-ctl: --external: '%s' is not HOST:PORT (see --help)\n", ext);
+    if (roo__addr_list_parse(ext, &t.addrs, &t.n) < 0 || t.n == 0) {
+        fprintf(stderr,
+                "roo-ctl: --external: '%s' is not HOST:PORT or a comma-separated list of them "
+                "(see --help)\n",
+                ext);
         return 2;
     }
     if (wait_ready && req.cmd != ROO__EXT_STATUS) {
         fprintf(stderr, "roo-ctl: --wait-ready goes with status (see --help)\n");
+        free(t.addrs);
         return 2;
     }
+    if (req.cmd == ROO__EXT_SHRINK && !timeout_set && !shrink_query)
+        timeout = 300; /* a move of a lot of state takes a while */
+    t.timeout_s = timeout;
 
     if (req.cmd == ROO__EXT_QUERY) {
         int nk = argc - optind - 1;
@@ -372,20 +520,20 @@ int main(int argc, char **argv)
         req.keys = calloc(nk ? (size_t)nk : 1, sizeof(*req.keys));
         for (int i = 0; i < nk; i++)
             roo__buf_append(&req.keys[i], argv[optind + 1 + i], strlen(argv[optind + 1 + i]));
-        rc = query(&a, ext, &req, timeout);
+        rc = query(&t, &req);
         for (int i = 0; i < nk; i++)
             roo__buf_finish(&req.keys[i]);
         free(req.keys);
-        return rc;
-    }
-
-    if (req.cmd == ROO__EXT_SHRINK) {
-        char *list = workers ? strdup(workers) : NULL, *tok, *rest = list, hop_ext[300];
+    } else if (req.cmd == ROO__EXT_SHRINK) {
+        char *list = workers ? strdup(workers) : NULL, *tok, *rest = list;
         size_t n = 0;
         req.workers = calloc(1024, sizeof(char *));
         while (list && (tok = strsep(&rest, ",")) != NULL && n < 1024) {
             if (!*tok) {
                 fprintf(stderr, "roo-ctl: --workers: empty name in '%s'\n", workers);
+                free(list);
+                free(req.workers);
+                free(t.addrs);
                 return 2;
             }
             req.workers[n++] = tok;
@@ -393,80 +541,12 @@ int main(int argc, char **argv)
         req.nworkers = n;
         req.count = (uint32_t)count;
         req.dry_run = shrink_query;
-        if (!timeout_set && !shrink_query)
-            timeout = 300; /* a move of a lot of state takes a while */
-        for (int hop = 0;; hop++) {
-            bool ok = false;
-            char *json = NULL, *error = NULL;
-            const char *at;
-            rc = request(&a, &req, now_ms() + (int64_t)timeout * 1000, &ok, &json, &error);
-            if (rc < 0) {
-                fprintf(stderr, "roo-ctl: %s: %s\n", ext, roo_strerror(rc));
-                free(list);
-                free(req.workers);
-                return 1;
-            }
-            if (!ok && hop == 0 && error && strstr(error, "only the initializer") &&
-                (at = strrchr(error, ' ')) && roo__addr_parse(at + 1, &a) == 0) {
-                /* Asked another worker: it named the initializer's --external address. */
-                snprintf(hop_ext, sizeof(hop_ext), "%s", at + 1);
-                ext = hop_ext;
-                free(json);
-                free(error);
-                continue;
-            }
-            if (!ok) {
-                fprintf(stderr, "roo-ctl: %s said no: %s\n", ext, error ? error : "");
-                free(json);
-                free(error);
-                free(list);
-                free(req.workers);
-                return 1;
-            }
-            fputs(json, stdout);
-            free(json);
-            free(error);
-            free(list);
-            free(req.workers);
-            return 0;
-        }
+        rc = shrink(&t, &req);
+        free(list);
+        free(req.workers);
+    } else {
+        rc = ask(&t, &req, wait_ready);
     }
-
-    {
-        int64_t end_wait = now_ms() + (int64_t)wait_ready * 1000;
-        for (;;) {
-            bool ok = false;
-            char *json = NULL, *error = NULL;
-            int64_t deadline = now_ms() + (int64_t)timeout * 1000;
-            bool ready;
-
-            rc = request(&a, &req, deadline, &ok, &json, &error);
-            ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
-            if (wait_ready && !ready && now_ms() < end_wait) {
-                free(json);
-                free(error);
-                usleep(100 * 1000);
-                continue;
-            }
-            if (rc < 0) {
-                fprintf(stderr, "roo-ctl: %s: %s\n", ext, roo_strerror(rc));
-                return 1;
-            }
-            if (!ok) {
-                fprintf(stderr, "roo-ctl: %s said no: %s\n", ext, error);
-                free(json);
-                free(error);
-                return 1;
-            }
-            fputs(json, stdout);
-            free(json);
-            free(error);
-            if (wait_ready && !ready) {
-                fprintf(stderr, "roo-ctl: the cluster did not report ready within %llu s\n",
-                        (unsigned long long)wait_ready);
-                return 1;
-            }
-            return 0;
-        }
-    }
+    free(t.addrs);
+    return rc;
 }

@@ -40,6 +40,23 @@
  * messages in the order they arrived on one source connection. Stateless callbacks, key
  * functions, decoders and encoders may run on several threads at once, so they must not
  * touch shared mutable data without their own locking. Callbacks must not block.
+ *
+ * Three state-type callbacks also run elsewhere, at the same time as the processing
+ * threads, on copies of state objects that those threads never see:
+ *
+ *   callback     where else it runs
+ *   format       the io thread, for `roo-ctl query` (on an object built by deserialize,
+ *                or a copy of the saved bytes)
+ *   deserialize  the io thread (query), and the main thread at start, while recovery
+ *                rebuilds every key before any processing thread runs
+ *   finish       the io thread (query, after format), and the main thread at the stop,
+ *                after the processing threads have ended
+ *
+ * So these three must not touch data that processing threads change without locking.
+ *
+ * The builder functions (roo_app_*, roo_pipeline_*) are for setup only: call them from the
+ * setup function that roo_main() runs (or before handing the application to the engine),
+ * on one thread, never while the worker runs.
  */
 
 #include <stddef.h>
@@ -201,7 +218,8 @@ typedef struct roo_state_type {
      * @return 0 or a negative code (the message that needed the state is dropped).
      */
     int (*init)(void *state, const void *key, size_t key_len, void *ctx);
-    /** Optional: release what the object owns; called when the worker stops. */
+    /** Optional: release what the object owns; called when the worker stops, when the key's
+     *  partition moves to another worker, and after a query formatted a copy. */
     void (*finish)(void *state, void *ctx);
     /**
      * Optional (with deserialize): write the object's persistent form to @p buf.

@@ -5,11 +5,10 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "common/ring.h"
 #include "engine/engine-int.h"
 #include "net/fconn.h"
 
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
 #define HEARTBEAT_MS 1000
 #define STATUS_TIMEOUT_MS 1500
 #define DRAIN_INTERVAL_MS 50
@@ -47,26 +46,24 @@ typedef struct peer {
     roo__fconn data;
     bool data_open;   /* connected, DataHello queued */
     bool data_active; /* fconn initialized (connecting or open) */
-    roo__timer data_retry;
-    int data_backoff;
-    unsigned data_failures;
+    roo__backoff data_retry;
     roo__route *q_head, *q_tail;
     uint64_t sent;
     /*
      * Upstream backup: every frame sent to this peer stays in `backlog` (in send order)
      * until the peer acknowledges that the batch is committed on its side; a new connection
-     * starts by sending all of it again. sent_frames[] says where each frame ends.
+     * starts by sending all of it again. frames says where each frame ends.
      */
     roo__buf backlog;
     size_t backlog_head;
-    struct sent_frame {
+    ROO__RING(struct sent_frame {
         uint32_t thread;
         uint64_t seq;
         size_t end;
         struct roo__shard *origin; /* told when the peer has committed it */
         uint64_t batch_seq;
-    } * frames;
-    size_t frames_cap, frames_head, frames_len;
+    })
+    frames;
     uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
     uint64_t *out_acked; /* per thread of the peer: acknowledged through */
     uint32_t out_threads;
@@ -135,9 +132,7 @@ struct roo__cluster {
     /* joiner: the control link to the initializer */
     roo__fconn to_init;
     bool to_init_active, to_init_open;
-    roo__timer ctl_retry;
-    int ctl_backoff;
-    unsigned ctl_failures;
+    roo__backoff ctl_retry;
     bool refused;
     bool need_bind_local; /* bind my-control/my-data once the local IP is known */
 
@@ -237,6 +232,9 @@ void roo__links_connect(peer *p);
 void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info);
 void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only);
 uint64_t roo__links_sent_total(const cluster *cl);
+void roo__links_committed(cluster *cl, roo__batch *b);
+void roo__links_route_returned(cluster *cl, roo__route *r);
+bool roo__links_idle(const cluster *cl);
 void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
 
 /* move.c */
@@ -250,6 +248,8 @@ void roo__move_send_precopy_all(cluster *cl);
 void roo__move_send_all(cluster *cl);
 void roo__move_free(cluster *cl);
 void roo__move_finish(cluster *cl);
+void roo__move_on_note(cluster *cl, roo__mig_note *n);
+void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
 
 /* initializer.c */
 void roo__coord_check_ready(cluster *cl);
@@ -262,6 +262,7 @@ void roo__coord_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
 
 /* joiner.c */
 void roo__joiner_connect_later(cluster *cl);
+void roo__joiner_retry_cb(roo__loop *loop, roo__timer *t);
 void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t);
 
 /* external.c */

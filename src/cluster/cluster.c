@@ -56,8 +56,7 @@ void roo__cl_conn_kill(aconn *c)
 int roo__cl_fatal(cluster *cl, const char *why)
 {
     roo__log_error("%s", why);
-    atomic_store(&cl->e->fatal_status, 1);
-    kill(getpid(), SIGTERM);
+    roo__engine_exit(cl->e, 1);
     return -1;
 }
 
@@ -301,18 +300,16 @@ int roo__cl_apply_topology(cluster *cl, const roo__topology *t)
     roo__cl_install_routes(cl, NULL);
     roo__cl_persist_topology(cl);
     for (uint32_t w = 0; w < t->nworkers; w++)
-        if (w != cl->self && !t->workers[w].left) {
-            cl->peers[w].data_backoff = 0;
-            roo__links_connect(&cl->peers[w]);
-            cl->peers[w].data_backoff = BACKOFF_MIN_MS;
-        }
+        if (w != cl->self && !t->workers[w].left)
+            roo__backoff_now(cl->e->io_loop, &cl->peers[w].data_retry);
     roo__cl_check_conns_ready(cl);
     return 0;
 }
 
-void roo__cluster_meta_done(roo__engine *e, roo__meta_msg *m)
+/* The identity record we queued is stored (or not). */
+static void meta_stored(void *ctx, roo__meta_msg *m)
 {
-    cluster *cl = e->cluster;
+    cluster *cl = ctx;
 
     cl->meta_pending = false;
     if (m->result >= 0 && cl->mig.active && !cl->mig.pending_stored &&
@@ -348,7 +345,7 @@ uint64_t roo__cl_random_id(void)
 
 bool roo__cl_local_idle(cluster *cl)
 {
-    return roo__io_shards_quiescent(cl->e) && roo__io_sinks_idle(cl->e) && roo__cluster_idle(cl->e);
+    return roo__io_shards_quiescent(cl->e) && roo__io_sinks_idle(cl->e) && roo__links_idle(cl);
 }
 
 void roo__cl_stop_locally(cluster *cl, const char *why)
@@ -359,10 +356,9 @@ void roo__cl_stop_locally(cluster *cl, const char *why)
         return;
     roo__log_info("cluster shutdown: %s", why);
     e->cluster_stopping = true;
-    atomic_store(&e->exit_requested, true);
     roo__io_start_stop(e);
-    /* Wake the main thread so it waits for the drain. */
-    kill(getpid(), SIGTERM);
+    /* The main thread waits for the drain. */
+    roo__engine_exit(e, 0);
 }
 
 /* The switch said we left (shrink): hand over the sources, deliver what is owed, exit. */
@@ -508,9 +504,10 @@ static void ext_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
     accept_on(io->data, io->fd, CONN_EXTERNAL);
 }
 
-void roo__cluster_prepare(roo__engine *e)
+/* Before each poll: free the accepted connections that closed. */
+static void prepare(void *ctx)
 {
-    cluster *cl = e->cluster;
+    cluster *cl = ctx;
     aconn **pp = &cl->conns;
 
     if (!cl)
@@ -573,8 +570,9 @@ void roo__cl_advertise_wild(char *adv, size_t cap, const char *local)
     roo__addr_str(&a, adv, cap);
 }
 
-int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, size_t cap)
+int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, size_t cap)
 {
+    const roo__topology *saved = e->saved_topology;
     const roo__engine_cfg *cfg = &e->cfg;
     cluster *cl = roo__xcalloc(1, sizeof(*cl));
     int rc;
@@ -583,26 +581,20 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
     cl->mode = cfg->mode;
     cl->name = cfg->worker_name;
     cl->ctl_lfd = cl->data_lfd = cl->ext_lfd = -1;
-    cl->ctl_backoff = BACKOFF_MIN_MS;
+    roo__backoff_init(&cl->ctl_retry, roo__joiner_retry_cb, cl);
     cl->incarnation = roo__cl_random_id();
-    e->cluster = cl;
-    if (saved) {
-        e->saved_topology = roo__xcalloc(1, sizeof(roo__topology));
-        roo__topology_copy(saved, e->saved_topology);
-    }
-
     if (cfg->has_external) {
         rc = roo__cl_listen_at(&cfg->external, &cl->ext_lfd, cl->my_external,
                                sizeof(cl->my_external), "--external", msg, cap);
         if (rc < 0)
-            return rc;
+            goto err;
     }
     if (cl->mode == ROO__INITIALIZER && cfg->worker_count > 1) {
         roo__addr data = cfg->control;
         rc = roo__cl_listen_at(&cfg->control, &cl->ctl_lfd, cl->my_control, sizeof(cl->my_control),
                                "--control", msg, cap);
         if (rc < 0)
-            return rc;
+            goto err;
         if (cfg->has_data)
             data = cfg->data;
         else
@@ -610,7 +602,7 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
         rc = roo__cl_listen_at(&data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data",
                                msg, cap);
         if (rc < 0)
-            return rc;
+            goto err;
     } else if (cl->mode == ROO__JOINER) {
         const roo__worker_info *me = NULL;
         roo__addr a;
@@ -623,22 +615,29 @@ int roo__cluster_create(roo__engine *e, const roo__topology *saved, char *msg, s
                 roo__cl_listen_at(cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
                                   cl->my_control, sizeof(cl->my_control), "--my-control", msg, cap);
             if (rc < 0 && cfg->has_my_control)
-                return rc;
+                goto err;
         }
         if (cfg->has_my_data || (me && roo__addr_parse(me->data_addr, &a) == 0)) {
             rc = roo__cl_listen_at(cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd,
                                    cl->my_data, sizeof(cl->my_data), "--my-data", msg, cap);
             if (rc < 0 && cfg->has_my_data)
-                return rc;
+                goto err;
         }
         cl->need_bind_local = cl->ctl_lfd < 0 || cl->data_lfd < 0;
     }
+    *ret_cluster = cl;
     return 0;
+
+err:
+    roo__cluster_destroy(cl);
+    return rc;
 }
 
-void roo__cluster_start(roo__engine *e)
+/* The io thread starts: listen, and form, join or rejoin the cluster. */
+static void start(void *ctx)
 {
-    cluster *cl = e->cluster;
+    cluster *cl = ctx;
+    roo__engine *e = cl->e;
 
     if (cl->ext_lfd >= 0) {
         cl->ext_lio.cb = ext_listen_cb;
@@ -711,20 +710,15 @@ void roo__cluster_start(roo__engine *e)
         roo__log_info("initializer: waiting for %u more worker(s) on control %s (data %s)",
                       e->cfg.worker_count - 1, cl->my_control, cl->my_data);
     }
-    if (cl->mode == ROO__JOINER) {
-        cl->ctl_backoff = 0;
-        roo__joiner_connect_later(cl);
-        cl->ctl_backoff = BACKOFF_MIN_MS;
-    }
+    if (cl->mode == ROO__JOINER)
+        roo__backoff_now(e->io_loop, &cl->ctl_retry);
     cl->heartbeat.cb = roo__joiner_heartbeat_cb;
     cl->heartbeat.data = cl;
     roo__timer_start(e->io_loop, &cl->heartbeat, HEARTBEAT_MS);
 }
 
-void roo__cluster_destroy(roo__engine *e)
+void roo__cluster_destroy(roo__cluster *cl)
 {
-    cluster *cl = e->cluster;
-
     if (!cl)
         return;
     for (aconn *c = cl->conns, *next; c; c = next) {
@@ -738,7 +732,7 @@ void roo__cluster_destroy(roo__engine *e)
         roo__worker_info_finish(&p->info);
         free(p->stats.name);
         roo__buf_finish(&p->backlog);
-        free(p->frames);
+        roo__ring_free(&p->frames);
         free(p->out_seq);
         free(p->out_acked);
         free(p->in_received);
@@ -771,16 +765,35 @@ void roo__cluster_destroy(roo__engine *e)
     for (size_t i = 0; i < cl->co.njoiners; i++)
         roo__worker_info_finish(&cl->co.joiners[i].info);
     free(cl->co.joiners);
-    if (e->saved_pending) {
-        roo__topology_finish(e->saved_pending);
-        free(e->saved_pending);
-        e->saved_pending = NULL;
-    }
-    if (e->saved_topology) {
-        roo__topology_finish(e->saved_topology);
-        free(e->saved_topology);
-        e->saved_topology = NULL;
-    }
     free(cl);
-    e->cluster = NULL;
 }
+
+static bool links_idle(void *ctx)
+{
+    return roo__links_idle(ctx);
+}
+
+static void batch_committed(void *ctx, roo__batch *b)
+{
+    roo__links_committed(ctx, b);
+}
+
+static void route_returned(void *ctx, roo__route *r)
+{
+    roo__links_route_returned(ctx, r);
+}
+
+static void move_note(void *ctx, roo__mig_note *n)
+{
+    roo__move_on_note(ctx, n);
+}
+
+const roo__io_hooks roo__cluster_io_hooks = {
+    .start = start,
+    .prepare = prepare,
+    .batch_committed = batch_committed,
+    .route_returned = route_returned,
+    .meta_stored = meta_stored,
+    .move_note = move_note,
+    .idle = links_idle,
+};

@@ -37,29 +37,22 @@
 #ifndef ROO_CLUSTER_H
 #define ROO_CLUSTER_H
 
+#include "engine/engine.h"
 #include "wire/wire.h"
 
-struct roo__engine;
-struct roo__batch;
-struct roo__route;
-struct roo__meta_msg;
-struct roo__mig_note;
+typedef struct roo__cluster roo__cluster;
 
 /*
- * Bind the cluster's listeners (main thread, before the io thread starts) and remember the
- * saved topology, if the resilience directory had one. msg explains a failure.
+ * Main thread, after roo__engine_create() and before roo__engine_start(): bind the
+ * cluster's listeners (a taken port is an error now, not later). The topology saved in the
+ * resilience directory, if any, is read from the engine. msg explains a failure.
  */
-int roo__cluster_create(struct roo__engine *e, const roo__topology *saved, char *msg, size_t cap);
-void roo__cluster_destroy(struct roo__engine *e);
+int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, size_t cap);
 
-/* io thread: */
-void roo__cluster_start(struct roo__engine *e);
-void roo__cluster_on_batch(struct roo__engine *e, struct roo__batch *b);
-void roo__cluster_route_returned(struct roo__engine *e, struct roo__route *r);
-void roo__cluster_meta_done(struct roo__engine *e, struct roo__meta_msg *m);
-void roo__cluster_mig_note(struct roo__engine *e, struct roo__mig_note *n);
-void roo__cluster_prepare(struct roo__engine *e);
-/* Nothing queued for or owed to other workers. */
-bool roo__cluster_idle(const struct roo__engine *e);
+/* Main thread, after roo__engine_join() (no io thread runs). Accepts NULL. */
+void roo__cluster_destroy(roo__cluster *cl);
+
+/* The cluster's part of the io thread: install with roo__engine_set_io_hooks(e, &.., cl). */
+extern const roo__io_hooks roo__cluster_io_hooks;
 
 #endif /* ROO_CLUSTER_H */

@@ -418,6 +418,48 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
 }
 
 /* roo-ctl shrink: remove workers (by name or count), or say which could leave. */
+/*
+ * The same shrink asked again (roo-ctl lost its connection and asks again, maybe through
+ * another worker) is not a new one: if the named workers already left, say it is done; if
+ * the move under way removes exactly them, answer this request when it ends. True if so.
+ */
+static bool shrink_again(cluster *cl, aconn *c, const roo__ext_request *req)
+{
+    bool all_left = true, known = true, same_move = cl->co.running && cl->mig.active;
+    uint32_t named_live = 0, leaving = 0;
+    char json[200];
+
+    for (size_t i = 0; i < req->nworkers; i++) {
+        int64_t w = roo__cl_worker_index(cl, req->workers[i]);
+        bool seen = false;
+        for (size_t k = 0; k < cl->topo.nworkers; k++)
+            seen = seen || strcmp(cl->topo.workers[k].name, req->workers[i]) == 0;
+        known = known && seen;
+        if (w < 0 || (uint32_t)w >= cl->topo.nworkers)
+            continue;
+        all_left = false;
+        named_live++;
+        same_move =
+            same_move && (uint32_t)w < cl->mig.next.nworkers && cl->mig.next.workers[w].left;
+    }
+    for (uint32_t w = 0; same_move && w < cl->topo.nworkers; w++)
+        leaving += !cl->topo.workers[w].left && cl->mig.next.workers[w].left;
+    if (known && all_left) {
+        snprintf(json, sizeof(json),
+                 "{\"done\": true, \"already_left\": true, \"table_version\": %llu}\n",
+                 (unsigned long long)cl->topo.version);
+        roo__ext_reply(cl, c->id, true, json, NULL);
+        return true;
+    }
+    if (same_move && named_live == req->nworkers && leaving == named_live) {
+        roo__log_info("roo-ctl from %s asks again for the shrink under way; it gets the answer",
+                      c->fc.peer);
+        cl->co.ext_conn = c->id;
+        return true;
+    }
+    return false;
+}
+
 static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
 {
     roo__topology t;
@@ -435,6 +477,8 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
         roo__ext_reply(cl, c->id, false, NULL, err);
         return;
     }
+    if (req->nworkers && !req->dry_run && shrink_again(cl, c, req))
+        return;
     for (uint32_t w = 0; w < cl->topo.nworkers; w++)
         live += !cl->topo.workers[w].left;
     leave = roo__xcalloc(cl->topo.nworkers, 1);

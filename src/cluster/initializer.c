@@ -252,147 +252,142 @@ static void co_rejoined(cluster *cl, uint32_t w)
     }
 }
 
-static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
+/* A worker that is not the initializer was asked to take a joiner: name the initializer. */
+static void redirect_to_initializer(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    roo__ctl r = { .kind = ROO__CTL_REFUSE };
+    char reason[512];
+
+    snprintf(reason, sizeof(reason),
+             "this worker (%s) is not the initializer; contact the "
+             "initializer at %s",
+             cl->name,
+             cl->has_topology ? cl->topo.workers[0].control_addr : "its --control address");
+    /* A joiner follows the hint by itself. */
+    r.reason = reason;
+    r.initializer = cl->has_topology ? cl->topo.workers[0].control_addr : "";
+    roo__log_info("worker '%s' asked to join here; sent it to the initializer", m->worker.name);
+    roo__cl_send_ctl(&c->fc, &r);
+    roo__fconn_close_after_flush(&c->fc);
+}
+
+/* A new worker asks to join the running cluster (--join): wait for enough of them, then grow. */
+static void hello_joiner(cluster *cl, aconn *c, const roo__ctl *m)
 {
     char reason[512];
     int64_t w;
 
-    if (m->protocol_version != roo__cl_protocol_version()) {
-        snprintf(reason, sizeof(reason),
-                 "worker '%s' speaks protocol version %u (roo %s); this "
-                 "cluster speaks version %u (roo %s)",
-                 m->worker.name, m->protocol_version, m->roo_version, roo__cl_protocol_version(),
-                 ROO_VERSION_STRING);
-        refuse(c, reason);
+    if (!cl->has_topology || !cl->topo.complete || !cl->ready) {
+        refuse(c, "the cluster is still forming; join once it is ready");
         return;
     }
-    if (strcmp(m->app_name, cl->e->app->name) != 0) {
-        snprintf(reason, sizeof(reason),
-                 "worker '%s' runs application '%s'; this cluster runs "
-                 "'%s'",
-                 m->worker.name, m->app_name, cl->e->app->name);
-        refuse(c, reason);
-        return;
-    }
-    if (cl->mode == ROO__JOINER) {
-        roo__ctl r = { .kind = ROO__CTL_REFUSE };
-        snprintf(reason, sizeof(reason),
-                 "this worker (%s) is not the initializer; contact the "
-                 "initializer at %s",
-                 cl->name,
-                 cl->has_topology ? cl->topo.workers[0].control_addr : "its --control address");
-        /* A joiner follows the hint by itself. */
-        r.reason = reason;
-        r.initializer = cl->has_topology ? cl->topo.workers[0].control_addr : "";
-        roo__log_info("worker '%s' asked to join here; sent it to the initializer", m->worker.name);
-        roo__cl_send_ctl(&c->fc, &r);
-        roo__fconn_close_after_flush(&c->fc);
-        return;
-    }
-    if (m->join && m->cluster_id == 0) {
-        if (!cl->has_topology || !cl->topo.complete || !cl->ready) {
-            refuse(c, "the cluster is still forming; join once it is ready");
-            return;
-        }
-        w = roo__cl_worker_index(cl, m->worker.name);
-        if (w >= 0 && (uint32_t)w >= cl->topo.nworkers && cl->co.running &&
-            !(cl->peers[w].ctl && !cl->peers[w].ctl->dead)) {
-            /* Being added by the move under way, back before it stored anything. */
-            c->peer = (int)w;
-            cl->peers[w].ctl = c;
-            roo__log_info("joining worker '%s' is back from %s", m->worker.name, c->fc.peer);
-            co_rejoined(cl, (uint32_t)w);
-            return;
-        }
-        if (w >= 0) {
-            snprintf(reason, sizeof(reason), "a worker named '%s' is already in the cluster",
-                     m->worker.name);
-            refuse(c, reason);
-            return;
-        }
-        for (size_t i = 0; i < cl->co.njoiners; i++) {
-            if (strcmp(cl->co.joiners[i].info.name, m->worker.name) == 0) {
-                snprintf(reason, sizeof(reason), "a worker named '%s' is already waiting to join",
-                         m->worker.name);
-                refuse(c, reason);
-                return;
-            }
-        }
-        cl->co.joiners =
-            roo__xrealloc(cl->co.joiners, (cl->co.njoiners + 1) * sizeof(*cl->co.joiners));
-        roo__worker_info_copy(&m->worker, &cl->co.joiners[cl->co.njoiners].info);
-        cl->co.joiners[cl->co.njoiners].info.left = false;
-        cl->co.joiners[cl->co.njoiners].ctl = c;
-        cl->co.njoiners++;
-        if (m->join_count > cl->co.want)
-            cl->co.want = m->join_count;
-        roo__log_info("worker '%s' asks to join from %s (control %s, data %s): %zu of %u joiner(s) "
-                      "waiting",
-                      m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
-                      cl->co.njoiners, cl->co.want ? cl->co.want : 1);
-        co_maybe_grow(cl);
-        return;
-    }
-    if (cl->has_topology) {
-        w = roo__cl_worker_index(cl, m->worker.name);
-        if (w < 0 || w == cl->self) {
-            snprintf(reason, sizeof(reason),
-                     "the cluster is complete with %zu workers; worker "
-                     "'%s' is not one of them",
-                     cl->topo.nworkers, m->worker.name);
-            refuse(c, reason);
-            return;
-        }
-        if (m->cluster_id == 0 && !cl->topo.complete) {
-            /* The initializer restarted before every member had the table: send it. */
-        } else if (m->cluster_id != cl->topo.cluster_id) {
-            snprintf(reason, sizeof(reason),
-                     "worker '%s' belongs to cluster %016llx but has no "
-                     "state for it (%s); was its resilience directory wiped?",
-                     m->worker.name, (unsigned long long)cl->topo.cluster_id,
-                     m->cluster_id ? "another cluster id" : "no cluster id");
-            refuse(c, reason);
-            return;
-        }
-        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead) {
-            snprintf(reason, sizeof(reason), "a worker named '%s' is already connected",
-                     m->worker.name);
-            refuse(c, reason);
-            return;
-        }
-        /* A member comes back: refresh its addresses, send it the table. */
+    w = roo__cl_worker_index(cl, m->worker.name);
+    if (w >= 0 && (uint32_t)w >= cl->topo.nworkers && cl->co.running &&
+        !(cl->peers[w].ctl && !cl->peers[w].ctl->dead)) {
+        /* Being added by the move under way, back before it stored anything. */
         c->peer = (int)w;
         cl->peers[w].ctl = c;
-        cl->peers[w].conns_ready = false;
-        roo__log_info("worker '%s' rejoined from %s", m->worker.name, c->fc.peer);
-        if ((uint32_t)w >= cl->topo.nworkers) {
-            /* Being added by the move under way: it has what it needs but the move's state. */
-            co_rejoined(cl, (uint32_t)w);
-            return;
-        }
-        if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
-            strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
-            cl->topo.workers[w].threads != m->worker.threads) {
-            roo__topology t;
-            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY };
-            roo__topology_copy(&cl->topo, &t);
-            roo__worker_info_finish(&t.workers[w]);
-            roo__worker_info_copy(&m->worker, &t.workers[w]);
-            t.version++;
-            roo__cl_apply_topology(cl, &t);
-            tm.topology = cl->topo;
-            for (uint32_t i = 1; i < cl->topo.nworkers; i++)
-                if (cl->peers[i].ctl && !cl->peers[i].ctl->dead)
-                    roo__cl_send_ctl(&cl->peers[i].ctl->fc, &tm);
-            roo__topology_finish(&t);
-        } else {
-            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
-            roo__cl_send_ctl(&c->fc, &tm);
-        }
+        roo__log_info("joining worker '%s' is back from %s", m->worker.name, c->fc.peer);
         co_rejoined(cl, (uint32_t)w);
         return;
     }
-    /* Formation. */
+    if (w >= 0) {
+        snprintf(reason, sizeof(reason), "a worker named '%s' is already in the cluster",
+                 m->worker.name);
+        refuse(c, reason);
+        return;
+    }
+    for (size_t i = 0; i < cl->co.njoiners; i++) {
+        if (strcmp(cl->co.joiners[i].info.name, m->worker.name) == 0) {
+            snprintf(reason, sizeof(reason), "a worker named '%s' is already waiting to join",
+                     m->worker.name);
+            refuse(c, reason);
+            return;
+        }
+    }
+    cl->co.joiners = roo__xrealloc(cl->co.joiners, (cl->co.njoiners + 1) * sizeof(*cl->co.joiners));
+    roo__worker_info_copy(&m->worker, &cl->co.joiners[cl->co.njoiners].info);
+    cl->co.joiners[cl->co.njoiners].info.left = false;
+    cl->co.joiners[cl->co.njoiners].ctl = c;
+    cl->co.njoiners++;
+    if (m->join_count > cl->co.want)
+        cl->co.want = m->join_count;
+    roo__log_info("worker '%s' asks to join from %s (control %s, data %s): %zu of %u joiner(s) "
+                  "waiting",
+                  m->worker.name, c->fc.peer, m->worker.control_addr, m->worker.data_addr,
+                  cl->co.njoiners, cl->co.want ? cl->co.want : 1);
+    co_maybe_grow(cl);
+}
+
+/* A member of the formed cluster says hello: it restarted, or it is being added by a move. */
+static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    char reason[512];
+    int64_t w;
+
+    w = roo__cl_worker_index(cl, m->worker.name);
+    if (w < 0 || w == cl->self) {
+        snprintf(reason, sizeof(reason),
+                 "the cluster is complete with %zu workers; worker "
+                 "'%s' is not one of them",
+                 cl->topo.nworkers, m->worker.name);
+        refuse(c, reason);
+        return;
+    }
+    if (m->cluster_id == 0 && !cl->topo.complete) {
+        /* The initializer restarted before every member had the table: send it. */
+    } else if (m->cluster_id != cl->topo.cluster_id) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' belongs to cluster %016llx but has no "
+                 "state for it (%s); was its resilience directory wiped?",
+                 m->worker.name, (unsigned long long)cl->topo.cluster_id,
+                 m->cluster_id ? "another cluster id" : "no cluster id");
+        refuse(c, reason);
+        return;
+    }
+    if (cl->peers[w].ctl && !cl->peers[w].ctl->dead) {
+        snprintf(reason, sizeof(reason), "a worker named '%s' is already connected",
+                 m->worker.name);
+        refuse(c, reason);
+        return;
+    }
+    /* A member comes back: refresh its addresses, send it the table. */
+    c->peer = (int)w;
+    cl->peers[w].ctl = c;
+    cl->peers[w].conns_ready = false;
+    roo__log_info("worker '%s' rejoined from %s", m->worker.name, c->fc.peer);
+    if ((uint32_t)w >= cl->topo.nworkers) {
+        /* Being added by the move under way: it has what it needs but the move's state. */
+        co_rejoined(cl, (uint32_t)w);
+        return;
+    }
+    if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
+        strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
+        cl->topo.workers[w].threads != m->worker.threads) {
+        roo__topology t;
+        roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY };
+        roo__topology_copy(&cl->topo, &t);
+        roo__worker_info_finish(&t.workers[w]);
+        roo__worker_info_copy(&m->worker, &t.workers[w]);
+        t.version++;
+        roo__cl_apply_topology(cl, &t);
+        tm.topology = cl->topo;
+        for (uint32_t i = 1; i < cl->topo.nworkers; i++)
+            if (cl->peers[i].ctl && !cl->peers[i].ctl->dead)
+                roo__cl_send_ctl(&cl->peers[i].ctl->fc, &tm);
+        roo__topology_finish(&t);
+    } else {
+        roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+        roo__cl_send_ctl(&c->fc, &tm);
+    }
+    co_rejoined(cl, (uint32_t)w);
+}
+
+/* Formation: collect --worker-count workers, then form the cluster. */
+static void hello_forming(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    char reason[512];
+
     if (m->cluster_id != 0) {
         snprintf(reason, sizeof(reason),
                  "worker '%s' already belongs to cluster %016llx; start "
@@ -441,6 +436,37 @@ static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
                   cl->e->cfg.worker_count);
     if (cl->njoined == cl->e->cfg.worker_count)
         form_cluster(cl);
+}
+
+static void on_hello(cluster *cl, aconn *c, const roo__ctl *m)
+{
+    char reason[512];
+
+    if (m->protocol_version != roo__cl_protocol_version()) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' speaks protocol version %u (roo %s); this "
+                 "cluster speaks version %u (roo %s)",
+                 m->worker.name, m->protocol_version, m->roo_version, roo__cl_protocol_version(),
+                 ROO_VERSION_STRING);
+        refuse(c, reason);
+        return;
+    }
+    if (strcmp(m->app_name, cl->e->app->name) != 0) {
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' runs application '%s'; this cluster runs "
+                 "'%s'",
+                 m->worker.name, m->app_name, cl->e->app->name);
+        refuse(c, reason);
+        return;
+    }
+    if (cl->mode == ROO__JOINER)
+        redirect_to_initializer(cl, c, m);
+    else if (m->join && m->cluster_id == 0)
+        hello_joiner(cl, c, m);
+    else if (cl->has_topology)
+        hello_member(cl, c, m);
+    else
+        hello_forming(cl, c, m);
 }
 
 static void send_exit_all(cluster *cl)

@@ -10,10 +10,88 @@
 
 #include "cluster/cluster-int.h"
 
+/* Refused: follow the initializer it names (a --join asked another worker), or stop. */
+static void on_refuse(cluster *cl, roo__fconn *fc, const roo__ctl *m)
+{
+    char msg[700];
+
+    if (cl->e->cfg.join && m->initializer && m->initializer[0] &&
+        roo__addr_parse(m->initializer, &cl->e->cfg.control) == 0) {
+        roo__log_info("%s is not the initializer; asking the initializer at %s", fc->peer,
+                      m->initializer);
+        roo__fconn_close(fc);
+        cl->to_init_open = cl->to_init_active = false;
+        roo__backoff_now(cl->e->io_loop, &cl->ctl_retry);
+        return;
+    }
+    roo__fconn_close(fc);
+    cl->to_init_open = cl->to_init_active = false;
+    cl->refused = true;
+    snprintf(msg, sizeof(msg), "the initializer refused this worker: %s", m->reason);
+    roo__cl_fatal(cl, msg);
+}
+
+/* A joiner's first table: the one after the move that adds it, minus what moves to it. */
+static int join_table(cluster *cl, const roo__ctl *m)
+{
+    roo__topology t0;
+    int64_t me = -1;
+    int rc;
+
+    roo__topology_copy(&m->topology, &t0);
+    for (size_t i = 0; i < t0.nworkers; i++)
+        if (!t0.workers[i].left && strcmp(t0.workers[i].name, cl->name) == 0)
+            me = (int64_t)i;
+    if (me < 0) {
+        roo__topology_finish(&t0);
+        return roo__cl_fatal(cl, "the initializer's partition move does not list this worker");
+    }
+    for (uint32_t p = 0; p < t0.partitions; p++)
+        if (t0.owner[p] == (uint32_t)me)
+            t0.owner[p] = 0;
+    t0.version = m->epoch - 1;
+    roo__log_info("joining cluster %016llx (%zu workers after the move, %u partitions)",
+                  (unsigned long long)t0.cluster_id, t0.nworkers, t0.partitions);
+    rc = roo__cl_apply_topology(cl, &t0);
+    roo__topology_finish(&t0);
+    return rc;
+}
+
+/* Migrate: take this worker's part in a phase of a partition move. */
+static void on_migrate(cluster *cl, const roo__ctl *m)
+{
+    if (!cl->has_topology && join_table(cl, m) < 0)
+        return;
+    if (m->phase == ROO__MIG_PRECOPY) {
+        if (roo__move_prepare(cl, m->epoch, &m->topology))
+            roo__move_precopy(cl);
+    } else if (m->phase == ROO__MIG_HOLD) {
+        roo__move_begin(cl, m->epoch, &m->topology);
+    } else if (m->phase == ROO__MIG_TRANSFER && cl->mig.active && m->epoch == cl->mig.epoch) {
+        roo__move_transfer(cl);
+    }
+}
+
+/* The initializer's figures for every worker, for a status query we forwarded. */
+static void on_status_reply(cluster *cl, const roo__ctl *m)
+{
+    query *q = roo__ext_status_find(cl, m->query_id);
+
+    if (!q)
+        return;
+    for (size_t i = 0; i < m->nstats; i++) {
+        int64_t w = roo__cl_worker_index(cl, m->stats[i].name);
+        if (w >= 0 && (uint32_t)w != cl->self)
+            roo__ext_status_set(q, (uint32_t)w, &m->stats[i]);
+    }
+    roo__ext_status_complete(cl, q);
+}
+
 static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
 {
     cluster *cl = fc->data;
-    roo__ctl m;
+    roo__ctl m, r = { .worker_name = (char *)cl->name };
+    roo__worker_stats mine;
 
     if (roo__wire_ctl_decode(payload, len, &m) < 0) {
         roo__log_warn("control link to the initializer: malformed frame; reconnecting");
@@ -24,26 +102,7 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
     }
     switch (m.kind) {
     case ROO__CTL_REFUSE:
-        if (cl->e->cfg.join && m.initializer && m.initializer[0] &&
-            roo__addr_parse(m.initializer, &cl->e->cfg.control) == 0) {
-            /* We asked a worker that is not the initializer: ask the one it named. */
-            roo__log_info("%s is not the initializer; asking the initializer at %s", fc->peer,
-                          m.initializer);
-            roo__fconn_close(fc);
-            cl->to_init_open = cl->to_init_active = false;
-            cl->ctl_backoff = 0;
-            roo__joiner_connect_later(cl);
-            cl->ctl_backoff = BACKOFF_MIN_MS;
-            break;
-        }
-        cl->refused = true;
-        {
-            char msg[700];
-            snprintf(msg, sizeof(msg), "the initializer refused this worker: %s", m.reason);
-            roo__cl_fatal(cl, msg);
-        }
-        roo__fconn_close(fc);
-        cl->to_init_open = cl->to_init_active = false;
+        on_refuse(cl, fc, &m);
         break;
     case ROO__CTL_TOPOLOGY:
         if (!cl->has_topology)
@@ -56,73 +115,30 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         roo__cl_go_ready(cl);
         break;
     case ROO__CTL_MIGRATE:
-        if (!cl->has_topology) {
-            /* Joining: start from the table after the move, minus what moves to us. */
-            roo__topology t0;
-            int64_t me = -1;
-            roo__topology_copy(&m.topology, &t0);
-            for (size_t i = 0; i < t0.nworkers; i++)
-                if (!t0.workers[i].left && strcmp(t0.workers[i].name, cl->name) == 0)
-                    me = (int64_t)i;
-            if (me < 0) {
-                roo__topology_finish(&t0);
-                roo__cl_fatal(cl, "the initializer's partition move does not list this worker");
-                break;
-            }
-            for (uint32_t p = 0; p < t0.partitions; p++)
-                if (t0.owner[p] == (uint32_t)me)
-                    t0.owner[p] = 0;
-            t0.version = m.epoch - 1;
-            roo__log_info("joining cluster %016llx (%zu workers after the move, %u partitions)",
-                          (unsigned long long)t0.cluster_id, t0.nworkers, t0.partitions);
-            if (roo__cl_apply_topology(cl, &t0) < 0) {
-                roo__topology_finish(&t0);
-                break;
-            }
-            roo__topology_finish(&t0);
-        }
-        if (m.phase == ROO__MIG_PRECOPY) {
-            if (roo__move_prepare(cl, m.epoch, &m.topology))
-                roo__move_precopy(cl);
-        } else if (m.phase == ROO__MIG_HOLD) {
-            roo__move_begin(cl, m.epoch, &m.topology);
-        } else if (m.phase == ROO__MIG_TRANSFER && cl->mig.active && m.epoch == cl->mig.epoch) {
-            roo__move_transfer(cl);
-        }
+        on_migrate(cl, &m);
         break;
-    case ROO__CTL_STATUS_QUERY: {
-        roo__worker_stats mine;
-        roo__ctl r = { .kind = ROO__CTL_STATUS_REPLY, .query_id = m.query_id, .nstats = 1 };
+    case ROO__CTL_STATUS_QUERY:
         roo__cl_own_stats(cl, &mine);
+        r.kind = ROO__CTL_STATUS_REPLY;
+        r.query_id = m.query_id;
         r.stats = &mine;
+        r.nstats = 1;
         roo__cl_send_ctl(fc, &r);
         break;
-    }
-    case ROO__CTL_STATUS_REPLY: {
-        query *q = roo__ext_status_find(cl, m.query_id);
-        if (q) {
-            for (size_t i = 0; i < m.nstats; i++) {
-                int64_t w = roo__cl_worker_index(cl, m.stats[i].name);
-                if (w >= 0 && (uint32_t)w != cl->self)
-                    roo__ext_status_set(q, (uint32_t)w, &m.stats[i]);
-            }
-            roo__ext_status_complete(cl, q);
-        }
+    case ROO__CTL_STATUS_REPLY:
+        on_status_reply(cl, &m);
         break;
-    }
     case ROO__CTL_SHUTDOWN:
         roo__cl_stop_locally(cl, m.reason[0] ? m.reason : "requested by the initializer");
         break;
-    case ROO__CTL_DRAIN_QUERY: {
-        roo__ctl r = { .kind = ROO__CTL_DRAIN_REPORT,
-                       .round = m.round,
-                       .worker_name = (char *)cl->name };
+    case ROO__CTL_DRAIN_QUERY:
+        r.kind = ROO__CTL_DRAIN_REPORT;
+        r.round = m.round;
         r.idle = roo__cl_local_idle(cl);
         r.sent = roo__links_sent_total(cl);
         r.received = cl->received;
         roo__cl_send_ctl(fc, &r);
         break;
-    }
     case ROO__CTL_EXIT:
         cl->e->exit_received = true;
         if (!cl->e->cluster_stopping)
@@ -147,7 +163,7 @@ static void to_init_closed(roo__fconn *fc, int err)
         return;
     roo__log_warn("control link to the initializer lost%s%s; reconnecting", err ? ": " : "",
                   err ? roo_strerror(err) : "");
-    cl->ctl_backoff = BACKOFF_MIN_MS;
+    roo__backoff_reset(&cl->ctl_retry);
     roo__joiner_connect_later(cl);
 }
 
@@ -175,14 +191,13 @@ static void to_init_connected(roo__fconn *fc, int err)
 
     if (err) {
         cl->to_init_active = false;
-        if (cl->ctl_failures++ == 0)
+        if (roo__backoff_failed(&cl->ctl_retry))
             roo__log_info("initializer at %s not reachable yet (%s); retrying with backoff",
                           fc->peer, roo_strerror(err));
         roo__joiner_connect_later(cl);
         return;
     }
-    cl->ctl_failures = 0;
-    cl->ctl_backoff = BACKOFF_MIN_MS;
+    roo__backoff_reset(&cl->ctl_retry);
     cl->to_init_open = true;
     if (cl->need_bind_local) {
         /* No --my-control/--my-data: listen on the address we reach the initializer from. */
@@ -241,7 +256,7 @@ static const roo__fconn_ops to_init_ops = {
     .on_connect = to_init_connected,
 };
 
-static void ctl_retry_cb(roo__loop *loop, roo__timer *t)
+void roo__joiner_retry_cb(roo__loop *loop, roo__timer *t)
 {
     cluster *cl = t->data;
     int rc;
@@ -253,7 +268,7 @@ static void ctl_retry_cb(roo__loop *loop, roo__timer *t)
     rc = roo__fconn_connect(&cl->to_init, cl->e->io_loop, &cl->e->cfg.control,
                             ROO__CONTROL_FRAME_MAX, &to_init_ops, cl);
     if (rc < 0) {
-        if (cl->ctl_failures++ == 0)
+        if (roo__backoff_failed(&cl->ctl_retry))
             roo__log_info("initializer not reachable yet (%s); retrying with backoff",
                           roo_strerror(rc));
         roo__joiner_connect_later(cl);
@@ -264,10 +279,7 @@ static void ctl_retry_cb(roo__loop *loop, roo__timer *t)
 
 void roo__joiner_connect_later(cluster *cl)
 {
-    cl->ctl_retry.cb = ctl_retry_cb;
-    cl->ctl_retry.data = cl;
-    roo__timer_start(cl->e->io_loop, &cl->ctl_retry, cl->ctl_backoff);
-    cl->ctl_backoff = ROO__MIN(cl->ctl_backoff * 2, BACKOFF_MAX_MS);
+    roo__backoff_schedule(cl->e->io_loop, &cl->ctl_retry);
 }
 
 void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t)

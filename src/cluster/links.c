@@ -55,18 +55,8 @@ void roo__links_pump(peer *p)
             p->out_seq[r->thread]--;
             route_done(r->from, r->batch_seq);
         } else {
-            if (p->frames_len == p->frames_cap) {
-                size_t ncap = p->frames_cap ? p->frames_cap * 2 : 64;
-                struct sent_frame *nf = roo__xmalloc(ncap * sizeof(*nf));
-                for (size_t i = 0; i < p->frames_len; i++)
-                    nf[i] = p->frames[(p->frames_head + i) % p->frames_cap];
-                free(p->frames);
-                p->frames = nf;
-                p->frames_cap = ncap;
-                p->frames_head = 0;
-            }
-            p->frames[(p->frames_head + p->frames_len++) % p->frames_cap] =
-                (struct sent_frame){ r->thread, seq, p->backlog.len, r->from, r->batch_seq };
+            roo__ring_push(&p->frames, (struct sent_frame){ r->thread, seq, p->backlog.len, r->from,
+                                                            r->batch_seq });
             p->sent += r->nmsgs;
             if (p->data_open)
                 roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
@@ -86,23 +76,22 @@ static void peer_acked(peer *p, uint32_t thread, uint64_t seq)
         return;
     if (seq > p->out_acked[thread])
         p->out_acked[thread] = seq;
-    while (p->frames_len) {
-        struct sent_frame *f = &p->frames[p->frames_head];
+    while (p->frames.len) {
+        struct sent_frame *f = &roo__ring_at(&p->frames, 0);
         if (f->seq > p->out_acked[f->thread])
             break;
         route_done(f->origin, f->batch_seq);
         p->backlog_head = f->end;
-        p->frames_head = (p->frames_head + 1) % p->frames_cap;
-        p->frames_len--;
+        roo__ring_pop(&p->frames);
     }
-    if (!p->frames_len) {
+    if (!p->frames.len) {
         p->backlog.len = p->backlog_head = 0;
     } else if (p->backlog_head > (4u << 20) && p->backlog_head * 2 > p->backlog.len) {
         size_t shift = p->backlog_head;
         roo__buf_consume(&p->backlog, shift);
         p->backlog_head = 0;
-        for (size_t i = 0; i < p->frames_len; i++)
-            p->frames[(p->frames_head + i) % p->frames_cap].end -= shift;
+        for (size_t i = 0; i < p->frames.len; i++)
+            roo__ring_at(&p->frames, i).end -= shift;
     }
     roo__links_pump(p);
 }
@@ -144,7 +133,7 @@ static void peer_data_closed(roo__fconn *fc, int err)
     if (!p->cl->e->io_stopping || p->q_head)
         roo__log_warn("data link to %s (%s) lost%s%s; reconnecting", p->info.name,
                       p->info.data_addr, err ? ": " : "", err ? roo_strerror(err) : "");
-    p->data_backoff = BACKOFF_MIN_MS;
+    roo__backoff_reset(&p->data_retry);
     roo__links_connect(p);
 }
 
@@ -156,16 +145,15 @@ static void peer_data_connected(roo__fconn *fc, int err)
 
     if (err) {
         p->data_active = false;
-        if (p->data_failures++ == 0)
+        if (roo__backoff_failed(&p->data_retry))
             roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
                           p->info.name, p->info.data_addr, roo_strerror(err));
         roo__links_connect(p);
         return;
     }
-    if (p->data_failures)
+    if (p->data_retry.failures)
         roo__log_info("data link to %s (%s) connected", p->info.name, p->info.data_addr);
-    p->data_failures = 0;
-    p->data_backoff = BACKOFF_MIN_MS;
+    roo__backoff_reset(&p->data_retry);
     h.cluster_id = cl->topo.cluster_id;
     h.incarnation = cl->incarnation;
     snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
@@ -208,7 +196,7 @@ static void peer_retry(roo__loop *loop, roo__timer *t)
     roo__fconn_finish(&p->data);
     rc = roo__fconn_connect(&p->data, p->cl->e->io_loop, &a, 64 * 1024, &peer_data_ops, p);
     if (rc < 0) {
-        if (p->data_failures++ == 0)
+        if (roo__backoff_failed(&p->data_retry))
             roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",
                           p->info.name, p->info.data_addr, roo_strerror(rc));
         roo__links_connect(p);
@@ -219,10 +207,7 @@ static void peer_retry(roo__loop *loop, roo__timer *t)
 
 void roo__links_connect(peer *p)
 {
-    p->data_retry.cb = peer_retry;
-    p->data_retry.data = p;
-    roo__timer_start(p->cl->e->io_loop, &p->data_retry, p->data_backoff);
-    p->data_backoff = ROO__MIN(p->data_backoff * 2, BACKOFF_MAX_MS);
+    roo__backoff_schedule(p->cl->e->io_loop, &p->data_retry);
 }
 
 void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info)
@@ -231,7 +216,7 @@ void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info)
 
     p->cl = cl;
     p->index = w;
-    p->data_backoff = BACKOFF_MIN_MS;
+    roo__backoff_init(&p->data_retry, peer_retry, p);
     roo__worker_info_copy(info, &p->info);
     p->left = info->left;
     p->out_threads = info->threads ? info->threads : 1;
@@ -254,18 +239,15 @@ void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
         if (w >= cl->npeers) {
             roo__links_peer_init(cl, w, wi);
             cl->npeers = w + 1;
-            if (w != cl->self && !p->left) {
-                p->data_backoff = 0;
-                roo__links_connect(p);
-                p->data_backoff = BACKOFF_MIN_MS;
-            }
+            if (w != cl->self && !p->left)
+                roo__backoff_now(cl->e->io_loop, &p->data_retry);
             continue;
         }
         if (w == cl->self || adding_only)
             continue;
         if (wi->left && !p->left) {
             p->left = true;
-            roo__timer_stop(cl->e->io_loop, &p->data_retry);
+            roo__backoff_stop(cl->e->io_loop, &p->data_retry);
             if (p->data_active)
                 roo__fconn_close(&p->data);
             p->data_open = p->data_active = false;
@@ -278,7 +260,7 @@ void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
                           wi->data_addr);
             roo__fconn_close(&p->data);
             p->data_open = p->data_active = false;
-            p->data_backoff = BACKOFF_MIN_MS;
+            roo__backoff_reset(&p->data_retry);
             roo__worker_info_finish(&p->info);
             roo__worker_info_copy(wi, &p->info);
             roo__links_connect(p);
@@ -313,9 +295,94 @@ static roo__route *route_get(cluster *cl)
     return r;
 }
 
-void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+static void route_put(cluster *cl, roo__route *r)
+{
+    r->node.next = (roo__qnode *)cl->route_pool;
+    cl->route_pool = r;
+}
+
+/* DataHello: which worker sends on this link. False: not one of ours (close it). */
+static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
 {
     roo__engine *e = cl->e;
+    peer *p;
+    int64_t w;
+
+    if (c->hello_seen || h->protocol_version != ROO__PROTOCOL_VERSION ||
+        (cl->has_topology && h->cluster_id != cl->topo.cluster_id)) {
+        roo__log_warn("data connection from %s (worker '%s'): wrong hello (protocol %u, "
+                      "cluster %016llx); closing it",
+                      c->fc.peer, h->worker, h->protocol_version,
+                      (unsigned long long)h->cluster_id);
+        return false;
+    }
+    w = cl->has_topology ? roo__cl_worker_index(cl, h->worker) : -1;
+    if (w < 0 || (uint32_t)w == cl->self) {
+        roo__log_warn("data connection from %s: worker '%s' is not in this cluster; closing it",
+                      c->fc.peer, h->worker);
+        return false;
+    }
+    p = &cl->peers[w];
+    c->hello_seen = true;
+    c->peer = (int)w;
+    p->inbound = c;
+    if (h->incarnation != p->in_incarnation) {
+        /* The sender restarted: its sequence numbers start again at 1. */
+        if (p->in_incarnation)
+            roo__log_info("worker '%s' restarted: accepting its new sequence numbers",
+                          p->info.name);
+        p->in_incarnation = h->incarnation;
+        memset(p->in_received, 0, e->nshards * sizeof(uint64_t));
+        memset(p->in_applied, 0, e->nshards * sizeof(uint64_t));
+    }
+    /* It is back: if our link to it is down, try now rather than after the backoff. */
+    if (!p->data_active && p->data_retry.timer.active)
+        roo__backoff_now(e->io_loop, &p->data_retry);
+    return true;
+}
+
+/*
+ * DataBatch: route buffer r holds `count` messages for our thread `thread`, the sender's
+ * batch `seq` on that thread. It goes to the thread, or back to the pool if it was applied
+ * before. False: the frame is wrong (close the link; r is still the caller's).
+ */
+static bool on_data_batch(cluster *cl, aconn *c, roo__route *r, uint32_t thread, uint64_t seq,
+                          uint32_t count)
+{
+    roo__engine *e = cl->e;
+    peer *p = &cl->peers[c->peer];
+
+    if (thread >= e->nshards) {
+        roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
+                      "worker has %u; closing it",
+                      c->fc.peer, p->info.name, thread, e->nshards);
+        return false;
+    }
+    if (seq <= p->in_received[thread]) {
+        /* Sent again after a reconnect: applied (acknowledge again) or still in a thread. */
+        if (seq <= p->in_applied[thread]) {
+            roo__wire_data_ack_encode(thread, p->in_applied[thread], roo__fconn_outbuf(&c->fc));
+            roo__fconn_flush(&c->fc);
+        }
+        route_put(cl, r);
+        return true;
+    }
+    p->in_received[thread] = seq;
+    r->link_seq = seq;
+    r->link_incarnation = p->in_incarnation;
+    snprintf(r->link_peer, sizeof(r->link_peer), "%s", p->info.name);
+    r->nmsgs = count;
+    r->worker = (uint32_t)c->peer;
+    cl->received += count;
+    atomic_fetch_add_explicit(&e->routed_in, count, memory_order_relaxed);
+    if (++p->inbound_inflight >= INBOUND_ROUTES_MAX)
+        roo__fconn_pause_read(&c->fc, true);
+    roo__queue_push(&e->shards[thread].inbox, &r->node);
+    return true;
+}
+
+void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
     roo__data_kind kind = ROO__DATA_NONE;
     roo__data_hello h;
     uint32_t thread = 0, count = 0;
@@ -327,125 +394,26 @@ void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
         roo__log_warn("data connection from %s: a %zu-byte frame is not a data message; "
                       "closing it",
                       c->fc.peer, len);
-        goto bad;
-    }
-    if (kind == ROO__DATA_HELLO) {
-        int64_t w;
-        if (c->hello_seen || h.protocol_version != ROO__PROTOCOL_VERSION ||
-            (cl->has_topology && h.cluster_id != cl->topo.cluster_id)) {
-            roo__log_warn("data connection from %s (worker '%s'): wrong hello (protocol %u, "
-                          "cluster %016llx); closing it",
-                          c->fc.peer, h.worker, h.protocol_version,
-                          (unsigned long long)h.cluster_id);
-            goto bad;
-        }
-        w = cl->has_topology ? roo__cl_worker_index(cl, h.worker) : -1;
-        if (w < 0 || (uint32_t)w == cl->self) {
-            roo__log_warn("data connection from %s: worker '%s' is not in this cluster; "
-                          "closing it",
-                          c->fc.peer, h.worker);
-            goto bad;
-        }
-        c->hello_seen = true;
-        c->peer = (int)w;
-        cl->peers[w].inbound = c;
-        if (h.incarnation != cl->peers[w].in_incarnation) {
-            /* The sender restarted: its sequence numbers start again at 1. */
-            peer *p = &cl->peers[w];
-            if (p->in_incarnation)
-                roo__log_info("worker '%s' restarted: accepting its new sequence numbers",
-                              p->info.name);
-            p->in_incarnation = h.incarnation;
-            memset(p->in_received, 0, e->nshards * sizeof(uint64_t));
-            memset(p->in_applied, 0, e->nshards * sizeof(uint64_t));
-        }
-        /* It is back: if our link to it is down, try now rather than after the backoff. */
-        if (!cl->peers[w].data_active && cl->peers[w].data_retry.active) {
-            cl->peers[w].data_backoff = BACKOFF_MIN_MS;
-            roo__timer_start(e->io_loop, &cl->peers[w].data_retry, 0);
-        }
-        r->node.next = (roo__qnode *)cl->route_pool;
-        cl->route_pool = r;
-        return;
-    }
-    if (!c->hello_seen) {
-        roo__log_warn("data connection from %s: data before hello; closing it", c->fc.peer);
-        goto bad;
-    }
-    if (kind == ROO__DATA_CHUNK) {
-        /* State of a partition moving here. */
-        roo__import_msg *im = roo__xcalloc(1, sizeof(*im));
-        roo__state_chunk ch = { 0 };
-        r->node.next = (roo__qnode *)cl->route_pool;
-        cl->route_pool = r;
-        if (roo__wire_data_chunk_decode(payload, len, &ch) < 0) {
-            free(im);
-            roo__log_warn("data connection from %s: malformed state chunk; closing it", c->fc.peer);
+    } else if (kind == ROO__DATA_HELLO) {
+        route_put(cl, r);
+        if (!on_data_hello(cl, c, &h))
             roo__cl_conn_kill(c);
-            return;
-        }
-        if (!cl->mig.active || ch.epoch != cl->mig.epoch || ch.partition >= cl->topo.partitions ||
-            !cl->mig.incoming[ch.partition]) {
-            roo__log_debug("state chunk of partition %u (move %llu) from %s is not for us now; "
-                           "ignored",
-                           ch.partition, (unsigned long long)ch.epoch,
-                           cl->peers[c->peer].info.name);
-            roo__buf_finish(&ch.records);
-            roo__buf_finish(&ch.marks);
-            free(im);
-            return;
-        }
-        im->node.kind = ROO__Q_IMPORT;
-        im->epoch = ch.epoch;
-        im->partition = (uint16_t)ch.partition;
-        im->last = ch.last;
-        im->precopy = ch.precopy;
-        im->records = ch.records;
-        im->marks = ch.marks;
-        roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);
+        return;
+    } else if (!c->hello_seen) {
+        roo__log_warn("data connection from %s: data before hello; closing it", c->fc.peer);
+    } else if (kind == ROO__DATA_CHUNK) {
+        route_put(cl, r);
+        roo__move_on_chunk(cl, c, payload, len);
+        return;
+    } else if (on_data_batch(cl, c, r, thread, seq, count)) {
         return;
     }
-    if (thread >= e->nshards) {
-        roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
-                      "worker has %u; closing it",
-                      c->fc.peer, cl->peers[c->peer].info.name, thread, e->nshards);
-        goto bad;
-    }
-    {
-        peer *p = &cl->peers[c->peer];
-        if (seq <= p->in_received[thread]) {
-            /* Sent again after a reconnect: applied (acknowledge again) or still in a thread. */
-            if (seq <= p->in_applied[thread]) {
-                roo__wire_data_ack_encode(thread, p->in_applied[thread], roo__fconn_outbuf(&c->fc));
-                roo__fconn_flush(&c->fc);
-            }
-            r->node.next = (roo__qnode *)cl->route_pool;
-            cl->route_pool = r;
-            return;
-        }
-        p->in_received[thread] = seq;
-        r->link_seq = seq;
-        r->link_incarnation = p->in_incarnation;
-        snprintf(r->link_peer, sizeof(r->link_peer), "%s", p->info.name);
-    }
-    r->nmsgs = count;
-    r->worker = (uint32_t)c->peer;
-    cl->received += count;
-    atomic_fetch_add_explicit(&e->routed_in, count, memory_order_relaxed);
-    if (++cl->peers[c->peer].inbound_inflight >= INBOUND_ROUTES_MAX)
-        roo__fconn_pause_read(&c->fc, true);
-    roo__queue_push(&e->shards[thread].inbox, &r->node);
-    return;
-
-bad:
-    r->node.next = (roo__qnode *)cl->route_pool;
-    cl->route_pool = r;
+    route_put(cl, r);
     roo__cl_conn_kill(c);
 }
 
-void roo__cluster_route_returned(roo__engine *e, roo__route *r)
+void roo__links_route_returned(cluster *cl, roo__route *r)
 {
-    cluster *cl = e->cluster;
     peer *p = cl->has_topology && r->worker < cl->npeers ? &cl->peers[r->worker] : NULL;
 
     if (p && p->inbound_inflight > 0) {
@@ -457,9 +425,9 @@ void roo__cluster_route_returned(roo__engine *e, roo__route *r)
     cl->route_pool = r;
 }
 
-void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
+/* A committed batch's routes for other workers: onto their links (or held, during a move). */
+static void send_routes(cluster *cl, roo__batch *b)
 {
-    cluster *cl = e->cluster;
     roo__route *r = b->remote, *next;
 
     b->remote = NULL;
@@ -492,9 +460,10 @@ void roo__cluster_on_batch(roo__engine *e, roo__batch *b)
     }
 }
 
-void roo__cluster_on_acks(roo__engine *e, roo__batch *b)
+/* The peers' batches that a committed batch applied: acknowledge them. */
+static void send_acks(cluster *cl, roo__batch *b)
 {
-    cluster *cl = e->cluster;
+    roo__engine *e = cl->e;
 
     for (uint32_t i = 0; i < b->nacks; i++) {
         const roo__link_ack *a = &b->acks[i];
@@ -519,9 +488,8 @@ void roo__cluster_on_acks(roo__engine *e, roo__batch *b)
     b->nacks = 0;
 }
 
-bool roo__cluster_idle(const roo__engine *e)
+bool roo__links_idle(const cluster *cl)
 {
-    const cluster *cl = e->cluster;
 
     if (cl->mig.held_head)
         return false;
@@ -529,9 +497,17 @@ bool roo__cluster_idle(const roo__engine *e)
         const peer *p = &cl->peers[w];
         if (w == cl->self)
             continue;
-        if (p->q_head || p->frames_len || (p->data_open && roo__fconn_pending(&p->data)) ||
+        if (p->q_head || p->frames.len || (p->data_open && roo__fconn_pending(&p->data)) ||
             p->inbound_inflight)
             return false;
     }
     return true;
+}
+
+void roo__links_committed(cluster *cl, roo__batch *b)
+{
+    if (b->nacks)
+        send_acks(cl, b);
+    if (b->remote)
+        send_routes(cl, b);
 }

@@ -319,9 +319,9 @@ static void mig_send_chunks(cluster *cl, peer *p, int mode)
             rc = chunk_changes(cl, &x, (uint16_t)q);
         else if (rc == 0)
             rc = roo__store_scan_partition(cl->e->store, (uint16_t)q, chunk_record, &x);
-        for (size_t off = 0; off + 22 <= marks.len; off += 22)
-            if (roo__load_be16(marks.data + off + 8) == q)
-                roo__buf_append(&x.c.marks, marks.data + off, 22);
+        for (size_t off = 0; off + ROO__STREAM_MARK_LEN <= marks.len; off += ROO__STREAM_MARK_LEN)
+            if (roo__key_stream_partition(marks.data + off) == q)
+                roo__buf_append(&x.c.marks, marks.data + off, ROO__STREAM_MARK_LEN);
         x.c.last = true;
         chunk_flush(&x);
     }
@@ -461,9 +461,9 @@ void roo__move_finish(cluster *cl)
     cl->mig.hold_ns = 0;
 }
 
-void roo__cluster_mig_note(roo__engine *e, roo__mig_note *n)
+void roo__move_on_note(cluster *cl, roo__mig_note *n)
 {
-    cluster *cl = e->cluster;
+    roo__engine *e = cl->e;
     struct mig_state *m = cl ? &cl->mig : NULL;
 
     if (m && m->active && n->epoch == m->epoch && n->shard < e->nshards) {
@@ -512,4 +512,36 @@ void roo__cluster_mig_note(roo__engine *e, roo__mig_note *n)
     if (n->kind == ROO__MIG_NOTE_TRACKED)
         roo__buf_finish(&n->keys);
     free(n);
+}
+
+/* A StateChunk arrived on a data link: a piece of a partition moving here, for its thread. */
+void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t len)
+{
+    roo__engine *e = cl->e;
+    roo__import_msg *im;
+    roo__state_chunk ch = { 0 };
+
+    if (roo__wire_data_chunk_decode(payload, len, &ch) < 0) {
+        roo__log_warn("data connection from %s: malformed state chunk; closing it", c->fc.peer);
+        roo__cl_conn_kill(c);
+        return;
+    }
+    if (!cl->mig.active || ch.epoch != cl->mig.epoch || ch.partition >= cl->topo.partitions ||
+        !cl->mig.incoming[ch.partition]) {
+        roo__log_debug("state chunk of partition %u (move %llu) from %s is not for us now; "
+                       "ignored",
+                       ch.partition, (unsigned long long)ch.epoch, cl->peers[c->peer].info.name);
+        roo__buf_finish(&ch.records);
+        roo__buf_finish(&ch.marks);
+        return;
+    }
+    im = roo__xcalloc(1, sizeof(*im));
+    im->node.kind = ROO__Q_IMPORT;
+    im->epoch = ch.epoch;
+    im->partition = (uint16_t)ch.partition;
+    im->last = ch.last;
+    im->precopy = ch.precopy;
+    im->records = ch.records;
+    im->marks = ch.marks;
+    roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);
 }

@@ -16,13 +16,7 @@
 #include <unistd.h>
 
 #include "engine/engine-int.h"
-
-/* Outbox key: u32 BE sink | u64 BE outbox seq. */
-static void outbox_key(uint8_t key[12], uint32_t sink, uint64_t seq)
-{
-    roo__store_be32(key, sink);
-    roo__store_be64(key + 4, seq);
-}
+#include "state/keys.h"
 
 static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
 {
@@ -31,11 +25,11 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
     /* Output that depends on this commit's state is stored with it, so a restart can send
      * it again if the worker dies before writing it to the sink. */
     for (size_t i = 0; b->outbox_seq && i < e->app->nsinks; i++) {
-        uint8_t key[12];
+        uint8_t key[ROO__OUTBOX_KEY_LEN];
         int rc;
         if (!b->out[i].len)
             continue;
-        outbox_key(key, (uint32_t)i, b->outbox_seq);
+        roo__key_outbox(key, (uint32_t)i, b->outbox_seq);
         rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), b->out[i].data, b->out[i].len);
         if (rc < 0)
             return rc;
@@ -91,9 +85,9 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t delete_through
     }
     /* Outbox entries already written to their sinks go, in the same transaction. */
     for (size_t i = 0; delete_through > e->outbox_deleted && i < e->app->nsinks; i++) {
-        uint8_t key[12];
-        outbox_key(key, (uint32_t)i, delete_through);
-        rc = roo__store_txn_del_through(s, ROO__DB_OUTBOX, key, sizeof(key), 4);
+        uint8_t key[ROO__OUTBOX_KEY_LEN];
+        roo__key_outbox(key, (uint32_t)i, delete_through);
+        rc = roo__store_txn_del_through(s, ROO__DB_OUTBOX, key, sizeof(key), ROO__OUTBOX_SINK_LEN);
         if (rc < 0) {
             roo__store_txn_abort(s);
             return rc;
@@ -190,6 +184,20 @@ done:
     return true;
 }
 
+/* Store the identity record; a full map grows, as for batches. */
+static int put_meta(roo__engine *e, const roo__meta_msg *m)
+{
+    int rc = roo__store_meta_put(e->store, m->encoded.data, m->encoded.len);
+
+    while (rc == ROO__EMAPFULL && (rc = roo__store_grow(e->store)) == 0) {
+        char buf[32];
+        roo__log_info("state map full: grew it to %s",
+                      roo__fmt_bytes(roo__store_map_size(e->store), buf, sizeof(buf)));
+        rc = roo__store_meta_put(e->store, m->encoded.data, m->encoded.len);
+    }
+    return rc;
+}
+
 void *roo__committer_main(void *arg)
 {
     roo__engine *e = arg;
@@ -212,7 +220,7 @@ void *roo__committer_main(void *arg)
                 if (head && !commit_all(e, head, &tail))
                     return NULL;
                 head = tail = NULL;
-                m->result = roo__store_meta_put(e->store, m->encoded.data, m->encoded.len);
+                m->result = put_meta(e, m);
                 if (m->result < 0)
                     roo__log_error("cannot store the cluster identity in %s: %s",
                                    e->cfg.resilience_dir, roo__store_errmsg(e->store));

@@ -37,7 +37,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "cluster/cluster.h"
 #include "common/buf.h"
 #include "common/queue.h"
 #include "engine/engine.h"
@@ -45,8 +44,10 @@
 #include "engine/routes.h"
 #include "loop/loop.h"
 #include "net/framer.h"
+#include "state/keys.h"
 #include "state/store.h"
 #include "state/table.h"
+#include "wire/wire.h"
 
 /* ---- application graph (built by roo_app_* / roo_pipeline_*, read-only once running) ---- */
 
@@ -253,7 +254,7 @@ typedef struct roo__route {
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;
-    char link_peer[72];
+    char link_peer[ROO__LINK_NAME_MAX + 1];
     bool held; /* for a partition on the move: io keeps it until the switch */
 } roo__route;
 
@@ -390,7 +391,6 @@ typedef struct roo__shard {
 } roo__shard;
 
 typedef struct roo__sink roo__sink;
-typedef struct roo__cluster roo__cluster;
 
 struct roo__engine {
     roo_app *app;
@@ -426,17 +426,19 @@ struct roo__engine {
     int *listen_fds;
     roo__io *listen_ios;
     size_t nlisten;
-    bool sources_open;     /* io: listening (the cluster is ready) */
-    roo__cluster *cluster; /* io thread */
+    bool sources_open;   /* io: listening (the cluster is ready) */
+    roo__io_hooks hooks; /* the cluster's part of the io thread (engine.h) */
+    void *hooks_ctx;
     _Atomic uint64_t routed_in;
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
     _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
-    roo__topology *saved_topology; /* from the resilience directory, until the cluster takes it */
+    roo__queue exit_q;             /* any thread -> main: stop the worker (roo__engine_exit) */
+    roo__topology *saved_topology; /* from the resilience directory (NULL: none) */
     roo__topology *saved_pending;  /* ... and a partition move that was under way */
     bool left_cluster;             /* this worker left the cluster (shrink): remove its directory */
     /* Links database at start: what each peer's batches were applied through. */
     struct roo__link_state {
-        char peer[72];
+        char peer[ROO__LINK_NAME_MAX + 1];
         uint32_t thread;
         uint64_t incarnation;
         uint64_t seq;
@@ -448,6 +450,7 @@ struct roo__engine {
     roo__sink *sinks;
     size_t nsinks;
     bool io_stopping;
+    bool io_drained; /* io: the stop's drain finished and main was told */
     unsigned quiescent_shards;
     bool *shard_quiescent;
     int64_t stop_deadline_ns;
@@ -474,9 +477,6 @@ bool roo__engine_has_state(const roo__engine *e);
 
 /* committer.c */
 void *roo__committer_main(void *arg);
-
-/* cluster.c (io thread): a committed batch's acknowledgements to send. */
-void roo__cluster_on_acks(roo__engine *e, roo__batch *b);
 
 /* io.c */
 int roo__io_init(roo__engine *e);

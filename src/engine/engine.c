@@ -1,6 +1,5 @@
 /* engine.c: assembling a worker: resilience directory, recovery, threads, orderly stop. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
@@ -162,18 +161,13 @@ static int recover_link(void *arg, const uint8_t *key, size_t key_len, const uin
                         size_t val_len)
 {
     roo__engine *e = arg;
-    struct roo__link_state *l;
+    struct roo__link_state l;
 
-    if (key_len < 5 || key_len - 4 >= sizeof(l->peer) || val_len != 16)
+    if (!roo__key_link_parse(key, key_len, val, val_len, l.peer, &l.thread, &l.incarnation, &l.seq))
         return 0; /* not ours to judge: skip */
     e->recovered_links =
         roo__xrealloc(e->recovered_links, (e->nrecovered_links + 1) * sizeof(*e->recovered_links));
-    l = &e->recovered_links[e->nrecovered_links++];
-    memcpy(l->peer, key, key_len - 4);
-    l->peer[key_len - 4] = '\0';
-    l->thread = roo__load_be32(key + key_len - 4);
-    l->incarnation = roo__load_be64(val);
-    l->seq = roo__load_be64(val + 8);
+    e->recovered_links[e->nrecovered_links++] = l;
     return 0;
 }
 
@@ -182,15 +176,17 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
 {
     roo__engine *e = arg;
     struct roo__outbox_entry *o;
+    uint32_t sink;
+    uint64_t seq;
 
-    if (key_len != 12)
+    if (!roo__key_outbox_parse(key, key_len, &sink, &seq))
         return 0;
     e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
                                         (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
     o = &e->recovered_outbox[e->nrecovered_outbox++];
     memset(o, 0, sizeof(*o));
-    o->sink = roo__load_be32(key);
-    o->seq = roo__load_be64(key + 4);
+    o->sink = sink;
+    o->seq = seq;
     roo__buf_append(&o->bytes, val, val_len);
     if (o->seq > e->outbox_next)
         e->outbox_next = o->seq;
@@ -201,13 +197,12 @@ static int recover_stream(void *arg, const uint8_t *key, size_t key_len, const u
                           size_t val_len)
 {
     roo__engine *e = arg;
-    uint16_t partition;
+    roo__stream_mark m;
 
-    if (key_len != ROO__STREAM_KEY_LEN || val_len != ROO__STREAM_VAL_LEN)
+    if (!roo__key_stream_parse(key, key_len, val, val_len, &m))
         return 0;
-    partition = roo__load_be16(key + 8);
-    roo__dedup_load(e->shards[partition % e->nshards].dedup, roo__load_be64(key), partition,
-                    roo__load_be64(val), roo__load_be32(val + 8));
+    roo__dedup_load(e->shards[m.partition % e->nshards].dedup, m.stream, m.partition, m.offset,
+                    m.sub);
     e->recovered_marks++;
     return 0;
 }
@@ -292,7 +287,7 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         return ROO_EUSAGE;
     }
     e = roo__xcalloc(1, sizeof(*e));
-    e->commit_q.efd = e->io_q.efd = -1;
+    e->commit_q.efd = e->io_q.efd = e->exit_q.efd = -1;
     e->app = app;
     e->cfg = *cfg;
     e->nshards = cfg->threads;
@@ -302,6 +297,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     rc = roo__queue_init(&e->commit_q, false);
     if (rc == 0)
         rc = roo__queue_init(&e->io_q, true);
+    if (rc == 0)
+        rc = roo__queue_init(&e->exit_q, true);
     if (rc < 0) {
         snprintf(msg, cap, "cannot create queues: %s", roo_strerror(rc));
         goto err;
@@ -359,13 +356,7 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         goto err;
     }
     e->recovered_ms = (roo__now_ns() - t0) / 1000000;
-    rc = roo__cluster_create(e, saved, msg, cap);
-    if (rc < 0)
-        goto err;
-    if (saved) {
-        roo__topology_finish(saved);
-        free(saved);
-    }
+    e->saved_topology = saved; /* the cluster reads it when the io thread starts */
     *ret_engine = e;
     return 0;
 
@@ -405,6 +396,52 @@ int roo__engine_start(roo__engine *e, char *msg, size_t cap)
     }
     e->threads_started = true;
     return 0;
+}
+
+bool roo__engine_running(const roo__engine *e)
+{
+    return e->threads_started;
+}
+
+void roo__engine_set_io_hooks(roo__engine *e, const roo__io_hooks *hooks, void *ctx)
+{
+    e->hooks = *hooks;
+    e->hooks_ctx = ctx;
+}
+
+typedef struct exit_msg {
+    roo__qnode node;
+    int status;
+} exit_msg;
+
+void roo__engine_exit(roo__engine *e, int status)
+{
+    exit_msg *m = roo__xcalloc(1, sizeof(*m));
+
+    if (status)
+        atomic_store(&e->fatal_status, status);
+    else
+        atomic_store(&e->exit_requested, true);
+    m->node.kind = ROO__Q_STOP;
+    m->status = status;
+    roo__queue_push(&e->exit_q, &m->node);
+}
+
+int roo__engine_exit_fd(const roo__engine *e)
+{
+    return roo__queue_fd(&e->exit_q);
+}
+
+bool roo__engine_take_exit(roo__engine *e)
+{
+    roo__qnode *n = roo__queue_take_all(&e->exit_q), *next;
+    bool any = n != NULL;
+
+    for (; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+    return any;
 }
 
 static void push_ctl(roo__queue *q, uint32_t kind)
@@ -473,10 +510,8 @@ void roo__engine_recovery_info(const roo__engine *e, uint64_t *ret_keys, int64_t
     *ret_ms = e->recovered_ms;
 }
 
-void roo__engine_destroy(roo__engine *e)
+void roo__engine_join(roo__engine *e)
 {
-    if (!e)
-        return;
     if (e->threads_started) {
         /* Shards first: once they are gone nothing new reaches the committer or io. */
         for (unsigned i = 0; i < e->nshards; i++)
@@ -489,7 +524,13 @@ void roo__engine_destroy(roo__engine *e)
         pthread_join(e->io_thread, NULL);
         e->threads_started = false;
     }
-    roo__cluster_destroy(e);
+}
+
+void roo__engine_destroy(roo__engine *e)
+{
+    if (!e)
+        return;
+    roo__engine_join(e);
     if (e->io_loop)
         roo__io_finish(e);
     for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
@@ -511,8 +552,17 @@ void roo__engine_destroy(roo__engine *e)
         if (n->kind != ROO__Q_BATCH)
             free(n);
     }
+    roo__engine_take_exit(e);
     roo__queue_finish(&e->commit_q);
     roo__queue_finish(&e->io_q);
+    roo__queue_finish(&e->exit_q);
+    for (int i = 0; i < 2; i++) {
+        roo__topology *t = i ? e->saved_pending : e->saved_topology;
+        if (t) {
+            roo__topology_finish(t);
+            free(t);
+        }
+    }
     free(e->part_shard);
     free(e->recovered_links);
     for (size_t i = 0; i < e->nrecovered_outbox; i++)

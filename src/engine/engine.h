@@ -51,8 +51,50 @@ typedef struct roo__engine_cfg {
 int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **ret_engine,
                        char *msg, size_t cap);
 
+/*
+ * The io thread's calls into the layer above the engine (the cluster), so that the engine
+ * never names it: the worker layer installs them before roo__engine_start(). Every hook
+ * runs on the io thread and gets `ctx`; a hook left NULL does nothing (idle: true).
+ */
+struct roo__batch;
+struct roo__route;
+struct roo__meta_msg;
+struct roo__mig_note;
+typedef struct roo__io_hooks {
+    /* The io thread starts (after resending the outbox, before its first poll). */
+    void (*start)(void *ctx);
+    /* Before each poll. */
+    void (*prepare)(void *ctx);
+    /* A batch is committed and carries acknowledgements or routes for other workers. */
+    void (*batch_committed)(void *ctx, struct roo__batch *b);
+    /* A thread is done with a route buffer that came from another worker. */
+    void (*route_returned)(void *ctx, struct roo__route *r);
+    /* The identity record queued with roo__engine_store_meta() is stored (or failed). */
+    void (*meta_stored)(void *ctx, struct roo__meta_msg *m);
+    /* A thread finished its part of a step of a partition move. */
+    void (*move_note)(void *ctx, struct roo__mig_note *n);
+    /* Nothing is queued for, or owed to, another worker. */
+    bool (*idle)(void *ctx);
+} roo__io_hooks;
+
+/* Main thread, before roo__engine_start(): install the io thread's hooks (copied). */
+void roo__engine_set_io_hooks(roo__engine *e, const roo__io_hooks *hooks, void *ctx);
+
 /* Bind the listeners and start the threads; msg explains a failure. */
 int roo__engine_start(roo__engine *e, char *msg, size_t cap);
+/* The threads were started (and must be stopped and joined). */
+bool roo__engine_running(const roo__engine *e);
+
+/*
+ * Any thread: ask the main thread to stop the worker. status 0 is an orderly stop that the
+ * cluster asked for (roo-ctl shutdown, this worker left); anything else is a fatal error,
+ * already logged, and becomes the exit status. It travels through a queue whose eventfd,
+ * roo__engine_exit_fd(), the main thread polls next to its signals.
+ */
+void roo__engine_exit(roo__engine *e, int status);
+int roo__engine_exit_fd(const roo__engine *e);
+/* Main thread: take what roo__engine_exit() queued; true if anything was. */
+bool roo__engine_take_exit(roo__engine *e);
 
 /* Ask for a clean stop: stop reading, commit, deliver output (bounded by the timeout). */
 void roo__engine_request_stop(roo__engine *e);
@@ -60,7 +102,9 @@ void roo__engine_request_stop(roo__engine *e);
 /* Wait up to timeout_ms (-1: forever) for the drain to finish; true if it did. */
 bool roo__engine_wait_done(roo__engine *e, int timeout_ms);
 
-/* Join the threads (after a stop) and release everything. Accepts NULL. */
+/* Stop and join the threads (after a stop; idempotent), so that the layer above can go. */
+void roo__engine_join(roo__engine *e);
+/* Join the threads if still running and release everything. Accepts NULL. */
 void roo__engine_destroy(roo__engine *e);
 
 /* 0, or the exit status the worker must end with (the cluster refused it, ...). */

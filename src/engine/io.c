@@ -22,18 +22,16 @@
 #include <errno.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/ring.h"
 #include "engine/engine-int.h"
 
 #define MAX_IOV 64
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
 
 struct roo__sink {
     roo__engine *eng;
@@ -43,14 +41,11 @@ struct roo__sink {
     int fd;
     bool connected;
     bool connecting;
-    roo__timer retry;
-    int backoff_ms;
-    unsigned failures;
+    roo__backoff retry;
     bool ever_connected;
 
     /* FIFO of batches whose out[idx] is not fully written; head_off into the first. */
-    roo__batch **fifo;
-    size_t fifo_cap, fifo_head, fifo_len;
+    ROO__RING(roo__batch *) fifo;
     size_t head_off;
     uint64_t pending_bytes;
 
@@ -60,8 +55,7 @@ struct roo__sink {
     /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
     uint8_t *ring;
     size_t ring_cap;
-    uint64_t *starts;
-    size_t starts_cap, starts_head, starts_len;
+    ROO__RING(uint64_t) starts;
     uint64_t replay_pos; /* < written while resending after a reconnect */
 };
 
@@ -69,47 +63,11 @@ struct roo__sink {
 
 static void fifo_push(roo__sink *s, roo__batch *b)
 {
-    if (s->fifo_len == s->fifo_cap) {
-        size_t ncap = s->fifo_cap ? s->fifo_cap * 2 : 16;
-        roo__batch **nf = roo__xmalloc(ncap * sizeof(*nf));
-        for (size_t i = 0; i < s->fifo_len; i++)
-            nf[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
-        free(s->fifo);
-        s->fifo = nf;
-        s->fifo_cap = ncap;
-        s->fifo_head = 0;
-    }
-    s->fifo[(s->fifo_head + s->fifo_len++) % s->fifo_cap] = b;
+    roo__ring_push(&s->fifo, b);
     s->pending_bytes += b->out[s->idx].len;
 }
 
-static roo__batch *fifo_at(const roo__sink *s, size_t i)
-{
-    return s->fifo[(s->fifo_head + i) % s->fifo_cap];
-}
-
-static void fifo_pop(roo__sink *s)
-{
-    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
-    s->fifo_len--;
-}
-
 /* ---- replay ring ---- */
-
-static void starts_push(roo__sink *s, uint64_t off)
-{
-    if (s->starts_len == s->starts_cap) {
-        size_t ncap = s->starts_cap ? s->starts_cap * 2 : 64;
-        uint64_t *ns = roo__xmalloc(ncap * sizeof(*ns));
-        for (size_t i = 0; i < s->starts_len; i++)
-            ns[i] = s->starts[(s->starts_head + i) % s->starts_cap];
-        free(s->starts);
-        s->starts = ns;
-        s->starts_cap = ncap;
-        s->starts_head = 0;
-    }
-    s->starts[(s->starts_head + s->starts_len++) % s->starts_cap] = off;
-}
 
 static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
 {
@@ -129,10 +87,8 @@ static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
         done += chunk;
     }
     oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
-    while (s->starts_len && s->starts[s->starts_head] < oldest) {
-        s->starts_head = (s->starts_head + 1) % s->starts_cap;
-        s->starts_len--;
-    }
+    while (s->starts.len && roo__ring_at(&s->starts, 0) < oldest)
+        roo__ring_pop(&s->starts);
 }
 
 /* ---- writing ---- */
@@ -161,14 +117,14 @@ static void sink_batch_done(roo__sink *s, roo__batch *b)
 /* Account for n bytes just written from the FIFO (not from the replay ring). */
 static void sink_advance(roo__sink *s, size_t n)
 {
-    while (s->fifo_len) {
-        roo__batch *b = fifo_at(s, 0);
+    while (s->fifo.len) {
+        roo__batch *b = roo__ring_at(&s->fifo, 0);
         roo__buf *ob = &b->out[s->idx];
         size_t take = ROO__MIN(n, ob->len - s->head_off);
 
         if (take) {
             if (s->head_off == 0 && s->ring_cap)
-                starts_push(s, s->written);
+                roo__ring_push(&s->starts, s->written);
             s->written += take;
             ring_append(s, ob->data + s->head_off, take);
             s->head_off += take;
@@ -177,7 +133,7 @@ static void sink_advance(roo__sink *s, size_t n)
         }
         if (s->head_off < ob->len)
             break;
-        fifo_pop(s);
+        roo__ring_pop(&s->fifo);
         s->head_off = 0;
         sink_batch_done(s, b);
     }
@@ -217,12 +173,12 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
     s->connected = s->connecting = false;
     if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
         s->replay_pos = s->written;
-    } else if (s->starts_len) {
+    } else if (s->starts.len) {
         /* The last batch start at or before the first byte that may be unread. */
-        uint64_t from = s->starts[s->starts_head];
+        uint64_t from = roo__ring_at(&s->starts, 0);
         if (clean) {
-            for (size_t i = s->starts_len; i > 0; i--) {
-                uint64_t st = s->starts[(s->starts_head + i - 1) % s->starts_cap];
+            for (size_t i = s->starts.len; i > 0; i--) {
+                uint64_t st = roo__ring_at(&s->starts, i - 1);
                 if (st <= acked) {
                     from = st;
                     break;
@@ -242,14 +198,13 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
                       roo__fmt_bytes(resend, b1, sizeof(b1)),
                       roo__fmt_bytes(s->pending_bytes, b2, sizeof(b2)));
     }
-    s->backoff_ms = BACKOFF_MIN_MS;
-    s->failures = 0;
+    roo__backoff_reset(&s->retry);
     sink_schedule_connect(s);
 }
 
 static void sink_flush(roo__sink *s)
 {
-    while (s->connected && (s->replay_pos < s->written || s->fifo_len)) {
+    while (s->connected && (s->replay_pos < s->written || s->fifo.len)) {
         struct iovec iov[MAX_IOV];
         struct msghdr mh = { .msg_iov = iov };
         size_t niov = 0, replay_bytes = 0;
@@ -267,8 +222,8 @@ static void sink_flush(roo__sink *s)
                 replay_bytes += chunk;
             }
         } else {
-            for (size_t i = 0; i < s->fifo_len && niov < MAX_IOV; i++) {
-                roo__buf *ob = &fifo_at(s, i)->out[s->idx];
+            for (size_t i = 0; i < s->fifo.len && niov < MAX_IOV; i++) {
+                roo__buf *ob = &roo__ring_at(&s->fifo, i)->out[s->idx];
                 size_t skip = i == 0 ? s->head_off : 0;
                 if (ob->len > skip) {
                     iov[niov].iov_base = ob->data + skip;
@@ -303,7 +258,7 @@ static void sink_update_events(roo__sink *s)
 
     if (!s->connected)
         return;
-    if (s->replay_pos < s->written || s->fifo_len)
+    if (s->replay_pos < s->written || s->fifo.len)
         ev |= EPOLLOUT;
     roo__io_set_events(s->eng->io_loop, &s->io, ev);
 }
@@ -320,13 +275,13 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             close(s->fd);
             s->fd = -1;
             s->connecting = false;
-            if (s->failures++ == 0)
+            if (roo__backoff_failed(&s->retry))
                 roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
                               "output meanwhile",
                               s->addr_str, roo_strerror(rc));
             else
-                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str, s->failures,
-                               roo_strerror(rc));
+                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str,
+                               s->retry.failures, roo_strerror(rc));
             sink_schedule_connect(s);
             return;
         }
@@ -343,8 +298,7 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             roo__log_info("sink %s: connected", s->addr_str);
         }
         s->ever_connected = true;
-        s->failures = 0;
-        s->backoff_ms = BACKOFF_MIN_MS;
+        roo__backoff_reset(&s->retry);
         sink_flush(s);
         return;
     }
@@ -373,7 +327,7 @@ static void sink_try_connect(roo__sink *s)
 
     rc = roo__tcp_connect_start(a, &fd);
     if (rc < 0) {
-        if (s->failures++ == 0)
+        if (roo__backoff_failed(&s->retry))
             roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
                           "output meanwhile",
                           s->addr_str, roo_strerror(rc));
@@ -402,20 +356,41 @@ static void sink_on_retry(roo__loop *loop, roo__timer *t)
 
 static void sink_schedule_connect(roo__sink *s)
 {
-    s->retry.cb = sink_on_retry;
-    s->retry.data = s;
-    roo__timer_start(s->eng->io_loop, &s->retry, s->backoff_ms);
-    s->backoff_ms = ROO__MIN(s->backoff_ms * 2, BACKOFF_MAX_MS);
+    roo__backoff_schedule(s->eng->io_loop, &s->retry);
+}
+
+/* ---- without a cluster (no hooks installed): nothing crosses workers ---- */
+
+static bool links_idle(roo__engine *e)
+{
+    return !e->hooks.idle || e->hooks.idle(e->hooks_ctx);
+}
+
+static void free_route(roo__qnode *n)
+{
+    roo__buf_finish(&((roo__route *)n)->data);
+    free(n);
+}
+
+static void free_meta(roo__qnode *n)
+{
+    roo__buf_finish(&((roo__meta_msg *)n)->encoded);
+    free(n);
+}
+
+static void free_note(roo__qnode *n)
+{
+    if (((roo__mig_note *)n)->kind == ROO__MIG_NOTE_TRACKED)
+        roo__buf_finish(&((roo__mig_note *)n)->keys);
+    free(n);
 }
 
 /* ---- committed batches ---- */
 
 static void batch_committed(roo__engine *e, roo__batch *b)
 {
-    if (b->nacks)
-        roo__cluster_on_acks(e, b);
-    if (b->remote)
-        roo__cluster_on_batch(e, b);
+    if ((b->nacks || b->remote) && e->hooks.batch_committed)
+        e->hooks.batch_committed(e->hooks_ctx, b);
     b->refs = 1; /* held by us until every sink has queued it */
     for (size_t i = 0; i < e->nsinks; i++) {
         if (b->out[i].len == 0)
@@ -436,7 +411,7 @@ static void batch_committed(roo__engine *e, roo__batch *b)
 bool roo__io_sinks_idle(const roo__engine *e)
 {
     for (size_t i = 0; i < e->nsinks; i++)
-        if (e->sinks[i].fifo_len)
+        if (e->sinks[i].fifo.len)
             return false;
     return true;
 }
@@ -461,15 +436,16 @@ static void signal_done(roo__engine *e)
  */
 void roo__io_check_drained(roo__engine *e)
 {
-    if (!e->io_stopping)
+    if (!e->io_stopping || e->io_drained)
         return;
     if (e->cluster_stopping) {
         if (!e->exit_received || !roo__io_sinks_idle(e))
             return;
-    } else if (!roo__io_shards_quiescent(e) || !roo__io_sinks_idle(e) || !roo__cluster_idle(e)) {
+    } else if (!roo__io_shards_quiescent(e) || !roo__io_sinks_idle(e) || !links_idle(e)) {
         return;
     }
     roo__timer_stop(e->io_loop, &e->stop_timer);
+    e->io_drained = true;
     signal_done(e);
 }
 
@@ -480,7 +456,7 @@ static void on_stop_timeout(roo__loop *loop, roo__timer *t)
     (void)loop;
     for (size_t i = 0; i < e->nsinks; i++) {
         roo__sink *s = &e->sinks[i];
-        if (s->fifo_len) {
+        if (s->fifo.len) {
             char b[32];
             roo__log_warn("sink %s: stopping with %s of committed output not delivered "
                           "(the sink is not taking it)",
@@ -489,7 +465,7 @@ static void on_stop_timeout(roo__loop *loop, roo__timer *t)
     }
     if (e->quiescent_shards < e->nshards)
         roo__log_warn("stopping before all threads drained (timeout)");
-    if (!roo__cluster_idle(e))
+    if (!links_idle(e))
         roo__log_warn("stopping with messages for other workers not yet sent (timeout)");
     signal_done(e);
 }
@@ -552,13 +528,22 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             roo__io_start_stop(e);
             break;
         case ROO__Q_ROUTE_RETURN:
-            roo__cluster_route_returned(e, (roo__route *)n);
+            if (e->hooks.route_returned)
+                e->hooks.route_returned(e->hooks_ctx, (roo__route *)n);
+            else
+                free_route(n);
             break;
         case ROO__Q_META:
-            roo__cluster_meta_done(e, (roo__meta_msg *)n);
+            if (e->hooks.meta_stored)
+                e->hooks.meta_stored(e->hooks_ctx, (roo__meta_msg *)n);
+            else
+                free_meta(n);
             break;
         case ROO__Q_MIGRATION:
-            roo__cluster_mig_note(e, (roo__mig_note *)n);
+            if (e->hooks.move_note)
+                e->hooks.move_note(e->hooks_ctx, (roo__mig_note *)n);
+            else
+                free_note(n);
             break;
         case ROO__Q_STATUS: {
             roo__status_msg *m = (roo__status_msg *)n;
@@ -638,7 +623,7 @@ int roo__io_init(roo__engine *e)
         s->eng = e;
         s->idx = (unsigned)i;
         s->fd = -1;
-        s->backoff_ms = BACKOFF_MIN_MS;
+        roo__backoff_init(&s->retry, sink_on_retry, s);
         roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
         s->ring_cap = e->cfg.sink_replay_bytes;
         if (s->ring_cap)
@@ -704,8 +689,7 @@ void roo__io_open_sources(roo__engine *e)
         if (rc < 0) {
             roo__log_error("source '%s': cannot listen: %s", e->app->pipelines[i]->name,
                            roo_strerror(rc));
-            atomic_store(&e->fatal_status, 1);
-            kill(getpid(), SIGTERM);
+            roo__engine_exit(e, 1);
             return;
         }
     }
@@ -723,9 +707,9 @@ void roo__io_finish(roo__engine *e)
         roo__sink *s = &e->sinks[i];
         if (s->fd >= 0)
             close(s->fd);
-        free(s->fifo);
+        roo__ring_free(&s->fifo);
         free(s->ring);
-        free(s->starts);
+        roo__ring_free(&s->starts);
     }
     free(e->sinks);
     for (size_t i = 0; e->listen_fds && i < e->nlisten; i++)
@@ -771,8 +755,14 @@ static void resend_recovered_outbox(roo__engine *e)
 
 static bool io_prepare(roo__loop *loop, void *data)
 {
+    roo__engine *e = data;
+
     (void)loop;
-    roo__cluster_prepare(data);
+    if (e->hooks.prepare)
+        e->hooks.prepare(e->hooks_ctx);
+    /* Whatever changed in this pass (an acknowledgement from a peer, a socket written) may
+     * have been the last thing a stop was waiting for. */
+    roo__io_check_drained(e);
     return false;
 }
 
@@ -783,7 +773,8 @@ void *roo__io_main(void *arg)
 
     roo__loop_set_prepare(e->io_loop, io_prepare, e);
     resend_recovered_outbox(e);
-    roo__cluster_start(e);
+    if (e->hooks.start)
+        e->hooks.start(e->hooks_ctx);
     rc = roo__loop_run(e->io_loop);
 
     if (rc < 0)

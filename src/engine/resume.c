@@ -118,10 +118,7 @@ void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg)
             mark *m = &s->marks[p];
             uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
 
-            roo__store_be64(key, s->stream);
-            roo__store_be16(key + 8, p);
-            roo__store_be64(val, m->offset);
-            roo__store_be32(val + 8, m->sub);
+            roo__key_stream(key, val, &(roo__stream_mark){ s->stream, p, m->offset, m->sub });
             fn(arg, key, sizeof(key), val, sizeof(val));
             m->dirty = false;
         }
@@ -133,28 +130,20 @@ void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg)
 
 void roo__dur_sealed(roo__durability *d, uint64_t batch_seq, uint32_t routes)
 {
-    if (d->len == d->cap) {
-        size_t ncap = d->cap ? d->cap * 2 : 32;
-        struct roo__dur_rec *nr = roo__xmalloc(ncap * sizeof(*nr));
-        for (size_t i = 0; i < d->len; i++)
-            nr[i] = d->recs[(d->head + i) % d->cap];
-        free(d->recs);
-        d->recs = nr;
-        d->cap = ncap;
-        d->head = 0;
-    }
-    d->recs[(d->head + d->len++) % d->cap] = (struct roo__dur_rec){ batch_seq, routes, false };
+    roo__ring_push(&d->recs, (struct roo__dur_rec){ batch_seq, routes, false });
 }
 
 static struct roo__dur_rec *find(roo__durability *d, uint64_t batch_seq)
 {
     /* Sequence numbers are consecutive in the FIFO: index directly. */
-    if (!d->len)
+    uint64_t first;
+
+    if (!d->recs.len)
         return NULL;
-    uint64_t first = d->recs[d->head].batch_seq;
-    if (batch_seq < first || batch_seq - first >= d->len)
+    first = roo__ring_at(&d->recs, 0).batch_seq;
+    if (batch_seq < first || batch_seq - first >= d->recs.len)
         return NULL;
-    return &d->recs[(d->head + (size_t)(batch_seq - first)) % d->cap];
+    return &roo__ring_at(&d->recs, (size_t)(batch_seq - first));
 }
 
 void roo__dur_returned(roo__durability *d, uint64_t batch_seq)
@@ -175,13 +164,12 @@ bool roo__dur_advance(roo__durability *d)
 {
     bool moved = false;
 
-    while (d->len) {
-        struct roo__dur_rec *r = &d->recs[d->head];
+    while (d->recs.len) {
+        struct roo__dur_rec *r = &roo__ring_at(&d->recs, 0);
         if (!r->returned || r->routes_pending)
             break;
         d->durable_seq = r->batch_seq;
-        d->head = (d->head + 1) % d->cap;
-        d->len--;
+        roo__ring_pop(&d->recs);
         moved = true;
     }
     return moved;
@@ -189,6 +177,6 @@ bool roo__dur_advance(roo__durability *d)
 
 void roo__dur_finish(roo__durability *d)
 {
-    free(d->recs);
-    memset(d, 0, sizeof(*d));
+    roo__ring_free(&d->recs);
+    d->durable_seq = 0;
 }

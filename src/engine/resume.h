@@ -19,6 +19,8 @@
 #define ROO_RESUME_H
 
 #include "common/buf.h"
+#include "common/ring.h"
+#include "state/keys.h"
 
 typedef struct roo__dedup roo__dedup;
 
@@ -41,20 +43,18 @@ typedef void (*roo__dedup_emit_fn)(void *arg, const uint8_t *key, size_t klen, c
                                    size_t vlen);
 void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg);
 
-/* Key and value layout of the streams database. */
-#define ROO__STREAM_KEY_LEN 10 /* u64 BE stream | u16 BE partition */
-#define ROO__STREAM_VAL_LEN 12 /* u64 BE offset | u32 BE sub */
-
+/* Key and value layout of the streams database: state/keys.h. */
 /* ---- durability of sealed batches ---- */
 
+struct roo__dur_rec {
+    uint64_t batch_seq;
+    uint32_t routes_pending; /* route buffers sent, not yet committed where they went */
+    bool returned;           /* the batch itself committed (and came back) */
+};
+
 typedef struct roo__durability {
-    struct roo__dur_rec {
-        uint64_t batch_seq;
-        uint32_t routes_pending; /* route buffers sent, not yet committed where they went */
-        bool returned;           /* the batch itself committed (and came back) */
-    } * recs;
-    size_t cap, head, len;
-    uint64_t durable_seq; /* every batch up to this one is durable */
+    ROO__RING(struct roo__dur_rec) recs; /* sealed batches not yet durable, in seal order */
+    uint64_t durable_seq;                /* every batch up to this one is durable */
 } roo__durability;
 
 void roo__dur_sealed(roo__durability *d, uint64_t batch_seq, uint32_t routes);

@@ -43,11 +43,12 @@ struct roo__source_conn {
     uint64_t next_offset; /* offset of the next frame to read */
     uint64_t acked;       /* acknowledged to the client */
     bool ack_owed;        /* an acknowledgement could not be written yet */
-    struct conn_mark {
+    /* Per sealed batch: frames below `offset` were read by the end of batch `batch_seq`. */
+    ROO__RING(struct conn_mark {
         uint64_t batch_seq;
-        uint64_t offset; /* frames below it were read by the end of that batch */
-    } * marks;
-    size_t marks_cap, marks_head, marks_len;
+        uint64_t offset;
+    })
+    marks;
     roo__buf wbuf;
 };
 
@@ -534,7 +535,7 @@ static void conn_close(roo__source_conn *c, bool log_it)
     atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
     roo__buf_finish(&c->partial);
     roo__buf_finish(&c->wbuf);
-    free(c->marks);
+    roo__ring_free(&c->marks);
     free(c);
 }
 
@@ -691,24 +692,11 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
 /* At a seal: frames below next_offset were read by the end of batch batch_seq. */
 static void conn_mark(roo__source_conn *c, uint64_t batch_seq)
 {
-    uint64_t last = c->marks_len
-                        ? c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap].offset
-                        : c->acked;
+    uint64_t last = c->marks.len ? roo__ring_last(&c->marks).offset : c->acked;
 
     if (c->next_offset <= last)
         return;
-    if (c->marks_len == c->marks_cap) {
-        size_t ncap = c->marks_cap ? c->marks_cap * 2 : 16;
-        struct conn_mark *nm = roo__xmalloc(ncap * sizeof(*nm));
-        for (size_t i = 0; i < c->marks_len; i++)
-            nm[i] = c->marks[(c->marks_head + i) % c->marks_cap];
-        free(c->marks);
-        c->marks = nm;
-        c->marks_cap = ncap;
-        c->marks_head = 0;
-    }
-    c->marks[(c->marks_head + c->marks_len++) % c->marks_cap] =
-        (struct conn_mark){ batch_seq, c->next_offset };
+    roo__ring_push(&c->marks, (struct conn_mark){ batch_seq, c->next_offset });
 }
 
 /* Batches became durable: acknowledge what each resumable connection's frames reached. */
@@ -725,10 +713,10 @@ static void acks_advance(roo__shard *sh)
     for (roo__source_conn *c = sh->conns; c; c = c->next) {
         if (!c->resumable)
             continue;
-        while (moved && c->marks_len && c->marks[c->marks_head].batch_seq <= sh->dur.durable_seq) {
-            c->acked = c->marks[c->marks_head].offset;
-            c->marks_head = (c->marks_head + 1) % c->marks_cap;
-            c->marks_len--;
+        while (moved && c->marks.len &&
+               roo__ring_at(&c->marks, 0).batch_seq <= sh->dur.durable_seq) {
+            c->acked = roo__ring_at(&c->marks, 0).offset;
+            roo__ring_pop(&c->marks);
             c->ack_owed = true;
         }
         if (c->ack_owed) {
@@ -870,14 +858,11 @@ static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t k
 static void note_link_applied(roo__shard *sh, const roo__route *r)
 {
     roo__batch *b = sh->cur;
-    uint8_t key[80], val[16];
-    size_t nlen = strnlen(r->link_peer, sizeof(r->link_peer));
+    uint8_t key[ROO__LINK_KEY_MAX], val[ROO__LINK_VAL_LEN];
+    size_t klen = roo__key_link(key, r->link_peer, sh->idx);
 
-    memcpy(key, r->link_peer, nlen);
-    roo__store_be32(key + nlen, sh->idx);
-    roo__store_be64(val, r->link_incarnation);
-    roo__store_be64(val + 8, r->link_seq);
-    append_kv(b, ROO__REC_LINK, key, nlen + 4, val, sizeof(val));
+    roo__val_link(val, r->link_incarnation, r->link_seq);
+    append_kv(b, ROO__REC_LINK, key, klen, val, sizeof(val));
     if (b->nacks == b->acks_cap) {
         b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 8;
         b->acks = roo__xrealloc(b->acks, b->acks_cap * sizeof(*b->acks));
@@ -1046,7 +1031,7 @@ static void hold_check(roo__shard *sh)
 {
     if (!sh->hold_epoch || sh->hold_reported)
         return;
-    if (sh->dur.len && sh->dur.recs[sh->dur.head].batch_seq <= sh->hold_fence)
+    if (sh->dur.recs.len && roo__ring_at(&sh->dur.recs, 0).batch_seq <= sh->hold_fence)
         return;
     sh->hold_reported = true;
     mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false);
@@ -1151,11 +1136,13 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
         e->flags |= ROO__ENTRY_READY;
         mark_dirty(sh, e);
     }
-    for (size_t off = 0; off + 22 <= m->marks.len; off += 22) {
+    for (size_t off = 0; off + ROO__STREAM_MARK_LEN <= m->marks.len; off += ROO__STREAM_MARK_LEN) {
         const uint8_t *k = m->marks.data + off;
-        if (roo__load_be16(k + 8) == m->partition)
-            roo__dedup_check(sh->dedup, roo__load_be64(k), m->partition, roo__load_be64(k + 10),
-                             roo__load_be32(k + 18));
+        roo__stream_mark mk;
+        if (roo__key_stream_parse(k, ROO__STREAM_KEY_LEN, k + ROO__STREAM_KEY_LEN,
+                                  ROO__STREAM_VAL_LEN, &mk) &&
+            mk.partition == m->partition)
+            roo__dedup_check(sh->dedup, mk.stream, mk.partition, mk.offset, mk.sub);
     }
     if (m->last) {
         /* Reported once the batch holding the partition's last records is committed. */

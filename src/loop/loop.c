@@ -161,6 +161,43 @@ static void run_timers(roo__loop *loop)
     }
 }
 
+void roo__backoff_init(roo__backoff *b, roo__timer_cb cb, void *data)
+{
+    memset(b, 0, sizeof(*b));
+    b->timer.cb = cb;
+    b->timer.data = data;
+    b->min_ms = b->next_ms = ROO__BACKOFF_MIN_MS;
+    b->max_ms = ROO__BACKOFF_MAX_MS;
+}
+
+void roo__backoff_schedule(roo__loop *loop, roo__backoff *b)
+{
+    roo__timer_start(loop, &b->timer, b->next_ms);
+    b->next_ms = ROO__MIN(b->next_ms * 2, b->max_ms);
+}
+
+void roo__backoff_now(roo__loop *loop, roo__backoff *b)
+{
+    b->next_ms = b->min_ms;
+    roo__timer_start(loop, &b->timer, 0);
+}
+
+void roo__backoff_reset(roo__backoff *b)
+{
+    b->next_ms = b->min_ms;
+    b->failures = 0;
+}
+
+bool roo__backoff_failed(roo__backoff *b)
+{
+    return b->failures++ == 0;
+}
+
+void roo__backoff_stop(roo__loop *loop, roo__backoff *b)
+{
+    roo__timer_stop(loop, &b->timer);
+}
+
 int roo__loop_run_once(roo__loop *loop, int max_wait_ms)
 {
     struct epoll_event evs[MAX_EVENTS];

@@ -52,6 +52,33 @@ void roo__io_stop(roo__loop *loop, roo__io *io);
 void roo__timer_start(roo__loop *loop, roo__timer *t, int64_t delay_ms);
 void roo__timer_stop(roo__loop *loop, roo__timer *t);
 
+/*
+ * A reconnect schedule, the one every client connection of roo uses (sinks, data links,
+ * the control link): the first retry after min_ms, each next one twice as late, at most
+ * max_ms; a success starts again from min_ms. `failures` counts the attempts since the
+ * last success, so that only the first failure of a run is logged as a warning.
+ */
+typedef struct roo__backoff {
+    roo__timer timer; /* fires the retry: cb and data as given to init */
+    int next_ms;
+    int min_ms, max_ms;
+    unsigned failures;
+} roo__backoff;
+
+#define ROO__BACKOFF_MIN_MS 50
+#define ROO__BACKOFF_MAX_MS 2000
+
+void roo__backoff_init(roo__backoff *b, roo__timer_cb cb, void *data);
+/* Retry after the current delay, then double the delay. */
+void roo__backoff_schedule(roo__loop *loop, roo__backoff *b);
+/* Retry at once (the peer is known to be back); later delays start from min_ms. */
+void roo__backoff_now(roo__loop *loop, roo__backoff *b);
+/* Connected: the next failure counts as the first, and waits min_ms. */
+void roo__backoff_reset(roo__backoff *b);
+/* Count a failed attempt; true if it is the first since the last success. */
+bool roo__backoff_failed(roo__backoff *b);
+void roo__backoff_stop(roo__loop *loop, roo__backoff *b);
+
 /* Run one iteration: prepare hook, poll (at most max_wait_ms, -1 = until an event or timer),
  * dispatch. */
 int roo__loop_run_once(roo__loop *loop, int max_wait_ms);

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -11,21 +13,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "state/keys.h"
+
 struct roo__store {
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi state_dbi;
     MDB_dbi dbis[3]; /* roo__db */
-    MDB_txn *wtxn;
-    uint64_t map_size;
+    MDB_txn *wtxn;   /* committer thread */
+    _Atomic uint64_t map_size;
     int lock_fd;
-    char errmsg[5000];
+    /*
+     * Growing the map remaps the file (mdb_env_set_mapsize), which LMDB allows only while
+     * no transaction is open in the process: every read transaction holds this lock for
+     * reading from begin to end, and roo__store_grow() takes it for writing.
+     */
+    pthread_rwlock_t remap_lock;
 };
+
+/* The calling thread's last error text: several threads read while the committer writes. */
+static _Thread_local char errmsg[4600];
 
 /* LMDB returns positive errno values or its own negative MDB_* codes. */
 static int map_err(roo__store *s, int rc, const char *what)
 {
-    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what, mdb_strerror(rc));
+    (void)s;
+    snprintf(errmsg, sizeof(errmsg), "%s: %s", what, mdb_strerror(rc));
     if (rc == MDB_MAP_FULL)
         return ROO__EMAPFULL;
     if (rc > 0)
@@ -62,7 +75,7 @@ static int lock_dir(roo__store *s, const char *dir)
     snprintf(path, sizeof(path), "%s/roo.lock", dir);
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "cannot open %s: %s", path, strerror(errno));
+        snprintf(errmsg, sizeof(errmsg), "cannot open %s: %s", path, strerror(errno));
         return -errno;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -73,7 +86,7 @@ static int lock_dir(roo__store *s, const char *dir)
             other[r] = '\0';
             other[strcspn(other, "\n")] = '\0';
         }
-        snprintf(s->errmsg, sizeof(s->errmsg), "%s is locked by process %s", path,
+        snprintf(errmsg, sizeof(errmsg), "%s is locked by process %s", path,
                  other[0] ? other : "?");
         close(fd);
         return err == EWOULDBLOCK ? ROO_ELOCKED : -err;
@@ -95,9 +108,11 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
     int rc;
 
     s->lock_fd = -1;
+    errmsg[0] = '\0';
+    pthread_rwlock_init(&s->remap_lock, NULL);
     rc = mkdir_p(dir);
     if (rc < 0) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "cannot create %s: %s", dir, strerror(-rc));
+        snprintf(errmsg, sizeof(errmsg), "cannot create %s: %s", dir, strerror(-rc));
         goto err_free;
     }
     rc = lock_dir(s, dir);
@@ -151,8 +166,9 @@ err_close_env:
 err_unlock:
     close(s->lock_fd);
 err_free:
+    pthread_rwlock_destroy(&s->remap_lock);
     if (errbuf && errcap)
-        snprintf(errbuf, errcap, "%s", s->errmsg[0] ? s->errmsg : roo_strerror(rc));
+        snprintf(errbuf, errcap, "%s", errmsg[0] ? errmsg : roo_strerror(rc));
     free(s);
     return rc;
 }
@@ -166,12 +182,34 @@ void roo__store_close(roo__store *s)
     mdb_env_close(s->env);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    pthread_rwlock_destroy(&s->remap_lock);
     free(s);
 }
 
 const char *roo__store_errmsg(const roo__store *s)
 {
-    return s->errmsg;
+    (void)s;
+    return errmsg;
+}
+
+/* Begin a read transaction: no remap may happen until read_end(). */
+static int read_begin(roo__store *s, MDB_txn **ret_txn)
+{
+    int rc;
+
+    pthread_rwlock_rdlock(&s->remap_lock);
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, ret_txn);
+    if (rc) {
+        pthread_rwlock_unlock(&s->remap_lock);
+        return map_err(s, rc, "mdb_txn_begin");
+    }
+    return 0;
+}
+
+static void read_end(roo__store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->remap_lock);
 }
 
 void roo__store_prefault(roo__store *s)
@@ -180,10 +218,11 @@ void roo__store_prefault(roo__store *s)
     MDB_envinfo info;
     MDB_stat st;
 
-    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st) || !info.me_mapaddr)
-        return;
+    pthread_rwlock_rdlock(&s->remap_lock);
     /* Older kernels answer EINVAL: then pages simply fault in one by one. */
-    madvise(info.me_mapaddr, (size_t)(info.me_last_pgno + 1) * st.ms_psize, MADV_POPULATE_READ);
+    if (!mdb_env_info(s->env, &info) && !mdb_env_stat(s->env, &st) && info.me_mapaddr)
+        madvise(info.me_mapaddr, (size_t)(info.me_last_pgno + 1) * st.ms_psize, MADV_POPULATE_READ);
+    pthread_rwlock_unlock(&s->remap_lock);
 #else
     (void)s;
 #endif
@@ -198,12 +237,12 @@ int roo__store_count(roo__store *s, uint64_t *ret_entries)
 {
     MDB_txn *txn;
     MDB_stat st;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    int rc = read_begin(s, &txn);
 
-    if (rc)
-        return map_err(s, rc, "mdb_txn_begin");
+    if (rc < 0)
+        return rc;
     rc = mdb_stat(txn, s->state_dbi, &st);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     if (rc)
         return map_err(s, rc, "mdb_stat");
     *ret_entries = st.ms_entries;
@@ -214,23 +253,18 @@ int roo__store_meta_get(roo__store *s, roo__buf *out)
 {
     MDB_txn *txn;
     MDB_val k = { 4, (void *)"meta" }, v;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    int rc = read_begin(s, &txn);
 
-    if (rc)
-        return map_err(s, rc, "mdb_txn_begin");
+    if (rc < 0)
+        return rc;
     rc = mdb_get(txn, s->meta_dbi, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return -ENOENT;
-    }
-    if (rc) {
-        mdb_txn_abort(txn);
-        return map_err(s, rc, "mdb_get meta");
-    }
     /* Copy out: the value lives in the map only until the transaction ends. */
-    roo__buf_append(out, v.mv_data, v.mv_size);
-    mdb_txn_abort(txn);
-    return 0;
+    if (rc == 0)
+        roo__buf_append(out, v.mv_data, v.mv_size);
+    read_end(s, txn);
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    return rc ? map_err(s, rc, "mdb_get meta") : 0;
 }
 
 int roo__store_meta_put(roo__store *s, const void *p, size_t n)
@@ -255,25 +289,22 @@ int roo__store_meta_put(roo__store *s, const void *p, size_t n)
 int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
                          size_t key_len, roo__buf *out)
 {
-    uint8_t kb[ROO__STORE_KEY_PREFIX + ROO_KEY_MAX];
+    uint8_t kb[ROO__STATE_KEY_MAX];
     MDB_txn *txn;
     MDB_val k, v;
     int rc;
 
     if (key_len > ROO_KEY_MAX)
         return ROO_EKEYSIZE;
-    roo__store_be16(kb, partition);
-    roo__store_be16(kb + 2, state_id);
-    memcpy(kb + ROO__STORE_KEY_PREFIX, key, key_len);
-    k.mv_size = ROO__STORE_KEY_PREFIX + key_len;
+    k.mv_size = roo__key_state(kb, partition, state_id, key, key_len);
     k.mv_data = kb;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return map_err(s, rc, "mdb_txn_begin");
+    rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
     rc = mdb_get(txn, s->state_dbi, &k, &v);
     if (rc == 0)
         roo__buf_append(out, v.mv_data, v.mv_size);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     if (rc == MDB_NOTFOUND)
         return -ENOENT;
     return rc ? map_err(s, rc, "mdb_get") : 0;
@@ -286,13 +317,13 @@ static int scan_dbi_prefix(roo__store *s, MDB_dbi dbi, const uint8_t *prefix, si
     MDB_txn *txn;
     MDB_cursor *cur;
     MDB_val k = { prefix_len, (void *)prefix }, v;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    int rc = read_begin(s, &txn);
 
-    if (rc)
-        return map_err(s, rc, "mdb_txn_begin");
+    if (rc < 0)
+        return rc;
     rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc) {
-        mdb_txn_abort(txn);
+        read_end(s, txn);
         return map_err(s, rc, "mdb_cursor_open");
     }
     for (rc = mdb_cursor_get(cur, &k, &v, prefix_len ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
@@ -303,13 +334,13 @@ static int scan_dbi_prefix(roo__store *s, MDB_dbi dbi, const uint8_t *prefix, si
         crc = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         if (crc < 0) {
             mdb_cursor_close(cur);
-            mdb_txn_abort(txn);
+            read_end(s, txn);
             return crc;
         }
     }
     rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : map_err(s, rc, "mdb_cursor_get");
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return rc;
 }
 
@@ -329,13 +360,14 @@ static int state_record(void *arg, const uint8_t *key, size_t key_len, const uin
                         size_t val_len)
 {
     state_scan *ss = arg;
+    uint16_t partition, state_id;
 
-    if (key_len < ROO__STORE_KEY_PREFIX) {
-        snprintf(ss->s->errmsg, sizeof(ss->s->errmsg), "state record with a %zu-byte key", key_len);
+    if (!roo__key_state_parse(key, key_len, &partition, &state_id)) {
+        snprintf(errmsg, sizeof(errmsg), "state record with a %zu-byte key", key_len);
         return ROO_ESTATE;
     }
-    return ss->fn(ss->arg, roo__load_be16(key), roo__load_be16(key + 2),
-                  key + ROO__STORE_KEY_PREFIX, key_len - ROO__STORE_KEY_PREFIX, val, val_len);
+    return ss->fn(ss->arg, partition, state_id, key + ROO__STATE_KEY_PREFIX,
+                  key_len - ROO__STATE_KEY_PREFIX, val, val_len);
 }
 
 int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
@@ -349,7 +381,7 @@ int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan
     state_scan ss = { s, fn, arg };
     uint8_t prefix[2];
 
-    roo__store_be16(prefix, partition);
+    roo__key_state_partition(prefix, partition);
     return scan_dbi_prefix(s, s->state_dbi, prefix, sizeof(prefix), state_record, &ss);
 }
 
@@ -390,9 +422,10 @@ static int state_in_partition(const MDB_val *k, const void *prefix)
 }
 
 /* Stream marks are keyed stream first (u64 | u16 partition): look at every one. */
-static int mark_of_partition(const MDB_val *k, const void *prefix)
+static int mark_of_partition(const MDB_val *k, const void *partition)
 {
-    return k->mv_size == 10 && memcmp((const uint8_t *)k->mv_data + 8, prefix, 2) == 0;
+    return k->mv_size == ROO__STREAM_KEY_LEN &&
+           roo__key_stream_partition(k->mv_data) == *(const uint16_t *)partition;
 }
 
 int roo__store_txn_drop_partition(roo__store *s, uint16_t partition)
@@ -400,10 +433,10 @@ int roo__store_txn_drop_partition(roo__store *s, uint16_t partition)
     uint8_t prefix[2];
     int rc;
 
-    roo__store_be16(prefix, partition);
+    roo__key_state_partition(prefix, partition);
     rc = del_keys(s, s->state_dbi, prefix, sizeof(prefix), state_in_partition, prefix);
     if (rc == 0)
-        rc = del_keys(s, s->dbis[ROO__DB_STREAMS], NULL, 0, mark_of_partition, prefix);
+        rc = del_keys(s, s->dbis[ROO__DB_STREAMS], NULL, 0, mark_of_partition, &partition);
     return rc;
 }
 
@@ -463,16 +496,13 @@ int roo__store_txn_begin(roo__store *s)
 int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_id,
                              const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
 {
-    uint8_t kb[ROO__STORE_KEY_PREFIX + ROO_KEY_MAX];
+    uint8_t kb[ROO__STATE_KEY_MAX];
     MDB_val k, v = { val_len, (void *)val };
     int rc;
 
     if (key_len > ROO_KEY_MAX)
         return ROO_EKEYSIZE;
-    roo__store_be16(kb, partition);
-    roo__store_be16(kb + 2, state_id);
-    memcpy(kb + ROO__STORE_KEY_PREFIX, key, key_len);
-    k.mv_size = ROO__STORE_KEY_PREFIX + key_len;
+    k.mv_size = roo__key_state(kb, partition, state_id, key, key_len);
     k.mv_data = kb;
     rc = mdb_put(s->wtxn, s->state_dbi, &k, &v, 0);
     if (rc)
@@ -506,10 +536,13 @@ int roo__store_grow(roo__store *s)
 
     if (s->wtxn)
         return -EBUSY;
+    /* Waits for the read transactions of other threads (queries, moves) to end. */
+    pthread_rwlock_wrlock(&s->remap_lock);
     rc = mdb_env_set_mapsize(s->env, want);
-    if (rc)
-        return map_err(s, rc, "mdb_env_set_mapsize");
-    mdb_env_info(s->env, &info);
-    s->map_size = info.me_mapsize;
-    return 0;
+    if (rc == 0) {
+        mdb_env_info(s->env, &info);
+        s->map_size = info.me_mapsize;
+    }
+    pthread_rwlock_unlock(&s->remap_lock);
+    return rc ? map_err(s, rc, "mdb_env_set_mapsize") : 0;
 }

@@ -1,24 +1,32 @@
 /* store.h: a worker's durable state in LMDB: identity, keyed state, group commits.
  *
- * ON-DISK FORMAT (one LMDB environment in the resilience directory)
+ * ON-DISK FORMAT (one LMDB environment in the resilience directory; the key and value
+ * layouts of every database are in state/keys.h)
  *
- *   database "meta":   key "meta" -> protobuf roo.WorkerMeta (see proto/roo.proto)
- *   database "state":  key -> serialized state object, where key is
+ *   database "meta":     key "meta" -> protobuf roo.WorkerMeta (see proto/roo.proto)
+ *   database "state":    partition | state id | key -> serialized state object
+ *   databases "links", "streams", "outbox": see roo__db below
+ *   file "roo.lock":     holds an exclusive flock while a worker uses the directory.
  *
- *     OFFSET  SIZE  DESCRIPTION
- *     0       2     partition, u16 big-endian (so a partition's keys are contiguous)
- *     2       2     state id, u16 big-endian (index into WorkerMeta.state_names)
- *     4       K     the application's partition key bytes (K <= ROO_KEY_MAX)
+ * THREADS (the way lmdb.h states them)
  *
- *   file "roo.lock": holds an exclusive flock while a worker uses the directory.
+ *   function                       who may call it
+ *   open, close, prefault          the main thread, while no other thread uses the store
+ *   txn_begin ... txn_commit/abort the committer only: one write transaction at a time,
+ *   (every txn_* function), grow   never two threads; grow only with no write txn open
+ *   meta_put                       the main thread before the committer starts, then the
+ *                                  committer only (it is a write transaction of its own)
+ *   meta_get, count, get_state,    any thread: each is one short read transaction that
+ *   scan, scan_partition, scan_db  copies what it returns (scans call back inside it; the
+ *                                  bytes a callback sees are valid only during the call)
+ *   errmsg                         any thread: the calling thread's own last error
+ *   map_size                       any thread
  *
- * LMDB RULES THIS MODULE KEEPS
- * - One write transaction at a time, always from the same thread (the committer); the
- *   txn functions below must not be called from two threads.
- * - Read transactions (recovery scan, meta) are short and copy values out before ending.
- * - The map grows on MDB_MAP_FULL: the committer aborts, calls roo__store_grow() (no
- *   transaction may be open then) and retries.
- * - The environment is never used across fork().
+ * Growing the map (roo__store_grow, when a commit finds it full) remaps the file, which
+ * LMDB allows only while no transaction is open anywhere in the process: it waits for the
+ * read transactions of other threads (a roo-ctl query, a partition move's scan on the io
+ * thread) to end, and new ones wait for it. A scan callback must therefore not wait for the
+ * committer. The environment is never used across fork().
  */
 #ifndef ROO_STORE_H
 #define ROO_STORE_H
@@ -30,9 +38,6 @@ typedef struct roo__store roo__store;
 /* Returned by txn_put/txn_commit when the map is full: grow and retry the whole txn. */
 #define ROO__EMAPFULL (-EFBIG)
 
-/* State key prefix length (partition + state id). */
-#define ROO__STORE_KEY_PREFIX 4
-
 /*
  * Open (creating if needed, like mkdir -p) the store in dir. Fails with ROO_ELOCKED if
  * another process holds the directory. On error, errbuf (if given) describes it.
@@ -41,7 +46,7 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
                     size_t errcap);
 void roo__store_close(roo__store *s);
 
-/* The last LMDB-level error text for context in logs (static or owned by the store). */
+/* The calling thread's last LMDB-level error text, for context in logs. */
 const char *roo__store_errmsg(const roo__store *s);
 
 /* Whole-environment facts. */
@@ -87,7 +92,7 @@ typedef int (*roo__store_kv_fn)(void *arg, const uint8_t *key, size_t key_len, c
                                 size_t val_len);
 int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg);
 
-/* Write transactions (committer thread only). */
+/* Write transactions: the committer thread only. */
 int roo__store_txn_begin(roo__store *s);
 int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_id,
                              const uint8_t *key, size_t key_len, const uint8_t *val,
@@ -103,7 +108,8 @@ int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
 
-/* Double the map size; only with no write transaction open. */
+/* Double the map size: committer only, with no write transaction open; waits for the other
+ * threads' read transactions to end. */
 int roo__store_grow(roo__store *s);
 
 #endif /* ROO_STORE_H */

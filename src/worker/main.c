@@ -1,12 +1,16 @@
 /* main.c: roo_main(), the worker's outer layer: flags, set-up, signals and the log lines
  * that say what happened, each once and with context. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
-#include "engine/engine-int.h"
+#include "cluster/cluster.h"
+#include "engine/engine.h"
 #include "worker/config.h"
 
 /* Which role the flags give this worker, or a usage error. */
@@ -84,19 +88,168 @@ static void app_default_name(roo_app *app, const char *program)
     roo_app_set_name(app, name);
 }
 
+static void engine_cfg_from(const roo__config *cfg, roo__cluster_mode mode,
+                            roo__engine_cfg *ret_ecfg)
+{
+    *ret_ecfg = (roo__engine_cfg){
+        .program = cfg->program,
+        .worker_name = cfg->name,
+        .resilience_dir = cfg->resilience_dir,
+        .in = cfg->in,
+        .nin = cfg->nin,
+        .out = cfg->out,
+        .nout = cfg->nout,
+        .threads = cfg->threads,
+        .partitions = cfg->partitions,
+        .max_frame = cfg->max_frame,
+        .map_size = cfg->map_size,
+        .batch_bytes = cfg->batch_bytes,
+        .batches_per_shard = cfg->batches,
+        .sink_replay_bytes = cfg->sink_replay,
+        .shutdown_timeout_ms = (int)cfg->shutdown_timeout_s * 1000,
+        .link_backlog_bytes = cfg->link_backlog,
+        .mode = mode,
+        .worker_count = cfg->worker_count,
+        .join = cfg->has_join,
+        .has_control = cfg->has_control || cfg->has_join,
+        .has_data = cfg->has_data,
+        .has_my_control = cfg->has_my_control,
+        .has_my_data = cfg->has_my_data,
+        .has_external = cfg->has_external,
+        .control = cfg->has_join ? cfg->join : cfg->control,
+        .data = cfg->data,
+        .my_control = cfg->my_control,
+        .my_data = cfg->my_data,
+        .external = cfg->external,
+    };
+}
+
+/*
+ * Wait until a signal in `sfd` (a signalfd) arrives or a thread asks the worker to stop
+ * (roo__engine_exit: a fatal error, or the cluster's own stop). Returns the signal, or 0.
+ */
+static int wait_for_stop(roo__engine *e, int sfd)
+{
+    struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
+                           { .fd = roo__engine_exit_fd(e), .events = POLLIN } };
+
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            roo__log_error("cannot wait for signals: %s; stopping", strerror(errno));
+            return SIGTERM;
+        }
+        if (p[1].revents && roo__engine_take_exit(e))
+            return 0;
+        if (p[0].revents) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                return (int)si.ssi_signo;
+        }
+    }
+}
+
+/* Serve until stopped; the exit status. The engine's stop and the log lines that say why. */
+static int serve(roo__engine *e, int sfd, const roo__config *cfg)
+{
+    int sig = wait_for_stop(e, sfd);
+
+    if (roo__engine_fatal_status(e))
+        roo__log_info("stopping after the error above");
+    else if (!sig && roo__engine_cluster_exit(e))
+        roo__log_info("stopping with the cluster (closing sources, committing state, delivering "
+                      "output)");
+    else
+        roo__log_info("received %s: stopping (closing sources, committing state, delivering "
+                      "output)",
+                      sig == SIGINT ? "SIGINT" : "SIGTERM");
+    roo__engine_request_stop(e);
+    if (!roo__engine_wait_done(e, (int)cfg->shutdown_timeout_s * 1000 + 8000))
+        roo__log_warn("stop did not finish in time; exiting anyway (state is committed up to "
+                      "the last completed commit)");
+    return roo__engine_fatal_status(e) ? 1 : 0;
+}
+
+/* After the engine is gone: a worker that left its cluster removes its directory. */
+static void finish(const roo__config *cfg, const roo__engine_stats *st, bool left, int status)
+{
+    int rc;
+
+    if (left && status == 0) {
+        rc = roo__rm_rf(cfg->resilience_dir);
+        if (rc < 0)
+            roo__log_warn("left the cluster, but cannot remove %s: %s", cfg->resilience_dir,
+                          roo_strerror(rc));
+        else
+            roo__log_info("left the cluster; removed %s", cfg->resilience_dir);
+    }
+    if (status == 0)
+        roo__log_info("stopped: %llu frames in, %llu records out, %llu commits, %llu "
+                      "callback errors",
+                      (unsigned long long)st->frames_in, (unsigned long long)st->records_out,
+                      (unsigned long long)st->commits, (unsigned long long)st->callback_errors);
+}
+
+/* Recover, join or form the cluster, serve, stop: the exit status. */
+static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int sfd)
+{
+    roo__engine_cfg ecfg;
+    roo__engine *e = NULL;
+    roo__cluster *cl = NULL;
+    char msg[1024] = "";
+    uint64_t keys;
+    int64_t ms;
+    int rc, status = 1;
+
+    engine_cfg_from(cfg, mode, &ecfg);
+    rc = roo__engine_create(app, &ecfg, &e, msg, sizeof(msg));
+    if (rc == 0)
+        rc = roo__cluster_create(e, &cl, msg, sizeof(msg));
+    if (rc < 0) {
+        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
+        status = rc == ROO_EUSAGE ? 2 : 1;
+        goto out;
+    }
+    roo__engine_set_io_hooks(e, &roo__cluster_io_hooks, cl);
+    roo__engine_recovery_info(e, &keys, &ms);
+    if (keys)
+        roo__log_info("recovered %llu key(s) from %s in %lld ms", (unsigned long long)keys,
+                      cfg->resilience_dir, (long long)ms);
+    else
+        roo__log_info("no saved state in %s: starting empty", cfg->resilience_dir);
+    rc = roo__engine_start(e, msg, sizeof(msg));
+    if (rc < 0) {
+        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
+        if (roo__engine_running(e)) {
+            roo__engine_request_stop(e);
+            roo__engine_wait_done(e, 2000);
+        }
+        goto out;
+    }
+    status = serve(e, sfd, cfg);
+out:
+    if (e) {
+        /* The cluster lives on the io thread: it goes once that thread is joined. */
+        roo__engine_stats st;
+        bool left = roo__engine_left_cluster(e);
+        roo__engine_join(e);
+        roo__cluster_destroy(cl);
+        roo__engine_get_stats(e, &st);
+        roo__engine_destroy(e);
+        finish(cfg, &st, left, status);
+    }
+    return status;
+}
+
 int roo_main(int argc, char **argv, roo_setup_fn setup)
 {
     roo__config cfg;
-    roo__engine_cfg ecfg;
-    roo__engine *eng = NULL;
     roo_app *app = NULL;
-    roo__engine_stats st;
     roo__cluster_mode mode = ROO__STANDALONE;
     char msg[1024];
     sigset_t set;
-    uint64_t keys;
-    int64_t ms;
-    int rc, sig, status = 1;
+    int rc, sfd, status = 1;
 
     rc = roo__config_parse(argc, argv, &cfg, msg, sizeof(msg));
     if (rc < 0) {
@@ -104,13 +257,11 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         roo__config_finish(&cfg);
         return 2;
     }
-    if (cfg.help) {
-        roo__config_usage(stdout, cfg.program);
-        roo__config_finish(&cfg);
-        return 0;
-    }
-    if (cfg.version) {
-        printf("%s (roo %s)\n", cfg.program, ROO_VERSION_STRING);
+    if (cfg.help || cfg.version) {
+        if (cfg.help)
+            roo__config_usage(stdout, cfg.program);
+        else
+            printf("%s (roo %s)\n", cfg.program, ROO_VERSION_STRING);
         roo__config_finish(&cfg);
         return 0;
     }
@@ -133,103 +284,20 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         goto out;
     }
 
-    /* Threads inherit this mask; only this thread takes SIGINT/SIGTERM, via sigwait. */
+    /* Threads inherit this mask: SIGINT and SIGTERM reach only this thread's signalfd. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-    ecfg = (roo__engine_cfg){
-        .program = cfg.program,
-        .worker_name = cfg.name,
-        .resilience_dir = cfg.resilience_dir,
-        .in = cfg.in,
-        .nin = cfg.nin,
-        .out = cfg.out,
-        .nout = cfg.nout,
-        .threads = cfg.threads,
-        .partitions = cfg.partitions,
-        .max_frame = cfg.max_frame,
-        .map_size = cfg.map_size,
-        .batch_bytes = cfg.batch_bytes,
-        .batches_per_shard = cfg.batches,
-        .sink_replay_bytes = cfg.sink_replay,
-        .shutdown_timeout_ms = (int)cfg.shutdown_timeout_s * 1000,
-        .link_backlog_bytes = cfg.link_backlog,
-        .mode = mode,
-        .worker_count = cfg.worker_count,
-        .join = cfg.has_join,
-        .has_control = cfg.has_control || cfg.has_join,
-        .has_data = cfg.has_data,
-        .has_my_control = cfg.has_my_control,
-        .has_my_data = cfg.has_my_data,
-        .has_external = cfg.has_external,
-        .control = cfg.has_join ? cfg.join : cfg.control,
-        .data = cfg.data,
-        .my_control = cfg.my_control,
-        .my_data = cfg.my_data,
-        .external = cfg.external,
-    };
-    msg[0] = '\0';
-    rc = roo__engine_create(app, &ecfg, &eng, msg, sizeof(msg));
-    if (rc < 0) {
-        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
-        status = rc == ROO_EUSAGE ? 2 : 1;
+    sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sfd < 0) {
+        roo__log_error("cannot start: signalfd: %s", strerror(errno));
         goto out;
     }
-    roo__engine_recovery_info(eng, &keys, &ms);
-    if (keys)
-        roo__log_info("recovered %llu key(s) from %s in %lld ms", (unsigned long long)keys,
-                      cfg.resilience_dir, (long long)ms);
-    else
-        roo__log_info("no saved state in %s: starting empty", cfg.resilience_dir);
-    msg[0] = '\0';
-    rc = roo__engine_start(eng, msg, sizeof(msg));
-    if (rc < 0) {
-        roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
-        if (eng->threads_started) {
-            roo__engine_request_stop(eng);
-            roo__engine_wait_done(eng, 2000);
-        }
-        goto out;
-    }
-    if (sigwait(&set, &sig) != 0)
-        sig = SIGTERM;
-    if (roo__engine_fatal_status(eng))
-        roo__log_info("stopping after the error above");
-    else if (roo__engine_cluster_exit(eng))
-        roo__log_info("stopping with the cluster (closing sources, committing state, delivering "
-                      "output)");
-    else
-        roo__log_info("received %s: stopping (closing sources, committing state, delivering "
-                      "output)",
-                      sig == SIGINT ? "SIGINT" : "SIGTERM");
-    roo__engine_request_stop(eng);
-    if (!roo__engine_wait_done(eng, (int)cfg.shutdown_timeout_s * 1000 + 8000))
-        roo__log_warn("stop did not finish in time; exiting anyway (state is committed up to "
-                      "the last completed commit)");
-    status = roo__engine_fatal_status(eng) ? 1 : 0;
-
+    status = run(app, &cfg, mode, sfd);
+    close(sfd);
 out:
-    if (eng) {
-        bool left = roo__engine_left_cluster(eng);
-        roo__engine_get_stats(eng, &st);
-        roo__engine_destroy(eng);
-        if (left && status == 0) {
-            rc = roo__rm_rf(cfg.resilience_dir);
-            if (rc < 0)
-                roo__log_warn("left the cluster, but cannot remove %s: %s", cfg.resilience_dir,
-                              roo_strerror(rc));
-            else
-                roo__log_info("left the cluster; removed %s", cfg.resilience_dir);
-        }
-        if (status == 0)
-            roo__log_info("stopped: %llu frames in, %llu records out, %llu commits, %llu "
-                          "callback errors",
-                          (unsigned long long)st.frames_in, (unsigned long long)st.records_out,
-                          (unsigned long long)st.commits, (unsigned long long)st.callback_errors);
-    }
     roo_app_destroy(app);
     roo__config_finish(&cfg);
     return status;

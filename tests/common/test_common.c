@@ -9,6 +9,7 @@
 #include "common/buf.h"
 #include "common/common.h"
 #include "common/queue.h"
+#include "common/ring.h"
 #include "roo_test.h"
 
 /* ---- roo_strerror ---- */
@@ -454,6 +455,54 @@ START_TEST(cond_queue_wakes_a_blocked_wait_all)
 }
 END_TEST
 
+START_TEST(ring_keeps_fifo_order_across_wraps_and_growth)
+{
+    ROO__RING(uint64_t) r = { 0 };
+    uint64_t next_in = 0, next_out = 0;
+
+    /* Interleave pushes and pops so that growth happens while the ring wraps around. */
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < round % 37 + 3; i++)
+            roo__ring_push(&r, next_in++);
+        for (int i = 0; i < round % 29 + 1 && r.len; i++) {
+            ck_assert_uint_eq(roo__ring_at(&r, 0), next_out);
+            roo__ring_pop(&r);
+            next_out++;
+        }
+        ck_assert_uint_eq(r.len, next_in - next_out);
+        for (size_t i = 0; i < r.len; i++)
+            ck_assert_uint_eq(roo__ring_at(&r, i), next_out + i);
+        if (r.len)
+            ck_assert_uint_eq(roo__ring_last(&r), next_in - 1);
+        ck_assert_uint_eq(r.cap & (r.cap - 1), 0); /* a power of two */
+    }
+    roo__ring_free(&r);
+    ck_assert_ptr_null(r.v);
+    ck_assert_uint_eq(r.len, 0);
+}
+END_TEST
+
+START_TEST(ring_elements_are_lvalues_of_their_type)
+{
+    ROO__RING(struct pair {
+        int a;
+        double b;
+    })
+    r = { 0 };
+
+    for (int i = 0; i < 40; i++)
+        roo__ring_push(&r, (struct pair){ i, i * 0.5 });
+    roo__ring_at(&r, 3).a = 300;
+    ck_assert_int_eq(roo__ring_at(&r, 3).a, 300);
+    ck_assert(roo__ring_at(&r, 39).b == 19.5);
+    roo__ring_clear(&r);
+    ck_assert_uint_eq(r.len, 0);
+    roo__ring_push(&r, (struct pair){ 7, 1.0 });
+    ck_assert_int_eq(roo__ring_at(&r, 0).a, 7);
+    roo__ring_free(&r);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -477,6 +526,11 @@ static Suite *common_suite(void)
     tc = roo_test_tcase("buf", 10);
     tcase_add_test(tc, buf_append_of_zero_bytes_to_an_empty_buffer_is_a_no_op);
     tcase_add_test(tc, buf_grows_keeping_content_and_consume_keeps_the_tail);
+    suite_add_tcase(s, tc);
+
+    tc = roo_test_tcase("ring", 10);
+    tcase_add_test(tc, ring_keeps_fifo_order_across_wraps_and_growth);
+    tcase_add_test(tc, ring_elements_are_lvalues_of_their_type);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("queue", 30);

@@ -55,6 +55,7 @@ kill_restart() { # kill_restart WHEN: kill -9 a random worker of the first three
 grows_done() { cat "$T"/w0-*.log | grep -c 'worker3): done' || true; }
 
 H="127.0.0.1:${CL_IN[0]},127.0.0.1:${CL_IN[1]},127.0.0.1:${CL_IN[2]}"
+EXTS="127.0.0.1:${CL_EXT[1]},127.0.0.1:${CL_EXT[2]},127.0.0.1:${CL_EXT[0]}"
 start senderA "$SENDER" --resumable --stream mc-a --host "$H" --file "$T/a.bin" \
     --rate "$RATE" --batch-size 200 --connect-timeout 90 --ack-timeout 5
 start senderB "$SENDER" --resumable --stream mc-b --host "$H" --file "$T/b.bin" \
@@ -70,14 +71,14 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     done
     [ "$k" -lt 300 ] || fail "cycle $cycle: the grow did not complete"
     sleep 1
-    start "shrink$cycle" "$ROO_CTL" --external "127.0.0.1:${CL_EXT[1]}" --timeout 60 shrink \
-        --workers worker3
+    # Every worker's external address: the one roo-ctl asks may be the one killed next.
+    start "shrink$cycle" "$ROO_CTL" --external "$EXTS" --timeout 90 shrink --workers worker3
     sleep "0.0$((RANDOM % 5))"
     kill_restart "during the shrink"
-    wait_exit "w3-${LIFE[3]}" 60 || fail "cycle $cycle: worker3 did not leave cleanly"
+    wait_exit "w3-${LIFE[3]}" 90 || fail "cycle $cycle: worker3 did not leave cleanly"
     LIFE[3]=$((LIFE[3] + 1))
-    # roo-ctl may lose its connection when the worker it asked is the one killed.
-    wait_exit "shrink$cycle" 60 || true
+    wait_exit "shrink$cycle" 90 ||
+        fail "cycle $cycle: roo-ctl shrink failed: $(tail -3 "$T/shrink$cycle.log")"
     log "cycle $cycle: grown and shrunk"
     sleep 1
 done
