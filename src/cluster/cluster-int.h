@@ -205,6 +205,17 @@ struct roo__cluster {
     uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
 };
 
+/* Append r to a FIFO of route buffers linked through node.next (a peer's queue, the held). */
+static inline void roo__cl_route_append(roo__route **head, roo__route **tail, roo__route *r)
+{
+    r->node.next = NULL;
+    if (*tail)
+        (*tail)->node.next = &r->node;
+    else
+        *head = r;
+    *tail = r;
+}
+
 /* cluster.c */
 uint32_t roo__cl_protocol_version(void);
 void roo__cl_send_ctl(roo__fconn *fc, const roo__ctl *m);
@@ -252,6 +263,7 @@ void roo__move_on_note(cluster *cl, roo__mig_note *n);
 void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
 
 /* initializer.c */
+void roo__coord_broadcast(cluster *cl, const roo__ctl *m);
 void roo__coord_check_ready(cluster *cl);
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
 bool roo__coord_rebalance(roo__topology *t);

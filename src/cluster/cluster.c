@@ -1,9 +1,28 @@
 /* cluster.c: the cluster's lifecycle, its partition table and the connections it accepts.
- * See cluster.h for the design and cluster-int.h for the rooms; everything here runs on the
- * io thread. */
+ *
+ * DESIGN
+ * The cluster is a guest of the io thread. The worker layer creates it on the main thread
+ * (binding the control, data and external listeners there, so that a taken port fails the
+ * start) and installs roo__cluster_io_hooks in the engine; from then on the io thread calls
+ * it, and everything in src/cluster runs on that thread: nothing here locks. Other threads
+ * are reached through queues only: route tables, move steps and state imports to the
+ * processing threads' inboxes, the identity record to the committer, a fatal error or the
+ * cluster's own stop to the main thread (roo__engine_exit).
+ *
+ * This room holds what every worker does whatever its role: apply a table (the first one,
+ * then every newer one, including the switch that ends a move), store it (the WorkerMeta
+ * record, written by the committer before anything depends on it), give each thread its
+ * route table (computed by placement.c), go ready, and accept connections on the three
+ * listeners, handing each frame to the room of its kind:
+ *
+ *   links.c        data links: outgoing batches with their backlog, inbound batches
+ *   move.c         every worker's part of a partition move
+ *   initializer.c  formation, driving moves, the coordinated stop (control frames)
+ *   joiner.c       a non-initializer's control link to the initializer
+ *   external.c     roo-ctl: status, query, shrink
+ *   placement.c    pure functions: who owns each partition, where its messages go
+ */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -324,9 +343,7 @@ static void meta_stored(void *ctx, roo__meta_msg *m)
         if (cl->send_topology_when_stored && m->seq >= cl->send_topology_seq) {
             roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
             cl->send_topology_when_stored = false;
-            for (uint32_t w = 1; w < cl->topo.nworkers; w++)
-                if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
-                    roo__cl_send_ctl(&cl->peers[w].ctl->fc, &tm);
+            roo__coord_broadcast(cl, &tm);
         }
         roo__cl_check_conns_ready(cl);
     }

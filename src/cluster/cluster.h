@@ -1,38 +1,26 @@
 /* cluster.h: workers forming a cluster: control, data and external channels.
  *
  * DESIGN
- * Everything here runs on the io thread of a worker (see engine-int.h), next to the
- * sources' listeners and the sinks; nothing here is touched by another thread except
- * through the queues named below.
+ * The worker layer creates the cluster and installs it in the engine's io thread, where all
+ * of it runs (see cluster.c for the rooms and how they talk to other threads).
  *
  * Channels (all length-prefixed protobuf frames, see proto/roo.proto and src/wire):
  *   control   joiner -> initializer, one connection per joiner (a star): Hello, Topology,
- *             ConnectionsReady, ClusterReady, Heartbeat, status queries, Shutdown, drain.
+ *             ConnectionsReady, ClusterReady, Heartbeat, status queries, Migrate and
+ *             MigrateReport, Shutdown, drain rounds, Exit.
  *   data      one outgoing connection from every worker to every other worker (a full
  *             mesh of one-way links): DataHello, then DataBatch frames, each carrying a
- *             whole route buffer of messages for one thread of the receiver.
- *   external  operator tools (roo-ctl): status and shutdown requests.
+ *             whole route buffer of messages for one thread of the receiver, DataAck back,
+ *             and StateChunks while partitions move.
+ *   external  operator tools (roo-ctl): status, query, shrink and shutdown.
  *
- * Formation: the initializer waits for --worker-count workers (itself included) to say
- * Hello, checks protocol version, application and names, computes the partition table
- * (partition p -> worker p % N) and sends the Topology to all. Each worker stores it in its
- * resilience directory (through the committer), installs it in its threads (ROO__Q_ROUTES),
- * connects its data links and reports ConnectionsReady. When all have, the initializer says
- * ClusterReady and every worker opens its sources.
- *
- * Data path: a message whose partition another worker owns is appended by the shard to a
- * route buffer for (worker, thread). Route buffers ride in the batch, are sent only after
- * the batch's commit, go into the peer's FIFO here, are framed as DataBatch (the shard gets
- * the buffer back once framed), and on the receiver become a route pushed to the owning
- * thread's inbox. Back-pressure: a shard holds a bounded number of route buffers; a peer's
- * FIFO only drains into a bounded socket buffer; a receiver stops reading a link while too
- * many of its buffers wait in its threads.
- *
- * Moves (grow: --join; shrink: roo-ctl shrink): the initializer drives them in phases
- * (Migrate HOLD, TRANSFER, then the new Topology), every worker answers with MigrateReport;
- * moving partitions' messages are held as route buffers in io (or in the thread, for our
- * own threads) until the switch, and their state crosses as StateChunks on the data links.
- * See "partition moves" in cluster.c and docs/architecture.md.
+ * Formation: the initializer waits for --worker-count workers (itself included), forms the
+ * table (partition p -> worker p mod N) and sends it; each worker stores it, installs it in
+ * its threads, connects its data links and reports; then ClusterReady opens every source.
+ * Data path: a message whose partition another worker owns rides in a route buffer for
+ * (worker, thread), is sent only after its batch's commit, and is acknowledged only after
+ * the receiver's. Moves (grow: --join; shrink: roo-ctl shrink) run in phases driven by the
+ * initializer (move.c, initializer.c, docs/architecture.md).
  */
 #ifndef ROO_CLUSTER_H
 #define ROO_CLUSTER_H

@@ -1,12 +1,17 @@
 /* external.c: roo-ctl's channel: status, query and shrink.
- * See cluster-int.h; everything here runs on the io thread. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+ *
+ * DESIGN
+ * roo-ctl may ask any worker's --external address; each request gets one reply (ExtRequest,
+ * ExtReply with JSON). status: the initializer gathers every worker's figures over the
+ * control links (StatusQuery/StatusReply, at most STATUS_TIMEOUT_MS; a joiner forwards the
+ * question to it and answers with what comes back). query: a worker answers from its own
+ * committed state, a read transaction on the io thread. shrink: only the initializer starts
+ * a move (the others name it); the same shrink asked again, after a broken connection, is
+ * the same move. A reply waits in its connection until written; a connection that goes away
+ * loses its answer and nothing else.
+ */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include "cluster/cluster-int.h"
 

@@ -1,17 +1,39 @@
 /* initializer.c: the initializer's part: formation, driving moves, the coordinated stop.
- * See cluster-int.h; everything here runs on the io thread. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+ *
+ * DESIGN
+ * One worker, the initializer, makes every decision that needs exactly one maker. Control
+ * is a star around it: every other worker keeps one control link to it (joiner.c), and the
+ * control frames that arrive on its listener are handled here.
+ *   Formation  wait for --worker-count workers to say Hello; check protocol version,
+ *              application and names; form the table (partition p -> worker p mod N), store
+ *              it, then send it; when every worker has its data links up, ClusterReady.
+ *              Later Hellos are members coming back (refreshed addresses, the table again)
+ *              or --join workers, which wait until enough of them have asked.
+ *   Moves      (co_*, roo__coord_*) compute the new table (placement.c), run the phases
+ *              PRECOPY, HOLD, TRANSFER with every live worker reporting each, then store
+ *              the new table (the commit point) and send it. A restarted initializer resumes
+ *              from the pending table in its directory; a worker that comes back during a
+ *              move is sent the current phase again.
+ *   Stop       roo-ctl shutdown: Shutdown to every worker, then drain rounds every 50 ms
+ *              until two in a row find every worker idle with unchanged counts, then Exit.
+ * The initializer is also an ordinary worker: it takes part in moves (move.c) and its own
+ * reports go straight to roo__coord_report.
+ */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include "cluster/cluster-int.h"
 
 static void refuse(aconn *c, const char *reason);
 static void co_commit(cluster *cl);
+
+/* Send m to every worker with a live control link to us (the initializer). */
+void roo__coord_broadcast(cluster *cl, const roo__ctl *m)
+{
+    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            roo__cl_send_ctl(&cl->peers[w].ctl->fc, m);
+}
 
 void roo__coord_check_ready(cluster *cl)
 {
@@ -23,9 +45,7 @@ void roo__coord_check_ready(cluster *cl)
         if (!cl->peers[w].conns_ready && !cl->peers[w].left)
             return;
     m.cluster_id = cl->topo.cluster_id;
-    for (uint32_t w = 1; w < cl->topo.nworkers; w++)
-        if (cl->peers[w].ctl)
-            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    roo__coord_broadcast(cl, &m);
     if (!cl->topo.complete) {
         /* From now on a member without the cluster's id has lost its state: refuse it. */
         cl->topo.complete = true;
@@ -372,9 +392,7 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
         t.version++;
         roo__cl_apply_topology(cl, &t);
         tm.topology = cl->topo;
-        for (uint32_t i = 1; i < cl->topo.nworkers; i++)
-            if (cl->peers[i].ctl && !cl->peers[i].ctl->dead)
-                roo__cl_send_ctl(&cl->peers[i].ctl->fc, &tm);
+        roo__coord_broadcast(cl, &tm);
         roo__topology_finish(&t);
     } else {
         roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
@@ -476,9 +494,7 @@ static void send_exit_all(cluster *cl)
     if (cl->exit_sent)
         return;
     cl->exit_sent = true;
-    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
-        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
-            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    roo__coord_broadcast(cl, &m);
     cl->e->exit_received = true;
     roo__io_check_drained(cl->e);
 }
@@ -554,9 +570,7 @@ void roo__coord_shutdown(cluster *cl, const char *why)
     if (cl->draining)
         return;
     cl->draining = true;
-    for (uint32_t w = 1; cl->has_topology && w < cl->topo.nworkers; w++)
-        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
-            roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+    roo__coord_broadcast(cl, &m);
     roo__cl_stop_locally(cl, why);
     cl->drain_deadline_ns = roo__now_ns() + (int64_t)cl->e->cfg.shutdown_timeout_ms * 1000000;
     cl->drain_timer.cb = drain_timer_cb;

@@ -1,12 +1,17 @@
 /* joiner.c: a joining worker's control link to the initializer.
- * See cluster-int.h; everything here runs on the io thread. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+ *
+ * DESIGN
+ * Every worker but the initializer keeps one control link to it and reconnects with backoff
+ * for as long as it runs (the initializer may restart). It says Hello (protocol version,
+ * application, name, addresses, and its cluster id once it has one), then follows what the
+ * initializer says: the table, ClusterReady, a move's phases, status queries, Shutdown,
+ * drain rounds, Exit. A --join worker may name any member: one that is not the initializer
+ * refuses with the initializer's address and the joiner follows it. A joiner given no
+ * --my-control/--my-data listens on the local address of this link once it is up. A
+ * heartbeat every second carries the worker's figures to the initializer.
+ */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include "cluster/cluster-int.h"
 

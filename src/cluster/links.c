@@ -1,12 +1,22 @@
 /* links.c: data links: every worker's outgoing link to each peer, and inbound batches.
- * See cluster-int.h; everything here runs on the io thread. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+ *
+ * DESIGN
+ * Every worker keeps one outgoing data link to every other live worker and accepts one from
+ * each (a full mesh of one-way links). A committed batch's route buffers for another worker
+ * are queued per peer, then framed as DataBatch (one protobuf message per route buffer, with
+ * a sequence number per (peer, thread)) into the peer's backlog and onto the socket; the
+ * buffer goes home to its thread as soon as it is framed. The backlog keeps every frame until
+ * the peer acknowledges that the batch is committed on its side (DataAck); a new connection
+ * begins by sending all of it again, and the receiver drops what it already applied (what a
+ * receiver applied is committed with the state it changed, in the links database, and a
+ * sender's restart is told apart by its random incarnation).
+ *
+ * Back-pressure: a backlog holds at most --link-backlog bytes (then routes wait, threads run
+ * out of route buffers and stop reading their sources), and a receiver stops reading a link
+ * while INBOUND_ROUTES_MAX of its buffers wait in its threads.
+ */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include "cluster/cluster-int.h"
 
@@ -443,19 +453,11 @@ static void send_routes(cluster *cl, roo__batch *b)
         }
         if (r->held && cl->mig.active) {
             /* For a partition on the move: kept, in order, until the switch. */
-            if (cl->mig.held_tail)
-                cl->mig.held_tail->node.next = &r->node;
-            else
-                cl->mig.held_head = r;
-            cl->mig.held_tail = r;
+            roo__cl_route_append(&cl->mig.held_head, &cl->mig.held_tail, r);
             continue;
         }
         p = &cl->peers[r->worker];
-        if (p->q_tail)
-            p->q_tail->node.next = &r->node;
-        else
-            p->q_head = r;
-        p->q_tail = r;
+        roo__cl_route_append(&p->q_head, &p->q_tail, r);
         roo__links_pump(p);
     }
 }

@@ -1,33 +1,33 @@
 /* move.c: every worker's part of a partition move (grow, shrink).
- * See cluster-int.h; everything here runs on the io thread. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/random.h>
-#include <unistd.h>
-
-#include "cluster/cluster-int.h"
-
-static void mig_retry_later(cluster *cl, int64_t ms);
-
-/* ---- partition moves: every worker's part ----
  *
- * The initializer drives a move (grow, shrink) in phases (proto/roo.proto, Migrate):
+ * DESIGN
+ * The initializer drives a move (initializer.c) in phases (proto/roo.proto, Migrate); every
+ * worker, the initializer too, does its part here and reports each phase (MigrateReport):
+ *   PRECOPY   old owners' threads start noting which keys of the outgoing partitions
+ *             change, then the committed state and stream marks of those partitions go to
+ *             the new owners as StateChunks; nothing pauses yet.
  *   HOLD      every worker stores the table after the move ("pending", so a restart goes on
  *             holding), routes new messages for moving partitions to held destinations, and
  *             reports once everything it routed before is committed where it went (the
  *             fence: the old owners have applied all they will ever apply of them).
  *   TRANSFER  old owners wait until their sinks took the output queued so far, then send
- *             each moving partition's committed state and stream marks as StateChunks on
- *             their data links; new owners apply and commit them, and report.
+ *             the committed values of the keys that changed since the pre-copy (all of a
+ *             partition if they restarted since); new owners apply and commit them, and
+ *             report.
  *   switch    the initializer stores the new table (the commit point) and sends it: each
  *             worker installs it, lets its held messages go to the new owners (in order, on
  *             the same links as what follows), and old owners drop the moved state.
  * A worker that restarts during a move finds the pending table and holds again; the
- * initializer repeats the current phase to it (every step can be repeated).
+ * initializer repeats the current phase to it (every step can be repeated, and imports
+ * overwrite). docs/architecture.md explains why the result is exact.
  */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cluster/cluster-int.h"
+
+static void mig_retry_later(cluster *cl, int64_t ms);
 
 static void mig_report(cluster *cl, uint32_t phase)
 {
@@ -443,11 +443,7 @@ void roo__move_finish(cluster *cl)
             continue;
         }
         p = &cl->peers[r->worker];
-        if (p->q_tail)
-            p->q_tail->node.next = &r->node;
-        else
-            p->q_head = r;
-        p->q_tail = r;
+        roo__cl_route_append(&p->q_head, &p->q_tail, r);
     }
     for (uint32_t w = 0; w < cl->npeers; w++)
         if (w != cl->self && cl->peers[w].q_head)
