@@ -35,7 +35,7 @@ static void usage(FILE *f)
           "                  the others, then they exit and delete their resilience directories;\n"
           "                  waits until the move is done (asks the initializer, found through\n"
           "                  any worker); if the connection breaks it asks again (the same\n"
-          "                  shrink asked twice is one shrink) until --timeout\n"
+          "                  shrink --workers asked twice is one shrink) until --timeout\n"
           "\n"
           "Options:\n"
           "  -e, --external ADDRS  the workers to ask, in order (required): HOST:PORT, or a\n"
@@ -82,14 +82,18 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 /*
  * One request, one reply. A negative result means no answer (could not connect, the
- * connection broke, timed out); a worker's "no" is *ret_ok false with *ret_error.
+ * connection broke, timed out); a worker's "no" is *ret_ok false with *ret_error. sent (if
+ * not NULL) says whether the whole request left: the worker may have acted on it.
  */
-static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
-                   char **ret_json, char **ret_error)
+static int request_sent(const roo__addr *a, const roo__ext_request *req, int64_t deadline,
+                        bool *ret_ok, char **ret_json, char **ret_error, bool *sent)
 {
     roo__buf out = { 0 }, in = { 0 };
     size_t off = 0;
     int fd, rc;
+
+    if (sent)
+        *sent = false;
 
     rc = roo__tcp_connect_start(a, &fd);
     if (rc < 0)
@@ -114,6 +118,8 @@ static int request(const roo__addr *a, const roo__ext_request *req, int64_t dead
         }
         off += (size_t)n;
     }
+    if (sent)
+        *sent = true;
     for (;;) {
         ssize_t n;
         if (in.len >= 4) {
@@ -164,6 +170,12 @@ static const char *values_of(const char *json, size_t *ret_len)
         return NULL;
     *ret_len = (size_t)(end - start);
     return start;
+}
+
+static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
+                   char **ret_json, char **ret_error)
+{
+    return request_sent(a, req, deadline, ret_ok, ret_json, ret_error, NULL);
 }
 
 /* The workers to ask, from --external, in order. */
@@ -292,7 +304,9 @@ static int query(const targets *t, roo__ext_request *req)
  * shrink: only the initializer moves partitions; any worker names it. The same shrink asked
  * again is the same shrink (the initializer attaches to the move under way, or answers that
  * the workers already left), so a broken connection is simply asked again, of every target
- * in turn, until the timeout: a worker that is killed or restarting does not lose it.
+ * in turn, until the timeout: a worker that is killed or restarting does not lose it. Only
+ * --workers names the same workers twice; a --count shrink is asked again only if it never
+ * left.
  */
 static int shrink(const targets *t, const roo__ext_request *req)
 {
@@ -304,12 +318,12 @@ static int shrink(const targets *t, const roo__ext_request *req)
     for (;;) {
         for (size_t i = 0; i <= t->n; i++) {
             const roo__addr *a = i == 0 ? (have_init ? &init : NULL) : &t->addrs[i - 1];
-            bool ok = false;
+            bool ok = false, sent = false;
             char *json = NULL, *error = NULL;
             const char *at;
             if (!a)
                 continue;
-            rc = request(a, req, deadline, &ok, &json, &error);
+            rc = request_sent(a, req, deadline, &ok, &json, &error, &sent);
             if (rc == 0 && ok) {
                 fputs(json, stdout);
                 free(json);
@@ -333,6 +347,15 @@ static int shrink(const targets *t, const roo__ext_request *req)
             }
             free(json);
             free(error);
+            if (sent && !req->nworkers && !req->dry_run) {
+                /* --count N names no one: asked again after the first took effect, it would
+                 * remove N more workers. */
+                fprintf(stderr,
+                        "roo-ctl: %s: %s after the shrink was sent; it may be under way: see "
+                        "roo-ctl status, or name the workers with --workers to ask again safely\n",
+                        addr_text(a), roo_strerror(rc));
+                return 1;
+            }
         }
         if (now_ms() >= deadline) {
             fprintf(stderr, "roo-ctl: no worker answered the shrink within %llu s (last: %s)\n",

@@ -17,6 +17,7 @@
 #define MAX_WORKERS 1024                   /* peers[] capacity: indices never move */
 #define CHUNK_BYTES (1u << 20)             /* state bytes per StateChunk */
 #define MIG_RETRY_MS 10
+#define SHRINK_WAITERS 8
 
 typedef enum conn_kind {
     CONN_CONTROL, /* accepted on our control listener */
@@ -194,8 +195,11 @@ struct roo__cluster {
         bool *reported; /* per worker of mig.next */
         joined *joiners;
         size_t njoiners;
-        uint32_t want;     /* joiners to wait for */
-        uint64_t ext_conn; /* roo-ctl shrink waiting for the end (0: none) */
+        uint32_t want; /* joiners to wait for */
+        /* roo-ctl shrinks waiting for the end (the same shrink may be asked several times;
+         * past SHRINK_WAITERS the oldest is told to ask again) */
+        uint64_t ext_conns[SHRINK_WAITERS];
+        unsigned next_waiter;
         char what[160];
         int64_t started_ns;
     } co;
@@ -279,6 +283,7 @@ void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t);
 
 /* external.c */
 void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
+void roo__ext_wait_move(cluster *cl, uint64_t conn_id);
 void roo__ext_status_free(query *q, size_t n);
 void roo__ext_status_complete(cluster *cl, query *q);
 void roo__ext_status_check(cluster *cl, query *q);

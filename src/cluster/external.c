@@ -459,7 +459,7 @@ static bool shrink_again(cluster *cl, aconn *c, const roo__ext_request *req)
     if (same_move && named_live == req->nworkers && leaving == named_live) {
         roo__log_info("roo-ctl from %s asks again for the shrink under way; it gets the answer",
                       c->fc.peer);
-        cl->co.ext_conn = c->id;
+        roo__ext_wait_move(cl, c->id);
         return true;
     }
     return false;
@@ -570,12 +570,23 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
         roo__ext_reply(cl, c->id, false, NULL, "the partition move could not start (see the log)");
         return;
     }
-    cl->co.ext_conn = c->id;
+    roo__ext_wait_move(cl, c->id);
     return;
 
 fail:
     free(leave);
     roo__ext_reply(cl, c->id, false, NULL, err);
+}
+
+/* roo-ctl waits for the move under way; the initializer answers it when the move ends. */
+void roo__ext_wait_move(cluster *cl, uint64_t conn_id)
+{
+    uint64_t *slot = &cl->co.ext_conns[cl->co.next_waiter++ % SHRINK_WAITERS];
+
+    if (*slot)
+        roo__ext_reply(cl, *slot, false, NULL,
+                       "too many roo-ctl wait for this move; ask again to get its answer");
+    *slot = conn_id;
 }
 
 void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len)

@@ -243,11 +243,12 @@ static void co_commit(cluster *cl)
     cl->send_topology_seq = cl->meta_queued;
     roo__log_info("%s: done in %lld ms; table version %llu", cl->co.what, (long long)ms,
                   (unsigned long long)t.version);
-    if (cl->co.ext_conn) {
-        snprintf(json, sizeof(json), "{\"done\": true, \"table_version\": %llu, \"ms\": %lld}\n",
-                 (unsigned long long)t.version, (long long)ms);
-        roo__ext_reply(cl, cl->co.ext_conn, true, json, NULL);
-        cl->co.ext_conn = 0;
+    snprintf(json, sizeof(json), "{\"done\": true, \"table_version\": %llu, \"ms\": %lld}\n",
+             (unsigned long long)t.version, (long long)ms);
+    for (unsigned i = 0; i < SHRINK_WAITERS; i++) {
+        if (cl->co.ext_conns[i])
+            roo__ext_reply(cl, cl->co.ext_conns[i], true, json, NULL);
+        cl->co.ext_conns[i] = 0;
     }
     roo__topology_finish(&t);
     co_maybe_grow(cl);

@@ -522,6 +522,19 @@ void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t le
         roo__cl_conn_kill(c);
         return;
     }
+    if (ch.epoch > (cl->mig.active ? cl->mig.epoch : cl->topo.version)) {
+        /* The sender heard of this move before we did (control and data are separate
+         * connections). Dropping the chunk would stall the move; closing the link makes
+         * the sender connect again and send its move's state again (peer_data_connected),
+         * by when we know the move. */
+        roo__log_info("state chunk of move %llu from %s arrived before this worker heard of "
+                      "the move; closing that link so that it is sent again",
+                      (unsigned long long)ch.epoch, cl->peers[c->peer].info.name);
+        roo__buf_finish(&ch.records);
+        roo__buf_finish(&ch.marks);
+        roo__cl_conn_kill(c);
+        return;
+    }
     if (!cl->mig.active || ch.epoch != cl->mig.epoch || ch.partition >= cl->topo.partitions ||
         !cl->mig.incoming[ch.partition]) {
         roo__log_debug("state chunk of partition %u (move %llu) from %s is not for us now; "
