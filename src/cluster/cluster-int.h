@@ -48,6 +48,7 @@ typedef struct peer {
     bool data_open;   /* connected, DataHello queued */
     bool data_active; /* fconn initialized (connecting or open) */
     roo__backoff data_retry;
+    int64_t data_opened_ns; /* when the current link opened */
     roo__route *q_head, *q_tail;
     uint64_t sent;
     /*

@@ -143,7 +143,10 @@ static void peer_data_closed(roo__fconn *fc, int err)
     if (!p->cl->e->io_stopping || p->q_head)
         roo__log_warn("data link to %s (%s) lost%s%s; reconnecting", p->info.name,
                       p->info.data_addr, err ? ": " : "", err ? roo_strerror(err) : "");
-    roo__backoff_reset(&p->data_retry);
+    /* A link that lived a while reconnects at once; one closed right after it opened (the
+     * peer refused it) backs off further, rather than reconnect every 50 ms. */
+    if (roo__now_ns() - p->data_opened_ns >= 1000000000)
+        roo__backoff_reset(&p->data_retry);
     roo__links_connect(p);
 }
 
@@ -163,7 +166,8 @@ static void peer_data_connected(roo__fconn *fc, int err)
     }
     if (p->data_retry.failures)
         roo__log_info("data link to %s (%s) connected", p->info.name, p->info.data_addr);
-    roo__backoff_reset(&p->data_retry);
+    p->data_retry.failures = 0;
+    p->data_opened_ns = roo__now_ns();
     h.cluster_id = cl->topo.cluster_id;
     h.incarnation = cl->incarnation;
     snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
