@@ -205,6 +205,7 @@ struct roo__cluster {
         int64_t started_ns;
     } co;
 
+    bool *stage_is_state; /* per stage of the app: may a peer route messages to it */
     roo__route *route_pool;
     uint64_t received;    /* messages received from other workers */
     uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
@@ -225,6 +226,7 @@ static inline void roo__cl_route_append(roo__route **head, roo__route **tail, ro
 uint32_t roo__cl_protocol_version(void);
 void roo__cl_send_ctl(roo__fconn *fc, const roo__ctl *m);
 void roo__cl_conn_kill(aconn *c);
+aconn *roo__cl_find_conn(cluster *cl, uint64_t id);
 int roo__cl_fatal(cluster *cl, const char *why);
 int64_t roo__cl_worker_index(const cluster *cl, const char *name);
 void roo__cl_own_stats(cluster *cl, roo__worker_stats *st);

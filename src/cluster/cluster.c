@@ -521,6 +521,15 @@ static void ext_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
     accept_on(io->data, io->fd, CONN_EXTERNAL);
 }
 
+/* The open accepted connection with this id, or NULL. */
+aconn *roo__cl_find_conn(cluster *cl, uint64_t id)
+{
+    for (aconn *c = cl->conns; c; c = c->next)
+        if (c->id == id && !c->dead)
+            return c;
+    return NULL;
+}
+
 /* Before each poll: free the accepted connections that closed. */
 static void prepare(void *ctx)
 {
@@ -600,6 +609,9 @@ int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, s
     cl->ctl_lfd = cl->data_lfd = cl->ext_lfd = -1;
     roo__backoff_init(&cl->ctl_retry, roo__joiner_retry_cb, cl);
     cl->incarnation = roo__cl_random_id();
+    cl->stage_is_state = roo__xcalloc(e->app->nstages ? e->app->nstages : 1, sizeof(bool));
+    for (size_t i = 0; i < e->app->nstages; i++)
+        cl->stage_is_state[i] = e->app->stages[i].kind == ROO__STAGE_STATE;
     if (cfg->has_external) {
         rc = roo__cl_listen_at(&cfg->external, &cl->ext_lfd, cl->my_external,
                                sizeof(cl->my_external), "--external", msg, cap);
@@ -782,6 +794,7 @@ void roo__cluster_destroy(roo__cluster *cl)
     for (size_t i = 0; i < cl->co.njoiners; i++)
         roo__worker_info_finish(&cl->co.joiners[i].info);
     free(cl->co.joiners);
+    free(cl->stage_is_state);
     free(cl);
 }
 

@@ -108,17 +108,9 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
     json_fmt(out, "\n  ]\n}\n");
 }
 
-static aconn *find_conn(cluster *cl, uint64_t id)
-{
-    for (aconn *c = cl->conns; c; c = c->next)
-        if (c->id == id && !c->dead)
-            return c;
-    return NULL;
-}
-
 void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error)
 {
-    aconn *c = find_conn(cl, conn_id);
+    aconn *c = roo__cl_find_conn(cl, conn_id);
 
     if (!c)
         return;

@@ -337,6 +337,21 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
         return false;
     }
     p = &cl->peers[w];
+    if (p->inbound && !p->inbound->dead && p->inbound != c) {
+        if (h->incarnation == p->in_incarnation) {
+            /* Not a reason to start its sequence numbers again: refuse the second one. */
+            roo__log_warn("data connection from %s claims to be worker '%s', which already has "
+                          "a live data link (from %s); closing the new one",
+                          c->fc.peer, h->worker, p->inbound->fc.peer);
+            return false;
+        }
+        /* A new life of that worker (it restarted): its old link is dead even if this end
+         * has not seen it close yet. */
+        roo__log_info("worker '%s' is back (a new incarnation) from %s; closing its old data "
+                      "link from %s",
+                      h->worker, c->fc.peer, p->inbound->fc.peer);
+        roo__cl_conn_kill(p->inbound);
+    }
     c->hello_seen = true;
     c->peer = (int)w;
     p->inbound = c;
@@ -366,10 +381,19 @@ static bool on_data_batch(cluster *cl, aconn *c, roo__route *r, uint32_t thread,
     roo__engine *e = cl->e;
     peer *p = &cl->peers[c->peer];
 
+    char why[200];
+
     if (thread >= e->nshards) {
         roo__log_warn("data connection from %s (worker '%s'): batch for thread %u, but this "
                       "worker has %u; closing it",
                       c->fc.peer, p->info.name, thread, e->nshards);
+        return false;
+    }
+    if (roo__route_check(r->data.data, r->data.len, cl->stage_is_state, e->app->nstages, count, why,
+                         sizeof(why)) < 0) {
+        roo__log_warn("data connection from %s (worker '%s'): batch %llu for thread %u is "
+                      "malformed: %s; closing it",
+                      c->fc.peer, p->info.name, (unsigned long long)seq, thread, why);
         return false;
     }
     if (seq <= p->in_received[thread]) {
@@ -384,6 +408,7 @@ static bool on_data_batch(cluster *cl, aconn *c, roo__route *r, uint32_t thread,
     p->in_received[thread] = seq;
     r->link_seq = seq;
     r->link_incarnation = p->in_incarnation;
+    r->link_conn = c->id;
     snprintf(r->link_peer, sizeof(r->link_peer), "%s", p->info.name);
     r->nmsgs = count;
     r->worker = (uint32_t)c->peer;
@@ -474,6 +499,7 @@ static void send_acks(cluster *cl, roo__batch *b)
     for (uint32_t i = 0; i < b->nacks; i++) {
         const roo__link_ack *a = &b->acks[i];
         peer *p;
+        aconn *c;
         bool last = true;
         if (!cl->has_topology || a->peer >= cl->npeers || a->thread >= e->nshards)
             continue;
@@ -482,13 +508,17 @@ static void send_acks(cluster *cl, roo__batch *b)
             continue; /* from a previous life of the sender: it no longer waits for it */
         if (a->seq > p->in_applied[a->thread])
             p->in_applied[a->thread] = a->seq;
-        /* One acknowledgement per (peer, thread) and batch: the highest. */
+        /* One acknowledgement per (peer, thread) and batch: the highest, on the connection
+         * the batch came in on. If that one is gone, the sender sends the batch again on
+         * its next link and is acknowledged there. */
         for (uint32_t k = i + 1; k < b->nacks && last; k++)
-            last = !(b->acks[k].peer == a->peer && b->acks[k].thread == a->thread);
-        if (last && p->inbound && !p->inbound->dead) {
+            last = !(b->acks[k].peer == a->peer && b->acks[k].thread == a->thread &&
+                     b->acks[k].conn == a->conn);
+        c = last ? roo__cl_find_conn(cl, a->conn) : NULL;
+        if (c && c->kind == CONN_DATA && c->peer == (int)a->peer) {
             roo__wire_data_ack_encode(a->thread, p->in_applied[a->thread],
-                                      roo__fconn_outbuf(&p->inbound->fc));
-            roo__fconn_flush(&p->inbound->fc);
+                                      roo__fconn_outbuf(&c->fc));
+            roo__fconn_flush(&c->fc);
         }
     }
     b->nacks = 0;

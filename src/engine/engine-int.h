@@ -190,6 +190,7 @@ typedef struct roo__link_ack {
     uint32_t thread; /* our thread that applied it */
     uint64_t incarnation;
     uint64_t seq;
+    uint64_t conn; /* the connection it came in on: the acknowledgement goes there */
 } roo__link_ack;
 
 typedef struct roo__batch {
@@ -241,6 +242,15 @@ typedef struct roo__batch {
 #define ROO__ROUTE_ID_FLAG 0x80000000u
 #define ROO__ROUTE_ID_LEN 8
 #define ROO__ROUTE_STREAM 0xFFFFFFFFu
+/*
+ * Check a route buffer from another worker before any thread reads it (route_check.c): every
+ * record fits, every stage index names a state step (is_state[stage]), identities follow a
+ * stream record, and it holds exactly `count` messages. 0, or ROO_EWIRE with why filled in.
+ * Pure; any thread.
+ */
+int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size_t nstages,
+                     uint32_t count, char *why, size_t cap);
+
 typedef struct roo__route {
     roo__qnode node;
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */
@@ -254,6 +264,7 @@ typedef struct roo__route {
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;
+    uint64_t link_conn; /* the cluster's id of the connection it came in on */
     char link_peer[ROO__LINK_NAME_MAX + 1];
     bool held; /* for a partition on the move: io keeps it until the switch */
 } roo__route;

@@ -168,6 +168,7 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         roo__store_le32(p + 12, id->sub);
     }
     memcpy(p + 8 + idlen, msg, len);
+    memset(p + 8 + idlen + len, 0, rec - 8 - idlen - len); /* no stale bytes on the wire */
     r->data.len += rec;
     r->nmsgs++;
 }
@@ -867,7 +868,8 @@ static void note_link_applied(roo__shard *sh, const roo__route *r)
         b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 8;
         b->acks = roo__xrealloc(b->acks, b->acks_cap * sizeof(*b->acks));
     }
-    b->acks[b->nacks++] = (roo__link_ack){ r->worker, sh->idx, r->link_incarnation, r->link_seq };
+    b->acks[b->nacks++] =
+        (roo__link_ack){ r->worker, sh->idx, r->link_incarnation, r->link_seq, r->link_conn };
 }
 
 static void process_route(roo__shard *sh, roo__route *r)

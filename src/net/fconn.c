@@ -2,6 +2,8 @@
 #include "net/fconn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -152,9 +154,25 @@ static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
     }
 }
 
+/*
+ * Keepalive: a peer that vanished without a FIN or RST (its host died, a network split) is
+ * noticed in about 30 s even when nothing is being written to it, so that a link it opens
+ * again is not refused for ever as a second one.
+ */
+static void keepalive(int fd)
+{
+    int on = 1, idle = 15, intvl = 5, cnt = 3;
+
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static int setup(roo__fconn *c, roo__loop *loop, int fd, size_t max_frame,
                  const roo__fconn_ops *ops, void *data, bool connecting)
 {
+    keepalive(fd);
     memset(c, 0, sizeof(*c));
     c->loop = loop;
     c->ops = ops;

@@ -1,0 +1,139 @@
+/* test_route_check.c: a route buffer from another worker is applied only if every record
+ * fits, names a state step and the count is right; every way of lying is caught. */
+#include <stdio.h>
+
+#include "engine/engine-int.h"
+#include "roo_test.h"
+
+/* Stages 0 (stateless), 1 (state), 2 (sink). */
+static const bool is_state[3] = { false, true, false };
+
+typedef struct rb {
+    uint8_t d[4096];
+    size_t n;
+} rb;
+
+static void put_stream(rb *b, uint64_t stream, uint64_t base)
+{
+    roo__store_le32(b->d + b->n, ROO__ROUTE_STREAM);
+    roo__store_le32(b->d + b->n + 4, 16);
+    roo__store_le32(b->d + b->n + 8, (uint32_t)stream);
+    roo__store_le32(b->d + b->n + 12, (uint32_t)(stream >> 32));
+    roo__store_le32(b->d + b->n + 16, (uint32_t)base);
+    roo__store_le32(b->d + b->n + 20, (uint32_t)(base >> 32));
+    b->n += 24;
+}
+
+static void put_msg(rb *b, uint32_t stage, const char *msg, bool id)
+{
+    size_t len = strlen(msg), idlen = id ? ROO__ROUTE_ID_LEN : 0;
+
+    roo__store_le32(b->d + b->n, stage | (id ? ROO__ROUTE_ID_FLAG : 0));
+    roo__store_le32(b->d + b->n + 4, (uint32_t)len);
+    memset(b->d + b->n + 8, 0, idlen + ROO__ALIGN8(len));
+    memcpy(b->d + b->n + 8 + idlen, msg, len);
+    b->n += 8 + idlen + ROO__ALIGN8(len);
+}
+
+static int check(const rb *b, uint32_t count, char *why)
+{
+    return roo__route_check(b->d, b->n, is_state, 3, count, why, 200);
+}
+
+START_TEST(a_well_formed_batch_passes)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+
+    ck_assert_int_eq(check(&b, 0, why), 0); /* empty */
+    put_msg(&b, 1, "a vote", false);
+    put_stream(&b, 77, 1000);
+    put_msg(&b, 1, "with an identity", true);
+    put_msg(&b, 1, "", true);
+    ck_assert_int_eq(check(&b, 3, why), 0);
+}
+END_TEST
+
+START_TEST(a_stage_that_is_not_a_state_step_is_refused)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+
+    put_msg(&b, 0, "x", false);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    ck_assert_ptr_nonnull(strstr(why, "not a state step"));
+    b.n = 0;
+    put_msg(&b, 2, "x", false);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n = 0;
+    put_msg(&b, 3, "x", false); /* past the last stage */
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n = 0;
+    put_msg(&b, 0x7FFFFFFEu, "x", false);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+}
+END_TEST
+
+START_TEST(lengths_that_run_past_the_end_are_refused)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+
+    put_msg(&b, 1, "hello", false);
+    b.n -= 1; /* the padding cut */
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n = 0;
+    put_msg(&b, 1, "hello", false);
+    roo__store_le32(b.d + 4, 9); /* says 9, holds 8 */
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    roo__store_le32(b.d + 4, 0xFFFFFFF0u); /* wraps a 32-bit sum */
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    roo__store_le32(b.d + 4, ROO_MSG_MAX + 1);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n = 5; /* a header cut short */
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n = 0;
+    put_stream(&b, 1, 2);
+    b.n -= 4;
+    ck_assert_int_eq(check(&b, 0, why), ROO_EWIRE);
+    b.n = 0;
+    put_stream(&b, 1, 2);
+    roo__store_le32(b.d + 4, 15);
+    ck_assert_int_eq(check(&b, 0, why), ROO_EWIRE);
+}
+END_TEST
+
+START_TEST(identities_need_a_stream_record_and_counts_must_match)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+
+    put_msg(&b, 1, "x", true);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    ck_assert_ptr_nonnull(strstr(why, "stream record"));
+    b.n = 0;
+    put_msg(&b, 1, "x", false);
+    put_msg(&b, 1, "y", false);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    ck_assert_int_eq(check(&b, 2, why), 0);
+}
+END_TEST
+
+static Suite *route_check_suite(void)
+{
+    Suite *s = suite_create("route_check");
+    TCase *tc = roo_test_tcase("peer batches", 10);
+
+    tcase_add_test(tc, a_well_formed_batch_passes);
+    tcase_add_test(tc, a_stage_that_is_not_a_state_step_is_refused);
+    tcase_add_test(tc, lengths_that_run_past_the_end_are_refused);
+    tcase_add_test(tc, identities_need_a_stream_record_and_counts_must_match);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return roo_test_run(route_check_suite());
+}
