@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "net/auth.h"
 #include "net/net.h"
 #include "wire/wire.h"
 
@@ -43,6 +44,8 @@ static void usage(FILE *f)
           "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
           "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at\n"
           "                        most SECS seconds (exit 1 if it never does)\n"
+          "  -k, --secret FILE     the cluster secret (the workers' --cluster-secret); without\n"
+          "                        it only a cluster without one answers\n"
           "  -s, --state NAME      with query: the state type (default: the application's first)\n"
           "      --workers A,B     with shrink: the workers to remove, by --name\n"
           "      --count N         with shrink: remove N workers (the most recently added)\n"
@@ -80,6 +83,89 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 #define CONNECT_MS 3000 /* per address: a host that does not answer is skipped */
 
+/* The cluster secret's key (--secret), or the key of no secret. */
+static roo__auth_key auth_key;
+
+static int send_all(int fd, const uint8_t *p, size_t len, int64_t deadline)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t n = send(fd, p + off, len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            int rc;
+            if (errno != EAGAIN && errno != EINTR)
+                return -errno;
+            rc = wait_fd(fd, POLLOUT, deadline);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* Read one whole frame (at most max bytes) into in; its payload is in->data + 4. */
+static int recv_frame(int fd, roo__buf *in, size_t max, int64_t deadline, uint32_t *ret_len)
+{
+    for (;;) {
+        ssize_t n;
+        int rc;
+        if (in->len >= 4) {
+            uint32_t len = roo__load_be32(in->data);
+            if (len > max)
+                return ROO_EWIRE;
+            if (in->len >= 4 + (size_t)len) {
+                *ret_len = len;
+                return 0;
+            }
+        }
+        rc = wait_fd(fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+        roo__buf_reserve(in, 65536);
+        n = recv(fd, in->data + in->len, 65536, 0);
+        if (n == 0)
+            return ROO_ECLOSED;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            return -errno;
+        }
+        in->len += (size_t)n;
+    }
+}
+
+/* The handshake every external connection opens with (src/net/auth.h). */
+static int handshake(int fd, int64_t deadline)
+{
+    roo__auth a = { .key = &auth_key, .channel = ROO__CHANNEL_EXTERNAL };
+    uint8_t frame[4 + ROO__AUTH_REPLY_LEN], proof[ROO__AUTH_PROOF_LEN];
+    roo__buf in = { 0 };
+    uint32_t len = 0;
+    int rc;
+
+    roo__store_be32(frame, ROO__AUTH_HELLO_LEN);
+    roo__auth_client_hello(&a, frame + 4);
+    rc = send_all(fd, frame, 4 + ROO__AUTH_HELLO_LEN, deadline);
+    if (rc == 0)
+        rc = recv_frame(fd, &in, ROO__AUTH_FRAME_MAX, deadline, &len);
+    if (rc == 0)
+        rc = roo__auth_client_proof(&a, in.data + 4, len, proof);
+    if (rc == 0 && in.len != 4 + (size_t)len)
+        rc = ROO_EWIRE; /* the server said more than its proof */
+    if (rc == 0) {
+        roo__store_be32(frame, ROO__AUTH_PROOF_LEN);
+        memcpy(frame + 4, proof, sizeof(proof));
+        rc = send_all(fd, frame, 4 + ROO__AUTH_PROOF_LEN, deadline);
+    }
+    roo__buf_finish(&in);
+    if (rc == ROO_ECLOSED)
+        rc = ROO_EAUTH; /* a worker closes a connection that does not prove its secret */
+    return rc;
+}
+
 /*
  * One request, one reply. A negative result means no answer (could not connect, the
  * connection broke, timed out); a worker's "no" is *ret_ok false with *ret_error. sent (if
@@ -89,67 +175,30 @@ static int request_sent(const roo__addr *a, const roo__ext_request *req, int64_t
                         bool *ret_ok, char **ret_json, char **ret_error, bool *sent)
 {
     roo__buf out = { 0 }, in = { 0 };
-    size_t off = 0;
+    uint32_t len = 0;
     int fd, rc;
 
     if (sent)
         *sent = false;
-
     rc = roo__tcp_connect_start(a, &fd);
     if (rc < 0)
         return rc;
     rc = wait_fd(fd, POLLOUT, ROO__MIN(deadline, now_ms() + CONNECT_MS));
     if (rc == 0)
         rc = roo__tcp_connect_result(fd);
+    if (rc == 0)
+        rc = handshake(fd, deadline);
     if (rc < 0)
         goto out;
     roo__wire_ext_request_encode(req, &out);
-    while (off < out.len) {
-        ssize_t n = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                rc = wait_fd(fd, POLLOUT, deadline);
-                if (rc < 0)
-                    goto out;
-                continue;
-            }
-            rc = -errno;
-            goto out;
-        }
-        off += (size_t)n;
-    }
+    rc = send_all(fd, out.data, out.len, deadline);
+    if (rc < 0)
+        goto out;
     if (sent)
         *sent = true;
-    for (;;) {
-        ssize_t n;
-        if (in.len >= 4) {
-            uint32_t len = roo__load_be32(in.data);
-            if (len > ROO__EXTERNAL_FRAME_MAX) {
-                rc = ROO_EWIRE;
-                goto out;
-            }
-            if (in.len >= 4 + (size_t)len) {
-                rc = roo__wire_ext_reply_decode(in.data + 4, len, ret_ok, ret_json, ret_error);
-                goto out;
-            }
-        }
-        rc = wait_fd(fd, POLLIN, deadline);
-        if (rc < 0)
-            goto out;
-        roo__buf_reserve(&in, 65536);
-        n = recv(fd, in.data + in.len, 65536, 0);
-        if (n == 0) {
-            rc = ROO_ECLOSED;
-            goto out;
-        }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                continue;
-            rc = -errno;
-            goto out;
-        }
-        in.len += (size_t)n;
-    }
+    rc = recv_frame(fd, &in, ROO__EXTERNAL_FRAME_MAX, deadline, &len);
+    if (rc == 0)
+        rc = roo__wire_ext_reply_decode(in.data + 4, len, ret_ok, ret_json, ret_error);
 out:
     close(fd);
     roo__buf_finish(&out);
@@ -209,7 +258,8 @@ static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadli
         }
     }
     for (size_t i = 0; i < n; i++)
-        fprintf(stderr, "roo-ctl: %s: %s\n", addr_text(&t->addrs[i]), roo_strerror(rcs[i]));
+        fprintf(stderr, "roo-ctl: %s: %s%s\n", addr_text(&t->addrs[i]), roo_strerror(rcs[i]),
+                rcs[i] == ROO_EAUTH ? " (give roo-ctl the workers' secret: --secret FILE)" : "");
     return rc;
 }
 
@@ -414,11 +464,12 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'W' },
         { "count", required_argument, NULL, 'C' },
         { "query", no_argument, NULL, 'Q' },
+        { "secret", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    const char *ext = NULL, *state = "";
+    const char *ext = NULL, *state = "", *secret = NULL;
     char *workers = NULL;
     uint64_t timeout = 10, wait_ready = 0, count = 0;
     bool timeout_set = false, shrink_query = false;
@@ -427,7 +478,7 @@ int main(int argc, char **argv)
     int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:QhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:Qk:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
@@ -468,6 +519,9 @@ int main(int argc, char **argv)
             break;
         case 'Q':
             shrink_query = true;
+            break;
+        case 'k':
+            secret = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -531,6 +585,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "roo-ctl: --wait-ready goes with status (see --help)\n");
         free(t.addrs);
         return 2;
+    }
+    if (secret) {
+        char why[600] = "";
+        bool loose = false;
+        if (roo__auth_key_load(secret, &auth_key, &loose, why, sizeof(why)) < 0) {
+            fprintf(stderr, "roo-ctl: %s\n", why);
+            free(t.addrs);
+            return 2;
+        }
+        if (loose)
+            fprintf(stderr, "roo-ctl: warning: %s\n", why);
+    } else {
+        roo__auth_key_none(&auth_key);
     }
     if (req.cmd == ROO__EXT_SHRINK && !timeout_set && !shrink_query)
         timeout = 300; /* a move of a lot of state takes a while */

@@ -104,7 +104,8 @@ extern "C" {
     XX(EWIRE, -30612, "malformed protocol message")                                                \
     XX(EVERSION, -30613, "incompatible protocol version")                                          \
     XX(ECLOSED, -30614, "connection closed")                                                       \
-    XX(ESHUTDOWN, -30615, "shutting down")
+    XX(ESHUTDOWN, -30615, "shutting down")                                                       \
+    XX(EAUTH, -30616, "the peer does not prove the cluster secret")
 
 /** roo's own error codes (see ROO_ERRNO_MAP). */
 typedef enum roo_error {

@@ -141,6 +141,8 @@ struct roo__cluster {
     roo__timer heartbeat;
     aconn *conns;
     uint64_t next_conn_id;
+    unsigned nconns[3];          /* open accepted connections, per conn_kind */
+    roo__timer listen_resume[3]; /* a listener resting after an accept failure, per kind */
 
     query queries[MAX_QUERIES];
     uint64_t next_query;
@@ -205,7 +207,9 @@ struct roo__cluster {
         int64_t started_ns;
     } co;
 
-    bool *stage_is_state; /* per stage of the app: may a peer route messages to it */
+    bool *stage_is_state;    /* per stage of the app: may a peer route messages to it */
+    roo__auth_key key;       /* the cluster secret's key (auth.h) */
+    roo__ratelimit refusals; /* log lines for connections that did not prove it */
     roo__route *route_pool;
     uint64_t received;    /* messages received from other workers */
     uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
@@ -240,8 +244,8 @@ bool roo__cl_local_idle(cluster *cl);
 void roo__cl_stop_locally(cluster *cl, const char *why);
 void roo__cl_ctl_listen_cb(roo__loop *loop, roo__io *io, uint32_t events);
 void roo__cl_data_listen_cb(roo__loop *loop, roo__io *io, uint32_t events);
-int roo__cl_listen_at(const roo__addr *a, int *fd, char *adv, size_t advcap, const char *what,
-                      char *msg, size_t cap);
+int roo__cl_listen_at(cluster *cl, const roo__addr *a, int *fd, char *adv, size_t advcap,
+                      const char *what, char *msg, size_t cap);
 void roo__cl_advertise_wild(char *adv, size_t cap, const char *local);
 
 /* links.c */

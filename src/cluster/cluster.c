@@ -414,7 +414,20 @@ static void aconn_closed(roo__fconn *fc, int err)
     aconn *c = fc->data;
     static const char *const kinds[] = { "control", "data", "external" };
 
-    if (err == ROO_EFRAMESIZE)
+    uint64_t suppressed = 0;
+    bool refused = err == ROO_EAUTH || fc->auth_state;
+
+    if (refused && roo__ratelimit_allow(&c->cl->refusals, &suppressed))
+        /* Before the handshake: anyone can cause these, so they are rate-limited. */
+        roo__log_warn("%s connection from %s did not prove the cluster secret (%s); closed "
+                      "it%s",
+                      kinds[c->kind], fc->peer,
+                      err == ROO_EAUTH        ? "a wrong secret, or not a roo peer"
+                      : err == -ETIMEDOUT     ? "no handshake in time"
+                      : err == ROO_EFRAMESIZE ? "a frame too big for a handshake"
+                                              : "it left during the handshake: another secret?",
+                      suppressed ? " (more such connections were closed unlogged)" : "");
+    else if (err == ROO_EFRAMESIZE && !refused)
         roo__log_warn("%s connection from %s: frame larger than the channel's limit; closed it",
                       kinds[c->kind], fc->peer);
     conn_gone(c, err);
@@ -427,6 +440,7 @@ static void conn_gone(aconn *c, int err)
     if (c->dead)
         return;
     c->dead = true;
+    cl->nconns[c->kind]--;
     for (size_t i = 0; c->kind == CONN_CONTROL && i < cl->co.njoiners; i++) {
         if (cl->co.joiners[i].ctl != c)
             continue;
@@ -469,21 +483,38 @@ static const roo__fconn_ops aconn_ops = {
     .on_close = aconn_closed,
 };
 
-static void accept_on(cluster *cl, int lfd, conn_kind kind)
+static void accept_on(cluster *cl, roo__io *lio, conn_kind kind)
 {
+    static const char *const kinds[] = { "control", "data", "external" };
     static const size_t limits[] = { ROO__CONTROL_FRAME_MAX, ROO__DATA_FRAME_MAX,
                                      ROO__EXTERNAL_FRAME_MAX };
+    static const uint8_t channels[] = { ROO__CHANNEL_CONTROL, ROO__CHANNEL_DATA,
+                                        ROO__CHANNEL_EXTERNAL };
 
     for (int i = 0; i < 16; i++) {
         char peer_addr[64];
-        int fd, rc = roo__tcp_accept(lfd, &fd, peer_addr, sizeof(peer_addr));
+        uint64_t suppressed = 0;
+        int fd, rc = roo__tcp_accept(lio->fd, &fd, peer_addr, sizeof(peer_addr));
         aconn *c;
 
         if (rc == -EAGAIN || rc == -EINTR)
             return;
         if (rc < 0) {
-            roo__log_warn("accept failed: %s", roo_strerror(rc));
+            /* Out of descriptors: the listener would be ready again at once; rest it. */
+            if (roo__ratelimit_allow(&cl->refusals, &suppressed))
+                roo__log_warn("%s listener: accept failed: %s; not accepting for 100 ms",
+                              kinds[kind], roo_strerror(rc));
+            roo__listener_pause(cl->e->io_loop, lio, &cl->listen_resume[kind], 100);
             return;
+        }
+        if (cl->nconns[kind] >= cl->e->cfg.max_connections) {
+            close(fd);
+            if (roo__ratelimit_allow(&cl->refusals, &suppressed))
+                roo__log_warn("%s listener: %u connections open (--max-connections); closed the "
+                              "one from %s%s",
+                              kinds[kind], cl->nconns[kind], peer_addr,
+                              suppressed ? " (more refusals not logged)" : "");
+            continue;
         }
         c = roo__xcalloc(1, sizeof(*c));
         c->cl = cl;
@@ -495,8 +526,11 @@ static void accept_on(cluster *cl, int lfd, conn_kind kind)
             free(c);
             continue;
         }
+        /* Nothing is read from it, nor told to it, before it proves the secret. */
+        roo__fconn_auth(&c->fc, &cl->key, channels[kind]);
         c->next = cl->conns;
         cl->conns = c;
+        cl->nconns[kind]++;
     }
 }
 
@@ -504,21 +538,21 @@ void roo__cl_ctl_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
 {
     (void)loop;
     (void)events;
-    accept_on(io->data, io->fd, CONN_CONTROL);
+    accept_on(io->data, io, CONN_CONTROL);
 }
 
 void roo__cl_data_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
 {
     (void)loop;
     (void)events;
-    accept_on(io->data, io->fd, CONN_DATA);
+    accept_on(io->data, io, CONN_DATA);
 }
 
 static void ext_listen_cb(roo__loop *loop, roo__io *io, uint32_t events)
 {
     (void)loop;
     (void)events;
-    accept_on(io->data, io->fd, CONN_EXTERNAL);
+    accept_on(io->data, io, CONN_EXTERNAL);
 }
 
 /* The open accepted connection with this id, or NULL. */
@@ -555,8 +589,8 @@ static void prepare(void *ctx)
  * (a host name stays a host name) with the real port, or the bound address if a was a
  * wildcard. msg explains a failure.
  */
-int roo__cl_listen_at(const roo__addr *a, int *fd, char *adv, size_t advcap, const char *what,
-                      char *msg, size_t cap)
+int roo__cl_listen_at(cluster *cl, const roo__addr *a, int *fd, char *adv, size_t advcap,
+                      const char *what, char *msg, size_t cap)
 {
     char local[300], addr[300];
     int rc = roo__tcp_listen(a, 128, fd);
@@ -565,6 +599,17 @@ int roo__cl_listen_at(const roo__addr *a, int *fd, char *adv, size_t advcap, con
         snprintf(msg, cap, "cannot listen on %s %s: %s", what, roo__addr_str(a, addr, sizeof(addr)),
                  roo_strerror(rc));
         return rc;
+    }
+    if (!cl->key.secret && !roo__tcp_is_loopback(*fd, true)) {
+        /* Redis's protected mode: an open port must not mean an open cluster. */
+        snprintf(msg, cap,
+                 "refusing to listen on %s %s without a cluster secret: anyone who reaches it "
+                 "could read the state and stop the cluster; give every worker and roo-ctl the "
+                 "same --cluster-secret FILE (README, Security), or listen on 127.0.0.1",
+                 what, roo__addr_str(a, addr, sizeof(addr)));
+        close(*fd);
+        *fd = -1;
+        return ROO_EUSAGE;
     }
     roo__tcp_local_str(*fd, local, sizeof(local));
     if (!adv)
@@ -609,26 +654,40 @@ int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, s
     cl->ctl_lfd = cl->data_lfd = cl->ext_lfd = -1;
     roo__backoff_init(&cl->ctl_retry, roo__joiner_retry_cb, cl);
     cl->incarnation = roo__cl_random_id();
+    cl->refusals = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 5);
+    if (cfg->cluster_secret) {
+        bool loose = false;
+        char why[600] = "";
+        rc = roo__auth_key_load(cfg->cluster_secret, &cl->key, &loose, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(msg, cap, "%s", why);
+            goto err;
+        }
+        if (loose)
+            roo__log_warn("%s", why);
+    } else {
+        roo__auth_key_none(&cl->key);
+    }
     cl->stage_is_state = roo__xcalloc(e->app->nstages ? e->app->nstages : 1, sizeof(bool));
     for (size_t i = 0; i < e->app->nstages; i++)
         cl->stage_is_state[i] = e->app->stages[i].kind == ROO__STAGE_STATE;
     if (cfg->has_external) {
-        rc = roo__cl_listen_at(&cfg->external, &cl->ext_lfd, cl->my_external,
+        rc = roo__cl_listen_at(cl, &cfg->external, &cl->ext_lfd, cl->my_external,
                                sizeof(cl->my_external), "--external", msg, cap);
         if (rc < 0)
             goto err;
     }
     if (cl->mode == ROO__INITIALIZER && cfg->worker_count > 1) {
         roo__addr data = cfg->control;
-        rc = roo__cl_listen_at(&cfg->control, &cl->ctl_lfd, cl->my_control, sizeof(cl->my_control),
-                               "--control", msg, cap);
+        rc = roo__cl_listen_at(cl, &cfg->control, &cl->ctl_lfd, cl->my_control,
+                               sizeof(cl->my_control), "--control", msg, cap);
         if (rc < 0)
             goto err;
         if (cfg->has_data)
             data = cfg->data;
         else
             snprintf(data.port, sizeof(data.port), "0");
-        rc = roo__cl_listen_at(&data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data",
+        rc = roo__cl_listen_at(cl, &data, &cl->data_lfd, cl->my_data, sizeof(cl->my_data), "--data",
                                msg, cap);
         if (rc < 0)
             goto err;
@@ -641,13 +700,13 @@ int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, s
                 me = &saved->workers[i];
         if (cfg->has_my_control || (me && roo__addr_parse(me->control_addr, &a) == 0)) {
             rc =
-                roo__cl_listen_at(cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
+                roo__cl_listen_at(cl, cfg->has_my_control ? &cfg->my_control : &a, &cl->ctl_lfd,
                                   cl->my_control, sizeof(cl->my_control), "--my-control", msg, cap);
             if (rc < 0 && cfg->has_my_control)
                 goto err;
         }
         if (cfg->has_my_data || (me && roo__addr_parse(me->data_addr, &a) == 0)) {
-            rc = roo__cl_listen_at(cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd,
+            rc = roo__cl_listen_at(cl, cfg->has_my_data ? &cfg->my_data : &a, &cl->data_lfd,
                                    cl->my_data, sizeof(cl->my_data), "--my-data", msg, cap);
             if (rc < 0 && cfg->has_my_data)
                 goto err;

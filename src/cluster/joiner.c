@@ -177,7 +177,7 @@ static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo
                       char *adv, size_t advcap, const char *what)
 {
     char msg[512];
-    int rc = roo__cl_listen_at(a, fd, adv, advcap, what, msg, sizeof(msg));
+    int rc = roo__cl_listen_at(cl, a, fd, adv, advcap, what, msg, sizeof(msg));
 
     if (rc < 0) {
         roo__log_error("%s", msg);
@@ -194,12 +194,33 @@ static void to_init_connected(roo__fconn *fc, int err)
     cluster *cl = fc->data;
     roo__ctl m = { .kind = ROO__CTL_HELLO };
 
+    if (err == ROO_EAUTH && !cl->has_topology) {
+        /* A new worker with the wrong secret (or none): nothing will change by waiting. */
+        char why[700];
+        cl->to_init_active = false;
+        snprintf(why, sizeof(why),
+                 "the worker at %s does not prove this worker's cluster secret: give every "
+                 "worker the same --cluster-secret FILE (or none, on loopback)",
+                 fc->peer);
+        roo__cl_fatal(cl, why);
+        return;
+    }
     if (err) {
         cl->to_init_active = false;
         if (roo__backoff_failed(&cl->ctl_retry))
             roo__log_info("initializer at %s not reachable yet (%s); retrying with backoff",
                           fc->peer, roo_strerror(err));
         roo__joiner_connect_later(cl);
+        return;
+    }
+    if (!cl->key.secret && !roo__tcp_is_loopback(fc->io.fd, false)) {
+        char why[700];
+        snprintf(why, sizeof(why),
+                 "refusing to join the cluster at %s without a cluster secret: it is not on "
+                 "this host; give every worker and roo-ctl the same --cluster-secret FILE "
+                 "(README, Security)",
+                 fc->peer);
+        roo__cl_fatal(cl, why);
         return;
     }
     roo__backoff_reset(&cl->ctl_retry);
@@ -272,6 +293,8 @@ void roo__joiner_retry_cb(roo__loop *loop, roo__timer *t)
     roo__fconn_finish(&cl->to_init);
     rc = roo__fconn_connect(&cl->to_init, cl->e->io_loop, &cl->e->cfg.control,
                             ROO__CONTROL_FRAME_MAX, &to_init_ops, cl);
+    if (rc == 0)
+        roo__fconn_auth(&cl->to_init, &cl->key, ROO__CHANNEL_CONTROL);
     if (rc < 0) {
         if (roo__backoff_failed(&cl->ctl_retry))
             roo__log_info("initializer not reachable yet (%s); retrying with backoff",

@@ -209,6 +209,8 @@ static void peer_retry(roo__loop *loop, roo__timer *t)
     }
     roo__fconn_finish(&p->data);
     rc = roo__fconn_connect(&p->data, p->cl->e->io_loop, &a, 64 * 1024, &peer_data_ops, p);
+    if (rc == 0)
+        roo__fconn_auth(&p->data, &p->cl->key, ROO__CHANNEL_DATA);
     if (rc < 0) {
         if (roo__backoff_failed(&p->data_retry))
             roo__log_warn("data link to %s (%s): cannot connect: %s; retrying with backoff",

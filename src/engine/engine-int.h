@@ -436,9 +436,13 @@ struct roo__engine {
     roo__io io_q_io;
     int *listen_fds;
     roo__io *listen_ios;
+    roo__timer *listen_resume; /* a listener paused for lack of file descriptors */
     size_t nlisten;
-    bool sources_open;   /* io: listening (the cluster is ready) */
-    roo__io_hooks hooks; /* the cluster's part of the io thread (engine.h) */
+    uint64_t *source_accepted;       /* io, per listener: connections handed to shards */
+    _Atomic uint64_t *source_closed; /* shards, per listener: ... and closed since */
+    roo__ratelimit accept_rl;        /* io: accept failures and refusals */
+    bool sources_open;               /* io: listening (the cluster is ready) */
+    roo__io_hooks hooks;             /* the cluster's part of the io thread (engine.h) */
     void *hooks_ctx;
     _Atomic uint64_t routed_in;
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */

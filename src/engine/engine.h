@@ -31,17 +31,19 @@ typedef struct roo__engine_cfg {
     size_t sink_replay_bytes;  /* output kept to resend after a sink reconnect */
     int shutdown_timeout_ms;   /* how long a stop waits for a sink to take the output */
     size_t link_backlog_bytes; /* per peer: sent and not yet acknowledged, kept to resend */
+    unsigned max_connections;  /* per listener: open connections accepted */
 
     roo__cluster_mode mode;
     unsigned worker_count; /* initializer: workers in the cluster, itself included;
                             * --join: grow once this many joiners wait */
     bool join;             /* --join: a new worker for a running cluster (control = where) */
     bool has_control, has_data, has_my_control, has_my_data, has_external;
-    roo__addr control;    /* initializer: listen; joiner: the initializer's address */
-    roo__addr data;       /* initializer: data listen address */
-    roo__addr my_control; /* joiner: own control listen address */
-    roo__addr my_data;    /* joiner: own data listen address */
-    roo__addr external;   /* operator channel */
+    roo__addr control;          /* initializer: listen; joiner: the initializer's address */
+    roo__addr data;             /* initializer: data listen address */
+    roo__addr my_control;       /* joiner: own control listen address */
+    roo__addr my_data;          /* joiner: own data listen address */
+    roo__addr external;         /* operator channel */
+    const char *cluster_secret; /* the secret file (NULL: none; loopback only) */
 } roo__engine_cfg;
 
 /*

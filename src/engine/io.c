@@ -576,21 +576,36 @@ static void listener_on_io(roo__loop *loop, roo__io *io, uint32_t events)
     roo__engine *e = io->data;
     uint32_t pipeline = (uint32_t)(io - e->listen_ios);
 
-    (void)loop;
     (void)events;
     for (int i = 0; i < 64; i++) {
         roo__conn_msg *m;
         char peer[64];
+        uint64_t open, suppressed = 0;
         int fd, rc = roo__tcp_accept(io->fd, &fd, peer, sizeof(peer));
 
         if (rc == -EAGAIN || rc == -EINTR)
             return;
         if (rc < 0) {
-            /* EMFILE and friends: say so, and try again on the next readiness. */
-            roo__log_warn("source '%s': accept failed: %s", e->app->pipelines[pipeline]->name,
-                          roo_strerror(rc));
+            /* EMFILE and friends: the listener would be ready again at once; rest it. */
+            if (roo__ratelimit_allow(&e->accept_rl, &suppressed))
+                roo__log_warn("source '%s': accept failed: %s; not accepting for 100 ms%s",
+                              e->app->pipelines[pipeline]->name, roo_strerror(rc),
+                              suppressed ? " (repeated failures not logged)" : "");
+            roo__listener_pause(loop, io, &e->listen_resume[pipeline], 100);
             return;
         }
+        open = e->source_accepted[pipeline] -
+               atomic_load_explicit(&e->source_closed[pipeline], memory_order_relaxed);
+        if (open >= e->cfg.max_connections) {
+            close(fd);
+            if (roo__ratelimit_allow(&e->accept_rl, &suppressed))
+                roo__log_warn("source '%s': %llu connections open (--max-connections); closed "
+                              "the one from %s%s",
+                              e->app->pipelines[pipeline]->name, (unsigned long long)open, peer,
+                              suppressed ? " (more refusals not logged)" : "");
+            continue;
+        }
+        e->source_accepted[pipeline]++;
         m = roo__xcalloc(1, sizeof(*m));
         m->node.kind = ROO__Q_CONN;
         m->fd = fd;
@@ -631,6 +646,10 @@ int roo__io_init(roo__engine *e)
     }
     e->listen_fds = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(int));
     e->listen_ios = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__io));
+    e->listen_resume = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__timer));
+    e->source_accepted = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(uint64_t));
+    e->source_closed = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(*e->source_closed));
+    e->accept_rl = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 3);
     for (size_t i = 0; i < e->nlisten; i++)
         e->listen_fds[i] = -1;
     return 0;
@@ -717,6 +736,9 @@ void roo__io_finish(roo__engine *e)
             close(e->listen_fds[i]);
     free(e->listen_fds);
     free(e->listen_ios);
+    free(e->listen_resume);
+    free(e->source_accepted);
+    free((void *)e->source_closed);
     free(e->shard_quiescent);
     roo__loop_destroy(e->io_loop);
 }

@@ -517,6 +517,12 @@ static void batch_returned(roo__shard *sh, roo__batch *b)
 
 /* ---- source connections ---- */
 
+/* A source connection io handed us is gone: io counts the open ones (--max-connections). */
+static void source_gone(roo__shard *sh, uint32_t pipeline)
+{
+    atomic_fetch_add_explicit(&sh->eng->source_closed[pipeline], 1, memory_order_relaxed);
+}
+
 static void conn_close(roo__source_conn *c, bool log_it)
 {
     roo__shard *sh = c->sh;
@@ -534,6 +540,7 @@ static void conn_close(roo__source_conn *c, bool log_it)
         c->next->prev = c->prev;
     sh->nconns--;
     atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
+    source_gone(sh, c->pipeline->index);
     roo__buf_finish(&c->partial);
     roo__buf_finish(&c->wbuf);
     roo__ring_free(&c->marks);
@@ -806,6 +813,7 @@ static void conn_add(roo__shard *sh, const roo__conn_msg *m)
             roo__log_error("source '%s': cannot watch connection from %s: %s", p->name, m->peer,
                            roo_strerror(rc));
             close(m->fd);
+            source_gone(sh, m->pipeline);
             free(c);
             return;
         }
@@ -1215,10 +1223,12 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             break;
         case ROO__Q_CONN: {
             roo__conn_msg *m = (roo__conn_msg *)n;
-            if (sh->stopping)
+            if (sh->stopping) {
                 close(m->fd);
-            else
+                source_gone(sh, m->pipeline);
+            } else {
                 conn_add(sh, m);
+            }
             free(m);
             break;
         }

@@ -198,6 +198,22 @@ void roo__backoff_stop(roo__loop *loop, roo__backoff *b)
     roo__timer_stop(loop, &b->timer);
 }
 
+static void listener_resume(roo__loop *loop, roo__timer *t)
+{
+    roo__io *io = t->data;
+
+    if (io->active)
+        roo__io_set_events(loop, io, EPOLLIN);
+}
+
+void roo__listener_pause(roo__loop *loop, roo__io *io, roo__timer *t, int64_t ms)
+{
+    roo__io_set_events(loop, io, 0);
+    t->cb = listener_resume;
+    t->data = io;
+    roo__timer_start(loop, t, ms);
+}
+
 int roo__loop_run_once(roo__loop *loop, int max_wait_ms)
 {
     struct epoll_event evs[MAX_EVENTS];

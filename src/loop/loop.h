@@ -79,6 +79,13 @@ void roo__backoff_reset(roo__backoff *b);
 bool roo__backoff_failed(roo__backoff *b);
 void roo__backoff_stop(roo__loop *loop, roo__backoff *b);
 
+/*
+ * A listener that cannot accept (out of file descriptors, EMFILE/ENFILE) would be ready
+ * again at once and spin: stop watching it for ms, then watch it again. t is the listener's
+ * own timer; its cb and data are set here.
+ */
+void roo__listener_pause(roo__loop *loop, roo__io *io, roo__timer *t, int64_t ms);
+
 /* Run one iteration: prepare hook, poll (at most max_wait_ms, -1 = until an event or timer),
  * dispatch. */
 int roo__loop_run_once(roo__loop *loop, int max_wait_ms);

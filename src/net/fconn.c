@@ -31,6 +31,105 @@ static void fail(roo__fconn *c, int err)
         c->ops->on_close(c, err);
 }
 
+/* ---- the opening handshake (auth.h) ---- */
+
+enum {
+    AUTH_NONE = 0,
+    AUTH_CLIENT_CONNECTING, /* the TCP connect is under way */
+    AUTH_CLIENT_REPLY,      /* hello sent, waiting for the server's proof */
+    AUTH_SERVER_HELLO,      /* waiting for the client's hello */
+    AUTH_SERVER_PROOF,      /* proof sent, waiting for the client's */
+};
+
+static void put_frame(roo__fconn *c, const uint8_t *p, size_t n)
+{
+    uint8_t *q = roo__buf_reserve(&c->out, 4 + n);
+
+    roo__store_be32(q, (uint32_t)n);
+    memcpy(q + 4, p, n);
+    c->out.len += 4 + n;
+}
+
+static void auth_done(roo__fconn *c)
+{
+    c->auth_state = AUTH_NONE;
+    c->max_frame = c->user_max_frame;
+    roo__timer_stop(c->loop, &c->auth_timer);
+}
+
+/* The client side failed before on_connect: report it there, as a failed connect. */
+static void client_fail(roo__fconn *c, int err)
+{
+    roo__fconn_close(c);
+    if (c->ops->on_connect)
+        c->ops->on_connect(c, err);
+}
+
+static void auth_timeout(roo__loop *loop, roo__timer *t)
+{
+    roo__fconn *c = t->data;
+
+    (void)loop;
+    if (!c->open || c->auth_state == AUTH_NONE)
+        return;
+    roo__log_debug("%s: no handshake within %d ms", c->peer, ROO__AUTH_TIMEOUT_MS);
+    if (c->auth_state == AUTH_CLIENT_CONNECTING || c->auth_state == AUTH_CLIENT_REPLY)
+        client_fail(c, -ETIMEDOUT);
+    else
+        fail(c, -ETIMEDOUT);
+}
+
+void roo__fconn_auth(roo__fconn *c, const roo__auth_key *key, uint8_t channel)
+{
+    c->auth.key = key;
+    c->auth.channel = channel;
+    c->auth_state = c->connecting ? AUTH_CLIENT_CONNECTING : AUTH_SERVER_HELLO;
+    c->user_max_frame = c->max_frame;
+    c->max_frame = ROO__AUTH_FRAME_MAX;
+    c->auth_timer.cb = auth_timeout;
+    c->auth_timer.data = c;
+    roo__timer_start(c->loop, &c->auth_timer, ROO__AUTH_TIMEOUT_MS);
+}
+
+/* A frame while the handshake runs. False: the connection was closed. */
+static bool auth_frame(roo__fconn *c, const uint8_t *p, size_t n)
+{
+    uint8_t out[ROO__AUTH_REPLY_LEN];
+
+    switch (c->auth_state) {
+    case AUTH_CLIENT_REPLY:
+        if (roo__auth_client_proof(&c->auth, p, n, out) < 0) {
+            client_fail(c, ROO_EAUTH);
+            return false;
+        }
+        put_frame(c, out, ROO__AUTH_PROOF_LEN);
+        auth_done(c);
+        if (c->ops->on_connect)
+            c->ops->on_connect(c, 0);
+        if (c->open)
+            roo__fconn_flush(c);
+        return c->open;
+    case AUTH_SERVER_HELLO:
+        if (roo__auth_server_reply(&c->auth, p, n, out) < 0) {
+            fail(c, ROO_EAUTH);
+            return false;
+        }
+        put_frame(c, out, ROO__AUTH_REPLY_LEN);
+        c->auth_state = AUTH_SERVER_PROOF;
+        return roo__fconn_flush(c) == 0;
+    case AUTH_SERVER_PROOF:
+        if (roo__auth_server_check(&c->auth, p, n) < 0) {
+            fail(c, ROO_EAUTH);
+            return false;
+        }
+        auth_done(c);
+        return true;
+    default:
+        fail(c, ROO_EAUTH);
+        return false;
+    }
+}
+
 /* Parse whole frames from c->in; returns false if the connection was closed meanwhile. */
 static bool parse_frames(roo__fconn *c)
 {
@@ -45,6 +144,12 @@ static bool parse_frames(roo__fconn *c)
         }
         if (c->in.len - off - 4 < n)
             break;
+        if (ROO__UNLIKELY(c->auth_state != AUTH_NONE)) {
+            if (!auth_frame(c, c->in.data + off + 4, n))
+                return false;
+            off += 4 + (size_t)n;
+            continue;
+        }
         c->frames_in++;
         c->ops->on_frame(c, c->in.data + off + 4, n);
         off += 4 + (size_t)n;
@@ -126,12 +231,18 @@ static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
         int rc = roo__tcp_connect_result(io->fd);
         c->connecting = false;
         if (rc < 0) {
-            roo__fconn_close(c);
-            if (c->ops->on_connect)
-                c->ops->on_connect(c, rc);
+            client_fail(c, rc);
             return;
         }
         update_events(c);
+        if (c->auth_state == AUTH_CLIENT_CONNECTING) {
+            uint8_t hello[ROO__AUTH_HELLO_LEN];
+            roo__auth_client_hello(&c->auth, hello);
+            put_frame(c, hello, sizeof(hello));
+            c->auth_state = AUTH_CLIENT_REPLY;
+            roo__fconn_flush(c);
+            return;
+        }
         if (c->ops->on_connect)
             c->ops->on_connect(c, 0);
         if (c->open)
@@ -234,6 +345,8 @@ void roo__fconn_close_after_flush(roo__fconn *c)
 
 void roo__fconn_close(roo__fconn *c)
 {
+    if (c->auth_timer.active)
+        roo__timer_stop(c->loop, &c->auth_timer);
     if (!c->open)
         return;
     c->open = false;

@@ -14,6 +14,7 @@
 
 #include "common/buf.h"
 #include "loop/loop.h"
+#include "net/auth.h"
 #include "net/net.h"
 
 typedef struct roo__fconn roo__fconn;
@@ -45,7 +46,14 @@ struct roo__fconn {
     bool close_when_flushed;
     char peer[300];
     uint64_t frames_in;
+    /* The opening handshake (auth.h), if roo__fconn_auth() asked for one. */
+    uint8_t auth_state; /* 0: none or done */
+    roo__auth auth;
+    size_t user_max_frame; /* max_frame once the handshake is done */
+    roo__timer auth_timer;
 };
+
+#define ROO__AUTH_TIMEOUT_MS 10000
 
 /* Adopt a connected (accepted) non-blocking socket. */
 int roo__fconn_accept(roo__fconn *c, roo__loop *loop, int fd, const char *peer, size_t max_frame,
@@ -60,6 +68,17 @@ static inline roo__buf *roo__fconn_outbuf(roo__fconn *c)
 {
     return &c->out;
 }
+
+/*
+ * Open the connection with the cluster handshake (auth.h) on `channel`: right after
+ * roo__fconn_accept() (we are the server) or roo__fconn_connect() (the client), before the
+ * loop runs again. Until both ends proved the secret nothing reaches on_frame, a client's
+ * on_connect waits (and reports ROO_EAUTH if the server proves another secret), frames over
+ * ROO__AUTH_FRAME_MAX close the connection, and one that takes over ROO__AUTH_TIMEOUT_MS is
+ * closed (-ETIMEDOUT). A server that refuses a client calls on_close(c, ROO_EAUTH). The key
+ * must outlive the connection.
+ */
+void roo__fconn_auth(roo__fconn *c, const roo__auth_key *key, uint8_t channel);
 
 /* Write what is queued; returns 0 or the error that closed the connection (on_close ran). */
 int roo__fconn_flush(roo__fconn *c);

@@ -240,3 +240,25 @@ int roo__tcp_accept(int lfd, int *ret_fd, char *peer, size_t peer_cap)
     *ret_fd = fd;
     return 0;
 }
+
+bool roo__tcp_is_loopback(int fd, bool local)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc = local ? getsockname(fd, (struct sockaddr *)&ss, &len)
+                   : getpeername(fd, (struct sockaddr *)&ss, &len);
+
+    if (rc < 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}

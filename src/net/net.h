@@ -31,6 +31,9 @@ int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd);
 int roo__tcp_bind(const roo__addr *a, int *ret_fd);
 int roo__tcp_listen_fd(int fd, int backlog);
 
+/* Whether a socket's own end (local) or its peer's is a loopback address (127/8, ::1). */
+bool roo__tcp_is_loopback(int fd, bool local);
+
 /* The address a listener actually got (port 0 resolved), as "ip:port". */
 int roo__tcp_local_str(int fd, char *buf, size_t cap);
 

@@ -23,6 +23,8 @@ enum {
     OPT_SHUTDOWN_TIMEOUT,
     OPT_LINK_BACKLOG,
     OPT_CONFIG,
+    OPT_CLUSTER_SECRET,
+    OPT_MAX_CONNECTIONS,
 };
 
 static const struct option long_opts[] = {
@@ -50,6 +52,8 @@ static const struct option long_opts[] = {
     { "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
     { "link-backlog", required_argument, NULL, OPT_LINK_BACKLOG },
     { "config", required_argument, NULL, OPT_CONFIG },
+    { "cluster-secret", required_argument, NULL, OPT_CLUSTER_SECRET },
+    { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -88,6 +92,10 @@ void roo__config_usage(FILE *f, const char *p)
         "  -j, --join ADDR              join a running cluster through any worker's control "
         "address\n"
         "  -e, --external ADDR          address for operator tools\n"
+        "      --cluster-secret FILE    the secret every worker and roo-ctl of the cluster proves\n"
+        "                               on every control, data and external connection (at least\n"
+        "                               16 bytes; make one: head -c 32 /dev/urandom | base64);\n"
+        "                               without it the cluster's addresses must be loopback\n"
         "  -m, --metrics ADDR           metrics receiver (accepted for compatibility; not used "
         "yet)\n"
         "\n"
@@ -108,6 +116,9 @@ void roo__config_usage(FILE *f, const char *p)
         "                               (default 32M)\n"
         "      --shutdown-timeout SECS  how long SIGTERM waits for sinks to take held output\n"
         "                               (default %u)\n"
+        "      --max-connections N      open connections per listener (each --in, control, data,\n"
+        "                               external); more are accepted and closed at once, with a\n"
+        "                               log line (default %u)\n"
         "      --log-level LEVEL        error, warn, info or debug (default info)\n"
         "\n"
         "Config file:\n"
@@ -119,10 +130,11 @@ void roo__config_usage(FILE *f, const char *p)
         "  -V, --version                show the version\n"
         "\n"
         "ADDR is HOST:PORT or [IPv6]:PORT. BYTES accepts K, M and G suffixes (powers of 1024).\n"
-        "SIGTERM or SIGINT stop the worker cleanly: state committed, held output delivered.\n",
+        "SIGTERM, SIGINT or SIGHUP stop the worker cleanly: state committed, held output\n"
+        "delivered.\n",
         p, p, ROO__DEFAULT_IN, ROO__DEFAULT_OUT, ROO__DEFAULT_NAME, ROO__DEFAULT_DIR_PREFIX,
         ROO__DEFAULT_PARTITIONS, ROO__DEFAULT_THREADS, ROO__DEFAULT_BATCHES,
-        ROO__DEFAULT_SHUTDOWN_S);
+        ROO__DEFAULT_SHUTDOWN_S, ROO__DEFAULT_MAX_CONNECTIONS);
 }
 
 static int fail(char *msg, size_t cap, const char *fmt, ...)
@@ -231,6 +243,12 @@ static int apply(roo__config *cfg, int c, const char *v, char *msg, size_t cap)
         free(cfg->config_file);
         cfg->config_file = roo__xstrdup(v);
         break;
+    case OPT_CLUSTER_SECRET:
+        if (!*v)
+            rc = fail(msg, cap, "--cluster-secret: empty path");
+        free(cfg->cluster_secret);
+        cfg->cluster_secret = roo__xstrdup(v);
+        break;
     case 'w':
         rc = parse_num(c, v, 1, 1024, &n, msg, cap);
         cfg->worker_count = (unsigned)n;
@@ -298,6 +316,10 @@ static int apply(roo__config *cfg, int c, const char *v, char *msg, size_t cap)
     case OPT_LINK_BACKLOG:
         rc = parse_bytes(c, v, 1u << 20, 1ull << 34, &n, msg, cap);
         cfg->link_backlog = (size_t)n;
+        break;
+    case OPT_MAX_CONNECTIONS:
+        rc = parse_num(c, v, 1, 1000000, &n, msg, cap);
+        cfg->max_connections = (unsigned)n;
         break;
     case OPT_SHUTDOWN_TIMEOUT:
         rc = parse_num(c, v, 0, 3600, &n, msg, cap);
@@ -446,6 +468,7 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
     cfg->batches = ROO__DEFAULT_BATCHES;
     cfg->sink_replay = ROO__DEFAULT_SINK_REPLAY;
     cfg->link_backlog = ROO__DEFAULT_LINK_BACKLOG;
+    cfg->max_connections = ROO__DEFAULT_MAX_CONNECTIONS;
     cfg->shutdown_timeout_s = ROO__DEFAULT_SHUTDOWN_S;
     cfg->log_level = ROO_LOG_INFO;
     msg[0] = '\0';
@@ -529,6 +552,7 @@ void roo__config_finish(roo__config *cfg)
     free(cfg->name);
     free(cfg->resilience_dir);
     free(cfg->config_file);
+    free(cfg->cluster_secret);
     free(cfg->app_argv);
     memset(cfg, 0, sizeof(*cfg));
 }

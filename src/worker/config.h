@@ -21,6 +21,7 @@
 #define ROO__DEFAULT_SINK_REPLAY (16u * 1024u * 1024u)
 #define ROO__DEFAULT_SHUTDOWN_S 10
 #define ROO__DEFAULT_LINK_BACKLOG (32u * 1024u * 1024u)
+#define ROO__DEFAULT_MAX_CONNECTIONS 1024u
 
 typedef struct roo__config {
     char *program; /* basename of argv[0] */
@@ -31,7 +32,8 @@ typedef struct roo__config {
     size_t nout;
     char *name;
     char *resilience_dir;
-    char *config_file; /* --config, or NULL */
+    char *config_file;    /* --config, or NULL */
+    char *cluster_secret; /* --cluster-secret, or NULL */
 
     bool initializer;
     unsigned worker_count;
@@ -47,6 +49,7 @@ typedef struct roo__config {
     size_t sink_replay;
     size_t link_backlog;
     unsigned shutdown_timeout_s;
+    unsigned max_connections; /* per listener */
     roo_log_level log_level;
 
     bool help;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -88,6 +89,24 @@ static void app_default_name(roo_app *app, const char *program)
     roo_app_set_name(app, name);
 }
 
+/*
+ * Every connection costs a descriptor, and the soft limit is often 1024: take what the hard
+ * limit allows, so that --max-connections, not the kernel, is what refuses connections.
+ */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        roo__log_debug("open files: soft limit raised from %llu to %llu", (unsigned long long)was,
+                       (unsigned long long)rl.rlim_cur);
+}
+
 static void engine_cfg_from(const roo__config *cfg, roo__cluster_mode mode,
                             roo__engine_cfg *ret_ecfg)
 {
@@ -108,6 +127,7 @@ static void engine_cfg_from(const roo__config *cfg, roo__cluster_mode mode,
         .sink_replay_bytes = cfg->sink_replay,
         .shutdown_timeout_ms = (int)cfg->shutdown_timeout_s * 1000,
         .link_backlog_bytes = cfg->link_backlog,
+        .max_connections = cfg->max_connections,
         .mode = mode,
         .worker_count = cfg->worker_count,
         .join = cfg->has_join,
@@ -121,6 +141,7 @@ static void engine_cfg_from(const roo__config *cfg, roo__cluster_mode mode,
         .my_control = cfg->my_control,
         .my_data = cfg->my_data,
         .external = cfg->external,
+        .cluster_secret = cfg->cluster_secret,
     };
 }
 
@@ -163,7 +184,9 @@ static int serve(roo__engine *e, int sfd, const roo__config *cfg)
     else
         roo__log_info("received %s: stopping (closing sources, committing state, delivering "
                       "output)",
-                      sig == SIGINT ? "SIGINT" : "SIGTERM");
+                      sig == SIGINT   ? "SIGINT"
+                      : sig == SIGHUP ? "SIGHUP"
+                                      : "SIGTERM");
     roo__engine_request_stop(e);
     if (!roo__engine_wait_done(e, (int)cfg->shutdown_timeout_s * 1000 + 8000))
         roo__log_warn("stop did not finish in time; exiting anyway (state is committed up to "
@@ -284,11 +307,13 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         goto out;
     }
 
-    /* Threads inherit this mask: SIGINT and SIGTERM reach only this thread's signalfd. */
+    raise_fd_limit();
+    /* Threads inherit this mask: these signals reach only this thread's signalfd. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP); /* a closed terminal: stop cleanly, as for SIGTERM */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0) {

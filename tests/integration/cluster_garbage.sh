@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Garbage on a control, data or external port closes only that connection, with one log
-# line; the cluster keeps serving: a stream running meanwhile comes out exact.
+# line (before the handshake: nothing is parsed until a peer proves the cluster secret); the
+# cluster keeps serving: a stream running meanwhile comes out exact.
 source "$(dirname "$0")/lib.sh"
 watchdog 150
 
@@ -30,17 +31,19 @@ printf '\xff\xff\xff\xff' >"$T/huge.bin"
 printf '\x00\x00\x00\x05hello' >"$T/junk.bin"
 { printf '\x00\x00\x10\x00'; head -c 4096 /dev/urandom; } >"$T/random.bin"
 
+# Before the handshake (src/net/auth.h) nothing is parsed: each is refused as not proving the
+# cluster secret, with one line.
 send_to "127.0.0.1:$CL_CTL" "$T/huge.bin"
-wait_log w0 'control connection from .*: frame larger than the channel.s limit; closed it' 10
+wait_log w0 'control connection from .* did not prove the cluster secret \(a frame too big for a handshake\); closed it' 10
 send_to "127.0.0.1:$CL_CTL" "$T/junk.bin"
-wait_log w0 'control connection from .*: a 5-byte frame is not a control message; closing it' 10
+wait_log w0 'control connection from .* did not prove the cluster secret \(a wrong secret, or not a roo peer\); closed it' 10
 send_to "$DATA1" "$T/huge.bin"
-wait_log w1 'data connection from .*: frame larger than the channel.s limit; closed it' 10
+wait_log w1 'data connection from .* did not prove the cluster secret \(a frame too big for a handshake\); closed it' 10
 send_to "$DATA1" "$T/junk.bin"
-wait_log w1 'data connection from .*: a 5-byte frame is not a data message; closing it' 10
+wait_log w1 'data connection from .* did not prove the cluster secret \(a wrong secret, or not a roo peer\); closed it' 10
 send_to "127.0.0.1:$CL_DATA" "$T/random.bin"
 send_to "127.0.0.1:${CL_EXT[2]}" "$T/huge.bin"
-wait_log w2 'external connection from .*: frame larger than the channel.s limit; closed it' 10
+wait_log w2 'external connection from .* did not prove the cluster secret \(a frame too big for a handshake\); closed it' 10
 pass "garbage on control, data and external ports closed with one line each"
 
 wait_exit sender 60 || fail "sender failed"
