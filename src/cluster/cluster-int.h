@@ -195,7 +195,8 @@ struct roo__cluster {
     struct {
         bool running;
         uint32_t phase;
-        bool *reported; /* per worker of mig.next */
+        bool hold_waiting; /* HOLD goes out once our own pending table is stored */
+        bool *reported;    /* per worker of mig.next */
         joined *joiners;
         size_t njoiners;
         uint32_t want; /* joiners to wait for */
@@ -277,6 +278,7 @@ void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t le
 void roo__coord_broadcast(cluster *cl, const roo__ctl *m);
 void roo__coord_check_ready(cluster *cl);
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
+void roo__coord_pending_stored(cluster *cl);
 bool roo__coord_rebalance(roo__topology *t);
 void roo__coord_begin(cluster *cl, roo__topology *t, const char *what);
 void roo__coord_drain_evaluate(cluster *cl);

@@ -334,6 +334,7 @@ static void meta_stored(void *ctx, roo__meta_msg *m)
     if (m->result >= 0 && cl->mig.active && !cl->mig.pending_stored &&
         m->seq >= cl->mig.pending_meta) {
         cl->mig.pending_stored = true;
+        roo__coord_pending_stored(cl);
         roo__move_check(cl);
     }
     if (m->result < 0) {

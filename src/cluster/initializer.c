@@ -114,19 +114,40 @@ static void co_send(cluster *cl, uint32_t w, uint32_t phase)
         roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
 }
 
+static void co_send_all(cluster *cl, uint32_t phase)
+{
+    for (uint32_t w = 0; w < cl->mig.next.nworkers; w++)
+        if (w != cl->self && co_participant(cl, w))
+            co_send(cl, w, phase);
+}
+
 static void co_phase(cluster *cl, uint32_t phase)
 {
     cl->co.phase = phase;
     memset(cl->co.reported, 0, cl->mig.next.nworkers * sizeof(bool));
-    for (uint32_t w = 0; w < cl->mig.next.nworkers; w++)
-        if (w != cl->self && co_participant(cl, w))
-            co_send(cl, w, phase);
+    if (phase == ROO__MIG_HOLD) {
+        /* Nobody holds before our own pending table is stored: a restarted initializer then
+         * always finds the move that the others hold for, and resumes it (otherwise it
+         * could start another move under the same version while they wait for ever). */
+        roo__move_hold(cl);
+        cl->co.hold_waiting = !cl->mig.pending_stored;
+        if (!cl->co.hold_waiting)
+            co_send_all(cl, phase);
+        return;
+    }
+    co_send_all(cl, phase);
     if (phase == ROO__MIG_PRECOPY)
         roo__move_precopy(cl);
-    else if (phase == ROO__MIG_HOLD)
-        roo__move_hold(cl);
     else
         roo__move_transfer(cl);
+}
+
+void roo__coord_pending_stored(cluster *cl)
+{
+    if (!cl->co.running || !cl->co.hold_waiting || cl->co.phase != ROO__MIG_HOLD)
+        return;
+    cl->co.hold_waiting = false;
+    co_send_all(cl, ROO__MIG_HOLD);
 }
 
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
@@ -264,7 +285,8 @@ static void co_rejoined(cluster *cl, uint32_t w)
         co_phase(cl, ROO__MIG_PRECOPY);
         return;
     }
-    co_send(cl, w, ROO__MIG_HOLD);
+    if (!cl->co.hold_waiting) /* else it goes to everyone once our pending table is stored */
+        co_send(cl, w, ROO__MIG_HOLD);
     if (cl->co.phase == ROO__MIG_TRANSFER) {
         /* What it had received or sent may be gone: the whole transfer runs again. */
         roo__log_info("partition move %llu: worker %s is back; transferring again",
