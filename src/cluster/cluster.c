@@ -672,6 +672,16 @@ int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, s
     cl->stage_is_state = roo__xcalloc(e->app->nstages ? e->app->nstages : 1, sizeof(bool));
     for (size_t i = 0; i < e->app->nstages; i++)
         cl->stage_is_state[i] = e->app->stages[i].kind == ROO__STAGE_STATE;
+    if (saved && saved->nworkers == 1 && roo__engine_has_state(e) &&
+        (cl->mode == ROO__JOINER || (cl->mode == ROO__INITIALIZER && cfg->worker_count > 1))) {
+        /* Its keys would be counted twice: once here, once at the partition's owner. */
+        snprintf(msg, cap,
+                 "%s holds the state of a worker that ran alone; a member of a %s cluster needs "
+                 "a directory of its own: give it a fresh --resilience-dir",
+                 cfg->resilience_dir, cl->mode == ROO__JOINER ? "running" : "new");
+        rc = ROO_EAPPMISMATCH;
+        goto err;
+    }
     if (cfg->has_external) {
         rc = roo__cl_listen_at(cl, &cfg->external, &cl->ext_lfd, cl->my_external,
                                sizeof(cl->my_external), "--external", msg, cap);

@@ -151,10 +151,10 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
             rc = grc;
         }
         if (!failing)
-            roo__log_error("cannot commit state to %s: %s (%s); holding %u batch(es) and "
+            roo__log_error("cannot commit state to %s: %s%s (%s); holding %u batch(es) and "
                            "their output, retrying every second",
-                           e->cfg.resilience_dir, roo_strerror(rc), roo__store_errmsg(e->store),
-                           nbatches);
+                           e->cfg.resilience_dir, rc == -ENOSPC ? "the disk is full: " : "",
+                           roo_strerror(rc), roo__store_errmsg(e->store), nbatches);
         failing = true;
         sleep(1);
         if (exit_requested(e, tail)) {

@@ -67,6 +67,116 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+/* LMDB's meta page, as far as these checks read it (lmdb's mdb.c: MDB_page, MDB_meta):
+ *
+ *   OFFSET  SIZE  DESCRIPTION (from the start of a meta page)
+ *   0       16    page header
+ *   16      4     magic 0xBEEFC0DE
+ *   20      4     data format version (1)
+ *   40      4     page size (the free-list tree's md_pad)
+ *   136     8     last page number in use
+ *   144     8     transaction id (the newer meta page of the two is the current one)
+ */
+#define META_MAGIC 0xBEEFC0DEu
+
+/* LMDB writes its meta pages in the host's byte order. */
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#define META_READ 152
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4200];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
+/*
+ * Before LMDB maps data.mdb: a file it would fault on (truncated, not LMDB's) or one that
+ * was emptied is refused with a clear line, rather than a SIGBUS or an empty start that
+ * loses every key. used: the directory held a worker before (its lock files exist).
+ */
+static int check_data_file(const char *dir, bool used)
+{
+    char path[4200];
+    uint8_t m[2][META_READ];
+    uint64_t txn[2] = { 0, 0 }, last;
+    uint32_t psize;
+    struct stat st;
+    int fd, best = -1;
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && !used)
+        return 0; /* a new directory */
+    if (fd < 0 && errno == ENOENT) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "%s is gone but this directory held a worker before: its state would be lost; "
+                 "refusing to start empty (restore it, or remove the directory to start anew)",
+                 path);
+        return ROO_ESTATE;
+    }
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(errmsg, sizeof(errmsg), "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return ROO_ESTATE;
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        if (!used)
+            return 0;
+        snprintf(errmsg, sizeof(errmsg),
+                 "%s is empty but this directory held a worker before: its state is gone; "
+                 "refusing to start empty (restore it, or remove the directory to start anew)",
+                 path);
+        return ROO_ESTATE;
+    }
+    if (pread(fd, m[0], META_READ, 0) != META_READ || load_u32(m[0] + 16) != META_MAGIC ||
+        load_u32(m[0] + 20) != 1) {
+        close(fd);
+        snprintf(errmsg, sizeof(errmsg),
+                 "%s is not an LMDB file of a known format (damaged?); "
+                 "refusing to start",
+                 path);
+        return ROO_ESTATE;
+    }
+    psize = load_u32(m[0] + 40);
+    if (psize < 512 || psize > 65536 || (psize & (psize - 1)) != 0 ||
+        (uint64_t)st.st_size < 2ull * psize || pread(fd, m[1], META_READ, psize) != META_READ) {
+        close(fd);
+        snprintf(errmsg, sizeof(errmsg),
+                 "%s is damaged or cut short (%lld bytes); refusing to "
+                 "start",
+                 path, (long long)st.st_size);
+        return ROO_ESTATE;
+    }
+    close(fd);
+    for (int i = 0; i < 2; i++) {
+        if (load_u32(m[i] + 16) != META_MAGIC)
+            continue;
+        memcpy(&txn[i], m[i] + 144, 8);
+        if (best < 0 || txn[i] > txn[best])
+            best = i;
+    }
+    memcpy(&last, m[best] + 136, 8);
+    if (last >= (uint64_t)st.st_size / psize) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "%s is cut short: it has %lld bytes but its last page, %llu, ends at %llu; "
+                 "refusing to start (reading it would crash the worker)",
+                 path, (long long)st.st_size, (unsigned long long)last,
+                 (unsigned long long)((last + 1) * psize));
+        return ROO_ESTATE;
+    }
+    return 0;
+}
+
 static int lock_dir(roo__store *s, const char *dir)
 {
     char path[4200], pid[32];
@@ -105,6 +215,7 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
     roo__store *s = roo__xcalloc(1, sizeof(*s));
     MDB_txn *txn;
     MDB_envinfo info;
+    bool used;
     int rc;
 
     s->lock_fd = -1;
@@ -115,9 +226,13 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
         snprintf(errmsg, sizeof(errmsg), "cannot create %s: %s", dir, strerror(-rc));
         goto err_free;
     }
+    used = file_exists(dir, "roo.lock") || file_exists(dir, "lock.mdb");
     rc = lock_dir(s, dir);
     if (rc < 0)
         goto err_free;
+    rc = check_data_file(dir, used);
+    if (rc < 0)
+        goto err_unlock;
     rc = mdb_env_create(&s->env);
     if (rc) {
         rc = map_err(s, rc, "mdb_env_create");

@@ -214,6 +214,42 @@ static void finish(const roo__config *cfg, const roo__engine_stats *st, bool lef
                       (unsigned long long)st->commits, (unsigned long long)st->callback_errors);
 }
 
+/*
+ * While recovery maps and reads the state (on this thread, before any other runs), a fault
+ * means the file is damaged in a way the checks before mapping could not see: say so in one
+ * line and exit 1 rather than die without a word. Only write() and _exit() are safe here.
+ */
+static char fault_line[1400];
+static size_t fault_len;
+
+static void state_fault(int sig)
+{
+    (void)sig;
+    if (write(STDERR_FILENO, fault_line, fault_len) < 0) {
+        /* nothing more can be done */
+    }
+    _exit(1);
+}
+
+static void guard_state_reads(const roo__config *cfg, bool on)
+{
+    struct sigaction sa;
+    int n;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on ? state_fault : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    if (on) {
+        n = snprintf(fault_line, sizeof(fault_line),
+                     "%s[%s] ERROR cannot start: the state in %s is damaged (reading it faulted); "
+                     "restore it from a copy, or start with a fresh --resilience-dir\n",
+                     cfg->program, cfg->name, cfg->resilience_dir);
+        fault_len = n > 0 ? ROO__MIN((size_t)n, sizeof(fault_line) - 1) : 0;
+    }
+    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
 /* Recover, join or form the cluster, serve, stop: the exit status. */
 static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int sfd)
 {
@@ -226,7 +262,9 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     int rc, status = 1;
 
     engine_cfg_from(cfg, mode, &ecfg);
+    guard_state_reads(cfg, true);
     rc = roo__engine_create(app, &ecfg, &e, msg, sizeof(msg));
+    guard_state_reads(cfg, false);
     if (rc == 0)
         rc = roo__cluster_create(e, &cl, msg, sizeof(msg));
     if (rc < 0) {
