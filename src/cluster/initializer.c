@@ -340,6 +340,14 @@ static void hello_joiner(cluster *cl, aconn *c, const roo__ctl *m)
         refuse(c, reason);
         return;
     }
+    if (m->join_count > MAX_WORKERS - cl->topo.nworkers || cl->co.njoiners >= MAX_WORKERS) {
+        /* Waiting for more joiners than the cluster can list would stall every grow. */
+        snprintf(reason, sizeof(reason),
+                 "worker '%s' waits for %u joiners; the cluster can take at most %zu more",
+                 m->worker.name, m->join_count, (size_t)MAX_WORKERS - cl->topo.nworkers);
+        refuse(c, reason);
+        return;
+    }
     for (size_t i = 0; i < cl->co.njoiners; i++) {
         if (strcmp(cl->co.joiners[i].info.name, m->worker.name) == 0) {
             snprintf(reason, sizeof(reason), "a worker named '%s' is already waiting to join",

@@ -10,6 +10,7 @@
 
 #define READ_CHUNK (256u * 1024u)
 #define DRAIN_LOW_WATER (256u * 1024u)
+#define SHRINK_ABOVE (4u << 20) /* an idle buffer bigger than this is given back */
 
 static void update_events(roo__fconn *c)
 {
@@ -159,6 +160,8 @@ static bool parse_frames(roo__fconn *c)
     if (!c->open)
         return false;
     roo__buf_consume(&c->in, off);
+    if (c->in.len == 0 && c->in.cap > SHRINK_ABOVE)
+        roo__buf_finish(&c->in); /* one big frame does not pin its buffer for ever */
     return true;
 }
 
@@ -210,6 +213,8 @@ int roo__fconn_flush(roo__fconn *c)
     }
     if (c->open && c->out_off == c->out.len) {
         c->out.len = c->out_off = 0;
+        if (c->out.cap > SHRINK_ABOVE)
+            roo__buf_finish(&c->out);
         if (c->close_when_flushed) {
             fail(c, 0);
             return 0;
