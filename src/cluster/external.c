@@ -49,6 +49,29 @@ static void json_fmt(roo__buf *b, const char *fmt, ...)
         roo__buf_append(b, tmp, ROO__MIN((size_t)n, sizeof(tmp) - 1));
 }
 
+/* The move under way, as the initializer drives it: a stalled one names who it waits for. */
+static void move_json(cluster *cl, roo__buf *out)
+{
+    static const char *const phases[] = { "", "hold", "transfer", "pre-copy" };
+    bool first = true;
+
+    json_fmt(out, "  \"move\": {\"what\": ");
+    json_str(out, cl->co.what);
+    json_fmt(out, ", \"table_version\": %llu, \"phase\": \"%s\", \"for_ms\": %lld, "
+                  "\"waiting_for\": [",
+             (unsigned long long)cl->mig.epoch, cl->co.phase < 4 ? phases[cl->co.phase] : "?",
+             (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
+    for (uint32_t w = 0; w < cl->mig.next.nworkers; w++) {
+        bool live = w < cl->topo.nworkers ? !cl->topo.workers[w].left : !cl->mig.next.workers[w].left;
+        if (!live || cl->co.reported[w])
+            continue;
+        json_fmt(out, "%s", first ? "" : ", ");
+        json_str(out, cl->mig.next.workers[w].name);
+        first = false;
+    }
+    json_fmt(out, "]},\n");
+}
+
 static void build_status_json(cluster *cl, const roo__worker_stats *stats, const bool *have,
                               bool init_reachable, roo__buf *out)
 {
@@ -73,6 +96,8 @@ static void build_status_json(cluster *cl, const roo__worker_stats *stats, const
     if (!init_reachable)
         json_fmt(out, "  \"warning\": \"the initializer is unreachable: other workers' figures "
                       "are missing\",\n");
+    if (cl->co.running && cl->mig.active)
+        move_json(cl, out);
     json_fmt(out, "  \"workers\": [");
     for (size_t w = 0; w < n; w++) {
         const roo__worker_info *wi = cl->has_topology ? &cl->topo.workers[w] : NULL;
