@@ -12,6 +12,15 @@
 #define DRAIN_LOW_WATER (256u * 1024u)
 #define SHRINK_ABOVE (4u << 20) /* an idle buffer bigger than this is given back */
 
+/* Where a connection is in its opening handshake (auth.h), if it has one. */
+enum {
+    AUTH_NONE = 0,
+    AUTH_CLIENT_CONNECTING, /* the TCP connect is under way */
+    AUTH_CLIENT_REPLY,      /* hello sent, waiting for the server's proof */
+    AUTH_SERVER_HELLO,      /* waiting for the client's hello */
+    AUTH_SERVER_PROOF,      /* proof sent, waiting for the client's */
+};
+
 static void update_events(roo__fconn *c)
 {
     uint32_t ev = EPOLLRDHUP;
@@ -25,22 +34,21 @@ static void update_events(roo__fconn *c)
     roo__io_set_events(c->loop, &c->io, ev);
 }
 
+static void client_fail(roo__fconn *c, int err);
+
+/* The connection ended. A client still in its handshake reports it as a failed connect. */
 static void fail(roo__fconn *c, int err)
 {
+    if (c->auth_state == AUTH_CLIENT_CONNECTING || c->auth_state == AUTH_CLIENT_REPLY) {
+        client_fail(c, err ? err : ROO_ECLOSED);
+        return;
+    }
     roo__fconn_close(c);
     if (c->ops->on_close)
         c->ops->on_close(c, err);
 }
 
 /* ---- the opening handshake (auth.h) ---- */
-
-enum {
-    AUTH_NONE = 0,
-    AUTH_CLIENT_CONNECTING, /* the TCP connect is under way */
-    AUTH_CLIENT_REPLY,      /* hello sent, waiting for the server's proof */
-    AUTH_SERVER_HELLO,      /* waiting for the client's hello */
-    AUTH_SERVER_PROOF,      /* proof sent, waiting for the client's */
-};
 
 static void put_frame(roo__fconn *c, const uint8_t *p, size_t n)
 {
