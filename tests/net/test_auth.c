@@ -13,10 +13,12 @@ static char *dir;
 
 static char *write_secret(const char *name, const char *text, mode_t mode)
 {
-    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
     FILE *f;
 
-    sprintf(path, "%s/%s", dir, name);
+    ck_assert_ptr_nonnull(path);
+    snprintf(path, n, "%s/%s", dir, name);
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fputs(text, f);
