@@ -248,6 +248,7 @@ static void guard_state_reads(const roo__config *cfg, bool on)
     }
     sigaction(SIGBUS, &sa, NULL);
     sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL); /* LMDB's own assertions on a damaged page */
 }
 
 /* Recover, join or form the cluster, serve, stop: the exit status. */
