@@ -26,7 +26,7 @@ reader() {
             "$ROO_CTL" --external "127.0.0.1:$EXT" query g0000001 "g$(printf %07d $((i * 7919 % KEYS)))" \
                 >/dev/null 2>>"$T/reader-$mode.err" || echo "query failed" >>"$T/reader-$mode.err"
         else
-            "$ROO_CTL" --external "127.0.0.1:$EXT" --timeout 30 query >/dev/null \
+            "$ROO_CTL" --external "127.0.0.1:$EXT" --timeout 3 query >/dev/null \
                 2>>"$T/reader-$mode.err" || echo "scan failed" >>"$T/reader-$mode.err"
         fi
         i=$((i + 1))
