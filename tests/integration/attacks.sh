@@ -52,11 +52,7 @@ log "flood: $left of 300 stayed open; worker1 holds $fds descriptors"
 wait_log w1 "batch 1 for thread 0 is malformed: message 0 is for step 999, which is not a state step" 10
 
 # Honest traffic is exact, through both workers.
-start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$TESTDATA/_expected.json" \
-    --votes "$TESTDATA/_test.txt" --expect 1000 --timeout 30 --quiet
-wait_log recv 'listening on' 10
-"$SENDER" --host "127.0.0.1:${CL_IN[1]}" --file "$TESTDATA/_test.txt" --quiet
-wait_exit recv 30 || fail "Wallaroo's vectors after the attacks: $(tail -1 "$T/recv.log")"
+check_vectors "${CL_IN[1]}" "$OUT" "after the attacks"
 for i in 0 1; do alive "w$i" || fail "worker $i died"; done
 "${CTL[@]}" shutdown >/dev/null || fail "shutdown failed"
 for i in 0 1; do wait_exit "w$i" 30 || fail "worker $i did not stop cleanly"; done

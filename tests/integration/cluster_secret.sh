@@ -66,11 +66,7 @@ expect_refusal joiner 1 'does not prove this worker.s cluster secret' \
 wait_log w0 'control connection from .* did not prove the cluster secret' 10
 
 # Traffic through the cluster is exact.
-start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$TESTDATA/_expected.json" \
-    --votes "$TESTDATA/_test.txt" --expect 1000 --timeout 30 --quiet
-wait_log recv 'listening on' 10
-"$SENDER" --host "127.0.0.1:${CL_IN[1]}" --file "$TESTDATA/_test.txt" --quiet
-wait_exit recv 30 || fail "Wallaroo's vectors through a cluster with a secret: $(tail -1 "$T/recv.log")"
+check_vectors "${CL_IN[1]}" "$OUT" "through a cluster with a secret"
 "$ROO_CTL" --secret "$T/secret" --external "$EXT0,$EXT1" shutdown >/dev/null ||
     fail "shutdown with the secret failed"
 for i in 0 1; do wait_exit "w$i" 30 || fail "worker $i did not stop cleanly"; done

@@ -248,3 +248,13 @@ check_state_totals() {
     diff "$T/truth.txt" "$T/state.txt" >"$T/state.diff" ||
         fail "state totals differ from the truth (truth < > state): $(head -5 "$T/state.diff")"
 }
+
+# check_vectors IN_PORT OUT_PORT WHAT: send Wallaroo's Alphabet vectors into the worker at
+# 127.0.0.1:IN_PORT and check all 1,000 outputs at a receiver on OUT_PORT (fails with WHAT).
+check_vectors() {
+    start recv "$RECEIVER" --listen "127.0.0.1:$2" --alphabet-check "$TESTDATA/_expected.json" \
+        --votes "$TESTDATA/_test.txt" --expect 1000 --timeout 30 --quiet
+    wait_log recv 'listening on' 10
+    "$SENDER" --host "127.0.0.1:$1" --file "$TESTDATA/_test.txt" --quiet
+    wait_exit recv 30 || fail "Wallaroo's vectors $3: $(tail -1 "$T/recv.log")"
+}
