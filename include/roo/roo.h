@@ -105,7 +105,9 @@ extern "C" {
     XX(EVERSION, -30613, "incompatible protocol version")                                          \
     XX(ECLOSED, -30614, "connection closed")                                                       \
     XX(ESHUTDOWN, -30615, "shutting down")                                                       \
-    XX(EAUTH, -30616, "the peer does not prove the cluster secret")
+    XX(EAUTH, -30616, "the peer does not prove the cluster secret")                              \
+    XX(ENONAME, -30617, "the host name does not resolve (Name or service not known)")             \
+    XX(ENAMEAGAIN, -30618, "temporary failure in name resolution")
 
 /** roo's own error codes (see ROO_ERRNO_MAP). */
 typedef enum roo_error {

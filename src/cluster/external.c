@@ -57,12 +57,14 @@ static void move_json(cluster *cl, roo__buf *out)
 
     json_fmt(out, "  \"move\": {\"what\": ");
     json_str(out, cl->co.what);
-    json_fmt(out, ", \"table_version\": %llu, \"phase\": \"%s\", \"for_ms\": %lld, "
-                  "\"waiting_for\": [",
+    json_fmt(out,
+             ", \"table_version\": %llu, \"phase\": \"%s\", \"for_ms\": %lld, "
+             "\"waiting_for\": [",
              (unsigned long long)cl->mig.epoch, cl->co.phase < 4 ? phases[cl->co.phase] : "?",
              (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
     for (uint32_t w = 0; w < cl->mig.next.nworkers; w++) {
-        bool live = w < cl->topo.nworkers ? !cl->topo.workers[w].left : !cl->mig.next.workers[w].left;
+        bool live =
+            w < cl->topo.nworkers ? !cl->topo.workers[w].left : !cl->mig.next.workers[w].left;
         if (!live || cl->co.reported[w])
             continue;
         json_fmt(out, "%s", first ? "" : ", ");

@@ -295,6 +295,15 @@ void roo__joiner_retry_cb(roo__loop *loop, roo__timer *t)
                             ROO__CONTROL_FRAME_MAX, &to_init_ops, cl);
     if (rc == 0)
         roo__fconn_auth(&cl->to_init, &cl->key, ROO__CHANNEL_CONTROL);
+    if (rc == ROO_ENONAME && !cl->has_topology) {
+        /* A new worker with a name that does not resolve: waiting will not fix a typo. */
+        char why[400], a[300];
+        snprintf(why, sizeof(why), "cannot resolve '%s' (%s): %s",
+                 roo__addr_str(&cl->e->cfg.control, a, sizeof(a)),
+                 cl->e->cfg.join ? "--join" : "--control", roo_strerror(rc));
+        roo__cl_fatal(cl, why);
+        return;
+    }
     if (rc < 0) {
         if (roo__backoff_failed(&cl->ctl_retry))
             roo__log_info("initializer not reachable yet (%s); retrying with backoff",

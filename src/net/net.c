@@ -124,9 +124,12 @@ static int resolve(const roo__addr *a, bool passive, struct addrinfo **ret_ai)
     if (passive)
         hints.ai_flags = AI_PASSIVE;
     rc = getaddrinfo(host, a->port, &hints, ret_ai);
-    if (rc != 0)
-        return rc == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-    return 0;
+    if (rc == 0)
+        return 0;
+    if (rc == EAI_SYSTEM)
+        return errno ? -errno : -EIO;
+    /* A name that does not resolve is not a host that cannot be reached: say which. */
+    return rc == EAI_AGAIN ? ROO_ENAMEAGAIN : ROO_ENONAME;
 }
 
 int roo__tcp_bind(const roo__addr *a, int *ret_fd)

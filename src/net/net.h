@@ -40,7 +40,8 @@ int roo__tcp_local_str(int fd, char *buf, size_t cap);
 /*
  * Start a non-blocking connect. Returns 0 with *ret_fd set when the connect completed or
  * is in progress (wait for EPOLLOUT, then roo__tcp_connect_result()), or a negative errno
- * (resolution failures give -EHOSTUNREACH).
+ * (a name that does not resolve gives ROO_ENONAME, or ROO_ENAMEAGAIN while the resolver
+ * cannot answer).
  */
 int roo__tcp_connect_start(const roo__addr *a, int *ret_fd);
 

@@ -359,6 +359,8 @@ typedef struct ini_ctx {
     int pass;               /* 1: shared sections; 2: this worker's section */
     char err[256];          /* the first error, without its line */
     bool failed;
+    bool mine;        /* a [worker NAME] section names this worker */
+    char others[200]; /* ... the names of the sections that do not */
 } ini_ctx;
 
 static int ini_fail(ini_ctx *x, const char *fmt, ...)
@@ -414,6 +416,14 @@ static int on_ini_line(void *user, const char *section, const char *key, const c
         return ini_fail(x, "unknown key '%s' (keys are the long flag names)", key);
     if (wname && c == 'n')
         return ini_fail(x, "'name' inside [%s]: the section already names the worker", section);
+    if (wname && x->pass == 2) {
+        if (strcmp(wname, x->cfg->name) == 0) {
+            x->mine = true;
+        } else if (!strstr(x->others, wname)) {
+            size_t n = strlen(x->others);
+            snprintf(x->others + n, sizeof(x->others) - n, "%s%s", n ? ", " : "", wname);
+        }
+    }
     if ((x->pass == 1) != shared || (wname && strcmp(wname, x->cfg->name) != 0))
         return 1; /* the other pass's, or another worker's */
     if (x->from_flags[i])
@@ -447,6 +457,12 @@ static int read_config(roo__config *cfg, const bool *from_flags, char *msg, size
             return fail(msg, cap, "--config %s:%d: %s", cfg->config_file, line,
                         x.failed ? x.err : "not a '[section]' or 'key = value' line");
     }
+    if (!x.mine && x.others[0])
+        /* The shared settings alone may be meant; more likely --name is wrong: say so. */
+        snprintf(cfg->warning, sizeof(cfg->warning),
+                 "--config %s has no [worker %s] section (it describes %s): this worker uses "
+                 "the shared settings only; check --name",
+                 cfg->config_file, cfg->name, x.others);
     return 0;
 }
 

@@ -54,6 +54,7 @@ typedef struct roo__config {
 
     bool help;
     bool version;
+    char warning[512]; /* something the worker should log at start ("" if nothing) */
 
     int app_argc; /* arguments after "--", with argv[0] first */
     char **app_argv;

@@ -261,6 +261,8 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     uint64_t keys;
     int64_t ms;
     int rc, status = 1;
+    /* A start that fails before serving leaves no directory behind that it created. */
+    bool created = access(cfg->resilience_dir, F_OK) != 0, serving = false;
 
     engine_cfg_from(cfg, mode, &ecfg);
     guard_state_reads(cfg, true);
@@ -289,6 +291,7 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
         }
         goto out;
     }
+    serving = true;
     status = serve(e, sfd, cfg);
 out:
     if (e) {
@@ -301,6 +304,8 @@ out:
         roo__engine_destroy(e);
         finish(cfg, &st, left, status);
     }
+    if (created && !serving && status != 0 && roo__rm_rf(cfg->resilience_dir) == 0)
+        roo__log_info("removed %s, which this failed start had created", cfg->resilience_dir);
     return status;
 }
 
@@ -334,6 +339,8 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         roo__config_finish(&cfg);
         return 2;
     }
+    if (cfg.warning[0])
+        roo__log_warn("%s", cfg.warning);
     if (cfg.has_metrics)
         roo__log_info("--metrics is accepted for compatibility; roo does not send metrics yet");
 

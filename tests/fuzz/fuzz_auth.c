@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* a reply forged without the key's proof must never pass */
         break;
     default:
-        if (n >= ROO__AUTH_HELLO_LEN && roo__auth_server_reply(&a, p, ROO__AUTH_HELLO_LEN, out) == 0 &&
+        if (n >= ROO__AUTH_HELLO_LEN &&
+            roo__auth_server_reply(&a, p, ROO__AUTH_HELLO_LEN, out) == 0 &&
             roo__auth_server_check(&a, p + ROO__AUTH_HELLO_LEN, n - ROO__AUTH_HELLO_LEN) == 0)
             abort(); /* nor a proof of a nonce the client never saw */
         break;

@@ -16,7 +16,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *buf;
     size_t off = 0;
 
-
     if (size < 1)
         return 0;
     src.framing = data[0] & 1 ? ROO_FRAMING_LINE : ROO_FRAMING_LENGTH;

@@ -16,7 +16,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t count;
     char why[200];
 
-
     if (size < 4)
         return 0;
     memcpy(&count, data, 4);
