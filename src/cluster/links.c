@@ -140,7 +140,12 @@ static void peer_data_closed(roo__fconn *fc, int err)
 
     p->data_open = false;
     p->data_active = false;
-    if (!p->cl->e->io_stopping || p->q_head)
+    if (roo__now_ns() - p->data_opened_ns < 1000000000 && !err)
+        /* Closed by the peer right after it opened: it is not ready for us yet (forming,
+         * restarting) or refused us, which it logs itself. */
+        roo__log_debug("data link to %s (%s) closed right after it opened; reconnecting",
+                       p->info.name, p->info.data_addr);
+    else if (!p->cl->e->io_stopping || p->q_head)
         roo__log_warn("data link to %s (%s) lost%s%s; reconnecting", p->info.name,
                       p->info.data_addr, err ? ": " : "", err ? roo_strerror(err) : "");
     /* A link that lived a while reconnects at once; one closed right after it opened (the
@@ -332,7 +337,15 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
                       (unsigned long long)h->cluster_id);
         return false;
     }
-    w = cl->has_topology ? roo__cl_worker_index(cl, h->worker) : -1;
+    if (!cl->has_topology) {
+        /* Formation: a peer that already has the table links up before we have it. It
+         * connects again with backoff; nothing is wrong. */
+        roo__log_debug("data connection from %s (worker '%s') before this worker has the "
+                       "table; closing it for now",
+                       c->fc.peer, h->worker);
+        return false;
+    }
+    w = roo__cl_worker_index(cl, h->worker);
     if (w < 0 || (uint32_t)w == cl->self) {
         roo__log_warn("data connection from %s: worker '%s' is not in this cluster; closing it",
                       c->fc.peer, h->worker);
