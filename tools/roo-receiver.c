@@ -158,8 +158,8 @@ static const char usage_text[] =
     "  --quiet                no progress lines\n"
     "  --print-totals         with check mode: at the stop, print each letter's last total on\n"
     "                         stdout as JSON, the shape of roo-sender --expected\n"
-    "  --help                 this text\n"
-    "  --version              print the version\n"
+    "  -h, --help             this text\n"
+    "  -V, --version          print the version\n"
     "\n"
     "SIGINT/SIGTERM stop like --expect. Exit status: 0 stopped cleanly and every check passed,\n"
     "1 a check failed, the timeout expired or an I/O error occurred, 2 usage error.\n";
@@ -182,7 +182,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         if (!strcmp(f.name, "--help") || !strcmp(f.name, "-h")) {
             fputs(usage_text, stdout);
             exit(0);
-        } else if (!strcmp(f.name, "--version")) {
+        } else if (!strcmp(f.name, "--version") || !strcmp(f.name, "-V")) {
             printf("%s %s\n", PROG, TOOLS_VERSION);
             exit(0);
         } else if (!strcmp(f.name, "--listen")) {
@@ -244,7 +244,7 @@ static void parse_args(int argc, char **argv, struct options *o)
             tools_flag_no_value(PROG, &f);
             o->print_totals = true;
         } else {
-            tools_usage_error(PROG, "unknown flag '%s'", f.name);
+            tools_usage_error(PROG, "unknown option '%s'", f.name);
         }
     }
     if (o->framed_set && o->newlines)

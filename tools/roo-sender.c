@@ -136,8 +136,8 @@ static const char usage_text[] =
     "                         except for outages of more than 2 seconds)\n"
     "  --dry-run              connect to nothing: only produce --save and --expected, exactly\n"
     "                         as a real run would\n"
-    "  --help                 this text\n"
-    "  --version              print the version\n"
+    "  -h, --help             this text\n"
+    "  -V, --version          print the version\n"
     "\n"
     "Exit status: 0 all written (with --resumable: all written and acknowledged), 1 connection\n"
     "or I/O error, 2 usage error.\n";
@@ -234,7 +234,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         if (!strcmp(f.name, "--help") || !strcmp(f.name, "-h")) {
             fputs(usage_text, stdout);
             exit(0);
-        } else if (!strcmp(f.name, "--version")) {
+        } else if (!strcmp(f.name, "--version") || !strcmp(f.name, "-V")) {
             printf("%s %s\n", PROG, TOOLS_VERSION);
             exit(0);
         } else if (!strcmp(f.name, "--host")) {
@@ -307,7 +307,7 @@ static void parse_args(int argc, char **argv, struct options *o)
             tools_flag_no_value(PROG, &f);
             o->dry_run = true;
         } else {
-            tools_usage_error(PROG, "unknown flag '%s'", f.name);
+            tools_usage_error(PROG, "unknown option '%s'", f.name);
         }
     }
     if (o->repeat && !o->file)
