@@ -375,13 +375,23 @@ static void query_emit(query_out *q, const uint8_t *key, size_t klen, const uint
     roo__buf_append(q->json, "\"", 1);
 }
 
+/*
+ * A worker answers for the partitions it owns now, so that a key is never listed twice by
+ * roo-ctl query (an old owner may still hold rows of a partition that moved away until its
+ * drop is committed, and the new owner has them already).
+ */
+static bool owns(const cluster *cl, uint16_t partition)
+{
+    return cl->has_topology && partition < cl->topo.partitions &&
+           cl->topo.owner[partition] == cl->self;
+}
+
 static int query_scan_cb(void *arg, uint16_t partition, uint16_t state_id, const uint8_t *key,
                          size_t key_len, const uint8_t *val, size_t val_len)
 {
     query_out *q = arg;
 
-    (void)partition;
-    if (state_id != q->state_id)
+    if (state_id != q->state_id || !owns(q->cl, partition))
         return 0;
     if (q->n >= q->limit) {
         q->truncated = true;
@@ -426,7 +436,8 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
                 continue;
             part = roo__partition_of(roo__key_hash(k->data, k->len), e->cfg.partitions);
             val.len = 0;
-            if (roo__store_get_state(e->store, part, (uint16_t)sid, k->data, k->len, &val) == 0)
+            if (owns(cl, part) &&
+                roo__store_get_state(e->store, part, (uint16_t)sid, k->data, k->len, &val) == 0)
                 query_emit(&q, k->data, k->len, val.data, val.len);
         }
         roo__buf_finish(&val);
