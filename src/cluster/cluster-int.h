@@ -122,6 +122,7 @@ struct roo__cluster {
     bool meta_pending;
     bool meta_written;
     bool send_topology_when_stored;
+    roo__timer send_timer;      /* tests: the table's send, held back (ROO_TEST_SEND_DELAY_MS) */
     uint64_t send_topology_seq; /* ... once this identity record is stored */
     bool conns_ready_sent;
     bool self_conns_ready;

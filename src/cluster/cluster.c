@@ -325,6 +325,33 @@ int roo__cl_apply_topology(cluster *cl, const roo__topology *t)
     return 0;
 }
 
+static void send_topology_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+    roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+
+    (void)loop;
+    roo__coord_broadcast(cl, &tm);
+}
+
+/*
+ * The initializer stored a new table: now the others may have it. ROO_TEST_SEND_DELAY_MS
+ * holds it back, so that the tests can kill the initializer between storing a switch and
+ * sending it; nothing else should set it.
+ */
+static void send_stored_topology(cluster *cl)
+{
+    const char *d = getenv("ROO_TEST_SEND_DELAY_MS");
+    uint64_t ms = 0;
+
+    cl->send_timer.cb = send_topology_cb;
+    cl->send_timer.data = cl;
+    if (d && roo__parse_uint(d, 0, 600000, &ms) == 0 && ms > 0)
+        roo__timer_start(cl->e->io_loop, &cl->send_timer, (int64_t)ms);
+    else
+        send_topology_cb(cl->e->io_loop, &cl->send_timer);
+}
+
 /* The identity record we queued is stored (or not). */
 static void meta_stored(void *ctx, roo__meta_msg *m)
 {
@@ -342,9 +369,8 @@ static void meta_stored(void *ctx, roo__meta_msg *m)
     } else {
         cl->meta_written = true;
         if (cl->send_topology_when_stored && m->seq >= cl->send_topology_seq) {
-            roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
             cl->send_topology_when_stored = false;
-            roo__coord_broadcast(cl, &tm);
+            send_stored_topology(cl);
         }
         roo__cl_check_conns_ready(cl);
     }

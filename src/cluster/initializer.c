@@ -370,6 +370,15 @@ static void hello_joiner(cluster *cl, aconn *c, const roo__ctl *m)
     co_maybe_grow(cl);
 }
 
+/* A worker of this name was in the table and left it. */
+static bool left_worker(const cluster *cl, const char *name)
+{
+    for (size_t i = 0; i < cl->topo.nworkers; i++)
+        if (cl->topo.workers[i].left && strcmp(cl->topo.workers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 /* A member of the formed cluster says hello: it restarted, or it is being added by a move. */
 static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
 {
@@ -377,6 +386,16 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
     int64_t w;
 
     w = roo__cl_worker_index(cl, m->worker.name);
+    if (w < 0 && m->cluster_id == cl->topo.cluster_id && left_worker(cl, m->worker.name)) {
+        /* It left in a shrink whose switch we stored, but it lost us before it heard of the
+         * switch (we were restarted): the table tells it that it left, and it goes. */
+        roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+        roo__log_info("worker '%s' is back but left the cluster; sending it the table that "
+                      "says so",
+                      m->worker.name);
+        roo__cl_send_ctl(&c->fc, &tm);
+        return;
+    }
     if (w < 0 || w == cl->self) {
         snprintf(reason, sizeof(reason),
                  "the cluster is complete with %zu workers; worker "
