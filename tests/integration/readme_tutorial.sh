@@ -26,8 +26,8 @@ read -r -a libs < <(grep -m1 -o 'build/src/libroo\.a .* -o sums' "$SRC/README.md
 
 IN=$(free_port)
 OUT=$(free_port)
-start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --newlines --output "$T/out.txt" --expect 4 \
-    --timeout 30 --quiet
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --newlines --output "$T/out.txt" --timeout 60 \
+    --quiet
 wait_log recv 'listening on' 10
 start sums "$T/sums" --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/state"
 wait_log sums 'ready:' 10
@@ -37,8 +37,19 @@ kill9 sums
 start sums2 "$T/sums" --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/state"
 wait_log sums2 'ready:' 10
 printf 'alice 1\n' >"/dev/tcp/127.0.0.1/$IN"
-wait_exit recv 20 || fail "receiver: $(tail -1 "$T/recv.log")"
-[ "$(cat "$T/out.txt")" = "$(printf 'alice 5\nbob 7\nalice 15\nalice 16')" ] ||
-    fail "tutorial output was: $(cat "$T/out.txt")"
+for ((i = 0; i < 400; i++)); do grep -q 'alice 16' "$T/out.txt" && break; sleep 0.05; done
+# The README's guarantee: after a kill -9 the sink may see the output of the worker's last
+# commit(s) again (written, not yet known written), as exact repeats in the original order.
+got=$(cat "$T/out.txt")
+ok=
+for again in '' 'alice 15' 'bob 7
+alice 15' 'alice 5
+bob 7
+alice 15'; do
+    want=$(printf 'alice 5\nbob 7\nalice 15\n%s\nalice 16' "$again" | sed '/^$/d')
+    [ "$got" = "$want" ] && ok=1
+done
+[ -n "$ok" ] || fail "tutorial output was: $got"
+stop recv || true
 stop sums2 || fail "tutorial app did not stop cleanly"
 pass "README tutorial compiles and prints alice 5, bob 7, alice 15, then alice 16 after kill -9"
