@@ -179,6 +179,7 @@ struct roo__cluster {
         uint32_t noutgoing;
         uint8_t *precopied; /* new owner: pre-copies committed */
         uint32_t nprecopied;
+        uint32_t precopy_round;        /* the pre-copy's current run (Migrate.round) */
         bool track_asked, track_valid; /* old owner: threads note changes since the pre-copy */
         unsigned shards_tracking;
         bool *shard_tracking;
@@ -196,6 +197,7 @@ struct roo__cluster {
     struct {
         bool running;
         uint32_t phase;
+        uint32_t round;    /* the pre-copy's runs: each repeat gets a new number */
         bool hold_waiting; /* HOLD goes out once our own pending table is stored */
         bool *reported;    /* per worker of mig.next */
         joined *joiners;
@@ -207,6 +209,7 @@ struct roo__cluster {
         unsigned next_waiter;
         char what[160];
         int64_t started_ns;
+        roo__timer hold_timer; /* tests: HOLD after a delay (ROO_TEST_HOLD_DELAY_MS) */
     } co;
 
     bool *stage_is_state;    /* per stage of the app: may a peer route messages to it */
@@ -255,6 +258,7 @@ void roo__links_pump(peer *p);
 void roo__links_connect(peer *p);
 void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info);
 void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only);
+void roo__links_forget_from(cluster *cl, uint32_t first);
 uint64_t roo__links_sent_total(const cluster *cl);
 void roo__links_committed(cluster *cl, roo__batch *b);
 void roo__links_route_returned(cluster *cl, roo__route *r);
@@ -264,7 +268,8 @@ void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
 /* move.c */
 void roo__move_check(cluster *cl);
 bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next);
-void roo__move_precopy(cluster *cl);
+bool roo__move_abandon(cluster *cl, const char *why);
+void roo__move_precopy(cluster *cl, uint32_t round);
 void roo__move_hold(cluster *cl);
 void roo__move_begin(cluster *cl, uint64_t epoch, const roo__topology *next);
 void roo__move_transfer(cluster *cl);

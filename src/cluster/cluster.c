@@ -31,6 +31,7 @@
 #include "cluster/cluster-int.h"
 
 static void leave_cluster(cluster *cl);
+static int join_abandoned(cluster *cl, const roo__topology *t);
 static void conn_gone(aconn *c, int err);
 
 /*
@@ -255,6 +256,8 @@ int roo__cl_apply_topology(cluster *cl, const roo__topology *t)
         uint8_t *drop = NULL;
         bool moved = false;
 
+        if (cl->self >= t->nworkers || strcmp(t->workers[cl->self].name, cl->name) != 0)
+            return join_abandoned(cl, t);
         if (t->nworkers < old.nworkers)
             return roo__cl_fatal(cl, "the cluster's worker list shrank; this build cannot follow");
         roo__topology_copy(t, &cl->topo);
@@ -346,9 +349,11 @@ static void send_stored_topology(cluster *cl)
 
     cl->send_timer.cb = send_topology_cb;
     cl->send_timer.data = cl;
-    if (d && roo__parse_uint(d, 0, 600000, &ms) == 0 && ms > 0)
+    if (d && roo__parse_uint(d, 0, 600000, &ms) == 0 && ms > 0) {
+        roo__log_info("table version %llu stored; sending it in %llu ms (test delay)",
+                      (unsigned long long)cl->topo.version, (unsigned long long)ms);
         roo__timer_start(cl->e->io_loop, &cl->send_timer, (int64_t)ms);
-    else
+    } else
         send_topology_cb(cl->e->io_loop, &cl->send_timer);
 }
 
@@ -403,6 +408,30 @@ void roo__cl_stop_locally(cluster *cl, const char *why)
     roo__io_start_stop(e);
     /* The main thread waits for the drain. */
     roo__engine_exit(e, 0);
+}
+
+/*
+ * The initializer's table does not list us where the move that added us put us: that move
+ * was abandoned (the initializer restarted before it stored the move, so no worker switched
+ * to it). Nothing of the cluster's is ours, so this worker stops, removes its directory and
+ * joins again from the start (roo_main runs it again).
+ */
+static int join_abandoned(cluster *cl, const roo__topology *t)
+{
+    roo__engine *e = cl->e;
+
+    if (e->join_abandoned || e->left_cluster)
+        return 0;
+    if (t->cluster_id != cl->topo.cluster_id)
+        return roo__cl_fatal(cl, "the initializer now runs another cluster; refusing");
+    roo__log_warn("the partition move that was adding this worker was abandoned (the initializer "
+                  "restarted before it was stored; the cluster is at table version %llu without "
+                  "this worker): starting the join again",
+                  (unsigned long long)t->version);
+    e->join_abandoned = true;
+    e->exit_received = true; /* no coordinated Exit to wait for */
+    roo__cl_stop_locally(cl, "the move that was adding this worker was abandoned");
+    return 0;
 }
 
 /* The switch said we left (shrink): hand over the sources, deliver what is owed, exit. */

@@ -21,6 +21,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include "cluster/cluster-int.h"
 
@@ -106,9 +107,11 @@ static bool co_participant(const cluster *cl, uint32_t w)
 
 static void co_send(cluster *cl, uint32_t w, uint32_t phase)
 {
-    roo__ctl m = {
-        .kind = ROO__CTL_MIGRATE, .epoch = cl->mig.epoch, .phase = phase, .topology = cl->mig.next
-    };
+    roo__ctl m = { .kind = ROO__CTL_MIGRATE,
+                   .epoch = cl->mig.epoch,
+                   .phase = phase,
+                   .topology = cl->mig.next,
+                   .precopy_round = phase == ROO__MIG_PRECOPY ? cl->co.round : 0 };
 
     if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
         roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
@@ -135,9 +138,11 @@ static void co_phase(cluster *cl, uint32_t phase)
             co_send_all(cl, phase);
         return;
     }
+    if (phase == ROO__MIG_PRECOPY && ++cl->co.round == 0)
+        cl->co.round = 1; /* a new run: chunks of an earlier one are told apart */
     co_send_all(cl, phase);
     if (phase == ROO__MIG_PRECOPY)
-        roo__move_precopy(cl);
+        roo__move_precopy(cl, cl->co.round);
     else
         roo__move_transfer(cl);
 }
@@ -148,6 +153,35 @@ void roo__coord_pending_stored(cluster *cl)
         return;
     cl->co.hold_waiting = false;
     co_send_all(cl, ROO__MIG_HOLD);
+}
+
+static void hold_timer_cb(roo__loop *loop, roo__timer *t)
+{
+    cluster *cl = t->data;
+
+    (void)loop;
+    if (cl->co.running && cl->co.phase == ROO__MIG_PRECOPY)
+        co_phase(cl, ROO__MIG_HOLD);
+}
+
+/*
+ * The pre-copy is done: hold. ROO_TEST_HOLD_DELAY_MS waits first, so that the tests can
+ * kill the initializer before it stores the move; nothing else should set it.
+ */
+static void hold_after_test_delay(cluster *cl)
+{
+    const char *d = getenv("ROO_TEST_HOLD_DELAY_MS");
+    uint64_t ms = 0;
+
+    if (!d || roo__parse_uint(d, 0, 600000, &ms) < 0 || ms == 0) {
+        co_phase(cl, ROO__MIG_HOLD);
+        return;
+    }
+    roo__log_info("partition move %llu: holding in %llu ms (test delay)",
+                  (unsigned long long)cl->mig.epoch, (unsigned long long)ms);
+    cl->co.hold_timer.cb = hold_timer_cb;
+    cl->co.hold_timer.data = cl;
+    roo__timer_start(cl->e->io_loop, &cl->co.hold_timer, (int64_t)ms);
 }
 
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
@@ -163,7 +197,7 @@ void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
         roo__log_info("partition move %llu: pre-copy done (%lld ms); holding",
                       (unsigned long long)cl->mig.epoch,
                       (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
-        co_phase(cl, ROO__MIG_HOLD);
+        hold_after_test_delay(cl);
     } else if (phase == ROO__MIG_HOLD) {
         roo__log_info("partition move %llu: every worker holds; transferring state",
                       (unsigned long long)cl->mig.epoch);
@@ -200,6 +234,10 @@ void roo__coord_begin(cluster *cl, roo__topology *t, const char *what)
         return;
     cl->co.running = true;
     cl->co.started_ns = roo__now_ns();
+    /* Rounds start anywhere: a move abandoned by an earlier run of this initializer may have
+     * had the same version, and its chunks may still be in flight. */
+    if (getrandom(&cl->co.round, sizeof(cl->co.round), 0) != sizeof(cl->co.round))
+        cl->co.round = (uint32_t)cl->co.started_ns;
     snprintf(cl->co.what, sizeof(cl->co.what), "%s", what);
     free(cl->co.reported);
     cl->co.reported = roo__xcalloc(t->nworkers, sizeof(bool));
@@ -386,13 +424,16 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
     int64_t w;
 
     w = roo__cl_worker_index(cl, m->worker.name);
-    if (w < 0 && m->cluster_id == cl->topo.cluster_id && left_worker(cl, m->worker.name)) {
-        /* It left in a shrink whose switch we stored, but it lost us before it heard of the
-         * switch (we were restarted): the table tells it that it left, and it goes. */
+    if (w < 0 && m->cluster_id == cl->topo.cluster_id) {
+        /* Of this cluster but not in its table. It left in a shrink whose switch we stored
+         * but lost us before it heard of the switch, or it was joining in a move that our
+         * restart abandoned. Either way the table tells it so: it goes, or joins again. */
         roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
-        roo__log_info("worker '%s' is back but left the cluster; sending it the table that "
-                      "says so",
-                      m->worker.name);
+        roo__log_info("worker '%s' is back but not in the table (%s); sending it the table",
+                      m->worker.name,
+                      left_worker(cl, m->worker.name)
+                          ? "it left, or it was joining in a move this restart abandoned"
+                          : "it was joining in a move this restart abandoned");
         roo__cl_send_ctl(&c->fc, &tm);
         return;
     }
@@ -418,6 +459,19 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
     if (cl->peers[w].ctl && !cl->peers[w].ctl->dead) {
         snprintf(reason, sizeof(reason), "a worker named '%s' is already connected",
                  m->worker.name);
+        refuse(c, reason);
+        return;
+    }
+    if (cl->mig.active && (uint32_t)w < cl->topo.nworkers &&
+        (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
+         strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
+         cl->topo.workers[w].threads != m->worker.threads)) {
+        /* A new table now would be taken for the move's switch. */
+        snprintf(reason, sizeof(reason),
+                 "a partition move is under way; start worker '%s' with its previous "
+                 "addresses (control %s, data %s) and %u thread(s) until it is done",
+                 m->worker.name, cl->topo.workers[w].control_addr, cl->topo.workers[w].data_addr,
+                 cl->topo.workers[w].threads);
         refuse(c, reason);
         return;
     }

@@ -69,7 +69,7 @@ static void on_migrate(cluster *cl, const roo__ctl *m)
         return;
     if (m->phase == ROO__MIG_PRECOPY) {
         if (roo__move_prepare(cl, m->epoch, &m->topology))
-            roo__move_precopy(cl);
+            roo__move_precopy(cl, m->precopy_round);
     } else if (m->phase == ROO__MIG_HOLD) {
         roo__move_begin(cl, m->epoch, &m->topology);
     } else if (m->phase == ROO__MIG_TRANSFER && cl->mig.active && m->epoch == cl->mig.epoch) {
@@ -110,6 +110,10 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         on_refuse(cl, fc, &m);
         break;
     case ROO__CTL_TOPOLOGY:
+        /* A table older than our move from the initializer: it does not run that move (it
+         * restarted before storing it). If it still does, the Migrate that follows says so. */
+        if (cl->has_topology && cl->mig.active && m.topology.version < cl->mig.epoch)
+            roo__move_abandon(cl, "the initializer restarted before it was stored");
         if (!cl->has_topology)
             roo__log_info("received the topology of cluster %016llx: %zu workers, %u partitions",
                           (unsigned long long)m.topology.cluster_id, m.topology.nworkers,

@@ -76,14 +76,51 @@ void roo__move_check(cluster *cl)
     }
 }
 
+/* The same table: same workers at the same addresses, same owners. */
+static bool same_table(const roo__topology *a, const roo__topology *b)
+{
+    if (a->nworkers != b->nworkers || a->partitions != b->partitions)
+        return false;
+    for (size_t i = 0; i < a->nworkers; i++) {
+        const roo__worker_info *x = &a->workers[i], *y = &b->workers[i];
+        if (strcmp(x->name, y->name) || strcmp(x->control_addr, y->control_addr) ||
+            strcmp(x->data_addr, y->data_addr) || x->threads != y->threads || x->left != y->left)
+            return false;
+    }
+    return memcmp(a->owner, b->owner, a->partitions * sizeof(*a->owner)) == 0;
+}
+
+/*
+ * Forget a move this worker prepared but never held for: the initializer no longer runs it
+ * (it restarted before storing the move, or began another). Nothing of it was switched to,
+ * and a held move is never abandoned: the initializer stores a move before anyone holds.
+ * Workers the move was adding are forgotten with it.
+ */
+bool roo__move_abandon(cluster *cl, const char *why)
+{
+    struct mig_state *m = &cl->mig;
+
+    if (!m->active || m->holding)
+        return false;
+    roo__log_info("partition move to table version %llu abandoned: %s",
+                  (unsigned long long)m->epoch, why);
+    roo__timer_stop(cl->e->io_loop, &m->retry);
+    roo__move_free(cl);
+    roo__links_forget_from(cl, (uint32_t)cl->topo.nworkers);
+    roo__cl_install_routes(cl, NULL);
+    return true;
+}
+
 /* Take part in a move to `next`: peers for new workers, what comes and what goes. */
 bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
 {
     struct mig_state *m = &cl->mig;
     roo__engine *e = cl->e;
 
-    if (m->active && m->epoch == epoch)
+    if (m->active && m->epoch == epoch && same_table(&m->next, next))
         return true;
+    if (m->active && cl->mode != ROO__INITIALIZER)
+        roo__move_abandon(cl, "the initializer began another move");
     if (m->active || next->partitions != cl->topo.partitions ||
         next->nworkers < cl->topo.nworkers || next->nworkers > MAX_WORKERS ||
         epoch <= cl->topo.version) {
@@ -125,15 +162,17 @@ bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
 }
 
 /* PRECOPY: threads note changes to the outgoing partitions, then their state is sent. */
-void roo__move_precopy(cluster *cl)
+void roo__move_precopy(cluster *cl, uint32_t round)
 {
     struct mig_state *m = &cl->mig;
 
-    if (!m->active || m->holding)
+    if (!m->active || m->holding || (m->precopy_started && m->precopy_round == round))
         return;
     m->precopy_started = true;
+    m->precopy_round = round;
     m->reported[ROO__MIG_PRECOPY] = false;
-    /* Repeated (someone came back): count and send again. */
+    /* Repeated (someone came back): a new round, counted and sent again. Chunks of the
+     * earlier round still in flight are told apart by their round and not counted. */
     memset(m->precopied, 0, cl->topo.partitions);
     m->nprecopied = 0;
     for (uint32_t w = 0; w < cl->npeers; w++)
@@ -315,6 +354,7 @@ static void mig_send_chunks(cluster *cl, peer *p, int mode)
         x.c.partition = q;
         x.c.last = false;
         x.c.precopy = mode == SEND_PRECOPY;
+        x.c.round = x.c.precopy ? cl->mig.precopy_round : 0;
         if (rc == 0 && mode == SEND_CHANGES)
             rc = chunk_changes(cl, &x, (uint16_t)q);
         else if (rc == 0)
@@ -474,7 +514,7 @@ void roo__move_on_note(cluster *cl, roo__mig_note *n)
             uint8_t *done = n->precopy ? m->precopied : m->imported;
             uint32_t *count = n->precopy ? &m->nprecopied : &m->nimported;
             if (n->partition < cl->topo.partitions && m->incoming[n->partition] &&
-                !done[n->partition]) {
+                !done[n->partition] && (!n->precopy || n->round == m->precopy_round)) {
                 done[n->partition] = 1;
                 (*count)++;
             }
@@ -544,12 +584,28 @@ void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t le
         roo__buf_finish(&ch.marks);
         return;
     }
+    if (ch.precopy && ch.round != cl->mig.precopy_round) {
+        bool ahead = !cl->mig.holding &&
+                     (!cl->mig.precopy_started || (int32_t)(ch.round - cl->mig.precopy_round) > 0);
+        /* Ahead: the sender heard of a repeated pre-copy before we did; as above, the link
+         * is closed and the sender sends it again. Behind: a round that was repeated. */
+        if (ahead)
+            roo__log_info("pre-copy chunk of move %llu from %s is of a round this worker has "
+                          "not heard of yet; closing that link so that it is sent again",
+                          (unsigned long long)ch.epoch, cl->peers[c->peer].info.name);
+        roo__buf_finish(&ch.records);
+        roo__buf_finish(&ch.marks);
+        if (ahead)
+            roo__cl_conn_kill(c);
+        return;
+    }
     im = roo__xcalloc(1, sizeof(*im));
     im->node.kind = ROO__Q_IMPORT;
     im->epoch = ch.epoch;
     im->partition = (uint16_t)ch.partition;
     im->last = ch.last;
     im->precopy = ch.precopy;
+    im->round = ch.round;
     im->records = ch.records;
     im->marks = ch.marks;
     roo__queue_push(&e->shards[ch.partition % e->nshards].inbox, &im->node);

@@ -130,6 +130,7 @@ typedef struct roo__import_msg {
     uint16_t partition;
     bool last;
     bool precopy;
+    uint32_t round;   /* precopy: the pre-copy round it belongs to */
     roo__buf records; /* StateChunk.records */
     roo__buf marks;   /* StateChunk.marks */
 } roo__import_msg;
@@ -148,6 +149,7 @@ typedef struct roo__mig_note {
     unsigned shard;
     int kind;
     bool precopy;       /* IMPORTED */
+    uint32_t round;     /* IMPORTED, precopy: the pre-copy round */
     uint16_t partition; /* IMPORTED */
     roo__buf keys;      /* TRACKED */
 } roo__mig_note;
@@ -380,6 +382,7 @@ typedef struct roo__shard {
         uint64_t batch_seq;
         uint16_t partition;
         bool precopy;
+        uint32_t round;
     } * import_waits;
     size_t nimport_waits, import_waits_cap;
 
@@ -451,6 +454,7 @@ struct roo__engine {
     roo__topology *saved_topology; /* from the resilience directory (NULL: none) */
     roo__topology *saved_pending;  /* ... and a partition move that was under way */
     bool left_cluster;             /* this worker left the cluster (shrink): remove its directory */
+    bool join_abandoned; /* the move adding this worker was abandoned: remove it, join again */
     /* Links database at start: what each peer's batches were applied through. */
     struct roo__link_state {
         char peer[ROO__LINK_NAME_MAX + 1];

@@ -499,6 +499,11 @@ bool roo__engine_left_cluster(const roo__engine *e)
     return e->left_cluster;
 }
 
+bool roo__engine_join_abandoned(const roo__engine *e)
+{
+    return e->join_abandoned;
+}
+
 bool roo__engine_cluster_exit(roo__engine *e)
 {
     return atomic_load(&e->exit_requested);

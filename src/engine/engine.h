@@ -115,6 +115,8 @@ int roo__engine_fatal_status(roo__engine *e);
 bool roo__engine_cluster_exit(roo__engine *e);
 /* The worker left its cluster (shrink): its resilience directory may be removed. */
 bool roo__engine_left_cluster(const roo__engine *e);
+/* The move that was adding this worker was abandoned: remove the directory, join again. */
+bool roo__engine_join_abandoned(const roo__engine *e);
 
 /* Counters for the stop summary. */
 typedef struct roo__engine_stats {

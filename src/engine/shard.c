@@ -940,12 +940,14 @@ static roo__mig_note *mig_note_new(roo__shard *sh, uint64_t epoch, int kind)
     return n;
 }
 
-static void mig_note(roo__shard *sh, uint64_t epoch, int kind, uint16_t partition, bool precopy)
+static void mig_note(roo__shard *sh, uint64_t epoch, int kind, uint16_t partition, bool precopy,
+                     uint32_t round)
 {
     roo__mig_note *n = mig_note_new(sh, epoch, kind);
 
     n->partition = partition;
     n->precopy = precopy;
+    n->round = round;
     roo__queue_push(&sh->eng->io_q, &n->node);
 }
 
@@ -955,13 +957,15 @@ static void track_check(roo__shard *sh)
     if (!sh->track || sh->track_reported || sh->committed_seq < sh->track_fence)
         return;
     sh->track_reported = true;
-    mig_note(sh, sh->track_epoch, ROO__MIG_NOTE_TRACKING, 0, false);
+    mig_note(sh, sh->track_epoch, ROO__MIG_NOTE_TRACKING, 0, false, 0);
 }
 
 static void track_start(roo__shard *sh, roo__track_msg *m)
 {
-    if (sh->track && sh->track_epoch == m->epoch) {
-        /* Repeated: keep what was noted, answer again. */
+    if (sh->track && sh->track_epoch == m->epoch &&
+        memcmp(sh->track, m->parts, sh->eng->cfg.partitions) == 0) {
+        /* Repeated: keep what was noted, answer again. (The same epoch with other
+         * partitions is another move: an abandoned one's number, used again.) */
         free(m->parts);
         sh->track_reported = false;
     } else {
@@ -1044,7 +1048,7 @@ static void hold_check(roo__shard *sh)
     if (sh->dur.recs.len && roo__ring_at(&sh->dur.recs, 0).batch_seq <= sh->hold_fence)
         return;
     sh->hold_reported = true;
-    mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false);
+    mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false, 0);
 }
 
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
@@ -1158,7 +1162,7 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
         /* Reported once the batch holding the partition's last records is committed. */
         target = batch_empty(sh) ? sh->batch_seq - 1 : sh->batch_seq;
         if (sh->committed_seq >= target) {
-            mig_note(sh, m->epoch, ROO__MIG_NOTE_IMPORTED, m->partition, m->precopy);
+            mig_note(sh, m->epoch, ROO__MIG_NOTE_IMPORTED, m->partition, m->precopy, m->round);
         } else {
             if (sh->nimport_waits == sh->import_waits_cap) {
                 sh->import_waits_cap = sh->import_waits_cap ? sh->import_waits_cap * 2 : 16;
@@ -1166,7 +1170,7 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
                                                  sh->import_waits_cap * sizeof(*sh->import_waits));
             }
             sh->import_waits[sh->nimport_waits++] =
-                (struct roo__import_wait){ m->epoch, target, m->partition, m->precopy };
+                (struct roo__import_wait){ m->epoch, target, m->partition, m->precopy, m->round };
         }
     }
     atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
@@ -1182,7 +1186,7 @@ static void imports_committed(roo__shard *sh)
     for (size_t i = 0; i < sh->nimport_waits; i++) {
         struct roo__import_wait *w = &sh->import_waits[i];
         if (w->batch_seq <= sh->committed_seq)
-            mig_note(sh, w->epoch, ROO__MIG_NOTE_IMPORTED, w->partition, w->precopy);
+            mig_note(sh, w->epoch, ROO__MIG_NOTE_IMPORTED, w->partition, w->precopy, w->round);
         else
             sh->import_waits[k++] = *w;
     }

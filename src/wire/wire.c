@@ -405,6 +405,7 @@ int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
         roo__migrate__init(&mig);
         mig.epoch = m->epoch;
         mig.phase = m->phase;
+        mig.round = m->precopy_round;
         to_pb_topology(&m->topology, &topo, &ws, &wps);
         mig.topology = &topo;
         pb.msg_case = ROO__CONTROL_MSG__MSG_MIGRATE;
@@ -512,6 +513,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         m.kind = ROO__CTL_MIGRATE;
         m.epoch = pb->migrate->epoch;
         m.phase = pb->migrate->phase;
+        m.precopy_round = pb->migrate->round;
         rc = from_pb_topology(pb->migrate->topology, &m.topology);
         break;
     case ROO__CONTROL_MSG__MSG_MIGRATE_REPORT:
@@ -648,6 +650,7 @@ int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out)
     sc.partition = c->partition;
     sc.last = c->last;
     sc.precopy = c->precopy;
+    sc.round = c->round;
     sc.records.data = c->records.data;
     sc.records.len = c->records.len;
     sc.marks.data = c->marks.data;
@@ -674,6 +677,7 @@ int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *
         ret_chunk->partition = pb->chunk->partition;
         ret_chunk->last = pb->chunk->last;
         ret_chunk->precopy = pb->chunk->precopy;
+        ret_chunk->round = pb->chunk->round;
         if (pb->chunk->records.len)
             roo__buf_append(&ret_chunk->records, pb->chunk->records.data, pb->chunk->records.len);
         if (pb->chunk->marks.len)

@@ -131,6 +131,7 @@ typedef struct roo__ctl {
     /* MIGRATE, MIGRATE_REPORT */
     uint64_t epoch;
     uint32_t phase;
+    uint32_t precopy_round; /* MIGRATE, phase PRECOPY */
     /* CONNECTIONS_READY, DRAIN_REPORT, MIGRATE_REPORT */
     char *worker_name;
     /* HEARTBEAT: stats[0]; STATUS_REPLY: all */
@@ -166,6 +167,7 @@ typedef struct roo__state_chunk {
     uint32_t partition;
     bool last;
     bool precopy;
+    uint32_t round;   /* precopy: the pre-copy round (Migrate.round) */
     roo__buf records; /* see StateChunk in proto/roo.proto */
     roo__buf marks;
 } roo__state_chunk;

@@ -172,9 +172,11 @@ static int wait_for_stop(roo__engine *e, int sfd)
 }
 
 /* Serve until stopped; the exit status. The engine's stop and the log lines that say why. */
-static int serve(roo__engine *e, int sfd, const roo__config *cfg)
+static int serve(roo__engine *e, int sfd, const roo__config *cfg, bool *ret_signalled)
 {
     int sig = wait_for_stop(e, sfd);
+
+    *ret_signalled = sig != 0;
 
     if (roo__engine_fatal_status(e))
         roo__log_info("stopping after the error above");
@@ -251,7 +253,10 @@ static void guard_state_reads(const roo__config *cfg, bool on)
     sigaction(SIGABRT, &sa, NULL); /* LMDB's own assertions on a damaged page */
 }
 
-/* Recover, join or form the cluster, serve, stop: the exit status. */
+/* run()'s answer when the move adding this --join worker was abandoned: run it again. */
+#define RUN_AGAIN (-1)
+
+/* Recover, join or form the cluster, serve, stop: the exit status, or RUN_AGAIN. */
 static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int sfd)
 {
     roo__engine_cfg ecfg;
@@ -262,7 +267,7 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     int64_t ms;
     int rc, status = 1;
     /* A start that fails before serving leaves no directory behind that it created. */
-    bool created = access(cfg->resilience_dir, F_OK) != 0, serving = false;
+    bool created = access(cfg->resilience_dir, F_OK) != 0, serving = false, signalled = false;
 
     engine_cfg_from(cfg, mode, &ecfg);
     guard_state_reads(cfg, true);
@@ -292,17 +297,28 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
         goto out;
     }
     serving = true;
-    status = serve(e, sfd, cfg);
+    status = serve(e, sfd, cfg, &signalled);
 out:
     if (e) {
         /* The cluster lives on the io thread: it goes once that thread is joined. */
         roo__engine_stats st;
         bool left = roo__engine_left_cluster(e);
+        bool again = roo__engine_join_abandoned(e) && !signalled && status == 0;
         roo__engine_join(e);
         roo__cluster_destroy(cl);
         roo__engine_get_stats(e, &st);
         roo__engine_destroy(e);
         finish(cfg, &st, left, status);
+        if (again) {
+            rc = roo__rm_rf(cfg->resilience_dir);
+            if (rc < 0) {
+                roo__log_error("cannot remove %s to join again: %s", cfg->resilience_dir,
+                               roo_strerror(rc));
+                return 1;
+            }
+            roo__log_info("removed %s; joining the cluster again", cfg->resilience_dir);
+            return RUN_AGAIN;
+        }
     }
     if (created && !serving && status != 0 && roo__rm_rf(cfg->resilience_dir) == 0)
         roo__log_info("removed %s, which this failed start had created", cfg->resilience_dir);
@@ -366,7 +382,8 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
         roo__log_error("cannot start: signalfd: %s", strerror(errno));
         goto out;
     }
-    status = run(app, &cfg, mode, sfd);
+    while ((status = run(app, &cfg, mode, sfd)) == RUN_AGAIN)
+        continue;
     close(sfd);
 out:
     roo_app_destroy(app);
