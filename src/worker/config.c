@@ -131,7 +131,10 @@ void roo__config_usage(FILE *f, const char *p)
         "\n"
         "ADDR is HOST:PORT or [IPv6]:PORT. BYTES accepts K, M and G suffixes (powers of 1024).\n"
         "SIGTERM, SIGINT or SIGHUP stop the worker cleanly: state committed, held output\n"
-        "delivered.\n",
+        "delivered.\n"
+        "\n"
+        "Exit status: 0 stopped cleanly (or left the cluster in a shrink), 1 error (the\n"
+        "error is the last line logged), 2 usage error.\n",
         p, p, ROO__DEFAULT_IN, ROO__DEFAULT_OUT, ROO__DEFAULT_NAME, ROO__DEFAULT_DIR_PREFIX,
         ROO__DEFAULT_PARTITIONS, ROO__DEFAULT_THREADS, ROO__DEFAULT_BATCHES,
         ROO__DEFAULT_SHUTDOWN_S, ROO__DEFAULT_MAX_CONNECTIONS);
