@@ -244,8 +244,9 @@ static const char *addr_text(const roo__addr *a)
  * Ask the targets in turn until one answers; *ret_who says which. Each address that could
  * not be reached is reported on stderr only if none answers.
  */
-static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
-                   char **ret_json, char **ret_error, size_t *ret_who)
+/* The first worker of t that answers; unless quiet, why each failed when none did. */
+static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool quiet,
+                   bool *ret_ok, char **ret_json, char **ret_error, size_t *ret_who)
 {
     int rcs[64], rc = -ENOENT;
     size_t n = ROO__MIN(t->n, ROO__ARRAY_SIZE(rcs));
@@ -257,7 +258,7 @@ static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadli
             return 0;
         }
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && !quiet; i++)
         fprintf(stderr, "roo-ctl: %s: %s%s\n", addr_text(&t->addrs[i]), roo_strerror(rcs[i]),
                 rcs[i] == ROO_EAUTH ? " (give roo-ctl the workers' secret: --secret FILE)" : "");
     return rc;
@@ -275,7 +276,7 @@ static int query(const targets *t, roo__ext_request *req)
     size_t who;
     uint64_t timeout = t->timeout_s;
 
-    rc = ask_any(t, &sreq, now_ms() + (int64_t)timeout * 1000, &ok, &status, &error, &who);
+    rc = ask_any(t, &sreq, now_ms() + (int64_t)timeout * 1000, false, &ok, &status, &error, &who);
     if (rc < 0 || !ok) {
         if (rc == 0)
             fprintf(stderr, "roo-ctl: %s: %s\n", addr_text(&t->addrs[who]), error);
@@ -425,15 +426,20 @@ static int ask(const targets *t, const roo__ext_request *req, uint64_t wait_read
         bool ok = false, ready;
         char *json = NULL, *error = NULL;
         size_t who = 0;
-        int rc = ask_any(t, req, now_ms() + (int64_t)t->timeout_s * 1000, &ok, &json, &error, &who);
+        /* While waiting for ready, workers not listening yet are expected: say nothing. */
+        bool waiting = wait_ready && now_ms() < end_wait;
+        int rc = ask_any(t, req, now_ms() + (int64_t)t->timeout_s * 1000, waiting, &ok, &json,
+                         &error, &who);
 
         ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
-        if (wait_ready && !ready && now_ms() < end_wait) {
+        if (waiting && !ready && now_ms() < end_wait) {
             free(json);
             free(error);
             usleep(100 * 1000);
             continue;
         }
+        if (rc < 0 && waiting)
+            continue; /* the wait just ended: once more, saying why */
         if (rc < 0)
             return 1;
         if (!ok) {
