@@ -24,6 +24,7 @@
 #define DEFAULT_MESSAGES 1000000ULL
 #define DEFAULT_BATCH 100000ULL
 #define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_LINGER 10.0
 #define RETRY_NS 100000000ULL
 /* At low rates one write carries at most this much time's worth of messages. */
 #define PACING_SLICE_S 0.01
@@ -43,6 +44,7 @@ struct options {
     const char *expected;
     const char *save;
     double connect_timeout;
+    double linger;
     bool quiet;
     bool dry_run;
     /* --resumable */
@@ -122,6 +124,10 @@ static const char usage_text[] =
     "  --save FILE            write every record sent, in send order, as a framed file\n"
     "  --connect-timeout S    keep retrying to connect for S seconds (default 10); with\n"
     "                         --resumable, for each outage of a stream\n"
+    "  --linger S             without --resumable: after the last message, wait up to S\n"
+    "                         seconds for each worker to read everything and close its side\n"
+    "                         (default 10, 0 = do not wait); a worker that closes with data\n"
+    "                         unread (it refused or dropped it) is an error\n"
     "  --resumable            speak the resumable source protocol: each connection is one\n"
     "                         stream; frames are kept until acknowledged and sent again after\n"
     "                         a reconnect (to the next --host address, with backoff)\n"
@@ -139,8 +145,9 @@ static const char usage_text[] =
     "  -h, --help             this text\n"
     "  -V, --version          print the version\n"
     "\n"
-    "Exit status: 0 all written (with --resumable: all written and acknowledged), 1 connection\n"
-    "or I/O error, 2 usage error.\n";
+    "Exit status: 0 all written and read by the worker (with --resumable: all written and\n"
+    "acknowledged), 1 connection or I/O error, or a worker closed a connection before reading\n"
+    "all of it, 2 usage error.\n";
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -225,6 +232,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->seed = 1;
     o->batch = DEFAULT_BATCH;
     o->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
+    o->linger = DEFAULT_LINGER;
     o->ack_timeout = DEFAULT_ACK_TIMEOUT;
     o->backlog = DEFAULT_BACKLOG;
 
@@ -283,6 +291,10 @@ static void parse_args(int argc, char **argv, struct options *o)
             v = tools_flag_value(PROG, &f, argc, argv, &i);
             if (tools_parse_seconds(v, &o->connect_timeout) < 0)
                 tools_usage_error(PROG, "--connect-timeout: bad number of seconds '%s'", v);
+        } else if (!strcmp(f.name, "--linger")) {
+            v = tools_flag_value(PROG, &f, argc, argv, &i);
+            if (tools_parse_seconds(v, &o->linger) < 0)
+                tools_usage_error(PROG, "--linger: bad number of seconds '%s'", v);
         } else if (!strcmp(f.name, "--resumable")) {
             tools_flag_no_value(PROG, &f);
             o->resumable = true;
@@ -695,21 +707,84 @@ static int send_all(struct sender *s, uint64_t *sent_out, uint64_t *bytes_out, u
     return 0;
 }
 
+/*
+ * Plain mode's end: half-close every connection, then wait up to --linger seconds for each
+ * worker to read all of it and close its side (EOF). A reset instead means the worker
+ * closed with bytes unread: it refused or dropped them (a decoder error, a stop), and the
+ * caller must hear it. A worker still reading after --linger is not waited for.
+ */
 static int finish_conns(struct sender *s)
 {
-    size_t i;
+    struct pollfd *pfds = calloc(s->nconns ? s->nconns : 1, sizeof(*pfds));
+    uint64_t deadline = tools_now_ns() + (uint64_t)(s->opt.linger * 1e9);
+    size_t i, open = 0;
     int rc = 0;
 
+    if (!pfds) {
+        tools_log(PROG, "out of memory");
+        return -ENOMEM;
+    }
     for (i = 0; i < s->nconns; i++) {
+        pfds[i].fd = -1;
         if (s->conns[i].fd < 0)
             continue;
-        if (shutdown(s->conns[i].fd, SHUT_WR) < 0 && rc == 0) {
-            rc = -errno;
-            tools_log(PROG, "shutdown of %s failed: %s", s->conns[i].name, strerror(errno));
+        if (shutdown(s->conns[i].fd, SHUT_WR) < 0) {
+            int err = errno;
+            tools_log(PROG,
+                      "%s: the worker closed the connection before reading everything sent "
+                      "(%s): those messages were not taken (see the worker's log)",
+                      s->conns[i].name, strerror(err));
+            rc = -err;
+            continue;
         }
-        close(s->conns[i].fd);
+        if (s->opt.linger > 0) {
+            pfds[i].fd = s->conns[i].fd;
+            pfds[i].events = POLLIN;
+            open++;
+        }
+    }
+    while (open > 0) {
+        uint64_t now = tools_now_ns();
+        int n;
+
+        if (now >= deadline) {
+            tools_log(PROG,
+                      "%zu worker connection(s) still open %.1f s after the last message "
+                      "(--linger); not waiting further",
+                      open, s->opt.linger);
+            break;
+        }
+        n = poll(pfds, s->nconns, (int)((deadline - now + 999999) / 1000000));
+        if (n < 0 && errno != EINTR) {
+            rc = -errno;
+            break;
+        }
+        for (i = 0; n > 0 && i < s->nconns; i++) {
+            char scratch[4096];
+            ssize_t got;
+
+            if (pfds[i].fd < 0 || !pfds[i].revents)
+                continue;
+            got = recv(pfds[i].fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+            if (got > 0 || (got < 0 && (errno == EAGAIN || errno == EINTR)))
+                continue; /* a plain worker says nothing; ignore what it does say */
+            if (got < 0) {
+                tools_log(PROG,
+                          "%s: the worker closed the connection before reading everything sent "
+                          "(%s): those messages were not taken (see the worker's log)",
+                          s->conns[i].name, strerror(errno));
+                rc = -ECONNRESET;
+            }
+            pfds[i].fd = -1;
+            open--;
+        }
+    }
+    for (i = 0; i < s->nconns; i++) {
+        if (s->conns[i].fd >= 0)
+            close(s->conns[i].fd);
         s->conns[i].fd = -1;
     }
+    free(pfds);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/engine-int.h"
@@ -547,6 +548,19 @@ static void conn_close(roo__source_conn *c, bool log_it)
     free(c);
 }
 
+/*
+ * Close a connection whose bytes this worker will not take (a bad frame or hello, a stop):
+ * with a reset, not a FIN, so that a plain client, which has no other channel, learns that
+ * what it sent was not all read (roo-sender then exits 1).
+ */
+static void conn_abort(roo__source_conn *c)
+{
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    conn_close(c, false);
+}
+
 /* Run every whole frame in buf through the pipeline; *ret_used gets the bytes consumed. */
 static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, size_t *ret_used)
 {
@@ -772,7 +786,7 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         size_t skip = 0;
         int hrc = conn_handshake(c, buf, have, &skip);
         if (hrc < 0) {
-            conn_close(c, false);
+            conn_abort(c);
             return;
         }
         if (hrc == 0) {
@@ -785,7 +799,7 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         have -= skip;
     }
     if (conn_process(c, buf, have, &used) < 0) {
-        conn_close(c, false);
+        conn_abort(c);
         return;
     }
     c->partial.len = 0;
@@ -1289,7 +1303,7 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
                     roo__log_info("source '%s': closing the connection from %s: this worker "
                                   "left the cluster; the client should send to another worker",
                                   sh->conns->pipeline->name, sh->conns->peer);
-                conn_close(sh->conns, false);
+                conn_abort(sh->conns);
             }
             free(n);
             break;

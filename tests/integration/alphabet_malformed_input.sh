@@ -42,9 +42,24 @@ printf '\x00\x00\x00\x00' >"$T/zero.bin"
 send_raw "$T/zero.bin"
 wait_log w0 'decoder rejected frame 1 \(0-byte payload\)' 10
 
+# A plain roo-sender whose bytes the worker refused is told (the worker resets the
+# connection) and exits 1, even when everything fit into the socket buffers.
+python3 - "$T/bad.bin" <<'PY'
+import struct, sys
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack(">I", 70000) + b"x" * 70000)  # over --max-frame
+    for _ in range(100):
+        f.write(struct.pack(">IcI", 5, b"b", 0))
+PY
+if "$SENDER" --host "127.0.0.1:$IN" --file "$T/bad.bin" --quiet 2>"$T/bad-sender.log"; then
+    fail "roo-sender exited 0 although the worker refused its data"
+fi
+grep -q 'the worker closed the connection before reading everything sent' "$T/bad-sender.log" ||
+    fail "roo-sender did not say why: $(cat "$T/bad-sender.log")"
+
 alive w0 || fail "worker died"
 alive sender || log "note: good sender already finished"
 wait_exit sender 30 || fail "good sender failed"
 wait_exit recv 60 || fail "good stream damaged: $(tail -1 "$T/recv.log")"
 stop w0 || fail "worker did not stop cleanly"
-pass "5 bad connections closed with precise lines; 300,000 good outputs exact"
+pass "6 bad connections closed with precise lines (roo-sender told); 300,000 good outputs exact"
