@@ -9,7 +9,10 @@
  *
  * Failures never drop a batch: a full map grows the map and retries; anything else (a
  * full disk, an I/O error) is logged once, then retried every second while the batches
- * wait. Shards run out of batches meanwhile and stop reading their sources.
+ * wait. Shards run out of batches meanwhile and stop reading their sources. Batches that
+ * arrive while a group fails wait behind it, in order; what they say the sinks took is
+ * deleted from the outbox in a transaction of its own (with the store's reserve given back
+ * on a full disk), which frees pages for the group's next try.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -96,10 +99,17 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t delete_through
     return roo__store_txn_commit(s);
 }
 
-static bool exit_requested(roo__engine *e, roo__qnode **pending_tail)
+/*
+ * While a commit fails: take what else was queued, to see an EXIT. The rest waits, in order,
+ * for the next rounds (it is not added to the failing group: a group's batches are numbered
+ * for the outbox before its first try, and identity records are not batches). Returns
+ * whether an EXIT came, and the highest outbox_written of the batches now waiting, which
+ * tells what output the sinks took meanwhile.
+ */
+static bool exit_requested(roo__engine *e, uint64_t *ret_written)
 {
-    /* Peek for an EXIT while we wait out a failure; keep anything else queued after us. */
     roo__qnode *more = roo__queue_take_all(&e->commit_q), *n, *next;
+    uint64_t written = *ret_written;
     bool exit_seen = false;
 
     for (n = more; n; n = next) {
@@ -110,16 +120,53 @@ static bool exit_requested(roo__engine *e, roo__qnode **pending_tail)
             continue;
         }
         n->next = NULL;
-        (*pending_tail)->next = n;
-        *pending_tail = n;
+        if (e->commit_deferred_tail)
+            e->commit_deferred_tail->next = n;
+        else
+            e->commit_deferred = n;
+        e->commit_deferred_tail = n;
     }
+    for (n = e->commit_deferred; n; n = n->next)
+        if (n->kind != ROO__Q_META)
+            written = ROO__MAX(written, ((const roo__batch *)n)->outbox_written);
+    *ret_written = written;
     return exit_seen;
 }
 
-static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
+/*
+ * The group cannot be committed (a full disk): first let go of the output the sinks took
+ * since, in a transaction of its own, so that LMDB has those pages to reuse when the group
+ * is tried again. Returns whether that freed anything.
+ */
+static bool trim_outbox(roo__engine *e, uint64_t written)
+{
+    int rc;
+
+    if (written <= e->outbox_deleted)
+        return false;
+    rc = commit_once(e, NULL, written);
+    if (rc == -ENOSPC && roo__store_release_reserve(e->store) == 0) {
+        roo__log_warn("the disk is full: gave back the %u KiB set aside in %s/roo.reserve "
+                      "to make room",
+                      ROO__STORE_RESERVE / 1024, e->cfg.resilience_dir);
+        rc = commit_once(e, NULL, written);
+    }
+    if (rc < 0) {
+        roo__log_debug("cannot let go of the outbox's output up to entry %llu either: %s",
+                       (unsigned long long)written, roo_strerror(rc));
+        return false;
+    }
+    roo__log_info("let go of the outbox's output up to entry %llu, written to the sinks, to "
+                  "make room",
+                  (unsigned long long)written);
+    e->outbox_deleted = written;
+    return true;
+}
+
+static bool commit_all(roo__engine *e, roo__qnode *head)
 {
     bool has_records = false, failing = false;
-    uint64_t delete_through = e->outbox_deleted;
+    uint64_t delete_through = e->outbox_deleted, written;
     unsigned nbatches = 0;
     int rc;
 
@@ -136,8 +183,9 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
     }
     if (!has_records && delete_through == e->outbox_deleted)
         goto done;
+    written = delete_through;
     for (;;) {
-        rc = commit_once(e, head, delete_through);
+        rc = commit_once(e, head, ROO__MAX(delete_through, e->outbox_deleted));
         if (rc == 0)
             break;
         if (rc == ROO__EMAPFULL) {
@@ -156,17 +204,20 @@ static bool commit_all(roo__engine *e, roo__qnode *head, roo__qnode **tail)
                            e->cfg.resilience_dir, rc == -ENOSPC ? "the disk is full: " : "",
                            roo_strerror(rc), roo__store_errmsg(e->store), nbatches);
         failing = true;
-        sleep(1);
-        if (exit_requested(e, tail)) {
+        if (exit_requested(e, &written)) {
             roo__log_error("stopping with %u batch(es) uncommitted: their input is lost for "
                            "plain clients",
                            nbatches);
             return false;
         }
+        if (!trim_outbox(e, written))
+            sleep(1);
     }
-    if (failing)
+    if (failing) {
         roo__log_info("state commits work again");
-    e->outbox_deleted = delete_through;
+        roo__store_make_reserve(e->store);
+    }
+    e->outbox_deleted = ROO__MAX(delete_through, e->outbox_deleted);
     atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
 done:
     atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
@@ -203,9 +254,14 @@ void *roo__committer_main(void *arg)
     roo__engine *e = arg;
 
     for (;;) {
-        roo__qnode *n = roo__queue_wait_all(&e->commit_q, -1), *next;
+        roo__qnode *n = e->commit_deferred, *next;
         roo__qnode *head = NULL, *tail = NULL;
         bool exit_seen = false;
+
+        if (n)
+            e->commit_deferred = e->commit_deferred_tail = NULL; /* queued before the rest */
+        else
+            n = roo__queue_wait_all(&e->commit_q, -1);
 
         for (; n; n = next) {
             next = n->next;
@@ -217,7 +273,7 @@ void *roo__committer_main(void *arg)
             if (n->kind == ROO__Q_META) {
                 /* Batches queued before it are committed first, so the order holds. */
                 roo__meta_msg *m = (roo__meta_msg *)n;
-                if (head && !commit_all(e, head, &tail))
+                if (head && !commit_all(e, head))
                     return NULL;
                 head = tail = NULL;
                 m->result = put_meta(e, m);
@@ -234,7 +290,7 @@ void *roo__committer_main(void *arg)
                 head = n;
             tail = n;
         }
-        if (head && !commit_all(e, head, &tail))
+        if (head && !commit_all(e, head))
             return NULL;
         if (exit_seen)
             return NULL;

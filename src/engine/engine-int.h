@@ -423,6 +423,8 @@ struct roo__engine {
     _Atomic uint64_t committed_batches;
     uint64_t outbox_next;    /* committer (set by recovery before it starts) */
     uint64_t outbox_deleted; /* committer */
+    /* Taken off commit_q while a commit was failing; handled before the queue again. */
+    roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */
     struct roo__outbox_entry {
         uint32_t sink;

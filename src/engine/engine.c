@@ -543,8 +543,14 @@ void roo__engine_destroy(roo__engine *e)
     free(e->shards);
     roo__store_close(e->store);
     /* Drop whatever control messages are still queued (batches belong to the shards). */
-    for (roo__qnode *n = roo__queue_take_all(&e->commit_q), *next; n; n = next) {
+    if (e->commit_deferred) /* queued before the rest: one list */
+        e->commit_deferred_tail->next = roo__queue_take_all(&e->commit_q);
+    else
+        e->commit_deferred = roo__queue_take_all(&e->commit_q);
+    for (roo__qnode *n = e->commit_deferred, *next; n; n = next) {
         next = n->next;
+        if (n->kind == ROO__Q_META)
+            roo__buf_finish(&((roo__meta_msg *)n)->encoded);
         if (n->kind != ROO__Q_BATCH)
             free(n);
     }

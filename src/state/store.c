@@ -23,6 +23,7 @@ struct roo__store {
     MDB_txn *wtxn;   /* committer thread */
     _Atomic uint64_t map_size;
     int lock_fd;
+    char reserve_path[4200]; /* roo.reserve: room set aside for a full disk (see below) */
     /*
      * Growing the map remaps the file (mdb_env_set_mapsize), which LMDB allows only while
      * no transaction is open in the process: every read transaction holds this lock for
@@ -272,6 +273,8 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
         rc = map_err(s, rc, "mdb_txn_commit");
         goto err_close_env;
     }
+    snprintf(s->reserve_path, sizeof(s->reserve_path), "%s/roo.reserve", dir);
+    roo__store_make_reserve(s);
     *ret_store = s;
     return 0;
 
@@ -286,6 +289,32 @@ err_free:
         snprintf(errbuf, errcap, "%s", errmsg[0] ? errmsg : roo_strerror(rc));
     free(s);
     return rc;
+}
+
+/*
+ * A full disk: LMDB copies every page it changes, so even deleting needs free pages, and on
+ * a disk with none left nothing at all can be committed, not even the deletion of output
+ * the sinks already took. So the store keeps ROO__STORE_RESERVE bytes in a file of its own
+ * and gives them back when a commit finds the disk full: enough for that deletion, which
+ * then frees the outbox's pages for LMDB to reuse. Best effort: no room, no reserve.
+ */
+void roo__store_make_reserve(roo__store *s)
+{
+    int fd = open(s->reserve_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+    if (fd < 0)
+        return;
+    if (posix_fallocate(fd, 0, ROO__STORE_RESERVE) != 0) {
+        close(fd);
+        unlink(s->reserve_path); /* a partial one would only take the last free bytes */
+        return;
+    }
+    close(fd);
+}
+
+int roo__store_release_reserve(roo__store *s)
+{
+    return unlink(s->reserve_path) == 0 ? 0 : -errno;
 }
 
 void roo__store_close(roo__store *s)

@@ -108,6 +108,13 @@ int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
 
+/* Room set aside in the directory (roo.reserve) for a commit on a full disk. Release it
+ * when a commit fails with ENOSPC (0, or -ENOENT when it is gone already); make it again
+ * once commits work (best effort). Committer only. */
+#define ROO__STORE_RESERVE (1u << 20)
+int roo__store_release_reserve(roo__store *s);
+void roo__store_make_reserve(roo__store *s);
+
 /* Double the map size: committer only, with no write transaction open; waits for the other
  * threads' read transactions to end. */
 int roo__store_grow(roo__store *s);

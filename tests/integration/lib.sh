@@ -38,6 +38,8 @@ cleanup() {
     for name in "${!PIDS[@]}"; do
         wait "${PIDS[$name]}" 2>/dev/null || true
     done
+    # A test's own undo (an unmount), once its processes are gone.
+    [ -z "${CLEANUP_EXTRA:-}" ] || eval "$CLEANUP_EXTRA" || true
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
         log "FAILED (exit $rc); logs in $T:"
         for f in "$T"/*.log; do
