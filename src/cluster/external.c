@@ -17,21 +17,7 @@
 
 static void json_str(roo__buf *b, const char *s)
 {
-    roo__buf_append(b, "\"", 1);
-    for (; *s; s++) {
-        char esc[8];
-        if (*s == '"' || *s == '\\') {
-            esc[0] = '\\';
-            esc[1] = *s;
-            roo__buf_append(b, esc, 2);
-        } else if ((unsigned char)*s < 0x20) {
-            int n = snprintf(esc, sizeof(esc), "\\u%04x", (unsigned char)*s);
-            roo__buf_append(b, esc, (size_t)n);
-        } else {
-            roo__buf_append(b, s, 1);
-        }
-    }
-    roo__buf_append(b, "\"", 1);
+    roo__buf_append_json_string(b, (const uint8_t *)s, strlen(s));
 }
 
 static void json_fmt(roo__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -292,24 +278,10 @@ query *roo__ext_status_find(cluster *cl, uint64_t id)
     return NULL;
 }
 
-/* A key as a JSON string: bytes outside printable ASCII become \u00XX. */
+/* A key as a JSON string: UTF-8 as it is, other bytes as \\xHH (see buf.h). */
 static void json_bytes(roo__buf *b, const uint8_t *p, size_t n)
 {
-    roo__buf_append(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        char esc[8];
-        if (p[i] == '"' || p[i] == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)p[i];
-            roo__buf_append(b, esc, 2);
-        } else if (p[i] < 0x20 || p[i] > 0x7e) {
-            int k = snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
-            roo__buf_append(b, esc, (size_t)k);
-        } else {
-            roo__buf_append(b, &p[i], 1);
-        }
-    }
-    roo__buf_append(b, "\"", 1);
+    roo__buf_append_json_string(b, p, n);
 }
 
 typedef struct query_out {

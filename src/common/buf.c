@@ -19,3 +19,71 @@ void roo__buf_finish(roo__buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one (RFC 3629). */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xbf;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    /* The second byte's range rules out overlong forms, surrogates and > U+10FFFF. */
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+void roo__buf_append_json_string(roo__buf *b, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    roo__buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(p + i, n - i);
+        uint8_t c = p[i];
+
+        if (k > 1) {
+            roo__buf_append(b, p + i, k);
+            i += k;
+            continue;
+        }
+        if (k == 0) {
+            char esc[6] = { '\\', '\\', 'x', hex[c >> 4], hex[c & 15], 0 };
+            roo__buf_append(b, esc, 5);
+        } else if (c == '"') {
+            roo__buf_append(b, "\\\"", 2);
+        } else if (c == '\\') {
+            roo__buf_append(b, "\\\\\\\\", 4);
+        } else if (c < 0x20 || c == 0x7f) {
+            char esc[7] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0 };
+            roo__buf_append(b, esc, 6);
+        } else {
+            roo__buf_append(b, &c, 1);
+        }
+        i++;
+    }
+    roo__buf_append(b, "\"", 1);
+}
