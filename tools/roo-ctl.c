@@ -227,6 +227,66 @@ static int request(const roo__addr *a, const roo__ext_request *req, int64_t dead
     return request_sent(a, req, deadline, ret_ok, ret_json, ret_error, NULL);
 }
 
+/* A query page's "next": the cursor to send back as `after` (false: the last page). */
+static bool next_of(const char *json, roo__buf *ret_after)
+{
+    const char *p = strstr(json, "\n  \"next\": \"");
+
+    ret_after->len = 0;
+    if (!p)
+        return false;
+    for (p += strlen("\n  \"next\": \""); p[0] && p[1] && p[0] != '"'; p += 2) {
+        unsigned v;
+        char hx[3] = { p[0], p[1], 0 };
+        if (sscanf(hx, "%2x", &v) != 1)
+            return false;
+        uint8_t byte = (uint8_t)v;
+        roo__buf_append(ret_after, &byte, 1);
+    }
+    return ret_after->len > 0;
+}
+
+/* Every page of one worker's answer: its values appended to merged (comma-separated). */
+static int query_worker(const roo__addr *wa, const roo__ext_request *req, int64_t deadline,
+                        roo__buf *merged, bool *first, char **ret_error)
+{
+    roo__ext_request page = *req;
+    roo__buf after = { 0 };
+    int rc;
+
+    for (;;) {
+        bool ok = false;
+        char *json = NULL;
+        const char *v;
+        size_t n = 0;
+
+        page.after = after;
+        rc = request(wa, &page, deadline, &ok, &json, ret_error);
+        if (rc == 0 && !ok)
+            rc = -EPROTO;
+        if (rc < 0) {
+            free(json);
+            break;
+        }
+        v = values_of(json, &n);
+        if (v && n) {
+            if (!*first)
+                roo__buf_append(merged, ",", 1);
+            roo__buf_append(merged, v, n);
+            *first = false;
+        }
+        if (!next_of(json, &after)) {
+            free(json);
+            break;
+        }
+        free(json);
+        free(*ret_error);
+        *ret_error = NULL;
+    }
+    roo__buf_finish(&after);
+    return rc;
+}
+
 /* The workers to ask, from --external, in order. */
 typedef struct targets {
     roo__addr *addrs;
@@ -291,8 +351,6 @@ static int query(const targets *t, roo__ext_request *req)
         const char *q = p + strlen("\"external\": \""), *e = strchr(q, '"');
         const char *nm = p;
         roo__addr wa;
-        char *json = NULL;
-        size_t n;
 
         /* The worker's name comes earlier on the same line. */
         while (nm > status && nm[-1] != '\n')
@@ -319,7 +377,8 @@ static int query(const targets *t, roo__ext_request *req)
         }
         snprintf(addr_s, sizeof(addr_s), "%.*s", (int)(e - q), q);
         if (roo__addr_parse(addr_s, &wa) < 0 ||
-            request(&wa, req, now_ms() + (int64_t)timeout * 1000, &ok, &json, &error) < 0 || !ok) {
+            query_worker(&wa, req, now_ms() + (int64_t)timeout * 1000, &merged, &first, &error) <
+                0) {
             fprintf(stderr, "roo-ctl: worker %s (%s) did not answer: %s\n", name, addr_s,
                     error && *error ? error : "unreachable");
             if (missing.len)
@@ -327,16 +386,7 @@ static int query(const targets *t, roo__ext_request *req)
             roo__buf_append(&missing, "\"", 1);
             roo__buf_append(&missing, name, strlen(name));
             roo__buf_append(&missing, "\"", 1);
-        } else {
-            const char *v = values_of(json, &n);
-            if (v && n) {
-                if (!first)
-                    roo__buf_append(&merged, ",", 1);
-                roo__buf_append(&merged, v, n);
-                first = false;
-            }
         }
-        free(json);
         free(error);
         error = NULL;
     }

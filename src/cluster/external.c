@@ -284,14 +284,17 @@ static void json_bytes(roo__buf *b, const uint8_t *p, size_t n)
     roo__buf_append_json_string(b, p, n);
 }
 
+/* A page of a whole-store query: the reply stays well under ROO__EXTERNAL_FRAME_MAX. */
+#define QUERY_PAGE_BYTES (256u * 1024u)
+
 typedef struct query_out {
     cluster *cl;
     const roo_state_type *t;
     uint16_t state_id;
     roo__buf *json;
     size_t n;
-    size_t limit;
-    bool truncated;
+    bool more;     /* the page is full: "next" says where the next one starts */
+    roo__buf last; /* the cursor of the last key emitted: partition (u16 BE) | key */
     void *scratch; /* a state object to deserialize into */
 } query_out;
 
@@ -365,11 +368,15 @@ static int query_scan_cb(void *arg, uint16_t partition, uint16_t state_id, const
 
     if (state_id != q->state_id || !owns(q->cl, partition))
         return 0;
-    if (q->n >= q->limit) {
-        q->truncated = true;
+    if (q->json->len >= QUERY_PAGE_BYTES) {
+        q->more = true;
         return -1;
     }
     query_emit(q, key, key_len, val, val_len);
+    q->last.len = 0;
+    roo__store_be16(roo__buf_reserve(&q->last, 2), partition);
+    q->last.len = 2;
+    roo__buf_append(&q->last, key, key_len);
     return 0;
 }
 
@@ -378,8 +385,9 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
 {
     roo__engine *e = cl->e;
     roo__buf json = { 0 };
-    query_out q = { .cl = cl, .json = &json, .limit = 1000000 };
+    query_out q = { .cl = cl, .json = &json };
     size_t sid;
+    int rc = 0;
 
     for (sid = 0; sid < e->app->nstate_types; sid++)
         if (!req->state[0] || strcmp(e->app->state_types[sid]->name, req->state) == 0)
@@ -413,14 +421,39 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
                 query_emit(&q, k->data, k->len, val.data, val.len);
         }
         roo__buf_finish(&val);
+    } else if (req->after.len) {
+        /* A later page: the previous one ended at this cursor (which came from outside). */
+        if (req->after.len < 2 || req->after.len > 2 + ROO_KEY_MAX) {
+            roo__ext_reply(cl, c->id, false, NULL, "bad query cursor ('next')");
+            goto out;
+        }
+        rc = roo__store_scan_after(e->store, roo__load_be16(req->after.data), (uint16_t)sid,
+                                   req->after.data + 2, req->after.len - 2, query_scan_cb, &q);
     } else {
-        roo__store_scan(e->store, query_scan_cb, &q);
+        rc = roo__store_scan(e->store, query_scan_cb, &q);
     }
-    json_fmt(&json, "\n  },\n  \"count\": %zu,\n  \"truncated\": %s\n}\n", q.n,
-             q.truncated ? "true" : "false");
+    if (rc < 0 && !q.more) {
+        roo__log_warn("external connection %s: cannot read the state for a query: %s", c->fc.peer,
+                      roo__store_errmsg(e->store));
+        roo__ext_reply(cl, c->id, false, NULL, "cannot read the state (see the worker's log)");
+        goto out;
+    }
+    json_fmt(&json, "\n  },\n  \"count\": %zu,\n  \"next\": ", q.n);
+    if (q.more) {
+        /* The cursor, in hex: roo-ctl sends it back as the request's `after`. */
+        roo__buf_append(&json, "\"", 1);
+        for (size_t i = 0; i < q.last.len; i++)
+            json_fmt(&json, "%02x", q.last.data[i]);
+        roo__buf_append(&json, "\"", 1);
+    } else {
+        roo__buf_append(&json, "null", 4);
+    }
+    json_fmt(&json, "\n}\n");
     roo__buf_append(&json, "", 1);
     roo__ext_reply(cl, c->id, true, (const char *)json.data, NULL);
+out:
     roo__buf_finish(&json);
+    roo__buf_finish(&q.last);
     free(q.scratch);
 }
 

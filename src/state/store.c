@@ -520,6 +520,46 @@ int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg)
     return scan_dbi(s, s->state_dbi, state_record, &ss);
 }
 
+int roo__store_scan_after(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                          size_t key_len, roo__store_scan_fn fn, void *arg)
+{
+    state_scan ss = { s, fn, arg };
+    uint8_t from[ROO__STATE_KEY_MAX];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (key_len > ROO_KEY_MAX)
+        return -EINVAL;
+    k.mv_size = roo__key_state(from, partition, state_id, key, key_len);
+    k.mv_data = from;
+    rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = mdb_cursor_open(txn, s->state_dbi, &cur);
+    if (rc) {
+        read_end(s, txn);
+        return map_err(s, rc, "mdb_cursor_open");
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == ROO__STATE_KEY_PREFIX + key_len &&
+        memcmp(k.mv_data, from, k.mv_size) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* strictly after */
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        int crc = state_record(&ss, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        if (crc < 0) {
+            mdb_cursor_close(cur);
+            read_end(s, txn);
+            return crc;
+        }
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : map_err(s, rc, "mdb_cursor_get");
+    mdb_cursor_close(cur);
+    read_end(s, txn);
+    return rc;
+}
+
 int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan_fn fn, void *arg)
 {
     state_scan ss = { s, fn, arg };

@@ -72,6 +72,10 @@ typedef int (*roo__store_scan_fn)(void *arg, uint16_t partition, uint16_t state_
                                   const uint8_t *key, size_t key_len, const uint8_t *val,
                                   size_t val_len);
 int roo__store_scan(roo__store *s, roo__store_scan_fn fn, void *arg);
+/* The same, from the first record after (partition, state_id, key) on: a scan in pages.
+ * Any thread (read txn). */
+int roo__store_scan_after(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
+                          size_t key_len, roo__store_scan_fn fn, void *arg);
 /* The same, for the records of one partition only (a range: its keys are contiguous). */
 int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan_fn fn, void *arg);
 

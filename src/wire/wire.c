@@ -811,6 +811,8 @@ int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out)
     pb.workers = req->workers;
     pb.count = req->count;
     pb.dry_run = req->dry_run;
+    pb.after.data = req->after.data;
+    pb.after.len = req->after.len;
     rc = frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
     free(keys);
     return rc;
@@ -857,6 +859,8 @@ int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request 
             r.workers[i] = dup_str(pb->workers[i]);
         r.count = pb->count;
         r.dry_run = pb->dry_run;
+        if (pb->after.len)
+            roo__buf_append(&r.after, pb->after.data, pb->after.len);
     }
     roo__external_request__free_unpacked(pb, NULL);
     if (rc == 0)
@@ -873,6 +877,7 @@ void roo__wire_ext_request_finish(roo__ext_request *req)
     for (size_t i = 0; i < req->nworkers; i++)
         free(req->workers[i]);
     free(req->workers);
+    roo__buf_finish(&req->after);
     memset(req, 0, sizeof(*req));
 }
 

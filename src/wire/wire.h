@@ -243,6 +243,7 @@ typedef struct roo__ext_request {
     size_t nworkers;
     uint32_t count; /* SHRINK: or how many */
     bool dry_run;   /* SHRINK: only say which could leave */
+    roo__buf after; /* QUERY of all keys: the previous page's "next" (empty: the first) */
 } roo__ext_request;
 
 int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out);

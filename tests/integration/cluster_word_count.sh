@@ -24,5 +24,19 @@ check_word_counts "$T/out.txt" 1000000
 "$ROO_CTL" --external "127.0.0.1:${CL_EXT[1]}" status >"$T/status.json"
 keys=$(grep -o '"keys": [0-9]*' "$T/status.json" | awk '{s += $2} END {print s}')
 [ "$keys" = 1000000 ] || fail "the cluster holds $keys keys, want 1000000"
+# roo-ctl query reads every worker's keys in pages: all 1,000,000, each once, each at 2.
+"$ROO_CTL" --external "127.0.0.1:${CL_EXT[2]}" --timeout 60 query >"$T/all.json" ||
+    fail "roo-ctl query failed: $(tail -c 300 "$T/all.json")"
+python3 - "$T/all.json" <<'PY' || fail "roo-ctl query's answer is wrong"
+import json, sys
+pairs = []  # every object's member count: a key listed twice would count twice
+d = json.load(open(sys.argv[1], encoding="utf-8"),
+              object_pairs_hook=lambda p: (pairs.append(len(p)), dict(p))[1])
+v = d["values"]
+bad = [k for k, n in v.items() if n != 2]
+if max(pairs) != 1000000 or len(v) != 1000000 or bad or d["unreachable"] or d["workers"] != 3:
+    sys.exit("%d listed, %d distinct, %d not at 2 (%r), unreachable %r"
+             % (max(pairs), len(v), len(bad), bad[:3], d["unreachable"]))
+PY
 for i in 0 1 2; do stop "w$i" || fail "worker $i did not stop cleanly"; done
-pass "1,000,000 distinct words counted exactly (1 then 2) on 3 workers; status shows 1,000,000 keys"
+pass "1,000,000 distinct words counted exactly (1 then 2) on 3 workers; status and roo-ctl query show 1,000,000 keys"
