@@ -192,6 +192,7 @@ struct roo__cluster {
         int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
         roo__timer retry;
         int64_t started_ns;
+        int64_t watch_ns; /* the last "still waiting" line */
     } mig;
     /* The initializer drives moves. */
     struct {
@@ -270,6 +271,10 @@ void roo__move_check(cluster *cl);
 bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next);
 bool roo__move_abandon(cluster *cl, const char *why);
 void roo__move_precopy(cluster *cl, uint32_t round);
+/* Every second: a move phase that is slow here says what it waits for (every 10 s). */
+void roo__move_watch(cluster *cl);
+/* The initializer's part of it: which workers have not reported the phase. */
+void roo__coord_watch(cluster *cl, int64_t secs);
 void roo__move_hold(cluster *cl);
 void roo__move_begin(cluster *cl, uint64_t epoch, const roo__topology *next);
 void roo__move_transfer(cluster *cl);

@@ -147,6 +147,25 @@ static void co_phase(cluster *cl, uint32_t phase)
         roo__move_transfer(cl);
 }
 
+void roo__coord_watch(cluster *cl, int64_t secs)
+{
+    static const char *const phases[] = { "", "hold", "transfer", "pre-copy" };
+    char names[300];
+    size_t len = 0;
+
+    if (!cl->co.running)
+        return;
+    names[0] = '\0';
+    for (uint32_t w = 0; w < cl->mig.next.nworkers && len < sizeof(names); w++)
+        if (co_participant(cl, w) && !cl->co.reported[w])
+            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", len ? ", " : "",
+                                    cl->mig.next.workers[w].name);
+    roo__log_warn("partition move %llu: after %lld s, waiting for the %s reports of: %s%s",
+                  (unsigned long long)cl->mig.epoch, (long long)secs,
+                  cl->co.phase < 4 ? phases[cl->co.phase] : "?", names,
+                  cl->co.hold_waiting ? " (the table is not stored here yet)" : "");
+}
+
 void roo__coord_pending_stored(cluster *cl)
 {
     if (!cl->co.running || !cl->co.hold_waiting || cl->co.phase != ROO__MIG_HOLD)

@@ -328,6 +328,7 @@ void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t)
     cluster *cl = t->data;
 
     (void)loop;
+    roo__move_watch(cl);
     if (cl->to_init_open) {
         roo__worker_stats mine;
         roo__ctl m = { .kind = ROO__CTL_HEARTBEAT, .nstats = 1 };

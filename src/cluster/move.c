@@ -145,6 +145,7 @@ bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
     m->outgoing = roo__xcalloc(next->partitions, 1);
     m->nincoming = m->nimported = m->nprecopied = m->noutgoing = 0;
     m->started_ns = roo__now_ns();
+    m->watch_ns = 0;
     for (uint32_t p = 0; p < next->partitions; p++) {
         if (next->owner[p] == cl->self && cl->topo.owner[p] != cl->self) {
             m->incoming[p] = 1;
@@ -442,6 +443,44 @@ void roo__move_send_all(cluster *cl)
             gets_from_us(cl, w))
             mig_send_chunks(cl, p, m->dump_done ? SEND_CHANGES : SEND_FULL);
     }
+}
+
+/*
+ * A move whose phase has not been reported from here for 10 s says why, once every 10 s:
+ * the kind of stall that otherwise shows only as a shrink that never ends.
+ */
+void roo__move_watch(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+    int64_t now = roo__now_ns(), since = m->hold_ns ? m->hold_ns : m->started_ns;
+    const char *phase;
+    char why[200];
+
+    if (!m->active || now - since < 10 * 1000000000LL || now - m->watch_ns < 10 * 1000000000LL)
+        return;
+    m->watch_ns = now;
+    phase = NULL;
+    if (m->transfer_started && !m->reported[ROO__MIG_TRANSFER]) {
+        phase = "transfer";
+        snprintf(why, sizeof(why), "%u of %u incoming partition(s) committed; sending %s",
+                 m->nimported, m->nincoming,
+                 m->dump_asked && !m->dump_done ? "after the threads' lists of changed keys"
+                                                : "when the sinks took the queued output");
+    } else if (m->holding && !m->reported[ROO__MIG_HOLD]) {
+        phase = "hold";
+        snprintf(why, sizeof(why), "table %s; %u of %u thread(s) past the fence",
+                 m->pending_stored ? "stored" : "not stored yet", m->shards_held, cl->e->nshards);
+    } else if (m->precopy_started && !m->reported[ROO__MIG_PRECOPY]) {
+        phase = "pre-copy";
+        snprintf(why, sizeof(why), "%u of %u incoming partition(s) committed; changes %s",
+                 m->nprecopied, m->nincoming, m->track_valid ? "noted" : "not noted yet");
+    }
+    if (phase)
+        roo__log_warn("partition move %llu: the %s is not done here after %lld s: %s",
+                      (unsigned long long)m->epoch, phase,
+                      (long long)((now - since) / 1000000000LL), why);
+    if (cl->mode == ROO__INITIALIZER)
+        roo__coord_watch(cl, (now - since) / 1000000000LL);
 }
 
 /* Forget a move's bookkeeping (the switch, or the worker's end). */

@@ -40,6 +40,9 @@ cleanup() {
     done
     # A test's own undo (an unmount), once its processes are gone.
     [ -z "${CLEANUP_EXTRA:-}" ] || eval "$CLEANUP_EXTRA" || true
+    if [ -f "$T/.ports" ]; then
+        while read -r name; do rmdir "$PORTS_DIR/$name" 2>/dev/null || true; done <"$T/.ports"
+    fi
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
         log "FAILED (exit $rc); logs in $T:"
         for f in "$T"/*.log; do
@@ -124,13 +127,19 @@ wait_file_size() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Ports handed out are reserved (a directory each under PORTS_DIR, made atomically) until
+# the test ends: a test never gets the same port twice before its processes bind them, nor
+# one that a test running beside it just got.
+PORTS_DIR=${TMPDIR:-/tmp}/roo-test-ports
 free_port() {
     local p i
+    mkdir -p "$PORTS_DIR"
     for ((i = 0; i < 200; i++)); do
         # Below the kernel's ephemeral range (32768+ by default), so outgoing connections
         # never take a port between our check and the worker's bind.
         p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
-        if ! port_busy "$p"; then
+        if ! port_busy "$p" && mkdir "$PORTS_DIR/$p" 2>/dev/null; then
+            echo "$p" >>"$T/.ports"
             echo "$p"
             return 0
         fi
