@@ -25,6 +25,7 @@ check_word_counts "$T/out.txt" 1000000
 keys=$(grep -o '"keys": [0-9]*' "$T/status.json" | awk '{s += $2} END {print s}')
 [ "$keys" = 1000000 ] || fail "the cluster holds $keys keys, want 1000000"
 # roo-ctl query reads every worker's keys in pages: all 1,000,000, each once, each at 2.
+log "querying every key"
 "$ROO_CTL" --external "127.0.0.1:${CL_EXT[2]}" --timeout 60 query >"$T/all.json" ||
     fail "roo-ctl query failed: $(tail -c 300 "$T/all.json")"
 python3 - "$T/all.json" <<'PY' || fail "roo-ctl query's answer is wrong"
@@ -38,5 +39,6 @@ if max(pairs) != 1000000 or len(v) != 1000000 or bad or d["unreachable"] or d["w
     sys.exit("%d listed, %d distinct, %d not at 2 (%r), unreachable %r"
              % (max(pairs), len(v), len(bad), bad[:3], d["unreachable"]))
 PY
+log "queried"
 for i in 0 1 2; do stop "w$i" || fail "worker $i did not stop cleanly"; done
 pass "1,000,000 distinct words counted exactly (1 then 2) on 3 workers; status and roo-ctl query show 1,000,000 keys"
