@@ -549,12 +549,17 @@ static void send_acks(cluster *cl, roo__batch *b)
         if (a->seq > p->in_applied[a->thread])
             p->in_applied[a->thread] = a->seq;
         /* One acknowledgement per (peer, thread) and batch: the highest, on the connection
-         * the batch came in on. If that one is gone, the sender sends the batch again on
-         * its next link and is acknowledged there. */
+         * the batch came in on, or, if that one is gone, on the peer's link now. (The
+         * sender sent the batch again on its new link, but while the first copy was still
+         * in a thread, so that copy was dropped unacknowledged: this is its only answer.
+         * Without it a sender whose traffic stopped there would wait for ever, and a
+         * move's hold could not pass its fence.) */
         for (uint32_t k = i + 1; k < b->nacks && last; k++)
             last = !(b->acks[k].peer == a->peer && b->acks[k].thread == a->thread &&
                      b->acks[k].conn == a->conn);
         c = last ? roo__cl_find_conn(cl, a->conn) : NULL;
+        if (last && (!c || c->dead || c->kind != CONN_DATA || c->peer != (int)a->peer))
+            c = p->inbound && !p->inbound->dead ? p->inbound : NULL;
         if (c && c->kind == CONN_DATA && c->peer == (int)a->peer) {
             roo__wire_data_ack_encode(a->thread, p->in_applied[a->thread],
                                       roo__fconn_outbuf(&c->fc));
