@@ -275,6 +275,9 @@ void roo__move_precopy(cluster *cl, uint32_t round);
 void roo__move_watch(cluster *cl);
 /* The initializer's part of it: which workers have not reported the phase. */
 void roo__coord_watch(cluster *cl, int64_t secs);
+/* What a move from one table to the next does, for the logs and status, as a resumed move
+ * is named: "resumed: growing by 1 worker(s) (worker3)". */
+void roo__coord_describe(const roo__topology *from, const roo__topology *to, char *buf, size_t cap);
 void roo__move_hold(cluster *cl);
 void roo__move_begin(cluster *cl, uint64_t epoch, const roo__topology *next);
 void roo__move_transfer(cluster *cl);

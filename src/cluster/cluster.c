@@ -830,7 +830,7 @@ static void start(void *ctx)
             if (cl->mode == ROO__INITIALIZER && cl->mig.active) {
                 cl->co.running = true;
                 cl->co.started_ns = roo__now_ns();
-                snprintf(cl->co.what, sizeof(cl->co.what), "resumed partition move");
+                roo__coord_describe(&cl->topo, &cl->mig.next, cl->co.what, sizeof(cl->co.what));
                 cl->co.reported = roo__xcalloc(cl->mig.next.nworkers, sizeof(bool));
                 cl->co.phase = ROO__MIG_HOLD;
             }

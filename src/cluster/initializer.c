@@ -147,6 +147,33 @@ static void co_phase(cluster *cl, uint32_t phase)
         roo__move_transfer(cl);
 }
 
+void roo__coord_describe(const roo__topology *from, const roo__topology *to, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "resumed: ");
+    unsigned n = 0;
+
+    for (int grow = 1; grow >= 0; grow--) {
+        n = 0;
+        for (size_t w = 0; w < to->nworkers; w++)
+            n += grow ? w >= from->nworkers
+                      : w < from->nworkers && !from->workers[w].left && to->workers[w].left;
+        if (!n || len >= cap)
+            continue;
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s by %u worker(s) (",
+                                len > strlen("resumed: ") ? ", " : "",
+                                grow ? "growing" : "shrinking", n);
+        for (size_t w = 0, k = 0; w < to->nworkers && len < cap; w++)
+            if (grow ? w >= from->nworkers
+                     : w < from->nworkers && !from->workers[w].left && to->workers[w].left)
+                len += (size_t)snprintf(buf + len, cap - len, "%s%s", k++ ? ", " : "",
+                                        to->workers[w].name);
+        if (len < cap)
+            len += (size_t)snprintf(buf + len, cap - len, ")");
+    }
+    if (len == strlen("resumed: ") && len < cap)
+        snprintf(buf + len, cap - len, "partition move");
+}
+
 void roo__coord_watch(cluster *cl, int64_t secs)
 {
     static const char *const phases[] = { "", "hold", "transfer", "pre-copy" };

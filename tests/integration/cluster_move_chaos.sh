@@ -52,7 +52,8 @@ kill_restart() { # kill_restart WHEN: kill -9 a random worker of the first three
     LIFE[$v]=$((LIFE[$v] + 1))
     run_worker "$v" "w$v-${LIFE[$v]}"
 }
-grows_done() { cat "$T"/w0-*.log | grep -c 'worker3): done' || true; }
+# Grows of worker3 done, also those a restarted initializer resumed ("resumed: growing ...").
+grows_done() { cat "$T"/w0-*.log | grep -cE 'growing by 1 worker\(s\) \(worker3\): done' || true; }
 
 H="127.0.0.1:${CL_IN[0]},127.0.0.1:${CL_IN[1]},127.0.0.1:${CL_IN[2]}"
 EXTS="127.0.0.1:${CL_EXT[1]},127.0.0.1:${CL_EXT[2]},127.0.0.1:${CL_EXT[0]}"
