@@ -454,7 +454,7 @@ void roo__move_watch(cluster *cl)
     struct mig_state *m = &cl->mig;
     int64_t now = roo__now_ns(), since = m->hold_ns ? m->hold_ns : m->started_ns;
     const char *phase;
-    char why[200];
+    char why[600];
 
     if (!m->active || now - since < 10 * 1000000000LL || now - m->watch_ns < 10 * 1000000000LL)
         return;
@@ -468,8 +468,22 @@ void roo__move_watch(cluster *cl)
                                                 : "when the sinks took the queued output");
     } else if (m->holding && !m->reported[ROO__MIG_HOLD]) {
         phase = "hold";
-        snprintf(why, sizeof(why), "table %s; %u of %u thread(s) past the fence",
-                 m->pending_stored ? "stored" : "not stored yet", m->shards_held, cl->e->nshards);
+        size_t len = (size_t)snprintf(
+            why, sizeof(why), "table %s; %u of %u thread(s) past the fence",
+            m->pending_stored ? "stored" : "not stored yet", m->shards_held, cl->e->nshards);
+        for (unsigned i = 0; i < cl->e->nshards && len < sizeof(why); i++) {
+            roo__shard *sh = &cl->e->shards[i];
+            if (m->shard_held[i])
+                continue;
+            len += (size_t)snprintf(
+                why + len, sizeof(why) - len,
+                "; thread %u waits for batch %llu (%s, %u route buffer(s) not acknowledged)", i,
+                (unsigned long long)atomic_load_explicit(&sh->fence_wait_seq, memory_order_relaxed),
+                atomic_load_explicit(&sh->fence_wait_committed, memory_order_relaxed)
+                    ? "committed"
+                    : "not committed",
+                atomic_load_explicit(&sh->fence_wait_routes, memory_order_relaxed));
+        }
     } else if (m->precopy_started && !m->reported[ROO__MIG_PRECOPY]) {
         phase = "pre-copy";
         snprintf(why, sizeof(why), "%u of %u incoming partition(s) committed; changes %s",

@@ -401,6 +401,11 @@ typedef struct roo__shard {
     _Atomic uint64_t callback_errors;
     _Atomic uint64_t routed_out; /* messages sent to other workers */
     _Atomic uint64_t keys_pub;   /* table size, published at each seal */
+    /* A hold's fence not passed yet, for the io thread's "still waiting" line: the first
+     * batch not durable, whether it is committed, its route buffers not acknowledged. */
+    _Atomic uint64_t fence_wait_seq;
+    _Atomic uint32_t fence_wait_routes;
+    _Atomic bool fence_wait_committed;
     _Atomic unsigned nconns_pub; /* source connections, published on change */
 } roo__shard;
 

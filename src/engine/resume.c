@@ -130,6 +130,10 @@ void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg)
 
 void roo__dur_sealed(roo__durability *d, uint64_t batch_seq, uint32_t routes)
 {
+    if (d->early_done && d->early_seq == batch_seq) {
+        routes -= ROO__MIN(routes, d->early_done);
+        d->early_done = 0;
+    }
     roo__ring_push(&d->recs, (struct roo__dur_rec){ batch_seq, routes, false });
 }
 
@@ -156,8 +160,19 @@ void roo__dur_returned(roo__durability *d, uint64_t batch_seq)
 void roo__dur_route_done(roo__durability *d, uint64_t batch_seq)
 {
     struct roo__dur_rec *r = find(d, batch_seq);
-    if (r && r->routes_pending)
+    uint64_t last = d->recs.len ? roo__ring_last(&d->recs).batch_seq : d->durable_seq;
+
+    if (r && r->routes_pending) {
         r->routes_pending--;
+    } else if (!r && batch_seq > last) {
+        /* Its batch is not sealed yet: count it for when it is. Without this the batch
+         * waited for ever for a route already done, and so did every batch after it (a
+         * move's hold never passed its fence; resumable clients were not acknowledged). */
+        if (d->early_seq != batch_seq)
+            d->early_done = 0;
+        d->early_seq = batch_seq;
+        d->early_done++;
+    }
 }
 
 bool roo__dur_advance(roo__durability *d)

@@ -55,6 +55,10 @@ struct roo__dur_rec {
 typedef struct roo__durability {
     ROO__RING(struct roo__dur_rec) recs; /* sealed batches not yet durable, in seal order */
     uint64_t durable_seq;                /* every batch up to this one is durable */
+    /* Route buffers of the batch not sealed yet that were done before it was (a thread
+     * with no free batch still sends what it routed, and the peer may be quick). */
+    uint64_t early_seq;
+    uint32_t early_done;
 } roo__durability;
 
 void roo__dur_sealed(roo__durability *d, uint64_t batch_seq, uint32_t routes);

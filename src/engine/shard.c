@@ -1059,8 +1059,13 @@ static void hold_check(roo__shard *sh)
 {
     if (!sh->hold_epoch || sh->hold_reported)
         return;
-    if (sh->dur.recs.len && roo__ring_at(&sh->dur.recs, 0).batch_seq <= sh->hold_fence)
+    if (sh->dur.recs.len && roo__ring_at(&sh->dur.recs, 0).batch_seq <= sh->hold_fence) {
+        const struct roo__dur_rec *r = &roo__ring_at(&sh->dur.recs, 0);
+        atomic_store_explicit(&sh->fence_wait_routes, r->routes_pending, memory_order_relaxed);
+        atomic_store_explicit(&sh->fence_wait_committed, r->returned, memory_order_relaxed);
+        atomic_store_explicit(&sh->fence_wait_seq, r->batch_seq, memory_order_relaxed);
         return;
+    }
     sh->hold_reported = true;
     mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false, 0);
 }

@@ -141,6 +141,33 @@ START_TEST(a_batch_is_durable_once_committed_and_all_its_routes_are_done)
 }
 END_TEST
 
+/* A route of the batch being filled can be done before that batch is sealed. */
+START_TEST(a_route_done_before_its_batch_is_sealed_still_counts)
+{
+    roo__durability d = { 0 };
+
+    roo__dur_sealed(&d, 1, 1);
+    roo__dur_route_done(&d, 2); /* batch 2 is still open */
+    roo__dur_route_done(&d, 2);
+    roo__dur_sealed(&d, 2, 3);
+    roo__dur_returned(&d, 1);
+    roo__dur_returned(&d, 2);
+    roo__dur_route_done(&d, 1);
+    ck_assert(roo__dur_advance(&d));
+    ck_assert_uint_eq(d.durable_seq, 1);
+    roo__dur_route_done(&d, 2);
+    ck_assert(roo__dur_advance(&d));
+    ck_assert_uint_eq(d.durable_seq, 2);
+    /* The same with nothing waiting: the next batch after the durable one. */
+    roo__dur_route_done(&d, 3);
+    roo__dur_sealed(&d, 3, 1);
+    roo__dur_returned(&d, 3);
+    ck_assert(roo__dur_advance(&d));
+    ck_assert_uint_eq(d.durable_seq, 3);
+    roo__dur_finish(&d);
+}
+END_TEST
+
 START_TEST(durability_fifo_wraps_and_grows)
 {
     roo__durability d = { 0 };
@@ -174,6 +201,7 @@ static Suite *resume_suite(void)
     suite_add_tcase(s, tc);
     tc = roo_test_tcase("durability", 10);
     tcase_add_test(tc, a_batch_is_durable_once_committed_and_all_its_routes_are_done);
+    tcase_add_test(tc, a_route_done_before_its_batch_is_sealed_still_counts);
     tcase_add_test(tc, durability_fifo_wraps_and_grows);
     suite_add_tcase(s, tc);
     return s;
