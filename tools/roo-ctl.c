@@ -1,5 +1,6 @@
 /* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, read
  * committed state, or stop the whole cluster cleanly. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -238,7 +239,8 @@ static bool next_of(const char *json, roo__buf *ret_after)
     for (p += strlen("\n  \"next\": \""); p[0] && p[1] && p[0] != '"'; p += 2) {
         unsigned v;
         char hx[3] = { p[0], p[1], 0 };
-        if (sscanf(hx, "%2x", &v) != 1)
+        if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+            sscanf(hx, "%2x", &v) != 1)
             return false;
         uint8_t byte = (uint8_t)v;
         roo__buf_append(ret_after, &byte, 1);
@@ -302,9 +304,8 @@ static const char *addr_text(const roo__addr *a)
 
 /*
  * Ask the targets in turn until one answers; *ret_who says which. Each address that could
- * not be reached is reported on stderr only if none answers.
+ * not be reached is reported on stderr only if none answers (and not at all if quiet).
  */
-/* The first worker of t that answers; unless quiet, why each failed when none did. */
 static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool quiet,
                    bool *ret_ok, char **ret_json, char **ret_error, size_t *ret_who)
 {

@@ -707,6 +707,14 @@ static int send_all(struct sender *s, uint64_t *sent_out, uint64_t *bytes_out, u
     return 0;
 }
 
+static void log_not_taken(const struct conn *c, int err)
+{
+    tools_log(PROG,
+              "%s: the worker closed the connection before reading everything sent (%s): those "
+              "messages were not taken (see the worker's log)",
+              c->name, strerror(err));
+}
+
 /*
  * Plain mode's end: half-close every connection, then wait up to --linger seconds for each
  * worker to read all of it and close its side (EOF). A reset instead means the worker
@@ -729,12 +737,8 @@ static int finish_conns(struct sender *s)
         if (s->conns[i].fd < 0)
             continue;
         if (shutdown(s->conns[i].fd, SHUT_WR) < 0) {
-            int err = errno;
-            tools_log(PROG,
-                      "%s: the worker closed the connection before reading everything sent "
-                      "(%s): those messages were not taken (see the worker's log)",
-                      s->conns[i].name, strerror(err));
-            rc = -err;
+            rc = -errno;
+            log_not_taken(&s->conns[i], -rc);
             continue;
         }
         if (s->opt.linger > 0) {
@@ -769,11 +773,8 @@ static int finish_conns(struct sender *s)
             if (got > 0 || (got < 0 && (errno == EAGAIN || errno == EINTR)))
                 continue; /* a plain worker says nothing; ignore what it does say */
             if (got < 0) {
-                tools_log(PROG,
-                          "%s: the worker closed the connection before reading everything sent "
-                          "(%s): those messages were not taken (see the worker's log)",
-                          s->conns[i].name, strerror(errno));
-                rc = -ECONNRESET;
+                rc = -errno;
+                log_not_taken(&s->conns[i], -rc);
             }
             pfds[i].fd = -1;
             open--;

@@ -258,6 +258,7 @@ void roo__cl_advertise_wild(char *adv, size_t cap, const char *local);
 void roo__links_pump(peer *p);
 void roo__links_connect(peer *p);
 void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info);
+void roo__links_peer_finish(peer *p);
 void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only);
 void roo__links_forget_from(cluster *cl, uint32_t first);
 uint64_t roo__links_sent_total(const cluster *cl);

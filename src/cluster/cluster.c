@@ -880,19 +880,8 @@ void roo__cluster_destroy(roo__cluster *cl)
         roo__fconn_finish(&c->fc);
         free(c);
     }
-    for (uint32_t w = 0; cl->peers && w < cl->npeers; w++) {
-        peer *p = &cl->peers[w];
-        roo__fconn_finish(&p->data);
-        roo__worker_info_finish(&p->info);
-        free(p->stats.name);
-        roo__buf_finish(&p->backlog);
-        roo__ring_free(&p->frames);
-        free(p->out_seq);
-        free(p->out_acked);
-        free(p->in_received);
-        free(p->in_applied);
-        /* Queued routes belong to shards, which free their own pools. */
-    }
+    for (uint32_t w = 0; cl->peers && w < cl->npeers; w++)
+        roo__links_peer_finish(&cl->peers[w]);
     free(cl->peers);
     for (size_t i = 0; i < cl->njoined; i++)
         roo__worker_info_finish(&cl->joined[i].info);

@@ -147,30 +147,35 @@ static void co_phase(cluster *cl, uint32_t phase)
         roo__move_transfer(cl);
 }
 
+/* Worker w of `to` is added by the move (grow) or leaves in it (shrink). */
+static bool moves_worker(const roo__topology *from, const roo__topology *to, size_t w, bool grow)
+{
+    if (grow)
+        return w >= from->nworkers;
+    return w < from->nworkers && !from->workers[w].left && to->workers[w].left;
+}
+
 void roo__coord_describe(const roo__topology *from, const roo__topology *to, char *buf, size_t cap)
 {
-    size_t len = (size_t)snprintf(buf, cap, "resumed: ");
-    unsigned n = 0;
+    const size_t head = (size_t)snprintf(buf, cap, "resumed: ");
+    size_t len = head;
 
     for (int grow = 1; grow >= 0; grow--) {
-        n = 0;
+        unsigned n = 0;
         for (size_t w = 0; w < to->nworkers; w++)
-            n += grow ? w >= from->nworkers
-                      : w < from->nworkers && !from->workers[w].left && to->workers[w].left;
+            n += moves_worker(from, to, w, grow);
         if (!n || len >= cap)
             continue;
         len += (size_t)snprintf(buf + len, cap - len, "%s%s by %u worker(s) (",
-                                len > strlen("resumed: ") ? ", " : "",
-                                grow ? "growing" : "shrinking", n);
+                                len > head ? ", " : "", grow ? "growing" : "shrinking", n);
         for (size_t w = 0, k = 0; w < to->nworkers && len < cap; w++)
-            if (grow ? w >= from->nworkers
-                     : w < from->nworkers && !from->workers[w].left && to->workers[w].left)
+            if (moves_worker(from, to, w, grow))
                 len += (size_t)snprintf(buf + len, cap - len, "%s%s", k++ ? ", " : "",
                                         to->workers[w].name);
         if (len < cap)
             len += (size_t)snprintf(buf + len, cap - len, ")");
     }
-    if (len == strlen("resumed: ") && len < cap)
+    if (len == head && len < cap)
         snprintf(buf + len, cap - len, "partition move");
 }
 

@@ -292,6 +292,20 @@ void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
     }
 }
 
+/* What roo__links_peer_init made (queued routes belong to the shards, which free them). */
+void roo__links_peer_finish(peer *p)
+{
+    roo__fconn_finish(&p->data);
+    roo__worker_info_finish(&p->info);
+    free(p->stats.name);
+    roo__buf_finish(&p->backlog);
+    roo__ring_free(&p->frames);
+    free(p->out_seq);
+    free(p->out_acked);
+    free(p->in_received);
+    free(p->in_applied);
+}
+
 /* Forget the peers from index first on: the move that was adding them was abandoned. */
 void roo__links_forget_from(cluster *cl, uint32_t first)
 {
@@ -300,17 +314,9 @@ void roo__links_forget_from(cluster *cl, uint32_t first)
         if (w == cl->self)
             continue;
         roo__backoff_stop(cl->e->io_loop, &p->data_retry);
-        roo__fconn_finish(&p->data);
         if (p->inbound && !p->inbound->dead)
             roo__cl_conn_kill(p->inbound);
-        roo__worker_info_finish(&p->info);
-        free(p->stats.name);
-        roo__buf_finish(&p->backlog);
-        roo__ring_free(&p->frames);
-        free(p->out_seq);
-        free(p->out_acked);
-        free(p->in_received);
-        free(p->in_applied);
+        roo__links_peer_finish(p);
         memset(p, 0, sizeof(*p));
     }
     if (cl->npeers > first && cl->self < first)
