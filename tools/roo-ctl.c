@@ -1,6 +1,6 @@
 /* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, read
- * committed state, or stop the whole cluster cleanly. */
-#include <ctype.h>
+ * committed state, shrink the cluster or stop it cleanly. Every answer is JSON, read with
+ * jansson; roo-ctl prints it as it came (or merged, for query) or as a table. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -15,6 +15,7 @@
 #include "common/buf.h"
 #include "net/auth.h"
 #include "net/net.h"
+#include "roo-ctl.h"
 #include "wire/wire.h"
 
 static void usage(FILE *f)
@@ -26,11 +27,11 @@ static void usage(FILE *f)
           "answers, so a worker that is down or restarting does not stop the command.\n"
           "\n"
           "Commands:\n"
-          "  status          print the cluster's status as JSON: workers, their addresses,\n"
-          "                  partitions, ready or not, per-worker message counts\n"
-          "  query [KEY...]  print committed state values as JSON: the given keys, or every key,\n"
-          "                  read from each worker that owns them (the workers are found through\n"
-          "                  the status, and each needs an --external address)\n"
+          "  status          print the cluster's status: workers, their addresses, partitions,\n"
+          "                  ready or not, per-worker message counts, the partition table\n"
+          "  query [KEY...]  print committed state values: every key, read from every worker,\n"
+          "                  or the given keys, each read from the worker that owns it (found\n"
+          "                  in the status's partition table; each needs an --external address)\n"
           "  shutdown        stop the whole cluster cleanly: sources close, in-flight messages\n"
           "                  finish, state is committed, output delivered; every worker exits 0\n"
           "  shrink          remove workers from the running cluster: their partitions move to\n"
@@ -42,6 +43,9 @@ static void usage(FILE *f)
           "Options:\n"
           "  -e, --external ADDRS  the workers to ask, in order (required): HOST:PORT, or a\n"
           "                        comma-separated list\n"
+          "  -f, --format FORMAT   json (the default: the answer as JSON, for scripts) or table\n"
+          "                        (status: one row per worker; query: KEY and VALUE columns,\n"
+          "                        the value as JSON; shutdown and shrink: NAME VALUE lines)\n"
           "  -t, --timeout SECS    give up after SECS seconds (default 10)\n"
           "  -w, --wait-ready SECS with status: ask again until the cluster reports ready, for at\n"
           "                        most SECS seconds (exit 1 if it never does)\n"
@@ -54,11 +58,12 @@ static void usage(FILE *f)
           "  -h, --help            this text\n"
           "  -V, --version         print the version\n"
           "\n"
-          "Exit status: 0 ok, 1 a worker could not be reached or said no, 2 usage error.\n",
+          "Exit status: 0 ok, 1 a worker could not be reached or said no (query: a worker\n"
+          "whose keys are asked for did not answer), 2 usage error.\n",
           f);
 }
 
-static int64_t now_ms(void)
+int64_t ctl_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -70,7 +75,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         struct pollfd p = { .fd = fd, .events = events };
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - ctl_now_ms();
         int n;
         if (left <= 0)
             return -ETIMEDOUT;
@@ -184,7 +189,7 @@ static int request_sent(const roo__addr *a, const roo__ext_request *req, int64_t
     rc = roo__tcp_connect_start(a, &fd);
     if (rc < 0)
         return rc;
-    rc = wait_fd(fd, POLLOUT, ROO__MIN(deadline, now_ms() + CONNECT_MS));
+    rc = wait_fd(fd, POLLOUT, ROO__MIN(deadline, ctl_now_ms() + CONNECT_MS));
     if (rc == 0)
         rc = roo__tcp_connect_result(fd);
     if (rc == 0)
@@ -207,199 +212,60 @@ out:
     return rc;
 }
 
-/* The text of the object after `"values": {` in a query reply, up to its closing brace. */
-static const char *values_of(const char *json, size_t *ret_len)
-{
-    const char *start = strstr(json, "\"values\": {"), *end;
-
-    if (!start)
-        return NULL;
-    start += strlen("\"values\": {");
-    end = strstr(start, "\n  }");
-    if (!end)
-        return NULL;
-    *ret_len = (size_t)(end - start);
-    return start;
-}
-
-static int request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
-                   char **ret_json, char **ret_error)
+int ctl_request(const roo__addr *a, const roo__ext_request *req, int64_t deadline, bool *ret_ok,
+                char **ret_json, char **ret_error)
 {
     return request_sent(a, req, deadline, ret_ok, ret_json, ret_error, NULL);
 }
 
-/* A query page's "next": the cursor to send back as `after` (false: the last page). */
-static bool next_of(const char *json, roo__buf *ret_after)
-{
-    const char *p = strstr(json, "\n  \"next\": \"");
-
-    ret_after->len = 0;
-    if (!p)
-        return false;
-    for (p += strlen("\n  \"next\": \""); p[0] && p[1] && p[0] != '"'; p += 2) {
-        unsigned v;
-        char hx[3] = { p[0], p[1], 0 };
-        if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
-            sscanf(hx, "%2x", &v) != 1)
-            return false;
-        uint8_t byte = (uint8_t)v;
-        roo__buf_append(ret_after, &byte, 1);
-    }
-    return ret_after->len > 0;
-}
-
-/* Every page of one worker's answer: its values appended to merged (comma-separated). */
-static int query_worker(const roo__addr *wa, const roo__ext_request *req, int64_t deadline,
-                        roo__buf *merged, bool *first, char **ret_error)
-{
-    roo__ext_request page = *req;
-    roo__buf after = { 0 };
-    int rc;
-
-    for (;;) {
-        bool ok = false;
-        char *json = NULL;
-        const char *v;
-        size_t n = 0;
-
-        page.after = after;
-        rc = request(wa, &page, deadline, &ok, &json, ret_error);
-        if (rc == 0 && !ok)
-            rc = -EPROTO;
-        if (rc < 0) {
-            free(json);
-            break;
-        }
-        v = values_of(json, &n);
-        if (v && n) {
-            if (!*first)
-                roo__buf_append(merged, ",", 1);
-            roo__buf_append(merged, v, n);
-            *first = false;
-        }
-        if (!next_of(json, &after)) {
-            free(json);
-            break;
-        }
-        free(json);
-        free(*ret_error);
-        *ret_error = NULL;
-    }
-    roo__buf_finish(&after);
-    return rc;
-}
-
-/* The workers to ask, from --external, in order. */
-typedef struct targets {
-    roo__addr *addrs;
-    size_t n;
-    uint64_t timeout_s;
-} targets;
-
-static const char *addr_text(const roo__addr *a)
+const char *ctl_addr_text(const roo__addr *a)
 {
     static char buf[300];
     return roo__addr_str(a, buf, sizeof(buf));
 }
 
-/*
- * Ask the targets in turn until one answers; *ret_who says which. Each address that could
- * not be reached is reported on stderr only if none answers (and not at all if quiet).
- */
-static int ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool quiet,
-                   bool *ret_ok, char **ret_json, char **ret_error, size_t *ret_who)
+int ctl_parse_answer(const char *text, const char *who, json_t **ret_doc)
+{
+    json_error_t err;
+    json_t *doc = json_loads(text ? text : "", 0, &err);
+
+    if (!doc) {
+        fprintf(stderr, "roo-ctl: %s: the answer is not JSON: %s (line %d)\n", who, err.text,
+                err.line);
+        return ROO_EWIRE;
+    }
+    *ret_doc = doc;
+    return 0;
+}
+
+int ctl_ask_any(const targets *t, const roo__ext_request *req, int64_t deadline, bool quiet,
+                bool *ret_ok, char **ret_json, char **ret_error, size_t *ret_who)
 {
     int rcs[64], rc = -ENOENT;
     size_t n = ROO__MIN(t->n, ROO__ARRAY_SIZE(rcs));
 
     for (size_t i = 0; i < n; i++) {
-        rc = rcs[i] = request(&t->addrs[i], req, deadline, ret_ok, ret_json, ret_error);
+        rc = rcs[i] = ctl_request(&t->addrs[i], req, deadline, ret_ok, ret_json, ret_error);
         if (rc == 0) {
             *ret_who = i;
             return 0;
         }
     }
     for (size_t i = 0; i < n && !quiet; i++)
-        fprintf(stderr, "roo-ctl: %s: %s%s\n", addr_text(&t->addrs[i]), roo_strerror(rcs[i]),
+        fprintf(stderr, "roo-ctl: %s: %s%s\n", ctl_addr_text(&t->addrs[i]), roo_strerror(rcs[i]),
                 rcs[i] == ROO_EAUTH ? " (give roo-ctl the workers' secret: --secret FILE)" : "");
     return rc;
 }
 
-/* query: ask every worker listed by the status for the keys it holds, merge the answers. */
-static int query(const targets *t, roo__ext_request *req)
+/* An answer as --format says: its JSON as it came, or a table of it. */
+static void print_answer(const char *text, const json_t *doc, ctl_format format, bool status)
 {
-    roo__ext_request sreq = { .cmd = ROO__EXT_STATUS };
-    roo__buf merged = { 0 }, missing = { 0 };
-    char *status = NULL, *error = NULL;
-    const char *p;
-    bool ok = false, first = true;
-    int rc, workers = 0;
-    size_t who;
-    uint64_t timeout = t->timeout_s;
-
-    rc = ask_any(t, &sreq, now_ms() + (int64_t)timeout * 1000, false, &ok, &status, &error, &who);
-    if (rc < 0 || !ok) {
-        if (rc == 0)
-            fprintf(stderr, "roo-ctl: %s: %s\n", addr_text(&t->addrs[who]), error);
-        free(status);
-        free(error);
-        return 1;
-    }
-    free(error);
-    error = NULL;
-    for (p = strstr(status, "\"external\": \""); p; p = strstr(p, "\"external\": \"")) {
-        char addr_s[300], name[100] = "?";
-        const char *q = p + strlen("\"external\": \""), *e = strchr(q, '"');
-        const char *nm = p;
-        roo__addr wa;
-
-        /* The worker's name comes earlier on the same line. */
-        while (nm > status && nm[-1] != '\n')
-            nm--;
-        nm = strstr(nm, "\"name\": \"");
-        if (nm && nm < p) {
-            const char *ne;
-            nm += strlen("\"name\": \"");
-            ne = strchr(nm, '"');
-            if (ne && (size_t)(ne - nm) < sizeof(name))
-                snprintf(name, sizeof(name), "%.*s", (int)(ne - nm), nm);
-        }
-        p = e ? e : q;
-        workers++;
-        if (!e || e == q || (size_t)(e - q) >= sizeof(addr_s)) {
-            fprintf(stderr, "roo-ctl: worker %s has no --external address: its keys are missing\n",
-                    name);
-            if (missing.len)
-                roo__buf_append(&missing, ", ", 2);
-            roo__buf_append(&missing, "\"", 1);
-            roo__buf_append(&missing, name, strlen(name));
-            roo__buf_append(&missing, "\"", 1);
-            continue;
-        }
-        snprintf(addr_s, sizeof(addr_s), "%.*s", (int)(e - q), q);
-        if (roo__addr_parse(addr_s, &wa) < 0 ||
-            query_worker(&wa, req, now_ms() + (int64_t)timeout * 1000, &merged, &first, &error) <
-                0) {
-            fprintf(stderr, "roo-ctl: worker %s (%s) did not answer: %s\n", name, addr_s,
-                    error && *error ? error : "unreachable");
-            if (missing.len)
-                roo__buf_append(&missing, ", ", 2);
-            roo__buf_append(&missing, "\"", 1);
-            roo__buf_append(&missing, name, strlen(name));
-            roo__buf_append(&missing, "\"", 1);
-        }
-        free(error);
-        error = NULL;
-    }
-    roo__buf_append(&merged, "", 1);
-    roo__buf_append(&missing, "", 1);
-    printf("{\n  \"workers\": %d,\n  \"unreachable\": [%s],\n  \"values\": {%s\n  }\n}\n", workers,
-           (const char *)missing.data, (const char *)merged.data);
-    rc = missing.len > 1 ? 1 : 0;
-    roo__buf_finish(&merged);
-    roo__buf_finish(&missing);
-    free(status);
-    return rc;
+    if (format == CTL_JSON)
+        fputs(text, stdout);
+    else if (status)
+        ctl_print_status_table(doc, stdout);
+    else
+        ctl_print_members_table(doc, stdout);
 }
 
 /*
@@ -410,9 +276,9 @@ static int query(const targets *t, roo__ext_request *req)
  * --workers names the same workers twice; a --count shrink is asked again only if it never
  * left.
  */
-static int shrink(const targets *t, const roo__ext_request *req)
+static int shrink(const targets *t, const roo__ext_request *req, ctl_format format)
 {
-    int64_t deadline = now_ms() + (int64_t)t->timeout_s * 1000;
+    int64_t deadline = ctl_now_ms() + (int64_t)t->timeout_s * 1000;
     roo__addr init;
     bool have_init = false;
     int rc = 0;
@@ -421,33 +287,43 @@ static int shrink(const targets *t, const roo__ext_request *req)
         for (size_t i = 0; i <= t->n; i++) {
             const roo__addr *a = i == 0 ? (have_init ? &init : NULL) : &t->addrs[i - 1];
             bool ok = false, sent = false;
-            char *json = NULL, *error = NULL;
-            const char *at;
+            char *text = NULL, *error = NULL;
+            json_t *doc = NULL;
+            const char *init_ext;
             if (!a)
                 continue;
-            rc = request_sent(a, req, deadline, &ok, &json, &error, &sent);
+            rc = request_sent(a, req, deadline, &ok, &text, &error, &sent);
+            /* A "no" may say more in its JSON: a worker names the initializer there. */
+            if (rc == 0 && (ok || (text && text[0])) &&
+                ctl_parse_answer(text, ctl_addr_text(a), &doc) < 0) {
+                free(text);
+                free(error);
+                return 1;
+            }
             if (rc == 0 && ok) {
-                fputs(json, stdout);
-                free(json);
+                print_answer(text, doc, format, false);
+                json_decref(doc);
+                free(text);
                 free(error);
                 return 0;
             }
-            if (rc == 0 && error && strstr(error, "only the initializer") &&
-                (at = strrchr(error, ' ')) && roo__addr_parse(at + 1, &init) == 0) {
+            init_ext = json_string_value(json_object_get(doc, "initializer_external"));
+            if (rc == 0 && init_ext && roo__addr_parse(init_ext, &init) == 0) {
                 /* Asked another worker: it named the initializer's --external address. */
                 have_init = true;
-                free(json);
+                json_decref(doc);
+                free(text);
                 free(error);
                 i = (size_t)-1; /* ask it next */
                 continue;
             }
+            json_decref(doc);
+            free(text);
             if (rc == 0) {
-                fprintf(stderr, "roo-ctl: %s said no: %s\n", addr_text(a), error ? error : "");
-                free(json);
+                fprintf(stderr, "roo-ctl: %s said no: %s\n", ctl_addr_text(a), error ? error : "");
                 free(error);
                 return 1;
             }
-            free(json);
             free(error);
             if (sent && !req->nworkers && !req->dry_run) {
                 /* --count N names no one: asked again after the first took effect, it would
@@ -455,11 +331,11 @@ static int shrink(const targets *t, const roo__ext_request *req)
                 fprintf(stderr,
                         "roo-ctl: %s: %s after the shrink was sent; it may be under way: see "
                         "roo-ctl status, or name the workers with --workers to ask again safely\n",
-                        addr_text(a), roo_strerror(rc));
+                        ctl_addr_text(a), roo_strerror(rc));
                 return 1;
             }
         }
-        if (now_ms() >= deadline) {
+        if (ctl_now_ms() >= deadline) {
             fprintf(stderr, "roo-ctl: no worker answered the shrink within %llu s (last: %s)\n",
                     (unsigned long long)t->timeout_s, roo_strerror(rc));
             return 1;
@@ -469,38 +345,46 @@ static int shrink(const targets *t, const roo__ext_request *req)
 }
 
 /* status (optionally until ready) and shutdown: the first worker that answers. */
-static int ask(const targets *t, const roo__ext_request *req, uint64_t wait_ready)
+static int ask(const targets *t, const roo__ext_request *req, uint64_t wait_ready,
+               ctl_format format)
 {
-    int64_t end_wait = now_ms() + (int64_t)wait_ready * 1000;
+    int64_t end_wait = ctl_now_ms() + (int64_t)wait_ready * 1000;
 
     for (;;) {
-        bool ok = false, ready;
-        char *json = NULL, *error = NULL;
+        bool ok = false, ready = false;
+        char *text = NULL, *error = NULL;
+        json_t *doc = NULL;
         size_t who = 0;
         /* While waiting for ready, workers not listening yet are expected: say nothing. */
-        bool waiting = wait_ready && now_ms() < end_wait;
-        int rc = ask_any(t, req, now_ms() + (int64_t)t->timeout_s * 1000, waiting, &ok, &json,
-                         &error, &who);
+        bool waiting = wait_ready && ctl_now_ms() < end_wait;
+        int rc = ctl_ask_any(t, req, ctl_now_ms() + (int64_t)t->timeout_s * 1000, waiting, &ok,
+                             &text, &error, &who);
 
-        ready = rc == 0 && ok && json && strstr(json, "\"ready\": true");
-        if (waiting && !ready && now_ms() < end_wait) {
-            free(json);
+        if (rc == 0 && ok)
+            rc = ctl_parse_answer(text, ctl_addr_text(&t->addrs[who]), &doc);
+        ready = doc && json_is_true(json_object_get(doc, "ready"));
+        if (waiting && !ready && ctl_now_ms() < end_wait) {
+            json_decref(doc);
+            free(text);
             free(error);
             usleep(100 * 1000);
             continue;
         }
+        if (rc == ROO_EWIRE)
+            return 1; /* said why */
         if (rc < 0 && waiting)
             continue; /* the wait just ended: once more, saying why */
         if (rc < 0)
             return 1;
         if (!ok) {
-            fprintf(stderr, "roo-ctl: %s said no: %s\n", addr_text(&t->addrs[who]), error);
-            free(json);
+            fprintf(stderr, "roo-ctl: %s said no: %s\n", ctl_addr_text(&t->addrs[who]), error);
+            free(text);
             free(error);
             return 1;
         }
-        fputs(json, stdout);
-        free(json);
+        print_answer(text, doc, format, req->cmd == ROO__EXT_STATUS);
+        json_decref(doc);
+        free(text);
         free(error);
         if (wait_ready && !ready) {
             fprintf(stderr, "roo-ctl: the cluster did not report ready within %llu s\n",
@@ -522,6 +406,7 @@ int main(int argc, char **argv)
         { "count", required_argument, NULL, 'C' },
         { "query", no_argument, NULL, 'Q' },
         { "secret", required_argument, NULL, 'k' },
+        { "format", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -530,12 +415,13 @@ int main(int argc, char **argv)
     char *workers = NULL;
     uint64_t timeout = 10, wait_ready = 0, count = 0;
     bool timeout_set = false, shrink_query = false;
+    ctl_format format = CTL_JSON;
     roo__ext_request req = { 0 };
     targets t = { 0 };
     int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:Qk:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:Qk:f:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
@@ -579,6 +465,17 @@ int main(int argc, char **argv)
             break;
         case 'k':
             secret = optarg;
+            break;
+        case 'f':
+            if (strcmp(optarg, "json") == 0) {
+                format = CTL_JSON;
+            } else if (strcmp(optarg, "table") == 0) {
+                format = CTL_TABLE;
+            } else {
+                fprintf(stderr, "roo-ctl: --format: '%s' is not json or table (see --help)\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -667,7 +564,7 @@ int main(int argc, char **argv)
         req.keys = calloc(nk ? (size_t)nk : 1, sizeof(*req.keys));
         for (int i = 0; i < nk; i++)
             roo__buf_append(&req.keys[i], argv[optind + 1 + i], strlen(argv[optind + 1 + i]));
-        rc = query(&t, &req);
+        rc = ctl_query(&t, &req, format);
         for (int i = 0; i < nk; i++)
             roo__buf_finish(&req.keys[i]);
         free(req.keys);
@@ -688,11 +585,11 @@ int main(int argc, char **argv)
         req.nworkers = n;
         req.count = (uint32_t)count;
         req.dry_run = shrink_query;
-        rc = shrink(&t, &req);
+        rc = shrink(&t, &req, format);
         free(list);
         free(req.workers);
     } else {
-        rc = ask(&t, &req, wait_ready);
+        rc = ask(&t, &req, wait_ready, format);
     }
     free(t.addrs);
     return rc;

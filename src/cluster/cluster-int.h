@@ -5,6 +5,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "common/json.h"
 #include "common/ring.h"
 #include "engine/engine-int.h"
 #include "net/fconn.h"
@@ -213,9 +214,10 @@ struct roo__cluster {
         roo__timer hold_timer; /* tests: HOLD after a delay (ROO_TEST_HOLD_DELAY_MS) */
     } co;
 
-    bool *stage_is_state;    /* per stage of the app: may a peer route messages to it */
-    roo__auth_key key;       /* the cluster secret's key (auth.h) */
-    roo__ratelimit refusals; /* log lines for connections that did not prove it */
+    bool *stage_is_state;     /* per stage of the app: may a peer route messages to it */
+    roo__auth_key key;        /* the cluster secret's key (auth.h) */
+    roo__ratelimit refusals;  /* log lines for connections that did not prove it */
+    roo__ratelimit format_rl; /* log lines for values a query could not format */
     roo__route *route_pool;
     uint64_t received;    /* messages received from other workers */
     uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
@@ -307,6 +309,17 @@ void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t);
 
 /* external.c */
 void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
+void roo__ext_reply_line(cluster *cl, uint64_t conn_id, json_t *answer);
+/* A saved value's bytes as a JSON string of hex digits: what a query shows without format. */
+json_t *roo__ext_hex_json(const uint8_t *val, size_t len);
+/*
+ * A saved value as t->format writes it, parsed as JSON (any value: a number, an object...).
+ * scratch holds t->size bytes to rebuild the object in. -ENOENT without a format callback;
+ * ROO_ECALLBACK when deserialize or format fails or what format wrote is not JSON, and why
+ * says which. The caller owns *ret_value.
+ */
+int roo__ext_format_json(const roo_state_type *t, void *scratch, const uint8_t *val, size_t len,
+                         char *why, size_t why_cap, json_t **ret_value);
 void roo__ext_wait_move(cluster *cl, uint64_t conn_id);
 void roo__ext_status_free(query *q, size_t n);
 void roo__ext_status_complete(cluster *cl, query *q);

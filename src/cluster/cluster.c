@@ -711,6 +711,7 @@ int roo__cluster_create(roo__engine *e, roo__cluster **ret_cluster, char *msg, s
     roo__backoff_init(&cl->ctl_retry, roo__joiner_retry_cb, cl);
     cl->incarnation = roo__cl_random_id();
     cl->refusals = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 5);
+    cl->format_rl = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 1);
     if (cfg->cluster_secret) {
         bool loose = false;
         char why[600] = "";

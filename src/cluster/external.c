@@ -10,115 +10,130 @@
  * the same move. A reply waits in its connection until written; a connection that goes away
  * loses its answer and nothing else.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cluster/cluster-int.h"
+#include "common/json.h"
 
-static void json_str(roo__buf *b, const char *s)
+/* Reply with root in roo's layout (common/json.h) and release it. */
+static void reply_json(cluster *cl, uint64_t conn_id, bool ok, json_t *root,
+                       const char *const *expand, const char *error)
 {
-    roo__buf_append_json_string(b, (const uint8_t *)s, strlen(s));
-}
+    char *text = roo__json_text(root, expand);
 
-static void json_fmt(roo__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void json_fmt(roo__buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    char tmp[512];
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        roo__buf_append(b, tmp, ROO__MIN((size_t)n, sizeof(tmp) - 1));
+    roo__ext_reply(cl, conn_id, ok, text, error);
+    free(text);
+    json_decref(root);
 }
 
 /* The move under way, as the initializer drives it: a stalled one names who it waits for. */
-static void move_json(cluster *cl, roo__buf *out)
+static json_t *move_json(cluster *cl)
 {
     static const char *const phases[] = { "", "hold", "transfer", "pre-copy" };
-    bool first = true;
+    json_t *move = roo__json_object(), *waiting = roo__json_array();
 
-    json_fmt(out, "  \"move\": {\"what\": ");
-    json_str(out, cl->co.what);
-    json_fmt(out,
-             ", \"table_version\": %llu, \"phase\": \"%s\", \"for_ms\": %lld, "
-             "\"waiting_for\": [",
-             (unsigned long long)cl->mig.epoch, cl->co.phase < 4 ? phases[cl->co.phase] : "?",
-             (long long)((roo__now_ns() - cl->co.started_ns) / 1000000));
+    roo__json_set(move, "what", roo__json_str(cl->co.what));
+    roo__json_set(move, "table_version", roo__json_u64(cl->mig.epoch));
+    roo__json_set(move, "phase", roo__json_str(cl->co.phase < 4 ? phases[cl->co.phase] : "?"));
+    roo__json_set(move, "for_ms",
+                  roo__json_u64((uint64_t)(roo__now_ns() - cl->co.started_ns) / 1000000));
     for (uint32_t w = 0; w < cl->mig.next.nworkers; w++) {
         bool live =
             w < cl->topo.nworkers ? !cl->topo.workers[w].left : !cl->mig.next.workers[w].left;
-        if (!live || cl->co.reported[w])
-            continue;
-        json_fmt(out, "%s", first ? "" : ", ");
-        json_str(out, cl->mig.next.workers[w].name);
-        first = false;
+        if (live && !cl->co.reported[w])
+            roo__json_push(waiting, roo__json_str(cl->mig.next.workers[w].name));
     }
-    json_fmt(out, "]},\n");
+    roo__json_set(move, "waiting_for", waiting);
+    return move;
 }
 
-static void build_status_json(cluster *cl, const roo__worker_stats *stats, const bool *have,
-                              bool init_reachable, roo__buf *out)
+/* One worker's line of the status: who, where, and its figures if it answered. */
+static json_t *worker_json(cluster *cl, size_t w, const roo__worker_stats *s, bool have)
+{
+    const roo__worker_info *wi = cl->has_topology ? &cl->topo.workers[w] : NULL;
+    json_t *o = roo__json_object();
+    uint32_t owned = 0;
+
+    for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
+        owned += cl->topo.owner[p] == w;
+    roo__json_set(o, "name", roo__json_str(wi ? wi->name : cl->name));
+    roo__json_set(o, "index", roo__json_u64(w));
+    roo__json_set(o, "control", roo__json_str(wi ? wi->control_addr : ""));
+    roo__json_set(o, "data", roo__json_str(wi ? wi->data_addr : ""));
+    roo__json_set(o, "external",
+                  roo__json_str(wi && wi->external_addr ? wi->external_addr : cl->my_external));
+    roo__json_set(o, "threads", roo__json_u64(wi ? wi->threads : cl->e->nshards));
+    roo__json_set(o, "partitions", roo__json_u64(owned));
+    roo__json_set(o, "reachable", json_boolean(have));
+    roo__json_set(o, "ready", json_boolean(have && s->ready));
+    if (!have)
+        return o;
+    roo__json_set(o, "frames_in", roo__json_u64(s->frames_in));
+    roo__json_set(o, "records_out", roo__json_u64(s->records_out));
+    roo__json_set(o, "routed_out", roo__json_u64(s->routed_out));
+    roo__json_set(o, "routed_in", roo__json_u64(s->routed_in));
+    roo__json_set(o, "keys", roo__json_u64(s->keys));
+    roo__json_set(o, "commits", roo__json_u64(s->commits));
+    roo__json_set(o, "source_connections", roo__json_u64(s->source_connections));
+    return o;
+}
+
+/*
+ * The status: the cluster, then a line per worker, then the partition table (owners[p] is
+ * the index of the worker that owns partition p), from which roo-ctl asks a key's owner
+ * only. The table is this worker's: right after a move another may have the next one.
+ */
+static json_t *status_json(cluster *cl, const roo__worker_stats *stats, const bool *have,
+                           bool init_reachable)
 {
     roo__engine *e = cl->e;
     bool all_ready = cl->has_topology;
     size_t n = cl->has_topology ? cl->topo.nworkers : 1, live = 0;
-    bool firstw = true;
+    json_t *root = roo__json_object(), *workers = roo__json_array(), *owners = roo__json_array();
+    char id[20];
 
     for (size_t w = 0; w < n; w++) {
         if (cl->has_topology && cl->topo.workers[w].left)
             continue;
         live++;
         all_ready = all_ready && have[w] && stats[w].ready;
+        roo__json_push(workers, worker_json(cl, w, &stats[w], have[w]));
     }
-    json_fmt(out, "{\n  \"application\": ");
-    json_str(out, e->app->name);
-    json_fmt(out, ",\n  \"cluster_id\": \"%016llx\",\n  \"answered_by\": ",
+    snprintf(id, sizeof(id), "%016llx",
              (unsigned long long)(cl->has_topology ? cl->topo.cluster_id : 0));
-    json_str(out, cl->name);
-    json_fmt(out, ",\n  \"ready\": %s,\n  \"partitions\": %u,\n  \"worker_count\": %zu,\n",
-             all_ready ? "true" : "false", e->cfg.partitions, live);
+    roo__json_set(root, "application", roo__json_str(e->app->name));
+    roo__json_set(root, "cluster_id", roo__json_str(id));
+    roo__json_set(root, "answered_by", roo__json_str(cl->name));
+    roo__json_set(root, "ready", json_boolean(all_ready));
+    roo__json_set(root, "partitions", roo__json_u64(e->cfg.partitions));
+    roo__json_set(root, "worker_count", roo__json_u64(live));
     if (!init_reachable)
-        json_fmt(out, "  \"warning\": \"the initializer is unreachable: other workers' figures "
-                      "are missing\",\n");
+        roo__json_set(root, "warning",
+                      roo__json_str("the initializer is unreachable: other workers' figures "
+                                    "are missing"));
     if (cl->co.running && cl->mig.active)
-        move_json(cl, out);
-    json_fmt(out, "  \"workers\": [");
-    for (size_t w = 0; w < n; w++) {
-        const roo__worker_info *wi = cl->has_topology ? &cl->topo.workers[w] : NULL;
-        const roo__worker_stats *s = &stats[w];
-        uint32_t owned = 0;
-        if (wi && wi->left)
-            continue;
-        for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
-            owned += cl->topo.owner[p] == w;
-        json_fmt(out, "%s\n    {\"name\": ", firstw ? "" : ",");
-        firstw = false;
-        json_str(out, wi ? wi->name : cl->name);
-        json_fmt(out, ", \"index\": %zu, \"control\": ", w);
-        json_str(out, wi ? wi->control_addr : "");
-        json_fmt(out, ", \"data\": ");
-        json_str(out, wi ? wi->data_addr : "");
-        json_fmt(out, ", \"external\": ");
-        json_str(out, wi && wi->external_addr ? wi->external_addr : cl->my_external);
-        json_fmt(out, ", \"threads\": %u, \"partitions\": %u, \"reachable\": %s, \"ready\": %s",
-                 wi ? wi->threads : e->nshards, owned, have[w] ? "true" : "false",
-                 have[w] && s->ready ? "true" : "false");
-        if (have[w])
-            json_fmt(out,
-                     ", \"frames_in\": %llu, \"records_out\": %llu, \"routed_out\": %llu, "
-                     "\"routed_in\": %llu, \"keys\": %llu, \"commits\": %llu, "
-                     "\"source_connections\": %u",
-                     (unsigned long long)s->frames_in, (unsigned long long)s->records_out,
-                     (unsigned long long)s->routed_out, (unsigned long long)s->routed_in,
-                     (unsigned long long)s->keys, (unsigned long long)s->commits,
-                     s->source_connections);
-        json_fmt(out, "}");
-    }
-    json_fmt(out, "\n  ]\n}\n");
+        roo__json_set(root, "move", move_json(cl));
+    roo__json_set(root, "workers", workers);
+    roo__json_set(root, "table_version", roo__json_u64(cl->has_topology ? cl->topo.version : 0));
+    for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
+        roo__json_push(owners, roo__json_u64(cl->topo.owner[p]));
+    roo__json_set(root, "owners", owners);
+    return root;
+}
+
+/* A short answer on one line, as {"done": true, ...}; releases it. */
+void roo__ext_reply_line(cluster *cl, uint64_t conn_id, json_t *answer)
+{
+    char *line = roo__json_line(answer);
+    size_t n = strlen(line);
+
+    line = roo__xrealloc(line, n + 2);
+    memcpy(line + n, "\n", 2);
+    roo__ext_reply(cl, conn_id, true, line, NULL);
+    free(line);
+    json_decref(answer);
 }
 
 void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error)
@@ -165,12 +180,10 @@ void roo__ext_status_complete(cluster *cl, query *q)
     size_t n = cl->has_topology ? cl->topo.nworkers : 1;
 
     if (q->ext_conn) {
-        roo__buf b = { 0 };
+        static const char *const expand[] = { "workers", NULL };
         bool init_ok = cl->mode != ROO__JOINER || n == 0 || q->have[0];
-        build_status_json(cl, q->stats, q->have, init_ok, &b);
-        roo__buf_append(&b, "", 1);
-        roo__ext_reply(cl, q->ext_conn, true, (const char *)b.data, NULL);
-        roo__buf_finish(&b);
+        reply_json(cl, q->ext_conn, true, status_json(cl, q->stats, q->have, init_ok), expand,
+                   NULL);
     } else if (q->for_peer >= 0) {
         peer *p = &cl->peers[q->for_peer];
         roo__worker_stats *all = roo__xcalloc(n, sizeof(*all));
@@ -278,12 +291,6 @@ query *roo__ext_status_find(cluster *cl, uint64_t id)
     return NULL;
 }
 
-/* A key as a JSON string: UTF-8 as it is, other bytes as \\xHH (see buf.h). */
-static void json_bytes(roo__buf *b, const uint8_t *p, size_t n)
-{
-    roo__buf_append_json_string(b, p, n);
-}
-
 /* A page of a whole-store query: the reply stays well under ROO__EXTERNAL_FRAME_MAX. */
 #define QUERY_PAGE_BYTES (256u * 1024u)
 
@@ -291,63 +298,106 @@ typedef struct query_out {
     cluster *cl;
     const roo_state_type *t;
     uint16_t state_id;
-    roo__buf *json;
-    size_t n;
-    bool more;     /* the page is full: "next" says where the next one starts */
-    roo__buf last; /* the cursor of the last key emitted: partition (u16 BE) | key */
-    void *scratch; /* a state object to deserialize into */
+    json_t *values; /* key -> value, in the order read */
+    size_t bytes;   /* what values takes printed: the page's size */
+    bool more;      /* the page is full: "next" says where the next one starts */
+    bool logged;    /* a value that could not be formatted was logged for this page */
+    roo__buf name;  /* a key's member name, reused */
+    roo__buf last;  /* the cursor of the last key emitted: partition (u16 BE) | key */
+    void *scratch;  /* a state object to deserialize into */
 } query_out;
 
-/* One key's committed value, as `"key": value`. */
+json_t *roo__ext_hex_json(const uint8_t *val, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *text = roo__xmalloc(2 * len + 1);
+    json_t *v;
+
+    for (size_t i = 0; i < len; i++) {
+        text[2 * i] = hex[val[i] >> 4];
+        text[2 * i + 1] = hex[val[i] & 15];
+    }
+    text[2 * len] = 0;
+    v = roo__json_str(text);
+    free(text);
+    return v;
+}
+
+int roo__ext_format_json(const roo_state_type *t, void *scratch, const uint8_t *val, size_t len,
+                         char *why, size_t why_cap, json_t **ret_value)
+{
+    char small[256], *text = small;
+    json_error_t jerr;
+    json_t *v;
+    int n, rc = 0;
+
+    if (!t->format)
+        return -ENOENT;
+    /* The callback gets an aligned object, as everywhere else: never LMDB's bytes. */
+    if (t->deserialize) {
+        memset(scratch, 0, t->size);
+        if (t->deserialize(scratch, val, len, t->ctx) != 0) {
+            snprintf(why, why_cap, "deserialize failed on its %zu saved bytes", len);
+            return ROO_ECALLBACK;
+        }
+    } else if (len == t->size) {
+        memcpy(scratch, val, len);
+    } else {
+        snprintf(why, why_cap, "%zu saved bytes where the type has %zu", len, t->size);
+        return ROO_ECALLBACK;
+    }
+    n = t->format(scratch, small, sizeof(small), t->ctx);
+    if (n >= (int)sizeof(small)) {
+        size_t need = (size_t)n + 1;
+        text = roo__xmalloc(need);
+        n = t->format(scratch, text, need, t->ctx);
+        if (n >= (int)need)
+            n = ROO_ECALLBACK; /* asked for more room twice */
+    }
+    if (t->finish && t->deserialize)
+        t->finish(scratch, t->ctx);
+    if (n < 0) {
+        snprintf(why, why_cap, "format failed: %s", roo_strerror(n));
+        rc = ROO_ECALLBACK;
+        goto out;
+    }
+    /* A user's text: it reaches roo-ctl only as JSON that parses. */
+    v = json_loadb(text, (size_t)n, JSON_DECODE_ANY, &jerr);
+    if (!v) {
+        snprintf(why, why_cap, "format wrote %d bytes that are not JSON: %s (byte %d)", n,
+                 jerr.text, jerr.position);
+        rc = ROO_ECALLBACK;
+        goto out;
+    }
+    *ret_value = v;
+out:
+    if (text != small)
+        free(text);
+    return rc;
+}
+
+/* One key's committed value, as the member `"key": value` of the page. */
 static void query_emit(query_out *q, const uint8_t *key, size_t klen, const uint8_t *val,
                        size_t vlen)
 {
-    const roo_state_type *t = q->t;
-    char small[256];
-    int n = -1;
+    char why[300] = "";
+    json_t *v = NULL;
+    int rc = roo__ext_format_json(q->t, q->scratch, val, vlen, why, sizeof(why), &v);
 
-    json_fmt(q->json, "%s\n    ", q->n ? "," : "");
-    json_bytes(q->json, key, klen);
-    json_fmt(q->json, ": ");
-    q->n++;
-    if (t->format) {
-        /* The callback gets an aligned object, as everywhere else: never LMDB's bytes. */
-        const void *obj = NULL;
-        if (t->deserialize) {
-            memset(q->scratch, 0, t->size);
-            obj = t->deserialize(q->scratch, val, vlen, t->ctx) == 0 ? q->scratch : NULL;
-        } else if (vlen == t->size) {
-            memcpy(q->scratch, val, vlen);
-            obj = q->scratch;
-        }
-        if (obj) {
-            n = t->format(obj, small, sizeof(small), t->ctx);
-            if (n >= (int)sizeof(small)) {
-                char *big = roo__xmalloc((size_t)n + 1);
-                n = t->format(obj, big, (size_t)n + 1, t->ctx);
-                if (n > 0)
-                    roo__buf_append(q->json, big, (size_t)n);
-                free(big);
-                if (t->finish && t->deserialize)
-                    t->finish(q->scratch, t->ctx);
-                return;
-            }
-            if (t->finish && t->deserialize)
-                t->finish(q->scratch, t->ctx);
-        }
+    if (rc < 0 && rc != -ENOENT && !q->logged) {
+        uint64_t suppressed = 0;
+        /* Once a page at most: one bad formatter would otherwise log every key. */
+        if (roo__ratelimit_allow(&q->cl->format_rl, &suppressed))
+            roo__log_warn("query: a value of state type '%s' shows as its saved bytes in hex: "
+                          "%s%s",
+                          q->t->name, why, suppressed ? " (more such lines not logged)" : "");
+        q->logged = true;
     }
-    if (n > 0) {
-        roo__buf_append(q->json, small, (size_t)n);
-        return;
-    }
-    /* No formatter (or it failed): the saved bytes in hex. */
-    roo__buf_append(q->json, "\"", 1);
-    for (size_t i = 0; i < vlen; i++) {
-        char hx[3];
-        snprintf(hx, sizeof(hx), "%02x", val[i]);
-        roo__buf_append(q->json, hx, 2);
-    }
-    roo__buf_append(q->json, "\"", 1);
+    if (rc < 0)
+        v = roo__ext_hex_json(val, vlen);
+    /* ",\n    " before the member and ": " in it. */
+    q->bytes += 8 + roo__json_size(v);
+    q->bytes += roo__json_set_key(q->values, key, klen, v, &q->name);
 }
 
 /*
@@ -368,7 +418,7 @@ static int query_scan_cb(void *arg, uint16_t partition, uint16_t state_id, const
 
     if (state_id != q->state_id || !owns(q->cl, partition))
         return 0;
-    if (q->json->len >= QUERY_PAGE_BYTES) {
+    if (q->bytes >= QUERY_PAGE_BYTES) {
         q->more = true;
         return -1;
     }
@@ -380,13 +430,18 @@ static int query_scan_cb(void *arg, uint16_t partition, uint16_t state_id, const
     return 0;
 }
 
-/* This worker's committed values: the keys asked for, or all of them (up to a limit). */
+/*
+ * This worker's committed values: the keys asked for, or all of them, a page at a time.
+ * A key asked for that this worker does not own is listed in "not_owned": roo-ctl found
+ * its owner in a partition table that has changed since, and asks again.
+ */
 static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
 {
+    static const char *const expand[] = { "values", NULL };
     roo__engine *e = cl->e;
-    roo__buf json = { 0 };
-    query_out q = { .cl = cl, .json = &json };
-    size_t sid;
+    query_out q = { .cl = cl };
+    json_t *root = NULL, *not_owned = NULL;
+    size_t sid, count;
     int rc = 0;
 
     for (sid = 0; sid < e->app->nstate_types; sid++)
@@ -402,13 +457,10 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
     q.t = e->app->state_types[sid];
     q.state_id = (uint16_t)sid;
     q.scratch = roo__xcalloc(1, q.t->size);
-    json_fmt(&json, "{\n  \"worker\": ");
-    json_str(&json, cl->name);
-    json_fmt(&json, ",\n  \"state\": ");
-    json_str(&json, q.t->name);
-    json_fmt(&json, ",\n  \"values\": {");
+    q.values = roo__json_object();
     if (req->nkeys) {
         roo__buf val = { 0 };
+        not_owned = roo__json_array();
         for (size_t i = 0; i < req->nkeys; i++) {
             const roo__buf *k = &req->keys[i];
             uint16_t part;
@@ -416,8 +468,10 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
                 continue;
             part = roo__partition_of(roo__key_hash(k->data, k->len), e->cfg.partitions);
             val.len = 0;
-            if (owns(cl, part) &&
-                roo__store_get_state(e->store, part, (uint16_t)sid, k->data, k->len, &val) == 0)
+            if (!owns(cl, part))
+                roo__json_push(not_owned, roo__json_key(k->data, k->len));
+            else if (roo__store_get_state(e->store, part, (uint16_t)sid, k->data, k->len, &val) ==
+                     0)
                 query_emit(&q, k->data, k->len, val.data, val.len);
         }
         roo__buf_finish(&val);
@@ -438,21 +492,23 @@ static void ext_query(cluster *cl, aconn *c, const roo__ext_request *req)
         roo__ext_reply(cl, c->id, false, NULL, "cannot read the state (see the worker's log)");
         goto out;
     }
-    json_fmt(&json, "\n  },\n  \"count\": %zu,\n  \"next\": ", q.n);
-    if (q.more) {
-        /* The cursor, in hex: roo-ctl sends it back as the request's `after`. */
-        roo__buf_append(&json, "\"", 1);
-        for (size_t i = 0; i < q.last.len; i++)
-            json_fmt(&json, "%02x", q.last.data[i]);
-        roo__buf_append(&json, "\"", 1);
-    } else {
-        roo__buf_append(&json, "null", 4);
-    }
-    json_fmt(&json, "\n}\n");
-    roo__buf_append(&json, "", 1);
-    roo__ext_reply(cl, c->id, true, (const char *)json.data, NULL);
+    root = roo__json_object();
+    roo__json_set(root, "worker", roo__json_str(cl->name));
+    roo__json_set(root, "state", roo__json_str(q.t->name));
+    /* Counted as printed: a key asked for twice is one member. */
+    count = json_object_size(q.values);
+    roo__json_set(root, "values", q.values);
+    q.values = NULL;
+    roo__json_set(root, "count", roo__json_u64(count));
+    /* The cursor, in hex: roo-ctl sends it back as the request's `after`. */
+    roo__json_set(root, "next", q.more ? roo__ext_hex_json(q.last.data, q.last.len) : json_null());
+    if (not_owned && json_array_size(not_owned))
+        roo__json_set(root, "not_owned", json_incref(not_owned));
+    reply_json(cl, c->id, true, root, expand, NULL);
 out:
-    roo__buf_finish(&json);
+    json_decref(not_owned);
+    json_decref(q.values);
+    roo__buf_finish(&q.name);
     roo__buf_finish(&q.last);
     free(q.scratch);
 }
@@ -467,7 +523,6 @@ static bool shrink_again(cluster *cl, aconn *c, const roo__ext_request *req)
 {
     bool all_left = true, known = true, same_move = cl->co.running && cl->mig.active;
     uint32_t named_live = 0, leaving = 0;
-    char json[200];
 
     for (size_t i = 0; i < req->nworkers; i++) {
         int64_t w = roo__cl_worker_index(cl, req->workers[i]);
@@ -485,10 +540,11 @@ static bool shrink_again(cluster *cl, aconn *c, const roo__ext_request *req)
     for (uint32_t w = 0; same_move && w < cl->topo.nworkers; w++)
         leaving += !cl->topo.workers[w].left && cl->mig.next.workers[w].left;
     if (known && all_left) {
-        snprintf(json, sizeof(json),
-                 "{\"done\": true, \"already_left\": true, \"table_version\": %llu}\n",
-                 (unsigned long long)cl->topo.version);
-        roo__ext_reply(cl, c->id, true, json, NULL);
+        json_t *done = roo__json_object();
+        roo__json_set(done, "done", json_true());
+        roo__json_set(done, "already_left", json_true());
+        roo__json_set(done, "table_version", roo__json_u64(cl->topo.version));
+        roo__ext_reply_line(cl, c->id, done);
         return true;
     }
     if (same_move && named_live == req->nworkers && leaving == named_live) {
@@ -503,7 +559,6 @@ static bool shrink_again(cluster *cl, aconn *c, const roo__ext_request *req)
 static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
 {
     roo__topology t;
-    roo__buf out = { 0 };
     char err[512], what[160];
     uint32_t live = 0, nleave = 0;
     uint8_t *leave = NULL;
@@ -511,10 +566,14 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
 
     if (cl->mode != ROO__INITIALIZER || !cl->has_topology) {
         const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
+        json_t *where = roo__json_object();
         snprintf(err, sizeof(err), "only the initializer can shrink the cluster: ask %s%s",
                  ext && ext[0] ? "its --external address " : "the initializer's --external address",
                  ext && ext[0] ? ext : "");
-        roo__ext_reply(cl, c->id, false, NULL, err);
+        /* For roo-ctl, which then asks there. */
+        if (ext && ext[0])
+            roo__json_set(where, "initializer_external", roo__json_str(ext));
+        reply_json(cl, c->id, false, where, NULL, err);
         return;
     }
     if (req->nworkers && !req->dry_run && shrink_again(cl, c, req))
@@ -555,25 +614,21 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
         }
     }
     if (req->dry_run) {
-        json_fmt(&out, "{\n  \"workers\": %u,\n  \"can_leave\": [", live);
-        for (uint32_t w = 0, k = 0; w < cl->topo.nworkers; w++)
-            if (!cl->topo.workers[w].left && w != cl->self) {
-                json_fmt(&out, "%s", k++ ? ", " : "");
-                json_str(&out, cl->topo.workers[w].name);
-            }
-        json_fmt(&out, "],\n  \"cannot_leave\": [");
-        json_str(&out, cl->name);
-        json_fmt(&out, "],\n  \"would_leave\": [");
-        for (uint32_t w = 0, k = 0; w < cl->topo.nworkers; w++)
-            if (leave[w]) {
-                json_fmt(&out, "%s", k++ ? ", " : "");
-                json_str(&out, cl->topo.workers[w].name);
-            }
-        json_fmt(&out, "],\n  \"busy\": %s\n}\n",
-                 cl->co.running || cl->mig.active ? "true" : "false");
-        roo__buf_append(&out, "", 1);
-        roo__ext_reply(cl, c->id, true, (const char *)out.data, NULL);
-        roo__buf_finish(&out);
+        json_t *root = roo__json_object(), *can = roo__json_array(), *cannot = roo__json_array();
+        json_t *would = roo__json_array();
+        for (uint32_t w = 0; w < cl->topo.nworkers; w++) {
+            if (!cl->topo.workers[w].left && w != cl->self)
+                roo__json_push(can, roo__json_str(cl->topo.workers[w].name));
+            if (leave[w])
+                roo__json_push(would, roo__json_str(cl->topo.workers[w].name));
+        }
+        roo__json_push(cannot, roo__json_str(cl->name));
+        roo__json_set(root, "workers", roo__json_u64(live));
+        roo__json_set(root, "can_leave", can);
+        roo__json_set(root, "cannot_leave", cannot);
+        roo__json_set(root, "would_leave", would);
+        roo__json_set(root, "busy", json_boolean(cl->co.running || cl->mig.active));
+        reply_json(cl, c->id, true, root, NULL, NULL);
         free(leave);
         return;
     }
@@ -628,6 +683,7 @@ void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len
 {
     roo__ext_request req;
     roo__ext_command cmd;
+    json_t *root;
 
     if (roo__wire_ext_request_decode(payload, len, &req) < 0) {
         roo__log_warn("external connection from %s: a %zu-byte frame is not a request; closing "
@@ -661,7 +717,9 @@ void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len
         } else {
             roo__coord_shutdown(cl, "requested with roo-ctl");
         }
-        roo__ext_reply(cl, c->id, true, "{\"shutting_down\": true}\n", NULL);
+        root = roo__json_object();
+        roo__json_set(root, "shutting_down", json_true());
+        roo__ext_reply_line(cl, c->id, root);
         break;
     }
 }

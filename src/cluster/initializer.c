@@ -342,7 +342,6 @@ static void co_commit(cluster *cl)
 {
     roo__topology t;
     int64_t ms = (roo__now_ns() - cl->co.started_ns) / 1000000;
-    char json[300];
 
     roo__topology_copy(&cl->mig.next, &t);
     t.complete = true;
@@ -353,11 +352,14 @@ static void co_commit(cluster *cl)
     cl->send_topology_seq = cl->meta_queued;
     roo__log_info("%s: done in %lld ms; table version %llu", cl->co.what, (long long)ms,
                   (unsigned long long)t.version);
-    snprintf(json, sizeof(json), "{\"done\": true, \"table_version\": %llu, \"ms\": %lld}\n",
-             (unsigned long long)t.version, (long long)ms);
     for (unsigned i = 0; i < SHRINK_WAITERS; i++) {
-        if (cl->co.ext_conns[i])
-            roo__ext_reply(cl, cl->co.ext_conns[i], true, json, NULL);
+        if (cl->co.ext_conns[i]) {
+            json_t *done = roo__json_object();
+            roo__json_set(done, "done", json_true());
+            roo__json_set(done, "table_version", roo__json_u64(t.version));
+            roo__json_set(done, "ms", roo__json_u64((uint64_t)ms));
+            roo__ext_reply_line(cl, cl->co.ext_conns[i], done);
+        }
         cl->co.ext_conns[i] = 0;
     }
     roo__topology_finish(&t);

@@ -1,4 +1,4 @@
-/* buf.c: growth of roo__buf. */
+/* buf.c: growth of roo__buf, and keys of any bytes as UTF-8 text. */
 #include "common/buf.h"
 
 #include <stdlib.h>
@@ -56,34 +56,25 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
     return len;
 }
 
-void roo__buf_append_json_string(roo__buf *b, const uint8_t *p, size_t n)
+void roo__buf_append_key_text(roo__buf *b, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
 
-    roo__buf_append(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t k = utf8_seq(p + i, n - i);
         uint8_t c = p[i];
 
-        if (k > 1) {
+        if (k > 0 && c != '\\') {
             roo__buf_append(b, p + i, k);
             i += k;
             continue;
         }
         if (k == 0) {
-            char esc[6] = { '\\', '\\', 'x', hex[c >> 4], hex[c & 15], 0 };
-            roo__buf_append(b, esc, 5);
-        } else if (c == '"') {
-            roo__buf_append(b, "\\\"", 2);
-        } else if (c == '\\') {
-            roo__buf_append(b, "\\\\\\\\", 4);
-        } else if (c < 0x20 || c == 0x7f) {
-            char esc[7] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0 };
-            roo__buf_append(b, esc, 6);
+            char esc[4] = { '\\', 'x', hex[c >> 4], hex[c & 15] };
+            roo__buf_append(b, esc, 4);
         } else {
-            roo__buf_append(b, &c, 1);
+            roo__buf_append(b, "\\\\", 2);
         }
         i++;
     }
-    roo__buf_append(b, "\"", 1);
 }

@@ -30,17 +30,17 @@ static inline void roo__buf_append(roo__buf *b, const void *p, size_t n)
 }
 
 /*
- * Append bytes as a JSON string, quotes included. Valid UTF-8 passes as it is; '"', '\\'
- * and control characters are escaped as JSON says. Bytes that are not UTF-8 (a key may be
- * any bytes) become the four characters \xHH in the string (written "\\xHH" in JSON), and a
- * backslash of the bytes becomes two, so the text maps back to the bytes exactly.
+ * Append a key's bytes as text that is valid UTF-8, so that it can become a JSON string
+ * (common/json.h quotes and escapes it). Valid UTF-8 passes as it is; each byte that is not
+ * UTF-8 (a key may be any bytes) becomes the four characters \xHH, and a backslash of the
+ * bytes becomes two, so the text maps back to the bytes exactly. In JSON:
  *
- *   bytes            JSON
- *   caf\xc3\xa9      "café"
- *   a\xff            "a\\xff"
- *   a\\b             "a\\\\b"
+ *   bytes (C string) text           JSON
+ *   caf\xc3\xa9      café           "café"
+ *   a\xff            a\xff          "a\\xff"
+ *   a\\b             a\\b           "a\\\\b"
  */
-void roo__buf_append_json_string(roo__buf *b, const uint8_t *p, size_t n);
+void roo__buf_append_key_text(roo__buf *b, const uint8_t *p, size_t n);
 
 /* Drop the first n bytes, keeping the rest at the front. */
 static inline void roo__buf_consume(roo__buf *b, size_t n)

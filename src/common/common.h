@@ -52,6 +52,18 @@ static inline struct timespec roo__timespec_after(clockid_t clock, int ms)
     return ts;
 }
 
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int roo__hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static inline uint16_t roo__load_be16(const uint8_t *p)
 {
     return (uint16_t)((uint16_t)p[0] << 8 | p[1]);

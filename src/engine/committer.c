@@ -12,7 +12,8 @@
  * wait. Shards run out of batches meanwhile and stop reading their sources. Batches that
  * arrive while a group fails wait behind it, in order; what they say the sinks took is
  * deleted from the outbox in a transaction of its own (with the store's reserve given back
- * on a full disk), which frees pages for the group's next try.
+ * on a full disk), which frees pages for the group's next try, and a group too big for the
+ * room there is goes in smaller parts (commit_all).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -59,6 +60,9 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
             break;
         case ROO__REC_DROP:
             rc = roo__store_txn_drop_partition(s, h16[0]);
+            break;
+        case ROO__REC_STREAM_DEL:
+            rc = roo__store_txn_del(s, ROO__DB_STREAMS, key, h16[2]);
             break;
         default:
             roo__log_error("internal error: batch record of kind %u", h16[3]);
@@ -160,14 +164,43 @@ static bool trim_outbox(roo__engine *e, uint64_t written)
                   "make room",
                   (unsigned long long)written);
     e->outbox_deleted = written;
+    /* The pages it freed are the next commit's only after one more transaction. */
+    rc = roo__store_nudge(e->store);
+    if (rc < 0)
+        roo__log_debug("cannot commit the transaction that frees those pages: %s",
+                       roo_strerror(rc));
     return true;
 }
 
+/* Committed batches go on: their threads may acknowledge, io writes their output. */
+static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
+{
+    atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
+    for (roo__qnode *n = head, *next; n; n = next) {
+        roo__batch *b = (roo__batch *)n;
+        next = n->next;
+        /* Its thread may acknowledge what the batch made durable now, not after the sink. */
+        if (b->owner) {
+            b->commit_note.node.kind = ROO__Q_COMMITTED;
+            b->commit_note.batch = b;
+            roo__queue_push(&b->owner->inbox, &b->commit_note.node);
+        }
+        roo__queue_push(&e->io_q, n);
+    }
+}
+
+/*
+ * Commit the group, in one transaction when it can. On a full disk that trimming the outbox
+ * does not cure, it goes in smaller parts, in order (halving down to one batch): a part that
+ * fits is committed and passed on, its output reaches the sinks, and the outbox entries the
+ * sinks took make room for the rest. Without that, a group larger than the room freed waited
+ * for ever. Returns false if an EXIT came while a commit failed.
+ */
 static bool commit_all(roo__engine *e, roo__qnode *head)
 {
-    bool has_records = false, failing = false;
+    bool has_records = false, failing = false, failed = false;
     uint64_t delete_through = e->outbox_deleted, written;
-    unsigned nbatches = 0;
+    unsigned nbatches = 0, part;
     int rc;
 
     for (roo__qnode *n = head; n; n = n->next) {
@@ -181,13 +214,35 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
         delete_through = ROO__MAX(delete_through, b->outbox_written);
         nbatches++;
     }
-    if (!has_records && delete_through == e->outbox_deleted)
-        goto done;
+    if (!has_records && delete_through == e->outbox_deleted) {
+        pass_on(e, head, nbatches);
+        return true;
+    }
     written = delete_through;
-    for (;;) {
+    part = nbatches;
+    while (head) {
+        roo__qnode *last = head, *rest;
+        unsigned n = 1;
+
+        for (; n < part && last->next; n++)
+            last = last->next;
+        rest = last->next;
+        last->next = NULL;
         rc = commit_once(e, head, ROO__MAX(delete_through, e->outbox_deleted));
-        if (rc == 0)
-            break;
+        if (rc == 0) {
+            e->outbox_deleted = ROO__MAX(delete_through, e->outbox_deleted);
+            atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
+            if (failing)
+                roo__log_info("state commits work again%s",
+                              rest ? " (the rest of the held batches follow)" : "");
+            failing = false;
+            pass_on(e, head, n);
+            head = rest;
+            nbatches -= n;
+            part = nbatches;
+            continue;
+        }
+        last->next = rest;
         if (rc == ROO__EMAPFULL) {
             int grc = roo__store_grow(e->store);
             if (grc == 0) {
@@ -203,35 +258,28 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
                            "their output, retrying every second",
                            e->cfg.resilience_dir, rc == -ENOSPC ? "the disk is full: " : "",
                            roo_strerror(rc), roo__store_errmsg(e->store), nbatches);
-        failing = true;
+        else
+            roo__log_debug("commit of %u of %u held batch(es) failed again: %s (%s)", part,
+                           nbatches, roo_strerror(rc), roo__store_errmsg(e->store));
+        failing = failed = true;
         if (exit_requested(e, &written)) {
             roo__log_error("stopping with %u batch(es) uncommitted: their input is lost for "
                            "plain clients",
                            nbatches);
             return false;
         }
-        if (!trim_outbox(e, written))
-            sleep(1);
-    }
-    if (failing) {
-        roo__log_info("state commits work again");
-        roo__store_make_reserve(e->store);
-    }
-    e->outbox_deleted = ROO__MAX(delete_through, e->outbox_deleted);
-    atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
-done:
-    atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
-    for (roo__qnode *n = head, *next; n; n = next) {
-        roo__batch *b = (roo__batch *)n;
-        next = n->next;
-        /* Its thread may acknowledge what the batch made durable now, not after the sink. */
-        if (b->owner) {
-            b->commit_note.node.kind = ROO__Q_COMMITTED;
-            b->commit_note.batch = b;
-            roo__queue_push(&b->owner->inbox, &b->commit_note.node);
+        if (trim_outbox(e, written))
+            continue;
+        if (rc == -ENOSPC && part > 1) {
+            part = (part + 1) / 2;
+            roo__log_info("the disk is full: committing %u of the %u held batch(es) first", part,
+                          nbatches);
+            continue;
         }
-        roo__queue_push(&e->io_q, n);
+        sleep(1);
     }
+    if (failed)
+        roo__store_make_reserve(e->store); /* set aside again for the next full disk */
     return true;
 }
 

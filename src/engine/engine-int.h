@@ -26,6 +26,10 @@
  * sources, so TCP pushes back on the senders. Memory stays bounded by
  * threads * batches_per_shard * (batch_bytes + one read chunk of output).
  *
+ * Figures for the outside (roo-ctl status, --metrics) are relaxed atomics that each thread
+ * publishes per read, per seal or per sink write, never per message; their readers (the
+ * cluster's status, snapshot.c on the metrics thread) take no lock and make no one wait.
+ *
  * Ordering: a connection is read by one shard, in order; a key's partition belongs to one
  * shard; a shard's batches are committed and written in the order sealed; messages a
  * shard routes to another shard travel in one FIFO route buffer per destination. So the
@@ -42,6 +46,7 @@
 #include "engine/engine.h"
 #include "engine/resume.h"
 #include "engine/routes.h"
+#include "engine/streams.h"
 #include "loop/loop.h"
 #include "net/framer.h"
 #include "state/keys.h"
@@ -185,6 +190,7 @@ typedef struct roo__msg_id {
 #define ROO__REC_LINK 1   /* -> links: a peer's batches applied through seq */
 #define ROO__REC_STREAM 2 /* -> streams: a source stream's messages applied through (offset, sub) */
 #define ROO__REC_DROP 3   /* the partition moved away: delete its state and stream marks */
+#define ROO__REC_STREAM_DEL 4 /* -> streams: delete a mark of a stream forgotten (idle) */
 
 /* A peer's batch that this batch applied, to acknowledge once the batch is committed. */
 typedef struct roo__link_ack {
@@ -198,10 +204,11 @@ typedef struct roo__link_ack {
 typedef struct roo__batch {
     roo__qnode node;
     struct roo__shard *owner;
-    uint64_t seq;  /* per shard, in seal order */
-    uint64_t nin;  /* frames decoded into this batch */
-    uint64_t nout; /* records encoded for sinks */
-    roo__buf recs; /* state records to commit */
+    uint64_t seq;        /* per shard, in seal order */
+    uint64_t nin;        /* frames decoded into this batch */
+    uint64_t nout;       /* records encoded for sinks (summed from sink_nout when sealed) */
+    uint64_t *sink_nout; /* ... per sink, counted as encoded (NULL: rebuilt from the outbox) */
+    roo__buf recs;       /* state records to commit */
     uint32_t nrecs;
     unsigned refs;             /* io thread: sinks still writing this batch's output */
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
@@ -316,10 +323,22 @@ typedef struct roo__status_msg {
 
 struct roo_emitter {
     struct roo__shard *sh;
-    uint32_t stage; /* stage that receives what is emitted */
+    uint32_t stage;        /* stage that receives what is emitted */
+    struct roo_test *test; /* set only by the in-process test driver (testdriver.c) */
 };
 
+/* testdriver.c: run stage `stage` of the driver's application on msg (roo_emit's other half). */
+void roo__test_run(struct roo_test *t, uint32_t stage, const void *msg, size_t len);
+
 typedef struct roo__source_conn roo__source_conn;
+
+/* A thread's counts for one pipeline's source, for the metrics (written by the thread only). */
+typedef struct roo__source_counts {
+    _Atomic uint64_t frames;   /* decoded, counted once per read, not per frame */
+    _Atomic uint64_t bytes;    /* read from the source's connections */
+    _Atomic uint64_t rejected; /* frames the decoder refused (each closed its connection) */
+    _Atomic uint64_t oversize; /* frames over --max-frame (each closed its connection) */
+} roo__source_counts;
 
 typedef struct roo__shard {
     roo__engine *eng;
@@ -354,6 +373,8 @@ typedef struct roo__shard {
     uint64_t outbox_written;     /* highest outbox seq of a batch that came back written */
     uint32_t cur_routes;         /* route buffers sent since the current batch began */
     roo__dedup *dedup;           /* resumable streams: high-water marks per (stream, partition) */
+    roo__timer expire_timer;     /* looks for idle streams to forget (--stream-max-idle) */
+    bool expire_due;             /* ... and found it is time: done in the prepare hook */
     roo__durability dur;         /* which sealed batches are durable everywhere */
     roo__msg_id id;              /* identity of the message being processed (stream 0: none) */
     bool id_fixed;               /* id came with a routed message: do not number it again */
@@ -407,6 +428,12 @@ typedef struct roo__shard {
     _Atomic uint32_t fence_wait_routes;
     _Atomic bool fence_wait_committed;
     _Atomic unsigned nconns_pub; /* source connections, published on change */
+    /* For the metrics (engine.h, roo__engine_take_snapshot), written by this thread only. */
+    roo__source_counts *source_counts;  /* per pipeline */
+    _Atomic uint64_t *step_errors;      /* per stage: callbacks that failed */
+    _Atomic uint64_t *serialize_errors; /* per state type */
+    _Atomic uint32_t parts_pub;         /* partitions of the cluster, at the last table */
+    _Atomic uint32_t parts_owned_pub;   /* ... and those this worker owns */
 } roo__shard;
 
 typedef struct roo__sink roo__sink;
@@ -438,6 +465,7 @@ struct roo__engine {
     } * recovered_outbox;
     size_t nrecovered_outbox;
     uint64_t recovered_marks; /* dedup high-water marks loaded */
+    roo__streams *streams;    /* resumable streams: read positions, live connections */
 
     /* io */
     pthread_t io_thread;
@@ -448,11 +476,12 @@ struct roo__engine {
     roo__io *listen_ios;
     roo__timer *listen_resume; /* a listener paused for lack of file descriptors */
     size_t nlisten;
-    uint64_t *source_accepted;       /* io, per listener: connections handed to shards */
-    _Atomic uint64_t *source_closed; /* shards, per listener: ... and closed since */
-    roo__ratelimit accept_rl;        /* io: accept failures and refusals */
-    bool sources_open;               /* io: listening (the cluster is ready) */
-    roo__io_hooks hooks;             /* the cluster's part of the io thread (engine.h) */
+    _Atomic uint64_t *source_accepted; /* io, per listener: connections handed to shards */
+    _Atomic uint64_t *source_closed;   /* shards, per listener: ... and closed since */
+    roo__ratelimit accept_rl;          /* io: accept failures and refusals */
+    bool sources_open;                 /* io: listening (the cluster is ready) */
+    _Atomic bool ready_pub;            /* io: sources open and not stopping (for /healthz) */
+    roo__io_hooks hooks;               /* the cluster's part of the io thread (engine.h) */
     void *hooks_ctx;
     _Atomic uint64_t routed_in;
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
@@ -516,6 +545,8 @@ void roo__io_sinks_mark(const roo__engine *e, uint64_t *ret_marks);
 bool roo__io_sinks_reached(const roo__engine *e, const uint64_t *marks);
 bool roo__io_shards_quiescent(const roo__engine *e);
 void roo__io_finish(roo__engine *e);
+/* Any thread: sink i's published figures (sink is left for the caller to fill). */
+void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret_counts);
 void *roo__io_main(void *arg);
 
 /* Returned to the shard that owns it (any thread). */

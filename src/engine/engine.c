@@ -197,10 +197,17 @@ static int recover_stream(void *arg, const uint8_t *key, size_t key_len, const u
                           size_t val_len)
 {
     roo__engine *e = arg;
+    int64_t now_s = roo__now_ns() / 1000000000;
     roo__stream_mark m;
 
     if (!roo__key_stream_parse(key, key_len, val, val_len, &m))
         return 0;
+    if (m.partition == ROO__STREAM_INGRESS) {
+        roo__streams_advance(e->streams, m.stream, m.offset, now_s); /* the stored read position */
+        return 0;
+    }
+    /* A frame applied here was read: a hello may continue after it (see streams.h). */
+    roo__streams_advance(e->streams, m.stream, m.offset + 1, now_s);
     roo__dedup_load(e->shards[m.partition % e->nshards].dedup, m.stream, m.partition, m.offset,
                     m.sub);
     e->recovered_marks++;
@@ -292,6 +299,7 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     e->cfg = *cfg;
     e->nshards = cfg->threads;
     e->nlisten = app->npipelines;
+    e->streams = roo__streams_create();
     pthread_mutex_init(&e->done_lock, NULL);
     pthread_cond_init(&e->done_cond, NULL);
     rc = roo__queue_init(&e->commit_q, false);
@@ -541,6 +549,7 @@ void roo__engine_destroy(roo__engine *e)
     for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
         roo__shard_finish(&e->shards[i]);
     free(e->shards);
+    roo__streams_destroy(e->streams);
     roo__store_close(e->store);
     /* Drop whatever control messages are still queued (batches belong to the shards). */
     if (e->commit_deferred) /* queued before the rest: one list */

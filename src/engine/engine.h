@@ -28,10 +28,11 @@ typedef struct roo__engine_cfg {
     uint64_t map_size;
     size_t batch_bytes; /* seal a batch once its output reaches this */
     unsigned batches_per_shard;
-    size_t sink_replay_bytes;  /* output kept to resend after a sink reconnect */
-    int shutdown_timeout_ms;   /* how long a stop waits for a sink to take the output */
-    size_t link_backlog_bytes; /* per peer: sent and not yet acknowledged, kept to resend */
-    unsigned max_connections;  /* per listener: open connections accepted */
+    size_t sink_replay_bytes;   /* output kept to resend after a sink reconnect */
+    int shutdown_timeout_ms;    /* how long a stop waits for a sink to take the output */
+    size_t link_backlog_bytes;  /* per peer: sent and not yet acknowledged, kept to resend */
+    unsigned max_connections;   /* per listener: open connections accepted */
+    unsigned stream_max_idle_s; /* resumable streams idle longer are forgotten; 0: never */
 
     roo__cluster_mode mode;
     unsigned worker_count; /* initializer: workers in the cluster, itself included;
@@ -127,6 +128,66 @@ typedef struct roo__engine_stats {
     uint64_t keys;
 } roo__engine_stats;
 void roo__engine_get_stats(roo__engine *e, roo__engine_stats *ret_stats);
+
+/*
+ * What a metrics scrape reads: counts since this process started, from relaxed atomics
+ * that the threads publish (per read, per batch, per sink write; never per message), so
+ * that any thread may take one at any time between roo__engine_create() and
+ * roo__engine_destroy() without making a processing thread wait. Each figure is exact as
+ * published; they are not all of one instant. Labels are unique within their list (a name
+ * that repeats gets "#2", "#3"). Everything is owned by the snapshot:
+ * roo__engine_snapshot_finish() frees it.
+ */
+typedef struct roo__snapshot_source {
+    char *pipeline;
+    uint64_t frames, bytes;        /* frames decoded, bytes read */
+    uint64_t rejected, oversize;   /* frames refused by the decoder, frames over --max-frame */
+    uint64_t connections;          /* open now */
+    uint64_t connections_accepted; /* since the start */
+} roo__snapshot_source;
+
+typedef struct roo__snapshot_sink {
+    char *sink;       /* its --out address */
+    uint64_t records; /* records written to the sink (handed to the kernel) */
+    uint64_t bytes;   /* bytes written, not counting resends after a reconnect */
+    uint64_t held;    /* committed output bytes not yet written */
+    bool connected;
+} roo__snapshot_sink;
+
+typedef struct roo__snapshot_step {
+    char *pipeline, *step;
+    uint64_t errors; /* callbacks of this step that failed (the message was dropped) */
+} roo__snapshot_step;
+
+typedef struct roo__snapshot_state {
+    char *state;
+    uint64_t serialize_errors;
+} roo__snapshot_state;
+
+typedef struct roo__engine_snapshot {
+    char *worker, *app;
+    bool ready; /* sources open, not stopping */
+    unsigned threads;
+    uint32_t partitions, partitions_owned;
+    uint64_t keys, commits, committed_batches;
+    uint64_t duplicates;            /* resumable streams' resent messages skipped */
+    uint64_t routed_out, routed_in; /* messages sent to / received from other workers */
+    uint64_t recovered_keys;
+    double recovery_seconds;
+    roo__snapshot_source *sources; /* one per pipeline */
+    size_t nsources;
+    roo__snapshot_sink *sinks; /* one per --out */
+    size_t nsinks;
+    roo__snapshot_step *steps; /* one per step (a sink's encoder is the step "sink") */
+    size_t nsteps;
+    roo__snapshot_state *states; /* one per state type */
+    size_t nstates;
+} roo__engine_snapshot;
+
+/* Any thread (see above); cannot fail. */
+void roo__engine_take_snapshot(roo__engine *e, roo__engine_snapshot *ret_snap);
+/* Free what a snapshot holds; accepts a zeroed one. */
+void roo__engine_snapshot_finish(roo__engine_snapshot *s);
 
 /* What recovery found, for the start-up log line. */
 void roo__engine_recovery_info(const roo__engine *e, uint64_t *ret_keys, int64_t *ret_ms);

@@ -57,6 +57,11 @@ struct roo__sink {
     size_t ring_cap;
     ROO__RING(uint64_t) starts;
     uint64_t replay_pos; /* < written while resending after a reconnect */
+
+    /* For the metrics, published by this thread as they change (roo__io_sink_counts). */
+    uint64_t records; /* records written: a batch's count once its part is written */
+    _Atomic uint64_t pub_records, pub_written, pub_held;
+    _Atomic bool pub_connected;
 };
 
 /* ---- FIFO of batches ---- */
@@ -65,6 +70,7 @@ static void fifo_push(roo__sink *s, roo__batch *b)
 {
     roo__ring_push(&s->fifo, b);
     s->pending_bytes += b->out[s->idx].len;
+    atomic_store_explicit(&s->pub_held, s->pending_bytes, memory_order_relaxed);
 }
 
 /* ---- replay ring ---- */
@@ -135,10 +141,15 @@ static void sink_advance(roo__sink *s, size_t n)
             break;
         roo__ring_pop(&s->fifo);
         s->head_off = 0;
+        if (b->sink_nout) /* unknown for output resent from the outbox after a restart */
+            s->records += b->sink_nout[s->idx];
         sink_batch_done(s, b);
     }
     /* Only called once any resend is complete: nothing is owed from the ring. */
     s->replay_pos = s->written;
+    atomic_store_explicit(&s->pub_records, s->records, memory_order_relaxed);
+    atomic_store_explicit(&s->pub_written, s->written, memory_order_relaxed);
+    atomic_store_explicit(&s->pub_held, s->pending_bytes, memory_order_relaxed);
 }
 
 /* Stream offset through which the sink's kernel acknowledged this connection's bytes. */
@@ -171,6 +182,7 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
     close(s->fd);
     s->fd = -1;
     s->connected = s->connecting = false;
+    atomic_store_explicit(&s->pub_connected, false, memory_order_relaxed);
     if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
         s->replay_pos = s->written;
     } else if (s->starts.len) {
@@ -287,6 +299,7 @@ static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         }
         s->connecting = false;
         s->connected = true;
+        atomic_store_explicit(&s->pub_connected, true, memory_order_relaxed);
         s->conn_base = s->replay_pos < s->written ? s->replay_pos : s->written;
         setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
         if (s->replay_pos < s->written) {
@@ -475,6 +488,7 @@ void roo__io_start_stop(roo__engine *e)
     if (e->io_stopping)
         return;
     e->io_stopping = true;
+    atomic_store_explicit(&e->ready_pub, false, memory_order_relaxed);
     for (size_t i = 0; i < e->nlisten; i++) {
         roo__io_stop(e->io_loop, &e->listen_ios[i]);
         if (e->listen_fds[i] >= 0)
@@ -594,7 +608,7 @@ static void listener_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             roo__listener_pause(loop, io, &e->listen_resume[pipeline], 100);
             return;
         }
-        open = e->source_accepted[pipeline] -
+        open = atomic_load_explicit(&e->source_accepted[pipeline], memory_order_relaxed) -
                atomic_load_explicit(&e->source_closed[pipeline], memory_order_relaxed);
         if (open >= e->cfg.max_connections) {
             close(fd);
@@ -605,7 +619,7 @@ static void listener_on_io(roo__loop *loop, roo__io *io, uint32_t events)
                               suppressed ? " (more refusals not logged)" : "");
             continue;
         }
-        e->source_accepted[pipeline]++;
+        atomic_fetch_add_explicit(&e->source_accepted[pipeline], 1, memory_order_relaxed);
         m = roo__xcalloc(1, sizeof(*m));
         m->node.kind = ROO__Q_CONN;
         m->fd = fd;
@@ -647,7 +661,7 @@ int roo__io_init(roo__engine *e)
     e->listen_fds = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(int));
     e->listen_ios = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__io));
     e->listen_resume = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__timer));
-    e->source_accepted = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(uint64_t));
+    e->source_accepted = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(*e->source_accepted));
     e->source_closed = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(*e->source_closed));
     e->accept_rl = (roo__ratelimit)ROO__RATELIMIT_INIT(10000, 3);
     for (size_t i = 0; i < e->nlisten; i++)
@@ -713,11 +727,22 @@ void roo__io_open_sources(roo__engine *e)
         }
     }
     e->sources_open = true;
+    atomic_store_explicit(&e->ready_pub, true, memory_order_relaxed);
     join_addrs(e->cfg.in, e->cfg.nin, ins, sizeof(ins));
     join_addrs(e->cfg.out, e->cfg.nout, outs, sizeof(outs));
     roo__log_info("ready: application '%s', worker '%s', %u thread(s), sources on %s, sinks at "
                   "%s, state in %s",
                   e->app->name, e->cfg.worker_name, e->nshards, ins, outs, e->cfg.resilience_dir);
+}
+
+void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret_counts)
+{
+    roo__sink *s = &e->sinks[i];
+
+    ret_counts->records = atomic_load_explicit(&s->pub_records, memory_order_relaxed);
+    ret_counts->bytes = atomic_load_explicit(&s->pub_written, memory_order_relaxed);
+    ret_counts->held = atomic_load_explicit(&s->pub_held, memory_order_relaxed);
+    ret_counts->connected = atomic_load_explicit(&s->pub_connected, memory_order_relaxed);
 }
 
 void roo__io_finish(roo__engine *e)
@@ -737,7 +762,7 @@ void roo__io_finish(roo__engine *e)
     free(e->listen_fds);
     free(e->listen_ios);
     free(e->listen_resume);
-    free(e->source_accepted);
+    free((void *)e->source_accepted);
     free((void *)e->source_closed);
     free(e->shard_quiescent);
     roo__loop_destroy(e->io_loop);

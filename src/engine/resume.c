@@ -20,17 +20,27 @@ typedef struct stream_marks {
     uint32_t nparts;
     uint16_t *dirty; /* partitions changed since the last flush */
     uint32_t ndirty, dirty_cap;
+    int64_t last_s; /* the dedup clock when a mark was last checked or loaded */
 } stream_marks;
 
 struct roo__dedup {
     stream_marks *streams;
     size_t nstreams, cap;
     stream_marks *last; /* cache: the stream of the previous lookup */
+    int64_t now_s;      /* roo__dedup_tick */
 };
 
 roo__dedup *roo__dedup_create(void)
 {
-    return roo__xcalloc(1, sizeof(roo__dedup));
+    roo__dedup *d = roo__xcalloc(1, sizeof(roo__dedup));
+
+    d->now_s = roo__now_ns() / 1000000000;
+    return d;
+}
+
+void roo__dedup_tick(roo__dedup *d, int64_t now_s)
+{
+    d->now_s = now_s;
 }
 
 void roo__dedup_destroy(roo__dedup *d)
@@ -85,6 +95,7 @@ bool roo__dedup_check(roo__dedup *d, uint64_t stream, uint16_t partition, uint64
     stream_marks *s = find_stream(d, stream);
     mark *m = find_mark(s, partition);
 
+    s->last_s = d->now_s;
     if (m->offset != UINT64_MAX && (offset < m->offset || (offset == m->offset && sub <= m->sub)))
         return true;
     m->offset = offset;
@@ -103,10 +114,38 @@ bool roo__dedup_check(roo__dedup *d, uint64_t stream, uint16_t partition, uint64
 void roo__dedup_load(roo__dedup *d, uint64_t stream, uint16_t partition, uint64_t offset,
                      uint32_t sub)
 {
-    mark *m = find_mark(find_stream(d, stream), partition);
+    stream_marks *s = find_stream(d, stream);
+    mark *m = find_mark(s, partition);
 
+    s->last_s = d->now_s; /* a restart starts every stream's idle time again */
     m->offset = offset;
     m->sub = sub;
+}
+
+size_t roo__dedup_expire(roo__dedup *d, int64_t before_s, roo__dedup_emit_fn fn, void *arg)
+{
+    size_t kept = 0, gone;
+
+    for (size_t i = 0; i < d->nstreams; i++) {
+        stream_marks *s = &d->streams[i];
+        if (s->last_s >= before_s) {
+            d->streams[kept++] = *s;
+            continue;
+        }
+        for (uint32_t p = 0; p < s->nparts; p++) {
+            uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
+            if (s->marks[p].offset == UINT64_MAX)
+                continue;
+            roo__key_stream(key, val, &(roo__stream_mark){ s->stream, (uint16_t)p, 0, 0 });
+            fn(arg, key, sizeof(key), NULL, 0);
+        }
+        free(s->marks);
+        free(s->dirty);
+    }
+    gone = d->nstreams - kept;
+    d->nstreams = kept;
+    d->last = NULL; /* entries moved */
+    return gone;
 }
 
 void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg)

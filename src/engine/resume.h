@@ -43,6 +43,16 @@ typedef void (*roo__dedup_emit_fn)(void *arg, const uint8_t *key, size_t klen, c
                                    size_t vlen);
 void roo__dedup_flush(roo__dedup *d, roo__dedup_emit_fn fn, void *arg);
 
+/* The clock (monotonic seconds) that dates streams' last use; set at each seal. */
+void roo__dedup_tick(roo__dedup *d, int64_t now_s);
+
+/*
+ * Forget every stream whose marks were last used before before_s: fn gets the streams
+ * database key of each of its marks (val NULL, vlen 0) so that they can be deleted in the
+ * current batch. Returns how many streams were forgotten.
+ */
+size_t roo__dedup_expire(roo__dedup *d, int64_t before_s, roo__dedup_emit_fn fn, void *arg);
+
 /* Key and value layout of the streams database: state/keys.h. */
 /* ---- durability of sealed batches ---- */
 

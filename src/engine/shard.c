@@ -7,6 +7,8 @@
  * buffers are reused from batch to batch, and the batch is handed on once per wakeup.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -43,6 +45,8 @@ struct roo__source_conn {
     uint64_t stream;      /* XXH3 of the name, never 0 */
     uint64_t next_offset; /* offset of the next frame to read */
     uint64_t acked;       /* acknowledged to the client */
+    bool claimed;         /* holds its stream in the registry (streams.h) until closed */
+    uint64_t ingress;     /* read position last put in a batch (an ingress record) */
     bool ack_owed;        /* an acknowledgement could not be written yet */
     /* Per sealed batch: frames below `offset` were read by the end of batch `batch_seq`. */
     ROO__RING(struct conn_mark {
@@ -64,6 +68,7 @@ static void callback_error(roo__shard *sh, const roo__stage *st, const char *wha
     uint64_t suppressed;
 
     atomic_fetch_add_explicit(&sh->callback_errors, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->step_errors[st - sh->stages], 1, memory_order_relaxed);
     if (!roo__ratelimit_allow(&sh->cb_rl, &suppressed))
         return;
     roo__log_warn("step '%s' of pipeline '%s': %s failed: %s; message dropped%s", st->name,
@@ -72,6 +77,14 @@ static void callback_error(roo__shard *sh, const roo__stage *st, const char *wha
 }
 
 /* ---- the pipeline ---- */
+
+static inline void emit_run(roo_emitter *out, const void *msg, size_t len)
+{
+    if (ROO__UNLIKELY(out->test != NULL))
+        roo__test_run(out->test, out->stage, msg, len);
+    else
+        run_stage(out->sh, out->stage, msg, len);
+}
 
 int roo_emit(roo_emitter *out, const void *msg, size_t len)
 {
@@ -82,12 +95,12 @@ int roo_emit(roo_emitter *out, const void *msg, size_t len)
         uint64_t small[64];
         void *copy = len <= sizeof(small) ? (void *)small : roo__xmalloc(len);
         memcpy(copy, msg, len);
-        run_stage(out->sh, out->stage, copy, len);
+        emit_run(out, copy, len);
         if (copy != small)
             free(copy);
         return 0;
     }
-    run_stage(out->sh, out->stage, msg, len);
+    emit_run(out, msg, len);
     return 0;
 }
 
@@ -115,7 +128,7 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
         }
     }
     ob->len += (size_t)n;
-    sh->cur->nout++;
+    sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
 }
 
 static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
@@ -299,12 +312,21 @@ static bool remote_pending(const roo__shard *sh)
     return false;
 }
 
+/* Records encoded into the batch so far, for all its sinks. */
+static uint64_t batch_records(const roo__batch *b, size_t nsinks)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < nsinks; i++)
+        n += b->sink_nout[i];
+    return n;
+}
+
 /* Empty: nothing to commit or send, and no written outbox entries to let go of. */
 static bool batch_empty(const roo__shard *sh)
 {
-    return sh->cur->nin == 0 && sh->cur->nout == 0 && sh->ndirty == 0 && sh->cur->nrecs == 0 &&
-           sh->cur->ndone == 0 && !remote_pending(sh) && sh->cur_routes == 0 &&
-           sh->outbox_written == sh->outbox_announced;
+    return sh->cur->nin == 0 && batch_records(sh->cur, sh->eng->app->nsinks) == 0 &&
+           sh->ndirty == 0 && sh->cur->nrecs == 0 && sh->cur->ndone == 0 && !remote_pending(sh) &&
+           sh->cur_routes == 0 && sh->outbox_written == sh->outbox_announced;
 }
 
 static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
@@ -344,6 +366,7 @@ static void append_record(roo__shard *sh, roo__batch *b, roo__entry *e)
         if (n < 0) {
             uint64_t suppressed;
             atomic_fetch_add_explicit(&sh->callback_errors, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&sh->serialize_errors[e->state_id], 1, memory_order_relaxed);
             if (roo__ratelimit_allow(&sh->cb_rl, &suppressed))
                 roo__log_warn("state '%s': serialize failed: %s; this update is not saved", t->name,
                               roo_strerror(n));
@@ -422,6 +445,19 @@ static void emit_stream_mark(void *arg, const uint8_t *key, size_t klen, const u
     append_kv(arg, ROO__REC_STREAM, key, klen, val, vlen);
 }
 
+/* A stream's read position goes in the batch that read its frames (see streams.h). */
+static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c)
+{
+    uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
+
+    if (c->next_offset <= c->ingress)
+        return;
+    c->ingress = c->next_offset;
+    roo__key_stream(key, val, &(roo__stream_mark){ c->stream, ROO__STREAM_INGRESS, c->ingress, 0 });
+    append_kv(b, ROO__REC_STREAM, key, sizeof(key), val, sizeof(val));
+    roo__streams_advance(sh->eng->streams, c->stream, c->ingress, roo__now_ns() / 1000000000);
+}
+
 static void seal(roo__shard *sh)
 {
     roo__batch *b = sh->cur;
@@ -431,6 +467,7 @@ static void seal(roo__shard *sh)
     sh->ndirty = 0;
     /* Resumable streams' high-water marks go in the same commit as the state they guard. */
     roo__dedup_flush(sh->dedup, emit_stream_mark, b);
+    roo__dedup_tick(sh->dedup, roo__now_ns() / 1000000000);
     flush_routes(sh);
     collect_remote(sh);
     /* Durable once committed and every route buffer it sent is committed where it went. */
@@ -438,14 +475,17 @@ static void seal(roo__shard *sh)
     b->commit_note.seq = sh->batch_seq;
     sh->cur_routes = 0;
     for (roo__source_conn *c = sh->conns; c; c = c->next)
-        if (c->resumable)
+        if (c->resumable) {
+            conn_ingress(sh, b, c);
             conn_mark(c, sh->batch_seq);
+        }
     b->outbox_written = sh->outbox_written;
     sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;
     sh->remote_pending = sh->remote_tail = NULL;
     sh->remote_bytes = 0;
     b->seq = sh->batch_seq++;
+    b->nout = batch_records(b, sh->eng->app->nsinks);
     atomic_fetch_add_explicit(&sh->frames_in, b->nin, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->records_out, b->nout, memory_order_relaxed);
     atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
@@ -461,6 +501,7 @@ static void seal(roo__shard *sh)
 static void batch_reset(roo__batch *b, size_t nsinks)
 {
     b->nin = b->nout = 0;
+    memset(b->sink_nout, 0, nsinks * sizeof(*b->sink_nout));
     b->recs.len = 0;
     b->nrecs = 0;
     b->refs = 0;
@@ -542,6 +583,8 @@ static void conn_close(roo__source_conn *c, bool log_it)
     sh->nconns--;
     atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
     source_gone(sh, c->pipeline->index);
+    if (c->claimed)
+        roo__streams_release(sh->eng->streams, c->stream, roo__now_ns() / 1000000000);
     roo__buf_finish(&c->partial);
     roo__buf_finish(&c->wbuf);
     roo__ring_free(&c->marks);
@@ -565,6 +608,7 @@ static void conn_abort(roo__source_conn *c)
 static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, size_t *ret_used)
 {
     roo__shard *sh = c->sh;
+    roo__source_counts *counts = &sh->source_counts[c->pipeline->index];
     roo_emitter em = { sh, c->first_stage };
     roo_decode_fn decode = c->pipeline->source.decode;
     void *ctx = c->pipeline->source.ctx;
@@ -587,6 +631,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
                 c->next_offset++;
         }
         if (ROO__UNLIKELY(drc < 0)) {
+            atomic_fetch_add_explicit(&counts->rejected, 1, memory_order_relaxed);
             roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
                           "(%zu-byte payload): %s; closing the connection",
                           c->pipeline->name, c->peer, (unsigned long long)(c->frames + frames + 1),
@@ -599,7 +644,10 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     }
     c->frames += frames;
     sh->cur->nin += frames;
+    /* Once per read, not per frame: the metrics' only cost on this path. */
+    atomic_fetch_add_explicit(&counts->frames, frames, memory_order_relaxed);
     if (rc == ROO_EFRAMESIZE) {
+        atomic_fetch_add_explicit(&counts->oversize, 1, memory_order_relaxed);
         if (c->framer.framing == ROO_FRAMING_LENGTH)
             roo__log_warn("source '%s': connection from %s: frame %llu declares a %llu-byte "
                           "payload, over --max-frame %zu; closing the connection",
@@ -660,6 +708,54 @@ static int conn_reply(roo__source_conn *c, roo__source_reply_kind kind, uint64_t
 }
 
 /*
+ * Take the stream for this connection, or refuse the hello: another connection of the
+ * stream is open, or (a standalone worker, which reads every frame of its streams itself)
+ * next_offset is past what was read here, so the frames it claims applied never were.
+ */
+static int conn_claim(roo__source_conn *c, uint64_t next)
+{
+    const roo__engine_cfg *cfg = &c->sh->eng->cfg;
+    char other[64] = "", why[ROO__STREAM_NAME_MAX + 160];
+    uint64_t stored = 0;
+    roo__stream_refusal r;
+
+    r = roo__streams_claim(c->sh->eng->streams, c->stream, next, c->peer,
+                           cfg->mode == ROO__STANDALONE, roo__now_ns() / 1000000000, &stored, other,
+                           sizeof(other));
+    if (r == ROO__STREAM_OK) {
+        c->claimed = true;
+        return 0;
+    }
+    if (r == ROO__STREAM_LIVE)
+        snprintf(why, sizeof(why), "stream '%s' is already connected (from %s)", c->stream_name,
+                 other);
+    else
+        snprintf(why, sizeof(why),
+                 "stream '%s' was read here up to frame %llu, not %llu: frames the hello "
+                 "claims were never read",
+                 c->stream_name, (unsigned long long)stored, (unsigned long long)next);
+    roo__log_warn("source '%s': connection from %s: hello refused: %s; closing the connection",
+                  c->pipeline->name, c->peer, why);
+    conn_reply(c, ROO__SRC_REFUSED, 0, why);
+    return r == ROO__STREAM_LIVE ? -EBUSY : -ERANGE;
+}
+
+/*
+ * A resumable client reconnects after any break, and its stream stays claimed while this
+ * end believes the old connection open: keepalives find a peer that vanished (host down,
+ * network cut) within about 30 s instead of the kernel's two hours.
+ */
+static void conn_keepalive(roo__source_conn *c)
+{
+    int on = 1, idle = 10, intvl = 5, cnt = 4;
+
+    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/*
  * The first bytes of a connection: the resumable magic and a hello, or a plain stream.
  * Returns 1 (decided; *ret_skip = bytes of handshake to skip), 0 (need more) or < 0.
  */
@@ -694,10 +790,14 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
         conn_reply(c, ROO__SRC_REFUSED, 0, "malformed hello");
         return rc;
     }
+    c->stream = roo__key_hash(c->stream_name, strlen(c->stream_name)) | 1;
+    rc = conn_claim(c, next);
+    if (rc < 0)
+        return rc;
     c->kind = CONN_RESUMABLE;
     c->resumable = true;
-    c->stream = roo__key_hash(c->stream_name, strlen(c->stream_name)) | 1;
-    c->next_offset = c->acked = next;
+    c->next_offset = c->acked = c->ingress = next;
+    conn_keepalive(c);
     rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
     if (rc < 0) {
         roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
@@ -781,6 +881,8 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         return;
     }
     c->bytes += (uint64_t)n;
+    atomic_fetch_add_explicit(&sh->source_counts[c->pipeline->index].bytes, (uint64_t)n,
+                              memory_order_relaxed);
     have += (size_t)n;
     if (ROO__UNLIKELY(c->kind == CONN_UNKNOWN)) {
         size_t skip = 0;
@@ -869,7 +971,8 @@ static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t k
     memcpy(p, h16, 8);
     memcpy(p + 8, &v32, 4);
     memcpy(p + ROO__REC_HDR, key, klen);
-    memcpy(p + ROO__REC_HDR + klen, val, vlen);
+    if (vlen) /* a deletion has no value */
+        memcpy(p + ROO__REC_HDR + klen, val, vlen);
     b->recs.len += ROO__REC_HDR + klen + vlen;
     b->nrecs++;
 }
@@ -1070,6 +1173,18 @@ static void hold_check(roo__shard *sh)
     mig_note(sh, sh->hold_epoch, ROO__MIG_NOTE_HELD, 0, false, 0);
 }
 
+/* For the metrics: the partitions whose state is here (until a move's switch, the old table's). */
+static void publish_owned(roo__shard *sh)
+{
+    const uint16_t *t = sh->part_old ? sh->part_old : sh->part_dest;
+    uint32_t n = 0;
+
+    for (uint32_t p = 0; t && p < sh->partitions; p++)
+        n += t[p] < sh->eng->nshards;
+    atomic_store_explicit(&sh->parts_pub, sh->partitions, memory_order_relaxed);
+    atomic_store_explicit(&sh->parts_owned_pub, n, memory_order_relaxed);
+}
+
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
 {
     /* Buffers in flight keep their destination; later messages use the new table. */
@@ -1114,6 +1229,7 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
         atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
     }
     free(m);
+    publish_owned(sh);
     hold_check(sh);
 }
 
@@ -1334,6 +1450,56 @@ static void report_status(roo__shard *sh, bool quiescent)
     roo__queue_push(&sh->eng->io_q, &m->node);
 }
 
+/* ---- forgetting idle streams (--stream-max-idle) ---- */
+
+static int64_t expire_interval_ms(const roo__engine *e)
+{
+    return ROO__MAX(1000, ROO__MIN(60000, (int64_t)e->cfg.stream_max_idle_s * 250));
+}
+
+static void expire_timer_cb(roo__loop *loop, roo__timer *t)
+{
+    roo__shard *sh = t->data;
+
+    sh->expire_due = true; /* the prepare hook does it, in a batch */
+    roo__timer_start(loop, t, expire_interval_ms(sh->eng));
+}
+
+static void append_stream_del(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+                              size_t vlen)
+{
+    (void)val, (void)vlen;
+    append_kv(arg, ROO__REC_STREAM_DEL, key, klen, NULL, 0);
+}
+
+static void forget_read_position(void *arg, uint64_t stream)
+{
+    uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
+
+    roo__key_stream(key, val, &(roo__stream_mark){ stream, ROO__STREAM_INGRESS, 0, 0 });
+    append_kv(arg, ROO__REC_STREAM_DEL, key, sizeof(key), NULL, 0);
+}
+
+/*
+ * Each thread forgets the marks of streams it has not seen for the age; thread 0 also the
+ * read positions of streams no connection has read for it. Deleted in the current batch.
+ */
+static void expire_streams(roo__shard *sh)
+{
+    int64_t now_s = roo__now_ns() / 1000000000, age = sh->eng->cfg.stream_max_idle_s;
+    size_t marks, positions = 0;
+
+    sh->expire_due = false;
+    marks = roo__dedup_expire(sh->dedup, now_s - age, append_stream_del, sh->cur);
+    if (sh->idx == 0)
+        positions =
+            roo__streams_expire(sh->eng->streams, now_s, age, forget_read_position, sh->cur);
+    if (marks || positions)
+        roo__log_info("thread %u: forgot %zu resumable stream(s) idle for more than %lld s "
+                      "(%zu read position(s), the marks of %zu)",
+                      sh->idx, ROO__MAX(marks, positions), (long long)age, positions, marks);
+}
+
 static bool shard_prepare(roo__loop *loop, void *data)
 {
     roo__shard *sh = data;
@@ -1344,6 +1510,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
         acks_advance(sh);
     if (sh->drop_pending && sh->cur)
         record_drops(sh);
+    if (sh->expire_due && sh->cur)
+        expire_streams(sh);
     /* One piece of a moving partition per pass: its commit overlaps the next piece. */
     if (sh->imports_head && sh->cur) {
         roo__qnode *n = sh->imports_head;
@@ -1404,6 +1572,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->idx = idx;
     sh->stages = e->app->stages;
     sh->partitions = e->cfg.partitions;
+    atomic_store_explicit(&sh->parts_pub, sh->partitions, memory_order_relaxed);
     sh->dedup = roo__dedup_create();
     sh->table = roo__table_create();
     sh->batch_seq = 1; /* 0 is the dirty mark of entries never saved */
@@ -1412,10 +1581,17 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->route_cap = e->nshards;
     sh->ndests = 0;
     roo__buf_reserve(&sh->rbuf, READ_CHUNK + e->cfg.max_frame + 16);
+    sh->source_counts = roo__xcalloc(e->app->npipelines, sizeof(*sh->source_counts));
+    sh->step_errors = roo__xcalloc(e->app->nstages, sizeof(*sh->step_errors));
+    sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,
+                                        sizeof(*sh->serialize_errors));
     sh->nbatches = e->cfg.batches_per_shard;
     sh->all_batches = roo__xcalloc(sh->nbatches, sizeof(*sh->all_batches));
     for (unsigned i = 0; i < sh->nbatches; i++) {
-        roo__batch *b = roo__xcalloc(1, sizeof(*b) + nsinks * sizeof(roo__buf));
+        /* One allocation: the batch, its output buffers, then its per-sink record counts. */
+        roo__batch *b =
+            roo__xcalloc(1, sizeof(*b) + nsinks * (sizeof(roo__buf) + sizeof(*b->sink_nout)));
+        b->sink_nout = (uint64_t *)&b->out[nsinks];
         b->node.kind = ROO__Q_BATCH;
         b->owner = sh;
         sh->all_batches[i] = b;
@@ -1439,6 +1615,11 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     if (rc < 0)
         return rc;
     roo__loop_set_prepare(sh->loop, shard_prepare, sh);
+    if (e->cfg.stream_max_idle_s) {
+        sh->expire_timer.cb = expire_timer_cb;
+        sh->expire_timer.data = sh;
+        roo__timer_start(sh->loop, &sh->expire_timer, expire_interval_ms(e));
+    }
     return 0;
 }
 
@@ -1547,6 +1728,9 @@ void roo__shard_finish(roo__shard *sh)
     roo__dur_finish(&sh->dur);
     roo__table_destroy(sh->table, finish_entry, sh->eng);
     free(sh->dirty);
+    free(sh->source_counts);
+    free((void *)sh->step_errors);
+    free((void *)sh->serialize_errors);
     roo__buf_finish(&sh->rbuf);
     roo__loop_destroy(sh->loop);
     roo__queue_finish(&sh->inbox);

@@ -18,6 +18,9 @@
 
 #include "common/common.h"
 
+/* A source's largest frame unless --max-frame says otherwise. */
+#define ROO__FRAME_DEFAULT_MAX (64u * 1024u)
+
 typedef struct roo__framer {
     roo_framing framing;
     unsigned header_len;

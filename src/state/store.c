@@ -24,6 +24,7 @@ struct roo__store {
     _Atomic uint64_t map_size;
     int lock_fd;
     char reserve_path[4200]; /* roo.reserve: room set aside for a full disk (see below) */
+    uint64_t nudges;         /* committer: roo__store_nudge's counter */
     /*
      * Growing the map remaps the file (mdb_env_set_mapsize), which LMDB allows only while
      * no transaction is open in the process: every read transaction holds this lock for
@@ -430,6 +431,25 @@ int roo__store_meta_put(roo__store *s, const void *p, size_t n)
     return 0;
 }
 
+int roo__store_nudge(roo__store *s)
+{
+    MDB_txn *txn;
+    MDB_val k = { 5, (void *)"nudge" }, v;
+    uint64_t n = ++s->nudges;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+
+    if (rc)
+        return map_err(s, rc, "mdb_txn_begin");
+    v = (MDB_val){ sizeof(n), &n };
+    rc = mdb_put(txn, s->meta_dbi, &k, &v, 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(s, rc, "mdb_put nudge");
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? map_err(s, rc, "mdb_txn_commit nudge") : 0;
+}
+
 int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
                          size_t key_len, roo__buf *out)
 {
@@ -636,6 +656,14 @@ int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key
     int rc = mdb_put(s->wtxn, s->dbis[db], &k, &v, 0);
 
     return rc ? map_err(s, rc, "mdb_put") : 0;
+}
+
+int roo__store_txn_del(roo__store *s, roo__db db, const uint8_t *key, size_t key_len)
+{
+    MDB_val k = { key_len, (void *)key };
+    int rc = mdb_del(s->wtxn, s->dbis[db], &k, NULL);
+
+    return rc && rc != MDB_NOTFOUND ? map_err(s, rc, "mdb_del") : 0;
 }
 
 typedef struct through {

@@ -103,6 +103,8 @@ int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_i
                              size_t val_len);
 int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
                        const uint8_t *val, size_t val_len);
+/* Delete one key of db; a key that is not there is no error. */
+int roo__store_txn_del(roo__store *s, roo__db db, const uint8_t *key, size_t key_len);
 /* Delete every key of db that sorts at or before `key` and starts with its first prefix_len
  * bytes. */
 int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
@@ -111,6 +113,14 @@ int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, si
 int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
+
+/*
+ * A tiny write transaction (the meta database's "nudge" key). LMDB reuses the pages a
+ * transaction freed only two transactions later (the one after must keep the snapshot
+ * before it readable), so after the outbox is trimmed on a full disk, this makes the pages
+ * it freed usable by the next commit. Committer thread only.
+ */
+int roo__store_nudge(roo__store *s);
 
 /* Room set aside in the directory (roo.reserve) for a commit on a full disk. Release it
  * when a commit fails with ENOSPC (0, or -ENOENT when it is gone already); make it again

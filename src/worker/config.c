@@ -25,6 +25,7 @@ enum {
     OPT_CONFIG,
     OPT_CLUSTER_SECRET,
     OPT_MAX_CONNECTIONS,
+    OPT_STREAM_MAX_IDLE,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
     { "config", required_argument, NULL, OPT_CONFIG },
     { "cluster-secret", required_argument, NULL, OPT_CLUSTER_SECRET },
     { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+    { "stream-max-idle", required_argument, NULL, OPT_STREAM_MAX_IDLE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -96,8 +98,12 @@ void roo__config_usage(FILE *f, const char *p)
         "                               on every control, data and external connection (at least\n"
         "                               16 bytes; make one: head -c 32 /dev/urandom | base64);\n"
         "                               without it the cluster's addresses must be loopback\n"
-        "  -m, --metrics ADDR           metrics receiver (accepted for compatibility; not used "
-        "yet)\n"
+        "  -m, --metrics ADDR[-PORT]    serve Prometheus metrics over HTTP: GET /metrics (a\n"
+        "                               scrape target; Wallaroo pushed to its UI here instead)\n"
+        "                               and GET /healthz; a taken port moves on to the next, up\n"
+        "                               to PORT (default: the %u ports from ADDR's), so workers\n"
+        "                               on one host may share one --metrics; without\n"
+        "                               --cluster-secret, loopback only (default: off)\n"
         "\n"
         "Tuning:\n"
         "      --threads N              processing threads (default %u)\n"
@@ -119,6 +125,9 @@ void roo__config_usage(FILE *f, const char *p)
         "      --max-connections N      open connections per listener (each --in, control, data,\n"
         "                               external); more are accepted and closed at once, with a\n"
         "                               log line (default %u)\n"
+        "      --stream-max-idle SECS   a resumable stream not read for SECS seconds is forgotten\n"
+        "                               (its read position and marks); it cannot resume after\n"
+        "                               that (default %u, 7 days; 0 = never)\n"
         "      --log-level LEVEL        error, warn, info or debug (default info)\n"
         "\n"
         "Config file:\n"
@@ -136,8 +145,9 @@ void roo__config_usage(FILE *f, const char *p)
         "Exit status: 0 stopped cleanly (or left the cluster in a shrink), 1 error (the\n"
         "error is the last line logged), 2 usage error.\n",
         p, p, ROO__DEFAULT_IN, ROO__DEFAULT_OUT, ROO__DEFAULT_NAME, ROO__DEFAULT_DIR_PREFIX,
-        ROO__DEFAULT_PARTITIONS, ROO__DEFAULT_THREADS, ROO__DEFAULT_BATCHES,
-        ROO__DEFAULT_SHUTDOWN_S, ROO__DEFAULT_MAX_CONNECTIONS);
+        ROO__DEFAULT_PARTITIONS, ROO__METRICS_DEFAULT_PORTS, ROO__DEFAULT_THREADS,
+        ROO__DEFAULT_BATCHES, ROO__DEFAULT_SHUTDOWN_S, ROO__DEFAULT_MAX_CONNECTIONS,
+        ROO__DEFAULT_STREAM_MAX_IDLE_S);
 }
 
 static int fail(char *msg, size_t cap, const char *fmt, ...)
@@ -161,6 +171,37 @@ static int parse_addr(int c, const char *v, roo__addr *ret, char *msg, size_t ca
 {
     if (roo__addr_parse(v, ret) < 0)
         return fail(msg, cap, "--%s: '%s' is not HOST:PORT", opt_name(c), v);
+    return 0;
+}
+
+/*
+ * --metrics HOST:PORT or HOST:PORT-LAST: the range of ports to try. A single PORT gives
+ * ROO__METRICS_DEFAULT_PORTS of them (as far as 65535); port 0 lets the kernel choose.
+ */
+static int parse_metrics(const char *v, roo__config *cfg, char *msg, size_t cap)
+{
+    const char *close = v[0] == '[' ? strchr(v, ']') : NULL;
+    const char *colon = strrchr(close ? close : v, ':');
+    const char *dash = colon ? strchr(colon, '-') : NULL;
+    char first[300];
+    uint64_t port, last;
+
+    if (!dash) {
+        if (roo__addr_parse(v, &cfg->metrics) < 0)
+            return fail(msg, cap, "--metrics: '%s' is not HOST:PORT or HOST:PORT-PORT", v);
+        port = strtoul(cfg->metrics.port, NULL, 10);
+        last = port ? ROO__MIN(port + ROO__METRICS_DEFAULT_PORTS - 1, 65535) : 0;
+    } else {
+        snprintf(first, sizeof(first), "%.*s", (int)(dash - v), v);
+        if (roo__addr_parse(first, &cfg->metrics) < 0 ||
+            roo__parse_uint(dash + 1, 1, 65535, &last) < 0 ||
+            (port = strtoul(cfg->metrics.port, NULL, 10)) == 0 || last < port)
+            return fail(msg, cap,
+                        "--metrics: '%s' is not HOST:PORT-PORT (a range of ports, the first at "
+                        "most the last)",
+                        v);
+    }
+    cfg->metrics_last_port = (uint16_t)last;
     return 0;
 }
 
@@ -278,7 +319,7 @@ static int apply(roo__config *cfg, int c, const char *v, char *msg, size_t cap)
         break;
     case 'm':
         cfg->has_metrics = true;
-        rc = parse_addr(c, v, &cfg->metrics, msg, cap);
+        rc = parse_metrics(v, cfg, msg, cap);
         break;
     case 'j':
         cfg->has_join = true;
@@ -323,6 +364,10 @@ static int apply(roo__config *cfg, int c, const char *v, char *msg, size_t cap)
     case OPT_MAX_CONNECTIONS:
         rc = parse_num(c, v, 1, 1000000, &n, msg, cap);
         cfg->max_connections = (unsigned)n;
+        break;
+    case OPT_STREAM_MAX_IDLE:
+        rc = parse_num(c, v, 0, 10u * 365 * 86400, &n, msg, cap);
+        cfg->stream_max_idle_s = (unsigned)n;
         break;
     case OPT_SHUTDOWN_TIMEOUT:
         rc = parse_num(c, v, 0, 3600, &n, msg, cap);
@@ -488,6 +533,7 @@ int roo__config_parse(int argc, char **argv, roo__config *ret_cfg, char *msg, si
     cfg->sink_replay = ROO__DEFAULT_SINK_REPLAY;
     cfg->link_backlog = ROO__DEFAULT_LINK_BACKLOG;
     cfg->max_connections = ROO__DEFAULT_MAX_CONNECTIONS;
+    cfg->stream_max_idle_s = ROO__DEFAULT_STREAM_MAX_IDLE_S;
     cfg->shutdown_timeout_s = ROO__DEFAULT_SHUTDOWN_S;
     cfg->log_level = ROO_LOG_INFO;
     msg[0] = '\0';

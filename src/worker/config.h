@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "common/common.h"
+#include "net/framer.h"
 #include "net/net.h"
 
 #define ROO__DEFAULT_IN "127.0.0.1:7010"
@@ -14,7 +15,7 @@
 #define ROO__DEFAULT_THREADS 1
 #define ROO__MAX_THREADS 64
 #define ROO__DEFAULT_PARTITIONS 256
-#define ROO__DEFAULT_MAX_FRAME (64u * 1024u)
+#define ROO__DEFAULT_MAX_FRAME ROO__FRAME_DEFAULT_MAX
 #define ROO__DEFAULT_MAP_SIZE (1ull << 30)
 #define ROO__DEFAULT_BATCH_BYTES (4u * 1024u * 1024u)
 #define ROO__DEFAULT_BATCHES 8
@@ -22,6 +23,9 @@
 #define ROO__DEFAULT_SHUTDOWN_S 10
 #define ROO__DEFAULT_LINK_BACKLOG (32u * 1024u * 1024u)
 #define ROO__DEFAULT_MAX_CONNECTIONS 1024u
+#define ROO__DEFAULT_STREAM_MAX_IDLE_S (7u * 86400u)
+/* --metrics HOST:PORT tries PORT and the ports above it, this many in all (Flink's habit). */
+#define ROO__METRICS_DEFAULT_PORTS 100u
 
 typedef struct roo__config {
     char *program; /* basename of argv[0] */
@@ -39,6 +43,7 @@ typedef struct roo__config {
     unsigned worker_count;
     bool has_control, has_data, has_my_control, has_my_data, has_external, has_metrics, has_join;
     roo__addr control, data, my_control, my_data, external, metrics, join;
+    uint16_t metrics_last_port; /* --metrics HOST:PORT-LAST (or PORT + 99) */
 
     unsigned threads;
     uint32_t partitions;
@@ -49,7 +54,8 @@ typedef struct roo__config {
     size_t sink_replay;
     size_t link_backlog;
     unsigned shutdown_timeout_s;
-    unsigned max_connections; /* per listener */
+    unsigned max_connections;   /* per listener */
+    unsigned stream_max_idle_s; /* 0: resumable streams are never forgotten */
     roo_log_level log_level;
 
     bool help;

@@ -12,6 +12,7 @@
 
 #include "cluster/cluster.h"
 #include "engine/engine.h"
+#include "metrics/metrics.h"
 #include "worker/config.h"
 
 /* Which role the flags give this worker, or a usage error. */
@@ -128,6 +129,7 @@ static void engine_cfg_from(const roo__config *cfg, roo__cluster_mode mode,
         .shutdown_timeout_ms = (int)cfg->shutdown_timeout_s * 1000,
         .link_backlog_bytes = cfg->link_backlog,
         .max_connections = cfg->max_connections,
+        .stream_max_idle_s = cfg->stream_max_idle_s,
         .mode = mode,
         .worker_count = cfg->worker_count,
         .join = cfg->has_join,
@@ -253,6 +255,35 @@ static void guard_state_reads(const roo__config *cfg, bool on)
     sigaction(SIGABRT, &sa, NULL); /* LMDB's own assertions on a damaged page */
 }
 
+/*
+ * --metrics: serve the scrape target on the first free port of the range, and say where
+ * (with the ports that were taken, since a scrape config names ports).
+ */
+static int start_metrics(roo__engine *e, const roo__config *cfg, roo__metrics **ret_metrics,
+                         char *msg, size_t cap)
+{
+    roo__metrics_cfg mc = {
+        .addr = cfg->metrics,
+        .last_port = cfg->metrics_last_port,
+        .loopback_only = cfg->cluster_secret == NULL,
+    };
+    unsigned first = (unsigned)atoi(cfg->metrics.port), taken;
+    int rc = roo__metrics_create(e, &mc, ret_metrics, msg, cap);
+
+    if (rc < 0)
+        return rc;
+    taken = roo__metrics_ports_taken(*ret_metrics);
+    if (taken == 0)
+        roo__log_info("metrics: serving http://%s/metrics", roo__metrics_address(*ret_metrics));
+    else if (taken == 1)
+        roo__log_info("metrics: serving http://%s/metrics (%u was taken)",
+                      roo__metrics_address(*ret_metrics), first);
+    else
+        roo__log_info("metrics: serving http://%s/metrics (%u-%u were taken)",
+                      roo__metrics_address(*ret_metrics), first, first + taken - 1);
+    return 0;
+}
+
 /* run()'s answer when the move adding this --join worker was abandoned: run it again. */
 #define RUN_AGAIN (-1)
 
@@ -262,6 +293,7 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     roo__engine_cfg ecfg;
     roo__engine *e = NULL;
     roo__cluster *cl = NULL;
+    roo__metrics *metrics = NULL;
     char msg[1024] = "";
     uint64_t keys;
     int64_t ms;
@@ -275,6 +307,8 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     guard_state_reads(cfg, false);
     if (rc == 0)
         rc = roo__cluster_create(e, &cl, msg, sizeof(msg));
+    if (rc == 0 && cfg->has_metrics)
+        rc = start_metrics(e, cfg, &metrics, msg, sizeof(msg));
     if (rc < 0) {
         roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
         status = rc == ROO_EUSAGE ? 2 : 1;
@@ -307,6 +341,7 @@ out:
         roo__engine_join(e);
         roo__cluster_destroy(cl);
         roo__engine_get_stats(e, &st);
+        roo__metrics_destroy(metrics); /* it reads the engine until here */
         roo__engine_destroy(e);
         finish(cfg, &st, left, status);
         if (again) {
@@ -357,8 +392,6 @@ int roo_main(int argc, char **argv, roo_setup_fn setup)
     }
     if (cfg.warning[0])
         roo__log_warn("%s", cfg.warning);
-    if (cfg.has_metrics)
-        roo__log_info("--metrics is accepted for compatibility; roo does not send metrics yet");
 
     roo_app_create(&app);
     app_default_name(app, cfg.program);

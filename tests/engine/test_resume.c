@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine/resume.h"
+#include "engine/streams.h"
 #include "roo_test.h"
 
 typedef struct flushed {
@@ -188,6 +189,98 @@ START_TEST(durability_fifo_wraps_and_grows)
 }
 END_TEST
 
+static void collect_keys(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+                         size_t vlen)
+{
+    flushed *f = arg;
+
+    ck_assert_uint_eq(klen, ROO__STREAM_KEY_LEN);
+    ck_assert_ptr_null(val);
+    ck_assert_uint_eq(vlen, 0);
+    ck_assert_int_lt(f->n, 16);
+    memcpy(f->key[f->n], key, klen);
+    f->n++;
+}
+
+START_TEST(streams_idle_past_the_age_are_forgotten_with_every_mark)
+{
+    roo__dedup *d = roo__dedup_create();
+    flushed f = { 0 };
+    roo__stream_mark m;
+
+    roo__dedup_tick(d, 100);
+    ck_assert(!roo__dedup_check(d, 7, 3, 0, 0));
+    ck_assert(!roo__dedup_check(d, 7, 300, 1, 0)); /* a second partition, past the first 256 */
+    roo__dedup_tick(d, 200);
+    ck_assert(!roo__dedup_check(d, 8, 3, 0, 0));
+    /* Stream 7 was last used at 100, stream 8 at 200. */
+    ck_assert_uint_eq(roo__dedup_expire(d, 100, collect_keys, &f), 0);
+    ck_assert_uint_eq(roo__dedup_expire(d, 150, collect_keys, &f), 1);
+    ck_assert_int_eq(f.n, 2);
+    ck_assert(
+        roo__key_stream_parse(f.key[0], ROO__STREAM_KEY_LEN, f.val[0], ROO__STREAM_VAL_LEN, &m));
+    ck_assert_uint_eq(m.stream, 7);
+    ck_assert_uint_eq(m.partition, 3);
+    ck_assert(
+        roo__key_stream_parse(f.key[1], ROO__STREAM_KEY_LEN, f.val[1], ROO__STREAM_VAL_LEN, &m));
+    ck_assert_uint_eq(m.partition, 300);
+    /* Forgotten: its frames count as new; stream 8 still guards its resends. */
+    ck_assert(!roo__dedup_check(d, 7, 3, 0, 0));
+    ck_assert(roo__dedup_check(d, 8, 3, 0, 0));
+    roo__dedup_destroy(d);
+}
+END_TEST
+
+START_TEST(a_hello_is_trusted_only_up_to_what_was_read)
+{
+    roo__streams *s = roo__streams_create();
+    char peer[64];
+    uint64_t stored = 99;
+    size_t known, live;
+
+    /* A stream never read here starts at 0 only; a refused hello leaves nothing behind. */
+    ck_assert_int_eq(roo__streams_claim(s, 5, 1, "a", true, 0, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_AHEAD);
+    ck_assert_uint_eq(stored, 0);
+    roo__streams_counts(s, &known, &live);
+    ck_assert_uint_eq(known, 0);
+    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "a", true, 0, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_OK);
+    /* One connection per stream. */
+    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "b", true, 0, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_LIVE);
+    ck_assert_str_eq(peer, "a");
+    roo__streams_advance(s, 5, 40, 10);
+    roo__streams_release(s, 5, 10);
+    ck_assert_int_eq(roo__streams_claim(s, 5, 41, "b", true, 11, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_AHEAD);
+    ck_assert_uint_eq(stored, 40);
+    ck_assert_int_eq(roo__streams_claim(s, 5, 40, "b", true, 11, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_OK);
+    roo__streams_release(s, 5, 12);
+    /* Not strict (a cluster member): taken as it is, and remembered. */
+    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", false, 12, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_OK);
+    roo__streams_release(s, 6, 12);
+    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", true, 12, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_OK);
+    /* Recovery keeps the larger position. */
+    roo__streams_advance(s, 7, 30, 12);
+    roo__streams_advance(s, 7, 20, 12);
+    ck_assert_int_eq(roo__streams_claim(s, 7, 31, "d", true, 12, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_AHEAD);
+    ck_assert_uint_eq(stored, 30);
+    /* Expiry: only streams without a connection, idle for longer than the age. */
+    ck_assert_uint_eq(roo__streams_expire(s, 20, 8, NULL, NULL), 0); /* idle for exactly 8 */
+    ck_assert_uint_eq(roo__streams_expire(s, 21, 8, NULL, NULL), 2); /* 5 and 7 */
+    roo__streams_counts(s, &known, &live);
+    ck_assert_uint_eq(known, 1);
+    ck_assert_uint_eq(live, 1);
+    ck_assert_uint_eq(roo__streams_expire(s, 1000, 8, NULL, NULL), 0); /* 6 is live */
+    roo__streams_destroy(s);
+}
+END_TEST
+
 static Suite *resume_suite(void)
 {
     Suite *s = suite_create("resume");
@@ -198,6 +291,8 @@ static Suite *resume_suite(void)
     tcase_add_test(tc, interleaved_resends_from_two_paths_apply_each_message_once);
     tcase_add_test(tc, flush_writes_each_changed_mark_once_in_store_layout);
     tcase_add_test(tc, loaded_marks_survive_growth_and_guard_resends);
+    tcase_add_test(tc, streams_idle_past_the_age_are_forgotten_with_every_mark);
+    tcase_add_test(tc, a_hello_is_trusted_only_up_to_what_was_read);
     suite_add_tcase(s, tc);
     tc = roo_test_tcase("durability", 10);
     tcase_add_test(tc, a_batch_is_durable_once_committed_and_all_its_routes_are_done);

@@ -2,7 +2,7 @@
 # roo installs like a C library people know: `meson install` into a DESTDIR gives libroo.so
 # (SONAME libroo.so.0, only the roo_* API exported), libroo.a, roo.h and roo.pc. The README's
 # tutorial, copied into an empty directory, builds there with pkg-config alone, shared and
-# static, and both binaries count as the README says.
+# static, and both binaries count as the README says; its unit test builds and passes too.
 source "$(dirname "$0")/lib.sh"
 watchdog 120
 command -v pkg-config >/dev/null || skip "no pkg-config"
@@ -39,6 +39,14 @@ cc sums.c "${extra[@]}" $(pkg-config --cflags --libs roo) -o sums 2>"$T/cc.log" 
 # shellcheck disable=SC2046
 cc sums.c "${extra[@]}" $(pkg-config --static --cflags --libs roo) -o sums-static 2>"$T/cc2.log" ||
     fail "the tutorial does not build statically with pkg-config: $(head -3 "$T/cc2.log")"
+# Its unit test too, from the installed roo/roo_test.h.
+sed -n '/<!-- tutorial:sums_test.c begin -->/,/<!-- tutorial:sums_test.c end -->/p' \
+    "$SRC/README.md" | sed '1,/^```c$/d; /^```$/,$d' >sums_test.c
+# shellcheck disable=SC2046
+cc sums_test.c "${extra[@]}" $(pkg-config --cflags --libs roo) -o sums_test 2>"$T/cc3.log" ||
+    fail "the tutorial's unit test does not build with pkg-config: $(head -3 "$T/cc3.log")"
+LD_LIBRARY_PATH=$libdir ./sums_test >"$T/unit.out" 2>&1 ||
+    fail "the tutorial's unit test failed against the installed library: $(cat "$T/unit.out")"
 cd - >/dev/null
 
 for variant in sums sums-static; do
@@ -56,4 +64,4 @@ for variant in sums sums-static; do
         fail "$variant counted wrong: $(cat "$T/$variant.out")"
     stop "$variant" || fail "$variant did not stop cleanly"
 done
-pass "installed with roo.pc; the tutorial builds from an empty directory with pkg-config, shared and static"
+pass "installed with roo.pc; the tutorial and its unit test build from an empty directory with pkg-config, shared and static"

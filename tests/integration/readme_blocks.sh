@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's shell blocks marked <!-- run: NAME --> run as written (only build/ and the
 # state directories are pointed at this test's): the by-hand Alphabet worker, the 3-worker
-# cluster with the grow-and-shrink block inside it, and the tutorial with its kill -9. Each
+# cluster with the grow-and-shrink block inside it, the tutorial with its kill -9 and its
+# unit test. Each
 # block must end by itself with what it started stopped; the ports are the README's own.
 source "$(dirname "$0")/lib.sh"
 watchdog 240
@@ -59,4 +60,13 @@ san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
 run_block tutorial "$T/tutorial.sh"
 [ "$(cat "$T/tutorial.out")" = "$(printf 'alice 5\nbob 7\nalice 15\nalice 16')" ] ||
     fail "tutorial printed: $(cat "$T/tutorial.out")"
-pass "the README's by-hand, cluster (with grow and shrink) and tutorial blocks run as written"
+
+block tutorial-test >"$T/tutorial-test.sh"
+grep -q 'sums_test' "$T/tutorial-test.sh" || fail "no tutorial-test block in the README"
+sed -n '/<!-- tutorial:sums_test.c begin -->/,/<!-- tutorial:sums_test.c end -->/p' \
+    "$SRC/README.md" | sed '1,2d;$d' | sed '$d' >"$T/work/sums_test.c"
+[ -n "$san" ] && [ "$san" != none ] && sed -i "s|^cc |cc -fsanitize=$san |" "$T/tutorial-test.sh"
+run_block tutorial-test "$T/tutorial-test.sh"
+[ "$(grep -c '^ok - ' "$T/tutorial-test.out")" = 5 ] ||
+    fail "the tutorial's unit test printed: $(cat "$T/tutorial-test.out")"
+pass "the README's by-hand, cluster (with grow and shrink), tutorial and tutorial unit-test blocks run as written"

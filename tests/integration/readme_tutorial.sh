@@ -52,4 +52,25 @@ done
 [ -n "$ok" ] || fail "tutorial output was: $got"
 stop recv || true
 stop sums2 || fail "tutorial app did not stop cleanly"
-pass "README tutorial compiles and prints alice 5, bob 7, alice 15, then alice 16 after kill -9"
+
+# The tutorial's unit test, written with the in-process test driver, passes as the README
+# gives it; and it is a test that can fail: with sums.c changed to forget a key's sum, it must.
+sed -n '/<!-- tutorial:sums_test.c begin -->/,/<!-- tutorial:sums_test.c end -->/p' \
+    "$SRC/README.md" | sed '1,2d;$d' | sed '$d' >"$T/sums_test.c"
+grep -q 'roo_test_create' "$T/sums_test.c" || fail "could not extract the tutorial's unit test"
+"$CC" -std=c11 -Wall -Wextra -Werror -O2 "${extra[@]}" -I"$SRC/include" "$T/sums_test.c" \
+    "$BUILD/src/libroo.a" "${libs[@]}" -o "$T/sums_test" ||
+    fail "the tutorial's unit test does not compile with the README's command"
+(cd "$T" && ./sums_test) >"$T/unit.out" 2>"$T/unit.err" ||
+    fail "the tutorial's unit test failed: $(cat "$T/unit.out")"
+[ "$(grep -c '^ok - ' "$T/unit.out")" = 5 ] || fail "unit test printed: $(cat "$T/unit.out")"
+mkdir "$T/broken"
+sed 's/s->sum += e.amount;/s->sum = e.amount;/' "$T/sums.c" >"$T/broken/sums.c"
+cp "$T/sums_test.c" "$T/broken/"
+"$CC" -std=c11 -O2 "${extra[@]}" -I"$SRC/include" "$T/broken/sums_test.c" \
+    "$BUILD/src/libroo.a" "${libs[@]}" -o "$T/broken/sums_test" || fail "broken copy did not build"
+if (cd "$T/broken" && ./sums_test) >"$T/broken.out" 2>&1; then
+    fail "the unit test passed a sums.c that forgets the running sum"
+fi
+grep -q '^not ok - running sums' "$T/broken.out" || fail "broken sums.c: $(cat "$T/broken.out")"
+pass "README tutorial compiles and prints alice 5, bob 7, alice 15, then alice 16 after kill -9; its unit test passes, and fails on a broken sums.c"

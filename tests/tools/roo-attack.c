@@ -9,6 +9,11 @@
  *                                            a peer with the secret says DataHello as WORKER
  *                                            and sends a batch for step STAGE: exit 0 once
  *                                            the worker closes the link
+ *   roo-attack hello HOST:PORT STREAM NEXT SECS
+ *                                            a resumable hello for STREAM at frame NEXT;
+ *                                            prints "welcome N" or "refused: TEXT"; after a
+ *                                            welcome, keeps the connection SECS seconds
+ *                                            (sending nothing); exit 0 once answered
  */
 #include <errno.h>
 #include <poll.h>
@@ -173,8 +178,41 @@ static int cmd_bad_batch(const char *to, const char *secret, const char *cid, co
     return closed_within(fd, 5000) ? 0 : 1;
 }
 
+static int cmd_hello(const char *to, const char *stream, uint64_t next, int secs)
+{
+    roo__buf out = { 0 };
+    roo__source_reply_kind kind;
+    uint64_t value;
+    char text[512];
+    uint8_t buf[4100];
+    size_t n;
+    int fd = connect_to(to);
+
+    if (fd < 0)
+        return 2;
+    roo__wire_source_hello_encode(stream, next, &out);
+    send_all(fd, out.data, out.len);
+    roo__buf_finish(&out);
+    if (recv_frame(fd, buf, sizeof(buf), &n) < 0 ||
+        roo__wire_source_reply_decode(buf + 4, n, &kind, &value, text, sizeof(text)) < 0) {
+        fprintf(stderr, "roo-attack: no answer to the hello\n");
+        return 2;
+    }
+    if (kind == ROO__SRC_REFUSED) {
+        printf("refused: %s\n", text);
+        return 0;
+    }
+    printf("welcome %llu\n", (unsigned long long)value);
+    fflush(stdout);
+    sleep((unsigned)secs);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 6 && strcmp(argv[1], "hello") == 0)
+        return cmd_hello(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
     if (argc == 3 && strcmp(argv[1], "big-frame") == 0)
         return cmd_big_frame(argv[2]);
     if (argc == 5 && strcmp(argv[1], "hold") == 0)

@@ -592,6 +592,40 @@ START_TEST(other_workers_sections_are_checked_but_not_applied)
 }
 END_TEST
 
+START_TEST(metrics_takes_a_port_or_a_range_of_ports)
+{
+    cmdline c;
+
+    ck_assert_int_eq(parse(&c, "--metrics", "127.0.0.1:5001", NULL), 0);
+    assert_addr(&c.cfg.metrics, "127.0.0.1", "5001");
+    ck_assert_uint_eq(c.cfg.metrics_last_port, 5100); /* a hundred ports, as documented */
+    done(&c);
+    ck_assert_int_eq(parse(&c, "--metrics", "my-host:5001-5003", NULL), 0);
+    assert_addr(&c.cfg.metrics, "my-host", "5001");
+    ck_assert_uint_eq(c.cfg.metrics_last_port, 5003);
+    done(&c);
+    ck_assert_int_eq(parse(&c, "--metrics", "[::1]:7000-7000", NULL), 0);
+    assert_addr(&c.cfg.metrics, "::1", "7000");
+    ck_assert_uint_eq(c.cfg.metrics_last_port, 7000);
+    done(&c);
+    ck_assert_int_eq(parse(&c, "--metrics", "127.0.0.1:65500", NULL), 0);
+    ck_assert_uint_eq(c.cfg.metrics_last_port, 65535);
+    done(&c);
+    ck_assert_int_eq(parse(&c, "--metrics", "127.0.0.1:0", NULL), 0);
+    ck_assert_uint_eq(c.cfg.metrics_last_port, 0); /* the kernel picks one */
+    done(&c);
+
+    parse(&c, "--metrics", "127.0.0.1:5003-5001", NULL);
+    assert_usage_error(&c, "--metrics");
+    parse(&c, "--metrics", "127.0.0.1:5001-", NULL);
+    assert_usage_error(&c, "--metrics");
+    parse(&c, "--metrics", "127.0.0.1:0-10", NULL);
+    assert_usage_error(&c, "--metrics");
+    parse(&c, "--metrics", "127.0.0.1:5001-70000", NULL);
+    assert_usage_error(&c, "--metrics");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -607,6 +641,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, app_args_follow_double_dash_with_argv0_first);
     tcase_add_test(tc, help_and_version_are_flagged);
     tcase_add_test(tc, parse_after_a_failed_parse_starts_fresh);
+    tcase_add_test(tc, metrics_takes_a_port_or_a_range_of_ports);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("errors", 10);
