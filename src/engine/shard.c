@@ -1,5 +1,5 @@
-/* shard.c: a processing thread: reads its source connections, runs the pipeline to
- * completion for every frame, keeps its partitions' state and seals batches.
+/* shard.c: a processing thread: runs the pipeline to completion for every frame its source
+ * connections read (source.c), keeps its partitions' state and seals batches.
  *
  * The hot path per frame is: framer -> decode callback -> roo_emit -> (key, hash, table
  * lookup, state callback) -> roo_emit -> encode callback into the batch's output buffer.
@@ -7,57 +7,15 @@
  * buffers are reused from batch to batch, and the batch is handed on once per wakeup.
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/engine-int.h"
+#include "engine/shard-int.h"
 #include "wire/wire.h"
 
-#define READ_CHUNK (512u * 1024u)
 #define ROUTES_PER_DEST 4
-
-/* Has the client said it speaks the resumable protocol (docs/source-protocol.md)? */
-typedef enum conn_kind {
-    CONN_UNKNOWN, /* nothing read yet: it may start with the resumable magic */
-    CONN_PLAIN,
-    CONN_RESUMABLE,
-} conn_kind;
-
-struct roo__source_conn {
-    roo__io io;
-    roo__shard *sh;
-    roo__source_conn *prev, *next;
-    const roo_pipeline *pipeline;
-    uint32_t first_stage;
-    roo__framer framer;
-    roo__buf partial; /* bytes of an incomplete frame, kept between reads */
-    uint64_t frames;
-    uint64_t bytes;
-    char peer[64];
-    /* resumable connections */
-    conn_kind kind;
-    bool resumable;
-    char stream_name[ROO__STREAM_NAME_MAX + 1];
-    uint64_t stream;      /* XXH3 of the name, never 0 */
-    uint64_t next_offset; /* offset of the next frame to read */
-    uint64_t acked;       /* acknowledged to the client */
-    bool claimed;         /* holds its stream in the registry (streams.h) until closed */
-    uint64_t ingress;     /* read position last put in a batch (an ingress record) */
-    bool ack_owed;        /* an acknowledgement could not be written yet */
-    /* Per sealed batch: frames below `offset` were read by the end of batch `batch_seq`. */
-    ROO__RING(struct conn_mark {
-        uint64_t batch_seq;
-        uint64_t offset;
-    })
-    marks;
-    roo__buf wbuf;
-};
-
-static void conn_mark(roo__source_conn *c, uint64_t batch_seq);
 
 static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 
@@ -338,7 +296,7 @@ static size_t batch_out_bytes(const roo__batch *b, size_t nsinks)
 }
 
 /* Full: its output, state records and the messages it holds for other workers. */
-static bool batch_full(const roo__shard *sh)
+bool roo__shard_batch_full(const roo__shard *sh)
 {
     const roo__batch *b = sh->cur;
     return batch_out_bytes(b, sh->eng->app->nsinks) + b->recs.len + sh->remote_bytes >=
@@ -436,26 +394,10 @@ static void collect_remote(roo__shard *sh)
     }
 }
 
-static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
-                      const uint8_t *val, size_t vlen);
-
 static void emit_stream_mark(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
                              size_t vlen)
 {
-    append_kv(arg, ROO__REC_STREAM, key, klen, val, vlen);
-}
-
-/* A stream's read position goes in the batch that read its frames (see streams.h). */
-static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c)
-{
-    uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
-
-    if (c->next_offset <= c->ingress)
-        return;
-    c->ingress = c->next_offset;
-    roo__key_stream(key, val, &(roo__stream_mark){ c->stream, ROO__STREAM_INGRESS, c->ingress, 0 });
-    append_kv(b, ROO__REC_STREAM, key, sizeof(key), val, sizeof(val));
-    roo__streams_advance(sh->eng->streams, c->stream, c->ingress, roo__now_ns() / 1000000000);
+    roo__shard_append_kv(arg, ROO__REC_STREAM, key, klen, val, vlen);
 }
 
 static void seal(roo__shard *sh)
@@ -474,11 +416,7 @@ static void seal(roo__shard *sh)
     roo__dur_sealed(&sh->dur, sh->batch_seq, sh->cur_routes);
     b->commit_note.seq = sh->batch_seq;
     sh->cur_routes = 0;
-    for (roo__source_conn *c = sh->conns; c; c = c->next)
-        if (c->resumable) {
-            conn_ingress(sh, b, c);
-            conn_mark(c, sh->batch_seq);
-        }
+    roo__sources_seal(sh, b);
     b->outbox_written = sh->outbox_written;
     sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;
@@ -514,7 +452,6 @@ static void batch_reset(roo__batch *b, size_t nsinks)
         b->out[i].len = 0;
 }
 
-static void acks_advance(roo__shard *sh);
 static void imports_committed(roo__shard *sh);
 static void track_check(roo__shard *sh);
 
@@ -539,7 +476,7 @@ static void batch_committed_note(roo__shard *sh, struct roo__commit_note *note)
         imports_committed(sh);
     if (sh->track && !sh->track_reported)
         track_check(sh);
-    acks_advance(sh);
+    roo__sources_ack(sh);
 }
 
 static void batch_returned(roo__shard *sh, roo__batch *b)
@@ -557,412 +494,11 @@ static void batch_returned(roo__shard *sh, roo__batch *b)
     sh->nfree++;
 }
 
-/* ---- source connections ---- */
-
-/* A source connection io handed us is gone: io counts the open ones (--max-connections). */
-static void source_gone(roo__shard *sh, uint32_t pipeline)
-{
-    atomic_fetch_add_explicit(&sh->eng->source_closed[pipeline], 1, memory_order_relaxed);
-}
-
-static void conn_close(roo__source_conn *c, bool log_it)
-{
-    roo__shard *sh = c->sh;
-
-    if (log_it)
-        roo__log_info("source '%s': connection from %s closed after %llu frames", c->pipeline->name,
-                      c->peer, (unsigned long long)c->frames);
-    roo__io_stop(sh->loop, &c->io);
-    close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        sh->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    sh->nconns--;
-    atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
-    source_gone(sh, c->pipeline->index);
-    if (c->claimed)
-        roo__streams_release(sh->eng->streams, c->stream, roo__now_ns() / 1000000000);
-    roo__buf_finish(&c->partial);
-    roo__buf_finish(&c->wbuf);
-    roo__ring_free(&c->marks);
-    free(c);
-}
-
-/*
- * Close a connection whose bytes this worker will not take (a bad frame or hello, a stop):
- * with a reset, not a FIN, so that a plain client, which has no other channel, learns that
- * what it sent was not all read (roo-sender then exits 1).
- */
-static void conn_abort(roo__source_conn *c)
-{
-    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    conn_close(c, false);
-}
-
-/* Run every whole frame in buf through the pipeline; *ret_used gets the bytes consumed. */
-static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, size_t *ret_used)
-{
-    roo__shard *sh = c->sh;
-    roo__source_counts *counts = &sh->source_counts[c->pipeline->index];
-    roo_emitter em = { sh, c->first_stage };
-    roo_decode_fn decode = c->pipeline->source.decode;
-    void *ctx = c->pipeline->source.ctx;
-    uint64_t frames = 0;
-    size_t off = 0;
-    roo__frame fr;
-    int rc;
-
-    while ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) == ROO__FRAME_OK) {
-        int drc;
-        if (ROO__UNLIKELY(c->resumable)) {
-            /* Messages of this frame get its identity, numbered as they reach state. */
-            sh->id = (roo__msg_id){ c->stream, c->next_offset, 0 };
-            sh->id_fixed = false;
-        }
-        drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
-        if (ROO__UNLIKELY(c->resumable)) {
-            sh->id.stream = 0;
-            if (drc >= 0)
-                c->next_offset++;
-        }
-        if (ROO__UNLIKELY(drc < 0)) {
-            atomic_fetch_add_explicit(&counts->rejected, 1, memory_order_relaxed);
-            roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
-                          "(%zu-byte payload): %s; closing the connection",
-                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + frames + 1),
-                          fr.payload_len, roo_strerror(drc));
-            rc = drc;
-            break;
-        }
-        off += fr.frame_len;
-        frames++;
-    }
-    c->frames += frames;
-    sh->cur->nin += frames;
-    /* Once per read, not per frame: the metrics' only cost on this path. */
-    atomic_fetch_add_explicit(&counts->frames, frames, memory_order_relaxed);
-    if (rc == ROO_EFRAMESIZE) {
-        atomic_fetch_add_explicit(&counts->oversize, 1, memory_order_relaxed);
-        if (c->framer.framing == ROO_FRAMING_LENGTH)
-            roo__log_warn("source '%s': connection from %s: frame %llu declares a %llu-byte "
-                          "payload, over --max-frame %zu; closing the connection",
-                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + 1),
-                          (unsigned long long)roo__framer_header_value(&c->framer, buf + off),
-                          c->framer.max_frame);
-        else
-            roo__log_warn("source '%s': connection from %s: line %llu is longer than "
-                          "--max-frame %zu; closing the connection",
-                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + 1),
-                          c->framer.max_frame);
-    }
-    *ret_used = off;
-    return rc < 0 ? rc : 0;
-}
-
-static void conn_eof(roo__source_conn *c, uint8_t *buf, size_t have)
-{
-    if (have > 0 && c->framer.framing == ROO_FRAMING_LINE) {
-        /* A last line without '\n' is still a line. */
-        size_t used;
-        buf[have] = '\n';
-        if (conn_process(c, buf, have + 1, &used) < 0) {
-            conn_close(c, false);
-            return;
-        }
-        have = 0;
-    }
-    if (have > 0) {
-        if (have >= c->framer.header_len)
-            roo__log_warn("source '%s': connection from %s closed in the middle of frame %llu "
-                          "(%zu of %llu bytes); discarding the partial frame",
-                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + 1),
-                          have - c->framer.header_len,
-                          (unsigned long long)roo__framer_header_value(&c->framer, buf));
-        else
-            roo__log_warn("source '%s': connection from %s closed in the middle of a frame "
-                          "header (%zu of %u bytes); discarding it",
-                          c->pipeline->name, c->peer, have, c->framer.header_len);
-    }
-    conn_close(c, true);
-}
-
-/* ---- resumable connections (docs/source-protocol.md) ---- */
-
-/* Write a reply now; a client that does not read its acknowledgements only loses those. */
-static int conn_reply(roo__source_conn *c, roo__source_reply_kind kind, uint64_t value,
-                      const char *text)
-{
-    ssize_t n;
-
-    c->wbuf.len = 0;
-    roo__wire_source_reply_encode(kind, value, text, &c->wbuf);
-    n = send(c->io.fd, c->wbuf.data, c->wbuf.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n == (ssize_t)c->wbuf.len)
-        return 0;
-    return n < 0 && errno != EAGAIN ? -errno : -EAGAIN;
-}
-
-/*
- * Take the stream for this connection, or refuse the hello: another connection of the
- * stream is open, or (a standalone worker, which reads every frame of its streams itself)
- * next_offset is past what was read here, so the frames it claims applied never were.
- */
-static int conn_claim(roo__source_conn *c, uint64_t next)
-{
-    const roo__engine_cfg *cfg = &c->sh->eng->cfg;
-    char other[64] = "", why[ROO__STREAM_NAME_MAX + 160];
-    uint64_t stored = 0;
-    roo__stream_refusal r;
-
-    r = roo__streams_claim(c->sh->eng->streams, c->stream, next, c->peer,
-                           cfg->mode == ROO__STANDALONE, roo__now_ns() / 1000000000, &stored, other,
-                           sizeof(other));
-    if (r == ROO__STREAM_OK) {
-        c->claimed = true;
-        return 0;
-    }
-    if (r == ROO__STREAM_LIVE)
-        snprintf(why, sizeof(why), "stream '%s' is already connected (from %s)", c->stream_name,
-                 other);
-    else
-        snprintf(why, sizeof(why),
-                 "stream '%s' was read here up to frame %llu, not %llu: frames the hello "
-                 "claims were never read",
-                 c->stream_name, (unsigned long long)stored, (unsigned long long)next);
-    roo__log_warn("source '%s': connection from %s: hello refused: %s; closing the connection",
-                  c->pipeline->name, c->peer, why);
-    conn_reply(c, ROO__SRC_REFUSED, 0, why);
-    return r == ROO__STREAM_LIVE ? -EBUSY : -ERANGE;
-}
-
-/*
- * A resumable client reconnects after any break, and its stream stays claimed while this
- * end believes the old connection open: keepalives find a peer that vanished (host down,
- * network cut) within about 30 s instead of the kernel's two hours.
- */
-static void conn_keepalive(roo__source_conn *c)
-{
-    int on = 1, idle = 10, intvl = 5, cnt = 4;
-
-    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-    (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
-/*
- * The first bytes of a connection: the resumable magic and a hello, or a plain stream.
- * Returns 1 (decided; *ret_skip = bytes of handshake to skip), 0 (need more) or < 0.
- */
-static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, size_t *ret_skip)
-{
-    uint64_t next;
-    uint32_t hl;
-    int rc;
-
-    if (memcmp(buf, ROO__SOURCE_MAGIC, ROO__MIN(have, (size_t)ROO__SOURCE_MAGIC_LEN)) != 0) {
-        c->kind = CONN_PLAIN;
-        *ret_skip = 0;
-        return 1;
-    }
-    if (have < ROO__SOURCE_MAGIC_LEN + 4)
-        return 0;
-    hl = roo__load_be32(buf + ROO__SOURCE_MAGIC_LEN);
-    if (hl > ROO__SOURCE_FRAME_MAX) {
-        roo__log_warn("source '%s': connection from %s: resumable hello of %u bytes is over "
-                      "the limit of %u; closing the connection",
-                      c->pipeline->name, c->peer, hl, ROO__SOURCE_FRAME_MAX);
-        return ROO_EFRAMESIZE;
-    }
-    if (have < ROO__SOURCE_MAGIC_LEN + 4 + hl)
-        return 0;
-    rc = roo__wire_source_hello_decode(buf + ROO__SOURCE_MAGIC_LEN + 4, hl, c->stream_name,
-                                       sizeof(c->stream_name), &next);
-    if (rc < 0) {
-        roo__log_warn("source '%s': connection from %s: malformed resumable hello; closing the "
-                      "connection",
-                      c->pipeline->name, c->peer);
-        conn_reply(c, ROO__SRC_REFUSED, 0, "malformed hello");
-        return rc;
-    }
-    c->stream = roo__key_hash(c->stream_name, strlen(c->stream_name)) | 1;
-    rc = conn_claim(c, next);
-    if (rc < 0)
-        return rc;
-    c->kind = CONN_RESUMABLE;
-    c->resumable = true;
-    c->next_offset = c->acked = c->ingress = next;
-    conn_keepalive(c);
-    rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
-    if (rc < 0) {
-        roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
-                      "the connection",
-                      c->pipeline->name, c->peer, roo_strerror(rc));
-        return rc;
-    }
-    roo__log_info("source '%s': connection from %s continues stream '%s' at frame %llu",
-                  c->pipeline->name, c->peer, c->stream_name, (unsigned long long)next);
-    *ret_skip = ROO__SOURCE_MAGIC_LEN + 4 + hl;
-    return 1;
-}
-
-/* At a seal: frames below next_offset were read by the end of batch batch_seq. */
-static void conn_mark(roo__source_conn *c, uint64_t batch_seq)
-{
-    uint64_t last = c->marks.len ? roo__ring_last(&c->marks).offset : c->acked;
-
-    if (c->next_offset <= last)
-        return;
-    roo__ring_push(&c->marks, (struct conn_mark){ batch_seq, c->next_offset });
-}
-
-/* Batches became durable: acknowledge what each resumable connection's frames reached. */
-static void hold_check(roo__shard *sh);
-
-static void acks_advance(roo__shard *sh)
-{
-    bool moved = roo__dur_advance(&sh->dur);
-
-    if (moved && sh->hold_epoch && !sh->hold_reported)
-        hold_check(sh);
-
-    sh->acks_owed = false;
-    for (roo__source_conn *c = sh->conns; c; c = c->next) {
-        if (!c->resumable)
-            continue;
-        while (moved && c->marks.len &&
-               roo__ring_at(&c->marks, 0).batch_seq <= sh->dur.durable_seq) {
-            c->acked = roo__ring_at(&c->marks, 0).offset;
-            roo__ring_pop(&c->marks);
-            c->ack_owed = true;
-        }
-        if (c->ack_owed) {
-            int rc = conn_reply(c, ROO__SRC_ACK, c->acked, NULL);
-            c->ack_owed = rc == -EAGAIN; /* try again on the next wakeup */
-            sh->acks_owed |= c->ack_owed;
-        }
-    }
-}
-
-static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
-{
-    roo__source_conn *c = ROO__CONTAINER_OF(io, roo__source_conn, io);
-    roo__shard *sh = c->sh;
-    uint8_t *buf = sh->rbuf.data;
-    size_t have = c->partial.len, used;
-    ssize_t n;
-
-    (void)loop;
-    (void)events;
-    /* A full batch waits for the prepare hook to seal it; the socket stays readable. */
-    if (!sh->cur || batch_full(sh))
-        return;
-    /* Messages held during a partition move come before anything read after it. */
-    if (ROO__UNLIKELY(sh->routes_first) && sh->route_in_head)
-        return;
-    if (have)
-        memcpy(buf, c->partial.data, have);
-    n = read(io->fd, buf + have, READ_CHUNK);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        roo__log_warn("source '%s': connection from %s: read failed: %s; closing it",
-                      c->pipeline->name, c->peer, strerror(errno));
-        conn_close(c, true);
-        return;
-    }
-    if (n == 0) {
-        conn_eof(c, buf, have);
-        return;
-    }
-    c->bytes += (uint64_t)n;
-    atomic_fetch_add_explicit(&sh->source_counts[c->pipeline->index].bytes, (uint64_t)n,
-                              memory_order_relaxed);
-    have += (size_t)n;
-    if (ROO__UNLIKELY(c->kind == CONN_UNKNOWN)) {
-        size_t skip = 0;
-        int hrc = conn_handshake(c, buf, have, &skip);
-        if (hrc < 0) {
-            conn_abort(c);
-            return;
-        }
-        if (hrc == 0) {
-            /* Not all of the hello yet: keep it for the next read. */
-            c->partial.len = 0;
-            roo__buf_append(&c->partial, buf, have);
-            return;
-        }
-        buf += skip;
-        have -= skip;
-    }
-    if (conn_process(c, buf, have, &used) < 0) {
-        conn_abort(c);
-        return;
-    }
-    c->partial.len = 0;
-    if (used < have)
-        roo__buf_append(&c->partial, buf + used, have - used);
-}
-
-static void conn_add(roo__shard *sh, const roo__conn_msg *m)
-{
-    roo__source_conn *c = roo__xcalloc(1, sizeof(*c));
-    const roo_pipeline *p = sh->eng->app->pipelines[m->pipeline];
-    int rc;
-
-    c->sh = sh;
-    c->pipeline = p;
-    c->first_stage = p->first_stage;
-    roo__framer_init(&c->framer, &p->source, sh->eng->cfg.max_frame);
-    snprintf(c->peer, sizeof(c->peer), "%s", m->peer);
-    c->io.cb = conn_on_io;
-    c->io.data = c;
-    c->io.fd = m->fd;
-    if (!sh->paused) {
-        rc = roo__io_start(sh->loop, &c->io, m->fd, EPOLLIN | EPOLLRDHUP);
-        if (rc < 0) {
-            roo__log_error("source '%s': cannot watch connection from %s: %s", p->name, m->peer,
-                           roo_strerror(rc));
-            close(m->fd);
-            source_gone(sh, m->pipeline);
-            free(c);
-            return;
-        }
-    }
-    c->next = sh->conns;
-    if (sh->conns)
-        sh->conns->prev = c;
-    sh->conns = c;
-    sh->nconns++;
-    atomic_store_explicit(&sh->nconns_pub, sh->nconns, memory_order_relaxed);
-    roo__log_info("source '%s': connection from %s (thread %u)", p->name, m->peer, sh->idx);
-}
-
-static void set_paused(roo__shard *sh, bool paused)
-{
-    sh->paused = paused;
-    for (roo__source_conn *c = sh->conns; c; c = c->next) {
-        if (paused) {
-            roo__io_stop(sh->loop, &c->io);
-        } else {
-            int rc = roo__io_start(sh->loop, &c->io, c->io.fd, EPOLLIN | EPOLLRDHUP);
-            if (rc < 0)
-                roo__log_error("source '%s': cannot resume connection from %s: %s",
-                               c->pipeline->name, c->peer, roo_strerror(rc));
-        }
-    }
-}
-
 /* ---- routes from other shards ---- */
 
 /* Append a non-state record (link or stream bookkeeping) to the batch. */
-static void append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
-                      const uint8_t *val, size_t vlen)
+void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
+                          const uint8_t *val, size_t vlen)
 {
     uint16_t h16[4] = { 0, 0, (uint16_t)klen, kind };
     uint32_t v32 = (uint32_t)vlen;
@@ -988,7 +524,7 @@ static void note_link_applied(roo__shard *sh, const roo__route *r)
     size_t klen = roo__key_link(key, r->link_peer, sh->idx);
 
     roo__val_link(val, r->link_incarnation, r->link_seq);
-    append_kv(b, ROO__REC_LINK, key, klen, val, sizeof(val));
+    roo__shard_append_kv(b, ROO__REC_LINK, key, klen, val, sizeof(val));
     if (b->nacks == b->acks_cap) {
         b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 8;
         b->acks = roo__xrealloc(b->acks, b->acks_cap * sizeof(*b->acks));
@@ -1158,7 +694,7 @@ static void drop_finish(roo__entry *e, void *arg)
 }
 
 /* A hold's fence: every batch sealed before it is durable (committed, routes applied). */
-static void hold_check(roo__shard *sh)
+void roo__shard_hold_check(roo__shard *sh)
 {
     if (!sh->hold_epoch || sh->hold_reported)
         return;
@@ -1230,7 +766,7 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
     }
     free(m);
     publish_owned(sh);
-    hold_check(sh);
+    roo__shard_hold_check(sh);
 }
 
 /* ---- partitions moving here ---- */
@@ -1364,9 +900,9 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             roo__conn_msg *m = (roo__conn_msg *)n;
             if (sh->stopping) {
                 close(m->fd);
-                source_gone(sh, m->pipeline);
+                roo__source_gone(sh, m->pipeline);
             } else {
-                conn_add(sh, m);
+                roo__source_add(sh, m);
             }
             free(m);
             break;
@@ -1411,7 +947,7 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         case ROO__Q_ROUTE_DONE:
             roo__dur_route_done(&sh->dur, ((roo__route_done *)n)->batch_seq);
             free(n);
-            acks_advance(sh);
+            roo__sources_ack(sh);
             break;
         case ROO__Q_STOP:
             sh->stopping = true;
@@ -1424,7 +960,7 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
                     roo__log_info("source '%s': closing the connection from %s: this worker "
                                   "left the cluster; the client should send to another worker",
                                   sh->conns->pipeline->name, sh->conns->peer);
-                conn_abort(sh->conns);
+                roo__source_abort(sh->conns);
             }
             free(n);
             break;
@@ -1450,56 +986,6 @@ static void report_status(roo__shard *sh, bool quiescent)
     roo__queue_push(&sh->eng->io_q, &m->node);
 }
 
-/* ---- forgetting idle streams (--stream-max-idle) ---- */
-
-static int64_t expire_interval_ms(const roo__engine *e)
-{
-    return ROO__MAX(1000, ROO__MIN(60000, (int64_t)e->cfg.stream_max_idle_s * 250));
-}
-
-static void expire_timer_cb(roo__loop *loop, roo__timer *t)
-{
-    roo__shard *sh = t->data;
-
-    sh->expire_due = true; /* the prepare hook does it, in a batch */
-    roo__timer_start(loop, t, expire_interval_ms(sh->eng));
-}
-
-static void append_stream_del(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
-                              size_t vlen)
-{
-    (void)val, (void)vlen;
-    append_kv(arg, ROO__REC_STREAM_DEL, key, klen, NULL, 0);
-}
-
-static void forget_read_position(void *arg, uint64_t stream)
-{
-    uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
-
-    roo__key_stream(key, val, &(roo__stream_mark){ stream, ROO__STREAM_INGRESS, 0, 0 });
-    append_kv(arg, ROO__REC_STREAM_DEL, key, sizeof(key), NULL, 0);
-}
-
-/*
- * Each thread forgets the marks of streams it has not seen for the age; thread 0 also the
- * read positions of streams no connection has read for it. Deleted in the current batch.
- */
-static void expire_streams(roo__shard *sh)
-{
-    int64_t now_s = roo__now_ns() / 1000000000, age = sh->eng->cfg.stream_max_idle_s;
-    size_t marks, positions = 0;
-
-    sh->expire_due = false;
-    marks = roo__dedup_expire(sh->dedup, now_s - age, append_stream_del, sh->cur);
-    if (sh->idx == 0)
-        positions =
-            roo__streams_expire(sh->eng->streams, now_s, age, forget_read_position, sh->cur);
-    if (marks || positions)
-        roo__log_info("thread %u: forgot %zu resumable stream(s) idle for more than %lld s "
-                      "(%zu read position(s), the marks of %zu)",
-                      sh->idx, ROO__MAX(marks, positions), (long long)age, positions, marks);
-}
-
 static bool shard_prepare(roo__loop *loop, void *data)
 {
     roo__shard *sh = data;
@@ -1507,11 +993,11 @@ static bool shard_prepare(roo__loop *loop, void *data)
 
     (void)loop;
     if (sh->acks_owed)
-        acks_advance(sh);
+        roo__sources_ack(sh);
     if (sh->drop_pending && sh->cur)
         record_drops(sh);
     if (sh->expire_due && sh->cur)
-        expire_streams(sh);
+        roo__sources_expire(sh);
     /* One piece of a moving partition per pass: its commit overlaps the next piece. */
     if (sh->imports_head && sh->cur) {
         roo__qnode *n = sh->imports_head;
@@ -1534,15 +1020,15 @@ static bool shard_prepare(roo__loop *loop, void *data)
      * bigger batch when commits lag is exactly the group commit we want), when it is full,
      * or when stopping.
      */
-    if (sh->cur && !batch_empty(sh) && (sh->nfree > 0 || batch_full(sh) || sh->stopping))
+    if (sh->cur && !batch_empty(sh) && (sh->nfree > 0 || roo__shard_batch_full(sh) || sh->stopping))
         seal(sh);
     flush_routes(sh);
 
     want_pause =
-        !sh->stopping && (!sh->cur || batch_full(sh) ||
+        !sh->stopping && (!sh->cur || roo__shard_batch_full(sh) ||
                           sh->routes_inflight >= ROUTES_PER_DEST * (sh->ndests ? sh->ndests : 1));
     if (want_pause != sh->paused)
-        set_paused(sh, want_pause);
+        roo__sources_pause(sh, want_pause);
 
     if (sh->stopping) {
         bool q = sh->nconns == 0 && sh->cur && batch_empty(sh) && sh->nfree + 1 == sh->nbatches &&
@@ -1580,7 +1066,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->route_out = roo__xcalloc(e->nshards, sizeof(*sh->route_out));
     sh->route_cap = e->nshards;
     sh->ndests = 0;
-    roo__buf_reserve(&sh->rbuf, READ_CHUNK + e->cfg.max_frame + 16);
+    roo__buf_reserve(&sh->rbuf, ROO__READ_CHUNK + e->cfg.max_frame + 16);
     sh->source_counts = roo__xcalloc(e->app->npipelines, sizeof(*sh->source_counts));
     sh->step_errors = roo__xcalloc(e->app->nstages, sizeof(*sh->step_errors));
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,
@@ -1615,11 +1101,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     if (rc < 0)
         return rc;
     roo__loop_set_prepare(sh->loop, shard_prepare, sh);
-    if (e->cfg.stream_max_idle_s) {
-        sh->expire_timer.cb = expire_timer_cb;
-        sh->expire_timer.data = sh;
-        roo__timer_start(sh->loop, &sh->expire_timer, expire_interval_ms(e));
-    }
+    roo__sources_expire_start(sh);
     return 0;
 }
 
@@ -1650,7 +1132,7 @@ void roo__shard_finish(roo__shard *sh)
         return;
     nsinks = sh->eng->app->nsinks;
     while (sh->conns)
-        conn_close(sh->conns, false);
+        roo__source_close(sh->conns, false);
     /* Messages still queued to us (before the batches go: commit notes live in them). */
     for (roo__qnode *n = roo__queue_take_all(&sh->inbox), *next; n; n = next) {
         next = n->next;

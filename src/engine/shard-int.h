@@ -1,0 +1,78 @@
+/* shard-int.h: what shard.c (a processing thread's loop, pipeline and batches) and source.c
+ * (its source connections) share. Everything here runs on the shard's own thread. */
+#ifndef ROO_SHARD_INT_H
+#define ROO_SHARD_INT_H
+
+#include "engine/engine-int.h"
+
+/* One read from a source connection: big, so that the hot path sees many frames per call. */
+#define ROO__READ_CHUNK (512u * 1024u)
+
+/* Has the client said it speaks the resumable protocol (docs/source-protocol.md)? */
+typedef enum conn_kind {
+    CONN_UNKNOWN, /* nothing read yet: it may start with the resumable magic */
+    CONN_PLAIN,
+    CONN_RESUMABLE,
+} conn_kind;
+
+struct roo__source_conn {
+    roo__io io;
+    roo__shard *sh;
+    roo__source_conn *prev, *next;
+    const roo_pipeline *pipeline;
+    uint32_t first_stage;
+    roo__framer framer;
+    roo__buf partial; /* bytes of an incomplete frame, kept between reads */
+    uint64_t frames;
+    uint64_t bytes;
+    char peer[64];
+    /* resumable connections */
+    conn_kind kind;
+    bool resumable;
+    char stream_name[ROO__STREAM_NAME_MAX + 1];
+    uint64_t stream;      /* XXH3 of the name, never 0 */
+    uint64_t next_offset; /* offset of the next frame to read */
+    uint64_t acked;       /* acknowledged to the client */
+    bool claimed;         /* holds its stream in the registry (streams.h) until closed */
+    uint64_t ingress;     /* read position last put in a batch (an ingress record) */
+    bool ack_owed;        /* an acknowledgement could not be written yet */
+    /* Per sealed batch: frames below `offset` were read by the end of batch `batch_seq`. */
+    ROO__RING(struct conn_mark {
+        uint64_t batch_seq;
+        uint64_t offset;
+    })
+    marks;
+    roo__buf wbuf;
+};
+
+/* ---- shard.c ---- */
+
+/* Append a non-state record (link or stream bookkeeping) to the batch. */
+void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
+                          const uint8_t *val, size_t vlen);
+/* The current batch is full: seal it before reading more. */
+bool roo__shard_batch_full(const roo__shard *sh);
+/* A move's hold: report once every batch sealed before it is durable. */
+void roo__shard_hold_check(roo__shard *sh);
+
+/* ---- source.c ---- */
+
+/* A connection io accepted for us (ROO__Q_CONN). */
+void roo__source_add(roo__shard *sh, const roo__conn_msg *m);
+/* Close a connection (log_it: with its "closed after N frames" line). */
+void roo__source_close(roo__source_conn *c, bool log_it);
+/* Close it with a reset: this worker will not read its bytes to the end. */
+void roo__source_abort(roo__source_conn *c);
+/* A connection io handed us is gone (io counts the open ones for --max-connections). */
+void roo__source_gone(roo__shard *sh, uint32_t pipeline);
+/* Stop or resume reading every connection (back-pressure). */
+void roo__sources_pause(roo__shard *sh, bool paused);
+/* At a seal: resumable connections' read positions and acknowledgement marks. */
+void roo__sources_seal(roo__shard *sh, roo__batch *b);
+/* Batches became durable: acknowledge what each resumable connection's frames reached. */
+void roo__sources_ack(roo__shard *sh);
+/* --stream-max-idle: start the timer; forget idle streams (in the current batch). */
+void roo__sources_expire_start(roo__shard *sh);
+void roo__sources_expire(roo__shard *sh);
+
+#endif /* ROO_SHARD_INT_H */
