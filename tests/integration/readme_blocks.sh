@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's shell blocks marked <!-- run: NAME --> run as written (only build/ and the
 # state directories are pointed at this test's): the by-hand Alphabet worker, the 3-worker
-# cluster with the grow-and-shrink block inside it, the tutorial with its kill -9 and its
-# unit test. Each
-# block must end by itself with what it started stopped; the ports are the README's own.
+# cluster with the metrics (a real Prometheus) and grow-and-shrink blocks inside it, the
+# tutorial with its kill -9 and its unit test. Each block must end by itself with what it
+# started stopped; the ports are the README's own.
 source "$(dirname "$0")/lib.sh"
 watchdog 240
 
@@ -15,7 +15,7 @@ block() { # block NAME: the shell block after <!-- run: NAME ...-->, paths made 
         inside { print }' "$SRC/README.md" |
         sed "s|build/|$BUILD/|g; s|/var/tmp/roo/|$T/state/|g; s|/tmp/sums|$T/state/sums|g"
 }
-readme_ports=(6000 6001 6002 6012 6020 6021 6022 6032 7002 7010 7011 7012 7013)
+readme_ports=(5001 5002 5003 6000 6001 6002 6012 6020 6021 6022 6032 7002 7010 7011 7012 7013 9090)
 for p in "${readme_ports[@]}"; do
     port_busy "$p" && skip "port $p, which the README's blocks use, is taken on this machine"
 done
@@ -37,16 +37,24 @@ run_block by-hand "$T/by-hand.sh"
 grep -q 'records=1000000' "$T/by-hand.err" "$T/by-hand.out" ||
     fail "by-hand: the sink did not get 1,000,000 outputs: $(tail -3 "$T/by-hand.err")"
 
-# The grow block belongs inside the cluster block, before the shutdown line.
+# The metrics and grow blocks belong inside the cluster block, before the shutdown line
+# (metrics first: it counts the cluster's 1,000,000 votes before the grow sends more).
 block cluster >"$T/cluster-only.sh"
+block metrics >"$T/metrics.sh"
 block grow >"$T/grow.sh"
-grep -q 'shutdown' "$T/cluster-only.sh" && grep -q -- '--join' "$T/grow.sh" ||
-    fail "no cluster or grow block in the README"
-awk -v grow="$T/grow.sh" '/roo-ctl .*shutdown/ { while ((getline l < grow) > 0) print l }
+grep -q 'shutdown' "$T/cluster-only.sh" && grep -q -- '--join' "$T/grow.sh" &&
+    grep -q prometheus "$T/metrics.sh" || fail "no cluster, metrics or grow block in the README"
+cat "$T/metrics.sh" "$T/grow.sh" >"$T/inside.sh"
+awk -v inside="$T/inside.sh" '/roo-ctl .*shutdown/ { while ((getline l < inside) > 0) print l }
     { print }' "$T/cluster-only.sh" >"$T/cluster.sh"
+mkdir -p "$T/work/config"
+cp "$SRC/config/prometheus.yml" "$T/work/config/"
 run_block cluster "$T/cluster.sh"
 grep -q '"worker_count": 3' "$T/cluster.out" || fail "cluster: no status with 3 workers"
 grep -q '"values": {' "$T/cluster.out" || fail "cluster: no query answer"
+grep -q '^roo_source_frames_total{worker=' "$T/cluster.out" || fail "metrics: no /metrics answer"
+grep -q '"value":\[[0-9.]*,"1000000"\]' "$T/cluster.out" ||
+    fail "metrics: Prometheus did not sum the 1,000,000 frames: $(grep -m1 result "$T/cluster.out")"
 grep -q '"done": true' "$T/cluster.out" || fail "cluster: the shrink did not finish"
 grep -q '"shutting_down": true' "$T/cluster.out" || fail "cluster: no shutdown"
 
@@ -69,4 +77,4 @@ sed -n '/<!-- tutorial:sums_test.c begin -->/,/<!-- tutorial:sums_test.c end -->
 run_block tutorial-test "$T/tutorial-test.sh"
 [ "$(grep -c '^ok - ' "$T/tutorial-test.out")" = 5 ] ||
     fail "the tutorial's unit test printed: $(cat "$T/tutorial-test.out")"
-pass "the README's by-hand, cluster (with grow and shrink), tutorial and tutorial unit-test blocks run as written"
+pass "the README's by-hand, cluster (with metrics, Prometheus, grow and shrink), tutorial and tutorial unit-test blocks run as written"
