@@ -39,6 +39,10 @@ static void usage(FILE *f)
           "                  waits until the move is done (asks the initializer, found through\n"
           "                  any worker); if the connection breaks it asks again (the same\n"
           "                  shrink --workers asked twice is one shrink) until --timeout\n"
+          "  move --abort    give up the partition move under way (a grow or shrink waiting on a\n"
+          "                  worker that is gone) while it is in its pre-copy: the table stays\n"
+          "                  as it was and workers it was adding are refused; past the pre-copy\n"
+          "                  the move cannot be undone and finishes when those workers report\n"
           "\n"
           "Options:\n"
           "  -e, --external ADDRS  the workers to ask, in order (required): HOST:PORT, or a\n"
@@ -55,6 +59,7 @@ static void usage(FILE *f)
           "      --workers A,B     with shrink: the workers to remove, by --name\n"
           "      --count N         with shrink: remove N workers (the most recently added)\n"
           "      --query           with shrink: only print which workers could leave\n"
+          "      --abort           with move: abort the move under way\n"
           "  -h, --help            this text\n"
           "  -V, --version         print the version\n"
           "\n"
@@ -269,7 +274,7 @@ static void print_answer(const char *text, const json_t *doc, ctl_format format,
 }
 
 /*
- * shrink: only the initializer moves partitions; any worker names it. The same shrink asked
+ * shrink and move --abort: only the initializer moves partitions; any worker names it. The same shrink asked
  * again is the same shrink (the initializer attaches to the move under way, or answers that
  * the workers already left), so a broken connection is simply asked again, of every target
  * in turn, until the timeout: a worker that is killed or restarting does not lose it. Only
@@ -325,6 +330,13 @@ static int shrink(const targets *t, const roo__ext_request *req, ctl_format form
                 return 1;
             }
             free(error);
+            if (sent && req->cmd == ROO__EXT_MOVE_ABORT) {
+                fprintf(stderr,
+                        "roo-ctl: %s: %s after the abort was sent; see roo-ctl status for "
+                        "whether the move is still under way\n",
+                        ctl_addr_text(a), roo_strerror(rc));
+                return 1;
+            }
             if (sent && !req->nworkers && !req->dry_run) {
                 /* --count N names no one: asked again after the first took effect, it would
                  * remove N more workers. */
@@ -336,7 +348,8 @@ static int shrink(const targets *t, const roo__ext_request *req, ctl_format form
             }
         }
         if (ctl_now_ms() >= deadline) {
-            fprintf(stderr, "roo-ctl: no worker answered the shrink within %llu s (last: %s)\n",
+            fprintf(stderr, "roo-ctl: no worker answered the %s within %llu s (last: %s)\n",
+                    req->cmd == ROO__EXT_MOVE_ABORT ? "abort" : "shrink",
                     (unsigned long long)t->timeout_s, roo_strerror(rc));
             return 1;
         }
@@ -405,6 +418,7 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'W' },
         { "count", required_argument, NULL, 'C' },
         { "query", no_argument, NULL, 'Q' },
+        { "abort", no_argument, NULL, 'A' },
         { "secret", required_argument, NULL, 'k' },
         { "format", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
@@ -414,14 +428,14 @@ int main(int argc, char **argv)
     const char *ext = NULL, *state = "", *secret = NULL;
     char *workers = NULL;
     uint64_t timeout = 10, wait_ready = 0, count = 0;
-    bool timeout_set = false, shrink_query = false;
+    bool timeout_set = false, shrink_query = false, abort_move = false;
     ctl_format format = CTL_JSON;
     roo__ext_request req = { 0 };
     targets t = { 0 };
     int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:Qk:f:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:QAk:f:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
@@ -463,6 +477,9 @@ int main(int argc, char **argv)
         case 'Q':
             shrink_query = true;
             break;
+        case 'A':
+            abort_move = true;
+            break;
         case 'k':
             secret = optarg;
             break;
@@ -492,8 +509,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr,
-                "roo-ctl: give a command: status, query, shutdown or shrink (see --help)\n");
+        fprintf(stderr, "roo-ctl: give a command: status, query, shutdown, shrink or move (see "
+                        "--help)\n");
         return 2;
     }
     if (strcmp(argv[optind], "status") == 0) {
@@ -504,11 +521,18 @@ int main(int argc, char **argv)
         req.cmd = ROO__EXT_QUERY;
     } else if (strcmp(argv[optind], "shrink") == 0) {
         req.cmd = ROO__EXT_SHRINK;
+    } else if (strcmp(argv[optind], "move") == 0) {
+        req.cmd = ROO__EXT_MOVE_ABORT;
     } else {
         fprintf(stderr,
-                "roo-ctl: unknown command '%s': use status, query, shutdown or shrink (see "
-                "--help)\n",
+                "roo-ctl: unknown command '%s': use status, query, shutdown, shrink or move "
+                "(see --help)\n",
                 argv[optind]);
+        return 2;
+    }
+    if ((req.cmd == ROO__EXT_MOVE_ABORT) != abort_move) {
+        fprintf(stderr, "roo-ctl: %s (see --help)\n",
+                abort_move ? "--abort goes with move" : "move needs --abort");
         return 2;
     }
     if (req.cmd != ROO__EXT_SHRINK && (workers || count || shrink_query)) {
@@ -568,6 +592,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < nk; i++)
             roo__buf_finish(&req.keys[i]);
         free(req.keys);
+    } else if (req.cmd == ROO__EXT_MOVE_ABORT) {
+        rc = shrink(&t, &req, format);
     } else if (req.cmd == ROO__EXT_SHRINK) {
         char *list = workers ? strdup(workers) : NULL, *tok, *rest = list;
         size_t n = 0;

@@ -298,6 +298,7 @@ void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
 void roo__coord_pending_stored(cluster *cl);
 bool roo__coord_rebalance(roo__topology *t);
 void roo__coord_begin(cluster *cl, roo__topology *t, const char *what);
+int roo__coord_abort(cluster *cl, const char *why);
 void roo__coord_drain_evaluate(cluster *cl);
 void roo__coord_shutdown(cluster *cl, const char *why);
 void roo__coord_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);

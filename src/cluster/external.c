@@ -1,4 +1,4 @@
-/* external.c: roo-ctl's channel: status, query and shrink.
+/* external.c: roo-ctl's channel: status, query, shrink and move --abort.
  *
  * DESIGN
  * roo-ctl may ask any worker's --external address; each request gets one reply (ExtRequest,
@@ -668,6 +668,45 @@ fail:
     roo__ext_reply(cl, c->id, false, NULL, err);
 }
 
+/* roo-ctl move --abort (see roo__coord_abort). */
+static void ext_move_abort(cluster *cl, aconn *c)
+{
+    char what[sizeof(cl->co.what)], err[400];
+    json_t *root;
+    int rc;
+
+    if (cl->mode != ROO__INITIALIZER || !cl->has_topology) {
+        const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
+        json_t *where = roo__json_object();
+        snprintf(err, sizeof(err), "only the initializer can abort a move: ask %s%s",
+                 ext && ext[0] ? "its --external address " : "the initializer's --external address",
+                 ext && ext[0] ? ext : "");
+        if (ext && ext[0])
+            roo__json_set(where, "initializer_external", roo__json_str(ext));
+        reply_json(cl, c->id, false, where, NULL, err);
+        return;
+    }
+    snprintf(what, sizeof(what), "%s", cl->co.what);
+    rc = roo__coord_abort(cl, "roo-ctl move --abort");
+    if (rc == -ENOENT) {
+        roo__ext_reply(cl, c->id, false, NULL, "no partition move is under way");
+        return;
+    }
+    if (rc == -EBUSY) {
+        snprintf(err, sizeof(err),
+                 "%s is past its pre-copy (phase %s): the workers may hold the moving "
+                 "partitions' messages, so it cannot be undone; it finishes when the workers "
+                 "it waits for (roo-ctl status, \"waiting_for\") report",
+                 what, cl->co.phase == ROO__MIG_HOLD ? "hold" : "transfer");
+        roo__ext_reply(cl, c->id, false, NULL, err);
+        return;
+    }
+    root = roo__json_object();
+    roo__json_set(root, "aborted", roo__json_str(what));
+    roo__json_set(root, "table_version", roo__json_u64(cl->topo.version));
+    roo__ext_reply_line(cl, c->id, root);
+}
+
 /* roo-ctl waits for the move under way; the initializer answers it when the move ends. */
 void roo__ext_wait_move(cluster *cl, uint64_t conn_id)
 {
@@ -701,6 +740,9 @@ void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len
     switch (cmd) {
     case ROO__EXT_QUERY:
     case ROO__EXT_SHRINK:
+        break;
+    case ROO__EXT_MOVE_ABORT:
+        ext_move_abort(cl, c);
         break;
     case ROO__EXT_STATUS:
         roo__ext_status_start(cl, c->id, -1, 0);

@@ -19,6 +19,7 @@
  * The initializer is also an ordinary worker: it takes part in moves (move.c) and its own
  * reports go straight to roo__coord_report.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -258,6 +259,44 @@ void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
     }
 }
 
+/*
+ * roo-ctl move --abort: give up the move under way while it is still in its pre-copy, so
+ * that a move waiting on a worker that is gone (a joiner that vanished) does not stall the
+ * cluster. Nothing was switched to, and no worker holds yet (the hold starts only once
+ * every pre-copy report is in): each worker drops the move when it gets the current table
+ * (as after an initializer restart), and workers the move was adding are refused. Returns
+ * 0, or -EBUSY past the pre-copy (every worker may hold the moving partitions' messages:
+ * the move finishes when the workers it waits for report) or -ENOENT (no move).
+ */
+int roo__coord_abort(cluster *cl, const char *why)
+{
+    roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+    char msg[300];
+
+    if (!cl->co.running)
+        return -ENOENT;
+    if (cl->co.phase != ROO__MIG_PRECOPY || cl->mig.holding)
+        return -EBUSY;
+    snprintf(msg, sizeof(msg), "the partition move that was adding this worker was aborted (%s)",
+             why);
+    for (uint32_t w = (uint32_t)cl->topo.nworkers; w < cl->mig.next.nworkers; w++)
+        if (cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+            refuse(cl->peers[w].ctl, msg);
+    roo__timer_stop(cl->e->io_loop, &cl->co.hold_timer);
+    cl->co.running = false;
+    snprintf(msg, sizeof(msg), "%s: aborted (%s); the table stays at version %llu", cl->co.what,
+             why, (unsigned long long)cl->topo.version);
+    for (unsigned i = 0; i < SHRINK_WAITERS; i++) {
+        if (cl->co.ext_conns[i])
+            roo__ext_reply(cl, cl->co.ext_conns[i], false, NULL, msg);
+        cl->co.ext_conns[i] = 0;
+    }
+    roo__log_warn("%s", msg);
+    roo__move_abandon(cl, why);
+    roo__coord_broadcast(cl, &tm);
+    return 0;
+}
+
 /* Rebalance t for its live workers (placement.c); false if it cannot be done. */
 bool roo__coord_rebalance(roo__topology *t)
 {
@@ -485,8 +524,8 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
         roo__log_info("worker '%s' is back but not in the table (%s); sending it the table",
                       m->worker.name,
                       left_worker(cl, m->worker.name)
-                          ? "it left, or it was joining in a move this restart abandoned"
-                          : "it was joining in a move this restart abandoned");
+                          ? "it left, or it was joining in a move that was abandoned or aborted"
+                          : "it was joining in a move that was abandoned or aborted");
         roo__cl_send_ctl(&c->fc, &tm);
         return;
     }

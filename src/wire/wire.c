@@ -842,6 +842,9 @@ int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request 
     case ROO__EXTERNAL_REQUEST__COMMAND__SHRINK:
         r.cmd = ROO__EXT_SHRINK;
         break;
+    case ROO__EXTERNAL_REQUEST__COMMAND__MOVE_ABORT:
+        r.cmd = ROO__EXT_MOVE_ABORT;
+        break;
     default:
         rc = ROO_EWIRE;
         break;

@@ -232,6 +232,7 @@ typedef enum roo__ext_command {
     ROO__EXT_SHUTDOWN = 1,
     ROO__EXT_QUERY = 2,
     ROO__EXT_SHRINK = 3,
+    ROO__EXT_MOVE_ABORT = 4,
 } roo__ext_command;
 
 typedef struct roo__ext_request {
