@@ -105,6 +105,12 @@ bool roo__move_abandon(cluster *cl, const char *why)
     roo__log_info("partition move to table version %llu abandoned: %s",
                   (unsigned long long)m->epoch, why);
     roo__timer_stop(cl->e->io_loop, &m->retry);
+    for (unsigned i = 0; m->track_asked && !m->dump_asked && i < cl->e->nshards; i++) {
+        roo__track_msg *t = roo__xcalloc(1, sizeof(*t)); /* no parts: stop noting */
+        t->node.kind = ROO__Q_TRACK;
+        t->epoch = m->epoch;
+        roo__queue_push(&cl->e->shards[i].inbox, &t->node);
+    }
     roo__move_free(cl);
     roo__links_forget_from(cl, (uint32_t)cl->topo.nworkers);
     roo__cl_install_routes(cl, NULL);

@@ -121,7 +121,8 @@ enum {
     ROO__Q_TRACK_DUMP,   /* io -> shard: hand over the keys noted, stop noting */
 };
 
-/* io -> shard: start noting which keys of the moving partitions change (pre-copy). */
+/* io -> shard: start noting which keys of the moving partitions change (pre-copy); with
+ * parts NULL, stop noting (the move was abandoned). */
 typedef struct roo__track_msg {
     roo__qnode node;
     uint64_t epoch;

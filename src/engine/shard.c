@@ -615,6 +615,17 @@ static void track_check(roo__shard *sh)
 
 static void track_start(roo__shard *sh, roo__track_msg *m)
 {
+    if (!m->parts) {
+        /* The move was abandoned or aborted in its pre-copy: stop noting, forget the notes
+         * (else every later change of those partitions was noted until the next move). */
+        for (size_t i = 0; i < sh->ntracked; i++)
+            sh->tracked[i]->flags &= (uint16_t)~ROO__ENTRY_TRACKED;
+        sh->ntracked = 0;
+        free(sh->track);
+        sh->track = NULL;
+        free(m);
+        return;
+    }
     if (sh->track && sh->track_epoch == m->epoch &&
         memcmp(sh->track, m->parts, sh->eng->cfg.partitions) == 0) {
         /* Repeated: keep what was noted, answer again. (The same epoch with other
