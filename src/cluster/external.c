@@ -513,6 +513,22 @@ out:
     free(q.scratch);
 }
 
+/* A move is the initializer's to start or stop: say so, naming its --external address in the
+ * answer's JSON ("initializer_external") for roo-ctl, which then asks there. */
+static void not_initializer(cluster *cl, aconn *c, const char *what)
+{
+    const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
+    json_t *where = roo__json_object();
+    char err[400];
+
+    snprintf(err, sizeof(err), "only the initializer can %s: ask %s%s", what,
+             ext && ext[0] ? "its --external address " : "the initializer's --external address",
+             ext && ext[0] ? ext : "");
+    if (ext && ext[0])
+        roo__json_set(where, "initializer_external", roo__json_str(ext));
+    reply_json(cl, c->id, false, where, NULL, err);
+}
+
 /* roo-ctl shrink: remove workers (by name or count), or say which could leave. */
 /*
  * The same shrink asked again (roo-ctl lost its connection and asks again, maybe through
@@ -565,15 +581,7 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
     size_t len;
 
     if (cl->mode != ROO__INITIALIZER || !cl->has_topology) {
-        const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
-        json_t *where = roo__json_object();
-        snprintf(err, sizeof(err), "only the initializer can shrink the cluster: ask %s%s",
-                 ext && ext[0] ? "its --external address " : "the initializer's --external address",
-                 ext && ext[0] ? ext : "");
-        /* For roo-ctl, which then asks there. */
-        if (ext && ext[0])
-            roo__json_set(where, "initializer_external", roo__json_str(ext));
-        reply_json(cl, c->id, false, where, NULL, err);
+        not_initializer(cl, c, "shrink the cluster");
         return;
     }
     if (req->nworkers && !req->dry_run && shrink_again(cl, c, req))
@@ -676,14 +684,7 @@ static void ext_move_abort(cluster *cl, aconn *c)
     int rc;
 
     if (cl->mode != ROO__INITIALIZER || !cl->has_topology) {
-        const char *ext = cl->has_topology ? cl->topo.workers[0].external_addr : "";
-        json_t *where = roo__json_object();
-        snprintf(err, sizeof(err), "only the initializer can abort a move: ask %s%s",
-                 ext && ext[0] ? "its --external address " : "the initializer's --external address",
-                 ext && ext[0] ? ext : "");
-        if (ext && ext[0])
-            roo__json_set(where, "initializer_external", roo__json_str(ext));
-        reply_json(cl, c->id, false, where, NULL, err);
+        not_initializer(cl, c, "abort a move");
         return;
     }
     snprintf(what, sizeof(what), "%s", cl->co.what);

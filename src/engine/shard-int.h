@@ -67,8 +67,9 @@ void roo__source_abort(roo__source_conn *c);
 void roo__source_gone(roo__shard *sh, uint32_t pipeline);
 /* Stop or resume reading every connection (back-pressure). */
 void roo__sources_pause(roo__shard *sh, bool paused);
-/* At a seal: resumable connections' read positions and acknowledgement marks. */
-void roo__sources_seal(roo__shard *sh, roo__batch *b);
+/* At a seal (now_s: monotonic seconds): resumable connections' read positions and
+ * acknowledgement marks. */
+void roo__sources_seal(roo__shard *sh, roo__batch *b, int64_t now_s);
 /* Batches became durable: acknowledge what each resumable connection's frames reached. */
 void roo__sources_ack(roo__shard *sh);
 /* --stream-max-idle: start the timer; forget idle streams (in the current batch). */

@@ -403,20 +403,22 @@ static void emit_stream_mark(void *arg, const uint8_t *key, size_t klen, const u
 static void seal(roo__shard *sh)
 {
     roo__batch *b = sh->cur;
+    int64_t now_s;
 
     for (size_t i = 0; i < sh->ndirty; i++)
         append_record(sh, b, sh->dirty[i]);
     sh->ndirty = 0;
     /* Resumable streams' high-water marks go in the same commit as the state they guard. */
     roo__dedup_flush(sh->dedup, emit_stream_mark, b);
-    roo__dedup_tick(sh->dedup, roo__now_ns() / 1000000000);
+    now_s = roo__now_ns() / 1000000000; /* one clock read per seal, for the streams */
+    roo__dedup_tick(sh->dedup, now_s);
     flush_routes(sh);
     collect_remote(sh);
     /* Durable once committed and every route buffer it sent is committed where it went. */
     roo__dur_sealed(&sh->dur, sh->batch_seq, sh->cur_routes);
     b->commit_note.seq = sh->batch_seq;
     sh->cur_routes = 0;
-    roo__sources_seal(sh, b);
+    roo__sources_seal(sh, b, now_s);
     b->outbox_written = sh->outbox_written;
     sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;

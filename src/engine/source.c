@@ -413,7 +413,7 @@ void roo__sources_pause(roo__shard *sh, bool paused)
 }
 
 /* A stream's read position goes in the batch that read its frames (see streams.h). */
-static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c)
+static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c, int64_t now_s)
 {
     uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
 
@@ -422,7 +422,7 @@ static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c)
     c->ingress = c->next_offset;
     roo__key_stream(key, val, &(roo__stream_mark){ c->stream, ROO__STREAM_INGRESS, c->ingress, 0 });
     roo__shard_append_kv(b, ROO__REC_STREAM, key, sizeof(key), val, sizeof(val));
-    roo__streams_advance(sh->eng->streams, c->stream, c->ingress, roo__now_ns() / 1000000000);
+    roo__streams_advance(sh->eng->streams, c->stream, c->ingress, now_s);
 }
 
 /* ---- forgetting idle streams (--stream-max-idle) ---- */
@@ -476,11 +476,11 @@ void roo__sources_expire(roo__shard *sh)
 }
 
 /* At a seal: each resumable connection's read position and acknowledgement mark. */
-void roo__sources_seal(roo__shard *sh, roo__batch *b)
+void roo__sources_seal(roo__shard *sh, roo__batch *b, int64_t now_s)
 {
     for (roo__source_conn *c = sh->conns; c; c = c->next)
         if (c->resumable) {
-            conn_ingress(sh, b, c);
+            conn_ingress(sh, b, c, now_s);
             conn_mark(c, sh->batch_seq);
         }
 }

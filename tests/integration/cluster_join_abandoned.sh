@@ -20,10 +20,7 @@ cluster_ready w0 w1
 start sender "$SENDER" --resumable --stream ja --host "127.0.0.1:${CL_IN[1]}" \
     --file "$T/a.bin" --rate 2000 --batch-size 100 --connect-timeout 60 --ack-timeout 5
 sleep 1
-CL_IN[2]=$(free_port)
-CL_EXT[2]=$(free_port)
-start w2 "$ALPHABET" --join "127.0.0.1:$CL_CTL" --name worker2 --in "127.0.0.1:${CL_IN[2]}" \
-    --out "127.0.0.1:$OUT" --resilience-dir "$T/w2" --external "127.0.0.1:${CL_EXT[2]}"
+join_worker 2 w2
 wait_log w0 'partition move 2: holding in 3000 ms \(test delay\)' 30
 kill9 w0 # the pre-copy is done, the move is not stored
 run_worker 0 w0b

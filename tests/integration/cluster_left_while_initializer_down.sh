@@ -13,10 +13,7 @@ setup_cluster "$ALPHABET" 2 "$OUT"
 ROO_TEST_SEND_DELAY_MS=3000 run_worker 0 w0
 run_worker 1 w1
 cluster_ready w0 w1
-CL_IN[2]=$(free_port)
-CL_EXT[2]=$(free_port)
-start w2 "$ALPHABET" --join "127.0.0.1:$CL_CTL" --name worker2 --in "127.0.0.1:${CL_IN[2]}" \
-    --out "127.0.0.1:$OUT" --resilience-dir "$T/w2" --external "127.0.0.1:${CL_EXT[2]}"
+join_worker 2 w2
 wait_log w2 'partition move to table version 2 done here' 30
 start shrink "$ROO_CTL" --external "127.0.0.1:${CL_EXT[1]},127.0.0.1:${CL_EXT[0]}" --timeout 60 \
     shrink --workers worker2

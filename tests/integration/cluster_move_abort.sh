@@ -27,10 +27,7 @@ grep -q 'no partition move is under way' "$T/none.out" || fail "no move: $(cat "
 start sender "$SENDER" --resumable --stream ab --host "127.0.0.1:${CL_IN[1]}" \
     --file "$T/a.bin" --rate 2000 --batch-size 100 --connect-timeout 60 --ack-timeout 5
 sleep 1
-CL_IN[2]=$(free_port)
-CL_EXT[2]=$(free_port)
-start w2 "$ALPHABET" --join "127.0.0.1:$CL_CTL" --name worker2 --in "127.0.0.1:${CL_IN[2]}" \
-    --out "127.0.0.1:$OUT" --resilience-dir "$T/w2" --external "127.0.0.1:${CL_EXT[2]}"
+join_worker 2 w2
 wait_log w0 'partition move 2: holding in 30000 ms \(test delay\)' 30
 kill9 w2 # the joiner vanishes; the move would wait for it
 "$ROO_CTL" --external "127.0.0.1:${CL_EXT[0]}" status >"$T/moving.json" ||
@@ -50,8 +47,7 @@ grep -q '"worker_count": 2' "$T/after.json" || fail "status: $(head -c 300 "$T/a
 grep -q '"move"' "$T/after.json" && fail "a move is still shown: $(head -c 400 "$T/after.json")"
 
 # The vanished joiner comes back: its join was given up, it is refused and exits 1.
-start w2b "$ALPHABET" --join "127.0.0.1:$CL_CTL" --name worker2 --in "127.0.0.1:${CL_IN[2]}" \
-    --out "127.0.0.1:$OUT" --resilience-dir "$T/w2" --external "127.0.0.1:${CL_EXT[2]}"
+join_worker 2 w2b
 for ((i = 0; i < 600; i++)); do # the second pre-copy is done
     [ "$(grep -c 'partition move 2: holding in 30000 ms' "$T/w0.log")" -ge 2 ] && break
     sleep 0.05

@@ -208,6 +208,17 @@ run_worker() {
         "$@"
 }
 
+# join_worker I LOGNAME: start worker I as a --join worker of the running cluster (its --in
+# and --external ports drawn on the first call, the same afterwards, so it also restarts it).
+join_worker() {
+    local i=$1 logname=$2
+    [ -n "${CL_IN[i]:-}" ] || CL_IN[i]=$(free_port)
+    [ -n "${CL_EXT[i]:-}" ] || CL_EXT[i]=$(free_port)
+    start "$logname" "$CL_APP" --join "127.0.0.1:$CL_CTL" --name "worker$i" \
+        --in "127.0.0.1:${CL_IN[i]}" --out "127.0.0.1:$CL_OUT" --resilience-dir "$T/w$i" \
+        --external "127.0.0.1:${CL_EXT[i]}"
+}
+
 # cluster_ready LOGNAME...: wait until each named worker log says it is ready.
 cluster_ready() {
     local l
