@@ -1,17 +1,12 @@
 /* roo-ctl-table.c: roo-ctl --format table: the workers' JSON answers as aligned columns for
  * people to read (scripts keep the default, JSON). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "roo-ctl.h"
 
-/* Cells of a table, row after row; each cell a malloc'ed string. */
-typedef struct table {
-    char **cells;
-    size_t cols;
-    size_t n;
-    size_t cap;
-} table;
+typedef ctl_table table;
 
 static void add(table *t, char *cell)
 {
@@ -51,6 +46,18 @@ static void print_table(table *t, FILE *out)
         free(t->cells[i]);
     free(t->cells);
     free(w);
+}
+
+void ctl_table_add(ctl_table *t, char *cell)
+{
+    add(t, cell);
+}
+
+void ctl_table_print(ctl_table *t, FILE *out)
+{
+    print_table(t, out);
+    t->cells = NULL;
+    t->n = t->cap = 0;
 }
 
 /* A value as a cell: text as it is, yes/no, "-" for nothing, anything else as JSON. */
@@ -109,11 +116,143 @@ void ctl_print_members_table(const json_t *doc, FILE *out)
     print_members(doc, NULL, 0, out);
 }
 
+/* ---- figures for people: units that fit a column ---- */
+
+const char *ctl_human_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    double v = (double)n;
+    size_t u = 0;
+
+    if (n < 1024) {
+        snprintf(buf, cap, "%llu B", (unsigned long long)n);
+        return buf;
+    }
+    for (v /= 1024; v >= 1023.95 && u + 1 < ROO__ARRAY_SIZE(units); u++)
+        v /= 1024;
+    snprintf(buf, cap, v < 9.995 ? "%.2f %s" : v < 99.95 ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+const char *ctl_human_latency(double s, char *buf, size_t cap)
+{
+    if (!(s > 0))
+        snprintf(buf, cap, "-");
+    else if (s < 999.5e-6)
+        snprintf(buf, cap, "%.0fus", s * 1e6);
+    else if (s < 9.995e-3)
+        snprintf(buf, cap, "%.2fms", s * 1e3);
+    else if (s < 999.5e-3)
+        snprintf(buf, cap, "%.0fms", s * 1e3);
+    else
+        snprintf(buf, cap, "%.2fs", s);
+    return buf;
+}
+
+const char *ctl_human_uptime(double s, char *buf, size_t cap)
+{
+    uint64_t t = s > 0 ? (uint64_t)s : 0;
+
+    if (t < 60)
+        snprintf(buf, cap, "%llus", (unsigned long long)t);
+    else if (t < 3600)
+        snprintf(buf, cap, "%llum%02llus", (unsigned long long)(t / 60),
+                 (unsigned long long)(t % 60));
+    else if (t < 86400)
+        snprintf(buf, cap, "%lluh%02llum", (unsigned long long)(t / 3600),
+                 (unsigned long long)(t / 60 % 60));
+    else
+        snprintf(buf, cap, "%llud%02lluh", (unsigned long long)(t / 86400),
+                 (unsigned long long)(t / 3600 % 24));
+    return buf;
+}
+
+const char *ctl_human_rate(double r, char *buf, size_t cap)
+{
+    if (!(r > 0))
+        snprintf(buf, cap, "0");
+    else if (r < 9.95)
+        snprintf(buf, cap, "%.1f", r);
+    else if (r < 99999.5)
+        snprintf(buf, cap, "%.0f", r);
+    else if (r < 9999.95e3)
+        snprintf(buf, cap, "%.1fk", r / 1e3);
+    else
+        snprintf(buf, cap, "%.1fM", r / 1e6);
+    return buf;
+}
+
+static double num(const json_t *w, const char *name)
+{
+    return json_number_value(json_object_get(w, name));
+}
+
+/*
+ * What the status says about each worker's health, in units people read (the first table
+ * has the raw counters): one row per worker, at most about 120 columns wide.
+ */
+static void print_health(const json_t *workers, FILE *out)
+{
+    static const char *const head[] = { "NAME", "VERSION", "UPTIME", "IN/S",        "OUT/S",  "P50",
+                                        "P99",  "SINKS",   "HELD",   "UNDELIVERED", "METRICS" };
+    table t = { .cols = ROO__ARRAY_SIZE(head) };
+    bool any = false;
+
+    for (size_t k = 0; k < ROO__ARRAY_SIZE(head); k++)
+        add(&t, roo__xstrdup(head[k]));
+    for (size_t i = 0; i < json_array_size(workers); i++) {
+        const json_t *w = json_array_get(workers, i);
+        bool samples = num(w, "latency_count") > 0;
+        char b[64];
+
+        if (!json_object_get(w, "version"))
+            continue; /* it did not answer, or runs a roo from before these figures */
+        any = true;
+        add(&t, cell(json_object_get(w, "name")));
+        add(&t, cell(json_object_get(w, "version")));
+        add(&t, roo__xstrdup(ctl_human_uptime(num(w, "uptime_seconds"), b, sizeof(b))));
+        add(&t, roo__xstrdup(ctl_human_rate(num(w, "frames_in_per_second"), b, sizeof(b))));
+        add(&t, roo__xstrdup(ctl_human_rate(num(w, "records_out_per_second"), b, sizeof(b))));
+        add(&t, roo__xstrdup(
+                    ctl_human_latency(samples ? num(w, "latency_p50_seconds") : 0, b, sizeof(b))));
+        add(&t, roo__xstrdup(
+                    ctl_human_latency(samples ? num(w, "latency_p99_seconds") : 0, b, sizeof(b))));
+        snprintf(b, sizeof(b), "%.0f/%.0f", num(w, "sinks_connected"), num(w, "sinks"));
+        add(&t, roo__xstrdup(b));
+        add(&t, roo__xstrdup(ctl_human_bytes((uint64_t)num(w, "held_bytes"), b, sizeof(b))));
+        add(&t, roo__xstrdup(ctl_human_bytes((uint64_t)num(w, "undelivered_bytes"), b, sizeof(b))));
+        add(&t, cell(json_object_get(w, "metrics")));
+    }
+    if (!any) {
+        for (size_t k = 0; k < t.n; k++)
+            free(t.cells[k]);
+        free(t.cells);
+        return;
+    }
+    fputc('\n', out);
+    print_table(&t, out);
+}
+
 void ctl_print_status_table(const json_t *status, FILE *out)
 {
     static const char *const skip[] = { "workers", "owners" };
     static const char *const first[] = { "name",    "index",   "reachable", "ready",   "partitions",
                                          "threads", "control", "data",      "external" };
+    /* Shown by print_health in their units, or too long for a cell (latency_bins). */
+    static const char *const health[] = {
+        "version",
+        "uptime_seconds",
+        "metrics",
+        "frames_in_per_second",
+        "records_out_per_second",
+        "sinks_connected",
+        "sinks",
+        "held_bytes",
+        "undelivered_bytes",
+        "latency_p50_seconds",
+        "latency_p99_seconds",
+        "latency_bins",
+    };
     const json_t *workers = json_object_get(status, "workers");
     size_t nw = json_array_size(workers), ncols = 0, cap = ROO__ARRAY_SIZE(first);
     const char **cols; /* borrowed from first and from status */
@@ -129,7 +268,8 @@ void ctl_print_status_table(const json_t *status, FILE *out)
     for (size_t i = 0; i < nw; i++) {
         json_t *w = json_array_get(workers, i);
         for (void *it = json_object_iter(w); it; it = json_object_iter_next(w, it))
-            if (!listed(cols, ncols, json_object_iter_key(it)))
+            if (!listed(cols, ncols, json_object_iter_key(it)) &&
+                !listed(health, ROO__ARRAY_SIZE(health), json_object_iter_key(it)))
                 cols[ncols++] = json_object_iter_key(it);
     }
     t.cols = ncols;
@@ -141,6 +281,7 @@ void ctl_print_status_table(const json_t *status, FILE *out)
     fputc('\n', out);
     print_table(&t, out);
     free(cols);
+    print_health(workers, out);
 }
 
 /* A key as it is, unless a reader could not tell where it ends: then as a JSON string. */

@@ -1,6 +1,7 @@
-/* roo-ctl: operator tool: ask a worker's --external address for the cluster's status, read
- * committed state, shrink the cluster or stop it cleanly. Every answer is JSON, read with
- * jansson; roo-ctl prints it as it came (or merged, for query) or as a table. */
+/* roo-ctl: operator tool: ask a worker's --external address for the cluster's status (once,
+ * live with top, or as Prometheus targets), read committed state, shrink the cluster or stop
+ * it cleanly. Every answer is JSON, read with jansson; roo-ctl prints it as it came (or
+ * merged, for query) or as a table. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -28,7 +29,17 @@ static void usage(FILE *f)
           "\n"
           "Commands:\n"
           "  status          print the cluster's status: workers, their addresses, partitions,\n"
-          "                  ready or not, per-worker message counts, the partition table\n"
+          "                  ready or not, per-worker message counts and rates, version,\n"
+          "                  uptime, sinks connected, held and undelivered output, errors,\n"
+          "                  end-to-end latency (p50, p99), metrics address, the partition table\n"
+          "  top             a live view, one row per worker, refreshed every --interval\n"
+          "                  seconds: state, in/s, out/s, p50 and p99 latency of the time since\n"
+          "                  the last refresh (the first: since each worker started), sinks,\n"
+          "                  held and undelivered bytes, link backlog, errors; until Ctrl-C\n"
+          "                  or --count refreshes (a terminal is redrawn, anything else gets\n"
+          "                  one block per refresh)\n"
+          "  targets         print Prometheus file_sd JSON: every worker's --metrics address\n"
+          "                  with the labels worker, cluster and application (and --label's)\n"
           "  query [KEY...]  print committed state values: every key, read from every worker,\n"
           "                  or the given keys, each read from the worker that owns it (found\n"
           "                  in the status's partition table; each needs an --external address)\n"
@@ -57,7 +68,11 @@ static void usage(FILE *f)
           "                        it only a cluster without one answers\n"
           "  -s, --state NAME      with query: the state type (default: the application's first)\n"
           "      --workers A,B     with shrink: the workers to remove, by --name\n"
-          "      --count N         with shrink: remove N workers (the most recently added)\n"
+          "      --count N         with shrink: remove N workers (the most recently added);\n"
+          "                        with top: stop after N refreshes\n"
+          "  -i, --interval SECS   with top: seconds between refreshes (default 1)\n"
+          "  -l, --label K=V       with targets: add the label K=V to every target (repeat it\n"
+          "                        for more; worker, cluster and application may be replaced)\n"
           "      --query           with shrink: only print which workers could leave\n"
           "      --abort           with move: abort the move under way\n"
           "  -h, --help            this text\n"
@@ -421,21 +436,26 @@ int main(int argc, char **argv)
         { "abort", no_argument, NULL, 'A' },
         { "secret", required_argument, NULL, 'k' },
         { "format", required_argument, NULL, 'f' },
+        { "interval", required_argument, NULL, 'i' },
+        { "label", required_argument, NULL, 'l' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     const char *ext = NULL, *state = "", *secret = NULL;
     char *workers = NULL;
-    uint64_t timeout = 10, wait_ready = 0, count = 0;
-    bool timeout_set = false, shrink_query = false, abort_move = false;
+    uint64_t timeout = 10, wait_ready = 0, count = 0, interval = 0;
+    bool timeout_set = false, shrink_query = false, abort_move = false, format_set = false;
+    bool top = false, list_targets = false; /* both ask for the status (req.cmd) */
+    char *labels[64];                       /* --label: pointers into argv */
+    size_t nlabels = 0;
     ctl_format format = CTL_JSON;
     roo__ext_request req = { 0 };
     targets t = { 0 };
     int c, rc;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:QAk:f:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":e:t:w:s:W:C:QAk:f:i:l:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             ext = optarg;
@@ -466,14 +486,41 @@ int main(int argc, char **argv)
             workers = optarg;
             break;
         case 'C':
-            if (roo__parse_uint(optarg, 1, 1024, &count) < 0) {
+            /* Workers for shrink (at most 1024, checked with the command), refreshes for top. */
+            if (roo__parse_uint(optarg, 1, 1000000000, &count) < 0) {
                 fprintf(stderr,
-                        "roo-ctl: --count: '%s' is not a number of workers in 1..1024 "
+                        "roo-ctl: --count: '%s' is not a number in 1..1024 (shrink) or "
+                        "1..1000000000 (top) (see --help)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'i':
+            if (roo__parse_uint(optarg, 1, 3600, &interval) < 0) {
+                fprintf(stderr,
+                        "roo-ctl: --interval: '%s' is not a number of seconds in 1..3600 "
                         "(see --help)\n",
                         optarg);
                 return 2;
             }
             break;
+        case 'l': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || !ctl_label_name_ok(optarg, (size_t)(eq - optarg))) {
+                fprintf(stderr,
+                        "roo-ctl: --label: '%s' is not K=V with K a Prometheus label name "
+                        "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __) (see --help)\n",
+                        optarg);
+                return 2;
+            }
+            if (nlabels == ROO__ARRAY_SIZE(labels)) {
+                fprintf(stderr, "roo-ctl: --label: at most %zu (see --help)\n",
+                        ROO__ARRAY_SIZE(labels));
+                return 2;
+            }
+            labels[nlabels++] = optarg;
+            break;
+        }
         case 'Q':
             shrink_query = true;
             break;
@@ -493,6 +540,7 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            format_set = true;
             break;
         case 'h':
             usage(stdout);
@@ -509,12 +557,18 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "roo-ctl: give a command: status, query, shutdown, shrink or move (see "
-                        "--help)\n");
+        fprintf(stderr, "roo-ctl: give a command: status, top, targets, query, shutdown, shrink "
+                        "or move (see --help)\n");
         return 2;
     }
     if (strcmp(argv[optind], "status") == 0) {
         req.cmd = ROO__EXT_STATUS;
+    } else if (strcmp(argv[optind], "top") == 0) {
+        req.cmd = ROO__EXT_STATUS;
+        top = true;
+    } else if (strcmp(argv[optind], "targets") == 0) {
+        req.cmd = ROO__EXT_STATUS;
+        list_targets = true;
     } else if (strcmp(argv[optind], "shutdown") == 0) {
         req.cmd = ROO__EXT_SHUTDOWN;
     } else if (strcmp(argv[optind], "query") == 0) {
@@ -525,9 +579,32 @@ int main(int argc, char **argv)
         req.cmd = ROO__EXT_MOVE_ABORT;
     } else {
         fprintf(stderr,
-                "roo-ctl: unknown command '%s': use status, query, shutdown, shrink or move "
-                "(see --help)\n",
+                "roo-ctl: unknown command '%s': use status, top, targets, query, shutdown, "
+                "shrink or move (see --help)\n",
                 argv[optind]);
+        return 2;
+    }
+    /* Each option goes with its commands only: one given to another is surely a mistake. */
+    if (!top && interval) {
+        fprintf(stderr, "roo-ctl: --interval goes with top (see --help)\n");
+        return 2;
+    }
+    if (!list_targets && nlabels) {
+        fprintf(stderr, "roo-ctl: --label goes with targets (see --help)\n");
+        return 2;
+    }
+    if ((top || list_targets) && (format_set || wait_ready)) {
+        fprintf(stderr,
+                "roo-ctl: %s has one format and does not wait (--format and "
+                "--wait-ready go with status) (see --help)\n",
+                argv[optind]);
+        return 2;
+    }
+    if (req.cmd == ROO__EXT_SHRINK && count > 1024) {
+        fprintf(stderr,
+                "roo-ctl: --count: %llu is not a number of workers in 1..1024 (see "
+                "--help)\n",
+                (unsigned long long)count);
         return 2;
     }
     if ((req.cmd == ROO__EXT_MOVE_ABORT) != abort_move) {
@@ -535,8 +612,9 @@ int main(int argc, char **argv)
                 abort_move ? "--abort goes with move" : "move needs --abort");
         return 2;
     }
-    if (req.cmd != ROO__EXT_SHRINK && (workers || count || shrink_query)) {
-        fprintf(stderr, "roo-ctl: --workers, --count and --query go with shrink (see --help)\n");
+    if (req.cmd != ROO__EXT_SHRINK && (workers || (count && !top) || shrink_query)) {
+        fprintf(stderr, "roo-ctl: --workers, --count and --query go with shrink (--count also "
+                        "with top) (see --help)\n");
         return 2;
     }
     if (req.cmd == ROO__EXT_SHRINK && !shrink_query && !workers == !count) {
@@ -614,6 +692,10 @@ int main(int argc, char **argv)
         rc = shrink(&t, &req, format);
         free(list);
         free(req.workers);
+    } else if (top) {
+        rc = ctl_top(&t, interval ? interval : 1, count);
+    } else if (list_targets) {
+        rc = ctl_targets(&t, labels, nlabels);
     } else {
         rc = ask(&t, &req, wait_ready, format);
     }

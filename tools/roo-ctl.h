@@ -1,5 +1,5 @@
-/* roo-ctl.h: what roo-ctl's commands (roo-ctl.c), its query (roo-ctl-query.c) and its tables
- * (roo-ctl-table.c) share. */
+/* roo-ctl.h: what roo-ctl's commands (roo-ctl.c), its query (roo-ctl-query.c), its tables
+ * (roo-ctl-table.c) and its live view and scrape targets (roo-ctl-top.c) share. */
 #ifndef ROO_CTL_H
 #define ROO_CTL_H
 
@@ -58,9 +58,48 @@ int ctl_query(const targets *t, const roo__ext_request *req, ctl_format format);
  * A status as a table: the cluster's members as NAME VALUE lines, a blank line, then one
  * row per worker under a header (name, index, reachable, ready, partitions, threads, the
  * three addresses, then every counter its JSON has, in its order; "-" where a worker has
- * none). The partition table ("owners") is left out: it is for roo-ctl itself.
+ * none), then a blank line and a second table of how each worker that answered is doing
+ * (version, uptime, rates, latency quantiles, sinks, held and undelivered bytes, metrics
+ * address) in units people read. The partition table ("owners") and the latency bins are
+ * left out: they are for roo-ctl itself.
  */
 void ctl_print_status_table(const json_t *status, FILE *out);
+
+/* Cells of a table, row after row, each a malloc'ed string; cols set by the caller. */
+typedef struct ctl_table {
+    char **cells;
+    size_t cols;
+    size_t n;
+    size_t cap;
+} ctl_table;
+
+/* Append a cell (the table takes it over). */
+void ctl_table_add(ctl_table *t, char *cell);
+/* Every column as wide as its widest cell; frees the cells and empties the table. */
+void ctl_table_print(ctl_table *t, FILE *out);
+
+/* Figures in units that fit a column, written into buf (returned): "12.3 MiB", "1.25ms"
+ * ("-" for 0: no samples), "3h04m", "12.3k". */
+const char *ctl_human_bytes(uint64_t n, char *buf, size_t cap);
+const char *ctl_human_latency(double seconds, char *buf, size_t cap);
+const char *ctl_human_uptime(double seconds, char *buf, size_t cap);
+const char *ctl_human_rate(double per_second, char *buf, size_t cap);
+
+/*
+ * roo-ctl top: the status every interval_s seconds as one row per worker, until count
+ * refreshes (0: until SIGINT). Returns the exit status (0; 1 if no worker ever answered).
+ */
+int ctl_top(const targets *t, uint64_t interval_s, uint64_t count);
+
+/*
+ * roo-ctl targets: Prometheus file_sd JSON for every worker's --metrics address, each with
+ * the labels worker, cluster and application, then labels[] ("K=V", checked by the caller),
+ * which may replace them. Returns the exit status.
+ */
+int ctl_targets(const targets *t, char *const *labels, size_t nlabels);
+
+/* A Prometheus label name: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__" (reserved). */
+bool ctl_label_name_ok(const char *name, size_t n);
 
 /*
  * A query's values as two columns, KEY and VALUE (the value as JSON on one line), gathered

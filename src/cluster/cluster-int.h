@@ -19,6 +19,7 @@
 #define CHUNK_BYTES (1u << 20)             /* state bytes per StateChunk */
 #define MIG_RETRY_MS 10
 #define SHRINK_WAITERS 8
+#define RATE_SAMPLES 5 /* heartbeats of counters kept: the rates' window, ~5 s */
 
 typedef enum conn_kind {
     CONN_CONTROL, /* accepted on our control listener */
@@ -93,6 +94,51 @@ typedef struct joined {
     roo__worker_info info;
     aconn *ctl;
 } joined;
+
+/*
+ * What a metrics scrape reads (cluster-metrics.c, roo__cluster_take_snapshot): figures that
+ * only the io thread writes, as relaxed atomics (a load and a store, no read-modify-write:
+ * there is one writer), read on libmicrohttpd's thread. They live inside the cluster and
+ * are of fixed size (one slot per possible peer index, MAX_WORKERS), so a scrape never
+ * meets an array that grew or was freed while the topology changed.
+ */
+typedef struct clm_peer {
+    /* NULL: no peer at this index (or us). Published with release once the slot's counters
+     * are reset; the string never changes and is freed only with the cluster. */
+    _Atomic(char *) name;
+    _Atomic uint64_t msgs_sent, msgs_received, bytes_sent, bytes_received;
+    _Atomic uint64_t backlog;
+    _Atomic bool connected;
+} clm_peer;
+
+enum { CLM_MOVE_DONE, CLM_MOVE_ABORTED, CLM_MOVE_ABANDONED };
+
+typedef struct clm {
+    clm_peer peers[MAX_WORKERS];
+    _Atomic uint32_t npeers;      /* slots ever published: a scrape looks no further */
+    struct clm_name *retired;     /* io thread: names replaced, freed with the cluster */
+    _Atomic bool listening[3];    /* per conn_kind */
+    _Atomic uint64_t conns[3];    /* open now, per conn_kind */
+    _Atomic uint64_t accepted[3]; /* per conn_kind */
+    _Atomic uint64_t refused[3];  /* per conn_kind: limit, handshake, hello */
+    _Atomic uint64_t moves[3];    /* per CLM_MOVE_* */
+    _Atomic uint64_t moving;      /* partitions coming here or leaving */
+    roo__hist pause;              /* hold to switch, per move held here */
+    _Atomic uint64_t workers;     /* in the table, not left */
+    _Atomic uint64_t cluster_id;  /* 0 until the table */
+} clm;
+
+/* The io thread only (the one writer): add to, or set, a published figure. */
+static inline void roo__clm_add(_Atomic uint64_t *f, uint64_t d)
+{
+    atomic_store_explicit(f, atomic_load_explicit(f, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline void roo__clm_set(_Atomic uint64_t *f, uint64_t v)
+{
+    atomic_store_explicit(f, v, memory_order_relaxed);
+}
 
 typedef struct query {
     uint64_t id;       /* ours */
@@ -221,6 +267,19 @@ struct roo__cluster {
     roo__route *route_pool;
     uint64_t received;    /* messages received from other workers */
     uint64_t incarnation; /* random, new at every start: peers restart our sequence numbers */
+    /* For the status's rates: the counters as each heartbeat saw them (a ring, oldest at
+     * rate_next once full), so a rate covers the last few seconds, not the whole run. */
+    struct rate_sample {
+        int64_t ns;
+        uint64_t frames_in, records_out;
+    } rates[RATE_SAMPLES];
+    unsigned rate_next, nrates;
+    char metrics_address[ROO__STATS_ADDR_CAP]; /* set before the io thread starts */
+    /* Resumable hellos waiting for a stream keeper's answer (stream_ask.c). */
+    roo__stream_ask **asks;
+    size_t nasks, asks_cap;
+    uint64_t next_ask;
+    clm clm; /* the figures a metrics scrape reads (see clm above) */
 };
 
 /* Append r to a FIFO of route buffers linked through node.next (a peer's queue, the held). */
@@ -234,6 +293,13 @@ static inline void roo__cl_route_append(roo__route **head, roo__route **tail, ro
     *tail = r;
 }
 
+/* stream_ask.c: hellos checked with the keeper of their stream's read position */
+void roo__cl_stream_ask(cluster *cl, roo__stream_ask *a);
+void roo__cl_stream_asked(cluster *cl, aconn *c, const uint8_t *payload, size_t len);
+void roo__cl_stream_answered(cluster *cl, peer *p, const uint8_t *payload, size_t len);
+void roo__cl_stream_asks_tick(cluster *cl);
+void roo__cl_stream_asks_finish(cluster *cl);
+
 /* cluster.c */
 uint32_t roo__cl_protocol_version(void);
 void roo__cl_send_ctl(roo__fconn *fc, const roo__ctl *m);
@@ -241,7 +307,6 @@ void roo__cl_conn_kill(aconn *c);
 aconn *roo__cl_find_conn(cluster *cl, uint64_t id);
 int roo__cl_fatal(cluster *cl, const char *why);
 int64_t roo__cl_worker_index(const cluster *cl, const char *name);
-void roo__cl_own_stats(cluster *cl, roo__worker_stats *st);
 void roo__cl_install_routes(cluster *cl, const uint8_t *drop);
 void roo__cl_persist_topology(cluster *cl);
 void roo__cl_go_ready(cluster *cl);
@@ -308,6 +373,22 @@ void roo__joiner_connect_later(cluster *cl);
 void roo__joiner_retry_cb(roo__loop *loop, roo__timer *t);
 void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t);
 
+/* cluster-metrics.c (the io thread) */
+/* Peer slot w shows `name` (NULL: no peer there); a new name starts its figures at 0. */
+void roo__clm_peer_name(cluster *cl, uint32_t w, const char *name);
+void roo__clm_peer_connected(cluster *cl, uint32_t w, bool connected);
+/* The table changed: the worker count and the cluster id. */
+void roo__clm_topology(cluster *cl);
+/* Which of the three listeners exist now. */
+void roo__clm_listening(cluster *cl);
+/* The open connections of a kind changed (accepted, or gone). */
+void roo__clm_conns(cluster *cl, conn_kind kind, bool accepted);
+void roo__clm_refused(cluster *cl, conn_kind kind);
+/* A move ended here (CLM_MOVE_*); done: its hold, if it held, ends now. */
+void roo__clm_move_ended(cluster *cl, int result);
+/* With the cluster (roo__cluster_destroy). */
+void roo__clm_finish(cluster *cl);
+
 /* external.c */
 void roo__ext_reply(cluster *cl, uint64_t conn_id, bool ok, const char *json, const char *error);
 void roo__ext_reply_line(cluster *cl, uint64_t conn_id, json_t *answer);
@@ -322,6 +403,11 @@ json_t *roo__ext_hex_json(const uint8_t *val, size_t len);
 int roo__ext_format_json(const roo_state_type *t, void *scratch, const uint8_t *val, size_t len,
                          char *why, size_t why_cap, json_t **ret_value);
 void roo__ext_wait_move(cluster *cl, uint64_t conn_id);
+/* This worker's figures (st->name borrows cl->name); takes an engine snapshot: once per
+ * heartbeat or status, never per message. */
+void roo__cl_own_stats(cluster *cl, roo__worker_stats *st);
+/* Every heartbeat: note the counters the rates are computed from. */
+void roo__cl_sample_rates(cluster *cl);
 void roo__ext_status_free(query *q, size_t n);
 void roo__ext_status_complete(cluster *cl, query *q);
 void roo__ext_status_check(cluster *cl, query *q);

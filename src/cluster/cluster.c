@@ -92,34 +92,14 @@ int64_t roo__cl_worker_index(const cluster *cl, const char *name)
     return -1;
 }
 
-void roo__cl_own_stats(cluster *cl, roo__worker_stats *st)
+int roo__cluster_set_metrics_address(roo__cluster *cl, const char *addr)
 {
-    roo__engine *e = cl->e;
-    roo__engine_stats es;
-    uint64_t routed_out = 0;
-    uint32_t owned = 0;
-    unsigned conns = 0;
+    size_t n = strlen(addr);
 
-    roo__engine_get_stats(e, &es);
-    uint64_t keys = 0;
-    for (unsigned i = 0; i < e->nshards; i++) {
-        routed_out += atomic_load_explicit(&e->shards[i].routed_out, memory_order_relaxed);
-        conns += atomic_load_explicit(&e->shards[i].nconns_pub, memory_order_relaxed);
-        keys += atomic_load_explicit(&e->shards[i].keys_pub, memory_order_relaxed);
-    }
-    for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
-        owned += cl->topo.owner[p] == cl->self;
-    memset(st, 0, sizeof(*st));
-    st->name = (char *)cl->name;
-    st->frames_in = es.frames_in;
-    st->records_out = es.records_out;
-    st->routed_out = routed_out;
-    st->routed_in = atomic_load_explicit(&e->routed_in, memory_order_relaxed);
-    st->keys = keys;
-    st->commits = es.commits;
-    st->ready = cl->ready;
-    st->partitions_owned = owned;
-    st->source_connections = conns;
+    if (n >= sizeof(cl->metrics_address))
+        return -ENAMETOOLONG;
+    memcpy(cl->metrics_address, addr, n + 1);
+    return 0;
 }
 
 /*
@@ -185,6 +165,7 @@ void roo__cl_persist_topology(cluster *cl)
 
     m->node.kind = ROO__Q_META;
     m->seq = ++cl->meta_queued;
+    roo__clm_topology(cl); /* every table this worker takes is stored: published here too */
     rc = roo__engine_encode_meta(e, cl->has_topology ? &cl->topo : NULL,
                                  cl->mig.active ? &cl->mig.next : NULL, &m->encoded);
     if (rc < 0) {
@@ -473,6 +454,8 @@ static void aconn_closed(roo__fconn *fc, int err)
     uint64_t suppressed = 0;
     bool refused = err == ROO_EAUTH || fc->auth_state;
 
+    if (refused)
+        roo__clm_refused(c->cl, c->kind);
     if (refused && roo__ratelimit_allow(&c->cl->refusals, &suppressed))
         /* Before the handshake: anyone can cause these, so they are rate-limited. */
         roo__log_warn("%s connection from %s did not prove the cluster secret (%s); closed "
@@ -497,6 +480,7 @@ static void conn_gone(aconn *c, int err)
         return;
     c->dead = true;
     cl->nconns[c->kind]--;
+    roo__clm_conns(cl, c->kind, false);
     for (size_t i = 0; c->kind == CONN_CONTROL && i < cl->co.njoiners; i++) {
         if (cl->co.joiners[i].ctl != c)
             continue;
@@ -565,6 +549,7 @@ static void accept_on(cluster *cl, roo__io *lio, conn_kind kind)
         }
         if (cl->nconns[kind] >= cl->e->cfg.max_connections) {
             close(fd);
+            roo__clm_refused(cl, kind);
             if (roo__ratelimit_allow(&cl->refusals, &suppressed))
                 roo__log_warn("%s listener: %u connections open (--max-connections); closed the "
                               "one from %s%s",
@@ -587,6 +572,7 @@ static void accept_on(cluster *cl, roo__io *lio, conn_kind kind)
         c->next = cl->conns;
         cl->conns = c;
         cl->nconns[kind]++;
+        roo__clm_conns(cl, kind, true);
     }
 }
 
@@ -628,6 +614,7 @@ static void prepare(void *ctx)
 
     if (!cl)
         return;
+    roo__cl_stream_asks_tick(cl);
     while (*pp) {
         aconn *c = *pp;
         if (c->dead && !c->fc.open) {
@@ -809,6 +796,7 @@ static void start(void *ctx)
         cl->data_lio.data = cl;
         roo__io_start(e->io_loop, &cl->data_lio, cl->data_lfd, EPOLLIN);
     }
+    roo__clm_listening(cl);
 
     if (e->saved_topology && cl->mode != ROO__STANDALONE && e->saved_topology->nworkers > 1) {
         /* A member restarting: it knows the table; serve at once, reconnect in the background. */
@@ -881,6 +869,7 @@ void roo__cluster_destroy(roo__cluster *cl)
         roo__fconn_finish(&c->fc);
         free(c);
     }
+    roo__cl_stream_asks_finish(cl);
     for (uint32_t w = 0; cl->peers && w < cl->npeers; w++)
         roo__links_peer_finish(&cl->peers[w]);
     free(cl->peers);
@@ -910,6 +899,7 @@ void roo__cluster_destroy(roo__cluster *cl)
         roo__worker_info_finish(&cl->co.joiners[i].info);
     free(cl->co.joiners);
     free(cl->stage_is_state);
+    roo__clm_finish(cl);
     free(cl);
 }
 
@@ -933,6 +923,11 @@ static void move_note(void *ctx, roo__mig_note *n)
     roo__move_on_note(ctx, n);
 }
 
+static void stream_ask(void *ctx, roo__stream_ask *a)
+{
+    roo__cl_stream_ask(ctx, a);
+}
+
 const roo__io_hooks roo__cluster_io_hooks = {
     .start = start,
     .prepare = prepare,
@@ -941,4 +936,5 @@ const roo__io_hooks roo__cluster_io_hooks = {
     .meta_stored = meta_stored,
     .move_note = move_note,
     .idle = links_idle,
+    .stream_ask = stream_ask,
 };

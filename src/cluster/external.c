@@ -4,11 +4,13 @@
  * roo-ctl may ask any worker's --external address; each request gets one reply (ExtRequest,
  * ExtReply with JSON). status: the initializer gathers every worker's figures over the
  * control links (StatusQuery/StatusReply, at most STATUS_TIMEOUT_MS; a joiner forwards the
- * question to it and answers with what comes back). query: a worker answers from its own
- * committed state, a read transaction on the io thread. shrink: only the initializer starts
- * a move (the others name it); the same shrink asked again, after a broken connection, is
- * the same move. A reply waits in its connection until written; a connection that goes away
- * loses its answer and nothing else.
+ * question to it and answers with what comes back). A worker's figures are made here too
+ * (roo__cl_own_stats, for the status and every heartbeat): counters, rates over the last
+ * heartbeats, and one engine snapshot's sinks, errors and end-to-end latency. query: a
+ * worker answers from its own committed state, a read transaction on the io thread. shrink:
+ * only the initializer starts a move (the others name it); the same shrink asked again,
+ * after a broken connection, is the same move. A reply waits in its connection until
+ * written; a connection that goes away loses its answer and nothing else.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,6 +51,148 @@ static json_t *move_json(cluster *cl)
     return move;
 }
 
+void roo__cl_sample_rates(cluster *cl)
+{
+    roo__engine_stats es;
+
+    roo__engine_get_stats(cl->e, &es);
+    cl->rates[cl->rate_next] = (struct rate_sample){ roo__now_ns(), es.frames_in, es.records_out };
+    cl->rate_next = (cl->rate_next + 1) % RATE_SAMPLES;
+    if (cl->nrates < RATE_SAMPLES)
+        cl->nrates++;
+}
+
+/* Counts per second between two readings; counters read apart never make it negative. */
+static double per_second(uint64_t from, uint64_t to, int64_t ns)
+{
+    return ns > 0 && to > from ? (double)(to - from) * 1e9 / (double)ns : 0;
+}
+
+/*
+ * The figures of roo-ctl status, top and targets: rates over the heartbeats' window (the
+ * oldest sample kept, ~5 s ago), and what one engine snapshot says about sinks, errors and
+ * latency. The snapshot allocates its labels: this runs once per heartbeat or status only.
+ */
+static void own_health(cluster *cl, const roo__engine_stats *es, roo__worker_stats *st)
+{
+    const struct rate_sample *old = &cl->rates[cl->nrates < RATE_SAMPLES ? 0 : cl->rate_next];
+    int64_t ns = roo__now_ns() - old->ns;
+    roo__engine_snapshot snap;
+    roo__hist_counts lat = { 0 };
+
+    /* A window shorter than a fifth of a second (the first heartbeat just ran) says little. */
+    if (cl->nrates && ns >= 200 * 1000000LL) {
+        st->frames_in_rate = per_second(old->frames_in, es->frames_in, ns);
+        st->records_out_rate = per_second(old->records_out, es->records_out, ns);
+    }
+    snprintf(st->version, sizeof(st->version), "%s", ROO_VERSION_STRING);
+    memcpy(st->metrics_address, cl->metrics_address, sizeof(st->metrics_address));
+    for (uint32_t w = 0; cl->peers && w < cl->npeers; w++)
+        st->link_backlog_bytes += cl->peers[w].backlog.len - cl->peers[w].backlog_head;
+    roo__engine_take_snapshot(cl->e, &snap);
+    st->uptime_ms = snap.uptime_seconds > 0 ? (uint64_t)(snap.uptime_seconds * 1000) : 0;
+    st->sinks = (uint32_t)snap.nsinks;
+    for (size_t i = 0; i < snap.nsinks; i++) {
+        st->sinks_connected += snap.sinks[i].connected;
+        st->held_bytes += snap.sinks[i].held;
+        st->undelivered_bytes += snap.sinks[i].held + snap.sinks[i].unacked;
+    }
+    st->callback_errors = snap.callback_errors;
+    st->decoder_rejections = snap.decoder_rejections;
+    for (size_t i = 0; i < snap.nsources; i++)
+        roo__hist_counts_add(&lat, &snap.sources[i].latency);
+    memcpy(st->latency_bins, lat.bins, sizeof(st->latency_bins));
+    st->latency_count = lat.count;
+    roo__engine_snapshot_finish(&snap);
+}
+
+void roo__cl_own_stats(cluster *cl, roo__worker_stats *st)
+{
+    roo__engine *e = cl->e;
+    roo__engine_stats es;
+    uint64_t routed_out = 0;
+    uint32_t owned = 0;
+    unsigned conns = 0;
+
+    roo__engine_get_stats(e, &es);
+    uint64_t keys = 0;
+    for (unsigned i = 0; i < e->nshards; i++) {
+        routed_out += atomic_load_explicit(&e->shards[i].routed_out, memory_order_relaxed);
+        conns += atomic_load_explicit(&e->shards[i].nconns_pub, memory_order_relaxed);
+        keys += atomic_load_explicit(&e->shards[i].keys_pub, memory_order_relaxed);
+    }
+    for (uint32_t p = 0; cl->has_topology && p < cl->topo.partitions; p++)
+        owned += cl->topo.owner[p] == cl->self;
+    memset(st, 0, sizeof(*st));
+    st->name = (char *)cl->name;
+    st->frames_in = es.frames_in;
+    st->records_out = es.records_out;
+    st->routed_out = routed_out;
+    st->routed_in = atomic_load_explicit(&e->routed_in, memory_order_relaxed);
+    st->keys = keys;
+    st->commits = es.commits;
+    st->ready = cl->ready;
+    st->partitions_owned = owned;
+    st->source_connections = conns;
+    own_health(cl, &es, st);
+}
+
+/*
+ * A figure with a fraction, rounded to 1/scale (a rate in tenths, seconds in microseconds:
+ * no reader wants 17 digits of noise). Never NULL: out of memory aborts, as json.h's do.
+ */
+static json_t *real_json(double v, double scale)
+{
+    json_t *j;
+
+    if (!(v > 0))
+        v = 0;
+    else if (v < 9e15 / scale)
+        v = (double)(uint64_t)(v * scale + 0.5) / scale;
+    j = json_real(v);
+    if (!j) {
+        roo__log_error("out of memory building a JSON reply; aborting");
+        abort();
+    }
+    return j;
+}
+
+/*
+ * The members that tell how a worker is doing, after the older ones (scripts index by name,
+ * but keep their order anyway). Quantiles come from the cumulative end-to-end histogram;
+ * latency_bins are its bins, trailing empty ones left out, for roo-ctl top to subtract two
+ * of them and get the latency of the time between.
+ */
+static void health_json(json_t *o, const roo__worker_stats *s)
+{
+    roo__hist_counts lat = { 0 };
+    json_t *bins = roo__json_array();
+    size_t nbins = ROO__HIST_BINS;
+
+    memcpy(lat.bins, s->latency_bins, sizeof(lat.bins));
+    lat.count = s->latency_count;
+    while (nbins && !s->latency_bins[nbins - 1])
+        nbins--;
+    for (size_t i = 0; i < nbins; i++)
+        roo__json_push(bins, roo__json_u64(s->latency_bins[i]));
+    roo__json_set(o, "version", roo__json_str(s->version));
+    roo__json_set(o, "uptime_seconds", real_json((double)s->uptime_ms / 1000, 1000));
+    roo__json_set(o, "metrics", roo__json_str(s->metrics_address));
+    roo__json_set(o, "frames_in_per_second", real_json(s->frames_in_rate, 10));
+    roo__json_set(o, "records_out_per_second", real_json(s->records_out_rate, 10));
+    roo__json_set(o, "sinks_connected", roo__json_u64(s->sinks_connected));
+    roo__json_set(o, "sinks", roo__json_u64(s->sinks));
+    roo__json_set(o, "held_bytes", roo__json_u64(s->held_bytes));
+    roo__json_set(o, "undelivered_bytes", roo__json_u64(s->undelivered_bytes));
+    roo__json_set(o, "link_backlog_bytes", roo__json_u64(s->link_backlog_bytes));
+    roo__json_set(o, "callback_errors", roo__json_u64(s->callback_errors));
+    roo__json_set(o, "decoder_rejections", roo__json_u64(s->decoder_rejections));
+    roo__json_set(o, "latency_p50_seconds", real_json(roo__hist_quantile(&lat, 0.5), 1e6));
+    roo__json_set(o, "latency_p99_seconds", real_json(roo__hist_quantile(&lat, 0.99), 1e6));
+    roo__json_set(o, "latency_count", roo__json_u64(s->latency_count));
+    roo__json_set(o, "latency_bins", bins);
+}
+
 /* One worker's line of the status: who, where, and its figures if it answered. */
 static json_t *worker_json(cluster *cl, size_t w, const roo__worker_stats *s, bool have)
 {
@@ -77,6 +221,7 @@ static json_t *worker_json(cluster *cl, size_t w, const roo__worker_stats *s, bo
     roo__json_set(o, "keys", roo__json_u64(s->keys));
     roo__json_set(o, "commits", roo__json_u64(s->commits));
     roo__json_set(o, "source_connections", roo__json_u64(s->source_connections));
+    health_json(o, s);
     return o;
 }
 
@@ -729,6 +874,7 @@ void roo__ext_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len
         roo__log_warn("external connection from %s: a %zu-byte frame is not a request; closing "
                       "it",
                       c->fc.peer, len);
+        roo__clm_refused(cl, CONN_EXTERNAL);
         roo__cl_conn_kill(c);
         return;
     }

@@ -61,6 +61,7 @@ static void refuse(aconn *c, const char *reason)
     roo__ctl m = { .kind = ROO__CTL_REFUSE, .reason = (char *)reason };
 
     roo__log_warn("refused %s: %s", c->fc.peer, reason);
+    roo__clm_refused(c->cl, CONN_CONTROL);
     roo__cl_send_ctl(&c->fc, &m);
     roo__fconn_close_after_flush(&c->fc);
 }
@@ -292,7 +293,8 @@ int roo__coord_abort(cluster *cl, const char *why)
         cl->co.ext_conns[i] = 0;
     }
     roo__log_warn("%s", msg);
-    roo__move_abandon(cl, why);
+    if (roo__move_abandon(cl, why))
+        roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
     roo__coord_broadcast(cl, &tm);
     return 0;
 }

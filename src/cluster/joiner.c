@@ -111,9 +111,11 @@ static void to_init_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         break;
     case ROO__CTL_TOPOLOGY:
         /* A table older than our move from the initializer: it does not run that move (it
-         * restarted before storing it). If it still does, the Migrate that follows says so. */
-        if (cl->has_topology && cl->mig.active && m.topology.version < cl->mig.epoch)
-            roo__move_abandon(cl, "the initializer restarted before it was stored");
+         * restarted before storing it). If it still does, the Migrate that follows says so.
+         * (A move aborted with roo-ctl looks the same from here: it counts as abandoned.) */
+        if (cl->has_topology && cl->mig.active && m.topology.version < cl->mig.epoch &&
+            roo__move_abandon(cl, "the initializer restarted before it was stored"))
+            roo__clm_move_ended(cl, CLM_MOVE_ABANDONED);
         if (!cl->has_topology)
             roo__log_info("received the topology of cluster %016llx: %zu workers, %u partitions",
                           (unsigned long long)m.topology.cluster_id, m.topology.nworkers,
@@ -190,6 +192,7 @@ static int bind_local(cluster *cl, const roo__addr *a, int *fd, roo__io *io, roo
     io->cb = cb;
     io->data = cl;
     roo__io_start(cl->e->io_loop, io, *fd, EPOLLIN);
+    roo__clm_listening(cl);
     return 0;
 }
 
@@ -329,6 +332,7 @@ void roo__joiner_heartbeat_cb(roo__loop *loop, roo__timer *t)
 
     (void)loop;
     roo__move_watch(cl);
+    roo__cl_sample_rates(cl); /* every worker, the initializer too: each reports its rates */
     if (cl->to_init_open) {
         roo__worker_stats mine;
         roo__ctl m = { .kind = ROO__CTL_HEARTBEAT, .nstats = 1 };

@@ -56,7 +56,8 @@ void roo__links_pump(peer *p)
         if (!p->q_head)
             p->q_tail = NULL;
         seq = ++p->out_seq[r->thread];
-        rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->data.data,
+        rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->read_ns,
+                                         r->pipeline, r->data.data,
                                          r->data.len, &p->backlog);
         if (rc < 0) {
             roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
@@ -68,6 +69,8 @@ void roo__links_pump(peer *p)
             roo__ring_push(&p->frames, (struct sent_frame){ r->thread, seq, p->backlog.len, r->from,
                                                             r->batch_seq });
             p->sent += r->nmsgs;
+            roo__clm_add(&cl->clm.peers[p->index].msgs_sent, r->nmsgs);
+            roo__clm_add(&cl->clm.peers[p->index].bytes_sent, p->backlog.len - before);
             if (p->data_open)
                 roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
                                 p->backlog.len - before);
@@ -77,6 +80,8 @@ void roo__links_pump(peer *p)
     }
     if (p->data_open)
         roo__fconn_flush(&p->data);
+    /* Every change of the backlog ends here: framing, and acknowledgements (peer_acked). */
+    roo__clm_set(&cl->clm.peers[p->index].backlog, backlog_live(p));
 }
 
 /* The peer committed everything for `thread` through `seq`: forget those frames. */
@@ -120,9 +125,13 @@ static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
     uint64_t seq = 0;
     roo__buf none = { 0 };
 
-    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &none) == 0 &&
+    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, NULL, &none) == 0 &&
         kind == ROO__DATA_ACK) {
         peer_acked(p, thread, seq);
+        return;
+    }
+    if (kind == ROO__DATA_STREAM_ANSWER) {
+        roo__cl_stream_answered(p->cl, p, payload, len);
         return;
     }
     roo__buf_finish(&none);
@@ -131,6 +140,7 @@ static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
     roo__fconn_close(fc);
     p->data_open = false;
     p->data_active = false;
+    roo__clm_peer_connected(p->cl, p->index, false);
     roo__links_connect(p);
 }
 
@@ -140,6 +150,7 @@ static void peer_data_closed(roo__fconn *fc, int err)
 
     p->data_open = false;
     p->data_active = false;
+    roo__clm_peer_connected(p->cl, p->index, false);
     if (roo__now_ns() - p->data_opened_ns < 1000000000 && !err)
         /* Closed by the peer right after it opened: it is not ready for us yet (forming,
          * restarting) or refused us, which it logs itself. */
@@ -181,6 +192,7 @@ static void peer_data_connected(roo__fconn *fc, int err)
     if (backlog_live(p))
         roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
     p->data_open = true;
+    roo__clm_peer_connected(cl, p->index, true);
     roo__links_pump(p);
     if (cl->mig.active) {
         /* What went on the old link may be lost: send it again. */
@@ -245,6 +257,7 @@ void roo__links_peer_init(cluster *cl, uint32_t w, const roo__worker_info *info)
     p->out_acked = roo__xcalloc(p->out_threads, sizeof(uint64_t));
     p->in_received = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
     p->in_applied = roo__xcalloc(cl->e->nshards, sizeof(uint64_t));
+    roo__clm_peer_name(cl, w, w != cl->self ? info->name : NULL);
 }
 
 /*
@@ -272,6 +285,7 @@ void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
             if (p->data_active)
                 roo__fconn_close(&p->data);
             p->data_open = p->data_active = false;
+            roo__clm_peer_connected(cl, w, false);
             continue;
         }
         if (p->left)
@@ -281,6 +295,7 @@ void roo__links_update(cluster *cl, const roo__topology *t, bool adding_only)
                           wi->data_addr);
             roo__fconn_close(&p->data);
             p->data_open = p->data_active = false;
+            roo__clm_peer_connected(cl, w, false);
             roo__backoff_reset(&p->data_retry);
             roo__worker_info_finish(&p->info);
             roo__worker_info_copy(wi, &p->info);
@@ -318,6 +333,7 @@ void roo__links_forget_from(cluster *cl, uint32_t first)
             roo__cl_conn_kill(p->inbound);
         roo__links_peer_finish(p);
         memset(p, 0, sizeof(*p));
+        roo__clm_peer_name(cl, w, NULL);
     }
     if (cl->npeers > first && cl->self < first)
         cl->npeers = first;
@@ -366,6 +382,7 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
                       "cluster %016llx); closing it",
                       c->fc.peer, h->worker, h->protocol_version,
                       (unsigned long long)h->cluster_id);
+        roo__clm_refused(cl, CONN_DATA);
         return false;
     }
     if (!cl->has_topology) {
@@ -380,6 +397,7 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
     if (w < 0 || (uint32_t)w == cl->self) {
         roo__log_warn("data connection from %s: worker '%s' is not in this cluster; closing it",
                       c->fc.peer, h->worker);
+        roo__clm_refused(cl, CONN_DATA);
         return false;
     }
     p = &cl->peers[w];
@@ -389,6 +407,7 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
             roo__log_warn("data connection from %s claims to be worker '%s', which already has "
                           "a live data link (from %s); closing the new one",
                           c->fc.peer, h->worker, p->inbound->fc.peer);
+            roo__clm_refused(cl, CONN_DATA);
             return false;
         }
         /* A new life of that worker (it restarted): its old link is dead even if this end
@@ -419,10 +438,11 @@ static bool on_data_hello(cluster *cl, aconn *c, const roo__data_hello *h)
 /*
  * DataBatch: route buffer r holds `count` messages for our thread `thread`, the sender's
  * batch `seq` on that thread. It goes to the thread, or back to the pool if it was applied
- * before. False: the frame is wrong (close the link; r is still the caller's).
+ * before. False: the frame is wrong (close the link; r is still the caller's). frame_len
+ * (the frame's payload) is for the byte counts of the link.
  */
 static bool on_data_batch(cluster *cl, aconn *c, roo__route *r, uint32_t thread, uint64_t seq,
-                          uint32_t count)
+                          uint32_t count, size_t frame_len)
 {
     roo__engine *e = cl->e;
     peer *p = &cl->peers[c->peer];
@@ -460,6 +480,8 @@ static bool on_data_batch(cluster *cl, aconn *c, roo__route *r, uint32_t thread,
     r->worker = (uint32_t)c->peer;
     cl->received += count;
     atomic_fetch_add_explicit(&e->routed_in, count, memory_order_relaxed);
+    roo__clm_add(&cl->clm.peers[c->peer].msgs_received, count);
+    roo__clm_add(&cl->clm.peers[c->peer].bytes_received, ROO__FRAME_HDR + frame_len);
     if (++p->inbound_inflight >= INBOUND_ROUTES_MAX)
         roo__fconn_pause_read(&c->fc, true);
     roo__queue_push(&e->shards[thread].inbox, &r->node);
@@ -473,7 +495,8 @@ void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
     uint32_t thread = 0, count = 0;
     uint64_t seq = 0;
     roo__route *r = route_get(cl);
-    int rc = roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, &r->data);
+    int64_t stamp[2] = { 0, 0 };
+    int rc = roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, stamp, &r->data);
 
     if (rc < 0) {
         roo__log_warn("data connection from %s: a %zu-byte frame is not a data message; "
@@ -490,8 +513,16 @@ void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
         route_put(cl, r);
         roo__move_on_chunk(cl, c, payload, len);
         return;
-    } else if (on_data_batch(cl, c, r, thread, seq, count)) {
+    } else if (kind == ROO__DATA_STREAM_ASK) {
+        route_put(cl, r);
+        roo__cl_stream_asked(cl, c, payload, len);
         return;
+    } else {
+        /* Checked where it is used: a pipeline index out of range counts as the first. */
+        r->read_ns = stamp[0];
+        r->pipeline = stamp[1] >= 0 && stamp[1] <= UINT32_MAX ? (uint32_t)stamp[1] : 0;
+        if (on_data_batch(cl, c, r, thread, seq, count, len))
+            return;
     }
     route_put(cl, r);
     roo__cl_conn_kill(c);

@@ -125,8 +125,9 @@ bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
 
     if (m->active && m->epoch == epoch && same_table(&m->next, next))
         return true;
-    if (m->active && cl->mode != ROO__INITIALIZER)
-        roo__move_abandon(cl, "the initializer began another move");
+    if (m->active && cl->mode != ROO__INITIALIZER &&
+        roo__move_abandon(cl, "the initializer began another move"))
+        roo__clm_move_ended(cl, CLM_MOVE_ABANDONED);
     if (m->active || next->partitions != cl->topo.partitions ||
         next->nworkers < cl->topo.nworkers || next->nworkers > MAX_WORKERS ||
         epoch <= cl->topo.version) {
@@ -161,6 +162,7 @@ bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next)
             m->noutgoing++;
         }
     }
+    roo__clm_set(&cl->clm.moving, m->nincoming + m->noutgoing);
     roo__links_update(cl, next, true);
     roo__log_info("partition move to table version %llu: %u partition(s) coming here, %u "
                   "leaving",
@@ -521,6 +523,7 @@ void roo__move_free(cluster *cl)
     m->incoming = m->imported = m->precopied = m->outgoing = NULL;
     m->sink_marks = NULL;
     m->active = false;
+    roo__clm_set(&cl->clm.moving, 0);
 }
 
 /* The switch: held messages go to their new owners; the move is over here. */
@@ -553,6 +556,7 @@ void roo__move_finish(cluster *cl)
                   "messages held for %lld ms)",
                   (unsigned long long)cl->mig.epoch, (long long)ms,
                   (long long)(cl->mig.hold_ns ? (roo__now_ns() - cl->mig.hold_ns) / 1000000 : 0));
+    roo__clm_move_ended(cl, CLM_MOVE_DONE);
     cl->mig.hold_ns = 0;
 }
 

@@ -37,6 +37,15 @@ static inline int64_t roo__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The wall clock in nanoseconds since the epoch: comparable across threads and hosts (as
+ * far as their clocks agree), for latencies that start on one worker and end on another. */
+static inline int64_t roo__wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* The absolute time `ms` milliseconds from now on `clock`, for timed waits. */
 static inline struct timespec roo__timespec_after(clockid_t clock, int ms)
 {
@@ -105,6 +114,17 @@ static inline void roo__store_le32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 8);
     p[2] = (uint8_t)(v >> 16);
     p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint64_t roo__load_le64(const uint8_t *p)
+{
+    return roo__load_le32(p) | (uint64_t)roo__load_le32(p + 4) << 32;
+}
+
+static inline void roo__store_le64(uint8_t *p, uint64_t v)
+{
+    roo__store_le32(p, (uint32_t)v);
+    roo__store_le32(p + 4, (uint32_t)(v >> 32));
 }
 
 static inline void roo__store_be16(uint8_t *p, uint16_t v)

@@ -172,13 +172,48 @@ static bool trim_outbox(roo__engine *e, uint64_t written)
     return true;
 }
 
+/* The metrics of a commit that just succeeded (the committer's own counters). */
+static void note_commit(roo__engine *e, roo__qnode *head, int64_t duration_ns)
+{
+    uint64_t msgs = 0, bytes = 0;
+
+    roo__hist_add(&e->commit_duration, duration_ns, 1);
+    for (roo__qnode *n = head; n; n = n->next) {
+        const roo__batch *b = (const roo__batch *)n;
+        uint64_t out = 0;
+        for (size_t i = 0; i < e->app->nsinks; i++)
+            out += b->out[i].len;
+        msgs += b->nin + b->nrouted;
+        bytes += b->recs.len + (b->outbox_seq ? out : 0);
+        if (b->outbox_seq) {
+            roo__ring_push(&e->outbox_sizes, (struct roo__outbox_size){ b->outbox_seq, out });
+            e->outbox_bytes += out;
+        }
+    }
+    /* What the sinks took went in the same transaction (commit_once's delete_through). */
+    while (e->outbox_sizes.len && roo__ring_at(&e->outbox_sizes, 0).seq <= e->outbox_deleted) {
+        e->outbox_bytes -= roo__ring_at(&e->outbox_sizes, 0).bytes;
+        roo__ring_pop(&e->outbox_sizes);
+    }
+    atomic_fetch_add_explicit(&e->commit_messages, msgs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->commit_bytes, bytes, memory_order_relaxed);
+    atomic_store_explicit(&e->outbox_bytes_pub, e->outbox_bytes, memory_order_relaxed);
+    atomic_store_explicit(&e->map_used_pub, roo__store_used_bytes(e->store), memory_order_relaxed);
+    atomic_store_explicit(&e->map_size_pub, roo__store_map_size(e->store), memory_order_relaxed);
+}
+
 /* Committed batches go on: their threads may acknowledge, io writes their output. */
 static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
 {
+    int64_t now = roo__wall_ns();
+
     atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
     for (roo__qnode *n = head, *next; n; n = next) {
         roo__batch *b = (roo__batch *)n;
         next = n->next;
+        b->t_committed = now;
+        if (b->owner)
+            roo__hist_add(&e->sealed_to_committed, now - b->t_sealed, b->nin + b->nrouted);
         /* Its thread may acknowledge what the batch made durable now, not after the sink. */
         if (b->owner) {
             b->commit_note.node.kind = ROO__Q_COMMITTED;
@@ -201,6 +236,7 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
     bool has_records = false, failing = false, failed = false;
     uint64_t delete_through = e->outbox_deleted, written;
     unsigned nbatches = 0, part;
+    int64_t t0;
     int rc;
 
     for (roo__qnode *n = head; n; n = n->next) {
@@ -228,10 +264,12 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
             last = last->next;
         rest = last->next;
         last->next = NULL;
+        t0 = roo__now_ns();
         rc = commit_once(e, head, ROO__MAX(delete_through, e->outbox_deleted));
         if (rc == 0) {
             e->outbox_deleted = ROO__MAX(delete_through, e->outbox_deleted);
             atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
+            note_commit(e, head, roo__now_ns() - t0);
             if (failing)
                 roo__log_info("state commits work again%s",
                               rest ? " (the rest of the held batches follow)" : "");

@@ -43,6 +43,7 @@
 
 #include "common/buf.h"
 #include "common/queue.h"
+#include "common/ring.h"
 #include "engine/engine.h"
 #include "engine/resume.h"
 #include "engine/routes.h"
@@ -119,7 +120,30 @@ enum {
     ROO__Q_MIGRATION,    /* shard -> io: held (fence passed) or imported (roo__mig_note) */
     ROO__Q_TRACK,        /* io -> shard: note changes to these partitions (roo__track_msg) */
     ROO__Q_TRACK_DUMP,   /* io -> shard: hand over the keys noted, stop noting */
+    ROO__Q_STREAM_ASK,   /* shard -> io: how far has another worker read this stream? */
+    ROO__Q_STREAM_ANSWER, /* io -> shard: ... the answer (the same roo__stream_ask) */
 };
+
+/*
+ * A resumable hello on this worker claims more of a stream than this worker knows was read:
+ * the keeper of the stream's read position (streams.h), another worker, is asked. The shard
+ * fills the question; the cluster (an io hook) the answer, and sends it back.
+ */
+typedef struct roo__stream_ask {
+    roo__qnode node;
+    unsigned shard;
+    uint64_t conn_id; /* the connection waiting (it may be gone when the answer comes) */
+    uint64_t stream;
+    uint64_t next_offset;
+    uint32_t worker;  /* the keeper's index in the topology */
+    /* the answer */
+    bool reached;      /* false: the keeper could not be asked (down, no link, no answer) */
+    uint64_t position; /* frames below it were read somewhere, by the keeper's records */
+    char keeper[ROO__LINK_NAME_MAX + 1];
+    /* the cluster's, while it waits */
+    uint64_t ask_id;
+    int64_t deadline_ns;
+} roo__stream_ask;
 
 /* io -> shard: start noting which keys of the moving partitions change (pre-copy); with
  * parts NULL, stop noting (the move was abandoned). */
@@ -202,6 +226,19 @@ typedef struct roo__link_ack {
     uint64_t conn; /* the connection it came in on: the acknowledgement goes there */
 } roo__link_ack;
 
+/*
+ * Where a batch's messages came from, for the latency histograms (engine.h): one entry per
+ * read or route buffer applied in the batch, up to ROO__LAT_ENTS (then the last entry takes
+ * the rest, keeping its older stamp).
+ */
+#define ROO__LAT_ENTS 64
+typedef struct roo__lat_ent {
+    int64_t read_ns;   /* wall clock of the read (for routed messages: of the first one's) */
+    uint32_t pipeline; /* the pipeline whose source read it */
+    uint32_t frames;   /* frames read here (0 for a route buffer) */
+    uint64_t records;  /* output records it produced in this batch */
+} roo__lat_ent;
+
 typedef struct roo__batch {
     roo__qnode node;
     struct roo__shard *owner;
@@ -230,6 +267,11 @@ typedef struct roo__batch {
     } commit_note;
     uint64_t outbox_seq;     /* committer: its output's key in the outbox (0: not stored) */
     uint64_t outbox_written; /* every outbox entry up to this one is written: delete them */
+    uint64_t nrouted;        /* messages routed here (other threads, workers) applied */
+    int64_t t_sealed;        /* wall clock ns, set by the shard at the seal */
+    int64_t t_committed;     /* ... by the committer once durable */
+    roo__lat_ent *lat;       /* ROO__LAT_ENTS entries (NULL: a batch rebuilt from the outbox) */
+    uint32_t nlat;
     roo__buf out[];          /* one per sink */
 } roo__batch;
 
@@ -252,6 +294,19 @@ typedef struct roo__batch {
 #define ROO__ROUTE_ID_FLAG 0x80000000u
 #define ROO__ROUTE_ID_LEN 8
 #define ROO__ROUTE_STREAM 0xFFFFFFFFu
+/*
+ * A stream's read position for the keeper of its position (the owner of partition
+ * partition_of(stream), see streams.h), one per stream per sealed batch that read it:
+ *
+ *   0       4     0xFFFFFFFE (ROO__ROUTE_INGRESS)
+ *   4       4     16
+ *   8       8     u64 stream
+ *   16      8     u64 frames below this were read
+ *
+ * It counts as a message of its buffer.
+ */
+#define ROO__ROUTE_INGRESS 0xFFFFFFFEu
+#define ROO__ROUTE_INGRESS_LEN 16
 /*
  * Check a route buffer from another worker before any thread reads it (route_check.c): every
  * record fits, every stage index names a state step (is_state[stage]), identities follow a
@@ -277,6 +332,10 @@ typedef struct roo__route {
     uint64_t link_conn; /* the cluster's id of the connection it came in on */
     char link_peer[ROO__LINK_NAME_MAX + 1];
     bool held; /* for a partition on the move: io keeps it until the switch */
+    /* The wall clock of the read of its first message and that read's pipeline (read_ns 0:
+     * unknown), so the end-to-end latency counts from the read on the first worker. */
+    int64_t read_ns;
+    uint32_t pipeline;
 } roo__route;
 
 /*
@@ -410,6 +469,7 @@ typedef struct roo__shard {
 
     roo__source_conn *conns; /* doubly linked */
     unsigned nconns;
+    uint64_t conn_ids; /* the last connection's id */
     bool paused; /* sources not being read */
     bool stopping;
     bool reported_quiescent;
@@ -435,6 +495,17 @@ typedef struct roo__shard {
     _Atomic uint64_t *serialize_errors; /* per state type */
     _Atomic uint32_t parts_pub;         /* partitions of the cluster, at the last table */
     _Atomic uint32_t parts_owned_pub;   /* ... and those this worker owns */
+    /* Latency (written by this thread only; hist.h): the batch entry that output records
+     * count for (UINT32_MAX: none), and the read it stands for, which route buffers carry. */
+    uint32_t lat_cur;
+    int64_t lat_read_ns;
+    uint32_t lat_pipeline;
+    uint64_t lat_base; /* the batch's records when the read began */
+    roo__hist read_to_sealed;
+    roo__hist *compute;   /* per stage: time in its callbacks, downstream steps excluded */
+    bool timing;          /* the message being run is a sampled one: time every step */
+    uint64_t sample_left; /* messages to go before the next sampled one */
+    int64_t child_ns;     /* time of the steps a timed step ran (to subtract) */
 } roo__shard;
 
 typedef struct roo__sink roo__sink;
@@ -454,6 +525,14 @@ struct roo__engine {
     roo__queue commit_q; /* condition-variable queue: BATCH, EXIT */
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_batches;
+    roo__hist sealed_to_committed, commit_duration; /* committer writes; hist.h */
+    _Atomic uint64_t commit_messages, commit_bytes;
+    _Atomic uint64_t map_used_pub, map_size_pub, outbox_bytes_pub;
+    ROO__RING(struct roo__outbox_size {
+        uint64_t seq;
+        uint64_t bytes;
+    }) outbox_sizes; /* committer: output stored in the outbox, by outbox seq */
+    uint64_t outbox_bytes;                                                    /* committer */
     uint64_t outbox_next;    /* committer (set by recovery before it starts) */
     uint64_t outbox_deleted; /* committer */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
@@ -485,6 +564,9 @@ struct roo__engine {
     roo__io_hooks hooks;               /* the cluster's part of the io thread (engine.h) */
     void *hooks_ctx;
     _Atomic uint64_t routed_in;
+    roo__hist committed_to_written; /* io writes; hist.h */
+    roo__hist *e2e;                 /* io writes: per pipeline, end to end */
+    int64_t created_ns;             /* monotonic, at roo__engine_create() */
     _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
     _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
     roo__queue exit_q;             /* any thread -> main: stop the worker (roo__engine_exit) */
@@ -511,6 +593,7 @@ struct roo__engine {
     bool *shard_quiescent;
     int64_t stop_deadline_ns;
     roo__timer stop_timer;
+    roo__timer unacked_timer; /* io: publishes the sinks' unacknowledged bytes */
 
     /* main <-> io: the drain finished (or timed out) */
     pthread_mutex_t done_lock;

@@ -206,8 +206,12 @@ static int recover_stream(void *arg, const uint8_t *key, size_t key_len, const u
         roo__streams_advance(e->streams, m.stream, m.offset, now_s); /* the stored read position */
         return 0;
     }
-    /* A frame applied here was read: a hello may continue after it (see streams.h). */
-    roo__streams_advance(e->streams, m.stream, m.offset + 1, now_s);
+    /* A frame applied here was read: a hello may continue after it (see streams.h); an
+     * even stream id is the read position of stream id + 1, kept here for the cluster. */
+    if (m.stream & 1)
+        roo__streams_advance(e->streams, m.stream, m.offset + 1, now_s);
+    else
+        roo__streams_advance(e->streams, m.stream | 1, m.offset, now_s);
     roo__dedup_load(e->shards[m.partition % e->nshards].dedup, m.stream, m.partition, m.offset,
                     m.sub);
     e->recovered_marks++;
@@ -298,6 +302,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     e->app = app;
     e->cfg = *cfg;
     e->nshards = cfg->threads;
+    e->created_ns = roo__now_ns();
+    e->e2e = roo__xcalloc(app->npipelines, sizeof(*e->e2e));
     e->nlisten = app->npipelines;
     e->streams = roo__streams_create();
     pthread_mutex_init(&e->done_lock, NULL);
@@ -364,6 +370,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
         goto err;
     }
     e->recovered_ms = (roo__now_ns() - t0) / 1000000;
+    atomic_store_explicit(&e->map_size_pub, roo__store_map_size(e->store), memory_order_relaxed);
+    atomic_store_explicit(&e->map_used_pub, roo__store_used_bytes(e->store), memory_order_relaxed);
     e->saved_topology = saved; /* the cluster reads it when the io thread starts */
     *ret_engine = e;
     return 0;
@@ -549,6 +557,8 @@ void roo__engine_destroy(roo__engine *e)
     for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
         roo__shard_finish(&e->shards[i]);
     free(e->shards);
+    free(e->e2e);
+    roo__ring_free(&e->outbox_sizes);
     roo__streams_destroy(e->streams);
     roo__store_close(e->store);
     /* Drop whatever control messages are still queued (batches belong to the shards). */

@@ -3,6 +3,7 @@
 #define ROO_ENGINE_H
 
 #include "common/common.h"
+#include "common/hist.h"
 #include "net/net.h"
 
 typedef struct roo__engine roo__engine;
@@ -63,6 +64,7 @@ struct roo__batch;
 struct roo__route;
 struct roo__meta_msg;
 struct roo__mig_note;
+struct roo__stream_ask;
 typedef struct roo__io_hooks {
     /* The io thread starts (after resending the outbox, before its first poll). */
     void (*start)(void *ctx);
@@ -78,7 +80,13 @@ typedef struct roo__io_hooks {
     void (*move_note)(void *ctx, struct roo__mig_note *n);
     /* Nothing is queued for, or owed to, another worker. */
     bool (*idle)(void *ctx);
+    /* Ask the worker that keeps a stream's read position; answer with
+     * roo__engine_stream_answer() (now or later, on the io thread). */
+    void (*stream_ask)(void *ctx, struct roo__stream_ask *ask);
 } roo__io_hooks;
+
+/* io thread: send the answer to the asking thread (the ask is theirs again). */
+void roo__engine_stream_answer(roo__engine *e, struct roo__stream_ask *ask);
 
 /* Main thread, before roo__engine_start(): install the io thread's hooks (copied). */
 void roo__engine_set_io_hooks(roo__engine *e, const roo__io_hooks *hooks, void *ctx);
@@ -144,6 +152,10 @@ typedef struct roo__snapshot_source {
     uint64_t rejected, oversize;   /* frames refused by the decoder, frames over --max-frame */
     uint64_t connections;          /* open now */
     uint64_t connections_accepted; /* since the start */
+    /* End to end: a frame read here to its output handed to the sink's kernel, one sample
+     * per output record written by this worker (a record from a message routed here from
+     * another worker counts from the read there; clocks of other hosts may be off). */
+    roo__hist_counts latency;
 } roo__snapshot_source;
 
 typedef struct roo__snapshot_sink {
@@ -151,13 +163,20 @@ typedef struct roo__snapshot_sink {
     uint64_t records; /* records written to the sink (handed to the kernel) */
     uint64_t bytes;   /* bytes written, not counting resends after a reconnect */
     uint64_t held;    /* committed output bytes not yet written */
+    uint64_t unacked; /* written but not yet acknowledged by the sink's host (TCP), as of
+                       * the io thread's last look (every 250 ms and at each write) */
     bool connected;
 } roo__snapshot_sink;
 
 typedef struct roo__snapshot_step {
     char *pipeline, *step;
     uint64_t errors; /* callbacks of this step that failed (the message was dropped) */
+    /* Time in the step's callbacks (computation; key and state computation for a state
+     * step; encode for a sink), one message in ROO__COMPUTE_SAMPLE_EVERY timed. */
+    roo__hist_counts compute;
 } roo__snapshot_step;
+
+#define ROO__COMPUTE_SAMPLE_EVERY 64
 
 typedef struct roo__snapshot_state {
     char *state;
@@ -182,6 +201,20 @@ typedef struct roo__engine_snapshot {
     size_t nsteps;
     roo__snapshot_state *states; /* one per state type */
     size_t nstates;
+
+    double uptime_seconds;     /* since roo__engine_create() */
+    uint64_t callback_errors;  /* the steps' errors, summed */
+    uint64_t decoder_rejections; /* the sources' rejected frames, summed */
+    /* Stages of the way to the sink, one sample per message (weights): read to its batch
+     * sealed (frames read here), sealed to committed (messages of the batch: frames read
+     * here and messages routed here), committed to written (records, once every sink has
+     * written the batch's output). */
+    roo__hist_counts read_to_sealed, sealed_to_committed, committed_to_written;
+    roo__hist_counts commit_duration; /* one sample per LMDB commit: begin to synced */
+    uint64_t commit_messages;         /* messages of the committed batches */
+    uint64_t commit_bytes;            /* state and output bytes written by the commits */
+    uint64_t map_size, map_used;      /* LMDB: the map's size and the bytes of its used pages */
+    uint64_t outbox_bytes;            /* committed output kept in LMDB until written */
 } roo__engine_snapshot;
 
 /* Any thread (see above); cannot fail. */

@@ -60,7 +60,7 @@ struct roo__sink {
 
     /* For the metrics, published by this thread as they change (roo__io_sink_counts). */
     uint64_t records; /* records written: a batch's count once its part is written */
-    _Atomic uint64_t pub_records, pub_written, pub_held;
+    _Atomic uint64_t pub_records, pub_written, pub_held, pub_unacked;
     _Atomic bool pub_connected;
 };
 
@@ -110,10 +110,27 @@ static void free_recovered(roo__engine *e, roo__batch *b)
     free(b);
 }
 
+/*
+ * Every sink has written the batch's output: its records' latencies end now. Each entry of
+ * the batch stands for a read (or a route buffer) and the records it produced here.
+ */
+static void note_written(roo__engine *e, const roo__batch *b)
+{
+    int64_t now = roo__wall_ns();
+
+    roo__hist_add(&e->committed_to_written, now - b->t_committed, b->nout);
+    for (uint32_t i = 0; i < b->nlat; i++)
+        if (b->lat[i].records)
+            roo__hist_add(&e->e2e[b->lat[i].pipeline], now - b->lat[i].read_ns,
+                          b->lat[i].records);
+}
+
 static void sink_batch_done(roo__sink *s, roo__batch *b)
 {
     if (--b->refs > 0)
         return;
+    if (b->owner && b->nout)
+        note_written(s->eng, b);
     if (b->owner)
         roo__batch_return(b);
     else
@@ -419,6 +436,12 @@ static void batch_committed(roo__engine *e, roo__batch *b)
         free_recovered(e, b);
 }
 
+void roo__engine_stream_answer(roo__engine *e, roo__stream_ask *ask)
+{
+    ask->node.kind = ROO__Q_STREAM_ANSWER;
+    roo__queue_push(&e->shards[ask->shard].inbox, &ask->node);
+}
+
 /* ---- stopping ---- */
 
 bool roo__io_sinks_idle(const roo__engine *e)
@@ -558,6 +581,14 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
                 e->hooks.move_note(e->hooks_ctx, (roo__mig_note *)n);
             else
                 free_note(n);
+            break;
+        case ROO__Q_STREAM_ASK:
+            if (e->hooks.stream_ask) {
+                e->hooks.stream_ask(e->hooks_ctx, (roo__stream_ask *)n);
+            } else {
+                ((roo__stream_ask *)n)->reached = false;
+                roo__engine_stream_answer(e, (roo__stream_ask *)n);
+            }
             break;
         case ROO__Q_STATUS: {
             roo__status_msg *m = (roo__status_msg *)n;
@@ -742,6 +773,7 @@ void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret
     ret_counts->records = atomic_load_explicit(&s->pub_records, memory_order_relaxed);
     ret_counts->bytes = atomic_load_explicit(&s->pub_written, memory_order_relaxed);
     ret_counts->held = atomic_load_explicit(&s->pub_held, memory_order_relaxed);
+    ret_counts->unacked = atomic_load_explicit(&s->pub_unacked, memory_order_relaxed);
     ret_counts->connected = atomic_load_explicit(&s->pub_connected, memory_order_relaxed);
 }
 
@@ -813,11 +845,31 @@ static bool io_prepare(roo__loop *loop, void *data)
     return false;
 }
 
+/*
+ * Written but not delivered: while connected, what the sink's host has not acknowledged
+ * (a getsockopt, hence a timer rather than every write); while down, what will be resent.
+ */
+static void on_unacked_timer(roo__loop *loop, roo__timer *t)
+{
+    roo__engine *e = t->data;
+
+    for (size_t i = 0; i < e->nsinks; i++) {
+        roo__sink *s = &e->sinks[i];
+        uint64_t from = s->connected ? ROO__MIN(sink_acked(s), s->written)
+                                     : ROO__MIN(s->replay_pos, s->written);
+        atomic_store_explicit(&s->pub_unacked, s->written - from, memory_order_relaxed);
+    }
+    roo__timer_start(loop, t, 250);
+}
+
 void *roo__io_main(void *arg)
 {
     roo__engine *e = arg;
     int rc;
 
+    e->unacked_timer.cb = on_unacked_timer;
+    e->unacked_timer.data = e;
+    roo__timer_start(e->io_loop, &e->unacked_timer, 250);
     roo__loop_set_prepare(e->io_loop, io_prepare, e);
     resend_recovered_outbox(e);
     if (e->hooks.start)

@@ -32,6 +32,13 @@ int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size
             off += 24;
             continue;
         }
+        if (si == ROO__ROUTE_INGRESS) {
+            if (mlen != ROO__ROUTE_INGRESS_LEN || len - off < 8 + ROO__ROUTE_INGRESS_LEN)
+                FAIL("a malformed read position at byte %zu", off);
+            off += 8 + ROO__ROUTE_INGRESS_LEN;
+            msgs++;
+            continue;
+        }
         if (si & ROO__ROUTE_ID_FLAG) {
             if (!have_stream)
                 FAIL("a message identity before any stream record, at byte %zu", off);

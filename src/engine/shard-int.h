@@ -13,6 +13,7 @@ typedef enum conn_kind {
     CONN_UNKNOWN, /* nothing read yet: it may start with the resumable magic */
     CONN_PLAIN,
     CONN_RESUMABLE,
+    CONN_ASKING, /* a hello waits for the keeper of its stream's read position */
 } conn_kind;
 
 struct roo__source_conn {
@@ -36,6 +37,7 @@ struct roo__source_conn {
     bool claimed;         /* holds its stream in the registry (streams.h) until closed */
     uint64_t ingress;     /* read position last put in a batch (an ingress record) */
     bool ack_owed;        /* an acknowledgement could not be written yet */
+    uint64_t id;          /* unique on its thread, for answers that may outlive it */
     /* Per sealed batch: frames below `offset` were read by the end of batch `batch_seq`. */
     ROO__RING(struct conn_mark {
         uint64_t batch_seq;
@@ -47,6 +49,10 @@ struct roo__source_conn {
 
 /* ---- shard.c ---- */
 
+/* Queue a message for another thread or worker (dest indexes the routing table's dests). */
+void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
+                      const roo__msg_id *id);
+
 /* Append a non-state record (link or stream bookkeeping) to the batch. */
 void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
                           const uint8_t *val, size_t vlen);
@@ -55,7 +61,55 @@ bool roo__shard_batch_full(const roo__shard *sh);
 /* A move's hold: report once every batch sealed before it is durable. */
 void roo__shard_hold_check(roo__shard *sh);
 
+/* Records encoded into the batch so far, for all its sinks. */
+static inline uint64_t roo__batch_records(const roo__batch *b, size_t nsinks)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < nsinks; i++)
+        n += b->sink_nout[i];
+    return n;
+}
+
+/*
+ * A read (or a route buffer) starts: output records until roo__shard_lat_close() count
+ * from read_ns in the end-to-end latency, and the read's frames from it in read_to_sealed
+ * (shard.c). Nothing is done per record: the records are the batch's count's growth.
+ */
+static inline void roo__shard_lat_open(roo__shard *sh, int64_t read_ns, uint32_t pipeline)
+{
+    roo__batch *b = sh->cur;
+
+    sh->lat_read_ns = read_ns;
+    sh->lat_pipeline = pipeline;
+    sh->lat_base = roo__batch_records(b, sh->eng->app->nsinks);
+    if (b->nlat < ROO__LAT_ENTS) {
+        b->lat[b->nlat] = (roo__lat_ent){ read_ns, pipeline, 0, 0 };
+        sh->lat_cur = b->nlat++;
+    } else {
+        sh->lat_cur = b->nlat - 1; /* full: the last entry takes the rest */
+    }
+}
+
+/* The read (route buffer) is done: frames read here in it. */
+static inline void roo__shard_lat_close(roo__shard *sh, uint64_t frames)
+{
+    roo__batch *b = sh->cur;
+    roo__lat_ent *ent = &b->lat[sh->lat_cur];
+
+    ent->frames += (uint32_t)frames;
+    ent->records += roo__batch_records(b, sh->eng->app->nsinks) - sh->lat_base;
+}
+
 /* ---- source.c ---- */
+
+/* The keeper of a stream's read position answered (or could not be asked): welcome or
+ * refuse the connection that waits for it. Frees the ask. */
+void roo__sources_stream_answer(roo__shard *sh, roo__stream_ask *ask);
+
+/* This thread keeps stream's read position (it owns the stream's partition): frames below
+ * `offset` were read, here or on another worker (ROO__ROUTE_INGRESS). */
+void roo__shard_apply_ingress(roo__shard *sh, uint64_t stream, uint64_t offset);
 
 /* A connection io accepted for us (ROO__Q_CONN). */
 void roo__source_add(roo__shard *sh, const roo__conn_msg *m);

@@ -89,7 +89,7 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
     sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
 }
 
-static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
+void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
                       const roo__msg_id *id)
 {
     roo__route *r = sh->route_out[dest];
@@ -111,6 +111,8 @@ static void route_msg(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->worker = sh->dests[dest].worker;
         r->thread = sh->dests[dest].thread;
         r->held = sh->dests[dest].held;
+        r->read_ns = sh->lat_read_ns;
+        r->pipeline = sh->lat_pipeline;
         sh->route_out[dest] = r;
     }
     if (id && (id->stream != r->id_stream || id->offset < r->id_base ||
@@ -205,7 +207,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         if (!sh->id_fixed)
             sh->id.sub++;
         if (owner != sh->idx) {
-            route_msg(sh, owner, si, msg, len, &id);
+            roo__shard_route(sh, owner, si, msg, len, &id);
             return;
         }
         if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
@@ -213,7 +215,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
             return;
         }
     } else if (owner != sh->idx) {
-        route_msg(sh, owner, si, msg, len, NULL);
+        roo__shard_route(sh, owner, si, msg, len, NULL);
         return;
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
@@ -237,7 +239,8 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         callback_error(sh, st, "state computation", rc);
 }
 
-static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len)
+static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint32_t si,
+                                                           const void *msg, size_t len)
 {
     const roo__stage *st = &sh->stages[si];
 
@@ -258,6 +261,31 @@ static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len)
     }
 }
 
+/*
+ * A sampled message (sh->timing, see roo__shard_sample_next): the step's own time, without
+ * the steps it emitted to, which are timed too and add theirs to child_ns. Two clock reads
+ * per step, for one message in ROO__COMPUTE_SAMPLE_EVERY.
+ */
+static __attribute__((noinline)) void run_step_timed(roo__shard *sh, uint32_t si,
+                                                     const void *msg, size_t len)
+{
+    int64_t saved = sh->child_ns, t0 = roo__now_ns(), d;
+
+    sh->child_ns = 0;
+    run_step(sh, si, msg, len);
+    d = roo__now_ns() - t0;
+    roo__hist_add(&sh->compute[si], d - sh->child_ns, 1);
+    sh->child_ns = saved + d;
+}
+
+static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len)
+{
+    if (ROO__UNLIKELY(sh->timing))
+        run_step_timed(sh, si, msg, len);
+    else
+        run_step(sh, si, msg, len);
+}
+
 /* ---- batches ---- */
 
 static bool remote_pending(const roo__shard *sh)
@@ -270,19 +298,11 @@ static bool remote_pending(const roo__shard *sh)
     return false;
 }
 
-/* Records encoded into the batch so far, for all its sinks. */
-static uint64_t batch_records(const roo__batch *b, size_t nsinks)
-{
-    uint64_t n = 0;
-    for (size_t i = 0; i < nsinks; i++)
-        n += b->sink_nout[i];
-    return n;
-}
 
 /* Empty: nothing to commit or send, and no written outbox entries to let go of. */
 static bool batch_empty(const roo__shard *sh)
 {
-    return sh->cur->nin == 0 && batch_records(sh->cur, sh->eng->app->nsinks) == 0 &&
+    return sh->cur->nin == 0 && roo__batch_records(sh->cur, sh->eng->app->nsinks) == 0 &&
            sh->ndirty == 0 && sh->cur->nrecs == 0 && sh->cur->ndone == 0 && !remote_pending(sh) &&
            sh->cur_routes == 0 && sh->outbox_written == sh->outbox_announced;
 }
@@ -403,14 +423,15 @@ static void emit_stream_mark(void *arg, const uint8_t *key, size_t klen, const u
 static void seal(roo__shard *sh)
 {
     roo__batch *b = sh->cur;
-    int64_t now_s;
+    int64_t now_s = roo__now_ns() / 1000000000; /* one clock read per seal, for the streams */
 
+    /* Read positions first: those for other threads go with this batch's routes. */
+    roo__sources_seal(sh, b, now_s);
     for (size_t i = 0; i < sh->ndirty; i++)
         append_record(sh, b, sh->dirty[i]);
     sh->ndirty = 0;
     /* Resumable streams' high-water marks go in the same commit as the state they guard. */
     roo__dedup_flush(sh->dedup, emit_stream_mark, b);
-    now_s = roo__now_ns() / 1000000000; /* one clock read per seal, for the streams */
     roo__dedup_tick(sh->dedup, now_s);
     flush_routes(sh);
     collect_remote(sh);
@@ -418,14 +439,18 @@ static void seal(roo__shard *sh)
     roo__dur_sealed(&sh->dur, sh->batch_seq, sh->cur_routes);
     b->commit_note.seq = sh->batch_seq;
     sh->cur_routes = 0;
-    roo__sources_seal(sh, b, now_s);
     b->outbox_written = sh->outbox_written;
     sh->outbox_announced = sh->outbox_written;
     b->remote = sh->remote_pending;
     sh->remote_pending = sh->remote_tail = NULL;
     sh->remote_bytes = 0;
     b->seq = sh->batch_seq++;
-    b->nout = batch_records(b, sh->eng->app->nsinks);
+    b->nout = roo__batch_records(b, sh->eng->app->nsinks);
+    b->t_sealed = roo__wall_ns();
+    for (uint32_t i = 0; i < b->nlat; i++)
+        if (b->lat[i].frames)
+            roo__hist_add(&sh->read_to_sealed, b->t_sealed - b->lat[i].read_ns, b->lat[i].frames);
+    sh->lat_cur = UINT32_MAX;
     atomic_fetch_add_explicit(&sh->frames_in, b->nin, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->records_out, b->nout, memory_order_relaxed);
     atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
@@ -441,6 +466,8 @@ static void seal(roo__shard *sh)
 static void batch_reset(roo__batch *b, size_t nsinks)
 {
     b->nin = b->nout = 0;
+    b->nrouted = 0;
+    b->nlat = 0;
     memset(b->sink_nout, 0, nsinks * sizeof(*b->sink_nout));
     b->recs.len = 0;
     b->nrecs = 0;
@@ -539,11 +566,21 @@ static void process_route(roo__shard *sh, roo__route *r)
 {
     const uint8_t *p = r->data.data, *end = p + r->data.len;
 
-    uint64_t stream = 0, base = 0;
+    uint64_t stream = 0, base = 0, i = 0, sample_at = sh->sample_left;
 
+    /* From a peer that sent no stamp: count from now. */
+    roo__shard_lat_open(sh, r->read_ns > 0 ? r->read_ns : roo__wall_ns(),
+                        r->pipeline < sh->eng->app->npipelines ? r->pipeline : 0);
+    sh->cur->nrouted += r->nmsgs;
     while (p < end) {
         uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
         size_t idlen = 0;
+        if (si == ROO__ROUTE_INGRESS) {
+            roo__shard_apply_ingress(sh, roo__load_le64(p + 8), roo__load_le64(p + 16));
+            p += 8 + ROO__ROUTE_INGRESS_LEN;
+            i++;
+            continue;
+        }
         if (si == ROO__ROUTE_STREAM) {
             stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
             base = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
@@ -560,12 +597,22 @@ static void process_route(roo__shard *sh, roo__route *r)
             sh->id_fixed = true;
         }
         sh->routed = true;
-        run_stage(sh, si, p + 8 + idlen, len);
+        if (ROO__UNLIKELY(i == sample_at)) {
+            sh->timing = true; /* this message's steps are timed (metrics) */
+            run_stage(sh, si, p + 8 + idlen, len);
+            sh->timing = false;
+            sample_at += ROO__COMPUTE_SAMPLE_EVERY;
+        } else {
+            run_stage(sh, si, p + 8 + idlen, len);
+        }
+        i++;
         sh->routed = false;
         sh->id.stream = 0;
         sh->id_fixed = false;
         p += 8 + idlen + ROO__ALIGN8(len);
     }
+    sh->sample_left = sample_at - i;
+    roo__shard_lat_close(sh, 0);
     if (r->link_seq)
         note_link_applied(sh, r);
     if (r->from) {
@@ -839,8 +886,12 @@ static void apply_import(roo__shard *sh, roo__import_msg *m)
         roo__stream_mark mk;
         if (roo__key_stream_parse(k, ROO__STREAM_KEY_LEN, k + ROO__STREAM_KEY_LEN,
                                   ROO__STREAM_VAL_LEN, &mk) &&
-            mk.partition == m->partition)
+            mk.partition == m->partition) {
             roo__dedup_check(sh->dedup, mk.stream, mk.partition, mk.offset, mk.sub);
+            if (!(mk.stream & 1)) /* a read position this worker keeps from now on */
+                roo__streams_advance(sh->eng->streams, mk.stream | 1, mk.offset,
+                                     roo__now_ns() / 1000000000);
+        }
     }
     if (m->last) {
         /* Reported once the batch holding the partition's last records is committed. */
@@ -956,6 +1007,9 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             else
                 sh->imports_head = n;
             sh->imports_tail = n;
+            break;
+        case ROO__Q_STREAM_ANSWER:
+            roo__sources_stream_answer(sh, (roo__stream_ask *)n);
             break;
         case ROO__Q_ROUTE_DONE:
             roo__dur_route_done(&sh->dur, ((roo__route_done *)n)->batch_seq);
@@ -1082,6 +1136,9 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     roo__buf_reserve(&sh->rbuf, ROO__READ_CHUNK + e->cfg.max_frame + 16);
     sh->source_counts = roo__xcalloc(e->app->npipelines, sizeof(*sh->source_counts));
     sh->step_errors = roo__xcalloc(e->app->nstages, sizeof(*sh->step_errors));
+    sh->compute = roo__xcalloc(e->app->nstages, sizeof(*sh->compute));
+    sh->lat_cur = UINT32_MAX;
+    sh->sample_left = ROO__COMPUTE_SAMPLE_EVERY - 1;
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,
                                         sizeof(*sh->serialize_errors));
     sh->nbatches = e->cfg.batches_per_shard;
@@ -1091,6 +1148,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
         roo__batch *b =
             roo__xcalloc(1, sizeof(*b) + nsinks * (sizeof(roo__buf) + sizeof(*b->sink_nout)));
         b->sink_nout = (uint64_t *)&b->out[nsinks];
+        b->lat = roo__xcalloc(ROO__LAT_ENTS, sizeof(*b->lat));
         b->node.kind = ROO__Q_BATCH;
         b->owner = sh;
         sh->all_batches[i] = b;
@@ -1120,6 +1178,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
 
 static void free_batch(roo__batch *b, size_t nsinks)
 {
+    free(b->lat);
     free(b->acks);
     free(b->done);
     roo__buf_finish(&b->recs);
@@ -1225,6 +1284,7 @@ void roo__shard_finish(roo__shard *sh)
     free(sh->dirty);
     free(sh->source_counts);
     free((void *)sh->step_errors);
+    free(sh->compute);
     free((void *)sh->serialize_errors);
     roo__buf_finish(&sh->rbuf);
     roo__loop_destroy(sh->loop);

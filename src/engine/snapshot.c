@@ -57,6 +57,8 @@ static void take_sources(roo__engine *e, roo__engine_snapshot *s)
             src->rejected += load64(&c->rejected);
             src->oversize += load64(&c->oversize);
         }
+        roo__hist_merge(&e->e2e[p], &src->latency);
+        s->decoder_rejections += src->rejected;
         /* Read apart, closed may be ahead of accepted for a moment. */
         src->connections = accepted > closed ? accepted - closed : 0;
         src->connections_accepted = accepted;
@@ -97,8 +99,11 @@ static void take_steps(roo__engine *e, roo__engine_snapshot *s)
         out->step = unique_label(names, scopes, i, out->pipeline, st->name);
         names[i] = out->step;
         scopes[i] = out->pipeline;
-        for (unsigned t = 0; t < e->cfg.threads; t++)
+        for (unsigned t = 0; t < e->cfg.threads; t++) {
             out->errors += load64(&e->shards[t].step_errors[i]);
+            roo__hist_merge(&e->shards[t].compute[i], &out->compute);
+        }
+        s->callback_errors += out->errors;
     }
     free(names);
     free(scopes);
@@ -121,6 +126,17 @@ void roo__engine_take_snapshot(roo__engine *e, roo__engine_snapshot *ret_snap)
         s.routed_out += load64(&sh->routed_out);
     }
     s.routed_in = load64(&e->routed_in);
+    for (unsigned i = 0; i < e->cfg.threads; i++)
+        roo__hist_merge(&e->shards[i].read_to_sealed, &s.read_to_sealed);
+    roo__hist_merge(&e->sealed_to_committed, &s.sealed_to_committed);
+    roo__hist_merge(&e->committed_to_written, &s.committed_to_written);
+    roo__hist_merge(&e->commit_duration, &s.commit_duration);
+    s.commit_messages = load64(&e->commit_messages);
+    s.commit_bytes = load64(&e->commit_bytes);
+    s.map_size = load64(&e->map_size_pub);
+    s.map_used = load64(&e->map_used_pub);
+    s.outbox_bytes = load64(&e->outbox_bytes_pub);
+    s.uptime_seconds = (double)(roo__now_ns() - e->created_ns) / 1e9;
     s.commits = load64(&e->commits);
     s.committed_batches = load64(&e->committed_batches);
     s.recovered_keys = e->recovered_keys;

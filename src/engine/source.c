@@ -68,19 +68,28 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     roo_emitter em = { sh, c->first_stage };
     roo_decode_fn decode = c->pipeline->source.decode;
     void *ctx = c->pipeline->source.ctx;
-    uint64_t frames = 0;
+    uint64_t frames = 0, sample_at = sh->sample_left;
     size_t off = 0;
     roo__frame fr;
     int rc;
 
+    /* One clock read per read, for the latency histograms. */
+    roo__shard_lat_open(sh, roo__wall_ns(), c->pipeline->index);
     while ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) == ROO__FRAME_OK) {
+        bool timed = frames == sample_at;
         int drc;
+        if (ROO__UNLIKELY(timed)) {
+            sh->timing = true; /* this frame's steps are timed (metrics) */
+            sample_at += ROO__COMPUTE_SAMPLE_EVERY;
+        }
         if (ROO__UNLIKELY(c->resumable)) {
             /* Messages of this frame get its identity, numbered as they reach state. */
             sh->id = (roo__msg_id){ c->stream, c->next_offset, 0 };
             sh->id_fixed = false;
         }
         drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+        if (ROO__UNLIKELY(timed))
+            sh->timing = false;
         if (ROO__UNLIKELY(c->resumable)) {
             sh->id.stream = 0;
             if (drc >= 0)
@@ -98,8 +107,12 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
         off += fr.frame_len;
         frames++;
     }
+    /* A frame that ended the loop with an error may have been the sampled one: then the
+     * next read times its first. */
+    sh->sample_left = sample_at > frames ? sample_at - frames : 0;
     c->frames += frames;
     sh->cur->nin += frames;
+    roo__shard_lat_close(sh, frames);
     /* Once per read, not per frame: the metrics' only cost on this path. */
     atomic_fetch_add_explicit(&counts->frames, frames, memory_order_relaxed);
     if (rc == ROO_EFRAMESIZE) {
@@ -164,39 +177,6 @@ static int conn_reply(roo__source_conn *c, roo__source_reply_kind kind, uint64_t
 }
 
 /*
- * Take the stream for this connection, or refuse the hello: another connection of the
- * stream is open, or (a standalone worker, which reads every frame of its streams itself)
- * next_offset is past what was read here, so the frames it claims applied never were.
- */
-static int conn_claim(roo__source_conn *c, uint64_t next)
-{
-    const roo__engine_cfg *cfg = &c->sh->eng->cfg;
-    char other[64] = "", why[ROO__STREAM_NAME_MAX + 160];
-    uint64_t stored = 0;
-    roo__stream_refusal r;
-
-    r = roo__streams_claim(c->sh->eng->streams, c->stream, next, c->peer,
-                           cfg->mode == ROO__STANDALONE, roo__now_ns() / 1000000000, &stored, other,
-                           sizeof(other));
-    if (r == ROO__STREAM_OK) {
-        c->claimed = true;
-        return 0;
-    }
-    if (r == ROO__STREAM_LIVE)
-        snprintf(why, sizeof(why), "stream '%s' is already connected (from %s)", c->stream_name,
-                 other);
-    else
-        snprintf(why, sizeof(why),
-                 "stream '%s' was read here up to frame %llu, not %llu: frames the hello "
-                 "claims were never read",
-                 c->stream_name, (unsigned long long)stored, (unsigned long long)next);
-    roo__log_warn("source '%s': connection from %s: hello refused: %s; closing the connection",
-                  c->pipeline->name, c->peer, why);
-    conn_reply(c, ROO__SRC_REFUSED, 0, why);
-    return r == ROO__STREAM_LIVE ? -EBUSY : -ERANGE;
-}
-
-/*
  * A resumable client reconnects after any break, and its stream stays claimed while this
  * end believes the old connection open: keepalives find a peer that vanished (host down,
  * network cut) within about 30 s instead of the kernel's two hours.
@@ -209,6 +189,91 @@ static void conn_keepalive(roo__source_conn *c)
     (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
     (void)setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static void conn_refuse(roo__source_conn *c, const char *why)
+{
+    roo__log_warn("source '%s': connection from %s: hello refused: %s; closing the connection",
+                  c->pipeline->name, c->peer, why);
+    conn_reply(c, ROO__SRC_REFUSED, 0, why);
+}
+
+/*
+ * In a cluster, the other worker that keeps the stream's read position (streams.h), or
+ * UINT32_MAX if this worker keeps it (then what it knows is all there is to know).
+ */
+static uint32_t stream_keeper(const roo__shard *sh, uint64_t stream)
+{
+    unsigned d;
+
+    if (sh->eng->cfg.mode == ROO__STANDALONE)
+        return UINT32_MAX;
+    d = sh->part_dest[roo__partition_of(stream, sh->partitions)];
+    return d < sh->eng->nshards ? UINT32_MAX : sh->dests[d].worker;
+}
+
+/*
+ * Take the stream for this connection, or refuse the hello: another connection of the
+ * stream is open, or next_offset is past what is known to have been read (here, or by
+ * `known`: the keeper's answer), so the frames it claims applied never were. Returns 0,
+ * 1 (the keeper was asked: the connection waits for roo__sources_stream_answer) or < 0.
+ */
+static int conn_claim(roo__source_conn *c, uint64_t next, uint64_t known, bool may_ask)
+{
+    roo__shard *sh = c->sh;
+    char other[64] = "", why[ROO__STREAM_NAME_MAX + 160];
+    uint64_t stored = 0;
+    uint32_t keeper;
+    roo__stream_refusal r;
+
+    r = roo__streams_claim(sh->eng->streams, c->stream, next, c->peer, known,
+                           roo__now_ns() / 1000000000, &stored, other, sizeof(other));
+    if (r == ROO__STREAM_OK) {
+        c->claimed = true;
+        return 0;
+    }
+    if (r == ROO__STREAM_AHEAD && may_ask && (keeper = stream_keeper(sh, c->stream)) != UINT32_MAX) {
+        roo__stream_ask *a = roo__xcalloc(1, sizeof(*a));
+        a->node.kind = ROO__Q_STREAM_ASK;
+        a->shard = sh->idx;
+        a->conn_id = c->id;
+        a->stream = c->stream;
+        a->next_offset = next;
+        a->worker = keeper;
+        roo__queue_push(&sh->eng->io_q, &a->node);
+        return 1;
+    }
+    if (r == ROO__STREAM_LIVE)
+        snprintf(why, sizeof(why), "stream '%s' is already connected (from %s)", c->stream_name,
+                 other);
+    else
+        snprintf(why, sizeof(why),
+                 "stream '%s' was read up to frame %llu, not %llu: frames the hello claims were "
+                 "never read",
+                 c->stream_name, (unsigned long long)stored, (unsigned long long)next);
+    conn_refuse(c, why);
+    return r == ROO__STREAM_LIVE ? -EBUSY : -ERANGE;
+}
+
+/* The stream is claimed: say welcome and read its frames from next on. */
+static int conn_welcome(roo__source_conn *c, uint64_t next)
+{
+    int rc;
+
+    c->kind = CONN_RESUMABLE;
+    c->resumable = true;
+    c->next_offset = c->acked = c->ingress = next;
+    conn_keepalive(c);
+    rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
+    if (rc < 0) {
+        roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
+                      "the connection",
+                      c->pipeline->name, c->peer, roo_strerror(rc));
+        return rc;
+    }
+    roo__log_info("source '%s': connection from %s continues stream '%s' at frame %llu",
+                  c->pipeline->name, c->peer, c->stream_name, (unsigned long long)next);
+    return 0;
 }
 
 /*
@@ -247,24 +312,58 @@ static int conn_handshake(roo__source_conn *c, const uint8_t *buf, size_t have, 
         return rc;
     }
     c->stream = roo__key_hash(c->stream_name, strlen(c->stream_name)) | 1;
-    rc = conn_claim(c, next);
+    *ret_skip = ROO__SOURCE_MAGIC_LEN + 4 + hl;
+    rc = conn_claim(c, next, 0, true);
     if (rc < 0)
         return rc;
-    c->kind = CONN_RESUMABLE;
-    c->resumable = true;
-    c->next_offset = c->acked = c->ingress = next;
-    conn_keepalive(c);
-    rc = conn_reply(c, ROO__SRC_WELCOME, next, NULL);
-    if (rc < 0) {
-        roo__log_warn("source '%s': connection from %s: cannot answer its hello: %s; closing "
-                      "the connection",
-                      c->pipeline->name, c->peer, roo_strerror(rc));
-        return rc;
+    if (rc == 1) {
+        c->kind = CONN_ASKING;
+        return 2;
     }
-    roo__log_info("source '%s': connection from %s continues stream '%s' at frame %llu",
-                  c->pipeline->name, c->peer, c->stream_name, (unsigned long long)next);
-    *ret_skip = ROO__SOURCE_MAGIC_LEN + 4 + hl;
-    return 1;
+    rc = conn_welcome(c, next);
+    return rc < 0 ? rc : 1;
+}
+
+void roo__sources_stream_answer(roo__shard *sh, roo__stream_ask *a)
+{
+    roo__source_conn *c = sh->conns;
+    char why[ROO__STREAM_NAME_MAX + ROO__LINK_NAME_MAX + 200];
+
+    while (c && c->id != a->conn_id)
+        c = c->next;
+    if (!c || c->kind != CONN_ASKING) {
+        free(a); /* closed meanwhile (a stop) */
+        return;
+    }
+    if (!a->reached) {
+        snprintf(why, sizeof(why),
+                 "stream '%s' continues at frame %llu, more than this worker read of it, and "
+                 "the worker that keeps its read position ('%s') cannot be asked now: try again",
+                 c->stream_name, (unsigned long long)a->next_offset, a->keeper);
+        conn_refuse(c, why);
+        free(a);
+        roo__source_abort(c);
+        return;
+    }
+    roo__log_info("source '%s': connection from %s: worker '%s', which keeps the read position "
+                  "of stream '%s', says it was read up to frame %llu",
+                  c->pipeline->name, c->peer, a->keeper, c->stream_name,
+                  (unsigned long long)a->position);
+    if (conn_claim(c, a->next_offset, a->position, false) < 0 ||
+        conn_welcome(c, a->next_offset) < 0) {
+        free(a);
+        roo__source_abort(c);
+        return;
+    }
+    free(a);
+    if (!sh->paused) {
+        int rc = roo__io_start(sh->loop, &c->io, c->io.fd, EPOLLIN | EPOLLRDHUP);
+        if (rc < 0) {
+            roo__log_error("source '%s': cannot resume connection from %s: %s",
+                           c->pipeline->name, c->peer, roo_strerror(rc));
+            roo__source_abort(c);
+        }
+    }
 }
 
 /* At a seal: frames below next_offset were read by the end of batch batch_seq. */
@@ -353,6 +452,13 @@ static void conn_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         }
         buf += skip;
         have -= skip;
+        if (hrc == 2) {
+            /* The keeper is asked: read nothing more until it answers. */
+            c->partial.len = 0;
+            roo__buf_append(&c->partial, buf, have);
+            roo__io_stop(sh->loop, &c->io);
+            return;
+        }
     }
     if (conn_process(c, buf, have, &used) < 0) {
         roo__source_abort(c);
@@ -370,6 +476,7 @@ void roo__source_add(roo__shard *sh, const roo__conn_msg *m)
     int rc;
 
     c->sh = sh;
+    c->id = ++sh->conn_ids;
     c->pipeline = p;
     c->first_stage = p->first_stage;
     roo__framer_init(&c->framer, &p->source, sh->eng->cfg.max_frame);
@@ -403,7 +510,7 @@ void roo__sources_pause(roo__shard *sh, bool paused)
     for (roo__source_conn *c = sh->conns; c; c = c->next) {
         if (paused) {
             roo__io_stop(sh->loop, &c->io);
-        } else {
+        } else if (c->kind != CONN_ASKING) {
             int rc = roo__io_start(sh->loop, &c->io, c->io.fd, EPOLLIN | EPOLLRDHUP);
             if (rc < 0)
                 roo__log_error("source '%s': cannot resume connection from %s: %s",
@@ -412,7 +519,21 @@ void roo__sources_pause(roo__shard *sh, bool paused)
     }
 }
 
-/* A stream's read position goes in the batch that read its frames (see streams.h). */
+void roo__shard_apply_ingress(roo__shard *sh, uint64_t stream, uint64_t offset)
+{
+    uint16_t part = roo__partition_of(stream, sh->partitions);
+
+    /* The mark of (stream with bit 0 clear, partition): stream ids are odd, so it is no
+     * message's mark; it moves with the partition and ages with the stream's marks. */
+    (void)roo__dedup_check(sh->dedup, stream & ~(uint64_t)1, part, offset, 0);
+    roo__streams_advance(sh->eng->streams, stream | 1, offset, roo__now_ns() / 1000000000);
+}
+
+/*
+ * A stream's read position goes in the batch that read its frames (see streams.h); in a
+ * cluster also, in the same batch, to the thread that keeps it (the owner of the stream's
+ * partition), so that a hello on any worker can be checked after this one is gone.
+ */
 static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c, int64_t now_s)
 {
     uint8_t key[ROO__STREAM_KEY_LEN], val[ROO__STREAM_VAL_LEN];
@@ -423,6 +544,17 @@ static void conn_ingress(roo__shard *sh, roo__batch *b, roo__source_conn *c, int
     roo__key_stream(key, val, &(roo__stream_mark){ c->stream, ROO__STREAM_INGRESS, c->ingress, 0 });
     roo__shard_append_kv(b, ROO__REC_STREAM, key, sizeof(key), val, sizeof(val));
     roo__streams_advance(sh->eng->streams, c->stream, c->ingress, now_s);
+    if (sh->eng->cfg.mode != ROO__STANDALONE) {
+        unsigned keeper = sh->part_dest[roo__partition_of(c->stream, sh->partitions)];
+        if (keeper == sh->idx) {
+            roo__shard_apply_ingress(sh, c->stream, c->ingress);
+        } else {
+            uint8_t msg[ROO__ROUTE_INGRESS_LEN];
+            roo__store_le64(msg, c->stream);
+            roo__store_le64(msg + 8, c->ingress);
+            roo__shard_route(sh, keeper, ROO__ROUTE_INGRESS, msg, sizeof(msg), NULL);
+        }
+    }
 }
 
 /* ---- forgetting idle streams (--stream-max-idle) ---- */

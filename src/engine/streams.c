@@ -65,7 +65,7 @@ static stream_ent *find(roo__streams *s, uint64_t stream, bool create)
 }
 
 roo__stream_refusal roo__streams_claim(roo__streams *s, uint64_t stream, uint64_t next_offset,
-                                       const char *peer, bool strict, int64_t now_s,
+                                       const char *peer, uint64_t known, int64_t now_s,
                                        uint64_t *ret_stored, char *ret_peer, size_t peer_cap)
 {
     roo__stream_refusal r = ROO__STREAM_OK;
@@ -76,22 +76,34 @@ roo__stream_refusal roo__streams_claim(roo__streams *s, uint64_t stream, uint64_
     if (e && e->live) {
         r = ROO__STREAM_LIVE;
         snprintf(ret_peer, peer_cap, "%s", e->peer);
-    } else if (strict && next_offset > (e ? e->stored : 0)) {
+    } else if (next_offset > ROO__MAX(e ? e->stored : 0, known)) {
         r = ROO__STREAM_AHEAD; /* and no entry made for it */
-        *ret_stored = e ? e->stored : 0;
+        *ret_stored = ROO__MAX(e ? e->stored : 0, known);
     } else {
         if (!e)
             e = find(s, stream, true);
         e->live = true;
         snprintf(e->peer, sizeof(e->peer), "%s", peer);
         e->last_active_s = now_s;
-        /* Without `strict` the hello may be right (another worker read the stream): what
-         * this worker reads of it from here on starts at next_offset. */
+        /* Another worker read the stream up to `known`: what this worker reads of it from
+         * here on starts at next_offset. */
         if (next_offset > e->stored)
             e->stored = next_offset;
     }
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+uint64_t roo__streams_position(roo__streams *s, uint64_t stream)
+{
+    stream_ent *e;
+    uint64_t pos;
+
+    pthread_mutex_lock(&s->lock);
+    e = find(s, stream, false);
+    pos = e ? e->stored : 0;
+    pthread_mutex_unlock(&s->lock);
+    return pos;
 }
 
 void roo__streams_release(roo__streams *s, uint64_t stream, int64_t now_s)

@@ -2,12 +2,20 @@
  * stored), and which ones have a live connection.
  *
  * A resumable hello says "continue stream S at frame N". The worker trusts N only as far as
- * it has itself read S: every batch that reads frames of S also stores S's read position
- * (an `ingress` record, the streams mark of partition ROO__STREAM_INGRESS, see keys.h) in
- * the same commit, and an acknowledgement to the client never passes a committed batch. So a
- * client's N is at most the stored position, and a larger N (an impostor pretending that
- * frames were applied, so that the real client's frames would be dropped as repeats) is
- * refused. One connection per stream at a time: a second one is refused while the first is
+ * S is known to have been read: every batch that reads frames of S also stores S's read
+ * position (an `ingress` record, the streams mark of partition ROO__STREAM_INGRESS, see
+ * keys.h) in the same commit, and an acknowledgement to the client never passes a committed
+ * batch. So a client's N is at most the stored position, and a larger N (an impostor
+ * pretending that frames were applied, so that the real client's frames would be dropped as
+ * repeats) is refused.
+ *
+ * In a cluster a client may continue its stream on another worker. Each stream has a
+ * keeper: the owner of partition partition_of(S). The batch that reads frames of S also
+ * routes the read position to the keeper, which stores it as the mark of (S with bit 0
+ * clear, that partition): it moves with the partition (grow, shrink) and ages with the
+ * stream. A hello for more than this worker knows asks the keeper (shard -> io -> cluster ->
+ * keeper and back); while the keeper cannot answer, the hello is refused and the client
+ * tries again. One connection per stream at a time: a second one is refused while the first is
  * open. Streams idle for longer than the configured age are forgotten.
  *
  * Thread rule: every function may be called from any thread (processing threads at hellos,
@@ -36,15 +44,18 @@ typedef enum roo__stream_refusal {
 } roo__stream_refusal;
 
 /*
- * A hello for `stream` at frame `next_offset` from `peer`. With `strict`, a next_offset
- * past the stored position is refused; without it (a cluster member, where another worker
- * may have read the stream), it is taken as it is. On ROO__STREAM_OK the stream is live
- * until roo__streams_release(); else *ret_stored / ret_peer say why (ret_peer: the live
- * connection's address).
+ * A hello for `stream` at frame `next_offset` from `peer`: a next_offset past both the
+ * stored position and `known` (what another worker said was read: the keeper's answer in
+ * a cluster, 0 otherwise) is refused. On ROO__STREAM_OK the stream is live until
+ * roo__streams_release(); else *ret_stored / ret_peer say why (ret_stored: the larger of
+ * stored and known; ret_peer: the live connection's address).
  */
 roo__stream_refusal roo__streams_claim(roo__streams *s, uint64_t stream, uint64_t next_offset,
-                                       const char *peer, bool strict, int64_t now_s,
+                                       const char *peer, uint64_t known, int64_t now_s,
                                        uint64_t *ret_stored, char *ret_peer, size_t peer_cap);
+
+/* How far the stream was read, by this worker's records (0: unknown). */
+uint64_t roo__streams_position(roo__streams *s, uint64_t stream);
 
 /* The stream's connection closed. */
 void roo__streams_release(roo__streams *s, uint64_t stream, int64_t now_s);

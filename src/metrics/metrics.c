@@ -14,6 +14,8 @@
 /* Read-only once created: libmicrohttpd's thread reads it without a lock. */
 struct roo__metrics {
     roo__engine *eng;
+    void (*extra)(void *ctx, roo__buf *out);
+    void *extra_ctx;
     struct MHD_Daemon *mhd;
     char address[300];
     unsigned ports_taken;
@@ -112,6 +114,8 @@ static enum MHD_Result serve_metrics(roo__metrics *m, struct MHD_Connection *con
     roo__buf_reserve(&out, 16384);
     roo__metrics_render(&snap, have_proc ? &proc : NULL, &out);
     roo__engine_snapshot_finish(&snap);
+    if (m->extra)
+        m->extra(m->extra_ctx, &out);
     /* libmicrohttpd frees the text with free() once sent. */
     return respond(conn, MHD_HTTP_OK, out.data, out.len, MHD_RESPMEM_MUST_FREE,
                    ROO__METRICS_CONTENT_TYPE);
@@ -239,6 +243,8 @@ int roo__metrics_create(roo__engine *e, const roo__metrics_cfg *cfg, roo__metric
         return rc;
     m = roo__xcalloc(1, sizeof(*m));
     m->eng = e;
+    m->extra = cfg->extra;
+    m->extra_ctx = cfg->extra_ctx;
     m->ports_taken = taken;
     roo__addr_str(&a, m->address, sizeof(m->address));
     /* From here libmicrohttpd owns the socket: MHD_stop_daemon() closes it. */

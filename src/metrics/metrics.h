@@ -6,7 +6,8 @@
  * Threads: libmicrohttpd runs one internal thread (epoll) for every HTTP connection. A
  * request for /metrics takes an engine snapshot (engine.h: relaxed atomic loads, no lock)
  * and renders it, on that thread; no engine thread ever waits for a scrape or knows one
- * happened. /healthz reads one flag the same way.
+ * happened. /healthz reads one flag the same way. The worker layer adds the cluster's
+ * families (roo__metrics_cfg.extra), read the same way from what the io thread publishes.
  *
  * Bounds against hostile clients: at most ROO__METRICS_MAX_CONNECTIONS connections
  * (ROO__METRICS_MAX_PER_IP from one address), ROO__METRICS_CONN_MEMORY bytes of request per
@@ -18,7 +19,8 @@
  * taken is used (workers on one host may share one --metrics address). The socket is bound
  * here (net/) and handed to libmicrohttpd, so that "taken" can be told from other errors.
  *
- * Dependencies: metrics -> engine (read-only snapshot), net, common; the engine never names
+ * Dependencies: metrics -> engine (read-only snapshot), net, common, and cluster for the
+ * type of its snapshot only (render_cluster.c); neither the engine nor the cluster names
  * this module.
  */
 #ifndef ROO_METRICS_H
@@ -39,6 +41,14 @@ typedef struct roo__metrics_cfg {
     roo__addr addr;     /* host, and the first port to try (0: any free port) */
     uint16_t last_port; /* the last port to try (>= addr's port) */
     bool loopback_only; /* no cluster secret: refuse any address but loopback */
+    /*
+     * Optional (NULL: none): more families for /metrics, appended to `out` after the
+     * engine's, on libmicrohttpd's thread, at every scrape. The worker layer renders the
+     * cluster's figures this way (metrics never names the cluster); whatever extra_ctx
+     * points to must outlive the server.
+     */
+    void (*extra)(void *ctx, roo__buf *out);
+    void *extra_ctx;
 } roo__metrics_cfg;
 
 /*
@@ -84,6 +94,16 @@ int roo__process_stats_read(roo__process_stats *ret_stats);
  */
 void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats *proc,
                          roo__buf *out);
+
+/* The cluster's snapshot (cluster/cluster.h); only render_cluster.c needs its fields. */
+typedef struct roo__cluster_snapshot roo__cluster_snapshot;
+
+/*
+ * The cluster's figures (peers' data links, listeners, partition moves, the table) as
+ * Prometheus text, appended to out, every sample labelled worker=`worker`. Pure. Every
+ * family is written, with no samples where there is nothing to show (no peer, no listener).
+ */
+void roo__metrics_render_cluster(const roo__cluster_snapshot *c, const char *worker, roo__buf *out);
 
 #define ROO__METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 

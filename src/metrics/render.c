@@ -121,7 +121,89 @@ static void per_source(roo__buf *b, const roo__engine_snapshot *s, const char *n
     }
 }
 
-enum sink_field { SINK_RECORDS, SINK_BYTES, SINK_HELD, SINK_CONNECTED };
+/*
+ * A histogram series: cumulative _bucket lines, one per bin bound (hist.h) and +Inf, then
+ * _sum and _count. labels as for sample(); at most 4 pairs.
+ */
+static void histogram(roo__buf *b, const roo__engine_snapshot *s, const char *name,
+                      const char *const *labels, const roo__hist_counts *c)
+{
+    const char *with_le[2 * 5 + 1];
+    char bucket[128], le[32], num[32];
+    size_t n = 0;
+    uint64_t cum = 0;
+
+    for (; labels && labels[n] && n < 8; n += 2) {
+        with_le[n] = labels[n];
+        with_le[n + 1] = labels[n + 1];
+    }
+    with_le[n] = "le";
+    with_le[n + 1] = le;
+    with_le[n + 2] = NULL;
+    snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+    for (unsigned i = 0; i < ROO__HIST_BINS; i++) {
+        cum += c->bins[i];
+        if (i < ROO__HIST_BINS - 1)
+            snprintf(le, sizeof(le), "%.9g", (double)roo__hist_bound_ns(i) / 1e9);
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        sample_u64(b, s, bucket, with_le, cum);
+    }
+    with_le[n] = NULL;
+    snprintf(bucket, sizeof(bucket), "%s_sum", name);
+    snprintf(num, sizeof(num), "%.9f", (double)c->sum_ns / 1e9);
+    sample(b, s, bucket, n ? with_le : NULL, num);
+    snprintf(bucket, sizeof(bucket), "%s_count", name);
+    sample_u64(b, s, bucket, n ? with_le : NULL, cum);
+}
+
+static void render_latency(roo__buf *out, const roo__engine_snapshot *s)
+{
+    static const char *const stages[] = { "read_to_sealed", "sealed_to_committed",
+                                          "committed_to_written" };
+    const roo__hist_counts *by_stage[] = { &s->read_to_sealed, &s->sealed_to_committed,
+                                           &s->committed_to_written };
+
+    family(out, "roo_end_to_end_latency_seconds", "histogram",
+           "From a frame read (here, or on the worker that routed its message here) to its "
+           "output handed to the sink's kernel, one sample per output record.");
+    for (size_t i = 0; i < s->nsources; i++) {
+        const char *labels[] = { "pipeline", s->sources[i].pipeline, NULL };
+        histogram(out, s, "roo_end_to_end_latency_seconds", labels, &s->sources[i].latency);
+    }
+    family(out, "roo_stage_latency_seconds", "histogram",
+           "The way to the sink by stage: read to its batch sealed (per frame read here), "
+           "sealed to committed (per message), committed to written (per output record).");
+    for (size_t i = 0; i < ROO__ARRAY_SIZE(stages); i++) {
+        const char *labels[] = { "stage", stages[i], NULL };
+        histogram(out, s, "roo_stage_latency_seconds", labels, by_stage[i]);
+    }
+    family(out, "roo_step_compute_seconds", "histogram",
+           "Time in the step's own callbacks for one message in 64 (the steps it emits to "
+           "not included).");
+    for (size_t i = 0; i < s->nsteps; i++) {
+        const char *labels[] = { "pipeline", s->steps[i].pipeline, "step", s->steps[i].step, NULL };
+        histogram(out, s, "roo_step_compute_seconds", labels, &s->steps[i].compute);
+    }
+    family(out, "roo_commit_duration_seconds", "histogram",
+           "One group commit to LMDB, from the transaction's start to synced.");
+    histogram(out, s, "roo_commit_duration_seconds", NULL, &s->commit_duration);
+    single(out, s, "roo_commit_messages_total", "counter",
+           "Messages (frames read here and messages routed here) of the committed batches.",
+           s->commit_messages);
+    single(out, s, "roo_commit_bytes_total", "counter",
+           "State records and output written to LMDB by the commits.", s->commit_bytes);
+    single(out, s, "roo_lmdb_map_size_bytes", "gauge",
+           "Size of the LMDB map (it grows when full).", s->map_size);
+    single(out, s, "roo_lmdb_map_used_bytes", "gauge",
+           "Bytes of the LMDB map up to its last used page.", s->map_used);
+    single(out, s, "roo_outbox_bytes", "gauge",
+           "Committed output kept in LMDB until its sink took it (output recovered at start "
+           "not counted).",
+           s->outbox_bytes);
+}
+
+enum sink_field { SINK_RECORDS, SINK_BYTES, SINK_HELD, SINK_CONNECTED, SINK_UNDELIVERED };
 
 static uint64_t sink_field(const roo__snapshot_sink *k, enum sink_field f)
 {
@@ -134,6 +216,8 @@ static uint64_t sink_field(const roo__snapshot_sink *k, enum sink_field f)
         return k->held;
     case SINK_CONNECTED:
         return k->connected;
+    case SINK_UNDELIVERED:
+        return k->held + k->unacked;
     }
     return 0;
 }
@@ -227,6 +311,10 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
              "Committed output waiting to be written to the sink.", SINK_HELD);
     per_sink(out, s, "roo_sink_connected", "gauge", "1 while the sink's connection is up.",
              SINK_CONNECTED);
+    per_sink(out, s, "roo_sink_undelivered_bytes", "gauge",
+             "Committed output the sink's host has not acknowledged: held, plus written and "
+             "not acknowledged (TCP) or to be resent after a reconnect.",
+             SINK_UNDELIVERED);
 
     family(out, "roo_callback_errors_total", "counter",
            "Callbacks of the step that failed (key, computation, state init or encode); "
@@ -248,6 +336,7 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
     single(out, s, "roo_routed_messages_received_total", "counter",
            "Messages received from other workers for keys this worker owns.", s->routed_in);
 
+    render_latency(out, s);
     if (proc)
         render_process(out, proc);
 }

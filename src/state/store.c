@@ -378,6 +378,17 @@ uint64_t roo__store_map_size(const roo__store *s)
     return s->map_size;
 }
 
+uint64_t roo__store_used_bytes(roo__store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+
+    /* Both read the shared meta page: no transaction, no lock. */
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
+        return 0;
+    return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
 int roo__store_count(roo__store *s, uint64_t *ret_entries)
 {
     MDB_txn *txn;

@@ -20,7 +20,7 @@
  *   scan, scan_partition, scan_db  copies what it returns (scans call back inside it; the
  *                                  bytes a callback sees are valid only during the call)
  *   errmsg                         any thread: the calling thread's own last error
- *   map_size                       any thread
+ *   map_size, used_bytes           any thread
  *
  * Growing the map (roo__store_grow, when a commit finds it full) remaps the file, which
  * LMDB allows only while no transaction is open anywhere in the process: it waits for the
@@ -51,6 +51,8 @@ const char *roo__store_errmsg(const roo__store *s);
 
 /* Whole-environment facts. */
 uint64_t roo__store_map_size(const roo__store *s);
+/* Bytes of the map in use: the pages up to the last one written (free pages inside count). */
+uint64_t roo__store_used_bytes(roo__store *s);
 int roo__store_count(roo__store *s, uint64_t *ret_entries);
 
 /*

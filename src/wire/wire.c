@@ -257,14 +257,60 @@ static void to_pb_stats(const roo__worker_stats *s, Roo__WorkerStats *pb)
     pb->ready = s->ready;
     pb->partitions_owned = s->partitions_owned;
     pb->source_connections = s->source_connections;
+    pb->version = (char *)s->version;
+    pb->uptime_ms = s->uptime_ms;
+    pb->metrics_address = (char *)s->metrics_address;
+    pb->sinks = s->sinks;
+    pb->sinks_connected = s->sinks_connected;
+    pb->held_bytes = s->held_bytes;
+    pb->undelivered_bytes = s->undelivered_bytes;
+    pb->callback_errors = s->callback_errors;
+    pb->decoder_rejections = s->decoder_rejections;
+    pb->frames_in_rate = s->frames_in_rate;
+    pb->records_out_rate = s->records_out_rate;
+    /* Latencies fill the low bins: the empty ones above them are not worth a byte each. */
+    pb->n_latency_bins = ROO__HIST_BINS;
+    while (pb->n_latency_bins && !s->latency_bins[pb->n_latency_bins - 1])
+        pb->n_latency_bins--;
+    pb->latency_bins = (uint64_t *)s->latency_bins;
+    pb->latency_count = s->latency_count;
+    pb->link_backlog_bytes = s->link_backlog_bytes;
 }
 
-static void from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
+/* A string from the network into a fixed array; ROO_EWIRE if it does not fit with its 0. */
+static int copy_capped(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+
+    if (n >= cap)
+        return ROO_EWIRE;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = 0;
+    return 0;
+}
+
+/* A rate from the network: NaN, infinities and negative rates make no sense (and JSON has
+ * no NaN), so they are refused like any other malformed field. */
+static int rate_ok(double r)
+{
+    return r >= 0 && r <= 1e300 ? 0 : ROO_EWIRE;
+}
+
+/* Every field a peer sends is checked before it is kept: on failure *s holds only a name. */
+static int from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
 {
     memset(s, 0, sizeof(*s));
     s->name = dup_str(pb ? pb->name : NULL);
     if (!pb)
-        return;
+        return 0;
+    if (pb->n_latency_bins > ROO__HIST_BINS ||
+        copy_capped(s->version, sizeof(s->version), pb->version) < 0 ||
+        copy_capped(s->metrics_address, sizeof(s->metrics_address), pb->metrics_address) < 0 ||
+        rate_ok(pb->frames_in_rate) < 0 || rate_ok(pb->records_out_rate) < 0) {
+        memset(s->version, 0, sizeof(s->version));
+        memset(s->metrics_address, 0, sizeof(s->metrics_address));
+        return ROO_EWIRE;
+    }
     s->frames_in = pb->frames_in;
     s->records_out = pb->records_out;
     s->routed_out = pb->routed_out;
@@ -274,6 +320,20 @@ static void from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
     s->ready = pb->ready;
     s->partitions_owned = pb->partitions_owned;
     s->source_connections = pb->source_connections;
+    s->uptime_ms = pb->uptime_ms;
+    s->sinks = pb->sinks;
+    s->sinks_connected = pb->sinks_connected;
+    s->held_bytes = pb->held_bytes;
+    s->undelivered_bytes = pb->undelivered_bytes;
+    s->callback_errors = pb->callback_errors;
+    s->decoder_rejections = pb->decoder_rejections;
+    s->frames_in_rate = pb->frames_in_rate;
+    s->records_out_rate = pb->records_out_rate;
+    if (pb->n_latency_bins)
+        memcpy(s->latency_bins, pb->latency_bins, pb->n_latency_bins * sizeof(uint64_t));
+    s->latency_count = pb->latency_count;
+    s->link_backlog_bytes = pb->link_backlog_bytes;
+    return 0;
 }
 
 const char *roo__wire_ctl_name(roo__ctl_kind kind)
@@ -476,7 +536,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         m.kind = ROO__CTL_HEARTBEAT;
         m.nstats = 1;
         m.stats = roo__xcalloc(1, sizeof(*m.stats));
-        from_pb_stats(pb->heartbeat->stats, &m.stats[0]);
+        rc = from_pb_stats(pb->heartbeat->stats, &m.stats[0]);
         break;
     case ROO__CONTROL_MSG__MSG_STATUS_QUERY:
         m.kind = ROO__CTL_STATUS_QUERY;
@@ -487,8 +547,8 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         m.query_id = pb->status_reply->query_id;
         m.nstats = pb->status_reply->n_workers;
         m.stats = roo__xcalloc(m.nstats ? m.nstats : 1, sizeof(*m.stats));
-        for (size_t i = 0; i < m.nstats; i++)
-            from_pb_stats(pb->status_reply->workers[i], &m.stats[i]);
+        for (size_t i = 0; i < m.nstats && rc == 0; i++)
+            rc = from_pb_stats(pb->status_reply->workers[i], &m.stats[i]);
         break;
     case ROO__CONTROL_MSG__MSG_SHUTDOWN:
         m.kind = ROO__CTL_SHUTDOWN;
@@ -568,8 +628,9 @@ int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out)
     return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
-int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
-                                const uint8_t *events, size_t len, roo__buf *out)
+int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
+                                uint32_t pipeline, const uint8_t *events, size_t len,
+                                roo__buf *out)
 {
     Roo__DataMsg pb = ROO__DATA_MSG__INIT;
     Roo__DataBatch b = ROO__DATA_BATCH__INIT;
@@ -577,6 +638,8 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
     b.thread = thread;
     b.seq = seq;
     b.count = count;
+    b.read_time_ns = read_ns;
+    b.pipeline = pipeline;
     b.events.data = (uint8_t *)events;
     b.events.len = len;
     pb.msg_case = ROO__DATA_MSG__MSG_BATCH;
@@ -584,9 +647,59 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
     return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
+int roo__wire_stream_ask_encode(uint64_t ask_id, uint64_t stream, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__StreamAsk a = ROO__STREAM_ASK__INIT;
+
+    a.ask_id = ask_id;
+    a.stream = stream;
+    pb.msg_case = ROO__DATA_MSG__MSG_STREAM_ASK;
+    pb.stream_ask = &a;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_stream_answer_encode(uint64_t ask_id, uint64_t position, roo__buf *out)
+{
+    Roo__DataMsg pb = ROO__DATA_MSG__INIT;
+    Roo__StreamAnswer a = ROO__STREAM_ANSWER__INIT;
+
+    a.ask_id = ask_id;
+    a.position = position;
+    pb.msg_case = ROO__DATA_MSG__MSG_STREAM_ANSWER;
+    pb.stream_answer = &a;
+    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+}
+
+int roo__wire_stream_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
+                            uint64_t *ret_ask_id, uint64_t *ret_value)
+{
+    Roo__DataMsg *pb;
+    int rc = 0;
+
+    if (len > ROO__DATA_FRAME_MAX)
+        return ROO_EWIRE;
+    pb = roo__data_msg__unpack(NULL, len, p);
+    if (!pb)
+        return ROO_EWIRE;
+    if (pb->msg_case == ROO__DATA_MSG__MSG_STREAM_ASK) {
+        *ret_kind = ROO__DATA_STREAM_ASK;
+        *ret_ask_id = pb->stream_ask->ask_id;
+        *ret_value = pb->stream_ask->stream;
+    } else if (pb->msg_case == ROO__DATA_MSG__MSG_STREAM_ANSWER) {
+        *ret_kind = ROO__DATA_STREAM_ANSWER;
+        *ret_ask_id = pb->stream_answer->ask_id;
+        *ret_value = pb->stream_answer->position;
+    } else {
+        rc = ROO_EWIRE;
+    }
+    roo__data_msg__free_unpacked(pb, NULL);
+    return rc;
+}
+
 int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
                           roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
-                          uint32_t *ret_count, roo__buf *events_out)
+                          uint32_t *ret_count, int64_t *ret_stamp, roo__buf *events_out)
 {
     Roo__DataMsg *pb;
     int rc = 0;
@@ -610,6 +723,10 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         *ret_thread = pb->batch->thread;
         *ret_seq = pb->batch->seq;
         *ret_count = pb->batch->count;
+        if (ret_stamp) {
+            ret_stamp[0] = pb->batch->read_time_ns;
+            ret_stamp[1] = pb->batch->pipeline;
+        }
         if (pb->batch->events.len)
             roo__buf_append(events_out, pb->batch->events.data, pb->batch->events.len);
         break;
@@ -620,6 +737,12 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         break;
     case ROO__DATA_MSG__MSG_CHUNK:
         *ret_kind = ROO__DATA_CHUNK;
+        break;
+    case ROO__DATA_MSG__MSG_STREAM_ASK:
+        *ret_kind = ROO__DATA_STREAM_ASK;
+        break;
+    case ROO__DATA_MSG__MSG_STREAM_ANSWER:
+        *ret_kind = ROO__DATA_STREAM_ANSWER;
         break;
     default:
         rc = ROO_EWIRE;

@@ -13,6 +13,7 @@
 #define ROO_WIRE_H
 
 #include "common/buf.h"
+#include "common/hist.h"
 
 /* On-disk format of the state database; a worker refuses a directory with another one. */
 #define ROO__FORMAT_VERSION 1
@@ -76,6 +77,10 @@ void roo__wire_meta_finish(roo__meta *m);
 
 /* ---- control channel ---- */
 
+/* Room for WorkerStats' strings, their 0 included. */
+#define ROO__STATS_VERSION_CAP 32
+#define ROO__STATS_ADDR_CAP 128
+
 typedef struct roo__worker_stats {
     char *name;
     uint64_t frames_in;
@@ -87,6 +92,23 @@ typedef struct roo__worker_stats {
     bool ready;
     uint32_t partitions_owned;
     uint32_t source_connections;
+    /* Fixed arrays, not heap strings: copies of a worker's figures (status queries, the
+     * initializer's peers) stay plain struct assignments with name the only thing to free.
+     * The decoder refuses a message whose strings do not fit with their 0. */
+    char version[ROO__STATS_VERSION_CAP];
+    uint64_t uptime_ms;
+    char metrics_address[ROO__STATS_ADDR_CAP]; /* "" without --metrics */
+    uint32_t sinks, sinks_connected;
+    uint64_t held_bytes;        /* committed output not yet written, all sinks */
+    uint64_t undelivered_bytes; /* held, plus written but not acknowledged (TCP) */
+    uint64_t callback_errors;
+    uint64_t decoder_rejections;
+    double frames_in_rate; /* per second over the last ~5 s; finite and >= 0 when decoded */
+    double records_out_rate;
+    /* End to end, every pipeline merged, since the start (common/hist.h's bins). */
+    uint64_t latency_bins[ROO__HIST_BINS];
+    uint64_t latency_count;
+    uint64_t link_backlog_bytes; /* routed to peers, not yet acknowledged */
 } roo__worker_stats;
 
 typedef enum roo__ctl_kind {
@@ -159,7 +181,9 @@ typedef enum roo__data_kind {
     ROO__DATA_HELLO,
     ROO__DATA_BATCH,
     ROO__DATA_ACK,
-    ROO__DATA_CHUNK, /* decode it with roo__wire_data_chunk_decode */
+    ROO__DATA_CHUNK,         /* decode it with roo__wire_data_chunk_decode */
+    ROO__DATA_STREAM_ASK,    /* decode it with roo__wire_stream_decode */
+    ROO__DATA_STREAM_ANSWER, /* ... */
 } roo__data_kind;
 
 typedef struct roo__state_chunk {
@@ -187,18 +211,28 @@ int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out);
 
 int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out);
 
-/* Frame one batch of routed messages for the receiver's thread `thread`. */
-int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count,
-                                const uint8_t *events, size_t len, roo__buf *out);
+/* Frame one batch of routed messages for the receiver's thread `thread`; read_ns and
+ * pipeline stamp the read of its first message (for the latency histograms). */
+int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
+                                uint32_t pipeline, const uint8_t *events, size_t len,
+                                roo__buf *out);
 
 /*
  * Decode a data frame's payload. For a HELLO, *ret_hello is filled; for a BATCH, the
- * events are appended to events_out and the header fields returned; for an ACK, thread
- * and seq.
+ * events are appended to events_out and the header fields returned (the read stamp only if
+ * ret_stamp is not NULL: ret_stamp[0] the read's wall clock, [1] its pipeline, unchecked);
+ * for an ACK, thread and seq.
  */
 int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
                           roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
-                          uint32_t *ret_count, roo__buf *events_out);
+                          uint32_t *ret_count, int64_t *ret_stamp, roo__buf *events_out);
+
+/* A StreamAsk (value: the stream) or a StreamAnswer (value: the position). */
+int roo__wire_stream_ask_encode(uint64_t ask_id, uint64_t stream, roo__buf *out);
+int roo__wire_stream_answer_encode(uint64_t ask_id, uint64_t position, roo__buf *out);
+/* Decode either from a data frame's payload; ROO_EWIRE if it is neither. */
+int roo__wire_stream_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
+                            uint64_t *ret_ask_id, uint64_t *ret_value);
 
 /* ---- resumable sources ---- */
 

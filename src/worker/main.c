@@ -255,17 +255,41 @@ static void guard_state_reads(const roo__config *cfg, bool on)
     sigaction(SIGABRT, &sa, NULL); /* LMDB's own assertions on a damaged page */
 }
 
+/* What a scrape needs to render the cluster's figures (see cluster_metrics). */
+typedef struct cluster_scrape {
+    roo__cluster *cl;
+    const char *worker;
+} cluster_scrape;
+
+/*
+ * /metrics, on libmicrohttpd's thread: the cluster's families after the engine's. Every
+ * worker has a cluster (a standalone one too, a table of one worker): it renders the same
+ * families, with no peer samples and only the listeners it has (--external).
+ */
+static void cluster_metrics(void *ctx, roo__buf *out)
+{
+    const cluster_scrape *cs = ctx;
+    roo__cluster_snapshot s;
+
+    roo__cluster_take_snapshot(cs->cl, &s);
+    roo__metrics_render_cluster(&s, cs->worker, out);
+    roo__cluster_snapshot_finish(&s);
+}
+
 /*
  * --metrics: serve the scrape target on the first free port of the range, and say where
- * (with the ports that were taken, since a scrape config names ports).
+ * (with the ports that were taken, since a scrape config names ports). cs must outlive
+ * the server.
  */
-static int start_metrics(roo__engine *e, const roo__config *cfg, roo__metrics **ret_metrics,
-                         char *msg, size_t cap)
+static int start_metrics(roo__engine *e, const roo__config *cfg, cluster_scrape *cs,
+                         roo__metrics **ret_metrics, char *msg, size_t cap)
 {
     roo__metrics_cfg mc = {
         .addr = cfg->metrics,
         .last_port = cfg->metrics_last_port,
         .loopback_only = cfg->cluster_secret == NULL,
+        .extra = cluster_metrics,
+        .extra_ctx = cs,
     };
     unsigned first = (unsigned)atoi(cfg->metrics.port), taken;
     int rc = roo__metrics_create(e, &mc, ret_metrics, msg, cap);
@@ -294,6 +318,7 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     roo__engine *e = NULL;
     roo__cluster *cl = NULL;
     roo__metrics *metrics = NULL;
+    cluster_scrape scrape = { .worker = cfg->name };
     char msg[1024] = "";
     uint64_t keys;
     int64_t ms;
@@ -307,13 +332,18 @@ static int run(roo_app *app, const roo__config *cfg, roo__cluster_mode mode, int
     guard_state_reads(cfg, false);
     if (rc == 0)
         rc = roo__cluster_create(e, &cl, msg, sizeof(msg));
+    scrape.cl = cl;
     if (rc == 0 && cfg->has_metrics)
-        rc = start_metrics(e, cfg, &metrics, msg, sizeof(msg));
+        rc = start_metrics(e, cfg, &scrape, &metrics, msg, sizeof(msg));
     if (rc < 0) {
         roo__log_error("cannot start: %s", msg[0] ? msg : roo_strerror(rc));
         status = rc == ROO_EUSAGE ? 2 : 1;
         goto out;
     }
+    /* roo-ctl status and targets name it; a scrape target without a name still serves. */
+    if (metrics && roo__cluster_set_metrics_address(cl, roo__metrics_address(metrics)) < 0)
+        roo__log_warn("metrics address %s is too long for roo-ctl status; leaving it out",
+                      roo__metrics_address(metrics));
     roo__engine_set_io_hooks(e, &roo__cluster_io_hooks, cl);
     roo__engine_recovery_info(e, &keys, &ms);
     if (keys)
@@ -339,9 +369,9 @@ out:
         bool left = roo__engine_left_cluster(e);
         bool again = roo__engine_join_abandoned(e) && !signalled && status == 0;
         roo__engine_join(e);
+        roo__metrics_destroy(metrics); /* it reads the engine and the cluster until here */
         roo__cluster_destroy(cl);
         roo__engine_get_stats(e, &st);
-        roo__metrics_destroy(metrics); /* it reads the engine until here */
         roo__engine_destroy(e);
         finish(cfg, &st, left, status);
         if (again) {

@@ -239,35 +239,40 @@ START_TEST(a_hello_is_trusted_only_up_to_what_was_read)
     size_t known, live;
 
     /* A stream never read here starts at 0 only; a refused hello leaves nothing behind. */
-    ck_assert_int_eq(roo__streams_claim(s, 5, 1, "a", true, 0, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 5, 1, "a", 0, 0, &stored, peer, sizeof(peer)),
                      ROO__STREAM_AHEAD);
     ck_assert_uint_eq(stored, 0);
     roo__streams_counts(s, &known, &live);
     ck_assert_uint_eq(known, 0);
-    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "a", true, 0, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "a", 0, 0, &stored, peer, sizeof(peer)),
                      ROO__STREAM_OK);
     /* One connection per stream. */
-    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "b", true, 0, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 5, 0, "b", 0, 0, &stored, peer, sizeof(peer)),
                      ROO__STREAM_LIVE);
     ck_assert_str_eq(peer, "a");
     roo__streams_advance(s, 5, 40, 10);
     roo__streams_release(s, 5, 10);
-    ck_assert_int_eq(roo__streams_claim(s, 5, 41, "b", true, 11, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 5, 41, "b", 0, 11, &stored, peer, sizeof(peer)),
                      ROO__STREAM_AHEAD);
     ck_assert_uint_eq(stored, 40);
-    ck_assert_int_eq(roo__streams_claim(s, 5, 40, "b", true, 11, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 5, 40, "b", 0, 11, &stored, peer, sizeof(peer)),
                      ROO__STREAM_OK);
     roo__streams_release(s, 5, 12);
-    /* Not strict (a cluster member): taken as it is, and remembered. */
-    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", false, 12, &stored, peer, sizeof(peer)),
+    /* Read elsewhere (the keeper's answer in a cluster): trusted that far, not further,
+     * and remembered. */
+    ck_assert_int_eq(roo__streams_claim(s, 6, 501, "c", 500, 12, &stored, peer, sizeof(peer)),
+                     ROO__STREAM_AHEAD);
+    ck_assert_uint_eq(stored, 500);
+    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", 500, 12, &stored, peer, sizeof(peer)),
                      ROO__STREAM_OK);
     roo__streams_release(s, 6, 12);
-    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", true, 12, &stored, peer, sizeof(peer)),
+    ck_assert_uint_eq(roo__streams_position(s, 6), 500);
+    ck_assert_int_eq(roo__streams_claim(s, 6, 500, "c", 0, 12, &stored, peer, sizeof(peer)),
                      ROO__STREAM_OK);
     /* Recovery keeps the larger position. */
     roo__streams_advance(s, 7, 30, 12);
     roo__streams_advance(s, 7, 20, 12);
-    ck_assert_int_eq(roo__streams_claim(s, 7, 31, "d", true, 12, &stored, peer, sizeof(peer)),
+    ck_assert_int_eq(roo__streams_claim(s, 7, 31, "d", 0, 12, &stored, peer, sizeof(peer)),
                      ROO__STREAM_AHEAD);
     ck_assert_uint_eq(stored, 30);
     /* Expiry: only streams without a connection, idle for longer than the age. */

@@ -54,6 +54,28 @@ START_TEST(a_well_formed_batch_passes)
 }
 END_TEST
 
+START_TEST(read_positions_count_as_messages_and_must_be_whole)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+
+    put_msg(&b, 1, "a vote", false);
+    roo__store_le32(b.d + b.n, ROO__ROUTE_INGRESS);
+    roo__store_le32(b.d + b.n + 4, ROO__ROUTE_INGRESS_LEN);
+    roo__store_le64(b.d + b.n + 8, 77);
+    roo__store_le64(b.d + b.n + 16, 20000);
+    b.n += 8 + ROO__ROUTE_INGRESS_LEN;
+    ck_assert_int_eq(check(&b, 2, why), 0);
+    ck_assert_int_eq(check(&b, 1, why), ROO_EWIRE);
+    b.n -= 1; /* cut short */
+    ck_assert_int_eq(check(&b, 2, why), ROO_EWIRE);
+    ck_assert_msg(strstr(why, "read position"), "%s", why);
+    b.n += 1;
+    roo__store_le32(b.d + b.n - 8 - ROO__ROUTE_INGRESS_LEN + 4, 24); /* a wrong length */
+    ck_assert_int_eq(check(&b, 2, why), ROO_EWIRE);
+}
+END_TEST
+
 START_TEST(a_stage_that_is_not_a_state_step_is_refused)
 {
     rb b = { .n = 0 };
@@ -126,6 +148,7 @@ static Suite *route_check_suite(void)
     TCase *tc = roo_test_tcase("peer batches", 10);
 
     tcase_add_test(tc, a_well_formed_batch_passes);
+    tcase_add_test(tc, read_positions_count_as_messages_and_must_be_whole);
     tcase_add_test(tc, a_stage_that_is_not_a_state_step_is_refused);
     tcase_add_test(tc, lengths_that_run_past_the_end_are_refused);
     tcase_add_test(tc, identities_need_a_stream_record_and_counts_must_match);

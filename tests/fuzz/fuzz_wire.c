@@ -30,8 +30,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t thread, count;
         uint64_t seq;
         roo__buf events = { 0 };
-        roo__wire_data_decode(p, n, &kind, &h, &thread, &seq, &count, &events);
+        int64_t stamp[2];
+        uint64_t ask, value;
+        roo__wire_data_decode(p, n, &kind, &h, &thread, &seq, &count, stamp, &events);
         roo__buf_finish(&events);
+        roo__wire_stream_decode(p, n, &kind, &ask, &value);
         break;
     }
     case 2: {

@@ -122,6 +122,7 @@ wait_metric "$M" "roo_sink_connected{$W,$SINK}" 0 10
 "$SENDER" --host "127.0.0.1:$IN" --messages 10000 --seed 8 --quiet
 wait_metric "$M" "roo_source_frames_total{$W,pipeline=\"votes\"}" $((N + 10000)) 10
 wait_metric "$M" "roo_sink_held_bytes{$W,$SINK}" $((10000 * 13)) 10
+wait_metric "$M" "roo_sink_undelivered_bytes{$W,$SINK}" $((10000 * 13)) 10
 [ "$(metric "$M" "roo_sink_records_total{$W,$SINK}")" = "$N" ] || fail "records counted as written"
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --quiet
 wait_metric "$M" "roo_sink_held_bytes{$W,$SINK}" 0 10
@@ -187,6 +188,59 @@ owned=$(query 'sum(roo_partitions_owned{job="roo"})')
 [ "$owned" = 256 ] || fail "the workers own $owned partitions together, want 256"
 ready=$(query 'sum(roo_ready{job="roo"})')
 [ "$ready" = 3 ] || fail "$ready workers ready, want 3"
+
+# Latency: one end-to-end sample per record written, wherever its frame was read; the
+# stages count frames read, messages committed (read here or routed here), records written.
+for ((i = 0; i < 100; i++)); do
+    e2e=$(query 'sum(roo_end_to_end_latency_seconds_count{job="roo"})')
+    [ "$e2e" = "$V" ] && break
+    sleep 0.1
+done
+[ "$e2e" = "$V" ] || fail "end-to-end latency samples: $e2e, want one per record ($V)"
+read_sealed=$(query 'sum(roo_stage_latency_seconds_count{job="roo",stage="read_to_sealed"})')
+sealed=$(query 'sum(roo_stage_latency_seconds_count{job="roo",stage="sealed_to_committed"})')
+written=$(query 'sum(roo_stage_latency_seconds_count{job="roo",stage="committed_to_written"})')
+[ "$read_sealed" = "$V" ] && [ "$written" = "$V" ] && [ "$sealed" = $((V + routed)) ] ||
+    fail "stage samples: read_to_sealed $read_sealed, sealed_to_committed $sealed, committed_to_written $written; want $V, $((V + routed)), $V"
+p50=$(query 'histogram_quantile(0.5, sum by (le) (roo_end_to_end_latency_seconds_bucket{job="roo"}))')
+p99=$(query 'histogram_quantile(0.99, sum by (le) (roo_end_to_end_latency_seconds_bucket{job="roo"}))')
+commit99=$(query 'histogram_quantile(0.99, sum by (le) (roo_commit_duration_seconds_bucket{job="roo"}))')
+python3 - "$p50" "$p99" "$commit99" <<'PY' || fail "latency quantiles out of range: p50 $p50 s, p99 $p99 s, commit p99 $commit99 s"
+import sys
+p50, p99, c99 = (float(x) for x in sys.argv[1:])
+assert 0 < p50 <= p99 < 60 and 0 < c99 < 60
+PY
+computed=$(query 'sum(roo_step_compute_seconds_count{job="roo"})')
+[ "${computed%.*}" -gt 0 ] || fail "no step compute time sampled: '$computed'"
+commits=$(query 'sum(roo_commits_total{job="roo"})')
+commit_n=$(query 'sum(roo_commit_duration_seconds_count{job="roo"})')
+[ "$commits" = "$commit_n" ] || fail "$commit_n commit durations for $commits commits"
+log "latency from Prometheus: end to end p50 $p50 s, p99 $p99 s; commit p99 $commit99 s"
+for c in c0 c1 c2; do
+    fetch "$(served_port $c)" /metrics >"$T/$c-metrics.txt"
+    promtool check metrics <"$T/$c-metrics.txt" >"$T/$c-promtool.txt" 2>&1 ||
+        fail "promtool check metrics failed on $c: $(head -5 "$T/$c-promtool.txt")"
+    [ ! -s "$T/$c-promtool.txt" ] || fail "promtool check metrics warns on $c: $(head -5 "$T/$c-promtool.txt")"
+done
+
+# The sink stops: Prometheus sees every worker's sink disconnected and the output held.
+stop recv || true
+for ((i = 0; i < 100; i++)); do
+    connected=$(query 'sum(roo_sink_connected{job="roo"})')
+    [ "$connected" = 0 ] && break
+    sleep 0.1
+done
+[ "$connected" = 0 ] || fail "Prometheus says $connected sink connection(s) up after the sink stopped"
+"$SENDER" --host "$(cl_all_in)" --connections 3 --messages 30000 --seed 10 --quiet
+for ((i = 0; i < 100; i++)); do
+    held=$(query 'sum(roo_sink_held_bytes{job="roo"})')
+    undelivered=$(query 'sum(roo_sink_undelivered_bytes{job="roo"})')
+    [ "$held" = $((30000 * 13)) ] && [ "$undelivered" = "$held" ] && break
+    sleep 0.1
+done
+[ "$held" = $((30000 * 13)) ] && [ "$undelivered" = "$held" ] ||
+    fail "with the sink down Prometheus says $held bytes held, $undelivered undelivered; want $((30000 * 13)) each"
+start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --quiet
 stop prom || true
 for c in c0 c1 c2; do stop "$c" || fail "$c did not stop cleanly"; done
-pass "Prometheus scraped 3 workers on $MB..$((MB + 2)): sum(roo_source_frames_total) = $V, and as many records out"
+pass "Prometheus scraped 3 workers on $MB..$((MB + 2)): sum(roo_source_frames_total) = $V, as many records out and end-to-end latency samples, quantiles present, promtool content with every worker, a stopped sink disconnected with its bytes held"

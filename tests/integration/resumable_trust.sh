@@ -24,10 +24,10 @@ alphabet_worker w0 "$IN" "$OUT" "$T/w0"
 # The impostor: the real stream's name, a next_offset far past what was read.
 got=$("$ATTACK" hello "127.0.0.1:$IN" real 1000000000 0)
 case $got in
-refused:*"read here up to frame 20000, not 1000000000"*) ;;
+refused:*"read up to frame 20000, not 1000000000"*) ;;
 *) fail "a hello past the stream's read position was not refused: $got" ;;
 esac
-wait_log w0 "hello refused: stream 'real' was read here up to frame 20000" 5
+wait_log w0 "hello refused: stream 'real' was read up to frame 20000" 5
 # A stream never read here cannot start past frame 0.
 got=$("$ATTACK" hello "127.0.0.1:$IN" never-seen 5 0)
 [[ $got == refused:* ]] || fail "a new stream's hello at frame 5 was not refused: $got"
@@ -72,7 +72,10 @@ alphabet_worker w1 "$IN" "$OUT2" "$T/w1" --stream-max-idle 2
     fail "the idle stream's votes were not all acknowledged"
 got=$("$ATTACK" hello "127.0.0.1:$IN" idle 3000 0)
 [ "$got" = "welcome 3000" ] || fail "the stream was forgotten too early: $got"
-wait_log w1 'forgot 1 resumable stream\(s\) idle for more than 2 s' 15
+# The read position (thread 0's registry) and the marks (each thread's; a restart reads a
+# read position from them too) age on their own clocks and can go in different passes.
+wait_log w1 'idle for more than 2 s \(1 read position' 15
+wait_log w1 'idle for more than 2 s \(.*the marks of 1\)' 15
 kill9 w1
 alphabet_worker w1b "$IN" "$OUT2" "$T/w1" --stream-max-idle 2
 got=$("$ATTACK" hello "127.0.0.1:$IN" idle 3000 0)

@@ -84,7 +84,9 @@ static void assert_line(const char *text, const char *line)
     for (const char *p = text; (p = strstr(p, line)) != NULL; p++)
         if ((p == text || p[-1] == '\n') && p[n] == '\n')
             return;
-    ck_abort_msg("no line '%s' in:\n%s", line, text);
+    if (strlen(text) > 2000) /* Check cannot carry a long message: the text goes to stderr */
+        fprintf(stderr, "%s\n", text);
+    ck_abort_msg("no line '%s' in:\n%.2000s", line, text);
 }
 
 START_TEST(render_gives_the_figures_with_their_labels)
@@ -163,24 +165,91 @@ START_TEST(render_declares_every_family_once_with_help_and_type)
         if (strncmp(line, "# TYPE ", 7) == 0) {
             ck_assert_int_eq(sscanf(line + 7, "%127s %15s", name, type), 2);
             ck_assert_str_eq(name, family);
-            ck_assert(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+            ck_assert(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                      strcmp(type, "histogram") == 0);
             {
                 size_t n = strlen(family);
                 bool total = n > 6 && strcmp(family + n - 6, "_total") == 0;
+                bool seconds = n > 8 && strcmp(family + n - 8, "_seconds") == 0;
                 ck_assert_msg(total == (strcmp(type, "counter") == 0), "%s is a %s", family, type);
+                ck_assert_msg(strcmp(type, "histogram") != 0 || seconds,
+                              "histogram %s not in seconds", family);
             }
             continue;
         }
         ck_assert_msg(line[0] != '#', "stray comment '%s'", line);
         ck_assert_int_eq(sscanf(line, "%127[a-z_]", name), 1);
-        ck_assert_msg(strcmp(name, family) == 0 && type[0], "sample '%s' outside its family %s",
-                      line, family);
+        if (strcmp(type, "histogram") == 0) {
+            size_t n = strlen(family);
+            ck_assert_msg(strncmp(name, family, n) == 0 &&
+                              (strcmp(name + n, "_bucket") == 0 || strcmp(name + n, "_sum") == 0 ||
+                               strcmp(name + n, "_count") == 0),
+                          "sample '%s' outside its histogram %s", line, family);
+        } else {
+            ck_assert_msg(strcmp(name, family) == 0 && type[0],
+                          "sample '%s' outside its family %s", line, family);
+        }
         ck_assert_msg(strncmp(name, "roo_", 4) != 0 || strstr(line, "{worker=\"worker1\""),
                       "roo_ sample without its worker: '%s'", line);
         samples++;
     }
     ck_assert_uint_ge(families, 30);
     ck_assert_uint_ge(samples, families);
+    free(t);
+}
+END_TEST
+
+START_TEST(histograms_are_cumulative_and_end_in_inf_sum_and_count)
+{
+    roo__engine_snapshot s = *example();
+    roo__snapshot_source src[2];
+    char *t;
+
+    memcpy(src, s.sources, sizeof(src));
+    memset(&src[0].latency, 0, sizeof(src[0].latency));
+    src[0].latency.bins[0] = 2;  /* <= 1 us */
+    src[0].latency.bins[20] = 5; /* (724 us, 1.024 ms] */
+    src[0].latency.bins[ROO__HIST_BINS - 1] = 1;
+    src[0].latency.sum_ns = 2500000000ull;
+    s.sources = src;
+    s.commit_duration.bins[14] = 3;
+    s.commit_duration.sum_ns = 300000;
+    t = render(&s, NULL);
+    assert_line(t, "# TYPE roo_end_to_end_latency_seconds histogram");
+    assert_line(t, "roo_end_to_end_latency_seconds_bucket{worker=\"worker1\",pipeline=\"votes\","
+                   "le=\"1e-06\"} 2");
+    assert_line(t, "roo_end_to_end_latency_seconds_bucket{worker=\"worker1\",pipeline=\"votes\","
+                   "le=\"0.000724077\"} 2");
+    assert_line(t, "roo_end_to_end_latency_seconds_bucket{worker=\"worker1\",pipeline=\"votes\","
+                   "le=\"0.001024\"} 7");
+    assert_line(t, "roo_end_to_end_latency_seconds_bucket{worker=\"worker1\",pipeline=\"votes\","
+                   "le=\"67.108864\"} 7");
+    assert_line(t, "roo_end_to_end_latency_seconds_bucket{worker=\"worker1\",pipeline=\"votes\","
+                   "le=\"+Inf\"} 8");
+    assert_line(t, "roo_end_to_end_latency_seconds_sum{worker=\"worker1\",pipeline=\"votes\"} "
+                   "2.500000000");
+    assert_line(t, "roo_end_to_end_latency_seconds_count{worker=\"worker1\",pipeline=\"votes\"} 8");
+    assert_line(t, "roo_commit_duration_seconds_bucket{worker=\"worker1\",le=\"0.000128\"} 3");
+    assert_line(t, "roo_commit_duration_seconds_count{worker=\"worker1\"} 3");
+    assert_line(t, "roo_stage_latency_seconds_count{worker=\"worker1\",stage=\"sealed_to_committed\"} 0");
+    assert_line(t, "roo_step_compute_seconds_count{worker=\"worker1\",pipeline=\"votes\","
+                   "step=\"add votes\"} 0");
+    free(t);
+}
+END_TEST
+
+START_TEST(undelivered_is_held_plus_unacknowledged)
+{
+    roo__engine_snapshot s = *example();
+    roo__snapshot_sink k[2];
+    char *t;
+
+    memcpy(k, s.sinks, sizeof(k));
+    k[1].unacked = 700;
+    s.sinks = k;
+    t = render(&s, NULL);
+    assert_line(t, "roo_sink_undelivered_bytes{worker=\"worker1\",sink=\"10.0.0.9:7002\"} 2000");
+    assert_line(t, "roo_sink_undelivered_bytes{worker=\"worker1\",sink=\"127.0.0.1:7002\"} 0");
     free(t);
 }
 END_TEST
@@ -324,6 +393,8 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, render_escapes_label_values);
     tcase_add_test(tc, render_declares_every_family_once_with_help_and_type);
     tcase_add_test(tc, render_is_deterministic_and_process_families_are_optional);
+    tcase_add_test(tc, histograms_are_cumulative_and_end_in_inf_sum_and_count);
+    tcase_add_test(tc, undelivered_is_held_plus_unacknowledged);
     tcase_add_test(tc, proc_stat_gives_cpu_memory_and_start_time);
     tcase_add_test(tc, this_process_has_figures);
     suite_add_tcase(s, tc);

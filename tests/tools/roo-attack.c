@@ -14,6 +14,8 @@
  *                                            prints "welcome N" or "refused: TEXT"; after a
  *                                            welcome, keeps the connection SECS seconds
  *                                            (sending nothing); exit 0 once answered
+ *   roo-attack partition STREAM PARTITIONS   prints the partition whose owner keeps the
+ *                                            stream's read position (engine/streams.h)
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,6 +26,8 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "state/keys.h"
+#include "state/table.h"
 #include "net/auth.h"
 #include "net/net.h"
 #include "wire/wire.h"
@@ -172,7 +176,7 @@ static int cmd_bad_batch(const char *to, const char *secret, const char *cid, co
     roo__store_le32(ev, stage);
     roo__store_le32(ev + 4, 5);
     memcpy(ev + 8, "zzzzz", 5);
-    roo__wire_data_batch_encode(0, 1, 1, ev, sizeof(ev), &out);
+    roo__wire_data_batch_encode(0, 1, 1, 0, 0, ev, sizeof(ev), &out);
     send_all(fd, out.data, out.len);
     roo__buf_finish(&out);
     return closed_within(fd, 5000) ? 0 : 1;
@@ -213,6 +217,12 @@ int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "hello") == 0)
         return cmd_hello(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
+    if (argc == 4 && strcmp(argv[1], "partition") == 0) {
+        /* As source.c names a stream: the key hash of its name, bit 0 set. */
+        uint64_t id = roo__key_hash(argv[2], strlen(argv[2])) | 1;
+        printf("%u\n", roo__partition_of(id, (uint32_t)strtoul(argv[3], NULL, 10)));
+        return 0;
+    }
     if (argc == 3 && strcmp(argv[1], "big-frame") == 0)
         return cmd_big_frame(argv[2]);
     if (argc == 5 && strcmp(argv[1], "hold") == 0)

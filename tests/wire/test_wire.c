@@ -1,4 +1,8 @@
-/* test_wire.c: WorkerMeta survives an encode/decode round trip, and malformed or oversize encodings are refused with ROO_EWIRE. */
+/* test_wire.c: WorkerMeta survives an encode/decode round trip, and malformed or oversize
+ * encodings are refused with ROO_EWIRE; so do a worker's figures (WorkerStats), and a peer's
+ * that do not fit what a worker keeps are refused. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "roo_test.h"
@@ -262,6 +266,304 @@ START_TEST(meta_over_meta_max_is_rejected_both_ways)
 }
 END_TEST
 
+/* ---- WorkerStats: the figures of roo-ctl status, top and targets ---- */
+
+static void fill_stats(roo__worker_stats *s, const char *name, uint64_t k)
+{
+    memset(s, 0, sizeof(*s));
+    s->name = (char *)name;
+    s->frames_in = 1000 + k;
+    s->records_out = 900 + k;
+    s->ready = true;
+    snprintf(s->version, sizeof(s->version), "%s", ROO_VERSION_STRING);
+    s->uptime_ms = 123456 + k;
+    snprintf(s->metrics_address, sizeof(s->metrics_address), "127.0.0.1:%u", 5001u + (unsigned)k);
+    s->sinks = 3;
+    s->sinks_connected = 2;
+    s->held_bytes = 1ull << 40;
+    s->undelivered_bytes = (1ull << 40) + 17;
+    s->callback_errors = 5 + k;
+    s->decoder_rejections = 7 + k;
+    s->frames_in_rate = 1234.5;
+    s->records_out_rate = 0.25;
+    for (unsigned i = 3; i < 20; i++)
+        s->latency_bins[i] = i * 1000 + k;
+    s->latency_count = 99999;
+    s->link_backlog_bytes = 4096;
+}
+
+static void assert_stats_eq(const roo__worker_stats *a, const roo__worker_stats *b)
+{
+    ck_assert_str_eq(a->name, b->name);
+    ck_assert_uint_eq(a->frames_in, b->frames_in);
+    ck_assert_uint_eq(a->records_out, b->records_out);
+    ck_assert(a->ready == b->ready);
+    ck_assert_str_eq(a->version, b->version);
+    ck_assert_uint_eq(a->uptime_ms, b->uptime_ms);
+    ck_assert_str_eq(a->metrics_address, b->metrics_address);
+    ck_assert_uint_eq(a->sinks, b->sinks);
+    ck_assert_uint_eq(a->sinks_connected, b->sinks_connected);
+    ck_assert_uint_eq(a->held_bytes, b->held_bytes);
+    ck_assert_uint_eq(a->undelivered_bytes, b->undelivered_bytes);
+    ck_assert_uint_eq(a->callback_errors, b->callback_errors);
+    ck_assert_uint_eq(a->decoder_rejections, b->decoder_rejections);
+    ck_assert(a->frames_in_rate == b->frames_in_rate);
+    ck_assert(a->records_out_rate == b->records_out_rate);
+    for (unsigned i = 0; i < ROO__HIST_BINS; i++)
+        ck_assert_uint_eq(a->latency_bins[i], b->latency_bins[i]);
+    ck_assert_uint_eq(a->latency_count, b->latency_count);
+    ck_assert_uint_eq(a->link_backlog_bytes, b->link_backlog_bytes);
+}
+
+/* Encode m as a control frame and decode its payload again. */
+static int ctl_round_trip(const roo__ctl *m, roo__ctl *ret_out)
+{
+    roo__buf b = { 0 };
+    int rc = roo__wire_ctl_encode(m, &b);
+
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(roo__load_be32(b.data), b.len - ROO__FRAME_HDR);
+    rc = roo__wire_ctl_decode(b.data + ROO__FRAME_HDR, b.len - ROO__FRAME_HDR, ret_out);
+    roo__buf_finish(&b);
+    return rc;
+}
+
+START_TEST(heartbeat_stats_round_trip_with_every_field)
+{
+    roo__worker_stats in;
+    roo__ctl m = { .kind = ROO__CTL_HEARTBEAT, .stats = &in, .nstats = 1 }, out;
+
+    fill_stats(&in, "worker-1", 0);
+    ck_assert_int_eq(ctl_round_trip(&m, &out), 0);
+    ck_assert_int_eq(out.kind, ROO__CTL_HEARTBEAT);
+    ck_assert_uint_eq(out.nstats, 1);
+    assert_stats_eq(&in, &out.stats[0]);
+    roo__wire_ctl_finish(&out);
+}
+END_TEST
+
+START_TEST(status_reply_keeps_each_workers_figures_and_the_top_bins)
+{
+    roo__worker_stats in[3];
+    roo__ctl m = { .kind = ROO__CTL_STATUS_REPLY, .query_id = 42, .stats = in, .nstats = 3 };
+    roo__ctl out;
+
+    fill_stats(&in[0], "initializer", 0);
+    fill_stats(&in[1], "worker1", 1);
+    fill_stats(&in[2], "worker2", 2);
+    /* The last bin (over ~67 s) filled: nothing is trimmed; an empty histogram: all zero. */
+    in[1].latency_bins[ROO__HIST_BINS - 1] = 3;
+    memset(in[2].latency_bins, 0, sizeof(in[2].latency_bins));
+    in[2].metrics_address[0] = 0;
+    ck_assert_int_eq(ctl_round_trip(&m, &out), 0);
+    ck_assert_uint_eq(out.query_id, 42);
+    ck_assert_uint_eq(out.nstats, 3);
+    for (int i = 0; i < 3; i++)
+        assert_stats_eq(&in[i], &out.stats[i]);
+    roo__wire_ctl_finish(&out);
+}
+END_TEST
+
+/* Hand-made protobuf, for what roo's own encoder never writes. */
+static void pb_varint(roo__buf *b, uint64_t v)
+{
+    uint8_t c;
+
+    do {
+        c = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            c |= 0x80;
+        roo__buf_append(b, &c, 1);
+    } while (v);
+}
+
+static void pb_bytes(roo__buf *b, unsigned field, const void *p, size_t n)
+{
+    pb_varint(b, (uint64_t)field << 3 | 2);
+    pb_varint(b, n);
+    roo__buf_append(b, p, n);
+}
+
+static void pb_double(roo__buf *b, unsigned field, double v)
+{
+    uint8_t le[8];
+    uint64_t u;
+
+    memcpy(&u, &v, sizeof(u));
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(u >> (8 * i));
+    pb_varint(b, (uint64_t)field << 3 | 1);
+    roo__buf_append(b, le, sizeof(le));
+}
+
+/* A Heartbeat ControlMsg around the WorkerStats bytes in stats; decoded, its result. */
+static int decode_heartbeat(const roo__buf *stats, roo__ctl *ret_out)
+{
+    roo__buf hb = { 0 }, msg = { 0 };
+    int rc;
+
+    pb_bytes(&hb, 1, stats->data, stats->len); /* Heartbeat.stats */
+    pb_bytes(&msg, 6, hb.data, hb.len);        /* ControlMsg.heartbeat */
+    rc = roo__wire_ctl_decode(msg.data, msg.len, ret_out);
+    roo__buf_finish(&hb);
+    roo__buf_finish(&msg);
+    return rc;
+}
+
+/* WorkerStats{name: "w", latency_bins: n entries, each its index + 1}. */
+static int decode_bins(size_t n, roo__ctl *ret_out)
+{
+    roo__buf st = { 0 }, packed = { 0 };
+    int rc;
+
+    pb_bytes(&st, 1, "w", 1);
+    for (size_t i = 0; i < n; i++)
+        pb_varint(&packed, i + 1);
+    pb_bytes(&st, 22, packed.data, packed.len);
+    rc = decode_heartbeat(&st, ret_out);
+    roo__buf_finish(&st);
+    roo__buf_finish(&packed);
+    return rc;
+}
+
+START_TEST(latency_bins_beyond_the_histograms_are_refused)
+{
+    roo__ctl out;
+
+    ck_assert_int_eq(decode_bins(ROO__HIST_BINS, &out), 0);
+    ck_assert_uint_eq(out.stats[0].latency_bins[0], 1);
+    ck_assert_uint_eq(out.stats[0].latency_bins[ROO__HIST_BINS - 1], ROO__HIST_BINS);
+    roo__wire_ctl_finish(&out);
+    ck_assert_int_eq(decode_bins(ROO__HIST_BINS + 1, &out), ROO_EWIRE);
+    ck_assert_int_eq(decode_bins(100000, &out), ROO_EWIRE);
+}
+END_TEST
+
+/* WorkerStats{name: "w", field: a string of n 'v's}. */
+static int decode_string(unsigned field, size_t n, roo__ctl *ret_out)
+{
+    roo__buf st = { 0 };
+    char *text = malloc(n + 1);
+    int rc;
+
+    memset(text, 'v', n);
+    pb_bytes(&st, 1, "w", 1);
+    pb_bytes(&st, field, text, n);
+    rc = decode_heartbeat(&st, ret_out);
+    roo__buf_finish(&st);
+    free(text);
+    return rc;
+}
+
+START_TEST(strings_longer_than_kept_are_refused)
+{
+    roo__ctl out;
+
+    ck_assert_int_eq(decode_string(11, ROO__STATS_VERSION_CAP - 1, &out), 0);
+    ck_assert_uint_eq(strlen(out.stats[0].version), ROO__STATS_VERSION_CAP - 1);
+    roo__wire_ctl_finish(&out);
+    ck_assert_int_eq(decode_string(11, ROO__STATS_VERSION_CAP, &out), ROO_EWIRE);
+    ck_assert_int_eq(decode_string(13, ROO__STATS_ADDR_CAP - 1, &out), 0);
+    ck_assert_uint_eq(strlen(out.stats[0].metrics_address), ROO__STATS_ADDR_CAP - 1);
+    roo__wire_ctl_finish(&out);
+    ck_assert_int_eq(decode_string(13, ROO__STATS_ADDR_CAP, &out), ROO_EWIRE);
+    ck_assert_int_eq(decode_string(13, 1u << 20, &out), ROO_EWIRE);
+}
+END_TEST
+
+static int decode_rate(unsigned field, double v, roo__ctl *ret_out)
+{
+    roo__buf st = { 0 };
+    int rc;
+
+    pb_bytes(&st, 1, "w", 1);
+    pb_double(&st, field, v);
+    rc = decode_heartbeat(&st, ret_out);
+    roo__buf_finish(&st);
+    return rc;
+}
+
+START_TEST(rates_that_are_not_finite_and_positive_are_refused)
+{
+    const double bad[] = { NAN, INFINITY, -INFINITY, -1, -1e-300 };
+    roo__ctl out;
+
+    for (unsigned field = 20; field <= 21; field++) {
+        ck_assert_int_eq(decode_rate(field, 2.5e6, &out), 0);
+        ck_assert(field == 20 ? out.stats[0].frames_in_rate == 2.5e6
+                              : out.stats[0].records_out_rate == 2.5e6);
+        roo__wire_ctl_finish(&out);
+        for (size_t i = 0; i < ROO__ARRAY_SIZE(bad); i++)
+            ck_assert_int_eq(decode_rate(field, bad[i], &out), ROO_EWIRE);
+    }
+}
+END_TEST
+
+START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_them)
+{
+    roo__buf b = { 0 };
+    roo__data_kind kind;
+    uint64_t id, v;
+    int64_t stamp[2] = { 0, 0 };
+    uint32_t thread, count;
+    uint64_t seq;
+    roo__data_hello h;
+    roo__buf ev = { 0 };
+
+    ck_assert_int_eq(roo__wire_stream_ask_encode(7, 0xfedcba9876543211ull, &b), 0);
+    /* framed: a u32 length, then the DataMsg */
+    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count,
+                                           stamp, &ev),
+                     0);
+    ck_assert_int_eq(kind, ROO__DATA_STREAM_ASK);
+    ck_assert_int_eq(roo__wire_stream_decode(b.data + 4, b.len - 4, &kind, &id, &v), 0);
+    ck_assert_int_eq(kind, ROO__DATA_STREAM_ASK);
+    ck_assert_uint_eq(id, 7);
+    ck_assert_uint_eq(v, 0xfedcba9876543211ull);
+    b.len = 0;
+    ck_assert_int_eq(roo__wire_stream_answer_encode(8, 20000, &b), 0);
+    ck_assert_int_eq(roo__wire_stream_decode(b.data + 4, b.len - 4, &kind, &id, &v), 0);
+    ck_assert_int_eq(kind, ROO__DATA_STREAM_ANSWER);
+    ck_assert_uint_eq(id, 8);
+    ck_assert_uint_eq(v, 20000);
+    /* A batch carries its read stamp; it is no stream message. */
+    b.len = 0;
+    ck_assert_int_eq(roo__wire_data_batch_encode(1, 2, 0, 1234567, 3, NULL, 0, &b), 0);
+    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count,
+                                           stamp, &ev),
+                     0);
+    ck_assert_int_eq(kind, ROO__DATA_BATCH);
+    ck_assert_int_eq(stamp[0], 1234567);
+    ck_assert_int_eq(stamp[1], 3);
+    ck_assert_int_eq(roo__wire_stream_decode(b.data + 4, b.len - 4, &kind, &id, &v), ROO_EWIRE);
+    roo__buf_finish(&b);
+    roo__buf_finish(&ev);
+}
+END_TEST
+
+START_TEST(a_status_reply_with_one_bad_worker_is_refused_whole)
+{
+    roo__buf good = { 0 }, bad = { 0 }, reply = { 0 }, msg = { 0 };
+    roo__ctl out;
+
+    pb_bytes(&good, 1, "a", 1);
+    pb_bytes(&bad, 1, "b", 1);
+    pb_double(&bad, 21, NAN);
+    pb_varint(&reply, 1 << 3); /* StatusReply.query_id */
+    pb_varint(&reply, 7);
+    pb_bytes(&reply, 2, good.data, good.len);
+    pb_bytes(&reply, 2, bad.data, bad.len);
+    pb_bytes(&reply, 2, good.data, good.len);
+    pb_bytes(&msg, 8, reply.data, reply.len); /* ControlMsg.status_reply */
+    ck_assert_int_eq(roo__wire_ctl_decode(msg.data, msg.len, &out), ROO_EWIRE);
+    roo__buf_finish(&good);
+    roo__buf_finish(&bad);
+    roo__buf_finish(&reply);
+    roo__buf_finish(&msg);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
     Suite *s = suite_create("wire");
@@ -276,6 +578,16 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, truncated_encoding_is_rejected_with_ewire);
     tcase_add_test(tc, meta_of_exactly_meta_max_is_accepted);
     tcase_add_test(tc, meta_over_meta_max_is_rejected_both_ways);
+    suite_add_tcase(s, tc);
+
+    tc = roo_test_tcase("worker stats", 10);
+    tcase_add_test(tc, heartbeat_stats_round_trip_with_every_field);
+    tcase_add_test(tc, status_reply_keeps_each_workers_figures_and_the_top_bins);
+    tcase_add_test(tc, latency_bins_beyond_the_histograms_are_refused);
+    tcase_add_test(tc, strings_longer_than_kept_are_refused);
+    tcase_add_test(tc, rates_that_are_not_finite_and_positive_are_refused);
+    tcase_add_test(tc, a_status_reply_with_one_bad_worker_is_refused_whole);
+    tcase_add_test(tc, stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_them);
     suite_add_tcase(s, tc);
     return s;
 }
