@@ -57,8 +57,7 @@ void roo__links_pump(peer *p)
             p->q_tail = NULL;
         seq = ++p->out_seq[r->thread];
         rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->read_ns,
-                                         r->pipeline, r->data.data,
-                                         r->data.len, &p->backlog);
+                                         r->pipeline, r->data.data, r->data.len, &p->backlog);
         if (rc < 0) {
             roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
                            p->info.name, (unsigned long long)r->nmsgs, r->data.len,

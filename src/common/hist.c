@@ -3,20 +3,15 @@
 
 /* bound(i) = 1 us * 2^(i/2), rounded to the nanosecond; the last bin has none. */
 static const uint64_t bounds[ROO__HIST_BINS - 1] = {
-    1000ull, 1414ull, 2000ull, 2828ull,
-    4000ull, 5657ull, 8000ull, 11314ull,
-    16000ull, 22627ull, 32000ull, 45255ull,
-    64000ull, 90510ull, 128000ull, 181019ull,
-    256000ull, 362039ull, 512000ull, 724077ull,
-    1024000ull, 1448155ull, 2048000ull, 2896309ull,
-    4096000ull, 5792619ull, 8192000ull, 11585238ull,
-    16384000ull, 23170475ull, 32768000ull, 46340950ull,
-    65536000ull, 92681900ull, 131072000ull, 185363800ull,
-    262144000ull, 370727600ull, 524288000ull, 741455200ull,
-    1048576000ull, 1482910400ull, 2097152000ull, 2965820801ull,
-    4194304000ull, 5931641602ull, 8388608000ull, 11863283203ull,
-    16777216000ull, 23726566406ull, 33554432000ull, 47453132812ull,
-    67108864000ull,
+    1000ull,        1414ull,        2000ull,        2828ull,        4000ull,        5657ull,
+    8000ull,        11314ull,       16000ull,       22627ull,       32000ull,       45255ull,
+    64000ull,       90510ull,       128000ull,      181019ull,      256000ull,      362039ull,
+    512000ull,      724077ull,      1024000ull,     1448155ull,     2048000ull,     2896309ull,
+    4096000ull,     5792619ull,     8192000ull,     11585238ull,    16384000ull,    23170475ull,
+    32768000ull,    46340950ull,    65536000ull,    92681900ull,    131072000ull,   185363800ull,
+    262144000ull,   370727600ull,   524288000ull,   741455200ull,   1048576000ull,  1482910400ull,
+    2097152000ull,  2965820801ull,  4194304000ull,  5931641602ull,  8388608000ull,  11863283203ull,
+    16777216000ull, 23726566406ull, 33554432000ull, 47453132812ull, 67108864000ull,
 };
 
 uint64_t roo__hist_bound_ns(unsigned i)

@@ -55,8 +55,8 @@ static inline void roo__hist_add(roo__hist *h, int64_t ns, uint64_t weight)
     unsigned i = roo__hist_bin(ns);
     uint64_t v = ns > 0 ? (uint64_t)ns : 0;
 
-#define ROO__HIST_BUMP(f, d)                                                                   \
-    atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d),          \
+#define ROO__HIST_BUMP(f, d)                                                                       \
+    atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d),            \
                           memory_order_relaxed)
     ROO__HIST_BUMP(h->bins[i], weight);
     ROO__HIST_BUMP(h->count, weight);

@@ -105,22 +105,22 @@ int roo__app_validate(const roo_app *app, char *msg, size_t cap);
 /* ---- batches ---- */
 
 enum {
-    ROO__Q_BATCH = 1,    /* a batch on its way through committer and io */
-    ROO__Q_CONN,         /* io -> shard: a new source connection */
-    ROO__Q_ROUTE,        /* shard -> shard: messages for the other shard's partitions */
-    ROO__Q_ROUTE_RETURN, /* shard -> shard: a processed route buffer going home */
-    ROO__Q_STOP,         /* main -> io -> shards: stop reading sources, drain */
-    ROO__Q_STATUS,       /* shard -> io: quiescent or busy again (while stopping) */
-    ROO__Q_EXIT,         /* main -> everyone: leave the loop now */
-    ROO__Q_ROUTES,       /* io -> shard: a new partition table (where each partition goes) */
-    ROO__Q_META,         /* io -> committer -> io: write the identity record, then report */
-    ROO__Q_ROUTE_DONE,   /* -> shard: a route buffer of one of its batches is committed there */
-    ROO__Q_COMMITTED,    /* committer -> shard: this batch of yours is committed */
-    ROO__Q_IMPORT,       /* io -> shard: a piece of a partition moving here (roo__import_msg) */
-    ROO__Q_MIGRATION,    /* shard -> io: held (fence passed) or imported (roo__mig_note) */
-    ROO__Q_TRACK,        /* io -> shard: note changes to these partitions (roo__track_msg) */
-    ROO__Q_TRACK_DUMP,   /* io -> shard: hand over the keys noted, stop noting */
-    ROO__Q_STREAM_ASK,   /* shard -> io: how far has another worker read this stream? */
+    ROO__Q_BATCH = 1,     /* a batch on its way through committer and io */
+    ROO__Q_CONN,          /* io -> shard: a new source connection */
+    ROO__Q_ROUTE,         /* shard -> shard: messages for the other shard's partitions */
+    ROO__Q_ROUTE_RETURN,  /* shard -> shard: a processed route buffer going home */
+    ROO__Q_STOP,          /* main -> io -> shards: stop reading sources, drain */
+    ROO__Q_STATUS,        /* shard -> io: quiescent or busy again (while stopping) */
+    ROO__Q_EXIT,          /* main -> everyone: leave the loop now */
+    ROO__Q_ROUTES,        /* io -> shard: a new partition table (where each partition goes) */
+    ROO__Q_META,          /* io -> committer -> io: write the identity record, then report */
+    ROO__Q_ROUTE_DONE,    /* -> shard: a route buffer of one of its batches is committed there */
+    ROO__Q_COMMITTED,     /* committer -> shard: this batch of yours is committed */
+    ROO__Q_IMPORT,        /* io -> shard: a piece of a partition moving here (roo__import_msg) */
+    ROO__Q_MIGRATION,     /* shard -> io: held (fence passed) or imported (roo__mig_note) */
+    ROO__Q_TRACK,         /* io -> shard: note changes to these partitions (roo__track_msg) */
+    ROO__Q_TRACK_DUMP,    /* io -> shard: hand over the keys noted, stop noting */
+    ROO__Q_STREAM_ASK,    /* shard -> io: how far has another worker read this stream? */
     ROO__Q_STREAM_ANSWER, /* io -> shard: ... the answer (the same roo__stream_ask) */
 };
 
@@ -135,7 +135,7 @@ typedef struct roo__stream_ask {
     uint64_t conn_id; /* the connection waiting (it may be gone when the answer comes) */
     uint64_t stream;
     uint64_t next_offset;
-    uint32_t worker;  /* the keeper's index in the topology */
+    uint32_t worker; /* the keeper's index in the topology */
     /* the answer */
     bool reached;      /* false: the keeper could not be asked (down, no link, no answer) */
     uint64_t position; /* frames below it were read somewhere, by the keeper's records */
@@ -272,7 +272,7 @@ typedef struct roo__batch {
     int64_t t_committed;     /* ... by the committer once durable */
     roo__lat_ent *lat;       /* ROO__LAT_ENTS entries (NULL: a batch rebuilt from the outbox) */
     uint32_t nlat;
-    roo__buf out[];          /* one per sink */
+    roo__buf out[]; /* one per sink */
 } roo__batch;
 
 /*
@@ -470,7 +470,7 @@ typedef struct roo__shard {
     roo__source_conn *conns; /* doubly linked */
     unsigned nconns;
     uint64_t conn_ids; /* the last connection's id */
-    bool paused; /* sources not being read */
+    bool paused;       /* sources not being read */
     bool stopping;
     bool reported_quiescent;
     roo__buf rbuf; /* read buffer: a connection's partial frame + new bytes */
@@ -531,8 +531,9 @@ struct roo__engine {
     ROO__RING(struct roo__outbox_size {
         uint64_t seq;
         uint64_t bytes;
-    }) outbox_sizes; /* committer: output stored in the outbox, by outbox seq */
-    uint64_t outbox_bytes;                                                    /* committer */
+    })
+    outbox_sizes;            /* committer: output stored in the outbox, by outbox seq */
+    uint64_t outbox_bytes;   /* committer */
     uint64_t outbox_next;    /* committer (set by recovery before it starts) */
     uint64_t outbox_deleted; /* committer */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
@@ -567,12 +568,12 @@ struct roo__engine {
     roo__hist committed_to_written; /* io writes; hist.h */
     roo__hist *e2e;                 /* io writes: per pipeline, end to end */
     int64_t created_ns;             /* monotonic, at roo__engine_create() */
-    _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
-    _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
-    roo__queue exit_q;             /* any thread -> main: stop the worker (roo__engine_exit) */
-    roo__topology *saved_topology; /* from the resilience directory (NULL: none) */
-    roo__topology *saved_pending;  /* ... and a partition move that was under way */
-    bool left_cluster;             /* this worker left the cluster (shrink): remove its directory */
+    _Atomic bool exit_requested;    /* the cluster asked this worker to stop (roo-ctl shutdown) */
+    _Atomic int fatal_status;       /* non-zero: stop and exit with this status */
+    roo__queue exit_q;              /* any thread -> main: stop the worker (roo__engine_exit) */
+    roo__topology *saved_topology;  /* from the resilience directory (NULL: none) */
+    roo__topology *saved_pending;   /* ... and a partition move that was under way */
+    bool left_cluster;   /* this worker left the cluster (shrink): remove its directory */
     bool join_abandoned; /* the move adding this worker was abandoned: remove it, join again */
     /* Links database at start: what each peer's batches were applied through. */
     struct roo__link_state {

@@ -202,8 +202,8 @@ typedef struct roo__engine_snapshot {
     roo__snapshot_state *states; /* one per state type */
     size_t nstates;
 
-    double uptime_seconds;     /* since roo__engine_create() */
-    uint64_t callback_errors;  /* the steps' errors, summed */
+    double uptime_seconds;       /* since roo__engine_create() */
+    uint64_t callback_errors;    /* the steps' errors, summed */
     uint64_t decoder_rejections; /* the sources' rejected frames, summed */
     /* Stages of the way to the sink, one sample per message (weights): read to its batch
      * sealed (frames read here), sealed to committed (messages of the batch: frames read

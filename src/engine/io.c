@@ -121,8 +121,7 @@ static void note_written(roo__engine *e, const roo__batch *b)
     roo__hist_add(&e->committed_to_written, now - b->t_committed, b->nout);
     for (uint32_t i = 0; i < b->nlat; i++)
         if (b->lat[i].records)
-            roo__hist_add(&e->e2e[b->lat[i].pipeline], now - b->lat[i].read_ns,
-                          b->lat[i].records);
+            roo__hist_add(&e->e2e[b->lat[i].pipeline], now - b->lat[i].read_ns, b->lat[i].records);
 }
 
 static void sink_batch_done(roo__sink *s, roo__batch *b)

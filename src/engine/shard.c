@@ -266,8 +266,8 @@ static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint3
  * the steps it emitted to, which are timed too and add theirs to child_ns. Two clock reads
  * per step, for one message in ROO__COMPUTE_SAMPLE_EVERY.
  */
-static __attribute__((noinline)) void run_step_timed(roo__shard *sh, uint32_t si,
-                                                     const void *msg, size_t len)
+static __attribute__((noinline)) void run_step_timed(roo__shard *sh, uint32_t si, const void *msg,
+                                                     size_t len)
 {
     int64_t saved = sh->child_ns, t0 = roo__now_ns(), d;
 
@@ -297,7 +297,6 @@ static bool remote_pending(const roo__shard *sh)
             return true;
     return false;
 }
-
 
 /* Empty: nothing to commit or send, and no written outbox entries to let go of. */
 static bool batch_empty(const roo__shard *sh)

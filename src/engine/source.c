@@ -232,7 +232,8 @@ static int conn_claim(roo__source_conn *c, uint64_t next, uint64_t known, bool m
         c->claimed = true;
         return 0;
     }
-    if (r == ROO__STREAM_AHEAD && may_ask && (keeper = stream_keeper(sh, c->stream)) != UINT32_MAX) {
+    if (r == ROO__STREAM_AHEAD && may_ask &&
+        (keeper = stream_keeper(sh, c->stream)) != UINT32_MAX) {
         roo__stream_ask *a = roo__xcalloc(1, sizeof(*a));
         a->node.kind = ROO__Q_STREAM_ASK;
         a->shard = sh->idx;
@@ -359,8 +360,8 @@ void roo__sources_stream_answer(roo__shard *sh, roo__stream_ask *a)
     if (!sh->paused) {
         int rc = roo__io_start(sh->loop, &c->io, c->io.fd, EPOLLIN | EPOLLRDHUP);
         if (rc < 0) {
-            roo__log_error("source '%s': cannot resume connection from %s: %s",
-                           c->pipeline->name, c->peer, roo_strerror(rc));
+            roo__log_error("source '%s': cannot resume connection from %s: %s", c->pipeline->name,
+                           c->peer, roo_strerror(rc));
             roo__source_abort(c);
         }
     }

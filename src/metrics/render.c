@@ -13,79 +13,26 @@
 #include <stdlib.h>
 
 #include "metrics/metrics.h"
+#include "metrics/prom.h"
 
-static void appendf(roo__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void appendf(roo__buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf((char *)roo__buf_reserve(b, 128), 128, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= 128) {
-        va_start(ap, fmt);
-        vsnprintf((char *)roo__buf_reserve(b, (size_t)n + 1), (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    b->len += (size_t)n;
-}
-
-/* A label value: backslash, double quote and line feed escaped, as the format requires. */
-static void append_label_value(roo__buf *b, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            roo__buf_append(b, (const char[]){ '\\', *v }, 2);
-        else if (*v == '\n')
-            roo__buf_append(b, "\\n", 2);
-        else
-            roo__buf_append(b, v, 1);
-    }
-}
-
-/* The # HELP and # TYPE lines of a family (help text is ours: nothing to escape). */
-static void family(roo__buf *b, const char *name, const char *type, const char *help)
-{
-    appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/*
- * One sample: name{worker="...",k1="v1",k2="v2"} value. Label pairs after worker come in
- * `labels` (NULL-terminated key, value, key, value, ...), so a family's samples all read
- * alike at the call site.
- */
+/* The text format's pieces are prom.h's; these take the worker's name from the snapshot. */
 static void sample(roo__buf *b, const roo__engine_snapshot *s, const char *name,
                    const char *const *labels, const char *value)
 {
-    appendf(b, "%s{worker=\"", name);
-    append_label_value(b, s->worker);
-    roo__buf_append(b, "\"", 1);
-    for (; labels && labels[0]; labels += 2) {
-        appendf(b, ",%s=\"", labels[0]);
-        append_label_value(b, labels[1]);
-        roo__buf_append(b, "\"", 1);
-    }
-    appendf(b, "} %s\n", value);
+    roo__prom_sample(b, s->worker, name, labels, value);
 }
 
 static void sample_u64(roo__buf *b, const roo__engine_snapshot *s, const char *name,
                        const char *const *labels, uint64_t v)
 {
-    char num[24];
-
-    snprintf(num, sizeof(num), "%" PRIu64, v);
-    sample(b, s, name, labels, num);
+    roo__prom_sample_u64(b, s->worker, name, labels, v);
 }
 
 /* A family of one sample per worker. */
 static void single(roo__buf *b, const roo__engine_snapshot *s, const char *name, const char *type,
                    const char *help, uint64_t v)
 {
-    family(b, name, type, help);
+    roo__prom_family(b, name, type, help);
     sample_u64(b, s, name, NULL, v);
 }
 
@@ -114,47 +61,17 @@ static uint64_t source_field(const roo__snapshot_source *src, enum source_field 
 static void per_source(roo__buf *b, const roo__engine_snapshot *s, const char *name,
                        const char *type, const char *help, enum source_field f)
 {
-    family(b, name, type, help);
+    roo__prom_family(b, name, type, help);
     for (size_t i = 0; i < s->nsources; i++) {
         const char *labels[] = { "pipeline", s->sources[i].pipeline, NULL };
         sample_u64(b, s, name, labels, source_field(&s->sources[i], f));
     }
 }
 
-/*
- * A histogram series: cumulative _bucket lines, one per bin bound (hist.h) and +Inf, then
- * _sum and _count. labels as for sample(); at most 4 pairs.
- */
 static void histogram(roo__buf *b, const roo__engine_snapshot *s, const char *name,
                       const char *const *labels, const roo__hist_counts *c)
 {
-    const char *with_le[2 * 5 + 1];
-    char bucket[128], le[32], num[32];
-    size_t n = 0;
-    uint64_t cum = 0;
-
-    for (; labels && labels[n] && n < 8; n += 2) {
-        with_le[n] = labels[n];
-        with_le[n + 1] = labels[n + 1];
-    }
-    with_le[n] = "le";
-    with_le[n + 1] = le;
-    with_le[n + 2] = NULL;
-    snprintf(bucket, sizeof(bucket), "%s_bucket", name);
-    for (unsigned i = 0; i < ROO__HIST_BINS; i++) {
-        cum += c->bins[i];
-        if (i < ROO__HIST_BINS - 1)
-            snprintf(le, sizeof(le), "%.9g", (double)roo__hist_bound_ns(i) / 1e9);
-        else
-            snprintf(le, sizeof(le), "+Inf");
-        sample_u64(b, s, bucket, with_le, cum);
-    }
-    with_le[n] = NULL;
-    snprintf(bucket, sizeof(bucket), "%s_sum", name);
-    snprintf(num, sizeof(num), "%.9f", (double)c->sum_ns / 1e9);
-    sample(b, s, bucket, n ? with_le : NULL, num);
-    snprintf(bucket, sizeof(bucket), "%s_count", name);
-    sample_u64(b, s, bucket, n ? with_le : NULL, cum);
+    roo__prom_histogram(b, s->worker, name, labels, c);
 }
 
 static void render_latency(roo__buf *out, const roo__engine_snapshot *s)
@@ -164,37 +81,40 @@ static void render_latency(roo__buf *out, const roo__engine_snapshot *s)
     const roo__hist_counts *by_stage[] = { &s->read_to_sealed, &s->sealed_to_committed,
                                            &s->committed_to_written };
 
-    family(out, "roo_end_to_end_latency_seconds", "histogram",
-           "From a frame read (here, or on the worker that routed its message here) to its "
-           "output handed to the sink's kernel, one sample per output record.");
+    roo__prom_family(
+        out, "roo_end_to_end_latency_seconds", "histogram",
+        "From a frame read (here, or on the worker that routed its message here) to its "
+        "output handed to the sink's kernel, one sample per output record.");
     for (size_t i = 0; i < s->nsources; i++) {
         const char *labels[] = { "pipeline", s->sources[i].pipeline, NULL };
         histogram(out, s, "roo_end_to_end_latency_seconds", labels, &s->sources[i].latency);
     }
-    family(out, "roo_stage_latency_seconds", "histogram",
-           "The way to the sink by stage: read to its batch sealed (per frame read here), "
-           "sealed to committed (per message), committed to written (per output record).");
+    roo__prom_family(
+        out, "roo_stage_latency_seconds", "histogram",
+        "The way to the sink by stage: read to its batch sealed (per frame read here), "
+        "sealed to committed (per message), committed to written (per output record).");
     for (size_t i = 0; i < ROO__ARRAY_SIZE(stages); i++) {
         const char *labels[] = { "stage", stages[i], NULL };
         histogram(out, s, "roo_stage_latency_seconds", labels, by_stage[i]);
     }
-    family(out, "roo_step_compute_seconds", "histogram",
-           "Time in the step's own callbacks for one message in 64 (the steps it emits to "
-           "not included).");
+    roo__prom_family(
+        out, "roo_step_compute_seconds", "histogram",
+        "Time in the step's own callbacks for one message in 64 (the steps it emits to "
+        "not included).");
     for (size_t i = 0; i < s->nsteps; i++) {
         const char *labels[] = { "pipeline", s->steps[i].pipeline, "step", s->steps[i].step, NULL };
         histogram(out, s, "roo_step_compute_seconds", labels, &s->steps[i].compute);
     }
-    family(out, "roo_commit_duration_seconds", "histogram",
-           "One group commit to LMDB, from the transaction's start to synced.");
+    roo__prom_family(out, "roo_commit_duration_seconds", "histogram",
+                     "One group commit to LMDB, from the transaction's start to synced.");
     histogram(out, s, "roo_commit_duration_seconds", NULL, &s->commit_duration);
     single(out, s, "roo_commit_messages_total", "counter",
            "Messages (frames read here and messages routed here) of the committed batches.",
            s->commit_messages);
     single(out, s, "roo_commit_bytes_total", "counter",
            "State records and output written to LMDB by the commits.", s->commit_bytes);
-    single(out, s, "roo_lmdb_map_size_bytes", "gauge",
-           "Size of the LMDB map (it grows when full).", s->map_size);
+    single(out, s, "roo_lmdb_map_size_bytes", "gauge", "Size of the LMDB map (it grows when full).",
+           s->map_size);
     single(out, s, "roo_lmdb_map_used_bytes", "gauge",
            "Bytes of the LMDB map up to its last used page.", s->map_used);
     single(out, s, "roo_outbox_bytes", "gauge",
@@ -225,7 +145,7 @@ static uint64_t sink_field(const roo__snapshot_sink *k, enum sink_field f)
 static void per_sink(roo__buf *b, const roo__engine_snapshot *s, const char *name, const char *type,
                      const char *help, enum sink_field f)
 {
-    family(b, name, type, help);
+    roo__prom_family(b, name, type, help);
     for (size_t i = 0; i < s->nsinks; i++) {
         const char *labels[] = { "sink", s->sinks[i].sink, NULL };
         sample_u64(b, s, name, labels, sink_field(&s->sinks[i], f));
@@ -234,20 +154,20 @@ static void per_sink(roo__buf *b, const roo__engine_snapshot *s, const char *nam
 
 static void render_process(roo__buf *b, const roo__process_stats *p)
 {
-    family(b, "process_cpu_seconds_total", "counter",
-           "Total user and system CPU time spent in seconds.");
-    appendf(b, "process_cpu_seconds_total %.2f\n", p->cpu_seconds);
-    family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    appendf(b, "process_resident_memory_bytes %" PRIu64 "\n", p->resident_bytes);
-    family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-    appendf(b, "process_virtual_memory_bytes %" PRIu64 "\n", p->virtual_bytes);
-    family(b, "process_start_time_seconds", "gauge",
-           "Start time of the process since unix epoch in seconds.");
-    appendf(b, "process_start_time_seconds %.2f\n", p->start_time_seconds);
-    family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
-    appendf(b, "process_open_fds %" PRIu64 "\n", p->open_fds);
-    family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-    appendf(b, "process_max_fds %" PRIu64 "\n", p->max_fds);
+    roo__prom_family(b, "process_cpu_seconds_total", "counter",
+                     "Total user and system CPU time spent in seconds.");
+    roo__prom_appendf(b, "process_cpu_seconds_total %.2f\n", p->cpu_seconds);
+    roo__prom_family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    roo__prom_appendf(b, "process_resident_memory_bytes %" PRIu64 "\n", p->resident_bytes);
+    roo__prom_family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    roo__prom_appendf(b, "process_virtual_memory_bytes %" PRIu64 "\n", p->virtual_bytes);
+    roo__prom_family(b, "process_start_time_seconds", "gauge",
+                     "Start time of the process since unix epoch in seconds.");
+    roo__prom_appendf(b, "process_start_time_seconds %.2f\n", p->start_time_seconds);
+    roo__prom_family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+    roo__prom_appendf(b, "process_open_fds %" PRIu64 "\n", p->open_fds);
+    roo__prom_family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    roo__prom_appendf(b, "process_max_fds %" PRIu64 "\n", p->max_fds);
 }
 
 void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats *proc,
@@ -255,8 +175,8 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
 {
     char num[32];
 
-    family(out, "roo_build_info", "gauge",
-           "Always 1; the labels name the roo version and the application.");
+    roo__prom_family(out, "roo_build_info", "gauge",
+                     "Always 1; the labels name the roo version and the application.");
     {
         const char *labels[] = { "version", ROO_VERSION_STRING, "application", s->app, NULL };
         sample(out, s, "roo_build_info", labels, "1");
@@ -279,8 +199,8 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
            "Batches of processed messages made durable by the commits.", s->committed_batches);
     single(out, s, "roo_recovered_keys", "gauge",
            "Keys loaded from the resilience directory at start.", s->recovered_keys);
-    family(out, "roo_recovery_duration_seconds", "gauge",
-           "Time the start took to load the state from the resilience directory.");
+    roo__prom_family(out, "roo_recovery_duration_seconds", "gauge",
+                     "Time the start took to load the state from the resilience directory.");
     snprintf(num, sizeof(num), "%.3f", s->recovery_seconds);
     sample(out, s, "roo_recovery_duration_seconds", NULL, num);
 
@@ -316,15 +236,15 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
              "not acknowledged (TCP) or to be resent after a reconnect.",
              SINK_UNDELIVERED);
 
-    family(out, "roo_callback_errors_total", "counter",
-           "Callbacks of the step that failed (key, computation, state init or encode); "
-           "each dropped its message.");
+    roo__prom_family(out, "roo_callback_errors_total", "counter",
+                     "Callbacks of the step that failed (key, computation, state init or encode); "
+                     "each dropped its message.");
     for (size_t i = 0; i < s->nsteps; i++) {
         const char *labels[] = { "pipeline", s->steps[i].pipeline, "step", s->steps[i].step, NULL };
         sample_u64(out, s, "roo_callback_errors_total", labels, s->steps[i].errors);
     }
-    family(out, "roo_state_serialize_errors_total", "counter",
-           "Updates of the state type whose serialize callback failed (not saved).");
+    roo__prom_family(out, "roo_state_serialize_errors_total", "counter",
+                     "Updates of the state type whose serialize callback failed (not saved).");
     for (size_t i = 0; i < s->nstates; i++) {
         const char *labels[] = { "state", s->states[i].state, NULL };
         sample_u64(out, s, "roo_state_serialize_errors_total", labels,

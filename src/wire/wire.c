@@ -629,8 +629,7 @@ int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out)
 }
 
 int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
-                                uint32_t pipeline, const uint8_t *events, size_t len,
-                                roo__buf *out)
+                                uint32_t pipeline, const uint8_t *events, size_t len, roo__buf *out)
 {
     Roo__DataMsg pb = ROO__DATA_MSG__INIT;
     Roo__DataBatch b = ROO__DATA_BATCH__INIT;

@@ -46,9 +46,9 @@ START_TEST(weights_count_in_bins_count_and_sum)
     static roo__hist h;
     roo__hist_counts c = { 0 };
 
-    roo__hist_add(&h, 500, 3);    /* bin 0 */
-    roo__hist_add(&h, 1500, 2);   /* bin 2 */
-    roo__hist_add(&h, -20, 1);    /* a clock step back counts as 0 */
+    roo__hist_add(&h, 500, 3);  /* bin 0 */
+    roo__hist_add(&h, 1500, 2); /* bin 2 */
+    roo__hist_add(&h, -20, 1);  /* a clock step back counts as 0 */
     roo__hist_merge(&h, &c);
     ck_assert_uint_eq(c.bins[0], 4);
     ck_assert_uint_eq(c.bins[2], 2);

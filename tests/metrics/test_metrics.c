@@ -186,8 +186,8 @@ START_TEST(render_declares_every_family_once_with_help_and_type)
                                strcmp(name + n, "_count") == 0),
                           "sample '%s' outside its histogram %s", line, family);
         } else {
-            ck_assert_msg(strcmp(name, family) == 0 && type[0],
-                          "sample '%s' outside its family %s", line, family);
+            ck_assert_msg(strcmp(name, family) == 0 && type[0], "sample '%s' outside its family %s",
+                          line, family);
         }
         ck_assert_msg(strncmp(name, "roo_", 4) != 0 || strstr(line, "{worker=\"worker1\""),
                       "roo_ sample without its worker: '%s'", line);
@@ -231,7 +231,8 @@ START_TEST(histograms_are_cumulative_and_end_in_inf_sum_and_count)
     assert_line(t, "roo_end_to_end_latency_seconds_count{worker=\"worker1\",pipeline=\"votes\"} 8");
     assert_line(t, "roo_commit_duration_seconds_bucket{worker=\"worker1\",le=\"0.000128\"} 3");
     assert_line(t, "roo_commit_duration_seconds_count{worker=\"worker1\"} 3");
-    assert_line(t, "roo_stage_latency_seconds_count{worker=\"worker1\",stage=\"sealed_to_committed\"} 0");
+    assert_line(
+        t, "roo_stage_latency_seconds_count{worker=\"worker1\",stage=\"sealed_to_committed\"} 0");
     assert_line(t, "roo_step_compute_seconds_count{worker=\"worker1\",pipeline=\"votes\","
                    "step=\"add votes\"} 0");
     free(t);

@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 #include "common/buf.h"
-#include "state/keys.h"
-#include "state/table.h"
 #include "net/auth.h"
 #include "net/net.h"
+#include "state/keys.h"
+#include "state/table.h"
 #include "wire/wire.h"
 
 static int connect_to(const char *hostport)

@@ -513,9 +513,9 @@ START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_t
 
     ck_assert_int_eq(roo__wire_stream_ask_encode(7, 0xfedcba9876543211ull, &b), 0);
     /* framed: a u32 length, then the DataMsg */
-    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count,
-                                           stamp, &ev),
-                     0);
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
     ck_assert_int_eq(kind, ROO__DATA_STREAM_ASK);
     ck_assert_int_eq(roo__wire_stream_decode(b.data + 4, b.len - 4, &kind, &id, &v), 0);
     ck_assert_int_eq(kind, ROO__DATA_STREAM_ASK);
@@ -530,9 +530,9 @@ START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_t
     /* A batch carries its read stamp; it is no stream message. */
     b.len = 0;
     ck_assert_int_eq(roo__wire_data_batch_encode(1, 2, 0, 1234567, 3, NULL, 0, &b), 0);
-    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count,
-                                           stamp, &ev),
-                     0);
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
     ck_assert_int_eq(kind, ROO__DATA_BATCH);
     ck_assert_int_eq(stamp[0], 1234567);
     ck_assert_int_eq(stamp[1], 3);
