@@ -49,6 +49,31 @@ struct roo__source_conn {
 
 /* ---- shard.c ---- */
 
+/* The batch being filled holds nothing to commit or send. */
+bool roo__shard_batch_empty(const roo__shard *sh);
+/* Seal the current batch: hand it to the committer (the caller checked it is not empty). */
+void roo__shard_seal(roo__shard *sh);
+/* Send the route buffers being filled to their threads; collect those for other workers. */
+void roo__shard_flush_routes(roo__shard *sh);
+void roo__shard_collect_remote(roo__shard *sh);
+/* A state entry changed: save it with the current batch (and note it for a pre-copy). */
+void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e);
+void roo__shard_track_note(roo__shard *sh, roo__entry *e);
+
+/* ---- partitions.c ---- */
+
+/* (roo__shard_set_routes, a new partition table, is declared in engine-int.h.) */
+/* Pre-copy: start noting changed keys of the moving partitions (parts NULL: stop). */
+void roo__shard_track_start(roo__shard *sh, roo__track_msg *m);
+/* Transfer: hand the keys noted to io, and stop noting. */
+void roo__shard_track_dump(roo__shard *sh, uint64_t epoch);
+/* A batch committed: report noting started / imports committed once their batches are. */
+void roo__shard_track_check(roo__shard *sh);
+void roo__shard_imports_committed(roo__shard *sh);
+/* Apply a piece of a partition moving here; record the partitions that moved away. */
+void roo__shard_apply_import(roo__shard *sh, roo__import_msg *m);
+void roo__shard_record_drops(roo__shard *sh);
+
 /* Queue a message for another thread or worker (dest indexes the routing table's dests). */
 void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
                       const roo__msg_id *id);

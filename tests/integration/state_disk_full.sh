@@ -19,9 +19,19 @@ N=1000000
 # the worker stops reading. Then the disk fills up (another file takes what is left), and
 # the sink comes back: the next commit, which stores new output and would delete what the
 # sink just took, finds no room.
-alphabet_worker w0 "$IN" "$OUT" "$T/disk/w0" --map-size 64M --log-level debug
+# The room the sink's output frees must hold the batch that waits: fill the disk only once
+# the outbox holds more than a whole batch (--batch-bytes, 4 MiB) of output.
+M=$(free_port)
+alphabet_worker w0 "$IN" "$OUT" "$T/disk/w0" --map-size 64M --log-level debug \
+    --metrics "127.0.0.1:$M"
 start sender "$SENDER" --host "127.0.0.1:$IN" --file "$T/votes.bin" --linger 100 --quiet
-sleep 2
+for ((i = 0; i < 600; i++)); do
+    outbox=$(curl -s --max-time 5 "http://127.0.0.1:$M/metrics" |
+        awk '/^roo_outbox_bytes[{ ]/ { print $NF }')
+    [ "${outbox:-0}" -gt 5000000 ] && break
+    sleep 0.1
+done
+[ "${outbox:-0}" -gt 5000000 ] || fail "the outbox never held 5 MB of output: ${outbox:-none}"
 dd if=/dev/zero of="$T/disk/filler" bs=64k 2>/dev/null || true
 [ "$(df --output=avail "$T/disk" | tail -1)" -le 64 ] || fail "the tmpfs did not fill up"
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/expected.json" \
