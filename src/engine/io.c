@@ -703,12 +703,14 @@ int roo__io_init(roo__engine *e)
  * Called from roo__engine_start on the main thread, before the io thread runs: bind the
  * sources' addresses now (so a taken port is an error at start), but listen only when the
  * cluster is ready: until then senders are refused and retry, rather than wait unserved.
+ * Workers on one host may share a source address (Wallaroo's recipes give them all the
+ * same --in): the listeners are SO_REUSEPORT, and the kernel spreads the connections.
  */
 int roo__io_listen(roo__engine *e, char *msg, size_t cap)
 {
     for (size_t i = 0; i < e->nlisten; i++) {
         char a[300];
-        int rc = roo__tcp_bind(&e->cfg.in[i], &e->listen_fds[i]);
+        int rc = roo__tcp_bind_shared(&e->cfg.in[i], true, &e->listen_fds[i]);
         if (rc < 0) {
             snprintf(msg, cap, "cannot listen on --in %s for source '%s': %s",
                      roo__addr_str(&e->cfg.in[i], a, sizeof(a)), e->app->pipelines[i]->name,

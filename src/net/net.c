@@ -134,6 +134,11 @@ static int resolve(const roo__addr *a, bool passive, struct addrinfo **ret_ai)
 
 int roo__tcp_bind(const roo__addr *a, int *ret_fd)
 {
+    return roo__tcp_bind_shared(a, false, ret_fd);
+}
+
+int roo__tcp_bind_shared(const roo__addr *a, bool shared, int *ret_fd)
+{
     struct addrinfo *ai, *p;
     int rc, fd = -1, one = 1;
 
@@ -148,6 +153,8 @@ int roo__tcp_bind(const roo__addr *a, int *ret_fd)
             continue;
         }
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (shared)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         if (bind(fd, p->ai_addr, p->ai_addrlen) == 0)
             break;
         rc = -errno;

@@ -29,6 +29,11 @@ int roo__tcp_listen(const roo__addr *a, int backlog, int *ret_fd);
 
 /* Bind only (no listen yet: connections are refused until roo__tcp_listen_fd). */
 int roo__tcp_bind(const roo__addr *a, int *ret_fd);
+/*
+ * The same, and with `shared` (SO_REUSEPORT) other sockets of this user that set it too may
+ * bind the same address: the kernel spreads new connections over those that listen.
+ */
+int roo__tcp_bind_shared(const roo__addr *a, bool shared, int *ret_fd);
 int roo__tcp_listen_fd(int fd, int backlog);
 
 /* Whether a socket's own end (local) or its peer's is a loopback address (127/8, ::1). */

@@ -31,8 +31,14 @@ IN2=$(free_port)
 alphabet_worker w0 "$IN" "$OUT" "$T/dir" --name alpha
 expect_exit 1 "is locked by process|in use" "$ALPHABET" --in "127.0.0.1:$IN2" \
     --out "127.0.0.1:$OUT" --resilience-dir "$T/dir" --name alpha
-expect_exit 1 "cannot listen on --in 127.0.0.1:$IN for source 'votes': Address already in use" \
-    "$ALPHABET" --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/other"
+# A port another program holds is taken (workers share theirs: SO_REUSEPORT, as Wallaroo's
+# recipes give every worker on a host the same --in; test cluster_shared_in).
+IN3=$(free_port)
+start taker "$RECEIVER" --listen "127.0.0.1:$IN3" --quiet
+wait_log taker 'listening on' 10
+expect_exit 1 "cannot listen on --in 127.0.0.1:$IN3 for source 'votes': Address already in use" \
+    "$ALPHABET" --in "127.0.0.1:$IN3" --out "127.0.0.1:$OUT" --resilience-dir "$T/other"
+stop taker || true
 stop w0 || fail "worker did not stop cleanly"
 expect_exit 1 "belongs to worker 'alpha', not 'beta' \(check --name\)" "$ALPHABET" \
     --in "127.0.0.1:$IN" --out "127.0.0.1:$OUT" --resilience-dir "$T/dir" --name beta

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # roo-python clusters with Wallaroo's multi-worker recipe (machida, an initializer with
 # --worker-count N and workers that join its --control, --ponythreads=1 --ponynoblock, one
-# --metrics address for all). The recipe gives every worker the same --in; roo's listeners
-# cannot share a port yet (no SO_REUSEPORT), so each worker here has its own --in.
+# --metrics address for all). The recipe gives every worker the same --in, which works
+# (SO_REUSEPORT, test cluster_shared_in), but this test sends to chosen workers (the one it
+# killed, the other), so each worker here has its own --in.
 #  - alphabet.py (to_stateful: one state object, on whichever worker owns its key; votes
 #    read elsewhere cross as pickled bytes) on 2 workers: Wallaroo's vectors and 200,000
 #    votes through each worker's source, every output exact; the worker that does not
