@@ -28,6 +28,13 @@ wait_log recvA 'listening on' 10
 alphabet_worker w1 "$IN" "$OUT" "$T/w1"
 start sender "$SENDER" --host "127.0.0.1:$IN" --file "$T/mid.bin" --rate 200000 --quiet
 wait_file_size "$T/a.bin" $((100000 * 13)) 30
+# A sink dies with output it read but had not written out yet, and unread output in its
+# socket: the worker must resend from before both. Stopped first, it stops reading while the
+# output goes on, so its kernel resets the connection at the kill. (Killed while its socket
+# was empty, the close is orderly, and bytes it had read, which no worker can know were lost,
+# are not sent again: see "Sinks" in docs/architecture.md.)
+kill -STOP "${PIDS[recvA]}"
+sleep 0.3
 kill9 recvA
 log "sink A killed after $(framed_count "$T/a.bin") outputs; restarting it"
 sleep 0.3
