@@ -28,6 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (p < end) {
             uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
             size_t idlen = 0;
+            if (si == ROO__ROUTE_INGRESS) {
+                fuzz_sink ^= p[8 + ROO__ROUTE_INGRESS_LEN - 1];
+                p += 8 + ROO__ROUTE_INGRESS_LEN;
+                continue;
+            }
             if (si == ROO__ROUTE_STREAM) {
                 fuzz_sink ^= p[23];
                 p += 24;
