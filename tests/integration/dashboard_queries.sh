@@ -79,24 +79,6 @@ EOF
 log "dashboard: $(cat "$T/shape.txt")"
 
 # --- a 3-worker cluster with --metrics, under load -------------------------------------------
-# A free port whose next $1 - 1 ports are free too, all reserved like free_port's.
-free_ports() {
-    local n=$1 p i ok
-    for ((try = 0; try < 50; try++)); do
-        p=$(free_port)
-        ok=1
-        for ((i = 1; i < n; i++)); do
-            if port_busy $((p + i)) || ! mkdir "$PORTS_DIR/$((p + i))" 2>/dev/null; then
-                ok=0
-                break
-            fi
-            echo $((p + i)) >>"$T/.ports"
-        done
-        [ "$ok" = 1 ] && echo "$p" && return 0
-    done
-    fail "no run of $n free ports found"
-}
-served_port() { grep -oE 'metrics: serving http://127\.0\.0\.1:[0-9]+' "$T/$1.log" | grep -oE '[0-9]+$'; }
 scrape() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" >"$2" || fail "cannot fetch /metrics of port $1"; }
 
 OUT=$(free_port)

@@ -9,6 +9,7 @@
 #   wait_log NAME REGEX SECS wait until NAME's log matches REGEX
 #   wait_file_size F BYTES SECS
 #   free_port                print a TCP port nobody listens on
+#   free_ports N             the first of N consecutive free ports
 #   fail MSG / pass MSG / skip MSG
 # Environment: ROO_BUILD (build dir, set by meson), ROO_SOURCE (source dir), KEEP=1 keeps $T.
 set -euo pipefail
@@ -146,6 +147,27 @@ free_port() {
     done
     fail "no free port found"
 }
+
+# A free port whose next $1 - 1 ports are free too, all reserved like free_port's.
+free_ports() {
+    local n=$1 p i ok
+    for ((try = 0; try < 50; try++)); do
+        p=$(free_port)
+        ok=1
+        for ((i = 1; i < n; i++)); do
+            if port_busy $((p + i)) || ! mkdir "$PORTS_DIR/$((p + i))" 2>/dev/null; then
+                ok=0
+                break
+            fi
+            echo $((p + i)) >>"$T/.ports"
+        done
+        [ "$ok" = 1 ] && echo "$p" && return 0
+    done
+    fail "no run of $n free ports found"
+}
+
+# served_port LOGNAME: the port a worker's --metrics took (its "metrics: serving" line).
+served_port() { grep -oE 'metrics: serving http://127\.0\.0\.1:[0-9]+' "$T/$1.log" | grep -oE '[0-9]+$'; }
 
 # Run a worker of the Alphabet app: alphabet_worker NAME IN OUT DIR [extra flags]
 alphabet_worker() {

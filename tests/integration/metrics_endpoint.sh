@@ -10,23 +10,6 @@ watchdog 100
 command -v curl >/dev/null || skip "no curl (scripts/install-deps installs it)"
 command -v promtool >/dev/null || skip "no promtool (scripts/install-deps installs prometheus)"
 
-# A free port whose next $1 - 1 ports are free too, all reserved like free_port's.
-free_ports() {
-    local n=$1 p i ok
-    for ((try = 0; try < 50; try++)); do
-        p=$(free_port)
-        ok=1
-        for ((i = 1; i < n; i++)); do
-            if port_busy $((p + i)) || ! mkdir "$PORTS_DIR/$((p + i))" 2>/dev/null; then
-                ok=0
-                break
-            fi
-            echo $((p + i)) >>"$T/.ports"
-        done
-        [ "$ok" = 1 ] && echo "$p" && return 0
-    done
-    fail "no run of $n free ports found"
-}
 
 fetch() { curl -s --max-time 5 "http://127.0.0.1:$1$2" || true; }
 status_of() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "${@:2}" "http://127.0.0.1:$1"; }
@@ -46,7 +29,6 @@ wait_metric() {
 }
 
 # The port a worker's log says it serves metrics on.
-served_port() { grep -oE 'metrics: serving http://127\.0\.0\.1:[0-9]+' "$T/$1.log" | grep -oE '[0-9]+$'; }
 
 IN=$(free_port)
 IN2=$(free_port)
