@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chaos: 3 workers, two resumable senders at a steady rate, and kill -9 of a random worker
-# (the initializer included) every few seconds for CHAOS_SECONDS (default 40), each restarted
+# (the initializer included) every few seconds for CHAOS_SECONDS (default 30), each restarted
 # after a random delay; twice, two workers are down at once. At the end every vote must be
 # counted exactly once: the sink's last total per letter and the state's totals (roo-ctl
 # query) both equal the truth, and at the sink no letter's total ever goes down except by
@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 
 SEED=${CHAOS_SEED:-42}
-SECONDS_RUN=${CHAOS_SECONDS:-40}
+SECONDS_RUN=${CHAOS_SECONDS:-30}
 RATE=${CHAOS_RATE:-15000}
 san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
     grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)

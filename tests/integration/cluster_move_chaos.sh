@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Moves under chaos: a 3-worker Alphabet cluster under two resumable streams grows to 4 and
-# shrinks back to 3, CYCLES times (default 3), and each time a random worker (the
+# shrinks back to 3, CYCLES times (default 2), and each time a random worker (the
 # initializer included) is killed with kill -9 right after the join and again during the
 # shrink, then restarted. The leaver rejoins under the same name in the next cycle (a new
 # index: the old one stays "left"). At the end every vote counts once, at the state and at
@@ -11,9 +11,9 @@
 source "$(dirname "$0")/lib.sh"
 
 SEED=${MOVE_SEED:-5}
-CYCLES=${MOVE_CYCLES:-3}
+CYCLES=${MOVE_CYCLES:-2}
 RATE=4000
-SECS=50
+SECS=40
 san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
     grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)
 if [ -n "$san" ] && [ "$san" != none ]; then
