@@ -17,7 +17,7 @@ san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
     grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)
 if [ -n "$san" ] && [ "$san" != none ]; then
     # Sanitized workers run several times slower: a shorter, slower storm tests the same paths.
-    SECONDS_RUN=${CHAOS_SECONDS:-20}
+    SECONDS_RUN=${CHAOS_SECONDS:-15}
     RATE=${CHAOS_RATE:-4000}
     log "sanitized build ($san): $SECONDS_RUN s of chaos at $RATE votes/s per sender"
 fi
