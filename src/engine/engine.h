@@ -176,7 +176,7 @@ typedef struct roo__snapshot_step {
     roo__hist_counts compute;
 } roo__snapshot_step;
 
-#define ROO__COMPUTE_SAMPLE_EVERY 64
+#define ROO__COMPUTE_SAMPLE_EVERY 1024
 
 typedef struct roo__snapshot_state {
     char *state;

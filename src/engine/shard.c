@@ -818,7 +818,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->step_errors = roo__xcalloc(e->app->nstages, sizeof(*sh->step_errors));
     sh->compute = roo__xcalloc(e->app->nstages, sizeof(*sh->compute));
     sh->lat_cur = UINT32_MAX;
-    sh->sample_left = ROO__COMPUTE_SAMPLE_EVERY - 1;
+    sh->sample_left = 0; /* the first message is timed, so even a short run shows its steps */
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,
                                         sizeof(*sh->serialize_errors));
     sh->nbatches = e->cfg.batches_per_shard;

@@ -99,7 +99,7 @@ static void render_latency(roo__buf *out, const roo__engine_snapshot *s)
     }
     roo__prom_family(
         out, "roo_step_compute_seconds", "histogram",
-        "Time in the step's own callbacks for one message in 64 (the steps it emits to "
+        "Time in the step's own callbacks for one message in 1,024 (the steps it emits to "
         "not included).");
     for (size_t i = 0; i < s->nsteps; i++) {
         const char *labels[] = { "pipeline", s->steps[i].pipeline, "step", s->steps[i].step, NULL };
