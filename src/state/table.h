@@ -38,7 +38,7 @@ typedef struct roo__table roo__table;
 /* XXH3_64bits(key, len) exactly (tests/state/test_table.c checks it for every length up to
  * 64): keys of up to 16 bytes take XXH3's own short-input path inline, without the call and
  * length dispatch of the full function, which cost a tenth of a thread's time per message. */
-static inline uint64_t roo__key_hash(const void *key, size_t len)
+static inline __attribute__((always_inline)) uint64_t roo__key_hash(const void *key, size_t len)
 {
     if (ROO__LIKELY(len <= 16))
         return XXH3_len_0to16_64b((const xxh_u8 *)key, len, XXH3_kSecret, 0);
