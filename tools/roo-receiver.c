@@ -1,5 +1,7 @@
-/* roo-receiver: a test sink that counts, saves and checks the records roo sinks send to it over TCP. */
-#include "tools-common.h"
+/* roo-receiver: a test sink that counts, saves and checks the records roo sinks send to it over
+ * TCP; this file is its socket loop, record parsing, --output and main (the checks of Alphabet
+ * outputs are in roo-receiver-check.c). */
+#include "roo-receiver.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,115 +12,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PROG "roo-receiver"
-
 #define DEFAULT_LISTEN "127.0.0.1:7002"
-#define CHUNK (1u << 20)
 /* A full chunk means more is likely queued; read again before paying for another poll. */
 #define READS_PER_WAKEUP 8
-/* Payloads up to this size are reassembled across reads; longer ones are only skipped. */
-#define CARRY_PAYLOAD_MAX 60u
-#define NLETTERS 52
-#define NO_LETTER 0xff
-#define OUTPUT_PAYLOAD 9u
-#define VOTE_RECORD 9u
 #define NS 1000000000ULL
-#define ROO_TOOLS_UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-struct options {
-    const char *listen;
-    bool listen_set;
-    bool framed_set;
-    bool newlines;
-    const char *input;
-    const char *output;
-    uint64_t expect;
-    bool expect_set;
-    double idle_exit;
-    bool idle_set;
-    double timeout;
-    bool timeout_set;
-    const char *check_file;
-    const char *votes_file;
-    bool at_least_once;
-    bool allow_repeats;
-    bool quiet;
-    bool print_totals;
-};
-
-/* Per-connection parse state: the head of a record split across reads. */
-struct conn {
-    int fd;
-    uint32_t id;
-    /* --output: this connection's bytes after its last whole record, not yet written */
-    uint8_t *otail;
-    size_t otail_len, otail_cap;
-    uint32_t carry_len;
-    uint64_t skip;
-    uint8_t carry[4 + CARRY_PAYLOAD_MAX];
-};
-
-struct letter_state {
-    uint64_t last;
-    uint64_t next; /* prefix sums consumed: outputs so far (strict) or first appearances */
-    bool seen;
-    /*
-     * --allow-repeats: every distinct total seen, in arrival order. A new total is only
-     * accepted above the highest one, so the array is sorted and a repeat is found by a
-     * binary search (or at once when a restarted worker replays its outputs in order:
-     * hint is where the previous repeat was found).
-     */
-    uint64_t max;
-    uint64_t *hist;
-    uint64_t hn, hcap, hint;
-};
-
-/*
- * Per-letter running sums of the votes file. The receiver usually starts before the
- * sender, which truncates and rewrites the file, saving each batch just before sending
- * it. So the file is first opened when the first output needs it (never a stale copy
- * from an earlier run) and read further whenever an output needs a sum not loaded yet.
- */
-struct votes {
-    const char *path;
-    int fd;
-    int open_err;
-    bool broken;
-    uint8_t *buf;
-    uint8_t carry[VOTE_RECORD];
-    size_t carry_len;
-    uint64_t records;
-    uint64_t *prefix[NLETTERS];
-    uint64_t n[NLETTERS];
-    uint64_t cap[NLETTERS];
-};
-
-struct rx {
-    struct options opt;
-    uint8_t letter_idx[256];
-    uint8_t letter_chr[NLETTERS];
-    struct letter_state let[NLETTERS];
-    struct votes votes;
-    bool check;
-    bool use_votes;
-    bool stop;
-    bool failed;
-    bool timed_out;
-    bool io_error;
-    uint64_t records;
-    uint64_t bytes;
-    uint64_t duplicates;
-    uint32_t connections;
-    uint64_t first_ns;
-    uint64_t last_ns;
-    int out_fd;
-    uint8_t *buf;
-    char reason[512];
-};
 
 /* The signal handler's only channel to the event loop. */
 static volatile sig_atomic_t stop_signal;
@@ -263,10 +163,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         tools_usage_error(PROG, "--print-totals needs --alphabet-check");
 }
 
-static void fail(struct rx *rx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Only the first failure is kept: it is the one that explains the rest. */
-static void fail(struct rx *rx, const char *fmt, ...)
+void rx_fail(struct rx *rx, const char *fmt, ...)
 {
     va_list ap;
 
@@ -276,354 +174,6 @@ static void fail(struct rx *rx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(rx->reason, sizeof(rx->reason), fmt, ap);
     va_end(ap);
-}
-
-/*
- * Large running-sum arrays get their own mapping with huge pages: tens of millions of
- * votes otherwise cost one page fault per 4 KiB, which dominated loading time in a VM.
- */
-#define HUGE_ARRAY_BYTES (1u << 20)
-
-/* Grows *arr (n entries used, *capp allocated) to hold at least need entries. */
-static int u64_array_grow(uint64_t **arr, uint64_t *capp, uint64_t n, uint64_t need)
-{
-    uint64_t cap = *capp ? *capp : 4096;
-    size_t oldb = (size_t)*capp * sizeof(uint64_t), newb;
-    void *np;
-
-    while (cap < need)
-        cap *= 2;
-    newb = (size_t)cap * sizeof(uint64_t);
-    if (newb < HUGE_ARRAY_BYTES) {
-        np = realloc(*arr, newb);
-        if (!np)
-            return -ENOMEM;
-    } else if (oldb < HUGE_ARRAY_BYTES) {
-        np = mmap(NULL, newb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (np == MAP_FAILED)
-            return -ENOMEM;
-        madvise(np, newb, MADV_HUGEPAGE);
-        if (n)
-            memcpy(np, *arr, (size_t)n * sizeof(uint64_t));
-        free(*arr);
-    } else {
-        np = mremap(*arr, oldb, newb, MREMAP_MAYMOVE);
-        if (np == MAP_FAILED)
-            return -ENOMEM;
-        madvise(np, newb, MADV_HUGEPAGE);
-    }
-    *arr = np;
-    *capp = cap;
-    return 0;
-}
-
-static void u64_array_free(uint64_t *arr, uint64_t cap)
-{
-    if ((size_t)cap * sizeof(uint64_t) >= HUGE_ARRAY_BYTES)
-        munmap(arr, (size_t)cap * sizeof(uint64_t));
-    else
-        free(arr);
-}
-
-static int sums_grow(struct votes *vt, uint8_t li, uint64_t need)
-{
-    return u64_array_grow(&vt->prefix[li], &vt->cap[li], vt->n[li], need);
-}
-
-static void sums_free(struct votes *vt)
-{
-    int li;
-
-    for (li = 0; li < NLETTERS; li++)
-        u64_array_free(vt->prefix[li], vt->cap[li]);
-}
-
-/* Appends nrec whole 9-byte vote records: validate and count first, then fill without checks. */
-static int votes_append(struct rx *rx, const uint8_t *p, size_t nrec)
-{
-    struct votes *vt = &rx->votes;
-    uint64_t cnt[NLETTERS] = { 0 }, sum[NLETTERS];
-    uint64_t *dst[NLETTERS];
-    size_t i;
-    uint8_t li;
-    int rc;
-
-    for (i = 0; i < nrec; i++) {
-        const uint8_t *r = p + i * VOTE_RECORD;
-
-        li = rx->letter_idx[r[4]];
-        if (tools_load_be32(r) != 5 || li == NO_LETTER) {
-            fail(rx,
-                 "%s: record %" PRIu64 " is not an Alphabet vote (length %u, letter byte 0x%02x)",
-                 vt->path, vt->records + i + 1, tools_load_be32(r), r[4]);
-            vt->broken = true;
-            return -EINVAL;
-        }
-        cnt[li]++;
-    }
-    for (li = 0; li < NLETTERS; li++) {
-        if (vt->n[li] + cnt[li] > vt->cap[li]) {
-            rc = sums_grow(vt, li, vt->n[li] + cnt[li]);
-            if (rc < 0) {
-                fail(rx, "%s: out of memory for running sums", vt->path);
-                vt->broken = true;
-                return rc;
-            }
-        }
-        dst[li] = vt->prefix[li] + vt->n[li];
-        sum[li] = vt->n[li] ? vt->prefix[li][vt->n[li] - 1] : 0;
-    }
-    /* Local cursors and sums: stores through dst[] cannot alias them, so they stay in registers/L1. */
-    for (i = 0; i < nrec; i++, p += VOTE_RECORD) {
-        li = rx->letter_idx[p[4]];
-        sum[li] += tools_load_be32(p + 5);
-        *dst[li]++ = sum[li];
-    }
-    for (li = 0; li < NLETTERS; li++)
-        vt->n[li] += cnt[li];
-    vt->records += nrec;
-    return 0;
-}
-
-/* Reads whatever the votes file holds beyond what was loaded; returns bytes read, 0 at EOF. */
-static ssize_t votes_read_more(struct rx *rx)
-{
-    struct votes *vt = &rx->votes;
-    const uint8_t *p, *end;
-    size_t take;
-    ssize_t n;
-
-    if (vt->broken)
-        return 0;
-    if (vt->fd < 0) {
-        vt->fd = open(vt->path, O_RDONLY | O_CLOEXEC);
-        if (vt->fd < 0) {
-            vt->open_err = errno;
-            return 0;
-        }
-    }
-    if (!vt->buf) {
-        vt->buf = malloc(CHUNK);
-        if (!vt->buf) {
-            fail(rx, "%s: out of memory", vt->path);
-            vt->broken = true;
-            return -ENOMEM;
-        }
-    }
-    do {
-        n = read(vt->fd, vt->buf, CHUNK);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        fail(rx, "cannot read %s: %s", vt->path, strerror(errno));
-        vt->broken = true;
-        return -errno;
-    }
-    p = vt->buf;
-    end = p + n;
-    if (vt->carry_len) {
-        take = VOTE_RECORD - vt->carry_len;
-        if (take > (size_t)n)
-            take = (size_t)n;
-        memcpy(vt->carry + vt->carry_len, p, take);
-        vt->carry_len += take;
-        p += take;
-        if (vt->carry_len < VOTE_RECORD)
-            return n;
-        vt->carry_len = 0;
-        if (votes_append(rx, vt->carry, 1) < 0)
-            return 0;
-    }
-    if (votes_append(rx, p, (size_t)(end - p) / VOTE_RECORD) < 0)
-        return 0;
-    p += (size_t)(end - p) / VOTE_RECORD * VOTE_RECORD;
-    vt->carry_len = (size_t)(end - p);
-    memcpy(vt->carry, p, vt->carry_len);
-    return n;
-}
-
-/* Makes sure running sum number k (0-based) of letter li is loaded, if the file has it. */
-static __attribute__((noinline)) bool votes_have(struct rx *rx, uint8_t li, uint64_t k)
-{
-    while (rx->votes.n[li] <= k)
-        if (votes_read_more(rx) <= 0)
-            return false;
-    return true;
-}
-
-static bool find_sum(const uint64_t *a, uint64_t n, uint64_t v)
-{
-    uint64_t lo = 0, hi = n, mid;
-
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if (a[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && a[lo] == v;
-}
-
-static __attribute__((noinline)) int check_votes(struct rx *rx, const struct conn *c, uint8_t li,
-                                                 uint64_t v, uint64_t recno)
-{
-    struct votes *vt = &rx->votes;
-    struct letter_state *ls = &rx->let[li];
-    uint64_t k = ls->next;
-    bool have = k < vt->n[li] || votes_have(rx, li, k);
-    char l = (char)rx->letter_chr[li];
-
-    if (have && vt->prefix[li][k] == v) {
-        ls->next = k + 1;
-        return 0;
-    }
-    if (!have && vt->fd < 0) {
-        fail(rx, "cannot read %s: %s (record %" PRIu64 " on connection %u)", vt->path,
-             strerror(vt->open_err), recno, c->id);
-        return -EINVAL;
-    }
-    if (rx->opt.at_least_once) {
-        if (k > 0 && v <= vt->prefix[li][k - 1] && find_sum(vt->prefix[li], k, v)) {
-            rx->duplicates++;
-            return 0;
-        }
-        if (have)
-            fail(rx,
-                 "letter '%c' total %" PRIu64 " is neither the next running sum %" PRIu64
-                 " (vote %" PRIu64 " of '%c') nor an earlier one (record %" PRIu64
-                 " on connection %u)",
-                 l, v, vt->prefix[li][k], k + 1, l, recno, c->id);
-        else
-            fail(rx,
-                 "letter '%c' total %" PRIu64 " is not an earlier running sum and all %" PRIu64
-                 " votes of '%c' in %s are already accounted for (record %" PRIu64
-                 " on connection %u)",
-                 l, v, vt->n[li], l, vt->path, recno, c->id);
-        return -EINVAL;
-    }
-    if (have)
-        fail(rx,
-             "letter '%c' total %" PRIu64 " should be %" PRIu64
-             ", the running sum of its first %" PRIu64 " votes (record %" PRIu64
-             " on connection %u)",
-             l, v, vt->prefix[li][k], k + 1, recno, c->id);
-    else
-        fail(rx,
-             "letter '%c' total %" PRIu64 " is output %" PRIu64 " of '%c' but %s has only %" PRIu64
-             " votes for it (record %" PRIu64 " on connection %u)",
-             l, v, k + 1, l, vt->path, vt->n[li], recno, c->id);
-    return -EINVAL;
-}
-
-/* Was v (at most the letter's highest total) already one of its totals? */
-static bool seen_before(struct letter_state *ls, uint64_t v)
-{
-    const uint64_t *a = ls->hist;
-    uint64_t lo = 0, hi = ls->hn, mid, h = ls->hint;
-
-    /* A replay usually runs through the totals in order: try just after the last repeat. */
-    if (h + 1 < ls->hn && a[h + 1] == v) {
-        ls->hint = h + 1;
-        return true;
-    }
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if (a[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < ls->hn && a[lo] == v) {
-        ls->hint = lo;
-        return true;
-    }
-    return false;
-}
-
-static __attribute__((noinline)) void repeat_fail(struct rx *rx, const struct conn *c, uint8_t li,
-                                                  uint64_t v, uint64_t recno)
-{
-    fail(rx,
-         "letter '%c' total went from %" PRIu64 " to %" PRIu64
-         ", which it never had before (record %" PRIu64 " on connection %u)",
-         rx->letter_chr[li], rx->let[li].max, v, recno, c->id);
-}
-
-static __attribute__((noinline)) bool hist_grow(struct rx *rx, struct letter_state *ls)
-{
-    if (u64_array_grow(&ls->hist, &ls->hcap, ls->hn, ls->hn + 1) == 0)
-        return true;
-    fail(rx, "out of memory for the totals seen (--allow-repeats)");
-    return false;
-}
-
-/*
- * --allow-repeats: a total above the highest so far is new (and checked against --votes);
- * one at or below it must be a total the letter already had.
- */
-static inline void check_repeat(struct rx *rx, const struct conn *c, uint8_t li, uint64_t v,
-                                uint64_t recno)
-{
-    struct letter_state *ls = &rx->let[li];
-
-    if (!ls->seen || v > ls->max) {
-        if (!rx->failed) {
-            if (ROO_TOOLS_UNLIKELY(ls->hn == ls->hcap) && !hist_grow(rx, ls))
-                goto track;
-            ls->hist[ls->hn++] = v;
-            if (rx->use_votes)
-                check_votes(rx, c, li, v, recno);
-        }
-        ls->max = v;
-    } else if (!rx->failed) {
-        if (seen_before(ls, v))
-            rx->duplicates++;
-        else
-            repeat_fail(rx, c, li, v, recno);
-    }
-track:
-    ls->last = v;
-    ls->seen = true;
-}
-
-static inline void check_record(struct rx *rx, const struct conn *c, const uint8_t *pl,
-                                uint32_t len, uint64_t recno)
-{
-    struct letter_state *ls;
-    uint64_t v;
-    uint8_t li;
-
-    if (len != OUTPUT_PAYLOAD) {
-        fail(rx, "record %" PRIu64 " on connection %u is %u bytes long, expected 9", recno, c->id,
-             len);
-        return;
-    }
-    li = rx->letter_idx[pl[0]];
-    if (li == NO_LETTER) {
-        fail(rx,
-             "record %" PRIu64 " on connection %u has letter byte 0x%02x, expected a..z or A..Z",
-             recno, c->id, pl[0]);
-        return;
-    }
-    v = tools_load_be64(pl + 1);
-    if (rx->opt.allow_repeats) {
-        check_repeat(rx, c, li, v, recno);
-        return;
-    }
-    ls = &rx->let[li];
-    if (!rx->failed) {
-        /* Under at-least-once a resend legitimately goes back; --votes decides if it is one. */
-        if (ls->seen && v < ls->last && !rx->opt.at_least_once)
-            fail(rx,
-                 "letter '%c' total went from %" PRIu64 " to %" PRIu64 " (record %" PRIu64
-                 " on connection %u)",
-                 pl[0], ls->last, v, recno, c->id);
-        else if (rx->use_votes)
-            check_votes(rx, c, li, v, recno);
-    }
-    /* Tracked even after a failure, so --print-totals shows what really arrived last. */
-    ls->last = v;
-    ls->seen = true;
 }
 
 static void count_one(struct rx *rx)
@@ -646,7 +196,7 @@ static const uint8_t *parse_run(struct rx *rx, const struct conn *c, const uint8
             len = tools_load_be32(p);
             if ((size_t)(end - p) - 4 < len)
                 break;
-            check_record(rx, c, p + 4, len, rx->records + cnt + 1);
+            rx_check_record(rx, c, p + 4, len, rx->records + cnt + 1);
             p += 4 + (size_t)len;
             if (++cnt == limit) {
                 rx->stop = true;
@@ -702,7 +252,7 @@ static void feed_framed(struct rx *rx, struct conn *c, const uint8_t *p, size_t 
         if (len > CARRY_PAYLOAD_MAX) {
             /* Too long to be anything we inspect: judge it by its length, skip the body. */
             if (rx->check)
-                check_record(rx, c, NULL, len, rx->records + 1);
+                rx_check_record(rx, c, NULL, len, rx->records + 1);
             c->skip = len;
             c->carry_len = 0;
             continue;
@@ -717,7 +267,7 @@ static void feed_framed(struct rx *rx, struct conn *c, const uint8_t *p, size_t 
             return;
         c->carry_len = 0;
         if (rx->check)
-            check_record(rx, c, c->carry + 4, len, rx->records + 1);
+            rx_check_record(rx, c, c->carry + 4, len, rx->records + 1);
         count_one(rx);
         if (rx->stop)
             return;
@@ -730,7 +280,7 @@ static void feed_framed(struct rx *rx, struct conn *c, const uint8_t *p, size_t 
     rem = (size_t)(end - p);
     if (rem >= 4 && (len = tools_load_be32(p)) > CARRY_PAYLOAD_MAX) {
         if (rx->check)
-            check_record(rx, c, NULL, len, rx->records + 1);
+            rx_check_record(rx, c, NULL, len, rx->records + 1);
         c->skip = len - (rem - 4);
         return;
     }
@@ -752,86 +302,6 @@ static void feed_lines(struct rx *rx, const uint8_t *p, size_t n)
         }
     }
     rx->records += cnt;
-}
-
-/* A letter's result: its last total, or with --allow-repeats its highest (a repeat may come last). */
-static uint64_t final_total(const struct rx *rx, int li)
-{
-    return rx->opt.allow_repeats ? rx->let[li].max : rx->let[li].last;
-}
-
-/* Same JSON shape as the sender's --expected file, so the two can be compared with cmp. */
-static void print_totals(const struct rx *rx)
-{
-    struct tools_totals t;
-    int li;
-
-    memset(&t, 0, sizeof(t));
-    for (li = 0; li < NLETTERS; li++) {
-        if (!rx->let[li].seen)
-            continue;
-        t.present[rx->letter_chr[li]] = true;
-        t.total[rx->letter_chr[li]] = final_total(rx, li);
-    }
-    if (tools_totals_print(stdout, &t) < 0 || fflush(stdout) != 0)
-        tools_log(PROG, "cannot print the totals: %s", strerror(errno));
-}
-
-static void final_check(struct rx *rx)
-{
-    struct tools_totals exp;
-    char err[512];
-    int c, li;
-    bool seen;
-
-    if (!rx->check || rx->failed)
-        return;
-    if (tools_totals_read(rx->opt.check_file, &exp, err, sizeof(err)) < 0) {
-        fail(rx, "%s", err);
-        return;
-    }
-    for (c = 0; c < 256; c++) {
-        if (!exp.present[c])
-            continue;
-        li = rx->letter_idx[c];
-        seen = li != NO_LETTER && rx->let[li].seen;
-        if (!seen) {
-            if (exp.total[c] != 0) {
-                fail(rx, "letter '%c' never arrived but expected %" PRIu64, c, exp.total[c]);
-                return;
-            }
-        } else if (final_total(rx, li) != exp.total[c]) {
-            fail(rx, "letter '%c' ended at %" PRIu64 " but expected %" PRIu64, c,
-                 final_total(rx, li), exp.total[c]);
-            return;
-        }
-    }
-    for (li = 0; li < NLETTERS; li++) {
-        c = rx->letter_chr[li];
-        if (rx->let[li].seen && !exp.present[c]) {
-            fail(rx, "letter '%c' arrived (last total %" PRIu64 ") but is not in %s", c,
-                 final_total(rx, li), rx->opt.check_file);
-            return;
-        }
-    }
-    if (!rx->use_votes)
-        return;
-    /* Everything the sender saved is in the file by now; load the rest before judging. */
-    while (votes_read_more(rx) > 0)
-        ;
-    if (rx->failed)
-        return;
-    if (rx->votes.fd < 0) {
-        fail(rx, "cannot read %s: %s", rx->votes.path, strerror(rx->votes.open_err));
-        return;
-    }
-    for (li = 0; li < NLETTERS; li++) {
-        if (rx->let[li].next < rx->votes.n[li]) {
-            fail(rx, "letter '%c': only %" PRIu64 " of its %" PRIu64 " running sums arrived",
-                 rx->letter_chr[li], rx->let[li].next, rx->votes.n[li]);
-            return;
-        }
-    }
 }
 
 static int open_listener(const char *addr, int *fd_out)
@@ -1277,13 +747,13 @@ int main(int argc, char **argv)
         goto out;
     if (stop_signal && !rx->opt.quiet)
         tools_log(PROG, "stopping on signal %d", (int)stop_signal);
-    final_check(rx);
+    rx_final_check(rx);
     if (rx->opt.print_totals)
-        print_totals(rx);
+        rx_print_totals(rx);
     if (rx->timed_out) {
         tools_log(PROG, "timed out after %g seconds", rx->opt.timeout);
         if (!rx->failed)
-            fail(rx, "timed out after %g seconds", rx->opt.timeout);
+            rx_fail(rx, "timed out after %g seconds", rx->opt.timeout);
     }
     if (rx->check)
         snprintf(verdict, sizeof(verdict), " duplicates=%" PRIu64 " check: %s%s", rx->duplicates,
@@ -1299,9 +769,9 @@ out:
         close(rx->out_fd);
     if (rx->votes.fd >= 0)
         close(rx->votes.fd);
-    sums_free(&rx->votes);
+    rx_sums_free(&rx->votes);
     for (i = 0; i < NLETTERS; i++)
-        u64_array_free(rx->let[i].hist, rx->let[i].hcap);
+        rx_u64_array_free(rx->let[i].hist, rx->let[i].hcap);
     free(rx->votes.buf);
     free(rx->buf);
     free(rx);
