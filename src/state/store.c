@@ -21,7 +21,6 @@ struct roo__store {
     MDB_dbi state_dbi;
     MDB_dbi dbis[3]; /* roo__db */
     MDB_txn *wtxn;   /* committer thread */
-    bool wdirty;     /* the write transaction changed a page: its commit flushes */
     _Atomic uint64_t map_size;
     int lock_fd;
     char reserve_path[4200]; /* roo.reserve: room set aside for a full disk (see below) */
@@ -631,11 +630,8 @@ static int del_keys(roo__store *s, MDB_dbi dbi, const uint8_t *from, size_t from
         if (m < 0)
             break;
         /* After a delete LMDB's MDB_NEXT returns the key that followed the deleted one. */
-        if (m > 0) {
-            if ((rc = mdb_cursor_del(cur, 0)) != 0)
-                break;
-            s->wdirty = true;
-        }
+        if (m > 0 && (rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
     }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND)
@@ -679,10 +675,7 @@ int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key
     MDB_val k = { key_len, (void *)key }, v = { val_len, (void *)val };
     int rc = mdb_put(s->wtxn, s->dbis[db], &k, &v, 0);
 
-    if (rc)
-        return map_err(s, rc, "mdb_put");
-    s->wdirty = true;
-    return 0;
+    return rc ? map_err(s, rc, "mdb_put") : 0;
 }
 
 int roo__store_txn_del(roo__store *s, roo__db db, const uint8_t *key, size_t key_len)
@@ -690,8 +683,6 @@ int roo__store_txn_del(roo__store *s, roo__db db, const uint8_t *key, size_t key
     MDB_val k = { key_len, (void *)key };
     int rc = mdb_del(s->wtxn, s->dbis[db], &k, NULL);
 
-    if (rc == 0)
-        s->wdirty = true;
     return rc && rc != MDB_NOTFOUND ? map_err(s, rc, "mdb_del") : 0;
 }
 
@@ -731,7 +722,6 @@ int roo__store_txn_begin(roo__store *s)
         s->wtxn = NULL;
         return map_err(s, rc, "mdb_txn_begin");
     }
-    s->wdirty = false;
     return 0;
 }
 
@@ -749,7 +739,6 @@ int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_i
     rc = mdb_put(s->wtxn, s->state_dbi, &k, &v, 0);
     if (rc)
         return map_err(s, rc, "mdb_put state");
-    s->wdirty = true;
     return 0;
 }
 
@@ -761,10 +750,6 @@ int roo__store_txn_commit(roo__store *s)
     s->wtxn = NULL;
     if (rc)
         return map_err(s, rc, "mdb_txn_commit");
-    /* LMDB commits a transaction that changed nothing without a flush: flush here, so that
-     * what was committed before is durable when this returns, as the header promises. */
-    if (!s->wdirty && (rc = mdb_env_sync(s->env, 1)) != 0)
-        return map_err(s, rc, "mdb_env_sync");
     return 0;
 }
 

@@ -120,8 +120,6 @@ int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
  * only after the next commit of any kind or roo__store_sync(): its data pages are flushed,
  * its meta page is written without a flush of its own (MDB_NOMETASYNC), so a group commit
  * costs one flush, not two. The committer acknowledges nothing of a commit before that.
- * When it returns 0, every commit before this one is durable (a transaction that changed
- * nothing is followed by a flush of its own, since LMDB skips it).
  */
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
