@@ -7,13 +7,6 @@
  * filling new batches, so the next commit is as big as the load needs: under heavy load
  * commits grow, under light load each commit is small and early.
  *
- * Durable means flushed, meta page included. A group commit flushes its data pages only
- * (roo__store_txn_commit: LMDB's meta page goes without a flush of its own), and the next
- * flush makes it durable: the next group's commit, or a sync when no group waits. Until then
- * the group waits here (e->undurable, in commit order) and nothing of it is acknowledged or
- * written to a sink. Under load each commit thus costs one flush, not two, and a batch
- * waits for its own commit plus the next one's flush.
- *
  * Failures never drop a batch: a full map grows the map and retries; anything else (a
  * full disk, an I/O error) is logged once, then retried every second while the batches
  * wait. Shards run out of batches meanwhile and stop reading their sources. Batches that
@@ -231,48 +224,6 @@ static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
     }
 }
 
-/* Batches committed but not flushed yet wait behind those before them (see the top). */
-static void hold_undurable(roo__engine *e, roo__qnode *head, unsigned nbatches)
-{
-    roo__qnode *tail = head;
-
-    while (tail->next)
-        tail = tail->next;
-    if (e->undurable_tail)
-        e->undurable_tail->next = head;
-    else
-        e->undurable = head;
-    e->undurable_tail = tail;
-    e->nundurable += nbatches;
-}
-
-/* A flush just ran (a commit, a sync): everything held is durable. */
-static void release_undurable(roo__engine *e)
-{
-    if (!e->undurable)
-        return;
-    pass_on(e, e->undurable, e->nundurable);
-    e->undurable = e->undurable_tail = NULL;
-    e->nundurable = 0;
-}
-
-/* Flush, so that what is held becomes durable; false (and still held) if it failed. */
-static bool sync_undurable(roo__engine *e)
-{
-    int rc;
-
-    if (!e->undurable)
-        return true;
-    rc = roo__store_sync(e->store);
-    if (rc < 0) {
-        roo__log_debug("cannot flush %u committed batch(es) yet: %s (%s)", e->nundurable,
-                       roo_strerror(rc), roo__store_errmsg(e->store));
-        return false;
-    }
-    release_undurable(e);
-    return true;
-}
-
 /*
  * Commit the group, in one transaction when it can. On a full disk that trimming the outbox
  * does not cure, it goes in smaller parts, in order (halving down to one batch): a part that
@@ -300,11 +251,7 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
         nbatches++;
     }
     if (!has_records && delete_through == e->outbox_deleted) {
-        /* Nothing to store; its output must still follow what is held. */
-        if (e->undurable)
-            hold_undurable(e, head, nbatches);
-        else
-            pass_on(e, head, nbatches);
+        pass_on(e, head, nbatches);
         return true;
     }
     written = delete_through;
@@ -327,8 +274,7 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
                 roo__log_info("state commits work again%s",
                               rest ? " (the rest of the held batches follow)" : "");
             failing = false;
-            release_undurable(e); /* this commit's flush made them durable */
-            hold_undurable(e, head, n);
+            pass_on(e, head, n);
             head = rest;
             nbatches -= n;
             part = nbatches;
@@ -354,9 +300,6 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
             roo__log_debug("commit of %u of %u held batch(es) failed again: %s (%s)", part,
                            nbatches, roo_strerror(rc), roo__store_errmsg(e->store));
         failing = failed = true;
-        /* What committed before is held too: a sync lets its output reach the sinks, and
-         * the outbox pages they free are what the retry needs on a full disk. */
-        sync_undurable(e);
         if (exit_requested(e, &written)) {
             roo__log_error("stopping with %u batch(es) uncommitted: their input is lost for "
                            "plain clients",
@@ -401,19 +344,10 @@ void *roo__committer_main(void *arg)
         roo__qnode *head = NULL, *tail = NULL;
         bool exit_seen = false;
 
-        if (n) {
+        if (n)
             e->commit_deferred = e->commit_deferred_tail = NULL; /* queued before the rest */
-        } else if (e->undurable) {
-            /* The next group's commit would flush the held ones; with none waiting, a sync
-             * does (retried every second while it fails). */
-            n = roo__queue_take_all(&e->commit_q);
-            if (!n && !sync_undurable(e))
-                n = roo__queue_wait_all(&e->commit_q, 1000);
-            else if (!n)
-                n = roo__queue_wait_all(&e->commit_q, -1);
-        } else {
+        else
             n = roo__queue_wait_all(&e->commit_q, -1);
-        }
 
         for (; n; n = next) {
             next = n->next;
@@ -426,14 +360,12 @@ void *roo__committer_main(void *arg)
                 /* Batches queued before it are committed first, so the order holds. */
                 roo__meta_msg *m = (roo__meta_msg *)n;
                 if (head && !commit_all(e, head))
-                    goto stop;
+                    return NULL;
                 head = tail = NULL;
                 m->result = put_meta(e, m);
                 if (m->result < 0)
                     roo__log_error("cannot store the cluster identity in %s: %s",
                                    e->cfg.resilience_dir, roo__store_errmsg(e->store));
-                else
-                    release_undurable(e); /* put_meta syncs: all before it is durable */
                 roo__queue_push(&e->io_q, n);
                 continue;
             }
@@ -445,15 +377,8 @@ void *roo__committer_main(void *arg)
             tail = n;
         }
         if (head && !commit_all(e, head))
-            goto stop;
+            return NULL;
         if (exit_seen)
-            goto stop;
+            return NULL;
     }
-stop:
-    /* io is still running: what the last commits made durable goes to the sinks now. */
-    if (!sync_undurable(e))
-        roo__log_warn("stopping with %u committed batch(es) not flushed: their output is in "
-                      "the outbox, sent at the next start",
-                      e->nundurable);
-    return NULL;
 }

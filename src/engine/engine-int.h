@@ -538,9 +538,6 @@ struct roo__engine {
     uint64_t outbox_deleted; /* committer */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
     roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
-    /* Committed, not flushed yet: passed on after the next flush (committer.c). */
-    roo__qnode *undurable, *undurable_tail; /* committer */
-    unsigned nundurable;                    /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */
     struct roo__outbox_entry {
         uint32_t sink;

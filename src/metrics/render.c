@@ -106,7 +106,7 @@ static void render_latency(roo__buf *out, const roo__engine_snapshot *s)
         histogram(out, s, "roo_step_compute_seconds", labels, &s->steps[i].compute);
     }
     roo__prom_family(out, "roo_commit_duration_seconds", "histogram",
-                     "One group commit to LMDB, from the transaction's start to its data flushed.");
+                     "One group commit to LMDB, from the transaction's start to synced.");
     histogram(out, s, "roo_commit_duration_seconds", NULL, &s->commit_duration);
     single(out, s, "roo_commit_messages_total", "counter",
            "Messages (frames read here and messages routed here) of the committed batches.",
@@ -193,8 +193,8 @@ void roo__metrics_render(const roo__engine_snapshot *s, const roo__process_stats
            s->partitions_owned);
     single(out, s, "roo_state_keys", "gauge", "Keys whose state this worker holds in memory.",
            s->keys);
-    single(out, s, "roo_commits_total", "counter", "Group commits of state and output to LMDB.",
-           s->commits);
+    single(out, s, "roo_commits_total", "counter",
+           "Group commits of state and output to LMDB (each synced).", s->commits);
     single(out, s, "roo_committed_batches_total", "counter",
            "Batches of processed messages made durable by the commits.", s->committed_batches);
     single(out, s, "roo_recovered_keys", "gauge",

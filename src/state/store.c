@@ -48,17 +48,6 @@ static int map_err(roo__store *s, int rc, const char *what)
     return ROO_ESTATE;
 }
 
-/* Commit txn and flush it to disk, meta page included (see MDB_NOMETASYNC at the open). */
-static int commit_durable(roo__store *s, MDB_txn *txn, const char *what)
-{
-    int rc = mdb_txn_commit(txn);
-
-    if (rc)
-        return map_err(s, rc, what);
-    rc = mdb_env_sync(s->env, 1);
-    return rc ? map_err(s, rc, "mdb_env_sync") : 0;
-}
-
 static int mkdir_p(const char *dir)
 {
     char path[4096];
@@ -253,12 +242,8 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
     }
     mdb_env_set_maxdbs(s->env, 8);
     mdb_env_set_mapsize(s->env, map_size);
-    /* MDB_NOTLS: read transactions belong to the transaction, not the thread.
-     * MDB_NOMETASYNC: a commit flushes its data pages, then writes its meta page without a
-     * second flush; the next commit's flush (or roo__store_sync) makes that meta page
-     * durable. Group commits use that to cost one flush each (see roo__store_txn_commit);
-     * every other commit here is followed by a sync of its own (commit_durable). */
-    rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
+    /* MDB_NOTLS: read transactions belong to the transaction, not the thread. */
+    rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
     if (rc) {
         rc = map_err(s, rc, "mdb_env_open");
         goto err_close_env;
@@ -284,9 +269,11 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
         rc = map_err(s, rc, "mdb_dbi_open");
         goto err_close_env;
     }
-    rc = commit_durable(s, txn, "mdb_txn_commit");
-    if (rc)
+    rc = mdb_txn_commit(txn);
+    if (rc) {
+        rc = map_err(s, rc, "mdb_txn_commit");
         goto err_close_env;
+    }
     snprintf(s->reserve_path, sizeof(s->reserve_path), "%s/roo.reserve", dir);
     roo__store_make_reserve(s);
     *ret_store = s;
@@ -449,7 +436,10 @@ int roo__store_meta_put(roo__store *s, const void *p, size_t n)
         mdb_txn_abort(txn);
         return map_err(s, rc, "mdb_put meta");
     }
-    return commit_durable(s, txn, "mdb_txn_commit meta");
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        return map_err(s, rc, "mdb_txn_commit meta");
+    return 0;
 }
 
 int roo__store_nudge(roo__store *s)
@@ -467,7 +457,8 @@ int roo__store_nudge(roo__store *s)
         mdb_txn_abort(txn);
         return map_err(s, rc, "mdb_put nudge");
     }
-    return commit_durable(s, txn, "mdb_txn_commit nudge");
+    rc = mdb_txn_commit(txn);
+    return rc ? map_err(s, rc, "mdb_txn_commit nudge") : 0;
 }
 
 int roo__store_get_state(roo__store *s, uint16_t partition, uint16_t state_id, const uint8_t *key,
@@ -751,13 +742,6 @@ int roo__store_txn_commit(roo__store *s)
     if (rc)
         return map_err(s, rc, "mdb_txn_commit");
     return 0;
-}
-
-int roo__store_sync(roo__store *s)
-{
-    int rc = mdb_env_sync(s->env, 1);
-
-    return rc ? map_err(s, rc, "mdb_env_sync") : 0;
 }
 
 void roo__store_txn_abort(roo__store *s)

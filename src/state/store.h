@@ -13,8 +13,7 @@
  *   function                       who may call it
  *   open, close, prefault          the main thread, while no other thread uses the store
  *   txn_begin ... txn_commit/abort the committer only: one write transaction at a time,
- *   (every txn_* function), grow,  never two threads; grow only with no write txn open
- *   sync
+ *   (every txn_* function), grow   never two threads; grow only with no write txn open
  *   meta_put                       the main thread before the committer starts, then the
  *                                  committer only (it is a write transaction of its own)
  *   meta_get, count, get_state,    any thread: each is one short read transaction that
@@ -114,18 +113,8 @@ int roo__store_txn_del_through(roo__store *s, roo__db db, const uint8_t *key, si
                                size_t prefix_len);
 /* Delete a partition's state records and its streams marks (it moved to another worker). */
 int roo__store_txn_drop_partition(roo__store *s, uint16_t partition);
-/*
- * Commit the write transaction. Readers see it at once, and a crash of the process cannot
- * lose it (its pages are in the kernel), but it is durable against a crash of the machine
- * only after the next commit of any kind or roo__store_sync(): its data pages are flushed,
- * its meta page is written without a flush of its own (MDB_NOMETASYNC), so a group commit
- * costs one flush, not two. The committer acknowledges nothing of a commit before that.
- */
 int roo__store_txn_commit(roo__store *s);
 void roo__store_txn_abort(roo__store *s);
-/* Flush everything committed so far, meta page included: then it is all durable. Committer
- * thread only. */
-int roo__store_sync(roo__store *s);
 
 /*
  * A tiny write transaction (the meta database's "nudge" key). LMDB reuses the pages a
