@@ -396,12 +396,16 @@ int roo__engine_start(roo__engine *e, char *msg, size_t cap)
         snprintf(msg, cap, "cannot start the committer thread: %s", strerror(rc));
         return -rc;
     }
+    /* Named for top -H, perf and gdb (at most 15 characters); a failure is only cosmetic. */
+    pthread_setname_np(e->committer_thread, "roo-commit");
     rc = pthread_create(&e->io_thread, NULL, roo__io_main, e);
     if (rc) {
         snprintf(msg, cap, "cannot start the io thread: %s", strerror(rc));
         return -rc;
     }
+    pthread_setname_np(e->io_thread, "roo-io");
     for (unsigned i = 0; i < e->nshards; i++) {
+        char name[16];
         rc = pthread_create(&e->shards[i].thread, NULL, roo__shard_main, &e->shards[i]);
         if (rc) {
             /* Threads started so far keep running; the caller stops and destroys us. */
@@ -409,6 +413,8 @@ int roo__engine_start(roo__engine *e, char *msg, size_t cap)
             e->nshards = i;
             return -rc;
         }
+        snprintf(name, sizeof(name), "roo-proc%u", i % 1000000u);
+        pthread_setname_np(e->shards[i].thread, name);
     }
     e->threads_started = true;
     return 0;
