@@ -95,8 +95,8 @@ static int build_step(roo_pipeline *rp, roo__py_app *pa, const char *pname, PyOb
     if (kind == 0) {
         st = add_stage(pa, ROO__PY_STATELESS, pname, name, fn);
         st->multi = multi;
-        rc = roo_pipeline_to(rp, &(roo_step){ .name = name, .compute = roo__py_compute,
-                                              .ctx = st });
+        rc =
+            roo_pipeline_to(rp, &(roo_step){ .name = name, .compute = roo__py_compute, .ctx = st });
     } else {
         if (!sname || kind < ROO__PY_KEY_CONST || kind > ROO__PY_KEY_U64)
             return setup_error("a state step of the plan is malformed", ROO_ESETUP);
@@ -130,7 +130,7 @@ static int build_pipeline(roo_app *app, roo__py_app *pa, PyObject *p)
     int little, rc;
     PyObject *dec, *steps, *enc;
     roo_pipeline *rp;
-    roo__py_stage *prev, *st;
+    roo__py_stage *dec_st, *st;
     char *pname;
 
     if (!PyArg_ParseTuple(p, "sIpOO!O", &name, &header_len, &little, &dec, &PyList_Type, &steps,
@@ -140,27 +140,29 @@ static int build_pipeline(roo_app *app, roo__py_app *pa, PyObject *p)
     pa->pipelines = xgrow(pa->pipelines, pa->npipelines + 1, sizeof(*pa->pipelines));
     pa->pipelines[pa->npipelines++] = pname;
 
-    prev = add_stage(pa, ROO__PY_DECODER, pname, "decoder", dec);
-    rc = roo_app_add_pipeline(app, pname,
-                              &(roo_source){ .framing = ROO_FRAMING_LENGTH,
-                                             .header_len = header_len,
-                                             .byte_order = little ? ROO_LITTLE_ENDIAN
-                                                                  : ROO_BIG_ENDIAN,
-                                             .decode = roo__py_decode,
-                                             .ctx = prev },
-                              &rp);
+    dec_st = add_stage(pa, ROO__PY_DECODER, pname, "decoder", dec);
+    rc = roo_app_add_pipeline(
+        app, pname,
+        &(roo_source){ .framing = ROO_FRAMING_LENGTH,
+                       .header_len = header_len,
+                       .byte_order = little ? ROO_LITTLE_ENDIAN : ROO_BIG_ENDIAN,
+                       .decode = roo__py_decode,
+                       .ctx = dec_st },
+        &rp);
     if (rc < 0)
         return setup_error("cannot add a pipeline", rc);
+    st = add_stage(pa, ROO__PY_WIRE, pname, "(messages to other threads and workers)",
+                   pa->serialize);
+    rc = roo__pipeline_set_msg_ops(
+        rp, &(roo__msg_ops){ .pack = roo__py_pack, .unpack = roo__py_unpack, .ctx = st });
+    if (rc < 0)
+        return setup_error("cannot set the pipeline's message ops", rc);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(steps); i++) {
         rc = build_step(rp, pa, pname, PyList_GET_ITEM(steps, i), &st);
         if (rc < 0)
             return rc;
-        /* What the previous stage emits depends on what takes it (pyhost.h). */
-        prev->emit_bytes = st->kind == ROO__PY_STATE;
-        prev = st;
     }
     st = add_stage(pa, ROO__PY_SINK, pname, "encoder", enc);
-    prev->emit_bytes = false;
     rc = roo_pipeline_to_sink(rp, &(roo_sink){ .encode = roo__py_encode, .ctx = st });
     if (rc < 0)
         return setup_error("cannot end a pipeline in its sink", rc);
@@ -188,6 +190,10 @@ int roo__py_build(roo_app *app, roo__py_app *pa, PyObject *plan)
     pa->serialize = ser;
     Py_INCREF(deser);
     pa->deserialize = deser;
+    rc = roo__app_set_thread_hooks(
+        app, &(roo__thread_hooks){ .enter = roo__py_thread_enter, .leave = roo__py_thread_leave });
+    if (rc < 0)
+        return setup_error("cannot set the thread hooks", rc);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pipes); i++) {
         rc = build_pipeline(app, pa, PyList_GET_ITEM(pipes, i));
         if (rc < 0)
