@@ -259,6 +259,8 @@ static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint3
     switch (st->kind) {
     case ROO__STAGE_SINK:
         sink_stage(sh, st, msg, len);
+        if (ROO__UNLIKELY(st->next != UINT32_MAX))
+            run_stage(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
         return;
     case ROO__STAGE_STATE:
         state_stage(sh, st, si, msg, len);
