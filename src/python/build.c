@@ -1,5 +1,6 @@
 /* build.c: roo-python's set-up: the roo application (pipelines, steps, state types, sinks)
  * from the plan that wallaroo._roo_plan made of the module's application_setup(). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,19 +123,22 @@ static int build_step(roo_pipeline *rp, roo__py_app *pa, const char *pname, PyOb
     return 0;
 }
 
-/* One pipeline: (name, header_len, little_endian, decode_fn, [step...], encode_fn). */
+/* One pipeline: (name, header_len, little_endian, decode_fn, [step...], [encode_fn...]). */
 static int build_pipeline(roo_app *app, roo__py_app *pa, PyObject *p)
 {
     const char *name;
     unsigned header_len;
     int little, rc;
-    PyObject *dec, *steps, *enc;
+    PyObject *dec, *steps, *encs;
+    roo_sink sinks[64];
+    Py_ssize_t nsinks;
     roo_pipeline *rp;
     roo__py_stage *dec_st, *st;
     char *pname;
 
-    if (!PyArg_ParseTuple(p, "sIpOO!O", &name, &header_len, &little, &dec, &PyList_Type, &steps,
-                          &enc))
+    if (!PyArg_ParseTuple(p, "sIpOO!O!", &name, &header_len, &little, &dec, &PyList_Type, &steps,
+                          &PyList_Type, &encs) ||
+        PyList_GET_SIZE(encs) < 1 || PyList_GET_SIZE(encs) > 64)
         return setup_error("a pipeline of the plan is malformed", ROO_ESETUP);
     pname = xstrdup(name);
     pa->pipelines = xgrow(pa->pipelines, pa->npipelines + 1, sizeof(*pa->pipelines));
@@ -162,8 +166,15 @@ static int build_pipeline(roo_app *app, roo__py_app *pa, PyObject *p)
         if (rc < 0)
             return rc;
     }
-    st = add_stage(pa, ROO__PY_SINK, pname, "encoder", enc);
-    rc = roo_pipeline_to_sink(rp, &(roo_sink){ .encode = roo__py_encode, .ctx = st });
+    /* to_sinks: every output to each sink, through that sink's encoder. */
+    nsinks = PyList_GET_SIZE(encs);
+    for (Py_ssize_t i = 0; i < nsinks; i++) {
+        char sname[32];
+        snprintf(sname, sizeof(sname), i ? "encoder %zd" : "encoder", i + 1);
+        st = add_stage(pa, ROO__PY_SINK, pname, sname, PyList_GET_ITEM(encs, i));
+        sinks[i] = (roo_sink){ .encode = roo__py_encode, .ctx = st };
+    }
+    rc = roo_pipeline_to_sinks(rp, sinks, (size_t)nsinks);
     if (rc < 0)
         return setup_error("cannot end a pipeline in its sink", rc);
     return 0;
