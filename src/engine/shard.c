@@ -148,17 +148,6 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     r->nmsgs++;
 }
 
-static inline __attribute__((always_inline)) void route_msg(roo__shard *sh, const roo__stage *st,
-                                                            unsigned dest, uint32_t si,
-                                                            const void *msg, size_t len,
-                                                            const roo__msg_id *id)
-{
-    if (ROO__UNLIKELY(st->wire != NULL))
-        roo__shard_route_packed(sh, st, dest, si, msg, len, id);
-    else
-        roo__shard_route(sh, dest, si, msg, len, id);
-}
-
 /* Pre-copy of a partition move: remember a key of a moving partition that changed. */
 void roo__shard_track_note(roo__shard *sh, roo__entry *e)
 {
@@ -219,7 +208,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         if (!sh->id_fixed)
             sh->id.sub++;
         if (owner != sh->idx) {
-            route_msg(sh, st, owner, si, msg, len, &id);
+            roo__shard_route_msg(sh, st, owner, si, msg, len, &id);
             return;
         }
         if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
@@ -227,7 +216,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
             return;
         }
     } else if (owner != sh->idx) {
-        route_msg(sh, st, owner, si, msg, len, NULL);
+        roo__shard_route_msg(sh, st, owner, si, msg, len, NULL);
         return;
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
