@@ -19,7 +19,7 @@ def main():
         frames.append(data[i + 4:i + 4 + n])
         i += 4 + n
     plan = wallaroo._roo_plan(app.application_setup(["loop"]), ["loop"], app)
-    _, _, _, dec, steps, enc = plan[4][0]
+    _, _, _, dec, steps, (enc,) = plan[4][0]
     (_, _, comp, _, _, _, factory, _), = steps
     state = factory()
     out = 0

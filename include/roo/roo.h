@@ -291,8 +291,9 @@ typedef struct roo_state_step {
 typedef int (*roo_encode_fn)(const void *msg, size_t len, uint8_t *buf, size_t cap, void *ctx);
 
 /**
- * A TCP sink. Sink number i of an application (in the order pipelines were ended) connects
- * to the i-th address of the worker's `--out` list.
+ * A TCP sink. Sink number i of an application (in the order sinks were added, by
+ * roo_pipeline_to_sink and roo_pipeline_to_sinks) connects to the i-th address of the
+ * worker's `--out` list.
  */
 typedef struct roo_sink {
     roo_encode_fn encode; /**< required */
@@ -350,6 +351,15 @@ ROO_EXTERN int roo_pipeline_to_state(roo_pipeline *p, const roo_state_step *step
  * @return 0, -EINVAL, ROO_ESETUP (already ended) or -ENOMEM.
  */
 ROO_EXTERN int roo_pipeline_to_sink(roo_pipeline *p, const roo_sink *sink);
+
+/**
+ * @brief End the pipeline at several TCP sinks: every output goes to each of them, encoded
+ *        by each sink's own encode callback (fan-out). Each sink takes the next `--out`
+ *        address. Nothing can be appended afterwards.
+ * @param[in] sinks,n The sinks (1..64); copied (the callbacks and ctx are not).
+ * @return 0, -EINVAL, ROO_ESETUP (already ended) or -ENOMEM.
+ */
+ROO_EXTERN int roo_pipeline_to_sinks(roo_pipeline *p, const roo_sink *sinks, size_t n);
 
 /**
  * @brief Build the application.

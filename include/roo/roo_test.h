@@ -94,7 +94,7 @@ ROO_EXTERN int roo_test_push_frame(roo_test *t, unsigned source, const void *pay
 ROO_EXTERN int roo_test_commit(roo_test *t);
 
 /**
- * @brief Take the bytes released to sink @p sink (the order pipelines were ended) and not
+ * @brief Take the bytes released to sink @p sink (numbered in the order sinks were added) and not
  *        taken yet: exactly what the worker would have written to that connection.
  * @param[out] ret_bytes,ret_len The bytes; valid until the next call on this driver.
  * @return 0, or -EINVAL for a sink that does not exist.

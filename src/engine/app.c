@@ -98,6 +98,7 @@ static roo__stage *append_stage(roo_pipeline *p, roo__stage_kind kind, const cha
     st->pipeline = p->index;
     st->next = UINT32_MAX;
     st->name = roo__xstrdup(name && *name ? name : "(unnamed)");
+    st->wire = p->has_msg_ops ? &p->msg_ops : NULL;
     if (p->first_stage == UINT32_MAX)
         p->first_stage = idx;
     else
@@ -161,16 +162,27 @@ int roo_pipeline_to_state(roo_pipeline *p, const roo_state_step *step)
 
 int roo_pipeline_to_sink(roo_pipeline *p, const roo_sink *sink)
 {
+    return roo_pipeline_to_sinks(p, sink, 1);
+}
+
+int roo_pipeline_to_sinks(roo_pipeline *p, const roo_sink *sinks, size_t n)
+{
     roo__stage *st;
 
-    if (!p || !sink || !sink->encode)
+    if (!p || !sinks || n == 0 || n > 64)
         return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!sinks[i].encode)
+            return -EINVAL;
     if (p->ended)
         return ROO_ESETUP;
-    st = append_stage(p, ROO__STAGE_SINK, "sink");
-    st->encode = sink->encode;
-    st->ctx = sink->ctx;
-    st->sink_idx = (uint32_t)p->app->nsinks++;
+    /* Chained: each sink stage runs the next one on the same message (shard.c run_step). */
+    for (size_t i = 0; i < n; i++) {
+        st = append_stage(p, ROO__STAGE_SINK, "sink");
+        st->encode = sinks[i].encode;
+        st->ctx = sinks[i].ctx;
+        st->sink_idx = (uint32_t)p->app->nsinks++;
+    }
     p->ended = true;
     return 0;
 }

@@ -45,6 +45,7 @@
 #include "common/queue.h"
 #include "common/ring.h"
 #include "engine/engine.h"
+#include "engine/host.h"
 #include "engine/resume.h"
 #include "engine/routes.h"
 #include "engine/streams.h"
@@ -76,6 +77,7 @@ typedef struct roo__stage {
     uint16_t state_id;                  /* STATE: index into app->state_types */
     roo_encode_fn encode;               /* SINK */
     uint32_t sink_idx;                  /* SINK: index into --out */
+    const roo__msg_ops *wire;           /* the pipeline's message ops (host.h), or NULL */
 } roo__stage;
 
 struct roo_pipeline {
@@ -86,6 +88,8 @@ struct roo_pipeline {
     uint32_t first_stage; /* UINT32_MAX until the first step is added */
     uint32_t last_stage;
     bool ended;
+    bool has_msg_ops;
+    roo__msg_ops msg_ops; /* host.h; stages point here */
 };
 
 struct roo_app {
@@ -97,6 +101,7 @@ struct roo_app {
     const roo_state_type **state_types; /* distinct by name; index = state id */
     size_t nstate_types;
     size_t nsinks;
+    roo__thread_hooks thread_hooks; /* host.h; enter is NULL when unset */
 };
 
 /* Check a finished application (every pipeline ends in a sink, ...); msg explains. */
@@ -473,7 +478,8 @@ typedef struct roo__shard {
     bool paused;       /* sources not being read */
     bool stopping;
     bool reported_quiescent;
-    roo__buf rbuf; /* read buffer: a connection's partial frame + new bytes */
+    roo__buf rbuf;     /* read buffer: a connection's partial frame + new bytes */
+    roo__buf pack_buf; /* a packed message on its way to a route buffer (host.h) */
 
     roo__ratelimit cb_rl; /* callback error log lines */
 

@@ -78,6 +78,28 @@ void roo__shard_record_drops(roo__shard *sh);
 void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
                       const roo__msg_id *id);
 
+/* A callback failed on a processing thread: count it for the step, log (rate-limited). */
+void roo__shard_callback_error(roo__shard *sh, const roo__stage *st, const char *what, int rc);
+
+/* host.c: message ops and thread hooks (host.h) on a processing thread. */
+void roo__shard_route_packed(roo__shard *sh, const roo__stage *st, unsigned dest, uint32_t si,
+                             const void *msg, size_t len, const roo__msg_id *id);
+void roo__shard_unpack_run(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg,
+                           size_t len);
+void roo__shard_host_sleep(roo__loop *loop, bool asleep, void *data);
+
+/* Route a state step's message: as it is, or packed when the pipeline's messages are a
+ * host's handles (host.h). */
+static inline __attribute__((always_inline)) void
+roo__shard_route_msg(roo__shard *sh, const roo__stage *st, unsigned dest, uint32_t si,
+                     const void *msg, size_t len, const roo__msg_id *id)
+{
+    if (ROO__UNLIKELY(st->wire != NULL))
+        roo__shard_route_packed(sh, st, dest, si, msg, len, id);
+    else
+        roo__shard_route(sh, dest, si, msg, len, id);
+}
+
 /* Append a non-state record (link or stream bookkeeping) to the batch. */
 void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
                           const uint8_t *val, size_t vlen);

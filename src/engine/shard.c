@@ -22,7 +22,7 @@ static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 
 /* ---- callbacks' errors ---- */
 
-static void callback_error(roo__shard *sh, const roo__stage *st, const char *what, int rc)
+void roo__shard_callback_error(roo__shard *sh, const roo__stage *st, const char *what, int rc)
 {
     uint64_t suppressed;
 
@@ -80,7 +80,7 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
     room = ob->cap - ob->len;
     n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
     if (ROO__UNLIKELY(n < 0)) {
-        callback_error(sh, st, "encode", n);
+        roo__shard_callback_error(sh, st, "encode", n);
         return;
     }
     if (ROO__UNLIKELY((size_t)n > room)) {
@@ -88,7 +88,7 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
         room = ob->cap - ob->len;
         n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
         if (n < 0 || (size_t)n > room) {
-            callback_error(sh, st, "encode", n < 0 ? n : ROO_ECALLBACK);
+            roo__shard_callback_error(sh, st, "encode", n < 0 ? n : ROO_ECALLBACK);
             return;
         }
     }
@@ -194,7 +194,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
 
     kl = st->key(msg, len, key, st->ctx);
     if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
-        callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
+        roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
         return;
     }
     h = roo__key_hash(key, (size_t)kl);
@@ -214,7 +214,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         if (!sh->id_fixed)
             sh->id.sub++;
         if (owner != sh->idx) {
-            roo__shard_route(sh, owner, si, msg, len, &id);
+            roo__shard_route_msg(sh, st, owner, si, msg, len, &id);
             return;
         }
         if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
@@ -222,7 +222,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
             return;
         }
     } else if (owner != sh->idx) {
-        roo__shard_route(sh, owner, si, msg, len, NULL);
+        roo__shard_route_msg(sh, st, owner, si, msg, len, NULL);
         return;
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
@@ -233,7 +233,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         if (st->state->init) {
             rc = st->state->init(roo__entry_state(e), key, (size_t)kl, st->state->ctx);
             if (rc < 0) {
-                callback_error(sh, st, "state init", rc);
+                roo__shard_callback_error(sh, st, "state init", rc);
                 return;
             }
         }
@@ -243,7 +243,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
     if (rc == ROO_SAVE)
         roo__shard_mark_dirty(sh, e);
     else if (ROO__UNLIKELY(rc < 0))
-        callback_error(sh, st, "state computation", rc);
+        roo__shard_callback_error(sh, st, "state computation", rc);
 }
 
 static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint32_t si,
@@ -254,6 +254,8 @@ static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint3
     switch (st->kind) {
     case ROO__STAGE_SINK:
         sink_stage(sh, st, msg, len);
+        if (ROO__UNLIKELY(st->next != UINT32_MAX))
+            run_stage(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
         return;
     case ROO__STAGE_STATE:
         state_stage(sh, st, si, msg, len);
@@ -262,7 +264,7 @@ static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint3
         roo_emitter em = { sh, st->next };
         int rc = st->compute(msg, len, &em, st->ctx);
         if (ROO__UNLIKELY(rc < 0))
-            callback_error(sh, st, "computation", rc);
+            roo__shard_callback_error(sh, st, "computation", rc);
         return;
     }
     }
@@ -565,6 +567,17 @@ static void note_link_applied(roo__shard *sh, const roo__route *r)
         (roo__link_ack){ r->worker, sh->idx, r->link_incarnation, r->link_seq, r->link_conn };
 }
 
+static inline __attribute__((always_inline)) void run_routed(roo__shard *sh, uint32_t si,
+                                                             const void *msg, size_t len)
+{
+    const roo__stage *st = &sh->stages[si];
+
+    if (ROO__UNLIKELY(st->wire != NULL))
+        roo__shard_unpack_run(sh, st, si, msg, len);
+    else
+        run_stage(sh, si, msg, len);
+}
+
 static void process_route(roo__shard *sh, roo__route *r)
 {
     const uint8_t *p = r->data.data, *end = p + r->data.len;
@@ -602,11 +615,11 @@ static void process_route(roo__shard *sh, roo__route *r)
         sh->routed = true;
         if (ROO__UNLIKELY(i == sample_at)) {
             sh->timing = true; /* this message's steps are timed (metrics) */
-            run_stage(sh, si, p + 8 + idlen, len);
+            run_routed(sh, si, p + 8 + idlen, len);
             sh->timing = false;
             sample_at += ROO__COMPUTE_SAMPLE_EVERY;
         } else {
-            run_stage(sh, si, p + 8 + idlen, len);
+            run_routed(sh, si, p + 8 + idlen, len);
         }
         i++;
         sh->routed = false;
@@ -795,7 +808,14 @@ static bool shard_prepare(roo__loop *loop, void *data)
 void *roo__shard_main(void *arg)
 {
     roo__shard *sh = arg;
-    int rc = roo__loop_run(sh->loop);
+    const roo__thread_hooks *h = &sh->eng->app->thread_hooks;
+    int rc;
+
+    if (h->enter)
+        h->enter(h->ctx);
+    rc = roo__loop_run(sh->loop);
+    if (h->enter)
+        h->leave(h->ctx);
 
     if (rc < 0)
         roo__log_error("thread %u: event loop failed: %s", sh->idx, roo_strerror(rc));
@@ -858,6 +878,8 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     if (rc < 0)
         return rc;
     roo__loop_set_prepare(sh->loop, shard_prepare, sh);
+    if (e->app->thread_hooks.enter)
+        roo__loop_set_sleep(sh->loop, roo__shard_host_sleep, sh);
     roo__sources_expire_start(sh);
     return 0;
 }
@@ -973,6 +995,7 @@ void roo__shard_finish(roo__shard *sh)
     free(sh->compute);
     free((void *)sh->serialize_errors);
     roo__buf_finish(&sh->rbuf);
+    roo__buf_finish(&sh->pack_buf);
     roo__loop_destroy(sh->loop);
     roo__queue_finish(&sh->inbox);
 }

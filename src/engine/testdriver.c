@@ -145,6 +145,8 @@ void roo__test_run(roo_test *t, uint32_t stage, const void *msg, size_t len)
     switch (st->kind) {
     case ROO__STAGE_SINK:
         sink_stage(t, st, msg, len);
+        if (st->next != UINT32_MAX)
+            roo__test_run(t, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
         return;
     case ROO__STAGE_STATE:
         state_stage(t, st, msg, len);

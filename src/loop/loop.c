@@ -12,6 +12,8 @@ struct roo__loop {
     bool stop;
     roo__prepare_cb prepare;
     void *prepare_data;
+    roo__sleep_cb sleep;
+    void *sleep_data;
     roo__timer **timers; /* active timers, unordered: loops keep a few dozen at most */
     unsigned ntimers, timers_cap;
     /* Watchers stopped while this round's events are dispatched: their memory may be gone,
@@ -49,6 +51,12 @@ void roo__loop_set_prepare(roo__loop *loop, roo__prepare_cb cb, void *data)
 {
     loop->prepare = cb;
     loop->prepare_data = data;
+}
+
+void roo__loop_set_sleep(roo__loop *loop, roo__sleep_cb cb, void *data)
+{
+    loop->sleep = cb;
+    loop->sleep_data = data;
 }
 
 int roo__io_start(roo__loop *loop, roo__io *io, int fd, uint32_t events)
@@ -222,7 +230,16 @@ int roo__loop_run_once(roo__loop *loop, int max_wait_ms)
     if (loop->prepare && loop->prepare(loop, loop->prepare_data))
         max_wait_ms = 0;
     timeout = next_timeout_ms(loop, max_wait_ms);
-    n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+    if (loop->sleep) {
+        int err;
+        loop->sleep(loop, true, loop->sleep_data);
+        n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+        err = errno; /* the hook may change it */
+        loop->sleep(loop, false, loop->sleep_data);
+        errno = err;
+    } else {
+        n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+    }
     if (n < 0) {
         if (errno == EINTR)
             return 0;

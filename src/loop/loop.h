@@ -43,6 +43,11 @@ void roo__loop_destroy(roo__loop *loop);
 
 void roo__loop_set_prepare(roo__loop *loop, roo__prepare_cb cb, void *data);
 
+/* Called with asleep=true just before the loop waits for events and asleep=false as soon
+ * as the wait returns (e.g. to release a lock that must not be held while sleeping). */
+typedef void (*roo__sleep_cb)(roo__loop *loop, bool asleep, void *data);
+void roo__loop_set_sleep(roo__loop *loop, roo__sleep_cb cb, void *data);
+
 /* Watch io->fd for `events` (level-triggered); io->cb and io->data must be set. */
 int roo__io_start(roo__loop *loop, roo__io *io, int fd, uint32_t events);
 int roo__io_set_events(roo__loop *loop, roo__io *io, uint32_t events);

@@ -1,5 +1,6 @@
 /* build.c: roo-python's set-up: the roo application (pipelines, steps, state types, sinks)
  * from the plan that wallaroo._roo_plan made of the module's application_setup(). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +96,8 @@ static int build_step(roo_pipeline *rp, roo__py_app *pa, const char *pname, PyOb
     if (kind == 0) {
         st = add_stage(pa, ROO__PY_STATELESS, pname, name, fn);
         st->multi = multi;
-        rc = roo_pipeline_to(rp, &(roo_step){ .name = name, .compute = roo__py_compute,
-                                              .ctx = st });
+        rc =
+            roo_pipeline_to(rp, &(roo_step){ .name = name, .compute = roo__py_compute, .ctx = st });
     } else {
         if (!sname || kind < ROO__PY_KEY_CONST || kind > ROO__PY_KEY_U64)
             return setup_error("a state step of the plan is malformed", ROO_ESETUP);
@@ -122,46 +123,58 @@ static int build_step(roo_pipeline *rp, roo__py_app *pa, const char *pname, PyOb
     return 0;
 }
 
-/* One pipeline: (name, header_len, little_endian, decode_fn, [step...], encode_fn). */
+/* One pipeline: (name, header_len, little_endian, decode_fn, [step...], [encode_fn...]). */
 static int build_pipeline(roo_app *app, roo__py_app *pa, PyObject *p)
 {
     const char *name;
     unsigned header_len;
     int little, rc;
-    PyObject *dec, *steps, *enc;
+    PyObject *dec, *steps, *encs;
+    roo_sink sinks[64];
+    Py_ssize_t nsinks;
     roo_pipeline *rp;
-    roo__py_stage *prev, *st;
+    roo__py_stage *dec_st, *st;
     char *pname;
 
-    if (!PyArg_ParseTuple(p, "sIpOO!O", &name, &header_len, &little, &dec, &PyList_Type, &steps,
-                          &enc))
+    if (!PyArg_ParseTuple(p, "sIpOO!O!", &name, &header_len, &little, &dec, &PyList_Type, &steps,
+                          &PyList_Type, &encs) ||
+        PyList_GET_SIZE(encs) < 1 || PyList_GET_SIZE(encs) > 64)
         return setup_error("a pipeline of the plan is malformed", ROO_ESETUP);
     pname = xstrdup(name);
     pa->pipelines = xgrow(pa->pipelines, pa->npipelines + 1, sizeof(*pa->pipelines));
     pa->pipelines[pa->npipelines++] = pname;
 
-    prev = add_stage(pa, ROO__PY_DECODER, pname, "decoder", dec);
-    rc = roo_app_add_pipeline(app, pname,
-                              &(roo_source){ .framing = ROO_FRAMING_LENGTH,
-                                             .header_len = header_len,
-                                             .byte_order = little ? ROO_LITTLE_ENDIAN
-                                                                  : ROO_BIG_ENDIAN,
-                                             .decode = roo__py_decode,
-                                             .ctx = prev },
-                              &rp);
+    dec_st = add_stage(pa, ROO__PY_DECODER, pname, "decoder", dec);
+    rc = roo_app_add_pipeline(
+        app, pname,
+        &(roo_source){ .framing = ROO_FRAMING_LENGTH,
+                       .header_len = header_len,
+                       .byte_order = little ? ROO_LITTLE_ENDIAN : ROO_BIG_ENDIAN,
+                       .decode = roo__py_decode,
+                       .ctx = dec_st },
+        &rp);
     if (rc < 0)
         return setup_error("cannot add a pipeline", rc);
+    st = add_stage(pa, ROO__PY_WIRE, pname, "(messages to other threads and workers)",
+                   pa->serialize);
+    rc = roo__pipeline_set_msg_ops(
+        rp, &(roo__msg_ops){ .pack = roo__py_pack, .unpack = roo__py_unpack, .ctx = st });
+    if (rc < 0)
+        return setup_error("cannot set the pipeline's message ops", rc);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(steps); i++) {
         rc = build_step(rp, pa, pname, PyList_GET_ITEM(steps, i), &st);
         if (rc < 0)
             return rc;
-        /* What the previous stage emits depends on what takes it (pyhost.h). */
-        prev->emit_bytes = st->kind == ROO__PY_STATE;
-        prev = st;
     }
-    st = add_stage(pa, ROO__PY_SINK, pname, "encoder", enc);
-    prev->emit_bytes = false;
-    rc = roo_pipeline_to_sink(rp, &(roo_sink){ .encode = roo__py_encode, .ctx = st });
+    /* to_sinks: every output to each sink, through that sink's encoder. */
+    nsinks = PyList_GET_SIZE(encs);
+    for (Py_ssize_t i = 0; i < nsinks; i++) {
+        char sname[32];
+        snprintf(sname, sizeof(sname), i ? "encoder %zd" : "encoder", i + 1);
+        st = add_stage(pa, ROO__PY_SINK, pname, sname, PyList_GET_ITEM(encs, i));
+        sinks[i] = (roo_sink){ .encode = roo__py_encode, .ctx = st };
+    }
+    rc = roo_pipeline_to_sinks(rp, sinks, (size_t)nsinks);
     if (rc < 0)
         return setup_error("cannot end a pipeline in its sink", rc);
     return 0;
@@ -188,6 +201,10 @@ int roo__py_build(roo_app *app, roo__py_app *pa, PyObject *plan)
     pa->serialize = ser;
     Py_INCREF(deser);
     pa->deserialize = deser;
+    rc = roo__app_set_thread_hooks(
+        app, &(roo__thread_hooks){ .enter = roo__py_thread_enter, .leave = roo__py_thread_leave });
+    if (rc < 0)
+        return setup_error("cannot set the thread hooks", rc);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pipes); i++) {
         rc = build_pipeline(app, pa, PyList_GET_ITEM(pipes, i));
         if (rc < 0)

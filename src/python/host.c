@@ -5,21 +5,25 @@
  * DESIGN
  * Threads and the GIL. roo calls these callbacks on its processing threads (--threads), on
  * the io thread (roo-ctl query: deserialize, format, finish) and on the main thread
- * (recovery: deserialize; the stop: finish). There is one interpreter; every callback takes
- * the GIL for its own duration (gil_take / PyGILState_Release). The stages a callback emits
- * to run inside roo_emit(), on the same thread, so they take the GIL again recursively,
- * which costs a counter increment. A thread gets one Python thread state the first time it
- * calls in, kept until the process ends, so that releasing the GIL never tears it down.
- * Everything mutable here (the error rate limit, each thread's caches) is used with the GIL
- * held or is thread-local.
+ * (recovery: deserialize; the stop: finish). There is one interpreter. A processing thread
+ * takes the GIL once per wakeup: the engine calls roo__py_thread_enter when the thread
+ * starts working and roo__py_thread_leave before it waits in epoll (engine/host.h), so
+ * every callback in between finds the GIL held and only checks a thread-local flag. That
+ * span covers a whole read buffer (up to 512 KiB of frames), a route buffer and the
+ * batch's seal, where each dirty key's state is serialized once. Callbacks on the other
+ * threads run outside such a span and take the GIL for their own duration (gil_take). A
+ * thread gets one Python thread state the first time it calls in, kept until the process
+ * ends. Another thread that wants the GIL while a processing thread works gets it at the
+ * interpreter's switch interval (5 ms), as between Python threads. Everything mutable here
+ * (the error rate limit, each thread's caches) is used with the GIL held or is
+ * thread-local.
  *
- * Messages. Into a stateless step or a sink the message is a borrowed PyObject * (8 bytes):
- * roo runs those stages before roo_emit() returns, while the emitting callback still holds
- * its reference. Into a state step the message is the object's serialized bytes (the
- * module's serialize, else pickle): the engine may copy it to another thread or worker.
- * The key callback deserializes it to call the partition function and leaves the object in
- * a per-thread cache, since the engine calls the state computation right after the key, on
- * the same thread and the same bytes, when the key is local.
+ * Messages are live objects: between steps a message is a PyObject * handle (8 bytes),
+ * borrowed from the callback that emitted it, which holds its reference until roo_emit()
+ * returns, since roo runs the next steps within that call on the same thread. Only when
+ * the engine routes a message to a state step on another thread or worker does it ask
+ * roo__py_pack for bytes (the module's serialize, else pickle), and roo__py_unpack turns
+ * them back into an object on arrival (engine/host.h, message ops).
  *
  * Errors. An exception or a result of the wrong shape is logged (rate-limited) with the
  * pipeline, the step, a short repr of the message and the traceback, and the callback
@@ -38,19 +42,53 @@
 
 /* ---- the GIL ---- */
 
-static _Thread_local bool thread_ready;
+static _Thread_local PyThreadState *thread_ts; /* this thread's own, made on first use */
+static _Thread_local bool thread_working;      /* in a working span: the GIL is held */
 
-static PyGILState_STATE gil_take(void)
+/* Callbacks pair gil_take with gil_give; inside a working span both do nothing. */
+typedef struct gil {
+    bool taken;
+    PyGILState_STATE state;
+} gil;
+
+static void thread_state_make(void)
 {
-    if (!thread_ready) {
-        /* A thread state of our own that outlives this call: PyGILState_Release frees the
-         * one that PyGILState_Ensure made only when its count drops to zero, which this
-         * extra count prevents. */
-        PyGILState_Ensure();
-        PyEval_SaveThread();
-        thread_ready = true;
-    }
-    return PyGILState_Ensure();
+    /* A thread state of our own that outlives every call: PyGILState_Release frees the one
+     * that PyGILState_Ensure made only when its count drops to zero, which this extra
+     * count prevents. */
+    PyGILState_Ensure();
+    thread_ts = PyEval_SaveThread();
+}
+
+static inline gil gil_take(void)
+{
+    if (thread_working)
+        return (gil){ false, PyGILState_UNLOCKED };
+    if (!thread_ts)
+        thread_state_make();
+    return (gil){ true, PyGILState_Ensure() };
+}
+
+static inline void gil_give(gil g)
+{
+    if (g.taken)
+        PyGILState_Release(g.state);
+}
+
+void roo__py_thread_enter(void *ctx)
+{
+    (void)ctx;
+    if (!thread_ts)
+        thread_state_make();
+    PyEval_RestoreThread(thread_ts);
+    thread_working = true;
+}
+
+void roo__py_thread_leave(void *ctx)
+{
+    (void)ctx;
+    thread_working = false;
+    thread_ts = PyEval_SaveThread();
 }
 
 /* ---- errors ---- */
@@ -112,11 +150,11 @@ int roo__py_error(roo__py_app *app, const char *where, const char *what, PyObjec
             trace = text_of(app->traceback_fn, value, "(no traceback)");
         tlen = trace ? strlen(trace) : 0;
         roo_log(ROO_LOG_WARN, "%s: %s%s%s%s%s%s%s", where, what, repr ? " (message: " : "",
-                repr ? repr : "", repr ? ")" : "",
-                suppressed ? " (earlier errors not logged)" : "", trace ? "\n" : "",
-                !trace                 ? ""
+                repr ? repr : "", repr ? ")" : "", suppressed ? " (earlier errors not logged)" : "",
+                trace ? "\n" : "",
+                !trace                ? ""
                 : tlen > LOG_TEXT_MAX ? trace + tlen - LOG_TEXT_MAX
-                                       : trace);
+                                      : trace);
         free(repr);
         free(trace);
     }
@@ -193,24 +231,82 @@ static inline PyObject *handle_of(const void *msg)
     return o;
 }
 
-/* Send one output object to the stage after st. */
-static int emit_obj(roo__py_stage *st, roo_emitter *out, PyObject *obj)
+/* Send one output object to the stage after st: its handle, borrowed until roo_emit()
+ * returns (see DESIGN). */
+static inline int emit_obj(roo_emitter *out, PyObject *obj)
 {
-    PyObject *b;
+    return roo_emit(out, &obj, sizeof(obj));
+}
+
+/* ---- messages between threads and workers (engine/host.h) ---- */
+
+static _Thread_local struct pending_pack {
+    PyObject *obj; /* identifies the message; no reference */
+    PyObject *bytes;
+} pack_pending;
+
+int roo__py_pack(const void *msg, size_t len, uint8_t *buf, size_t cap, void *ctx)
+{
+    roo__py_stage *st = ctx;
+    PyObject *obj = handle_of(msg), *b = NULL;
+    gil g = gil_take();
+    size_t n;
     int rc;
 
-    if (!st->emit_bytes)
-        return roo_emit(out, &obj, sizeof(obj));
-    b = roo__py_dumps(st->app, obj);
+    (void)len;
+    if (pack_pending.bytes && pack_pending.obj == obj &&
+        (size_t)PyBytes_GET_SIZE(pack_pending.bytes) <= cap) {
+        b = pack_pending.bytes; /* the engine's second call, with room for what we said */
+        pack_pending.bytes = NULL;
+    }
+    Py_CLEAR(pack_pending.bytes);
     if (!b)
-        return stage_error(st, "cannot serialize its output for the next step; output dropped",
-                           obj, ROO_ECALLBACK);
-    rc = roo_emit(out, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-    Py_DECREF(b);
-    if (rc < 0)
-        return stage_error(st, "its serialized output is larger than 16 MiB; output dropped", obj,
-                           rc);
-    return 0;
+        b = roo__py_dumps(st->app, obj);
+    if (!b) {
+        rc = stage_error(st,
+                         "cannot serialize a message to send it to another thread or "
+                         "worker; message dropped",
+                         obj, ROO_ECALLBACK);
+        goto out;
+    }
+    n = (size_t)PyBytes_GET_SIZE(b);
+    if (n > ROO_MSG_MAX) {
+        Py_DECREF(b);
+        rc = stage_error(st, "a serialized message is larger than 16 MiB; message dropped", obj,
+                         ROO_EMSGSIZE);
+        goto out;
+    }
+    if (n > cap) {
+        pack_pending.obj = obj;
+        pack_pending.bytes = b;
+    } else {
+        memcpy(buf, PyBytes_AS_STRING(b), n);
+        Py_DECREF(b);
+    }
+    rc = (int)n;
+out:
+    gil_give(g);
+    return rc;
+}
+
+int roo__py_unpack(const uint8_t *buf, size_t len, roo_emitter *out, void *ctx)
+{
+    roo__py_stage *st = ctx;
+    gil g = gil_take();
+    PyObject *obj = roo__py_loads(st->app, buf, len);
+    int rc = 0;
+
+    if (!obj) {
+        rc = stage_error(st,
+                         "cannot deserialize a message from another thread or worker; "
+                         "message dropped",
+                         NULL, ROO_ECALLBACK);
+    } else {
+        (void)emit_obj(out, obj); /* runs the step, which reports its own errors */
+        Py_DECREF(obj);
+    }
+    gil_give(g);
+    return rc;
 }
 
 /* Send a step's result on: nothing for None, each element of a _multi step's list. */
@@ -222,7 +318,7 @@ static int emit_result(roo__py_stage *st, roo_emitter *out, PyObject *res, PyObj
     if (res == Py_None)
         return 0;
     if (!st->multi)
-        return emit_obj(st, out, res);
+        return emit_obj(out, res);
     if (!PyList_Check(res) && !PyTuple_Check(res)) {
         snprintf(what, sizeof(what), "a _multi step returned %.40s, not a list; message dropped",
                  Py_TYPE(res)->tp_name);
@@ -234,7 +330,7 @@ static int emit_result(roo__py_stage *st, roo_emitter *out, PyObject *res, PyObj
         if (item == Py_None)
             continue;
         Py_INCREF(item);
-        r = emit_obj(st, out, item);
+        r = emit_obj(out, item);
         Py_DECREF(item);
         if (r < 0 && rc == 0)
             rc = r;
@@ -247,7 +343,7 @@ static int emit_result(roo__py_stage *st, roo_emitter *out, PyObject *res, PyObj
 int roo__py_decode(const uint8_t *payload, size_t len, roo_emitter *out, void *ctx)
 {
     roo__py_stage *st = ctx;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     PyObject *bs = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)len);
     PyObject *obj = bs ? PyObject_CallOneArg(st->fn, bs) : NULL;
     int rc = 0;
@@ -258,18 +354,18 @@ int roo__py_decode(const uint8_t *payload, size_t len, roo_emitter *out, void *c
         /* An output the next step cannot take is logged and dropped; the frame itself was
          * good, so the connection stays open. */
         if (obj != Py_None)
-            (void)emit_obj(st, out, obj);
+            (void)emit_obj(out, obj);
         Py_DECREF(obj);
     }
     Py_XDECREF(bs);
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
 int roo__py_compute(const void *msg, size_t len, roo_emitter *out, void *ctx)
 {
     roo__py_stage *st = ctx;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     PyObject *in = handle_of(msg), *res;
     int rc;
 
@@ -281,34 +377,11 @@ int roo__py_compute(const void *msg, size_t len, roo_emitter *out, void *ctx)
         rc = emit_result(st, out, res, in);
         Py_DECREF(res);
     }
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
 /* ---- state steps ---- */
-
-/* The message the key callback last deserialized on this thread (see DESIGN). */
-static _Thread_local struct {
-    const roo__py_stage *st; /* the state step whose key callback it was */
-    const void *msg;
-    size_t len;
-    PyObject *obj;
-} key_cache;
-
-static PyObject *message_of(roo__py_stage *st, const void *msg, size_t len)
-{
-    PyObject *obj;
-
-    if (key_cache.obj && key_cache.st == st && key_cache.msg == msg && key_cache.len == len) {
-        obj = key_cache.obj;
-        key_cache.obj = NULL;
-        return obj;
-    }
-    obj = roo__py_loads(st->app, msg, len);
-    if (!obj)
-        stage_error(st, "cannot deserialize a message for this step; message dropped", NULL, 0);
-    return obj;
-}
 
 /* The key bytes of a partition function's result; -1 (logged) if it is not a key. */
 static int key_bytes(roo__py_stage *st, PyObject *k, PyObject *in, uint8_t *key_buf)
@@ -340,8 +413,9 @@ static int key_bytes(roo__py_stage *st, PyObject *k, PyObject *in, uint8_t *key_
                   ? NULL
                   : PyUnicode_FromOrdinal((int)v);
         if (!chr)
-            return stage_error(st, "the partition function returned an int that is not a "
-                                   "character; message dropped",
+            return stage_error(st,
+                               "the partition function returned an int that is not a "
+                               "character; message dropped",
                                in, ROO_ECALLBACK);
         k = chr;
     }
@@ -349,8 +423,9 @@ static int key_bytes(roo__py_stage *st, PyObject *k, PyObject *in, uint8_t *key_
         p = PyUnicode_AsUTF8AndSize(k, &n);
         if (!p) {
             Py_XDECREF(chr);
-            return stage_error(st, "the partition function's key is not valid text; message "
-                                   "dropped",
+            return stage_error(st,
+                               "the partition function's key is not valid text; message "
+                               "dropped",
                                in, ROO_ECALLBACK);
         }
     } else if (PyBytes_Check(k)) {
@@ -377,38 +452,24 @@ static int key_bytes(roo__py_stage *st, PyObject *k, PyObject *in, uint8_t *key_
 int roo__py_key_of(const void *msg, size_t len, uint8_t *key_buf, void *ctx)
 {
     roo__py_stage *st = ctx;
-    PyGILState_STATE g;
-    PyObject *obj, *k;
+    PyObject *obj = handle_of(msg), *k;
+    gil g;
     int rc;
 
+    (void)len;
     if (st->key_kind == ROO__PY_KEY_CONST) {
         memcpy(key_buf, "key", 3);
         return 3;
     }
     g = gil_take();
-    Py_CLEAR(key_cache.obj);
-    obj = message_of(st, msg, len);
-    if (!obj) {
-        PyGILState_Release(g);
-        return ROO_ECALLBACK;
-    }
     k = PyObject_CallOneArg(st->key_fn, obj);
     if (!k) {
-        rc = stage_error(st, "the partition function raised; message dropped", obj,
-                         ROO_ECALLBACK);
+        rc = stage_error(st, "the partition function raised; message dropped", obj, ROO_ECALLBACK);
     } else {
         rc = key_bytes(st, k, obj, key_buf);
         Py_DECREF(k);
     }
-    if (rc >= 0) {
-        key_cache.st = st;
-        key_cache.msg = msg;
-        key_cache.len = len;
-        key_cache.obj = obj; /* the reference moves to the cache */
-    } else {
-        Py_DECREF(obj);
-    }
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
@@ -416,15 +477,12 @@ int roo__py_state_compute(const void *msg, size_t len, void *state, roo_emitter 
 {
     roo__py_stage *st = ctx;
     PyObject **slot = state;
-    PyGILState_STATE g = gil_take();
-    PyObject *in = message_of(st, msg, len), *res = NULL, *args[2];
+    gil g = gil_take();
+    PyObject *in = handle_of(msg), *res = NULL, *args[2];
     char what[200];
     int rc, save;
 
-    if (!in) {
-        rc = ROO_ECALLBACK;
-        goto out;
-    }
+    (void)len;
     if (!*slot) {
         rc = stage_error(st, "the key has no state object; message dropped", in, ROO_ECALLBACK);
         goto out;
@@ -448,8 +506,9 @@ int roo__py_state_compute(const void *msg, size_t len, void *state, roo_emitter 
     }
     save = PyObject_IsTrue(PySequence_Fast_GET_ITEM(res, 1));
     if (save < 0) {
-        rc = stage_error(st, "the state computation's save flag is not true or false; message "
-                             "dropped",
+        rc = stage_error(st,
+                         "the state computation's save flag is not true or false; message "
+                         "dropped",
                          in, ROO_ECALLBACK);
         goto out;
     }
@@ -459,8 +518,7 @@ int roo__py_state_compute(const void *msg, size_t len, void *state, roo_emitter 
     rc = save ? ROO_SAVE : ROO_NO_SAVE;
 out:
     Py_XDECREF(res);
-    Py_XDECREF(in);
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
@@ -507,7 +565,7 @@ int roo__py_encode(const void *msg, size_t len, uint8_t *buf, size_t cap, void *
 {
     roo__py_stage *st = ctx;
     PyObject *in = handle_of(msg), *res, *b;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     char what[160];
     int rc;
 
@@ -543,7 +601,7 @@ int roo__py_encode(const void *msg, size_t len, uint8_t *buf, size_t cap, void *
     }
     rc = put_bytes(&enc_pending, in, b, buf, cap);
 out:
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
@@ -552,41 +610,42 @@ out:
 int roo__py_state_init(void *state, const void *key, size_t key_len, void *ctx)
 {
     roo__py_state *s = ctx;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     PyObject *obj = PyObject_CallNoArgs(s->factory), *k;
     int rc = 0;
 
     if (!obj) {
         k = PyBytes_FromStringAndSize(key, (Py_ssize_t)key_len);
-        rc = state_error(s, "the state class raised making the state of a new key; message "
-                            "dropped",
+        rc = state_error(s,
+                         "the state class raised making the state of a new key; message "
+                         "dropped",
                          k, ROO_ECALLBACK);
         Py_XDECREF(k);
     } else {
         *(PyObject **)state = obj;
     }
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
 void roo__py_state_finish(void *state, void *ctx)
 {
     PyObject **slot = state;
-    PyGILState_STATE g;
+    gil g;
 
     (void)ctx;
     if (!*slot)
         return;
     g = gil_take();
     Py_CLEAR(*slot);
-    PyGILState_Release(g);
+    gil_give(g);
 }
 
 int roo__py_state_serialize(const void *state, uint8_t *buf, size_t cap, void *ctx)
 {
     roo__py_state *s = ctx;
     PyObject *obj = *(PyObject *const *)state, *b;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     int rc;
 
     b = take_pending(&ser_pending, state, cap);
@@ -599,22 +658,23 @@ int roo__py_state_serialize(const void *state, uint8_t *buf, size_t cap, void *c
         }
         if (PyBytes_GET_SIZE(b) > ROO_MSG_MAX) {
             Py_DECREF(b);
-            rc = state_error(s, "a serialized state object is larger than 16 MiB; this update "
-                                "is not saved",
+            rc = state_error(s,
+                             "a serialized state object is larger than 16 MiB; this update "
+                             "is not saved",
                              obj, ROO_ECALLBACK);
             goto out;
         }
     }
     rc = put_bytes(&ser_pending, state, b, buf, cap);
 out:
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
 int roo__py_state_deserialize(void *state, const uint8_t *buf, size_t len, void *ctx)
 {
     roo__py_state *s = ctx;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     PyObject *obj = roo__py_loads(s->app, buf, len);
     int rc = 0;
 
@@ -625,7 +685,7 @@ int roo__py_state_deserialize(void *state, const uint8_t *buf, size_t len, void 
                          NULL, ROO_ESTATE);
     else
         *(PyObject **)state = obj;
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }
 
@@ -633,7 +693,7 @@ int roo__py_state_format(const void *state, char *buf, size_t cap, void *ctx)
 {
     roo__py_state *s = ctx;
     PyObject *obj = *(PyObject *const *)state, *res, *b;
-    PyGILState_STATE g = gil_take();
+    gil g = gil_take();
     int rc;
 
     b = take_pending(&fmt_pending, state, cap);
@@ -648,6 +708,6 @@ int roo__py_state_format(const void *state, char *buf, size_t cap, void *ctx)
     }
     rc = put_bytes(&fmt_pending, state, b, (uint8_t *)buf, cap);
 out:
-    PyGILState_Release(g);
+    gil_give(g);
     return rc;
 }

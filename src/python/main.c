@@ -9,9 +9,10 @@
  * main thread before it opens any port: setup() imports the module, calls its
  * application_setup(args) with the whole command line (as machida did), asks
  * wallaroo._roo_plan() to check and flatten the result, and builds the roo application from
- * it (build.c). setup() then releases the GIL; from there on, every callback takes it on
- * whatever thread roo runs it (host.c). When roo_main() returns, every engine thread has
- * ended and every state object is released: main() takes the GIL back and finalizes.
+ * it (build.c). setup() then releases the GIL; from there on a processing thread holds it
+ * from each wakeup to its next sleep, and callbacks on other threads take it for their own
+ * duration (host.c). When roo_main() returns, every engine thread has ended and every
+ * state object is released: main() takes the GIL back and finalizes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,8 +36,8 @@ static unsigned long threads_flag = 1;
 
 /* Pony runtime flags that take a value when written without '='. */
 static const char *const pony_valued[] = {
-    "--ponythreads",  "--ponyminthreads", "--ponymaxthreads", "--ponycdinterval",
-    "--ponygcinitial", "--ponygcfactor",  "--ponysuspendthreshold",
+    "--ponythreads",   "--ponyminthreads", "--ponymaxthreads",       "--ponycdinterval",
+    "--ponygcinitial", "--ponygcfactor",   "--ponysuspendthreshold",
 };
 
 static bool pony_takes_value(const char *a)
@@ -244,8 +245,7 @@ static int load_app(roo_app *app)
     fn = PyObject_GetAttrString(the_app.module, "application_setup");
     if (!fn || !PyCallable_Check(fn)) {
         PyErr_Clear();
-        roo_log(ROO_LOG_ERROR, "module '%s' has no application_setup(args) function",
-                module_name);
+        roo_log(ROO_LOG_ERROR, "module '%s' has no application_setup(args) function", module_name);
         goto out;
     }
     res = PyObject_CallOneArg(fn, setup_args);
@@ -260,7 +260,8 @@ static int load_app(roo_app *app)
                    : NULL;
     if (!plan) {
         PyErr_Print();
-        roo_log(ROO_LOG_ERROR, "the application that %s.application_setup(args) describes "
+        roo_log(ROO_LOG_ERROR,
+                "the application that %s.application_setup(args) describes "
                 "cannot run on roo; the reason is above",
                 module_name);
         goto out;
@@ -281,19 +282,21 @@ static int setup(roo_app *app, int argc, char **argv)
     (void)argc;
     (void)argv;
     if (pony_ignored[0])
-        roo_log(ROO_LOG_INFO, "ignoring Pony runtime flags: %s (roo runs Python on its own "
+        roo_log(ROO_LOG_INFO,
+                "ignoring Pony runtime flags: %s (roo runs Python on its own "
                 "threads: see --threads)",
                 pony_ignored);
     if (threads_flag > 1)
         roo_log(ROO_LOG_INFO,
-                "--threads %lu: Python steps still run one at a time (one interpreter, one GIL); "
-                "for more Python throughput run more workers",
+                "--threads %lu: the threads take turns with the GIL (one interpreter): Python "
+                "runs on one at a time, and messages crossing threads are pickled; for more "
+                "Python throughput run more workers",
                 threads_flag);
     rc = load_app(app);
     if (rc == 0)
         roo_log(ROO_LOG_INFO, "Python %s: application module '%s' loaded", Py_GetVersion(),
                 module_name);
-    /* From here on each callback takes the GIL on the thread roo runs it (host.c). */
+    /* From here on processing threads take the GIL per wakeup, others per call (host.c). */
     main_ts = PyEval_SaveThread();
     return rc;
 }

@@ -11,12 +11,15 @@
 
 #include <roo/roo.h>
 
+#include "engine/host.h"
+
 /* What a stage is in the roo pipeline. */
 typedef enum roo__py_kind {
     ROO__PY_DECODER = 0,
     ROO__PY_STATELESS,
     ROO__PY_STATE,
     ROO__PY_SINK,
+    ROO__PY_WIRE, /* a pipeline's messages between threads and workers (engine/host.h) */
 } roo__py_kind;
 
 /* How a state step finds its key (the step kinds of wallaroo._roo_plan, minus stateless). */
@@ -39,10 +42,10 @@ typedef struct roo__py_state {
 } roo__py_state;
 
 /*
- * One roo stage: the ctx of its callback. Messages between stages come in two shapes:
- * into a stateless step or a sink, a borrowed PyObject * (8 bytes), since roo runs those
- * stages before roo_emit() returns; into a state step, the serialized object, since the
- * engine may copy it to another thread or worker (see docs/python.md).
+ * One roo stage: the ctx of its callback. A message between stages is a borrowed
+ * PyObject * (8 bytes), since roo runs the next stages before roo_emit() returns; the
+ * engine asks for its serialized bytes only to send it to another thread or worker
+ * (roo__py_pack/unpack, host.c's DESIGN).
  */
 typedef struct roo__py_stage {
     roo__py_app *app;
@@ -51,7 +54,6 @@ typedef struct roo__py_stage {
     char *name;           /* the step's name, for logs */
     PyObject *fn;         /* decoder, computation, state computation or encoder */
     bool multi;           /* _multi: the result is a list of outputs */
-    bool emit_bytes;      /* the next stage is a state step */
     roo__py_key key_kind;
     PyObject *key_fn;     /* partition function (ROO__PY_KEY_TEXT, _U64) */
     roo__py_state *state; /* state steps */
@@ -60,8 +62,8 @@ typedef struct roo__py_stage {
 /* The whole application. Every field is set at set-up and read-only afterwards; the mutable
  * bits (error rate limit) are only touched with the GIL held. */
 struct roo__py_app {
-    PyObject *module;   /* the application module */
-    PyObject *wallaroo; /* the embedded wallaroo module */
+    PyObject *module;                  /* the application module */
+    PyObject *wallaroo;                /* the embedded wallaroo module */
     PyObject *serialize, *deserialize; /* the module's own, or wallaroo's pickle */
     PyObject *repr_fn, *traceback_fn, *state_json_fn;
     char **pipelines;
@@ -89,6 +91,14 @@ void roo__py_state_finish(void *state, void *ctx);
 int roo__py_state_serialize(const void *state, uint8_t *buf, size_t cap, void *ctx);
 int roo__py_state_deserialize(void *state, const uint8_t *buf, size_t len, void *ctx);
 int roo__py_state_format(const void *state, char *buf, size_t cap, void *ctx);
+
+/* host.c: the engine's hooks (engine/host.h): messages to and from other threads and
+ * workers (ctx: the pipeline's ROO__PY_WIRE stage), and a processing thread's working
+ * spans, during which it holds the GIL. */
+int roo__py_pack(const void *msg, size_t len, uint8_t *buf, size_t cap, void *ctx);
+int roo__py_unpack(const uint8_t *buf, size_t len, roo_emitter *out, void *ctx);
+void roo__py_thread_enter(void *ctx);
+void roo__py_thread_leave(void *ctx);
 
 /* Log the pending Python exception (or, with none pending, `what` alone) for a stage or a
  * state type, rate-limited, and clear it. Returns rc. GIL held. */

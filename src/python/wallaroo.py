@@ -405,7 +405,8 @@ def kafka_parse_sink_options(args):
 #
 #   (app_name, [warning, ...], serialize, deserialize, [pipeline, ...]); serialize and
 #   deserialize are the module's own, or _roo_dumps and _roo_loads (pickle)
-#   pipeline = (name, header_len, little_endian, decode_fn, [step, ...], encode_fn)
+#   pipeline = (name, header_len, little_endian, decode_fn, [step, ...], [encode_fn, ...])
+#              one encoder per sink (to_sinks: several, each the next --out address)
 #   step     = (kind, name, fn, multi, state_name, state_label, state_factory, key_fn)
 #              kind: 0 stateless, 1 to_stateful (one state object), 2 to_state_partition,
 #                    3 to_state_partition_u64; the state fields are None for kind 0
@@ -588,14 +589,14 @@ def _roo_walk(actions):
                                                  % (op, a[3]))
                 cur[2].append((op, a[1], a[2], a[3], a[4]))
             elif op == "to_sink":
-                cur[3] = _config_tuple(a[1], "to_sink")
+                cur[3] = [_config_tuple(a[1], "to_sink")]
             elif op == "to_sinks":
                 sinks = list(a[1])
-                if len(sinks) != 1:
+                if not sinks or len(sinks) > 64:
                     raise WallarooParameterError(
-                        "pipeline %r: to_sinks with %d sinks: roo-python sends a pipeline's "
-                        "output to one sink (to_sink)" % (cur[0], len(sinks)))
-                cur[3] = _config_tuple(sinks[0], "to_sinks")
+                        "pipeline %r: to_sinks takes 1 to 64 sink configs, not %d"
+                        % (cur[0], len(sinks)))
+                cur[3] = [_config_tuple(c, "to_sinks") for c in sinks]
             elif op == "done":
                 if cur[3] is None:
                     raise WallarooParameterError("pipeline %r ends (done) without a sink: roo "
@@ -629,20 +630,24 @@ def _roo_plan(result, args, module):
     outs = tcp_parse_output_addrs(args)
     states = {}  # roo state name -> (Wallaroo name, state class)
     plan = []
-    for i, (pname, src, steps, sink) in enumerate(pipelines):
+    nsinks = 0  # sinks so far: sink j of the application takes --out's j-th address
+    for i, (pname, src, steps, sinks) in enumerate(pipelines):
         if not isinstance(pname, str) or not pname:
             raise WallarooParameterError("a pipeline's name must be a non-empty string, not %r"
                                          % (pname,))
         hlen, little, dec = _decoder_of(src[3])
-        enc = _encoder_of(sink[3])
-        for what, cfg, addrs, flag in (("source", src, ins, "--in"), ("sink", sink, outs, "--out")):
+        encs = [_encoder_of(sink[3]) for sink in sinks]
+        checks = [("source", src, ins, "--in", i)]
+        checks += [("sink", sink, outs, "--out", nsinks + j) for j, sink in enumerate(sinks)]
+        nsinks += len(sinks)
+        for what, cfg, addrs, flag, k in checks:
             want = (str(cfg[1]), str(cfg[2]))
-            if i >= len(addrs):
+            if k >= len(addrs):
                 continue  # the worker itself says that its flag lacks an address
-            if want != addrs[i]:
+            if want != addrs[k]:
                 warnings.append("pipeline '%s': its %s config says %s:%s but %s gives %s:%s; roo "
-                                "uses %s" % (pname, what, want[0], want[1], flag, addrs[i][0],
-                                             addrs[i][1], flag))
+                                "uses %s" % (pname, what, want[0], want[1], flag, addrs[k][0],
+                                             addrs[k][1], flag))
         out_steps = []
         for op, c, sb, sname, pf in steps:
             if op in ("to", "to_parallel"):
@@ -665,7 +670,7 @@ def _roo_plan(result, args, module):
             key = _key_fn(pf) if kind != 1 else None
             out_steps.append((kind, _step_name(obj, "state computation"), fn, multi, sid, sname,
                               factory, key))
-        plan.append((pname, hlen, little, dec, out_steps, enc))
+        plan.append((pname, hlen, little, dec, out_steps, encs))
     return (app_name, warnings, ser, deser, plan)
 
 

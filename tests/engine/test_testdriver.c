@@ -327,6 +327,62 @@ START_TEST(an_incomplete_application_is_refused)
 }
 END_TEST
 
+/* A second encoding of the same output: the letter alone. */
+static int encode_letter(const void *msg, size_t len, uint8_t *buf, size_t cap, void *ctx)
+{
+    (void)len, (void)ctx;
+    if (cap >= 1)
+        buf[0] = ((const vote *)msg)->letter;
+    return 1;
+}
+
+static int two_sinks_setup(roo_app *app, int argc, char **argv)
+{
+    const roo_sink sinks[2] = { { .encode = encode_total }, { .encode = encode_letter } };
+    roo_pipeline *p;
+    int rc;
+
+    (void)argc, (void)argv;
+    rc = roo_app_set_name(app, "alphabet");
+    if (rc == 0)
+        rc = roo_app_add_pipeline(app, "votes",
+                                  &(roo_source){ .header_len = 4, .decode = decode_vote }, &p);
+    if (rc == 0)
+        rc = roo_pipeline_to_state(p, &(roo_state_step){ .name = "add votes",
+                                                         .state = &letter_state,
+                                                         .key = letter_key,
+                                                         .compute = add_votes });
+    if (rc == 0)
+        rc = roo_pipeline_to_sinks(p, sinks, 2);
+    if (rc == 0)
+        rc = roo_pipeline_to_sinks(p, sinks, 2) == ROO_ESETUP ? 0 : -1;
+    return rc;
+}
+
+START_TEST(to_sinks_sends_every_output_to_each_sink)
+{
+    static const uint8_t vote_b1[9] = { 0, 0, 0, 5, 'b', 0, 0, 0, 1 };
+    const uint8_t *out;
+    size_t out_len;
+    roo_test *t;
+
+    ck_assert_int_eq(roo_test_create(two_sinks_setup, 0, NULL, &t), 0);
+    ck_assert_int_eq(roo_test_push(t, 0, vote_a3, 9), 0);
+    ck_assert_int_eq(roo_test_push(t, 0, vote_b1, 9), 0);
+    ck_assert_int_eq(roo_test_push(t, 0, vote_a3, 9), 0);
+    ck_assert_int_eq(roo_test_commit(t), 0);
+    ck_assert_int_eq(roo_test_take_output(t, 0, &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, 3 * 13);
+    ck_assert_uint_eq(be64(out + 13 + 5), 1);
+    ck_assert_uint_eq(be64(out + 26 + 5), 6);
+    ck_assert_int_eq(roo_test_take_output(t, 1, &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, 3);
+    ck_assert_int_eq(memcmp(out, "aba", 3), 0);
+    ck_assert_int_eq(roo_test_take_output(t, 2, &out, &out_len), -EINVAL);
+    roo_test_destroy(t);
+}
+END_TEST
+
 static Suite *testdriver_suite(void)
 {
     Suite *s = suite_create("testdriver");
@@ -338,6 +394,7 @@ static Suite *testdriver_suite(void)
     tcase_add_test(tc, a_bad_frame_closes_its_connection_and_keeps_what_came_before);
     tcase_add_test(tc, owned_state_goes_through_serialize_and_deserialize_on_restart);
     tcase_add_test(tc, an_incomplete_application_is_refused);
+    tcase_add_test(tc, to_sinks_sends_every_output_to_each_sink);
     suite_add_tcase(s, tc);
     return s;
 }

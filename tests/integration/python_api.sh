@@ -2,7 +2,8 @@
 # The `wallaroo` module of roo-python: its unit tests (tests/python/test_wallaroo.py, run
 # on src/python/wallaroo.py, the file roo-python embeds), then the stateless Reverse Word
 # (a computation, an app name with a space, UTF-8 text, machida3) and Word Count (a
-# computation_multi, to_parallel, a state partitioned by word on 2 threads) end to end.
+# computation_multi, to_parallel, a state partitioned by word on 2 threads) end to end, and
+# to_sinks (the same outputs to two sinks).
 source "$(dirname "$0")/python_lib.sh"
 watchdog 150
 
@@ -36,6 +37,27 @@ wait_exit recv 60 || fail "reverse: $(tail -1 "$T/recv.log")"
 cmp -s "$T/reversed.txt" "$T/rev-out.txt" || fail "reverse: outputs differ: $(diff "$T/reversed.txt" "$T/rev-out.txt" | head -5)"
 stop rev || fail "reverse did not stop cleanly"
 pass "machida3 reverse: 5000 UTF-8 words reversed, in order"
+
+# to_sinks: the same outputs to two sinks, each through its own encoder.
+OUT2=$(free_port)
+start recv1 "$RECEIVER" --listen "127.0.0.1:$OUT" --newlines --expect 5000 \
+    --output "$T/sink1.txt" --timeout 60 --quiet
+start recv2 "$RECEIVER" --listen "127.0.0.1:$OUT2" --newlines --expect 5000 \
+    --output "$T/sink2.txt" --timeout 60 --quiet
+wait_log recv1 'listening on' 10
+wait_log recv2 'listening on' 10
+py_worker two "$PYTEST" two_sinks "$IN" "$OUT,127.0.0.1:$OUT2" "$T/two"
+"$SENDER" --host "127.0.0.1:$IN" --file "$T/words.bin" --quiet
+wait_exit recv1 60 || fail "to_sinks, sink 1: $(tail -1 "$T/recv1.log")"
+wait_exit recv2 60 || fail "to_sinks, sink 2: $(tail -1 "$T/recv2.log")"
+cmp -s "$T/reversed.txt" "$T/sink1.txt" || fail "to_sinks: sink 1 differs"
+"$PY" -c 'import sys; sys.stdout.write(open(sys.argv[1], encoding="utf-8").read().upper())' \
+    "$T/reversed.txt" >"$T/reversed-upper.txt"
+cmp -s "$T/reversed-upper.txt" "$T/sink2.txt" || fail "to_sinks: sink 2 differs"
+stop two || fail "to_sinks: the worker did not stop cleanly"
+grep -q "stopped: 5000 frames in, 10000 records out" "$T/two.log" ||
+    fail "to_sinks: $(grep stopped: "$T/two.log")"
+pass "to_sinks: 5000 words to both sinks, each through its own encoder"
 
 # Word Count on 2 threads: each word's counts go 1, 2, 3... and end at the truth.
 "$PY" - "$T/lines.bin" "$T/truth.txt" <<'PYEOF'

@@ -3,7 +3,8 @@
 # step, a partition function, a state computation or an encoder is logged with its
 # traceback, the pipeline, the step and the message, and the message is dropped; the
 # worker stays up and every other letter stays exact. A decoder exception closes only its
-# connection. --python-errors=exit stops at the first error. A module that does not import,
+# connection. A message that cannot be pickled or unpickled to cross to another thread is
+# logged and dropped the same way. --python-errors=exit stops at the first error. A module that does not import,
 # an application_setup that raises, and a Kafka source exit 1 before any port is opened;
 # a saved state whose class was renamed stops the restart with a clear message.
 source "$(dirname "$0")/python_lib.sh"
@@ -67,6 +68,30 @@ stop w0 || fail "the worker did not stop cleanly"
 grep -q "stopped: 1007 frames in, $ngood records out, .* $nerr callback errors" "$T/w0.log" ||
     fail "the stop line does not count $nerr callback errors and $ngood outputs: $(grep stopped: "$T/w0.log")"
 pass "$ngood outputs exact; the $nerr failing messages dropped and counted; clean stop"
+
+# Messages cross threads pickled, and only then: on 2 threads, the same 12 votes over two
+# connections (one per thread, round-robin), so each letter's votes cross from exactly one.
+"$PY" - "$T/wire.bin" <<'PYEOF'
+import struct, sys
+with open(sys.argv[1], "wb") as f:
+    for i, c in enumerate("arsarsarsasa"):
+        f.write(struct.pack(">IsI", 5, c.encode(), i + 1))
+PYEOF
+start recvw "$RECEIVER" --listen "127.0.0.1:$OUT" --expect 17 --timeout 60 --quiet
+wait_log recvw 'listening on' 10
+py_worker ww "$PYTEST" wire_app "$IN" "$OUT" "$T/ww" --threads 2
+"$SENDER" --host "127.0.0.1:$IN" --file "$T/wire.bin" --quiet
+"$SENDER" --host "127.0.0.1:$IN" --file "$T/wire.bin" --quiet
+wait_exit recvw 60 || fail "wire errors: $(tail -1 "$T/recvw.log")"
+wait_log ww "cannot serialize a message to send it to another thread or worker; message dropped \(message: Vote\(b's', " 10
+wait_log ww 'TypeError: a vote for s cannot be pickled' 10
+wait_log ww 'cannot deserialize a message from another thread or worker; message dropped' 10
+wait_log ww "ValueError: a b'r' vote cannot be rebuilt" 10
+alive ww || fail "wire errors: the worker died"
+stop ww || fail "wire errors: the worker did not stop cleanly"
+grep -q "stopped: 24 frames in, 17 records out, .* 7 callback errors" "$T/ww.log" ||
+    fail "wire errors: want 17 outputs and 7 errors: $(grep stopped: "$T/ww.log")"
+pass "on 2 threads, messages that cannot be pickled or unpickled to cross are logged, dropped, counted"
 
 # --python-errors=exit: the first error stops the worker with status 1.
 py_worker w1 "$PYTEST" errors_app "$IN" "$OUT" "$T/w1" --python-errors=exit

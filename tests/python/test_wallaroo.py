@@ -128,10 +128,9 @@ class Builder(unittest.TestCase):
                 "p", wallaroo.TCPSourceConfig("h", "1", decode)).done().build()
         with self.assertRaisesRegex(E, "no pipeline"):
             wallaroo.ApplicationBuilder("a").build()
-        with self.assertRaisesRegex(E, "to_sinks with 2 sinks"):
-            s = wallaroo.TCPSinkConfig("h", "1", encode)
+        with self.assertRaisesRegex(E, "to_sinks takes 1 to 64 sink configs, not 0"):
             wallaroo.ApplicationBuilder("a").new_pipeline(
-                "p", wallaroo.TCPSourceConfig("h", "1", decode)).to_sinks([s, s]).build()
+                "p", wallaroo.TCPSourceConfig("h", "1", decode)).to_sinks([]).build()
         with self.assertRaisesRegex(E, "Kafka sources are not supported"):
             app(src=wallaroo.KafkaSourceConfig("t", [], "Warn", decode)).build()
         with self.assertRaisesRegex(E, "connectors are not supported"):
@@ -146,6 +145,26 @@ class Builder(unittest.TestCase):
         self.assertEqual([x[0] for x in p[4]], ["p", "q"])
         self.assertEqual(p[1], [])
 
+    def test_to_sinks_fans_out_to_the_next_out_addresses(self):
+        @wallaroo.encoder
+        def other(data):
+            return data
+
+        ab = wallaroo.ApplicationBuilder("a")
+        ab.new_pipeline("p", wallaroo.TCPSourceConfig("127.0.0.1", "7010", decode))
+        ab.to_sinks([wallaroo.TCPSinkConfig("127.0.0.1", "7002", encode),
+                     wallaroo.TCPSinkConfig("127.0.0.1", "7003", other)]).done()
+        ab.new_pipeline("q", wallaroo.TCPSourceConfig("127.0.0.1", "7011", decode))
+        ab.to_sink(wallaroo.TCPSinkConfig("127.0.0.1", "7004", encode))
+        p = plan(ab, ["x", "--in", "127.0.0.1:7010,127.0.0.1:7011",
+                      "--out", "127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7009"])
+        self.assertEqual([x[5] for x in p[4]], [[encode._roo_fn, other._roo_fn],
+                                                [encode._roo_fn]])
+        # q's sink is the application's third: --out's third address, not its second.
+        self.assertEqual(len(p[1]), 1)
+        self.assertRegex(p[1][0], "pipeline 'q': its sink config says 127.0.0.1:7004 but "
+                                  "--out gives 127.0.0.1:7009")
+
 
 class Plan(unittest.TestCase):
     def test_plan_shape(self):
@@ -158,7 +177,7 @@ class Plan(unittest.TestCase):
         self.assertEqual(warnings, [])
         self.assertIs(ser, wallaroo._roo_dumps)  # pickle
         self.assertEqual(deser(ser(Tally())).n, 0)
-        (pname, hlen, little, dec, steps, enc), = pipes
+        (pname, hlen, little, dec, steps, (enc,)), = pipes
         self.assertEqual((pname, hlen, little), ("p", 4, False))
         self.assertIs(dec, decode._roo_fn)
         self.assertIs(enc, encode._roo_fn)
@@ -225,7 +244,7 @@ class Plan(unittest.TestCase):
         ab = app(("to", Reverse), src=wallaroo.TCPSourceConfig("127.0.0.1", "7010",
                                                                LittleDecoder()),
                  sink=wallaroo.TCPSinkConfig("127.0.0.1", "7002", Enc()))
-        (pname, hlen, little, dec, steps, enc), = plan(ab)[4]
+        (pname, hlen, little, dec, steps, (enc,)), = plan(ab)[4]
         self.assertEqual((hlen, little), (2, True))
         self.assertEqual(steps[0][1], "reverse")
         self.assertEqual(steps[0][2]("abc"), "cba")
