@@ -336,7 +336,6 @@ int roo__coord_abort(cluster *cl, const char *why, uint64_t reply_conn)
         roo__coord_broadcast(cl, &tm);
         return 1;
     }
-    roo__timer_stop(cl->e->io_loop, &cl->send_timer);
     if (roo__move_abort(cl, why))
         roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
     cl->co.abort_unsent = true;
@@ -629,10 +628,6 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
         co_rejoined(cl, (uint32_t)w);
         return;
     }
-    /* It may hold a move that was aborted while it was away: it drops all but ours. (While
-     * an abort waits to be stored, it goes to everyone once it is.) */
-    if (!cl->co.abort_unsent)
-        co_send_abort(cl, (uint32_t)w);
     if (strcmp(cl->topo.workers[w].control_addr, m->worker.control_addr) ||
         strcmp(cl->topo.workers[w].data_addr, m->worker.data_addr) ||
         cl->topo.workers[w].threads != m->worker.threads) {
@@ -650,6 +645,11 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
         roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
         roo__cl_send_ctl(&c->fc, &tm);
     }
+    /* It may hold a move that was aborted while it was away: it drops all but ours. After
+     * the table, which switches it if its move was stored (committed) meanwhile. (While an
+     * abort waits to be stored, it goes to everyone once it is.) */
+    if (!cl->co.abort_unsent)
+        co_send_abort(cl, (uint32_t)w);
     co_rejoined(cl, (uint32_t)w);
 }
 

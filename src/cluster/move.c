@@ -176,11 +176,16 @@ bool roo__move_abort(cluster *cl, const char *why)
     return true;
 }
 
-/* ABORT from the initializer: it runs no move but keep_epoch to keep (0: none). */
+/*
+ * ABORT from the initializer: it runs no move but keep_epoch to table keep (0: none; keep
+ * is then its table). A move the initializer stored (its table is at our move's version) is
+ * not aborted: the table it sent first switched it, or will.
+ */
 void roo__move_on_abort(cluster *cl, uint64_t keep_epoch, const roo__topology *keep)
 {
     if (!cl->mig.active ||
-        (keep_epoch && cl->mig.epoch == keep_epoch && same_table(&cl->mig.next, keep)))
+        (keep_epoch && cl->mig.epoch == keep_epoch && same_table(&cl->mig.next, keep)) ||
+        (!keep_epoch && keep->version >= cl->mig.epoch))
         return;
     if (roo__move_abort(cl, "the initializer no longer runs it"))
         roo__clm_move_ended(cl, CLM_MOVE_ABORTED);

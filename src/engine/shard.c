@@ -788,7 +788,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
 
     if (sh->stopping) {
         bool q = sh->nconns == 0 && sh->cur && roo__shard_batch_empty(sh) &&
-                 sh->nfree + 1 == sh->nbatches && sh->routes_inflight == 0 && !sh->route_in_head;
+                 sh->nfree + 1 == sh->nbatches && sh->routes_inflight == 0 && !sh->route_in_head &&
+                 !sh->unhold;
         if (q != sh->reported_quiescent)
             report_status(sh, q);
     }
