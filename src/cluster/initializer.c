@@ -13,7 +13,8 @@
  *              PRECOPY, HOLD, TRANSFER with every live worker reporting each, then store
  *              the new table (the commit point) and send it. A restarted initializer resumes
  *              from the pending table in its directory; a worker that comes back during a
- *              move is sent the current phase again.
+ *              move is sent the current phase again. roo-ctl move --abort gives a move up
+ *              before its commit point (roo__coord_abort).
  *   Stop       roo-ctl shutdown: Shutdown to every worker, then drain rounds every 50 ms
  *              until two in a row find every worker idle with unchanged counts, then Exit.
  * The initializer is also an ordinary worker: it takes part in moves (move.c) and its own

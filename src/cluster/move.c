@@ -19,7 +19,9 @@
  *             the same links as what follows), and old owners drop the moved state.
  * A worker that restarts during a move finds the pending table and holds again; the
  * initializer repeats the current phase to it (every step can be repeated, and imports
- * overwrite). docs/architecture.md explains why the result is exact.
+ * overwrite). Before the switch the initializer may abort the move (roo__move_abort): held
+ * messages are re-routed through the table before it, imports dropped.
+ * docs/architecture.md explains why the result is exact.
  */
 #include <errno.h>
 #include <stdio.h>
