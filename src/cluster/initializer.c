@@ -329,14 +329,16 @@ int roo__coord_abort(cluster *cl, const char *why, uint64_t reply_conn)
         cl->co.ext_conns[i] = 0;
     }
     roo__log_warn("%s", msg);
-    if (cl->mig.epoch > cl->co.min_version)
-        cl->co.min_version = cl->mig.epoch; /* its chunks may still be on their way */
     if (!held) {
         if (roo__move_abandon(cl, why))
             roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
         roo__coord_broadcast(cl, &tm);
         return 1;
     }
+    /* Its transfer's chunks (told apart by their move's number only, unlike the pre-copy's
+     * rounds) may still be on their way: the next move gets a higher number. */
+    if (cl->mig.epoch > cl->co.min_version)
+        cl->co.min_version = cl->mig.epoch;
     if (roo__move_abort(cl, why))
         roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
     cl->co.abort_unsent = true;
