@@ -791,7 +791,7 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
         snprintf(err, sizeof(err), "name the workers to remove (--workers) or how many (--count)");
         goto fail;
     }
-    if (cl->co.running || cl->mig.active || cl->draining) {
+    if (cl->co.running || cl->mig.active || cl->co.abort_unsent || cl->draining) {
         snprintf(err, sizeof(err), "a partition move is under way; try again when it is done");
         goto fail;
     }

@@ -29,6 +29,7 @@
 
 static void refuse(aconn *c, const char *reason);
 static void co_commit(cluster *cl);
+static void co_maybe_grow(cluster *cl);
 
 /* Send m to every worker with a live control link to us (the initializer). */
 void roo__coord_broadcast(cluster *cl, const roo__ctl *m)
@@ -286,13 +287,16 @@ void roo__coord_meta_stored(cluster *cl, uint64_t seq)
         return;
     cl->co.abort_unsent = false;
     co_send_abort(cl, UINT32_MAX);
-    if (!cl->co.abort_conn)
+    if (!cl->co.abort_conn) {
+        co_maybe_grow(cl);
         return;
+    }
     root = roo__json_object();
     roo__json_set(root, "aborted", roo__json_str(cl->co.abort_what));
     roo__json_set(root, "table_version", roo__json_u64(cl->topo.version));
     roo__ext_reply_line(cl, cl->co.abort_conn, root);
     cl->co.abort_conn = 0;
+    co_maybe_grow(cl); /* joiners that came meanwhile */
 }
 
 /*
@@ -397,8 +401,9 @@ static void co_maybe_grow(cluster *cl)
     char what[160];
     size_t n = cl->co.njoiners, len;
 
-    if (cl->co.running || cl->mig.active || !n || n < cl->co.want || !cl->ready || cl->draining)
-        return;
+    if (cl->co.running || cl->mig.active || cl->co.abort_unsent || !n || n < cl->co.want ||
+        !cl->ready || cl->draining)
+        return; /* (an abort not sent yet: the workers would take the next move for it) */
     if (cl->topo.nworkers + n > MAX_WORKERS) {
         for (size_t i = 0; i < n; i++)
             refuse(cl->co.joiners[i].ctl, "the cluster cannot list that many workers");

@@ -5,10 +5,12 @@
 # (the joiner dies before it holds, so the hold waits for it), during which worker2 is killed
 # too. Each abort returns to the table before the move: status shows whom the move waits
 # for, the held messages go to the old owners, worker1 restarted after the first abort and
-# worker2 restarted after the second (holding a move that no longer runs) serve on, and
-# under two resumable streams every vote is counted exactly once.
+# worker2 restarted after the second (holding a move that no longer runs) serve on. Then a
+# shrink (worker2 leaves) is aborted in its transfer while a new owner, worker1, is down:
+# back with the state it imported, it drops it. Under two resumable streams every vote is
+# counted exactly once.
 source "$(dirname "$0")/lib.sh"
-watchdog 240
+watchdog 300
 
 export ROO_TEST_TRANSFER_DELAY_MS=60000 # the transfer waits: the move stays in it
 RATE=${MOVE_RATE:-2000}
@@ -102,11 +104,28 @@ wait_log w2b 'partition move to table version 3 aborted \(the initializer no lon
 serving
 pass "a grow waiting in its hold for a dead joiner was aborted; worker2, back with it, dropped it"
 
+# 3. A shrink in its transfer (worker2's state waits: ROO_TEST_TRANSFER_DELAY_MS); worker1,
+# a new owner with its pre-copy committed, is killed; abort; worker1 comes back.
+start shrink "$ROO_CTL" --external "$EXT0" shrink --workers worker2
+wait_log w0 'partition move 4: every worker holds; transferring state' 60
+sleep 0.5
+kill9 w1b
+"$ROO_CTL" --external "$EXT0" move --abort >"$T/abort.json" 2>&1 ||
+    fail "the shrink's abort failed: $(cat "$T/abort.json")"
+grep -q '"aborted": "shrinking by 1 worker(s) (worker2)"' "$T/abort.json" ||
+    fail "abort answer: $(cat "$T/abort.json")"
+wait_exit shrink 30 && fail "roo-ctl shrink succeeded although its move was aborted"
+grep -q 'aborted' "$T/shrink.log" || fail "roo-ctl shrink does not say why: $(cat "$T/shrink.log")"
+run_worker 1 w1c
+wait_log w1c 'partition move to table version 4 aborted \(the initializer no longer runs it\).*the state imported for it is dropped' 30
+serving
+pass "a shrink aborted in its transfer; worker1, back with the state it imported, dropped it"
+
 wait_exit senderA 180 || fail "sender A did not finish: $(tail -2 "$T/senderA.log")"
 wait_exit senderB 180 || fail "sender B did not finish: $(tail -2 "$T/senderB.log")"
 check_state_totals "${CL_EXT[0]}" "$T/expected.json"
 sleep 2
 stop recv TERM || fail "sink check failed: $(tail -1 "$T/recv.log")"
 "$ROO_CTL" --external "$EXT0" shutdown >/dev/null || fail "shutdown failed"
-for w in w0 w1b w2b; do wait_exit "$w" 40 || fail "$w exited $? at shutdown"; done
-pass "two grows aborted past their pre-copy (transfer, hold), two workers restarted: every vote counted once"
+for w in w0 w1c w2b; do wait_exit "$w" 40 || fail "$w exited $? at shutdown"; done
+pass "two grows and a shrink aborted past their pre-copy, workers restarted: every vote counted once"
