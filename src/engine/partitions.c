@@ -1,6 +1,7 @@
 /* partitions.c: a processing thread's side of the partition table and of partition moves:
- * installing a table, holding and releasing messages of moving partitions, noting changed
- * keys for a pre-copy, applying state that moves here, and dropping what moved away.
+ * installing a table, holding and releasing messages of moving partitions (or re-routing
+ * them when the move is aborted), noting changed keys for a pre-copy, applying state that
+ * moves here, and dropping what moved away.
  *
  * Runs on the shard's own thread, like shard.c and source.c (they share shard-int.h);
  * cluster/move.c drives the steps and docs/architecture.md says why the result is exact.
