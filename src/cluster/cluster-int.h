@@ -234,6 +234,7 @@ struct roo__cluster {
         unsigned shards_dumped;
         roo__buf dumped;
         int64_t hold_ns;
+        uint32_t hold_gen; /* this worker's number of the hold (route buffers carry it) */
         roo__route *held_head, *held_tail; /* messages for moving partitions, until the switch */
         uint64_t *sink_marks;              /* old owner: output to flush before sending state */
         int64_t send_after_ns;             /* tests: hold the transfer back (see below) */
@@ -241,6 +242,12 @@ struct roo__cluster {
         int64_t started_ns;
         int64_t watch_ns; /* the last "still waiting" line */
     } mig;
+    /* Holds begun here (each gets the next number), and those that ended in an abort: their
+     * held buffers still on their way go back to their threads (see roo__move_abort). */
+    uint32_t hold_gens;
+    uint32_t *aborted_gens;
+    size_t naborted_gens;
+    uint64_t aborted_epoch; /* the last move aborted here: its state chunks are ignored */
     /* The initializer drives moves. */
     struct {
         bool running;
@@ -258,6 +265,14 @@ struct roo__cluster {
         char what[160];
         int64_t started_ns;
         roo__timer hold_timer; /* tests: HOLD after a delay (ROO_TEST_HOLD_DELAY_MS) */
+        int64_t phase_ns;      /* when the current phase began */
+        /* An abort past the pre-copy is told to the workers once our pending table is
+         * cleared on disk (abort_seq stored): a restarted initializer must not resume it. */
+        bool abort_unsent;
+        uint64_t abort_seq;
+        uint64_t abort_conn; /* roo-ctl waiting for it */
+        char abort_what[160];
+        uint64_t min_version; /* a move's version is above every aborted one's */
     } co;
 
     bool *stage_is_state;     /* per stage of the app: may a peer route messages to it */
@@ -308,6 +323,8 @@ aconn *roo__cl_find_conn(cluster *cl, uint64_t id);
 int roo__cl_fatal(cluster *cl, const char *why);
 int64_t roo__cl_worker_index(const cluster *cl, const char *name);
 void roo__cl_install_routes(cluster *cl, const uint8_t *drop);
+/* The move held for was aborted: the table before it, re-route what was held (move.c). */
+void roo__cl_install_unhold(cluster *cl, const uint8_t *drop, uint64_t epoch);
 void roo__cl_persist_topology(cluster *cl);
 void roo__cl_go_ready(cluster *cl);
 void roo__cl_check_conns_ready(cluster *cl);
@@ -338,6 +355,9 @@ void roo__links_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t l
 void roo__move_check(cluster *cl);
 bool roo__move_prepare(cluster *cl, uint64_t epoch, const roo__topology *next);
 bool roo__move_abandon(cluster *cl, const char *why);
+bool roo__move_abort(cluster *cl, const char *why);
+void roo__move_on_abort(cluster *cl, uint64_t keep_epoch, const roo__topology *keep);
+bool roo__move_gen_aborted(const cluster *cl, uint32_t gen);
 void roo__move_precopy(cluster *cl, uint32_t round);
 /* Every second: a move phase that is slow here says what it waits for (every 10 s). */
 void roo__move_watch(cluster *cl);
@@ -361,9 +381,10 @@ void roo__coord_broadcast(cluster *cl, const roo__ctl *m);
 void roo__coord_check_ready(cluster *cl);
 void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase);
 void roo__coord_pending_stored(cluster *cl);
+void roo__coord_meta_stored(cluster *cl, uint64_t seq);
 bool roo__coord_rebalance(roo__topology *t);
 void roo__coord_begin(cluster *cl, roo__topology *t, const char *what);
-int roo__coord_abort(cluster *cl, const char *why);
+int roo__coord_abort(cluster *cl, const char *why, uint64_t reply_conn);
 void roo__coord_drain_evaluate(cluster *cl);
 void roo__coord_shutdown(cluster *cl, const char *why);
 void roo__coord_on_frame(cluster *cl, aconn *c, const uint8_t *payload, size_t len);

@@ -107,7 +107,19 @@ int roo__cluster_set_metrics_address(roo__cluster *cl, const char *addr)
  * changes go to "held" destinations: io keeps those messages until the switch. drop marks
  * partitions this worker just gave away.
  */
+static void install_routes(cluster *cl, const uint8_t *drop, uint64_t unhold_epoch);
+
 void roo__cl_install_routes(cluster *cl, const uint8_t *drop)
+{
+    install_routes(cl, drop, 0);
+}
+
+void roo__cl_install_unhold(cluster *cl, const uint8_t *drop, uint64_t epoch)
+{
+    install_routes(cl, drop, epoch);
+}
+
+static void install_routes(cluster *cl, const uint8_t *drop, uint64_t unhold_epoch)
 {
     roo__engine *e = cl->e;
     const roo__topology *t = &cl->topo, *nx = cl->mig.active ? &cl->mig.next : NULL;
@@ -145,9 +157,11 @@ void roo__cl_install_routes(cluster *cl, const uint8_t *drop)
         memcpy(m->part_dest, rt.part_dest, rt.partitions * sizeof(uint16_t));
         if (rt.part_old) {
             m->hold_epoch = cl->mig.epoch;
+            m->hold_gen = cl->mig.hold_gen;
             m->part_old = roo__xmalloc(rt.partitions * sizeof(uint16_t));
             memcpy(m->part_old, rt.part_old, rt.partitions * sizeof(uint16_t));
         }
+        m->unhold_epoch = unhold_epoch;
         if (drop) {
             m->drop = roo__xmalloc(t->partitions);
             memcpy(m->drop, drop, t->partitions);
@@ -344,6 +358,8 @@ static void meta_stored(void *ctx, roo__meta_msg *m)
     cluster *cl = ctx;
 
     cl->meta_pending = false;
+    if (m->result >= 0)
+        roo__coord_meta_stored(cl, m->seq);
     if (m->result >= 0 && cl->mig.active && !cl->mig.pending_stored &&
         m->seq >= cl->mig.pending_meta) {
         cl->mig.pending_stored = true;
@@ -822,6 +838,7 @@ static void start(void *ctx)
                 roo__coord_describe(&cl->topo, &cl->mig.next, cl->co.what, sizeof(cl->co.what));
                 cl->co.reported = roo__xcalloc(cl->mig.next.nworkers, sizeof(bool));
                 cl->co.phase = ROO__MIG_HOLD;
+                cl->co.phase_ns = roo__now_ns();
             }
         }
         if (cl->mode == ROO__INITIALIZER)
@@ -894,6 +911,7 @@ void roo__cluster_destroy(roo__cluster *cl)
         close(cl->ext_lfd);
     roo__topology_finish(&cl->topo);
     roo__move_free(cl);
+    free(cl->aborted_gens);
     free(cl->co.reported);
     for (size_t i = 0; i < cl->co.njoiners; i++)
         roo__worker_info_finish(&cl->co.joiners[i].info);

@@ -41,6 +41,8 @@ static json_t *move_json(cluster *cl)
     roo__json_set(move, "phase", roo__json_str(cl->co.phase < 4 ? phases[cl->co.phase] : "?"));
     roo__json_set(move, "for_ms",
                   roo__json_u64((uint64_t)(roo__now_ns() - cl->co.started_ns) / 1000000));
+    roo__json_set(move, "phase_for_ms",
+                  roo__json_u64((uint64_t)(roo__now_ns() - cl->co.phase_ns) / 1000000));
     for (uint32_t w = 0; w < cl->mig.next.nworkers; w++) {
         bool live =
             w < cl->topo.nworkers ? !cl->topo.workers[w].left : !cl->mig.next.workers[w].left;
@@ -789,7 +791,7 @@ static void ext_shrink(cluster *cl, aconn *c, const roo__ext_request *req)
         snprintf(err, sizeof(err), "name the workers to remove (--workers) or how many (--count)");
         goto fail;
     }
-    if (cl->co.running || cl->mig.active || cl->draining) {
+    if (cl->co.running || cl->mig.active || cl->co.abort_unsent || cl->draining) {
         snprintf(err, sizeof(err), "a partition move is under way; try again when it is done");
         goto fail;
     }
@@ -824,7 +826,7 @@ fail:
 /* roo-ctl move --abort (see roo__coord_abort). */
 static void ext_move_abort(cluster *cl, aconn *c)
 {
-    char what[sizeof(cl->co.what)], err[400];
+    char what[sizeof(cl->co.what)];
     json_t *root;
     int rc;
 
@@ -833,18 +835,11 @@ static void ext_move_abort(cluster *cl, aconn *c)
         return;
     }
     snprintf(what, sizeof(what), "%s", cl->co.what);
-    rc = roo__coord_abort(cl, "roo-ctl move --abort");
-    if (rc == -ENOENT) {
-        roo__ext_reply(cl, c->id, false, NULL, "no partition move is under way");
-        return;
-    }
-    if (rc == -EBUSY) {
-        snprintf(err, sizeof(err),
-                 "%s is past its pre-copy (phase %s): the workers may hold the moving "
-                 "partitions' messages, so it cannot be undone; it finishes when the workers "
-                 "it waits for (roo-ctl status, \"waiting_for\") report",
-                 what, cl->co.phase == ROO__MIG_HOLD ? "hold" : "transfer");
-        roo__ext_reply(cl, c->id, false, NULL, err);
+    rc = roo__coord_abort(cl, "roo-ctl move --abort", c->id);
+    if (rc == -ENOENT || cl->co.abort_unsent) {
+        /* No move (or one aborted, not stored yet: that one answers once it is). */
+        if (rc == -ENOENT)
+            roo__ext_reply(cl, c->id, false, NULL, "no partition move is under way");
         return;
     }
     root = roo__json_object();

@@ -13,7 +13,8 @@
  *              PRECOPY, HOLD, TRANSFER with every live worker reporting each, then store
  *              the new table (the commit point) and send it. A restarted initializer resumes
  *              from the pending table in its directory; a worker that comes back during a
- *              move is sent the current phase again.
+ *              move is sent the current phase again. roo-ctl move --abort gives a move up
+ *              before its commit point (roo__coord_abort).
  *   Stop       roo-ctl shutdown: Shutdown to every worker, then drain rounds every 50 ms
  *              until two in a row find every worker idle with unchanged counts, then Exit.
  * The initializer is also an ordinary worker: it takes part in moves (move.c) and its own
@@ -28,6 +29,7 @@
 
 static void refuse(aconn *c, const char *reason);
 static void co_commit(cluster *cl);
+static void co_maybe_grow(cluster *cl);
 
 /* Send m to every worker with a live control link to us (the initializer). */
 void roo__coord_broadcast(cluster *cl, const roo__ctl *m)
@@ -128,6 +130,8 @@ static void co_send_all(cluster *cl, uint32_t phase)
 
 static void co_phase(cluster *cl, uint32_t phase)
 {
+    if (phase != cl->co.phase)
+        cl->co.phase_ns = roo__now_ns();
     cl->co.phase = phase;
     memset(cl->co.reported, 0, cl->mig.next.nworkers * sizeof(bool));
     if (phase == ROO__MIG_HOLD) {
@@ -260,24 +264,60 @@ void roo__coord_report(cluster *cl, uint32_t w, uint64_t epoch, uint32_t phase)
     }
 }
 
+/* Tell worker w (every worker: w UINT32_MAX) which move we run, so that it drops others. */
+static void co_send_abort(cluster *cl, uint32_t w)
+{
+    roo__ctl m = { .kind = ROO__CTL_MIGRATE,
+                   .phase = ROO__MIG_ABORT,
+                   .epoch = cl->co.running ? cl->mig.epoch : 0,
+                   .topology = cl->co.running ? cl->mig.next : cl->topo };
+
+    if (w == UINT32_MAX)
+        roo__coord_broadcast(cl, &m);
+    else if (w < cl->npeers && cl->peers[w].ctl && !cl->peers[w].ctl->dead)
+        roo__cl_send_ctl(&cl->peers[w].ctl->fc, &m);
+}
+
+/* An identity record is stored: an abort waiting for it goes out (see roo__coord_abort). */
+void roo__coord_meta_stored(cluster *cl, uint64_t seq)
+{
+    json_t *root;
+
+    if (!cl->co.abort_unsent || seq < cl->co.abort_seq)
+        return;
+    cl->co.abort_unsent = false;
+    co_send_abort(cl, UINT32_MAX);
+    if (!cl->co.abort_conn) {
+        co_maybe_grow(cl);
+        return;
+    }
+    root = roo__json_object();
+    roo__json_set(root, "aborted", roo__json_str(cl->co.abort_what));
+    roo__json_set(root, "table_version", roo__json_u64(cl->topo.version));
+    roo__ext_reply_line(cl, cl->co.abort_conn, root);
+    cl->co.abort_conn = 0;
+    co_maybe_grow(cl); /* joiners that came meanwhile */
+}
+
 /*
- * roo-ctl move --abort: give up the move under way while it is still in its pre-copy, so
- * that a move waiting on a worker that is gone (a joiner that vanished) does not stall the
- * cluster. Nothing was switched to, and no worker holds yet (the hold starts only once
- * every pre-copy report is in): each worker drops the move when it gets the current table
- * (as after an initializer restart), and workers the move was adding are refused. Returns
- * 0, or -EBUSY past the pre-copy (every worker may hold the moving partitions' messages:
- * the move finishes when the workers it waits for report) or -ENOENT (no move).
+ * roo-ctl move --abort: give up the move under way, so that a move waiting on a worker
+ * that is gone (a joiner that vanished, a worker down for good) does not stall the cluster.
+ * Only before the commit point: co.running ends when the next table is stored. Nothing
+ * was switched to. In the pre-copy no worker holds yet: each drops the move when it gets
+ * the current table (as after an initializer restart). Past it, workers hold: the abort is
+ * made durable first (our pending table cleared on disk), then sent (Migrate ABORT), and
+ * each worker re-routes what it held through the table before the move (move.c). Workers
+ * the move was adding are refused. Returns 1 (aborted in the pre-copy: the caller
+ * answers), 0 (reply_conn, if not 0, is answered once the abort is stored) or -ENOENT.
  */
-int roo__coord_abort(cluster *cl, const char *why)
+int roo__coord_abort(cluster *cl, const char *why, uint64_t reply_conn)
 {
     roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
+    bool held = cl->co.phase != ROO__MIG_PRECOPY || cl->mig.holding;
     char msg[300];
 
     if (!cl->co.running)
         return -ENOENT;
-    if (cl->co.phase != ROO__MIG_PRECOPY || cl->mig.holding)
-        return -EBUSY;
     snprintf(msg, sizeof(msg), "the partition move that was adding this worker was aborted (%s)",
              why);
     for (uint32_t w = (uint32_t)cl->topo.nworkers; w < cl->mig.next.nworkers; w++)
@@ -293,9 +333,22 @@ int roo__coord_abort(cluster *cl, const char *why)
         cl->co.ext_conns[i] = 0;
     }
     roo__log_warn("%s", msg);
-    if (roo__move_abandon(cl, why))
+    if (!held) {
+        if (roo__move_abandon(cl, why))
+            roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
+        roo__coord_broadcast(cl, &tm);
+        return 1;
+    }
+    /* Its transfer's chunks (told apart by their move's number only, unlike the pre-copy's
+     * rounds) may still be on their way: the next move gets a higher number. */
+    if (cl->mig.epoch > cl->co.min_version)
+        cl->co.min_version = cl->mig.epoch;
+    if (roo__move_abort(cl, why))
         roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
-    roo__coord_broadcast(cl, &tm);
+    cl->co.abort_unsent = true;
+    cl->co.abort_seq = cl->meta_queued;
+    cl->co.abort_conn = reply_conn;
+    snprintf(cl->co.abort_what, sizeof(cl->co.abort_what), "%s", cl->co.what);
     return 0;
 }
 
@@ -321,11 +374,14 @@ void roo__coord_begin(cluster *cl, roo__topology *t, const char *what)
 
     for (uint32_t p = 0; p < t->partitions; p++)
         moving += t->owner[p] != (p < cl->topo.partitions ? cl->topo.owner[p] : UINT32_MAX);
-    t->version = cl->topo.version + 1;
+    /* Above an aborted move's number too: chunks of it may still be on their way. */
+    t->version =
+        (cl->topo.version > cl->co.min_version ? cl->topo.version : cl->co.min_version) + 1;
     if (!roo__move_prepare(cl, t->version, t))
         return;
     cl->co.running = true;
     cl->co.started_ns = roo__now_ns();
+    cl->co.phase = 0;
     /* Rounds start anywhere: a move abandoned by an earlier run of this initializer may have
      * had the same version, and its chunks may still be in flight. */
     if (getrandom(&cl->co.round, sizeof(cl->co.round), 0) != sizeof(cl->co.round))
@@ -345,8 +401,9 @@ static void co_maybe_grow(cluster *cl)
     char what[160];
     size_t n = cl->co.njoiners, len;
 
-    if (cl->co.running || cl->mig.active || !n || n < cl->co.want || !cl->ready || cl->draining)
-        return;
+    if (cl->co.running || cl->mig.active || cl->co.abort_unsent || !n || n < cl->co.want ||
+        !cl->ready || cl->draining)
+        return; /* (an abort not sent yet: the workers would take the next move for it) */
     if (cl->topo.nworkers + n > MAX_WORKERS) {
         for (size_t i = 0; i < n; i++)
             refuse(cl->co.joiners[i].ctl, "the cluster cannot list that many workers");
@@ -596,6 +653,11 @@ static void hello_member(cluster *cl, aconn *c, const roo__ctl *m)
         roo__ctl tm = { .kind = ROO__CTL_TOPOLOGY, .topology = cl->topo };
         roo__cl_send_ctl(&c->fc, &tm);
     }
+    /* It may hold a move that was aborted while it was away: it drops all but ours. After
+     * the table, which switches it if its move was stored (committed) meanwhile. (While an
+     * abort waits to be stored, it goes to everyone once it is.) */
+    if (!cl->co.abort_unsent)
+        co_send_abort(cl, (uint32_t)w);
     co_rejoined(cl, (uint32_t)w);
 }
 

@@ -65,6 +65,11 @@ static int join_table(cluster *cl, const roo__ctl *m)
 /* Migrate: take this worker's part in a phase of a partition move. */
 static void on_migrate(cluster *cl, const roo__ctl *m)
 {
+    if (m->phase == ROO__MIG_ABORT) {
+        if (cl->has_topology)
+            roo__move_on_abort(cl, m->epoch, &m->topology);
+        return;
+    }
     if (!cl->has_topology && join_table(cl, m) < 0)
         return;
     if (m->phase == ROO__MIG_PRECOPY) {

@@ -550,15 +550,21 @@ static void send_routes(cluster *cl, roo__batch *b)
         peer *p;
         next = (roo__route *)r->node.next;
         r->node.next = NULL;
+        if (r->held && cl->mig.active && cl->mig.holding && r->hold_gen == cl->mig.hold_gen) {
+            /* For a partition on the move: kept, in order, until the switch. */
+            roo__cl_route_append(&cl->mig.held_head, &cl->mig.held_tail, r);
+            continue;
+        }
+        if (r->held && roo__move_gen_aborted(cl, r->hold_gen)) {
+            /* Held for a move that was aborted: its thread re-routes it (in order). */
+            r->node.kind = ROO__Q_HELD_BACK;
+            roo__queue_push(&r->from->inbox, &r->node);
+            continue;
+        }
         if (!cl->has_topology || r->worker >= cl->npeers || r->worker == cl->self) {
             roo__log_error("internal error: route to unknown worker %u", r->worker);
             r->node.kind = ROO__Q_ROUTE_RETURN;
             roo__queue_push(&r->from->inbox, &r->node);
-            continue;
-        }
-        if (r->held && cl->mig.active) {
-            /* For a partition on the move: kept, in order, until the switch. */
-            roo__cl_route_append(&cl->mig.held_head, &cl->mig.held_tail, r);
             continue;
         }
         p = &cl->peers[r->worker];

@@ -19,7 +19,9 @@
  *             the same links as what follows), and old owners drop the moved state.
  * A worker that restarts during a move finds the pending table and holds again; the
  * initializer repeats the current phase to it (every step can be repeated, and imports
- * overwrite). docs/architecture.md explains why the result is exact.
+ * overwrite). Before the switch the initializer may abort the move (roo__move_abort): held
+ * messages are re-routed through the table before it, imports dropped.
+ * docs/architecture.md explains why the result is exact.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -115,6 +117,88 @@ bool roo__move_abandon(cluster *cl, const char *why)
     roo__links_forget_from(cl, (uint32_t)cl->topo.nworkers);
     roo__cl_install_routes(cl, NULL);
     return true;
+}
+
+/*
+ * The initializer aborted the move (roo-ctl move --abort), and it may be past the pre-copy:
+ * we may hold. Nothing was switched to (the initializer aborts only before it stores the
+ * next table). Back to the table before the move: the held messages go back to the threads
+ * that routed them, which re-route them through that table in order (partitions.c,
+ * unhold_check); what was imported for the move is dropped; the pending table is cleared
+ * on disk first, so that nothing dropped here can be committed before it. Returns false
+ * if no move was under way.
+ */
+bool roo__move_abort(cluster *cl, const char *why)
+{
+    struct mig_state *m = &cl->mig;
+    uint64_t epoch = m->epoch;
+    uint8_t *drop = NULL;
+    roo__route *r, *next;
+    unsigned held = 0;
+
+    if (!m->active)
+        return false;
+    if (!m->holding)
+        return roo__move_abandon(cl, why);
+    roo__timer_stop(cl->e->io_loop, &m->retry);
+    for (unsigned i = 0; m->track_asked && !m->dump_asked && i < cl->e->nshards; i++) {
+        roo__track_msg *t = roo__xcalloc(1, sizeof(*t)); /* no parts: stop noting */
+        t->node.kind = ROO__Q_TRACK;
+        t->epoch = m->epoch;
+        roo__queue_push(&cl->e->shards[i].inbox, &t->node);
+    }
+    cl->aborted_epoch = epoch;
+    cl->aborted_gens =
+        roo__xrealloc(cl->aborted_gens, (cl->naborted_gens + 1) * sizeof(*cl->aborted_gens));
+    cl->aborted_gens[cl->naborted_gens++] = m->hold_gen;
+    for (r = m->held_head; r; r = next) {
+        next = (roo__route *)r->node.next;
+        r->node.next = NULL;
+        r->node.kind = ROO__Q_HELD_BACK;
+        roo__queue_push(&r->from->inbox, &r->node);
+        held++;
+    }
+    m->held_head = m->held_tail = NULL;
+    if (m->nincoming) {
+        drop = roo__xmalloc(cl->topo.partitions);
+        memcpy(drop, m->incoming, cl->topo.partitions);
+    }
+    roo__log_warn("partition move to table version %llu aborted (%s) after %lld ms: back to table "
+                  "version %llu; %u held buffer(s) here go back to their threads to be re-routed%s",
+                  (unsigned long long)epoch, why,
+                  (long long)((roo__now_ns() - m->started_ns) / 1000000),
+                  (unsigned long long)cl->topo.version, held,
+                  m->nincoming ? "; the state imported for it is dropped" : "");
+    roo__move_free(cl);
+    roo__cl_persist_topology(cl); /* no pending table any more; queued before any drop */
+    roo__links_forget_from(cl, (uint32_t)cl->topo.nworkers);
+    roo__cl_install_unhold(cl, drop, epoch);
+    free(drop);
+    m->hold_ns = 0;
+    return true;
+}
+
+/*
+ * ABORT from the initializer: it runs no move but keep_epoch to table keep (0: none; keep
+ * is then its table). A move the initializer stored (its table is at our move's version) is
+ * not aborted: the table it sent first switched it, or will.
+ */
+void roo__move_on_abort(cluster *cl, uint64_t keep_epoch, const roo__topology *keep)
+{
+    if (!cl->mig.active ||
+        (keep_epoch && cl->mig.epoch == keep_epoch && same_table(&cl->mig.next, keep)) ||
+        (!keep_epoch && keep->version >= cl->mig.epoch))
+        return;
+    if (roo__move_abort(cl, "the initializer no longer runs it"))
+        roo__clm_move_ended(cl, CLM_MOVE_ABORTED);
+}
+
+bool roo__move_gen_aborted(const cluster *cl, uint32_t gen)
+{
+    for (size_t i = 0; i < cl->naborted_gens; i++)
+        if (cl->aborted_gens[i] == gen)
+            return true;
+    return false;
 }
 
 /* Take part in a move to `next`: peers for new workers, what comes and what goes. */
@@ -216,6 +300,7 @@ void roo__move_hold(cluster *cl)
     }
     m->holding = true;
     m->hold_ns = roo__now_ns();
+    m->hold_gen = ++cl->hold_gens;
     roo__cl_install_routes(cl, NULL);
     roo__cl_persist_topology(cl);
     m->pending_meta = cl->meta_queued;
@@ -623,6 +708,12 @@ void roo__move_on_chunk(cluster *cl, aconn *c, const uint8_t *payload, size_t le
     if (roo__wire_data_chunk_decode(payload, len, &ch) < 0) {
         roo__log_warn("data connection from %s: malformed state chunk; closing it", c->fc.peer);
         roo__cl_conn_kill(c);
+        return;
+    }
+    if (ch.epoch == cl->aborted_epoch && !(cl->mig.active && ch.epoch == cl->mig.epoch)) {
+        /* Of a move aborted here: it was still on its way. */
+        roo__buf_finish(&ch.records);
+        roo__buf_finish(&ch.marks);
         return;
     }
     if (ch.epoch > (cl->mig.active ? cl->mig.epoch : cl->topo.version)) {

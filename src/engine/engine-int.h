@@ -127,6 +127,7 @@ enum {
     ROO__Q_TRACK_DUMP,    /* io -> shard: hand over the keys noted, stop noting */
     ROO__Q_STREAM_ASK,    /* shard -> io: how far has another worker read this stream? */
     ROO__Q_STREAM_ANSWER, /* io -> shard: ... the answer (the same roo__stream_ask) */
+    ROO__Q_HELD_BACK,     /* io -> shard: a held route buffer of an aborted move, to re-route */
 };
 
 /*
@@ -336,7 +337,8 @@ typedef struct roo__route {
     uint64_t link_incarnation;
     uint64_t link_conn; /* the cluster's id of the connection it came in on */
     char link_peer[ROO__LINK_NAME_MAX + 1];
-    bool held; /* for a partition on the move: io keeps it until the switch */
+    bool held;         /* for a partition on the move: io keeps it until the switch */
+    uint32_t hold_gen; /* ... the hold it was held in (an aborted one's go home to re-route) */
     /* The wall clock of the read of its first message and that read's pipeline (read_ns 0:
      * unknown), so the end-to-end latency counts from the read on the first worker. */
     int64_t read_ns;
@@ -360,8 +362,15 @@ typedef struct roo__routes_msg {
      * NULL) marks partitions this worker no longer owns: their state is forgotten.
      */
     uint64_t hold_epoch;
+    uint32_t hold_gen; /* this worker's number of the hold (route buffers carry it) */
     uint16_t *part_old;
     uint8_t *drop;
+    /*
+     * The move held for was aborted (unhold_epoch, its number): this is the table before
+     * it. The thread re-routes its held messages through it once every held buffer it sent
+     * to io is back (ROO__Q_HELD_BACK), and forgets the state imported for the move (drop).
+     */
+    uint64_t unhold_epoch;
 } roo__routes_msg;
 
 typedef struct roo__meta_msg {
@@ -447,12 +456,17 @@ typedef struct roo__shard {
     _Atomic uint64_t duplicates; /* resent messages recognised and skipped */
     uint64_t outbox_announced;   /* ... already passed to the committer for deletion */
     roo__qnode *route_in_head, *route_in_tail; /* inbound routes not processed yet */
-    bool routed;                       /* the state step about to run got its message by route */
-    bool routes_first;                 /* apply queued routes before reading sources again */
-    roo__route *held_head, *held_tail; /* held for a partition moving to this worker */
-    uint64_t hold_epoch;               /* a partition move holds messages (0: none) */
-    uint16_t *part_old;                /* ... and the table before it */
-    uint64_t hold_fence;               /* batches up to this one were sealed before the hold */
+    bool routed;                         /* the state step about to run got its message by route */
+    bool routes_first;                   /* apply queued routes before reading sources again */
+    roo__route *held_head, *held_tail;   /* held for a partition moving to this worker */
+    uint64_t hold_epoch;                 /* a partition move holds messages (0: none) */
+    uint32_t hold_gen;                   /* ... this worker's number of that hold */
+    uint32_t held_out;                   /* held buffers sent on to io, not back yet */
+    roo__routes_msg *unhold;             /* the move was aborted: the table to go back to */
+    roo__route *back_head, *back_tail;   /* held buffers io gave back (aborted), in order */
+    roo__qnode *later_head, *later_tail; /* tables that came while unholding, in order */
+    uint16_t *part_old;                  /* ... and the table before it */
+    uint64_t hold_fence;                 /* batches up to this one were sealed before the hold */
     bool hold_reported;
     uint8_t *drop_pending;                   /* partitions to record as dropped in the next batch */
     roo__qnode *imports_head, *imports_tail; /* partitions moving here, not applied yet */

@@ -1,6 +1,7 @@
 /* partitions.c: a processing thread's side of the partition table and of partition moves:
- * installing a table, holding and releasing messages of moving partitions, noting changed
- * keys for a pre-copy, applying state that moves here, and dropping what moved away.
+ * installing a table, holding and releasing messages of moving partitions (or re-routing
+ * them when the move is aborted), noting changed keys for a pre-copy, applying state that
+ * moves here, and dropping what moved away.
  *
  * Runs on the shard's own thread, like shard.c and source.c (they share shard-int.h);
  * cluster/move.c drives the steps and docs/architecture.md says why the result is exact.
@@ -161,11 +162,27 @@ static void publish_owned(roo__shard *sh)
     atomic_store_explicit(&sh->parts_owned_pub, n, memory_order_relaxed);
 }
 
+static void begin_unhold(roo__shard *sh, roo__routes_msg *m);
+
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
 {
+    if (sh->unhold) {
+        /* An aborted move's messages are not re-routed yet: tables wait their turn. */
+        m->node.next = NULL;
+        if (sh->later_tail)
+            sh->later_tail->next = &m->node;
+        else
+            sh->later_head = &m->node;
+        sh->later_tail = &m->node;
+        return;
+    }
     /* Buffers in flight keep their destination; later messages use the new table. */
     roo__shard_collect_remote(sh);
     roo__shard_flush_routes(sh);
+    if (m->unhold_epoch) {
+        begin_unhold(sh, m);
+        return;
+    }
     if ((m->hold_epoch && m->hold_epoch != sh->hold_epoch) || m->drop) {
         /*
          * Everything read before a hold goes in batches sealed now; the fence waits for
@@ -193,6 +210,7 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
     sh->dests = m->dests;
     sh->ndests = m->ndests;
     sh->hold_epoch = m->hold_epoch;
+    sh->hold_gen = m->hold_gen;
     sh->part_old = m->part_old;
     if (m->drop) {
         roo__table_drop(sh->table, m->drop, drop_finish, sh);
@@ -207,6 +225,288 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
     free(m);
     publish_owned(sh);
     roo__shard_hold_check(sh);
+}
+
+/* ---- an aborted move: back to the table before it ---- */
+
+static void route_append(roo__route **head, roo__route **tail, roo__route *r)
+{
+    r->node.next = NULL;
+    if (*tail)
+        (*tail)->node.next = &r->node;
+    else
+        *head = r;
+    *tail = r;
+}
+
+/*
+ * Send the messages of held buffer r through the table now in force (the one before the
+ * move), as they were routed: in order, with their identities. Every copy goes through a
+ * route buffer, even to this thread, so that r's batch becomes durable only when each copy
+ * is committed where it went: the copies count for r's batch, in place of r.
+ */
+static void reroute(roo__shard *sh, roo__route *r)
+{
+    const uint8_t *p = r->data.data, *end = p + r->data.len;
+    int64_t read_ns = sh->lat_read_ns;
+    uint32_t pipeline = sh->lat_pipeline, n = 0;
+    uint64_t stream = 0, base = 0;
+
+    sh->lat_read_ns = r->read_ns;
+    sh->lat_pipeline = r->pipeline;
+    while (p < end) {
+        uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
+        uint8_t key[ROO_KEY_MAX];
+        roo__msg_id id;
+        size_t idlen = 0;
+        const roo__stage *st;
+        int kl;
+
+        if (si == ROO__ROUTE_INGRESS) {
+            uint64_t s = roo__load_le64(p + 8);
+            roo__shard_route(sh, sh->part_dest[roo__partition_of(s, sh->partitions)], si, p + 8,
+                             ROO__ROUTE_INGRESS_LEN, NULL);
+            p += 8 + ROO__ROUTE_INGRESS_LEN;
+            continue;
+        }
+        if (si == ROO__ROUTE_STREAM) {
+            stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
+            base = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
+            p += 24;
+            continue;
+        }
+        if (si & ROO__ROUTE_ID_FLAG) {
+            si &= ~ROO__ROUTE_ID_FLAG;
+            idlen = ROO__ROUTE_ID_LEN;
+            id = (roo__msg_id){ .stream = stream,
+                                .offset = base + roo__load_le32(p + 8),
+                                .sub = roo__load_le32(p + 12) };
+        }
+        st = &sh->stages[si];
+        kl = st->kind == ROO__STAGE_STATE ? st->key(p + 8 + idlen, len, key, st->ctx) : -1;
+        if (kl < 0 || kl > ROO_KEY_MAX)
+            roo__log_error("internal error: a held message for step %u has no key now; dropped",
+                           si);
+        else
+            roo__shard_route(
+                sh,
+                sh->part_dest[roo__partition_of(roo__key_hash(key, (size_t)kl), sh->partitions)],
+                si, p + 8 + idlen, len, idlen ? &id : NULL);
+        p += 8 + idlen + ROO__ALIGN8(len);
+    }
+    sh->lat_read_ns = read_ns;
+    sh->lat_pipeline = pipeline;
+    for (uint32_t d = 0; d < sh->ndests; d++) {
+        roo__route *q = sh->route_out[d];
+        if (!q)
+            continue;
+        sh->route_out[d] = NULL;
+        q->batch_seq = r->batch_seq;
+        q->node.next = NULL;
+        sh->routes_inflight++;
+        n++;
+        if (d == sh->idx) {
+            /* Ours: applied before the sources are read again, like release_held's. */
+            if (sh->route_in_tail)
+                sh->route_in_tail->next = &q->node;
+            else
+                sh->route_in_head = &q->node;
+            sh->route_in_tail = &q->node;
+            sh->routes_first = true;
+        } else if (d < sh->eng->nshards) {
+            roo__queue_push(&sh->eng->shards[d].inbox, &q->node);
+        } else {
+            /* Sent with the batch being filled, after its commit, like what follows. */
+            atomic_fetch_add_explicit(&sh->routed_out, q->nmsgs, memory_order_relaxed);
+            if (sh->remote_tail)
+                sh->remote_tail->node.next = &q->node;
+            else
+                sh->remote_pending = q;
+            sh->remote_tail = q;
+        }
+    }
+    if (r->batch_seq == sh->batch_seq) {
+        sh->cur_routes += n;
+        sh->cur_routes--;
+    } else {
+        roo__dur_add_routes(&sh->dur, r->batch_seq, n);
+        roo__dur_route_done(&sh->dur, r->batch_seq);
+    }
+    r->held = false;
+    r->node.next = (roo__qnode *)sh->route_pool;
+    sh->route_pool = r;
+}
+
+/*
+ * Every held buffer this thread sent to io is back: go back to the table before the move
+ * and re-route, first what io gave back (held earliest), then what stayed here. A key's
+ * held messages are all in one of the two lists (its partition has one new owner), so each
+ * key's order is kept, and everything routed from now on follows them.
+ */
+static void unhold_check(roo__shard *sh)
+{
+    roo__routes_msg *m = sh->unhold;
+    roo__route *lists[2], *r, *next;
+
+    if (!m || sh->held_out)
+        return;
+    roo__shard_collect_remote(sh); /* buffers being filled: held ones stay here (unhold) */
+    roo__shard_flush_routes(sh);
+    lists[0] = sh->back_head;
+    lists[1] = sh->held_head;
+    sh->back_head = sh->back_tail = sh->held_head = sh->held_tail = NULL;
+    if (m->ndests > sh->route_cap) {
+        sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
+        for (uint32_t d = sh->route_cap; d < m->ndests; d++)
+            sh->route_out[d] = NULL;
+        sh->route_cap = m->ndests;
+    }
+    free(sh->part_dest);
+    free(sh->dests);
+    free(sh->part_old);
+    sh->partitions = m->partitions;
+    sh->part_dest = m->part_dest;
+    sh->dests = m->dests;
+    sh->ndests = m->ndests;
+    sh->part_old = NULL;
+    sh->hold_epoch = 0;
+    sh->hold_gen = 0;
+    sh->unhold = NULL;
+    free(m);
+    for (int i = 0; i < 2; i++)
+        for (r = lists[i]; r; r = next) {
+            next = (roo__route *)r->node.next;
+            reroute(sh, r);
+        }
+    publish_owned(sh);
+    roo__sources_ack(sh);
+    while (!sh->unhold && sh->later_head) {
+        roo__qnode *n = sh->later_head;
+        sh->later_head = n->next;
+        if (!sh->later_head)
+            sh->later_tail = NULL;
+        roo__shard_set_routes(sh, (roo__routes_msg *)n);
+    }
+}
+
+/* Drop a queue of imports of move `epoch`, keeping the others in order. */
+static void drop_imports(roo__shard *sh, uint64_t epoch)
+{
+    roo__qnode *n = sh->imports_head, *next;
+    size_t k = 0;
+
+    sh->imports_head = sh->imports_tail = NULL;
+    for (; n; n = next) {
+        roo__import_msg *im = (roo__import_msg *)n;
+        next = n->next;
+        if (im->epoch == epoch) {
+            roo__buf_finish(&im->records);
+            roo__buf_finish(&im->marks);
+            free(im);
+            continue;
+        }
+        n->next = NULL;
+        if (sh->imports_tail)
+            sh->imports_tail->next = n;
+        else
+            sh->imports_head = n;
+        sh->imports_tail = n;
+    }
+    for (size_t i = 0; i < sh->nimport_waits; i++)
+        if (sh->import_waits[i].epoch != epoch)
+            sh->import_waits[k++] = sh->import_waits[i];
+    sh->nimport_waits = k;
+}
+
+/*
+ * The move this thread holds for was aborted. Held buffers of the batch being filled are
+ * still here: they join the ones that stay (so only those io has are waited for). What was
+ * imported for the move is forgotten: the old owners' state is the one that counts.
+ */
+static void begin_unhold(roo__shard *sh, roo__routes_msg *m)
+{
+    roo__route *r = sh->remote_pending, *next;
+
+    sh->remote_pending = sh->remote_tail = NULL;
+    for (; r; r = next) {
+        next = (roo__route *)r->node.next;
+        r->node.next = NULL;
+        if (r->held) {
+            if (sh->held_out)
+                sh->held_out--;
+            atomic_fetch_sub_explicit(&sh->routed_out, r->nmsgs, memory_order_relaxed);
+            route_append(&sh->held_head, &sh->held_tail, r);
+        } else {
+            route_append(&sh->remote_pending, &sh->remote_tail, r);
+        }
+    }
+    drop_imports(sh, m->unhold_epoch);
+    if (m->drop) {
+        /* No saved entry of a dropped partition may wait to be written. */
+        if (sh->cur && !roo__shard_batch_empty(sh))
+            roo__shard_seal(sh);
+        roo__table_drop(sh->table, m->drop, drop_finish, sh);
+        if (!sh->drop_pending)
+            sh->drop_pending = roo__xcalloc(m->partitions, 1);
+        for (uint32_t p = 0; p < m->partitions; p++)
+            if (m->drop[p] && p % sh->eng->nshards == sh->idx)
+                sh->drop_pending[p] = 1;
+        free(m->drop);
+        m->drop = NULL;
+        atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
+    }
+    free(m->part_old);
+    m->part_old = NULL;
+    sh->unhold = m;
+    sh->hold_reported = true; /* the aborted hold is not reported */
+    unhold_check(sh);
+}
+
+void roo__shard_held_back(roo__shard *sh, roo__route *r)
+{
+    if (sh->held_out)
+        sh->held_out--;
+    if (!sh->unhold && !sh->hold_epoch) {
+        /* Not expected (every held buffer is counted until it is back): route it now. */
+        roo__shard_collect_remote(sh);
+        roo__shard_flush_routes(sh);
+        reroute(sh, r);
+        return;
+    }
+    r->node.next = NULL;
+    if (sh->back_tail)
+        sh->back_tail->node.next = &r->node;
+    else
+        sh->back_head = r;
+    sh->back_tail = r;
+    unhold_check(sh);
+}
+
+static void free_routes_msg(roo__routes_msg *m)
+{
+    free(m->part_dest);
+    free(m->dests);
+    free(m->part_old);
+    free(m->drop);
+    free(m);
+}
+
+void roo__shard_moves_finish(roo__shard *sh)
+{
+    while (sh->back_head) {
+        roo__route *r = sh->back_head;
+        sh->back_head = (roo__route *)r->node.next;
+        roo__buf_finish(&r->data);
+        free(r);
+    }
+    if (sh->unhold)
+        free_routes_msg(sh->unhold);
+    sh->unhold = NULL;
+    while (sh->later_head) {
+        roo__qnode *n = sh->later_head;
+        sh->later_head = n->next;
+        free_routes_msg((roo__routes_msg *)n);
+    }
 }
 
 /* ---- partitions moving here ---- */

@@ -214,6 +214,14 @@ void roo__dur_route_done(roo__durability *d, uint64_t batch_seq)
     }
 }
 
+void roo__dur_add_routes(roo__durability *d, uint64_t batch_seq, uint32_t n)
+{
+    struct roo__dur_rec *r = find(d, batch_seq);
+
+    if (r)
+        r->routes_pending += n;
+}
+
 bool roo__dur_advance(roo__durability *d)
 {
     bool moved = false;

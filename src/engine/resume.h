@@ -74,6 +74,8 @@ typedef struct roo__durability {
 void roo__dur_sealed(roo__durability *d, uint64_t batch_seq, uint32_t routes);
 void roo__dur_returned(roo__durability *d, uint64_t batch_seq);
 void roo__dur_route_done(roo__durability *d, uint64_t batch_seq);
+/* A sealed batch sends n more route buffers (held messages of an aborted move, re-routed). */
+void roo__dur_add_routes(roo__durability *d, uint64_t batch_seq, uint32_t n);
 /* Advance durable_seq past complete batches; true if it moved. */
 bool roo__dur_advance(roo__durability *d);
 void roo__dur_finish(roo__durability *d);

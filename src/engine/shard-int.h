@@ -107,6 +107,10 @@ void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size
 bool roo__shard_batch_full(const roo__shard *sh);
 /* A move's hold: report once every batch sealed before it is durable. */
 void roo__shard_hold_check(roo__shard *sh);
+/* A held route buffer of an aborted move, back from io: re-routed once all of them are. */
+void roo__shard_held_back(roo__shard *sh, roo__route *r);
+/* At the thread's end: what an abort left (held buffers back, tables waiting). */
+void roo__shard_moves_finish(roo__shard *sh);
 
 /* Records encoded into the batch so far, for all its sinks. */
 static inline uint64_t roo__batch_records(const roo__batch *b, size_t nsinks)

@@ -118,6 +118,7 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->worker = sh->dests[dest].worker;
         r->thread = sh->dests[dest].thread;
         r->held = sh->dests[dest].held;
+        r->hold_gen = r->held ? sh->hold_gen : 0;
         r->read_ns = sh->lat_read_ns;
         r->pipeline = sh->lat_pipeline;
         sh->route_out[dest] = r;
@@ -394,9 +395,10 @@ void roo__shard_collect_remote(roo__shard *sh)
         if (!r)
             continue;
         sh->route_out[d] = NULL;
-        if (r->held && r->worker == sh->dests[0].worker) {
-            /* Held for a partition moving to one of our own threads: it stays here (see
-             * release_held), but counts for its batch's durability like any route. */
+        if (r->held && (r->worker == sh->dests[0].worker || sh->unhold)) {
+            /* Held for a partition moving to one of our own threads, or after the move was
+             * aborted: it stays here (see release_held, unhold_check), but counts for its
+             * batch's durability like any route. */
             r->batch_seq = sh->batch_seq;
             sh->cur_routes++;
             r->node.next = NULL;
@@ -410,6 +412,8 @@ void roo__shard_collect_remote(roo__shard *sh)
         /* Held routes wait in io until a move's switch: they must not stall the sources. */
         if (!r->held)
             sh->routes_inflight++;
+        else
+            sh->held_out++; /* io keeps it; an abort waits until it is back */
         r->batch_seq = sh->batch_seq;
         sh->cur_routes++;
         atomic_fetch_add_explicit(&sh->routed_out, r->nmsgs, memory_order_relaxed);
@@ -681,12 +685,17 @@ static void inbox_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             roo__route *r = (roo__route *)n;
             if (!r->held)
                 sh->routes_inflight--;
+            else if (sh->held_out)
+                sh->held_out--;                          /* sent on at a move's switch */
             r->node.next = (roo__qnode *)sh->route_pool; /* node is the first member */
             sh->route_pool = r;
             break;
         }
         case ROO__Q_ROUTES:
             roo__shard_set_routes(sh, (roo__routes_msg *)n);
+            break;
+        case ROO__Q_HELD_BACK:
+            roo__shard_held_back(sh, (roo__route *)n);
             break;
         case ROO__Q_COMMITTED:
             batch_committed_note(sh, (struct roo__commit_note *)n);
@@ -798,7 +807,8 @@ static bool shard_prepare(roo__loop *loop, void *data)
 
     if (sh->stopping) {
         bool q = sh->nconns == 0 && sh->cur && roo__shard_batch_empty(sh) &&
-                 sh->nfree + 1 == sh->nbatches && sh->routes_inflight == 0 && !sh->route_in_head;
+                 sh->nfree + 1 == sh->nbatches && sh->routes_inflight == 0 && !sh->route_in_head &&
+                 !sh->unhold;
         if (q != sh->reported_quiescent)
             report_status(sh, q);
     }
@@ -918,7 +928,8 @@ void roo__shard_finish(roo__shard *sh)
         next = n->next;
         if (n->kind == ROO__Q_BATCH || n->kind == ROO__Q_COMMITTED)
             continue; /* both live inside batches, freed below */
-        if (n->kind == ROO__Q_ROUTE || n->kind == ROO__Q_ROUTE_RETURN)
+        if (n->kind == ROO__Q_ROUTE || n->kind == ROO__Q_ROUTE_RETURN ||
+            n->kind == ROO__Q_HELD_BACK)
             roo__buf_finish(&((roo__route *)n)->data);
         if (n->kind == ROO__Q_CONN)
             close(((roo__conn_msg *)n)->fd);
@@ -959,6 +970,7 @@ void roo__shard_finish(roo__shard *sh)
         roo__buf_finish(&r->data);
         free(r);
     }
+    roo__shard_moves_finish(sh);
     free(sh->part_dest);
     free(sh->dests);
     free(sh->part_old);

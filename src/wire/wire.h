@@ -133,6 +133,7 @@ typedef enum roo__ctl_kind {
 #define ROO__MIG_HOLD 1
 #define ROO__MIG_TRANSFER 2
 #define ROO__MIG_PRECOPY 3 /* comes first: see proto/roo.proto, Migrate */
+#define ROO__MIG_ABORT 4   /* not a phase: drop the move (see proto/roo.proto, Migrate) */
 
 /* One control message; only the fields of its kind are meaningful. */
 typedef struct roo__ctl {

@@ -169,6 +169,29 @@ START_TEST(a_route_done_before_its_batch_is_sealed_still_counts)
 }
 END_TEST
 
+/* An aborted move's held buffer, re-routed as 3 buffers: its batch waits for all of them. */
+START_TEST(a_rerouted_held_buffer_is_done_when_its_copies_are)
+{
+    roo__durability d = { 0 };
+
+    roo__dur_sealed(&d, 1, 1); /* the held buffer */
+    roo__dur_sealed(&d, 2, 0);
+    roo__dur_returned(&d, 1);
+    roo__dur_returned(&d, 2);
+    roo__dur_add_routes(&d, 1, 3); /* its copies */
+    roo__dur_route_done(&d, 1);    /* ... in place of it */
+    ck_assert(!roo__dur_advance(&d));
+    roo__dur_route_done(&d, 1);
+    roo__dur_route_done(&d, 1);
+    ck_assert(!roo__dur_advance(&d));
+    roo__dur_route_done(&d, 1);
+    ck_assert(roo__dur_advance(&d));
+    ck_assert_uint_eq(d.durable_seq, 2);
+    roo__dur_add_routes(&d, 7, 1); /* not a batch it knows: nothing */
+    roo__dur_finish(&d);
+}
+END_TEST
+
 START_TEST(durability_fifo_wraps_and_grows)
 {
     roo__durability d = { 0 };
@@ -302,6 +325,7 @@ static Suite *resume_suite(void)
     tc = roo_test_tcase("durability", 10);
     tcase_add_test(tc, a_batch_is_durable_once_committed_and_all_its_routes_are_done);
     tcase_add_test(tc, a_route_done_before_its_batch_is_sealed_still_counts);
+    tcase_add_test(tc, a_rerouted_held_buffer_is_done_when_its_copies_are);
     tcase_add_test(tc, durability_fifo_wraps_and_grows);
     suite_add_tcase(s, tc);
     return s;
