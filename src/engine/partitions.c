@@ -164,6 +164,25 @@ static void publish_owned(roo__shard *sh)
 
 static void begin_unhold(roo__shard *sh, roo__routes_msg *m);
 
+/* The thread's table becomes m's (its arrays move here; the old ones are freed). */
+static void take_table(roo__shard *sh, roo__routes_msg *m)
+{
+    if (m->ndests > sh->route_cap) {
+        sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
+        for (uint32_t d = sh->route_cap; d < m->ndests; d++)
+            sh->route_out[d] = NULL;
+        sh->route_cap = m->ndests;
+    }
+    free(sh->part_dest);
+    free(sh->dests);
+    free(sh->part_old);
+    sh->partitions = m->partitions;
+    sh->part_dest = m->part_dest;
+    sh->dests = m->dests;
+    sh->ndests = m->ndests;
+    sh->part_old = NULL;
+}
+
 void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
 {
     if (sh->unhold) {
@@ -196,19 +215,7 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
         sh->hold_reported = false; /* a repeated Migrate is answered again */
     else if (sh->held_head)
         release_held(sh);
-    if (m->ndests > sh->route_cap) {
-        sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
-        for (uint32_t d = sh->route_cap; d < m->ndests; d++)
-            sh->route_out[d] = NULL;
-        sh->route_cap = m->ndests;
-    }
-    free(sh->part_dest);
-    free(sh->dests);
-    free(sh->part_old);
-    sh->partitions = m->partitions;
-    sh->part_dest = m->part_dest;
-    sh->dests = m->dests;
-    sh->ndests = m->ndests;
+    take_table(sh, m);
     sh->hold_epoch = m->hold_epoch;
     sh->hold_gen = m->hold_gen;
     sh->part_old = m->part_old;
@@ -355,20 +362,7 @@ static void unhold_check(roo__shard *sh)
     lists[0] = sh->back_head;
     lists[1] = sh->held_head;
     sh->back_head = sh->back_tail = sh->held_head = sh->held_tail = NULL;
-    if (m->ndests > sh->route_cap) {
-        sh->route_out = roo__xrealloc(sh->route_out, m->ndests * sizeof(*sh->route_out));
-        for (uint32_t d = sh->route_cap; d < m->ndests; d++)
-            sh->route_out[d] = NULL;
-        sh->route_cap = m->ndests;
-    }
-    free(sh->part_dest);
-    free(sh->dests);
-    free(sh->part_old);
-    sh->partitions = m->partitions;
-    sh->part_dest = m->part_dest;
-    sh->dests = m->dests;
-    sh->ndests = m->ndests;
-    sh->part_old = NULL;
+    take_table(sh, m);
     sh->hold_epoch = 0;
     sh->hold_gen = 0;
     sh->unhold = NULL;

@@ -42,7 +42,7 @@ sleep 0.5
 start shrinkB "$ROO_CTL" --external "$DEAD,$EXT0" shrink --workers worker2
 # Meanwhile the status shows the move and whom it waits for.
 "$ROO_CTL" --external "$EXT0" status >"$T/moving.json" || fail "status during the move"
-grep -q '"move": {"what": "shrinking by 1 worker(s) (worker2)", "table_version": [0-9]*, "phase": "[a-z-]*", "for_ms": [0-9]*, "waiting_for": \[' \
+grep -q '"move": {"what": "shrinking by 1 worker(s) (worker2)", "table_version": [0-9]*, "phase": "[a-z-]*", "for_ms": [0-9]*, "phase_for_ms": [0-9]*, "waiting_for": \[' \
     "$T/moving.json" || fail "no move in the status during the shrink: $(head -c 600 "$T/moving.json")"
 wait_exit shrinkA 60 || fail "first shrink: $(cat "$T/shrinkA.log")"
 wait_exit shrinkB 60 || fail "second shrink of the same workers: $(cat "$T/shrinkB.log")"
