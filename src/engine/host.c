@@ -27,36 +27,47 @@ int roo__app_set_thread_hooks(roo_app *app, const roo__thread_hooks *hooks)
 /* Out of line: C applications never get here, and for a host the packing costs far more
  * than the call. The handle means nothing on another thread or worker: its bytes travel. */
 void roo__shard_route_packed(roo__shard *sh, const roo__stage *st, unsigned dest, uint32_t si,
-                             const void *msg, size_t len, const roo__msg_id *id)
+                             const void *msg, size_t len, const roo__msg_id *id, uint16_t part)
 {
     const roo__msg_ops *w = st->wire;
     roo__buf *b = &sh->pack_buf;
+    size_t cap;
     int n;
 
     b->len = 0;
-    roo__buf_reserve(b, 256);
-    n = w->pack(msg, len, b->data, b->cap, w->ctx);
-    if (n > 0 && (size_t)n > b->cap) {
-        roo__buf_reserve(b, (size_t)n);
-        n = w->pack(msg, len, b->data, b->cap, w->ctx);
-        if (n > 0 && (size_t)n > b->cap)
+    roo__buf_reserve(b, ROO__PACKED_PREFIX + 256);
+    cap = b->cap - ROO__PACKED_PREFIX;
+    n = w->pack(msg, len, b->data + ROO__PACKED_PREFIX, cap, w->ctx);
+    if (n > 0 && (size_t)n > cap) {
+        roo__buf_reserve(b, ROO__PACKED_PREFIX + (size_t)n);
+        cap = b->cap - ROO__PACKED_PREFIX;
+        n = w->pack(msg, len, b->data + ROO__PACKED_PREFIX, cap, w->ctx);
+        if (n > 0 && (size_t)n > cap)
             n = ROO_ECALLBACK; /* asked for more room twice */
     }
-    if (n >= 0 && (size_t)n > ROO_MSG_MAX)
+    if (n >= 0 && (size_t)n > ROO_MSG_MAX - ROO__PACKED_PREFIX)
         n = ROO_EMSGSIZE;
     if (n < 0) {
         roo__shard_callback_error(sh, st, "packing a message for another thread or worker", n);
         return;
     }
-    roo__shard_route(sh, dest, si, b->data, (size_t)n, id);
+    memset(b->data, 0, ROO__PACKED_PREFIX);
+    roo__store_le16(b->data, part);
+    roo__shard_route(sh, dest, si, b->data, ROO__PACKED_PREFIX + (size_t)n, id);
 }
 
 void roo__shard_unpack_run(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg,
                            size_t len)
 {
     roo_emitter em = { sh, si, NULL };
-    int rc = st->wire->unpack(msg, len, &em, st->wire->ctx);
+    int rc;
 
+    /* The bytes came from another thread or worker: the prefix must be there. */
+    if (len < ROO__PACKED_PREFIX)
+        rc = ROO_EMSGSIZE;
+    else
+        rc = st->wire->unpack((const uint8_t *)msg + ROO__PACKED_PREFIX, len - ROO__PACKED_PREFIX,
+                              &em, st->wire->ctx);
     if (rc < 0)
         roo__shard_callback_error(sh, st, "unpacking a message from another thread or worker", rc);
 }

@@ -9,7 +9,10 @@
  * step to step on one thread exactly as it passes bytes today; only when the engine routes
  * a message to another processing thread or another worker (roo__shard_route, for a state
  * step whose key lives elsewhere) does it call `pack` to turn the handle into bytes, and on
- * arrival `unpack` to turn the bytes back into a handle and emit it into the step.
+ * arrival `unpack` to turn the bytes back into a handle and emit it into the step. The
+ * engine writes the message's partition in 8 bytes before the packed ones (shard-int.h,
+ * ROO__PACKED_PREFIX): a move aborted while messages were held re-routes them through the
+ * old table by that partition, since their keys are inside bytes only the host can read.
  *
  * Ownership: a handle passed to roo_emit() is borrowed for the duration of that call, like
  * any message; the engine never keeps it. `pack` must not consume it. `unpack` owns what

@@ -290,7 +290,17 @@ static void reroute(roo__shard *sh, roo__route *r)
                                 .sub = roo__load_le32(p + 12) };
         }
         st = &sh->stages[si];
-        kl = st->kind == ROO__STAGE_STATE ? st->key(p + 8 + idlen, len, key, st->ctx) : -1;
+        if (st->wire && len >= ROO__PACKED_PREFIX &&
+            roo__load_le16(p + 8 + idlen) < sh->partitions) {
+            /* A host's packed message: its key is inside the packed bytes, its partition in
+             * the prefix (roo__shard_route_packed). */
+            roo__shard_route(sh, sh->part_dest[roo__load_le16(p + 8 + idlen)], si, p + 8 + idlen,
+                             len, idlen ? &id : NULL);
+            p += 8 + idlen + ROO__ALIGN8(len);
+            continue;
+        }
+        kl = st->kind == ROO__STAGE_STATE && !st->wire ? st->key(p + 8 + idlen, len, key, st->ctx)
+                                                       : -1;
         if (kl < 0 || kl > ROO_KEY_MAX)
             roo__log_error("internal error: a held message for step %u has no key now; dropped",
                            si);

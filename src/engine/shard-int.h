@@ -82,8 +82,11 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
 void roo__shard_callback_error(roo__shard *sh, const roo__stage *st, const char *what, int rc);
 
 /* host.c: message ops and thread hooks (host.h) on a processing thread. */
+/* A packed message's record starts with its partition (u16 LE, then 6 zero bytes), so an
+ * aborted move can re-route it without the host: the key is inside the packed bytes. */
+#define ROO__PACKED_PREFIX 8
 void roo__shard_route_packed(roo__shard *sh, const roo__stage *st, unsigned dest, uint32_t si,
-                             const void *msg, size_t len, const roo__msg_id *id);
+                             const void *msg, size_t len, const roo__msg_id *id, uint16_t part);
 void roo__shard_unpack_run(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg,
                            size_t len);
 void roo__shard_host_sleep(roo__loop *loop, bool asleep, void *data);
@@ -92,10 +95,10 @@ void roo__shard_host_sleep(roo__loop *loop, bool asleep, void *data);
  * host's handles (host.h). */
 static inline __attribute__((always_inline)) void
 roo__shard_route_msg(roo__shard *sh, const roo__stage *st, unsigned dest, uint32_t si,
-                     const void *msg, size_t len, const roo__msg_id *id)
+                     const void *msg, size_t len, const roo__msg_id *id, uint16_t part)
 {
     if (ROO__UNLIKELY(st->wire != NULL))
-        roo__shard_route_packed(sh, st, dest, si, msg, len, id);
+        roo__shard_route_packed(sh, st, dest, si, msg, len, id, part);
     else
         roo__shard_route(sh, dest, si, msg, len, id);
 }

@@ -215,7 +215,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
         if (!sh->id_fixed)
             sh->id.sub++;
         if (owner != sh->idx) {
-            roo__shard_route_msg(sh, st, owner, si, msg, len, &id);
+            roo__shard_route_msg(sh, st, owner, si, msg, len, &id, part);
             return;
         }
         if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
@@ -223,7 +223,7 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
             return;
         }
     } else if (owner != sh->idx) {
-        roo__shard_route_msg(sh, st, owner, si, msg, len, NULL);
+        roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
         return;
     }
     e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);

@@ -12,7 +12,7 @@
 # CHAOS_APP=python (test python_chaos) runs the same storm on roo-python workers running
 # examples/python/alphabet_partitioned.py with binary output (tests/python/
 # alphabet_partitioned_bin.py: each letter's state a live Python object, pickled at each
-# commit and between workers), for CHAOS_SECONDS 20 by default. Their state holds
+# commit and between workers), for CHAOS_SECONDS 15 by default. Their state holds
 # Python objects, which roo-ctl query shows only as pickled bytes: there the sink's check is
 # the exact one.
 PYAPP=${CHAOS_APP:-}
@@ -25,7 +25,7 @@ fi
 SEED=${CHAOS_SEED:-42}
 SECONDS_RUN=${CHAOS_SECONDS:-30}
 RATE=${CHAOS_RATE:-15000}
-[ "$PYAPP" = python ] && SECONDS_RUN=${CHAOS_SECONDS:-20} && RATE=${CHAOS_RATE:-10000}
+[ "$PYAPP" = python ] && SECONDS_RUN=${CHAOS_SECONDS:-15} && RATE=${CHAOS_RATE:-10000}
 san=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
     grep -Eo '"name": "b_sanitize", "value": "[a-z,]+"' | sed 's/.*"value": "//; s/"$//' || true)
 if [ -n "$san" ] && [ "$san" != none ]; then
