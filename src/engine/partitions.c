@@ -164,6 +164,21 @@ static void publish_owned(roo__shard *sh)
 
 static void begin_unhold(roo__shard *sh, roo__routes_msg *m);
 
+/* Forget m's dropped partitions here, and note the DROP records their rows need (written
+ * with the next batch); m->drop is freed. */
+static void drop_partitions(roo__shard *sh, roo__routes_msg *m)
+{
+    roo__table_drop(sh->table, m->drop, drop_finish, sh);
+    if (!sh->drop_pending)
+        sh->drop_pending = roo__xcalloc(m->partitions, 1);
+    for (uint32_t p = 0; p < m->partitions; p++)
+        if (m->drop[p] && p % sh->eng->nshards == sh->idx)
+            sh->drop_pending[p] = 1;
+    free(m->drop);
+    m->drop = NULL;
+    atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
+}
+
 /* The thread's table becomes m's (its arrays move here; the old ones are freed). */
 static void take_table(roo__shard *sh, roo__routes_msg *m)
 {
@@ -219,16 +234,8 @@ void roo__shard_set_routes(roo__shard *sh, roo__routes_msg *m)
     sh->hold_epoch = m->hold_epoch;
     sh->hold_gen = m->hold_gen;
     sh->part_old = m->part_old;
-    if (m->drop) {
-        roo__table_drop(sh->table, m->drop, drop_finish, sh);
-        if (!sh->drop_pending)
-            sh->drop_pending = roo__xcalloc(m->partitions, 1);
-        for (uint32_t p = 0; p < m->partitions; p++)
-            if (m->drop[p] && p % sh->eng->nshards == sh->idx)
-                sh->drop_pending[p] = 1;
-        free(m->drop);
-        atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
-    }
+    if (m->drop)
+        drop_partitions(sh, m);
     free(m);
     publish_owned(sh);
     roo__shard_hold_check(sh);
@@ -449,15 +456,7 @@ static void begin_unhold(roo__shard *sh, roo__routes_msg *m)
         /* No saved entry of a dropped partition may wait to be written. */
         if (sh->cur && !roo__shard_batch_empty(sh))
             roo__shard_seal(sh);
-        roo__table_drop(sh->table, m->drop, drop_finish, sh);
-        if (!sh->drop_pending)
-            sh->drop_pending = roo__xcalloc(m->partitions, 1);
-        for (uint32_t p = 0; p < m->partitions; p++)
-            if (m->drop[p] && p % sh->eng->nshards == sh->idx)
-                sh->drop_pending[p] = 1;
-        free(m->drop);
-        m->drop = NULL;
-        atomic_store_explicit(&sh->keys_pub, roo__table_count(sh->table), memory_order_relaxed);
+        drop_partitions(sh, m);
     }
     free(m->part_old);
     m->part_old = NULL;

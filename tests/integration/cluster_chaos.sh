@@ -41,13 +41,7 @@ watchdog $((SECONDS_RUN + 240))
 
 OUT=$(free_port)
 APP=$ALPHABET
-if [ "$PYAPP" = python ]; then
-    # One executable for run_worker; exec keeps the PID that start recorded, for kill -9.
-    APP=$T/pyapp
-    printf '#!/bin/sh\nPYTHONPATH="%s:%s" exec "%s" --application-module alphabet_partitioned_bin "$@"\n' \
-        "$PYTEST" "$PYEX" "$ROO_PYTHON" >"$APP"
-    chmod +x "$APP"
-fi
+[ "$PYAPP" = python ] && APP=$(py_cluster_app alphabet_partitioned_bin)
 setup_cluster "$APP" 3 "$OUT"
 MSGS=$((RATE * (SECONDS_RUN + 5)))
 make_votes a "$MSGS" $((SEED * 2 + 1))

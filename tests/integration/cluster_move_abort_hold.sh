@@ -31,13 +31,7 @@ if [ -n "$san" ] && [ "$san" != none ]; then RATE=${MOVE_RATE:-1000}; fi
 MSGS=$((RATE * 25)) # 25 s of votes: the three aborts take about 20 s
 OUT=$(free_port)
 APP=$ALPHABET
-if [ "$PYAPP" = python ]; then
-    # One executable for run_worker; exec keeps the PID that start recorded, for kill -9.
-    APP=$T/pyapp
-    printf '#!/bin/sh\nPYTHONPATH="%s:%s" exec "%s" --application-module alphabet_partitioned_bin "$@"\n' \
-        "$PYTEST" "$PYEX" "$ROO_PYTHON" >"$APP"
-    chmod +x "$APP"
-fi
+[ "$PYAPP" = python ] && APP=$(py_cluster_app alphabet_partitioned_bin)
 setup_cluster "$APP" 3 "$OUT"
 make_votes a "$MSGS" 91
 make_votes b "$MSGS" 92

@@ -11,6 +11,16 @@ PY=${PYTHON:-python3}           # for the checkers (any Python 3)
 # Under ASan: CPython's own leaks at exit are not ours (see the file).
 export LSAN_OPTIONS="suppressions=$PYTEST/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
+# py_cluster_app MODULE: prints the path of an executable that runs MODULE (from tests/python
+# or examples/python) on roo-python with the flags it is given: the "application" for lib.sh's
+# setup_cluster and run_worker. It execs, so the PID that start recorded is the worker's.
+py_cluster_app() {
+    printf '#!/bin/sh\nPYTHONPATH="%s:%s" exec "%s" --application-module %s "$@"\n' \
+        "$PYTEST" "$PYEX" "$ROO_PYTHON" "$1" >"$T/pyapp-$1"
+    chmod +x "$T/pyapp-$1"
+    echo "$T/pyapp-$1"
+}
+
 # py_worker NAME DIR MODULE IN OUT WDIR [flags]: run MODULE (found in DIR) on one worker and
 # wait until it is ready.
 py_worker() {
