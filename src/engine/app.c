@@ -98,7 +98,7 @@ static roo__stage *append_stage(roo_pipeline *p, roo__stage_kind kind, const cha
     st->pipeline = p->index;
     st->next = UINT32_MAX;
     st->name = roo__xstrdup(name && *name ? name : "(unnamed)");
-    st->wire = p->has_msg_ops ? &p->msg_ops : NULL;
+    st->wire = p->msg_ops.pack ? &p->msg_ops : NULL;
     if (p->first_stage == UINT32_MAX)
         p->first_stage = idx;
     else

@@ -88,8 +88,7 @@ struct roo_pipeline {
     uint32_t first_stage; /* UINT32_MAX until the first step is added */
     uint32_t last_stage;
     bool ended;
-    bool has_msg_ops;
-    roo__msg_ops msg_ops; /* host.h; stages point here */
+    roo__msg_ops msg_ops; /* host.h; set when msg_ops.pack is; stages point here */
 };
 
 struct roo_app {

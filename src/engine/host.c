@@ -9,7 +9,6 @@ int roo__pipeline_set_msg_ops(roo_pipeline *p, const roo__msg_ops *ops)
     if (!p || !ops || !ops->pack || !ops->unpack)
         return -EINVAL;
     p->msg_ops = *ops;
-    p->has_msg_ops = true;
     for (size_t i = 0; i < p->app->nstages; i++)
         if (p->app->stages[i].pipeline == p->index)
             p->app->stages[i].wire = &p->msg_ops;
