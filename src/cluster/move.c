@@ -92,6 +92,19 @@ static bool same_table(const roo__topology *a, const roo__topology *b)
     return memcmp(a->owner, b->owner, a->partitions * sizeof(*a->owner)) == 0;
 }
 
+/* The threads stop noting the moving partitions' changed keys (a TRACK without parts). */
+static void stop_noting(cluster *cl)
+{
+    struct mig_state *m = &cl->mig;
+
+    for (unsigned i = 0; m->track_asked && !m->dump_asked && i < cl->e->nshards; i++) {
+        roo__track_msg *t = roo__xcalloc(1, sizeof(*t));
+        t->node.kind = ROO__Q_TRACK;
+        t->epoch = m->epoch;
+        roo__queue_push(&cl->e->shards[i].inbox, &t->node);
+    }
+}
+
 /*
  * Forget a move this worker prepared but never held for: the initializer no longer runs it
  * (it restarted before storing the move, or began another). Nothing of it was switched to,
@@ -107,12 +120,7 @@ bool roo__move_abandon(cluster *cl, const char *why)
     roo__log_info("partition move to table version %llu abandoned: %s",
                   (unsigned long long)m->epoch, why);
     roo__timer_stop(cl->e->io_loop, &m->retry);
-    for (unsigned i = 0; m->track_asked && !m->dump_asked && i < cl->e->nshards; i++) {
-        roo__track_msg *t = roo__xcalloc(1, sizeof(*t)); /* no parts: stop noting */
-        t->node.kind = ROO__Q_TRACK;
-        t->epoch = m->epoch;
-        roo__queue_push(&cl->e->shards[i].inbox, &t->node);
-    }
+    stop_noting(cl);
     roo__move_free(cl);
     roo__links_forget_from(cl, (uint32_t)cl->topo.nworkers);
     roo__cl_install_routes(cl, NULL);
@@ -141,12 +149,7 @@ bool roo__move_abort(cluster *cl, const char *why)
     if (!m->holding)
         return roo__move_abandon(cl, why);
     roo__timer_stop(cl->e->io_loop, &m->retry);
-    for (unsigned i = 0; m->track_asked && !m->dump_asked && i < cl->e->nshards; i++) {
-        roo__track_msg *t = roo__xcalloc(1, sizeof(*t)); /* no parts: stop noting */
-        t->node.kind = ROO__Q_TRACK;
-        t->epoch = m->epoch;
-        roo__queue_push(&cl->e->shards[i].inbox, &t->node);
-    }
+    stop_noting(cl);
     cl->aborted_epoch = epoch;
     cl->aborted_gens =
         roo__xrealloc(cl->aborted_gens, (cl->naborted_gens + 1) * sizeof(*cl->aborted_gens));
