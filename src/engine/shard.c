@@ -2,8 +2,9 @@
  * connections read (source.c), keeps its partitions' state and seals batches (its side of
  * partition tables and moves is partitions.c).
  *
- * The hot path per frame is: framer -> decode callback -> roo_emit -> (key, hash, table
- * lookup, state callback) -> roo_emit -> encode callback into the batch's output buffer.
+ * The hot path per frame is: framer -> decode callback -> roo_emit -> (key callback, the
+ * table's recent-key cache, else hash and lookup, state callback) -> roo_emit -> encode
+ * callback into the batch's output buffer; each roo_emit enters its step by a tail call.
  * No syscall, allocation, lock or protobuf message happens per frame: reads are 512 KiB,
  * buffers are reused from batch to batch, and the batch is handed on once per wakeup.
  */
@@ -18,7 +19,8 @@
 
 #define ROUTES_PER_DEST 4
 
-static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
+static inline void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
+static inline int run_step(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 
 /* ---- callbacks' errors ---- */
 
@@ -45,32 +47,42 @@ static inline void emit_run(roo_emitter *out, const void *msg, size_t len)
         run_stage(out->sh, out->stage, msg, len);
 }
 
-/* Callbacks are promised 8-byte aligned messages: copy the odd ones. Out of line, so that
- * roo_emit itself has no stack buffer (and no stack-protector check) on every call. */
-static __attribute__((noinline)) void emit_unaligned(roo_emitter *out, const void *msg, size_t len)
+/* The rare cases, out of line: a message that is not 8-byte aligned (callbacks are promised
+ * aligned ones: copied here, with no stack buffer in roo_emit itself), the test driver's
+ * emitter, a message whose steps are timed. */
+static __attribute__((noinline)) int emit_slow(roo_emitter *out, const void *msg, size_t len)
 {
     uint64_t small[64];
-    void *copy = len <= sizeof(small) ? (void *)small : roo__xmalloc(len);
+    void *copy;
 
+    if ((((uintptr_t)msg & 7) == 0 || len == 0)) {
+        emit_run(out, msg, len);
+        return 0;
+    }
+    copy = len <= sizeof(small) ? (void *)small : roo__xmalloc(len);
     memcpy(copy, msg, len);
     emit_run(out, copy, len);
     if (copy != small)
         free(copy);
+    return 0;
 }
 
 int roo_emit(roo_emitter *out, const void *msg, size_t len)
 {
+    roo__shard *sh = out->sh;
+
     if (ROO__UNLIKELY(len > ROO_MSG_MAX))
         return ROO_EMSGSIZE;
-    if (ROO__UNLIKELY(((uintptr_t)msg & 7) != 0 && len > 0))
-        emit_unaligned(out, msg, len);
-    else
-        emit_run(out, msg, len);
-    return 0;
+    if (ROO__UNLIKELY((((uintptr_t)msg & 7) != 0 && len > 0) || !sh || sh->timing))
+        return emit_slow(out, msg, len);
+    return run_step(sh, out->stage, msg, len); /* a tail call into the step */
 }
 
-static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, const roo__stage *st,
-                                                             const void *msg, size_t len)
+/* The steps run out of line, one function per kind, each entered by a tail call from
+ * roo_emit: the decode -> state -> sink chain then saves only the registers each step needs,
+ * instead of the union of all three on every emit. */
+static __attribute__((noinline)) int sink_stage(roo__shard *sh, const roo__stage *st,
+                                                const void *msg, size_t len)
 {
     roo__buf *ob = &sh->cur->out[st->sink_idx];
     size_t room;
@@ -81,7 +93,7 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
     n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
     if (ROO__UNLIKELY(n < 0)) {
         roo__shard_callback_error(sh, st, "encode", n);
-        return;
+        return 0;
     }
     if (ROO__UNLIKELY((size_t)n > room)) {
         roo__buf_reserve(ob, (size_t)n);
@@ -89,11 +101,14 @@ static inline __attribute__((always_inline)) void sink_stage(roo__shard *sh, con
         n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
         if (n < 0 || (size_t)n > room) {
             roo__shard_callback_error(sh, st, "encode", n < 0 ? n : ROO_ECALLBACK);
-            return;
+            return 0;
         }
     }
     ob->len += (size_t)n;
     sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
+    if (ROO__UNLIKELY(st->next != UINT32_MAX))
+        run_stage(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
+    return 0;
 }
 
 void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
@@ -143,6 +158,9 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     p = roo__buf_reserve(&r->data, rec);
     if (dest >= sh->eng->nshards)
         sh->remote_bytes += rec;
+    /* No stale bytes on the wire: zero the padding's word first, the payload overwrites the
+     * rest of it (with no payload this word is the header's, written next). */
+    memset(p + rec - 8, 0, 8);
     roo__store_le32(p, si | (id ? ROO__ROUTE_ID_FLAG : 0));
     roo__store_le32(p + 4, (uint32_t)len);
     if (id) {
@@ -150,7 +168,6 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         roo__store_le32(p + 12, id->sub);
     }
     memcpy(p + 8 + idlen, msg, len);
-    memset(p + 8 + idlen + len, 0, rec - 8 - idlen - len); /* no stale bytes on the wire */
     r->data.len += rec;
     r->nmsgs++;
 }
@@ -182,24 +199,41 @@ void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e)
     sh->dirty[sh->ndirty++] = e;
 }
 
-static inline __attribute__((always_inline)) void
-state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len)
+static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stage *st, uint32_t si,
+                                                 const void *msg, size_t len)
 {
-    uint8_t key[ROO_KEY_MAX];
+    uint8_t key[ROO_KEY_MAX] __attribute__((aligned(8)));
     roo_emitter em = { sh, st->next };
-    roo__entry *e;
-    uint64_t h;
+    const roo__recent *r = NULL;
+    roo__entry *e = NULL;
+    uint64_t h = 0, key8 = 0;
+    bool hashed = false;
     uint16_t part;
     unsigned owner;
     int kl, rc;
 
+    memset(key, 0, 8); /* a short key's bytes then read as one zero-padded word, key8 */
     kl = st->key(msg, len, key, st->ctx);
     if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
         roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
-        return;
+        return 0;
     }
-    h = roo__key_hash(key, (size_t)kl);
-    part = roo__partition_of(h, sh->partitions);
+    if (ROO__LIKELY(kl <= 8)) {
+        /* Should the callback write scratch past kl, key8 still tells keys apart (their
+         * first kl bytes differ, or their lengths): the scratch only costs cache misses. */
+        memcpy(&key8, key, 8);
+        r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
+    }
+    if (ROO__LIKELY(r != NULL)) {
+        part = roo__recent_partition(r);
+        e = r->e;
+    } else {
+        h = roo__key_hash(key, (size_t)kl);
+        hashed = true;
+        part = roo__partition_of(h, sh->partitions);
+        if (kl <= 8)
+            roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, NULL);
+    }
     owner = sh->part_dest[part];
     if (ROO__UNLIKELY(sh->hold_epoch) && owner != sh->idx && sh->routed &&
         (sh->part_old[part] == sh->idx ||
@@ -216,59 +250,66 @@ state_stage(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, 
             sh->id.sub++;
         if (owner != sh->idx) {
             roo__shard_route_msg(sh, st, owner, si, msg, len, &id, part);
-            return;
+            return 0;
         }
         if (roo__dedup_check(sh->dedup, id.stream, part, id.offset, id.sub)) {
             atomic_fetch_add_explicit(&sh->duplicates, 1, memory_order_relaxed);
-            return;
+            return 0;
         }
     } else if (owner != sh->idx) {
         roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
-        return;
+        return 0;
     }
-    e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
     if (ROO__UNLIKELY(!e)) {
-        e = roo__table_insert(sh->table, h, st->state_id, part, key, (size_t)kl, st->state->size);
+        if (!hashed)
+            h = roo__key_hash(key, (size_t)kl);
+        e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
+        if (!e)
+            e = roo__table_insert(sh->table, h, st->state_id, part, key, (size_t)kl,
+                                  st->state->size);
+        if (kl <= 8)
+            roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, e);
     }
     if (ROO__UNLIKELY(!(e->flags & ROO__ENTRY_READY))) {
         if (st->state->init) {
             rc = st->state->init(roo__entry_state(e), key, (size_t)kl, st->state->ctx);
             if (rc < 0) {
                 roo__shard_callback_error(sh, st, "state init", rc);
-                return;
+                return 0;
             }
         }
         e->flags |= ROO__ENTRY_READY;
     }
     rc = st->state_compute(msg, len, roo__entry_state(e), &em, st->ctx);
-    if (rc == ROO_SAVE)
-        roo__shard_mark_dirty(sh, e);
-    else if (ROO__UNLIKELY(rc < 0))
+    if (rc == ROO_SAVE) {
+        if (e->dirty_mark != sh->batch_seq) /* not listed yet in this batch */
+            roo__shard_mark_dirty(sh, e);
+    } else if (ROO__UNLIKELY(rc < 0))
         roo__shard_callback_error(sh, st, "state computation", rc);
+    return 0;
 }
 
-static inline __attribute__((always_inline)) void run_step(roo__shard *sh, uint32_t si,
-                                                           const void *msg, size_t len)
+static __attribute__((noinline)) int stateless_stage(roo__shard *sh, const roo__stage *st,
+                                                     const void *msg, size_t len)
+{
+    roo_emitter em = { sh, st->next };
+    int rc = st->compute(msg, len, &em, st->ctx);
+
+    if (ROO__UNLIKELY(rc < 0))
+        roo__shard_callback_error(sh, st, "computation", rc);
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int run_step(roo__shard *sh, uint32_t si,
+                                                          const void *msg, size_t len)
 {
     const roo__stage *st = &sh->stages[si];
 
-    switch (st->kind) {
-    case ROO__STAGE_SINK:
-        sink_stage(sh, st, msg, len);
-        if (ROO__UNLIKELY(st->next != UINT32_MAX))
-            run_stage(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
-        return;
-    case ROO__STAGE_STATE:
-        state_stage(sh, st, si, msg, len);
-        return;
-    case ROO__STAGE_STATELESS: {
-        roo_emitter em = { sh, st->next };
-        int rc = st->compute(msg, len, &em, st->ctx);
-        if (ROO__UNLIKELY(rc < 0))
-            roo__shard_callback_error(sh, st, "computation", rc);
-        return;
-    }
-    }
+    if (ROO__LIKELY(st->kind == ROO__STAGE_SINK))
+        return sink_stage(sh, st, msg, len);
+    if (st->kind == ROO__STAGE_STATE)
+        return state_stage(sh, st, si, msg, len);
+    return stateless_stage(sh, st, msg, len);
 }
 
 /*
@@ -288,7 +329,8 @@ static __attribute__((noinline)) void run_step_timed(roo__shard *sh, uint32_t si
     sh->child_ns = saved + d;
 }
 
-static void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len)
+static inline __attribute__((always_inline)) void run_stage(roo__shard *sh, uint32_t si,
+                                                            const void *msg, size_t len)
 {
     if (ROO__UNLIKELY(sh->timing))
         run_step_timed(sh, si, msg, len);

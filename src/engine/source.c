@@ -69,20 +69,49 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     roo_decode_fn decode = c->pipeline->source.decode;
     void *ctx = c->pipeline->source.ctx;
     uint64_t frames = 0, sample_at = sh->sample_left;
+    const bool resumable = c->resumable;
+    const bool be32 = c->framer.framing == ROO_FRAMING_LENGTH && c->framer.header_len == 4 &&
+                      !c->framer.little_endian;
+    const size_t max_frame = c->framer.max_frame;
     size_t off = 0;
     roo__frame fr;
     int rc;
 
     /* One clock read per read, for the latency histograms. */
     roo__shard_lat_open(sh, roo__wall_ns(), c->pipeline->index);
-    while ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) == ROO__FRAME_OK) {
+    for (;;) {
         bool timed = frames == sample_at;
         int drc;
+        if (ROO__LIKELY(be32)) {
+            /* The common framing inline, in the loop's own registers; anything unusual (a
+             * frame over the limit) goes through the framer for its error and its sizes. */
+            size_t left = len - off;
+            uint32_t n;
+            if (left < 4) {
+                rc = ROO__FRAME_AGAIN;
+                break;
+            }
+            n = roo__load_be32(buf + off);
+            if (ROO__UNLIKELY(n > max_frame)) {
+                rc = roo__framer_next(&c->framer, buf + off, left, &fr);
+                break;
+            }
+            if (left - 4 < n) {
+                rc = ROO__FRAME_AGAIN;
+                break;
+            }
+            fr.payload_off = 4;
+            fr.payload_len = n;
+            fr.frame_len = 4 + (size_t)n;
+        } else if ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) !=
+                   ROO__FRAME_OK) {
+            break;
+        }
         if (ROO__UNLIKELY(timed)) {
             sh->timing = true; /* this frame's steps are timed (metrics) */
             sample_at += ROO__COMPUTE_SAMPLE_EVERY;
         }
-        if (ROO__UNLIKELY(c->resumable)) {
+        if (ROO__UNLIKELY(resumable)) {
             /* Messages of this frame get its identity, numbered as they reach state. */
             sh->id = (roo__msg_id){ c->stream, c->next_offset, 0 };
             sh->id_fixed = false;
@@ -90,7 +119,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
         drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
         if (ROO__UNLIKELY(timed))
             sh->timing = false;
-        if (ROO__UNLIKELY(c->resumable)) {
+        if (ROO__UNLIKELY(resumable)) {
             sh->id.stream = 0;
             if (drc >= 0)
                 c->next_offset++;

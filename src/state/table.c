@@ -197,5 +197,7 @@ size_t roo__table_drop(roo__table *t, const uint8_t *drop, roo__entry_fn finish,
     big_free(t->slots, cap * sizeof(slot));
     t->slots = ns;
     t->count -= dropped;
+    if (dropped)
+        roo__table_forget_recent(t); /* it may point at forgotten entries */
     return dropped;
 }

@@ -68,11 +68,34 @@ typedef struct roo__slot {
     roo__entry *e;
 } roo__slot;
 
+/*
+ * The recent-key cache: a direct-mapped array in front of the index for keys of up to 8
+ * bytes, keyed by the key's bytes themselves, so that a key met again costs neither its
+ * hash nor a probe (most streams repeat a small set of hot keys: letters, words, users).
+ * A slot holds the key's bytes in a zeroed word (key8), its length and state id, which
+ * together identify the key, its partition, and its entry, or NULL for a key whose state is
+ * kept by another thread (then the slot saves the hash that finds its owner). Entries never
+ * move, so only roo__table_drop, which forgets entries, and a change of the partition count
+ * (roo__table_forget_recent) have to clear it.
+ */
+#define ROO__TABLE_RECENT_BITS 9
+/* A slot's identity besides key8; bit 48 tells a used slot from a zeroed one. */
+#define ROO__RECENT_TAG(key_len, state_id)                                                         \
+    ((uint64_t)(key_len) | (uint64_t)(state_id) << 16 | 1ull << 48)
+#define ROO__RECENT_PART_SHIFT 32
+
+typedef struct roo__recent {
+    uint64_t key8;
+    uint64_t tag; /* ROO__RECENT_TAG(key_len, state_id) | partition << 32 */
+    roo__entry *e;
+} roo__recent;
+
 struct roo__table {
     roo__slot *slots;
     size_t mask; /* capacity - 1; capacity is a power of two */
     size_t count;
     struct roo__arena_chunk *chunks; /* newest first */
+    roo__recent recent[1u << ROO__TABLE_RECENT_BITS];
 };
 
 static inline bool roo__key_eq(const uint8_t *a, const uint8_t *b, size_t n)
@@ -98,6 +121,51 @@ static inline roo__entry *roo__table_find(const roo__table *t, uint64_t hash, ui
             roo__key_eq(s->e->key, key, key_len))
             return s->e;
     }
+}
+
+/* Fibonacci hashing: consecutive small keys (letters, counters) land in distinct slots. */
+static inline roo__recent *roo__table_recent_slot(roo__table *t, uint16_t state_id, uint64_t key8)
+{
+    uint64_t x = (key8 ^ ((uint64_t)state_id << 56)) * 0x9E3779B97F4A7C15ull;
+    return &t->recent[x >> (64 - ROO__TABLE_RECENT_BITS)];
+}
+
+/*
+ * The cached slot of a key of key_len <= 8 bytes, or NULL (then hash it and look it up).
+ * key8 is the key's bytes in a zeroed uint64_t: two keys with equal key8 and length are
+ * the same key.
+ */
+static inline const roo__recent *roo__table_recent(roo__table *t, uint16_t state_id, uint64_t key8,
+                                                   size_t key_len)
+{
+    const roo__recent *r = roo__table_recent_slot(t, state_id, key8);
+    uint64_t other = 0xFFFFull << ROO__RECENT_PART_SHIFT;
+
+    if (r->key8 == key8 && (r->tag & ~other) == ROO__RECENT_TAG(key_len, state_id))
+        return r;
+    return NULL;
+}
+
+static inline uint16_t roo__recent_partition(const roo__recent *r)
+{
+    return (uint16_t)(r->tag >> ROO__RECENT_PART_SHIFT);
+}
+
+/* Remember a key of up to 8 bytes with its partition and entry (NULL: held elsewhere). */
+static inline void roo__table_remember(roo__table *t, uint16_t state_id, uint64_t key8,
+                                       size_t key_len, uint16_t partition, roo__entry *e)
+{
+    roo__recent *r = roo__table_recent_slot(t, state_id, key8);
+
+    r->key8 = key8;
+    r->tag = ROO__RECENT_TAG(key_len, state_id) | (uint64_t)partition << ROO__RECENT_PART_SHIFT;
+    r->e = e;
+}
+
+/* Clear the recent-key cache (the partition count changed). */
+static inline void roo__table_forget_recent(roo__table *t)
+{
+    memset(t->recent, 0, sizeof(t->recent));
 }
 
 /* Insert a new entry (caller checked it is absent) with a zeroed state of state_size. */

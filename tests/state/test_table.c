@@ -1,4 +1,4 @@
-/* test_table.c: the per-thread state table finds every (state id, key), keeps entries in place while growing, and hashes and partitions keys stably. */
+/* test_table.c: the per-thread state table finds every (state id, key), keeps entries in place while growing, caches recent short keys exactly, and hashes and partitions keys stably. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -269,6 +269,81 @@ START_TEST(dropping_partitions_forgets_only_their_keys)
 }
 END_TEST
 
+static uint64_t key8_of(const char *key, size_t len)
+{
+    uint64_t v = 0;
+
+    memcpy(&v, key, len);
+    return v;
+}
+
+/* The recent-key cache answers for exactly the (state id, key bytes, length) it was told. */
+START_TEST(recent_key_cache_finds_remembered_keys_and_tells_them_apart)
+{
+    roo__table *t = roo__table_create();
+    roo__entry *a = insert_str(t, 0, "A", 8), *a1 = insert_str(t, 1, "A", 8);
+    roo__entry *ab = insert_str(t, 0, "ABCDEFGH", 8);
+    const roo__recent *r;
+
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of("A", 1), 1)); /* nothing yet */
+    ck_assert_ptr_null(roo__table_recent(t, 0, 0, 0)); /* a zeroed slot is no empty key */
+    roo__table_remember(t, 0, key8_of("A", 1), 1, a->partition, a);
+    roo__table_remember(t, 1, key8_of("A", 1), 1, a1->partition, a1);
+    roo__table_remember(t, 0, key8_of("ABCDEFGH", 8), 8, ab->partition, ab);
+    roo__table_remember(t, 0, key8_of("Z", 1), 1, 77, NULL); /* kept by another thread */
+
+    r = roo__table_recent(t, 0, key8_of("A", 1), 1);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_eq(r->e, a);
+    ck_assert_uint_eq(roo__recent_partition(r), a->partition);
+    r = roo__table_recent(t, 1, key8_of("A", 1), 1);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_eq(r->e, a1);
+    r = roo__table_recent(t, 0, key8_of("ABCDEFGH", 8), 8);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_eq(r->e, ab);
+    r = roo__table_recent(t, 0, key8_of("Z", 1), 1);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_null(r->e);
+    ck_assert_uint_eq(roo__recent_partition(r), 77);
+    /* "A\0" is another key than "A", and "A" of state 2 was never remembered. */
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of("A", 1), 2));
+    ck_assert_ptr_null(roo__table_recent(t, 2, key8_of("A", 1), 1));
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of("B", 1), 1));
+    roo__table_forget_recent(t);
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of("A", 1), 1));
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of("Z", 1), 1));
+    roo__table_destroy(t, NULL, NULL);
+}
+END_TEST
+
+/* Dropped entries must not be reachable through the cache (it would hand out a forgotten
+ * entry's state); the 26 letters of Alphabet each keep a slot of their own. */
+START_TEST(recent_key_cache_forgets_dropped_entries_and_keeps_letters_apart)
+{
+    roo__table *t = roo__table_create();
+    uint8_t drop[256] = { 0 };
+    char key[2] = { 0, 0 };
+
+    for (char c = 'a'; c <= 'z'; c++) {
+        key[0] = c;
+        roo__entry *e = insert_str(t, 0, key, 8);
+        roo__table_remember(t, 0, key8_of(key, 1), 1, e->partition, e);
+    }
+    for (char c = 'a'; c <= 'z'; c++) {
+        key[0] = c;
+        const roo__recent *r = roo__table_recent(t, 0, key8_of(key, 1), 1);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_ptr_eq(r->e, find_str(t, 0, key));
+    }
+    key[0] = 'q';
+    drop[find_str(t, 0, key)->partition] = 1;
+    ck_assert_uint_ge(roo__table_drop(t, drop, NULL, NULL), 1);
+    ck_assert_ptr_null(roo__table_recent(t, 0, key8_of(key, 1), 1));
+    roo__table_destroy(t, NULL, NULL);
+}
+END_TEST
+
 START_TEST(partition_of_spreads_letters_over_partitions)
 {
     bool used[256] = { false };
@@ -359,6 +434,8 @@ static Suite *table_suite(void)
     tcase_add_test(tc, state_area_is_zeroed_and_8_byte_aligned);
     tcase_add_test(tc, walk_and_destroy_visit_every_entry_once);
     tcase_add_test(tc, dropping_partitions_forgets_only_their_keys);
+    tcase_add_test(tc, recent_key_cache_finds_remembered_keys_and_tells_them_apart);
+    tcase_add_test(tc, recent_key_cache_forgets_dropped_entries_and_keeps_letters_apart);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("hash", 10);
