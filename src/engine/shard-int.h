@@ -1,5 +1,5 @@
-/* shard-int.h: what shard.c (a processing thread's loop, pipeline and batches) and source.c
- * (its source connections) share. Everything here runs on the shard's own thread. */
+/* shard-int.h: what shard.c (a processing thread's loop and pipeline), batch.c (its batches)
+ * and source.c (its source connections) share. Everything here runs on the shard's own thread. */
 #ifndef ROO_SHARD_INT_H
 #define ROO_SHARD_INT_H
 
@@ -103,6 +103,10 @@ roo__shard_route_msg(roo__shard *sh, const roo__stage *st, unsigned dest, uint32
         roo__shard_route(sh, dest, si, msg, len, id);
 }
 
+/* batch.c: a committed batch's note (its applied routes are durable), and a batch back from
+ * the sinks (reset, then current or free). */
+void roo__shard_batch_committed(roo__shard *sh, struct roo__commit_note *note);
+void roo__shard_batch_returned(roo__shard *sh, roo__batch *b);
 /* Append a non-state record (link or stream bookkeeping) to the batch. */
 void roo__shard_append_kv(roo__batch *b, uint16_t kind, const uint8_t *key, size_t klen,
                           const uint8_t *val, size_t vlen);
