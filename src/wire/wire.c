@@ -1,4 +1,5 @@
-/* wire.c: packing and unpacking of roo's protobuf messages with protobuf-c. */
+/* wire.c: packing and unpacking of roo's protobuf messages with protobuf-c: the cluster's own
+ * (topology, meta, control, data); clients' frames are in clients.c. */
 #include "wire/wire.h"
 
 #include <errno.h>
@@ -6,15 +7,14 @@
 #include <stdlib.h>
 
 #include "roo.pb-c.h"
+#include "wire/wire-int.h"
 
-/* protobuf-c gives "" for absent strings; keep that (never NULL) in our structs. */
-static char *dup_str(const char *s)
+char *roo__wire_dup_str(const char *s)
 {
     return roo__xstrdup(s ? s : "");
 }
 
-/* Append a frame: u32 BE length, then the packed message (sized before packing). */
-static int frame_append(const ProtobufCMessage *msg, size_t limit, roo__buf *out)
+int roo__wire_frame_append(const ProtobufCMessage *msg, size_t limit, roo__buf *out)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     uint8_t *p;
@@ -41,11 +41,11 @@ void roo__worker_info_finish(roo__worker_info *w)
 
 void roo__worker_info_copy(const roo__worker_info *src, roo__worker_info *ret_copy)
 {
-    ret_copy->name = dup_str(src->name);
-    ret_copy->control_addr = dup_str(src->control_addr);
-    ret_copy->data_addr = dup_str(src->data_addr);
+    ret_copy->name = roo__wire_dup_str(src->name);
+    ret_copy->control_addr = roo__wire_dup_str(src->control_addr);
+    ret_copy->data_addr = roo__wire_dup_str(src->data_addr);
     ret_copy->threads = src->threads;
-    ret_copy->external_addr = dup_str(src->external_addr);
+    ret_copy->external_addr = roo__wire_dup_str(src->external_addr);
     ret_copy->left = src->left;
 }
 
@@ -65,7 +65,7 @@ void roo__topology_copy(const roo__topology *src, roo__topology *ret_copy)
 {
     roo__topology t = *src;
 
-    t.app_name = dup_str(src->app_name);
+    t.app_name = roo__wire_dup_str(src->app_name);
     t.workers = roo__xcalloc(src->nworkers ? src->nworkers : 1, sizeof(*t.workers));
     for (size_t i = 0; i < src->nworkers; i++)
         roo__worker_info_copy(&src->workers[i], &t.workers[i]);
@@ -114,11 +114,11 @@ static void to_pb_topology(const roo__topology *t, Roo__Topology *pb, Roo__Worke
 
 static void from_pb_worker(const Roo__WorkerInfo *pb, roo__worker_info *w)
 {
-    w->name = dup_str(pb ? pb->name : NULL);
-    w->control_addr = dup_str(pb ? pb->control_addr : NULL);
-    w->data_addr = dup_str(pb ? pb->data_addr : NULL);
+    w->name = roo__wire_dup_str(pb ? pb->name : NULL);
+    w->control_addr = roo__wire_dup_str(pb ? pb->control_addr : NULL);
+    w->data_addr = roo__wire_dup_str(pb ? pb->data_addr : NULL);
     w->threads = pb ? pb->threads : 0;
-    w->external_addr = dup_str(pb ? pb->external_addr : NULL);
+    w->external_addr = roo__wire_dup_str(pb ? pb->external_addr : NULL);
     w->left = pb ? pb->left : false;
 }
 
@@ -132,7 +132,7 @@ static int from_pb_topology(const Roo__Topology *pb, roo__topology *t)
         if (pb->owner[i] >= pb->n_workers)
             return ROO_EWIRE;
     t->cluster_id = pb->cluster_id;
-    t->app_name = dup_str(pb->app_name);
+    t->app_name = roo__wire_dup_str(pb->app_name);
     t->partitions = pb->partitions;
     t->version = pb->version;
     t->complete = pb->complete;
@@ -199,15 +199,15 @@ int roo__wire_meta_decode(const uint8_t *p, size_t len, roo__meta *ret_meta)
         return ROO_EWIRE;
     memset(&m, 0, sizeof(m));
     m.format_version = pb->format_version;
-    m.app_name = dup_str(pb->app_name);
-    m.worker_name = dup_str(pb->worker_name);
+    m.app_name = roo__wire_dup_str(pb->app_name);
+    m.worker_name = roo__wire_dup_str(pb->worker_name);
     m.partitions = pb->partitions;
-    m.roo_version = dup_str(pb->roo_version);
+    m.roo_version = roo__wire_dup_str(pb->roo_version);
     m.created_unix_ms = pb->created_unix_ms;
     m.nstate_names = pb->n_state_names;
     m.state_names = roo__xcalloc(pb->n_state_names ? pb->n_state_names : 1, sizeof(char *));
     for (size_t i = 0; i < pb->n_state_names; i++)
-        m.state_names[i] = dup_str(pb->state_names[i]);
+        m.state_names[i] = roo__wire_dup_str(pb->state_names[i]);
     if (pb->topology) {
         rc = from_pb_topology(pb->topology, &m.topology);
         m.has_topology = rc == 0;
@@ -300,7 +300,7 @@ static int rate_ok(double r)
 static int from_pb_stats(const Roo__WorkerStats *pb, roo__worker_stats *s)
 {
     memset(s, 0, sizeof(*s));
-    s->name = dup_str(pb ? pb->name : NULL);
+    s->name = roo__wire_dup_str(pb ? pb->name : NULL);
     if (!pb)
         return 0;
     if (pb->n_latency_bins > ROO__HIST_BINS ||
@@ -483,7 +483,7 @@ int roo__wire_ctl_encode(const roo__ctl *m, roo__buf *out)
         rc = -EINVAL;
         goto out;
     }
-    rc = frame_append(&pb.base, ROO__CONTROL_FRAME_MAX, out);
+    rc = roo__wire_frame_append(&pb.base, ROO__CONTROL_FRAME_MAX, out);
 out:
     free(ws);
     free(wps);
@@ -508,8 +508,8 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
     case ROO__CONTROL_MSG__MSG_HELLO:
         m.kind = ROO__CTL_HELLO;
         m.protocol_version = pb->hello->protocol_version;
-        m.app_name = dup_str(pb->hello->app_name);
-        m.roo_version = dup_str(pb->hello->roo_version);
+        m.app_name = roo__wire_dup_str(pb->hello->app_name);
+        m.roo_version = roo__wire_dup_str(pb->hello->roo_version);
         from_pb_worker(pb->hello->worker, &m.worker);
         m.cluster_id = pb->hello->cluster_id;
         m.join = pb->hello->join;
@@ -517,8 +517,8 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         break;
     case ROO__CONTROL_MSG__MSG_REFUSE:
         m.kind = ROO__CTL_REFUSE;
-        m.reason = dup_str(pb->refuse->reason);
-        m.initializer = dup_str(pb->refuse->initializer);
+        m.reason = roo__wire_dup_str(pb->refuse->reason);
+        m.initializer = roo__wire_dup_str(pb->refuse->initializer);
         break;
     case ROO__CONTROL_MSG__MSG_TOPOLOGY:
         m.kind = ROO__CTL_TOPOLOGY;
@@ -526,7 +526,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         break;
     case ROO__CONTROL_MSG__MSG_CONNECTIONS_READY:
         m.kind = ROO__CTL_CONNECTIONS_READY;
-        m.worker_name = dup_str(pb->connections_ready->worker);
+        m.worker_name = roo__wire_dup_str(pb->connections_ready->worker);
         break;
     case ROO__CONTROL_MSG__MSG_CLUSTER_READY:
         m.kind = ROO__CTL_CLUSTER_READY;
@@ -552,7 +552,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         break;
     case ROO__CONTROL_MSG__MSG_SHUTDOWN:
         m.kind = ROO__CTL_SHUTDOWN;
-        m.reason = dup_str(pb->shutdown->reason);
+        m.reason = roo__wire_dup_str(pb->shutdown->reason);
         break;
     case ROO__CONTROL_MSG__MSG_DRAIN_QUERY:
         m.kind = ROO__CTL_DRAIN_QUERY;
@@ -561,7 +561,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
     case ROO__CONTROL_MSG__MSG_DRAIN_REPORT:
         m.kind = ROO__CTL_DRAIN_REPORT;
         m.round = pb->drain_report->round;
-        m.worker_name = dup_str(pb->drain_report->worker);
+        m.worker_name = roo__wire_dup_str(pb->drain_report->worker);
         m.idle = pb->drain_report->idle;
         m.sent = pb->drain_report->sent;
         m.received = pb->drain_report->received;
@@ -580,7 +580,7 @@ int roo__wire_ctl_decode(const uint8_t *p, size_t len, roo__ctl *ret_msg)
         m.kind = ROO__CTL_MIGRATE_REPORT;
         m.epoch = pb->migrate_report->epoch;
         m.phase = pb->migrate_report->phase;
-        m.worker_name = dup_str(pb->migrate_report->worker);
+        m.worker_name = roo__wire_dup_str(pb->migrate_report->worker);
         break;
     default:
         rc = ROO_EWIRE;
@@ -625,7 +625,7 @@ int roo__wire_data_hello_encode(const roo__data_hello *h, roo__buf *out)
     hello.worker = (char *)h->worker;
     pb.msg_case = ROO__DATA_MSG__MSG_HELLO;
     pb.hello = &hello;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
@@ -643,7 +643,7 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, i
     b.events.len = len;
     pb.msg_case = ROO__DATA_MSG__MSG_BATCH;
     pb.batch = &b;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_stream_ask_encode(uint64_t ask_id, uint64_t stream, roo__buf *out)
@@ -655,7 +655,7 @@ int roo__wire_stream_ask_encode(uint64_t ask_id, uint64_t stream, roo__buf *out)
     a.stream = stream;
     pb.msg_case = ROO__DATA_MSG__MSG_STREAM_ASK;
     pb.stream_ask = &a;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_stream_answer_encode(uint64_t ask_id, uint64_t position, roo__buf *out)
@@ -667,7 +667,7 @@ int roo__wire_stream_answer_encode(uint64_t ask_id, uint64_t position, roo__buf 
     a.position = position;
     pb.msg_case = ROO__DATA_MSG__MSG_STREAM_ANSWER;
     pb.stream_answer = &a;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_stream_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
@@ -760,7 +760,7 @@ int roo__wire_data_ack_encode(uint32_t thread, uint64_t seq, roo__buf *out)
     a.seq = seq;
     pb.msg_case = ROO__DATA_MSG__MSG_ACK;
     pb.ack = &a;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out)
@@ -779,7 +779,7 @@ int roo__wire_data_chunk_encode(const roo__state_chunk *c, roo__buf *out)
     sc.marks.len = c->marks.len;
     pb.msg_case = ROO__DATA_MSG__MSG_CHUNK;
     pb.chunk = &sc;
-    return frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
+    return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
 int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *ret_chunk)
@@ -807,228 +807,4 @@ int roo__wire_data_chunk_decode(const uint8_t *p, size_t len, roo__state_chunk *
     }
     roo__data_msg__free_unpacked(pb, NULL);
     return rc;
-}
-
-/* ---- resumable sources ---- */
-
-int roo__wire_source_hello_encode(const char *stream, uint64_t next_offset, roo__buf *out)
-{
-    Roo__SourceHello pb = ROO__SOURCE_HELLO__INIT;
-    size_t n;
-    uint8_t *p;
-
-    pb.stream = (char *)stream;
-    pb.next_offset = next_offset;
-    n = roo__source_hello__get_packed_size(&pb);
-    if (n > ROO__SOURCE_FRAME_MAX)
-        return ROO_EMSGSIZE;
-    p = roo__buf_reserve(out, ROO__SOURCE_MAGIC_LEN + 4 + n);
-    memcpy(p, ROO__SOURCE_MAGIC, ROO__SOURCE_MAGIC_LEN);
-    roo__store_be32(p + ROO__SOURCE_MAGIC_LEN, (uint32_t)n);
-    roo__source_hello__pack(&pb, p + ROO__SOURCE_MAGIC_LEN + 4);
-    out->len += ROO__SOURCE_MAGIC_LEN + 4 + n;
-    return 0;
-}
-
-int roo__wire_source_hello_decode(const uint8_t *p, size_t len, char *stream_buf, size_t cap,
-                                  uint64_t *ret_next_offset)
-{
-    Roo__SourceHello *pb;
-    int rc = 0;
-
-    if (len > ROO__SOURCE_FRAME_MAX)
-        return ROO_EWIRE;
-    pb = roo__source_hello__unpack(NULL, len, p);
-    if (!pb)
-        return ROO_EWIRE;
-    if (!pb->stream || !pb->stream[0] || strlen(pb->stream) >= cap ||
-        strlen(pb->stream) > ROO__STREAM_NAME_MAX) {
-        rc = ROO_EWIRE;
-    } else {
-        snprintf(stream_buf, cap, "%s", pb->stream);
-        *ret_next_offset = pb->next_offset;
-    }
-    roo__source_hello__free_unpacked(pb, NULL);
-    return rc;
-}
-
-int roo__wire_source_reply_encode(roo__source_reply_kind kind, uint64_t value, const char *text,
-                                  roo__buf *out)
-{
-    Roo__SourceReply pb = ROO__SOURCE_REPLY__INIT;
-
-    switch (kind) {
-    case ROO__SRC_WELCOME:
-        pb.msg_case = ROO__SOURCE_REPLY__MSG_RESUME_FROM;
-        pb.resume_from = value;
-        break;
-    case ROO__SRC_ACK:
-        pb.msg_case = ROO__SOURCE_REPLY__MSG_ACKED;
-        pb.acked = value;
-        break;
-    case ROO__SRC_REFUSED:
-        pb.msg_case = ROO__SOURCE_REPLY__MSG_REFUSED;
-        pb.refused = (char *)(text ? text : "");
-        break;
-    default:
-        return -EINVAL;
-    }
-    return frame_append(&pb.base, ROO__SOURCE_FRAME_MAX, out);
-}
-
-int roo__wire_source_reply_decode(const uint8_t *p, size_t len, roo__source_reply_kind *ret_kind,
-                                  uint64_t *ret_value, char *text_buf, size_t text_cap)
-{
-    Roo__SourceReply *pb;
-    int rc = 0;
-
-    if (len > ROO__SOURCE_FRAME_MAX)
-        return ROO_EWIRE;
-    pb = roo__source_reply__unpack(NULL, len, p);
-    if (!pb)
-        return ROO_EWIRE;
-    switch (pb->msg_case) {
-    case ROO__SOURCE_REPLY__MSG_RESUME_FROM:
-        *ret_kind = ROO__SRC_WELCOME;
-        *ret_value = pb->resume_from;
-        break;
-    case ROO__SOURCE_REPLY__MSG_ACKED:
-        *ret_kind = ROO__SRC_ACK;
-        *ret_value = pb->acked;
-        break;
-    case ROO__SOURCE_REPLY__MSG_REFUSED:
-        *ret_kind = ROO__SRC_REFUSED;
-        *ret_value = 0;
-        if (text_buf && text_cap)
-            snprintf(text_buf, text_cap, "%s", pb->refused ? pb->refused : "");
-        break;
-    default:
-        rc = ROO_EWIRE;
-        break;
-    }
-    roo__source_reply__free_unpacked(pb, NULL);
-    return rc;
-}
-
-/* ---- external ---- */
-
-int roo__wire_ext_request_encode(const roo__ext_request *req, roo__buf *out)
-{
-    Roo__ExternalRequest pb = ROO__EXTERNAL_REQUEST__INIT;
-    ProtobufCBinaryData *keys = NULL;
-    int rc;
-
-    pb.command = (Roo__ExternalRequest__Command)req->cmd;
-    pb.state = req->state ? req->state : (char *)"";
-    if (req->nkeys) {
-        keys = roo__xcalloc(req->nkeys, sizeof(*keys));
-        for (size_t i = 0; i < req->nkeys; i++) {
-            keys[i].data = req->keys[i].data;
-            keys[i].len = req->keys[i].len;
-        }
-    }
-    pb.n_keys = req->nkeys;
-    pb.keys = keys;
-    pb.n_workers = req->nworkers;
-    pb.workers = req->workers;
-    pb.count = req->count;
-    pb.dry_run = req->dry_run;
-    pb.after.data = req->after.data;
-    pb.after.len = req->after.len;
-    rc = frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
-    free(keys);
-    return rc;
-}
-
-int roo__wire_ext_request_decode(const uint8_t *p, size_t len, roo__ext_request *ret_req)
-{
-    Roo__ExternalRequest *pb;
-    roo__ext_request r = { 0 };
-    int rc = 0;
-
-    if (len > ROO__EXTERNAL_FRAME_MAX)
-        return ROO_EWIRE;
-    pb = roo__external_request__unpack(NULL, len, p);
-    if (!pb)
-        return ROO_EWIRE;
-    switch (pb->command) {
-    case ROO__EXTERNAL_REQUEST__COMMAND__STATUS:
-        r.cmd = ROO__EXT_STATUS;
-        break;
-    case ROO__EXTERNAL_REQUEST__COMMAND__SHUTDOWN:
-        r.cmd = ROO__EXT_SHUTDOWN;
-        break;
-    case ROO__EXTERNAL_REQUEST__COMMAND__QUERY:
-        r.cmd = ROO__EXT_QUERY;
-        break;
-    case ROO__EXTERNAL_REQUEST__COMMAND__SHRINK:
-        r.cmd = ROO__EXT_SHRINK;
-        break;
-    case ROO__EXTERNAL_REQUEST__COMMAND__MOVE_ABORT:
-        r.cmd = ROO__EXT_MOVE_ABORT;
-        break;
-    default:
-        rc = ROO_EWIRE;
-        break;
-    }
-    if (rc == 0) {
-        r.state = dup_str(pb->state);
-        r.nkeys = pb->n_keys;
-        r.keys = roo__xcalloc(pb->n_keys ? pb->n_keys : 1, sizeof(*r.keys));
-        for (size_t i = 0; i < pb->n_keys; i++)
-            if (pb->keys[i].len)
-                roo__buf_append(&r.keys[i], pb->keys[i].data, pb->keys[i].len);
-        r.nworkers = pb->n_workers;
-        r.workers = roo__xcalloc(pb->n_workers ? pb->n_workers : 1, sizeof(char *));
-        for (size_t i = 0; i < pb->n_workers; i++)
-            r.workers[i] = dup_str(pb->workers[i]);
-        r.count = pb->count;
-        r.dry_run = pb->dry_run;
-        if (pb->after.len)
-            roo__buf_append(&r.after, pb->after.data, pb->after.len);
-    }
-    roo__external_request__free_unpacked(pb, NULL);
-    if (rc == 0)
-        *ret_req = r;
-    return rc;
-}
-
-void roo__wire_ext_request_finish(roo__ext_request *req)
-{
-    for (size_t i = 0; i < req->nkeys; i++)
-        roo__buf_finish(&req->keys[i]);
-    free(req->keys);
-    free(req->state);
-    for (size_t i = 0; i < req->nworkers; i++)
-        free(req->workers[i]);
-    free(req->workers);
-    roo__buf_finish(&req->after);
-    memset(req, 0, sizeof(*req));
-}
-
-int roo__wire_ext_reply_encode(bool ok, const char *json, const char *error, roo__buf *out)
-{
-    Roo__ExternalReply pb = ROO__EXTERNAL_REPLY__INIT;
-
-    pb.ok = ok;
-    pb.json = (char *)(json ? json : "");
-    pb.error = (char *)(error ? error : "");
-    return frame_append(&pb.base, ROO__EXTERNAL_FRAME_MAX, out);
-}
-
-int roo__wire_ext_reply_decode(const uint8_t *p, size_t len, bool *ret_ok, char **ret_json,
-                               char **ret_error)
-{
-    Roo__ExternalReply *pb;
-
-    if (len > ROO__EXTERNAL_FRAME_MAX)
-        return ROO_EWIRE;
-    pb = roo__external_reply__unpack(NULL, len, p);
-    if (!pb)
-        return ROO_EWIRE;
-    *ret_ok = pb->ok;
-    *ret_json = dup_str(pb->json);
-    *ret_error = dup_str(pb->error);
-    roo__external_reply__free_unpacked(pb, NULL);
-    return 0;
 }
