@@ -321,6 +321,63 @@ typedef struct roo__batch {
 int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size_t nstages,
                      uint32_t count, char *why, size_t cap);
 
+/* One record of a route buffer, as roo__route_next reads it. */
+typedef struct roo__route_rec {
+    uint32_t stage;     /* a stage index, or ROO__ROUTE_INGRESS */
+    const uint8_t *msg; /* the message, or the ingress record's 16 bytes */
+    uint32_t len;
+    bool has_id;
+    roo__msg_id id; /* with has_id: its identity, made absolute by the stream record */
+} roo__route_rec;
+
+typedef struct roo__route_iter {
+    const uint8_t *p, *end;
+    uint64_t stream, base; /* the latest stream record's */
+} roo__route_iter;
+
+static inline roo__route_iter roo__route_iter_of(const uint8_t *data, size_t len)
+{
+    return (roo__route_iter){ data, data + len, 0, 0 };
+}
+
+/*
+ * The next message or ingress record of a route buffer this thread filled, or one that
+ * roo__route_check passed (nothing here checks bounds); stream records are taken in
+ * passing. false at the end. Inline: process_route runs it per routed message.
+ */
+static inline bool roo__route_next(roo__route_iter *it, roo__route_rec *ret)
+{
+    while (it->p < it->end) {
+        const uint8_t *p = it->p;
+        uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
+        size_t idlen = 0;
+
+        if (si == ROO__ROUTE_STREAM) {
+            it->stream = roo__load_le64(p + 8);
+            it->base = roo__load_le64(p + 16);
+            it->p += 24;
+            continue;
+        }
+        if (si == ROO__ROUTE_INGRESS) {
+            *ret = (roo__route_rec){ si, p + 8, ROO__ROUTE_INGRESS_LEN, false, { 0, 0, 0 } };
+            it->p += 8 + ROO__ROUTE_INGRESS_LEN;
+            return true;
+        }
+        ret->has_id = (si & ROO__ROUTE_ID_FLAG) != 0;
+        if (ret->has_id) {
+            idlen = ROO__ROUTE_ID_LEN;
+            ret->id = (roo__msg_id){ it->stream, it->base + roo__load_le32(p + 8),
+                                     roo__load_le32(p + 12) };
+        }
+        ret->stage = si & ~ROO__ROUTE_ID_FLAG;
+        ret->msg = p + 8 + idlen;
+        ret->len = len;
+        it->p += 8 + idlen + ROO__ALIGN8(len);
+        return true;
+    }
+    return false;
+}
+
 typedef struct roo__route {
     roo__qnode node;
     struct roo__shard *from; /* the shard that filled it; NULL: the io thread (from a peer) */

@@ -263,62 +263,43 @@ static void route_append(roo__route **head, roo__route **tail, roo__route *r)
  */
 static void reroute(roo__shard *sh, roo__route *r)
 {
-    const uint8_t *p = r->data.data, *end = p + r->data.len;
+    roo__route_iter it = roo__route_iter_of(r->data.data, r->data.len);
+    roo__route_rec rec;
     int64_t read_ns = sh->lat_read_ns;
     uint32_t pipeline = sh->lat_pipeline, n = 0;
-    uint64_t stream = 0, base = 0;
 
     sh->lat_read_ns = r->read_ns;
     sh->lat_pipeline = r->pipeline;
-    while (p < end) {
-        uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
+    while (roo__route_next(&it, &rec)) {
+        const roo__msg_id *id = rec.has_id ? &rec.id : NULL;
         uint8_t key[ROO_KEY_MAX];
-        roo__msg_id id;
-        size_t idlen = 0;
         const roo__stage *st;
         int kl;
 
-        if (si == ROO__ROUTE_INGRESS) {
-            uint64_t s = roo__load_le64(p + 8);
-            roo__shard_route(sh, sh->part_dest[roo__partition_of(s, sh->partitions)], si, p + 8,
-                             ROO__ROUTE_INGRESS_LEN, NULL);
-            p += 8 + ROO__ROUTE_INGRESS_LEN;
+        if (rec.stage == ROO__ROUTE_INGRESS) {
+            uint64_t s = roo__load_le64(rec.msg);
+            roo__shard_route(sh, sh->part_dest[roo__partition_of(s, sh->partitions)], rec.stage,
+                             rec.msg, rec.len, NULL);
             continue;
         }
-        if (si == ROO__ROUTE_STREAM) {
-            stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
-            base = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
-            p += 24;
-            continue;
-        }
-        if (si & ROO__ROUTE_ID_FLAG) {
-            si &= ~ROO__ROUTE_ID_FLAG;
-            idlen = ROO__ROUTE_ID_LEN;
-            id = (roo__msg_id){ .stream = stream,
-                                .offset = base + roo__load_le32(p + 8),
-                                .sub = roo__load_le32(p + 12) };
-        }
-        st = &sh->stages[si];
-        if (st->wire && len >= ROO__PACKED_PREFIX &&
-            roo__load_le16(p + 8 + idlen) < sh->partitions) {
+        st = &sh->stages[rec.stage];
+        if (st->wire && rec.len >= ROO__PACKED_PREFIX && roo__load_le16(rec.msg) < sh->partitions) {
             /* A host's packed message: its key is inside the packed bytes, its partition in
              * the prefix (roo__shard_route_packed). */
-            roo__shard_route(sh, sh->part_dest[roo__load_le16(p + 8 + idlen)], si, p + 8 + idlen,
-                             len, idlen ? &id : NULL);
-            p += 8 + idlen + ROO__ALIGN8(len);
+            roo__shard_route(sh, sh->part_dest[roo__load_le16(rec.msg)], rec.stage, rec.msg,
+                             rec.len, id);
             continue;
         }
-        kl = st->kind == ROO__STAGE_STATE && !st->wire ? st->key(p + 8 + idlen, len, key, st->ctx)
+        kl = st->kind == ROO__STAGE_STATE && !st->wire ? st->key(rec.msg, rec.len, key, st->ctx)
                                                        : -1;
         if (kl < 0 || kl > ROO_KEY_MAX)
             roo__log_error("internal error: a held message for step %u has no key now; dropped",
-                           si);
+                           rec.stage);
         else
             roo__shard_route(
                 sh,
                 sh->part_dest[roo__partition_of(roo__key_hash(key, (size_t)kl), sh->partitions)],
-                si, p + 8 + idlen, len, idlen ? &id : NULL);
-        p += 8 + idlen + ROO__ALIGN8(len);
+                rec.stage, rec.msg, rec.len, id);
     }
     sh->lat_read_ns = read_ns;
     sh->lat_pipeline = pipeline;

@@ -199,6 +199,8 @@ void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e)
     sh->dirty[sh->ndirty++] = e;
 }
 
+_Static_assert(ROO_KEY_MAX >= 8, "a short key is read as one 8-byte word (key8)");
+
 static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stage *st, uint32_t si,
                                                  const void *msg, size_t len)
 {
@@ -373,52 +375,38 @@ static inline __attribute__((always_inline)) void run_routed(roo__shard *sh, uin
 
 static void process_route(roo__shard *sh, roo__route *r)
 {
-    const uint8_t *p = r->data.data, *end = p + r->data.len;
-
-    uint64_t stream = 0, base = 0, i = 0, sample_at = sh->sample_left;
+    roo__route_iter it = roo__route_iter_of(r->data.data, r->data.len);
+    roo__route_rec rec;
+    uint64_t i = 0, sample_at = sh->sample_left;
 
     /* From a peer that sent no stamp: count from now. */
     roo__shard_lat_open(sh, r->read_ns > 0 ? r->read_ns : roo__wall_ns(),
                         r->pipeline < sh->eng->app->npipelines ? r->pipeline : 0);
     sh->cur->nrouted += r->nmsgs;
-    while (p < end) {
-        uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
-        size_t idlen = 0;
-        if (si == ROO__ROUTE_INGRESS) {
-            roo__shard_apply_ingress(sh, roo__load_le64(p + 8), roo__load_le64(p + 16));
-            p += 8 + ROO__ROUTE_INGRESS_LEN;
+    while (roo__route_next(&it, &rec)) {
+        if (rec.stage == ROO__ROUTE_INGRESS) {
+            roo__shard_apply_ingress(sh, roo__load_le64(rec.msg), roo__load_le64(rec.msg + 8));
             i++;
             continue;
         }
-        if (si == ROO__ROUTE_STREAM) {
-            stream = roo__load_le32(p + 8) | (uint64_t)roo__load_le32(p + 12) << 32;
-            base = roo__load_le32(p + 16) | (uint64_t)roo__load_le32(p + 20) << 32;
-            p += 24;
-            continue;
-        }
-        if (si & ROO__ROUTE_ID_FLAG) {
+        if (rec.has_id) {
             /* The message's identity travels with it; do not number it again here. */
-            si &= ~ROO__ROUTE_ID_FLAG;
-            idlen = ROO__ROUTE_ID_LEN;
-            sh->id.stream = stream;
-            sh->id.offset = base + roo__load_le32(p + 8);
-            sh->id.sub = roo__load_le32(p + 12);
+            sh->id = rec.id;
             sh->id_fixed = true;
         }
         sh->routed = true;
         if (ROO__UNLIKELY(i == sample_at)) {
             sh->timing = true; /* this message's steps are timed (metrics) */
-            run_routed(sh, si, p + 8 + idlen, len);
+            run_routed(sh, rec.stage, rec.msg, rec.len);
             sh->timing = false;
             sample_at += ROO__COMPUTE_SAMPLE_EVERY;
         } else {
-            run_routed(sh, si, p + 8 + idlen, len);
+            run_routed(sh, rec.stage, rec.msg, rec.len);
         }
         i++;
         sh->routed = false;
         sh->id.stream = 0;
         sh->id_fixed = false;
-        p += 8 + idlen + ROO__ALIGN8(len);
     }
     sh->sample_left = sample_at - i;
     roo__shard_lat_close(sh, 0);
