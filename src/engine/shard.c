@@ -199,12 +199,10 @@ void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e)
     sh->dirty[sh->ndirty++] = e;
 }
 
-_Static_assert(ROO_KEY_MAX >= 8, "a short key is read as one 8-byte word (key8)");
-
 static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stage *st, uint32_t si,
                                                  const void *msg, size_t len)
 {
-    uint8_t key[ROO_KEY_MAX] __attribute__((aligned(8)));
+    uint8_t key[ROO_KEY_MAX];
     roo_emitter em = { sh, st->next };
     const roo__recent *r = NULL;
     roo__entry *e = NULL;
@@ -214,16 +212,13 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
     unsigned owner;
     int kl, rc;
 
-    memset(key, 0, 8); /* a short key's bytes then read as one zero-padded word, key8 */
     kl = st->key(msg, len, key, st->ctx);
     if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
         roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
         return 0;
     }
     if (ROO__LIKELY(kl <= 8)) {
-        /* Should the callback write scratch past kl, key8 still tells keys apart (their
-         * first kl bytes differ, or their lengths): the scratch only costs cache misses. */
-        memcpy(&key8, key, 8);
+        key8 = roo__key8(key, (size_t)kl);
         r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
     }
     if (ROO__LIKELY(r != NULL)) {

@@ -271,10 +271,7 @@ END_TEST
 
 static uint64_t key8_of(const char *key, size_t len)
 {
-    uint64_t v = 0;
-
-    memcpy(&v, key, len);
-    return v;
+    return roo__key8((const uint8_t *)key, len);
 }
 
 /* The recent-key cache answers for exactly the (state id, key bytes, length) it was told. */
