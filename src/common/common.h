@@ -92,24 +92,52 @@ static inline uint64_t roo__load_be64(const uint8_t *p)
     return __builtin_bswap64(v);
 }
 
+/* Little-endian on any host; on a little-endian one each is a single (unaligned) move, which
+ * the byte-wise form did not always become (route records are read and written per message). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ROO__HOST_LE 1
+#else
+#define ROO__HOST_LE 0
+#endif
+
 static inline uint16_t roo__load_le16(const uint8_t *p)
 {
+    uint16_t v;
+
+    if (ROO__HOST_LE) {
+        memcpy(&v, p, 2);
+        return v;
+    }
     return (uint16_t)(p[0] | p[1] << 8);
 }
 
 static inline void roo__store_le16(uint8_t *p, uint16_t v)
 {
+    if (ROO__HOST_LE) {
+        memcpy(p, &v, 2);
+        return;
+    }
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
 
 static inline uint32_t roo__load_le32(const uint8_t *p)
 {
+    uint32_t v;
+
+    if (ROO__HOST_LE) {
+        memcpy(&v, p, 4);
+        return v;
+    }
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static inline void roo__store_le32(uint8_t *p, uint32_t v)
 {
+    if (ROO__HOST_LE) {
+        memcpy(p, &v, 4);
+        return;
+    }
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
     p[2] = (uint8_t)(v >> 16);

@@ -131,9 +131,12 @@ static inline roo__entry *roo__table_find(const roo__table *t, uint64_t hash, ui
  */
 static inline uint64_t roo__key8(const uint8_t *key, size_t len)
 {
-    uint64_t v = 0;
+    uint64_t v;
 
-    for (size_t i = 0; i < len; i++)
+    if (len == 0)
+        return 0;
+    v = key[0]; /* one-byte keys (letters, small ids) skip the loop */
+    for (size_t i = 1; i < len; i++)
         v |= (uint64_t)key[i] << (8 * i);
     return v;
 }

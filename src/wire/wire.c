@@ -726,8 +726,17 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
             ret_stamp[0] = pb->batch->read_time_ns;
             ret_stamp[1] = pb->batch->pipeline;
         }
-        if (pb->batch->events.len)
+        if (pb->batch->events.len && events_out->len == 0 && pb->batch->events.data) {
+            /* Take protobuf-c's own copy (malloc'd by its default allocator) instead of
+             * copying it again: a routed message's bytes are copied once less. */
+            free(events_out->data);
+            events_out->data = pb->batch->events.data;
+            events_out->len = events_out->cap = pb->batch->events.len;
+            pb->batch->events.data = NULL; /* free_unpacked skips a NULL bytes field */
+            pb->batch->events.len = 0;
+        } else if (pb->batch->events.len) {
             roo__buf_append(events_out, pb->batch->events.data, pb->batch->events.len);
+        }
         break;
     case ROO__DATA_MSG__MSG_ACK:
         *ret_kind = ROO__DATA_ACK;

@@ -542,6 +542,44 @@ START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_t
 }
 END_TEST
 
+/* A batch's events arrive whole: into an empty buffer (which takes over the decoded bytes)
+ * and appended to one that holds something already. */
+START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
+{
+    uint8_t events[3000];
+    roo__buf b = { 0 }, ev = { 0 };
+    roo__data_kind kind;
+    roo__data_hello h;
+    int64_t stamp[2];
+    uint32_t thread, count;
+    uint64_t seq;
+
+    for (size_t i = 0; i < sizeof(events); i++)
+        events[i] = (uint8_t)(i * 7 + 1);
+    ck_assert_int_eq(roo__wire_data_batch_encode(4, 9, 100, 55, 0, events, sizeof(events), &b), 0);
+    roo__buf_append(&ev, "x", 1);
+    ev.len = 0; /* empty, but with a buffer of its own to give up */
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
+    ck_assert_int_eq(kind, ROO__DATA_BATCH);
+    ck_assert_uint_eq(thread, 4);
+    ck_assert_uint_eq(seq, 9);
+    ck_assert_uint_eq(count, 100);
+    ck_assert_uint_eq(ev.len, sizeof(events));
+    ck_assert_mem_eq(ev.data, events, sizeof(events));
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
+    ck_assert_uint_eq(ev.len, 2 * sizeof(events));
+    ck_assert_mem_eq(ev.data + sizeof(events), events, sizeof(events));
+    roo__buf_append(&ev, "y", 1); /* the buffer it took over still grows */
+    ck_assert_uint_eq(ev.len, 2 * sizeof(events) + 1);
+    roo__buf_finish(&b);
+    roo__buf_finish(&ev);
+}
+END_TEST
+
 START_TEST(a_status_reply_with_one_bad_worker_is_refused_whole)
 {
     roo__buf good = { 0 }, bad = { 0 }, reply = { 0 }, msg = { 0 };
@@ -588,6 +626,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, rates_that_are_not_finite_and_positive_are_refused);
     tcase_add_test(tc, a_status_reply_with_one_bad_worker_is_refused_whole);
     tcase_add_test(tc, stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_them);
+    tcase_add_test(tc, batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one);
     suite_add_tcase(s, tc);
     return s;
 }
