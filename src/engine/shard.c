@@ -494,8 +494,8 @@ static void batch_reset(roo__batch *b, size_t nsinks)
 }
 
 /*
- * The committer committed batch b (which is now on its way to the io thread: read only what
- * we wrote before sealing it). Route buffers of other threads applied in it are durable here.
+ * The committer committed batch b (which is now on its way to the sinks, written by the
+ * committer or io: read only what we wrote before sealing it). Route buffers of other threads applied in it are durable here.
  */
 static void batch_committed_note(roo__shard *sh, struct roo__commit_note *note)
 {
