@@ -400,6 +400,12 @@ static void sink_events(roo__sink *s, uint32_t events)
         sink_connected(s, roo__tcp_connect_result(s->fd));
         return;
     }
+    if (s->write_err) {
+        /* The committer's write took the socket's error (a reset): recv would now read an
+         * orderly EOF and resend too little. Its kick may still be on its way. */
+        sink_disconnect(s, "write failed", s->write_err, false);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         /* A sink has nothing to say to us: drain and detect its close. */
         uint8_t junk[4096];
