@@ -206,8 +206,9 @@ static void batch_reset(roo__batch *b, size_t nsinks)
 }
 
 /*
- * The committer committed batch b (which is now on its way to the io thread: read only what
- * we wrote before sealing it). Route buffers of other threads applied in it are durable here.
+ * The committer committed batch b (which is now on its way to the sinks, written by the
+ * committer or io: read only what we wrote before sealing it). Route buffers of other
+ * threads applied in it are durable here.
  */
 void roo__shard_batch_committed(roo__shard *sh, struct roo__commit_note *note)
 {

@@ -2,10 +2,12 @@
  *
  * The committer sleeps on its queue. Each wakeup takes every batch sealed since the last
  * commit, from all shards, writes their records in one write transaction and commits it
- * (durable: LMDB syncs data and meta pages). Only then are the batches passed to the io
- * thread, whose job is to release their output. While one commit runs, shards keep
- * filling new batches, so the next commit is as big as the load needs: under heavy load
- * commits grow, under light load each commit is small and early.
+ * (durable: LMDB syncs data and meta pages). Only then is their output released: the
+ * committer writes it itself to sinks that are idle (connected, nothing queued: one
+ * non-blocking sendmsg, no hop to another thread), and passes the rest to the io thread
+ * (sink.c has the rules). While one commit runs, shards keep filling new batches, so the
+ * next commit is as big as the load needs: under heavy load commits grow, under light load
+ * each commit is small and early.
  *
  * Failures never drop a batch: a full map grows the map and retries; anything else (a
  * full disk, an I/O error) is logged once, then retried every second while the batches
@@ -202,7 +204,11 @@ static void note_commit(roo__engine *e, roo__qnode *head, int64_t duration_ns)
     atomic_store_explicit(&e->map_size_pub, roo__store_map_size(e->store), memory_order_relaxed);
 }
 
-/* Committed batches go on: their threads may acknowledge, io writes their output. */
+/*
+ * Committed batches go on: their threads may acknowledge, and their output goes to the
+ * sinks, written here when the sinks are idle (sink.c), else by io. Committer thread, after
+ * the commit: nothing is written before it is durable.
+ */
 static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
 {
     int64_t now = roo__wall_ns();
@@ -220,7 +226,8 @@ static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
             b->commit_note.batch = b;
             roo__queue_push(&b->owner->inbox, &b->commit_note.node);
         }
-        roo__queue_push(&e->io_q, n);
+        if (!roo__sinks_write_committed(e, b))
+            roo__queue_push(&e->io_q, n);
     }
 }
 

@@ -12,14 +12,17 @@
  *               completion (decode -> steps -> encode into the current batch), and seals
  *               the batch in its loop's prepare hook, i.e. once per wakeup, not per event.
  *   committer   takes every sealed batch queued (from all shards) and writes their state
- *               records in ONE LMDB write transaction (group commit), then passes them on.
+ *               records in ONE LMDB write transaction (group commit), then writes their
+ *               output to the sinks that are idle, and passes the rest on to io.
  *   io          owns the --in listeners and the --out sink connections. It hands accepted
- *               connections to shards, writes committed batches' output to the sinks in
- *               commit order, and returns each batch to its shard once written.
+ *               connections to shards, (re)connects the sinks, resends after a reconnect,
+ *               and writes the output the committer left it, in commit order.
  *
- * Life of one batch:   shard --(sealed)--> committer --(committed)--> io --(written)--> shard
+ * Life of one batch:   shard --(sealed)--> committer --(committed, written)--> shard
+ *   or, when a sink is busy, down or resending:  ... committer --> io --(written)--> shard
  * Every hop is a roo__queue push; a push that finds the queue empty wakes the consumer.
- * Output therefore never leaves the worker before the state it depends on is durable.
+ * Output never leaves the worker before the state it depends on is durable. Each sink's
+ * output state is shared by committer and io under the sink's lock (sink.c).
  *
  * Back-pressure: a shard has `batches_per_shard` batches. When all are in flight (commits
  * slow, sink slow or down) and the current one is full, the shard stops reading its
@@ -127,6 +130,7 @@ enum {
     ROO__Q_STREAM_ASK,    /* shard -> io: how far has another worker read this stream? */
     ROO__Q_STREAM_ANSWER, /* io -> shard: ... the answer (the same roo__stream_ask) */
     ROO__Q_HELD_BACK,     /* io -> shard: a held route buffer of an aborted move, to re-route */
+    ROO__Q_SINK_KICK,     /* committer -> io: output left in an idle sink's FIFO (sink.c) */
 };
 
 /*
@@ -253,7 +257,7 @@ typedef struct roo__batch {
     uint64_t *sink_nout; /* ... per sink, counted as encoded (NULL: rebuilt from the outbox) */
     roo__buf recs;       /* state records to commit */
     uint32_t nrecs;
-    unsigned refs;             /* io thread: sinks still writing this batch's output */
+    _Atomic unsigned refs;     /* sinks still writing this batch's output (sink.c) */
     struct roo__route *remote; /* routes to other workers, sent once the batch is committed */
     roo__link_ack *acks;       /* peers' batches applied here, acknowledged after the commit */
     uint32_t nacks, acks_cap;
@@ -586,6 +590,13 @@ typedef struct roo__shard {
 
 typedef struct roo__sink roo__sink;
 
+/* The threads that write output to sinks and complete batches (sink.c). */
+typedef enum roo__writer {
+    ROO__BY_IO,
+    ROO__BY_COMMITTER,
+    ROO__NWRITERS,
+} roo__writer;
+
 struct roo__engine {
     roo_app *app;
     roo__engine_cfg cfg;
@@ -641,8 +652,11 @@ struct roo__engine {
     roo__io_hooks hooks;               /* the cluster's part of the io thread (engine.h) */
     void *hooks_ctx;
     _Atomic uint64_t routed_in;
-    roo__hist committed_to_written; /* io writes; hist.h */
-    roo__hist *e2e;                 /* io writes: per pipeline, end to end */
+    /* Latencies of written output, one set per thread that completes batches (hist.h). */
+    struct roo__written_hists {
+        roo__hist committed_to_written;
+        roo__hist *e2e; /* per pipeline, end to end */
+    } written[ROO__NWRITERS];
     int64_t created_ns;             /* monotonic, at roo__engine_create() */
     _Atomic bool exit_requested;    /* the cluster asked this worker to stop (roo-ctl shutdown) */
     _Atomic int fatal_status;       /* non-zero: stop and exit with this status */
@@ -662,8 +676,12 @@ struct roo__engine {
     bool cluster_stopping; /* io: a coordinated stop is running: wait for Exit */
     bool exit_received;    /* io: the initializer said exit */
     unsigned next_shard;   /* round-robin for accepted connections */
-    roo__sink *sinks;
+    roo__sink *sinks; /* sink.c: each guarded by its own lock */
     size_t nsinks;
+    /* Committed batches on their way to io for their output, plus one until io has queued
+     * the output recovered from the outbox: while non-zero, the committer hands every batch
+     * to io, so the sinks get them in commit order (sink.c). */
+    _Atomic unsigned sink_handoff;
     bool io_stopping;
     bool io_drained; /* io: the stop's drain finished and main was told */
     unsigned quiescent_shards;
@@ -706,9 +724,35 @@ void roo__io_sinks_mark(const roo__engine *e, uint64_t *ret_marks);
 bool roo__io_sinks_reached(const roo__engine *e, const uint64_t *marks);
 bool roo__io_shards_quiescent(const roo__engine *e);
 void roo__io_finish(roo__engine *e);
+void *roo__io_main(void *arg);
+
+/* sink.c (roo__io_sinks_* above are there too: io thread, each takes the sinks' locks) */
+/* At create (main thread): the sinks, not connected yet. */
+void roo__sinks_init(roo__engine *e);
+/* Main thread before the io thread runs, or io thread: start connecting every sink. */
+void roo__sinks_connect(roo__engine *e);
+/* After the threads are joined (main thread). */
+void roo__sinks_finish(roo__engine *e);
+/* io thread: queue committed batch b's output on its sinks, after the batches queued before
+ * (the sinks' references to b are theirs until written; then b goes home, or is freed). */
+void roo__sinks_queue(roo__engine *e, roo__batch *b);
+/* Committer, once b is durable, in commit order: queue b's output and write what the idle
+ * sinks take now (true: b is the sinks' from here on), or leave b to io (false: the caller
+ * pushes it on io_q, and io calls roo__sinks_queue, then roo__sinks_handed_off). */
+bool roo__sinks_write_committed(roo__engine *e, roo__batch *b);
+/* io thread: a batch the committer left to io is queued on its sinks (or, once at start,
+ * the output recovered from the outbox is). */
+void roo__sinks_handed_off(roo__engine *e);
+/* io thread: a ROO__Q_SINK_KICK node came (the flush that follows does the work). */
+void roo__sinks_kicked(roo__qnode *n);
+/* io thread: write what each connected sink is owed; arm EPOLLOUT for the rest. */
+void roo__sinks_flush(roo__engine *e);
+/* io thread: log the sinks still holding output (a stop timed out). */
+void roo__sinks_warn_held(roo__engine *e);
+/* io thread: publish each sink's written but unacknowledged bytes (a getsockopt each). */
+void roo__sinks_publish_unacked(roo__engine *e);
 /* Any thread: sink i's published figures (sink is left for the caller to fill). */
 void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret_counts);
-void *roo__io_main(void *arg);
 
 /* Returned to the shard that owns it (any thread). */
 static inline void roo__batch_return(roo__batch *b)

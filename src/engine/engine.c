@@ -303,7 +303,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     e->cfg = *cfg;
     e->nshards = cfg->threads;
     e->created_ns = roo__now_ns();
-    e->e2e = roo__xcalloc(app->npipelines, sizeof(*e->e2e));
+    for (int w = 0; w < ROO__NWRITERS; w++)
+        e->written[w].e2e = roo__xcalloc(app->npipelines, sizeof(*e->written[w].e2e));
     e->nlisten = app->npipelines;
     e->streams = roo__streams_create();
     pthread_mutex_init(&e->done_lock, NULL);
@@ -558,12 +559,24 @@ void roo__engine_destroy(roo__engine *e)
     if (!e)
         return;
     roo__engine_join(e);
+    /* Drop whatever control messages are still queued for io (batches belong to the shards;
+     * a sink's kick is part of the sink, freed by roo__io_finish). */
+    for (roo__qnode *n = roo__queue_take_all(&e->io_q), *next; n; n = next) {
+        next = n->next;
+        if (n->kind == ROO__Q_ROUTE_RETURN)
+            roo__buf_finish(&((roo__route *)n)->data);
+        if (n->kind == ROO__Q_META)
+            roo__buf_finish(&((roo__meta_msg *)n)->encoded);
+        if (n->kind != ROO__Q_BATCH && n->kind != ROO__Q_SINK_KICK)
+            free(n);
+    }
     if (e->io_loop)
         roo__io_finish(e);
     for (unsigned i = 0; e->shards && i < e->cfg.threads; i++)
         roo__shard_finish(&e->shards[i]);
     free(e->shards);
-    free(e->e2e);
+    for (int w = 0; w < ROO__NWRITERS; w++)
+        free(e->written[w].e2e);
     roo__ring_free(&e->outbox_sizes);
     roo__streams_destroy(e->streams);
     roo__store_close(e->store);
@@ -574,15 +587,6 @@ void roo__engine_destroy(roo__engine *e)
         e->commit_deferred = roo__queue_take_all(&e->commit_q);
     for (roo__qnode *n = e->commit_deferred, *next; n; n = next) {
         next = n->next;
-        if (n->kind == ROO__Q_META)
-            roo__buf_finish(&((roo__meta_msg *)n)->encoded);
-        if (n->kind != ROO__Q_BATCH)
-            free(n);
-    }
-    for (roo__qnode *n = roo__queue_take_all(&e->io_q), *next; n; n = next) {
-        next = n->next;
-        if (n->kind == ROO__Q_ROUTE_RETURN)
-            roo__buf_finish(&((roo__route *)n)->data);
         if (n->kind == ROO__Q_META)
             roo__buf_finish(&((roo__meta_msg *)n)->encoded);
         if (n->kind != ROO__Q_BATCH)

@@ -1,392 +1,29 @@
-/* io.c: the io thread: accepts source connections and delivers committed output to sinks.
+/* io.c: the io thread: accepts source connections, keeps the sinks' connections and writes
+ * what the committer left them, and runs the cluster's hooks.
+ *
+ * DESIGN
  *
  * Sources: the thread owns the --in listeners. Each accepted connection goes, round-robin,
  * to a shard's inbox; the shard owns it from then on.
  *
- * Sinks: one TCP client per --out address. Committed batches arrive in commit order; each
- * sink keeps a FIFO of the batches whose output it still has to write, and writes them with
- * one sendmsg() of up to 64 buffers at a time. A batch goes home to its shard when every
- * sink has written its part. While a sink is down (not started yet, restarting) the FIFO
- * grows until the shards run out of batches and stop reading: output waits, nothing is
- * dropped. Connecting retries with exponential backoff (50 ms doubling to 2 s).
+ * Sinks (sink.c): the committer writes a committed batch's output itself when its sinks are
+ * idle. io connects and reconnects the sinks, resends from their replay rings, writes what
+ * the committer could not (a ROO__Q_SINK_KICK on io_q says so) and the output of batches
+ * the committer hands over on io_q: those with work for the cluster's hooks (only this
+ * thread runs them) and every batch after one of those until io has queued it, so the
+ * sinks get the batches in commit order. A batch goes home to its shard when every sink has
+ * written its part, from whichever thread wrote the last byte.
  *
- * Resend after a reconnect: bytes handed to the kernel are not bytes the sink has read. A
- * sink that dies loses what was in flight and in its receive buffer, so each sink keeps the
- * last --sink-replay bytes it wrote in a ring, with the stream offsets where batches began.
- * After a reconnect it first resends from the oldest batch start still in the ring. The
- * sink may thus see up to --sink-replay bytes of output a second time (at least once).
- *
- *   ring: [ ...older output dropped... | batch k | batch k+1 | ... | last written ]
- *          ^ written - ring_len          ^ starts[0]                        ^ written
+ * Stopping: the thread tells the shards to stop reading, then waits until they are
+ * quiescent, the sinks have written everything and the links to other workers are idle
+ * (or a timeout), and tells the main thread.
  */
 #include <errno.h>
-#include <linux/tcp.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include "common/ring.h"
 #include "engine/engine-int.h"
-
-#define MAX_IOV 64
-
-struct roo__sink {
-    roo__engine *eng;
-    unsigned idx;
-    char addr_str[300];
-    roo__io io;
-    int fd;
-    bool connected;
-    bool connecting;
-    roo__backoff retry;
-    bool ever_connected;
-
-    /* FIFO of batches whose out[idx] is not fully written; head_off into the first. */
-    ROO__RING(roo__batch *) fifo;
-    size_t head_off;
-    uint64_t pending_bytes;
-
-    uint64_t written;   /* stream offset: bytes handed to the kernel, all connections */
-    uint64_t conn_base; /* stream offset of this connection's first byte */
-
-    /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
-    uint8_t *ring;
-    size_t ring_cap;
-    ROO__RING(uint64_t) starts;
-    uint64_t replay_pos; /* < written while resending after a reconnect */
-
-    /* For the metrics, published by this thread as they change (roo__io_sink_counts). */
-    uint64_t records; /* records written: a batch's count once its part is written */
-    _Atomic uint64_t pub_records, pub_written, pub_held, pub_unacked;
-    _Atomic bool pub_connected;
-};
-
-/* ---- FIFO of batches ---- */
-
-static void fifo_push(roo__sink *s, roo__batch *b)
-{
-    roo__ring_push(&s->fifo, b);
-    s->pending_bytes += b->out[s->idx].len;
-    atomic_store_explicit(&s->pub_held, s->pending_bytes, memory_order_relaxed);
-}
-
-/* ---- replay ring ---- */
-
-static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
-{
-    uint64_t oldest;
-
-    if (!s->ring_cap)
-        return;
-    if (n > s->ring_cap) {
-        p += n - s->ring_cap;
-        n = s->ring_cap;
-    }
-    /* Offsets of the bytes are [written - n, written): place them by offset mod cap. */
-    for (size_t done = 0; done < n;) {
-        size_t pos = (size_t)((s->written - n + done) % s->ring_cap);
-        size_t chunk = ROO__MIN(n - done, s->ring_cap - pos);
-        memcpy(s->ring + pos, p + done, chunk);
-        done += chunk;
-    }
-    oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
-    while (s->starts.len && roo__ring_at(&s->starts, 0) < oldest)
-        roo__ring_pop(&s->starts);
-}
-
-/* ---- writing ---- */
-
-static void sink_schedule_connect(roo__sink *s);
-static void sink_update_events(roo__sink *s);
-
-/* A batch rebuilt from the outbox at start belongs to no thread: free it when written. */
-static void free_recovered(roo__engine *e, roo__batch *b)
-{
-    for (size_t i = 0; i < e->nsinks; i++)
-        roo__buf_finish(&b->out[i]);
-    free(b);
-}
-
-/*
- * Every sink has written the batch's output: its records' latencies end now. Each entry of
- * the batch stands for a read (or a route buffer) and the records it produced here.
- */
-static void note_written(roo__engine *e, const roo__batch *b)
-{
-    int64_t now = roo__wall_ns();
-
-    roo__hist_add(&e->committed_to_written, now - b->t_committed, b->nout);
-    for (uint32_t i = 0; i < b->nlat; i++)
-        if (b->lat[i].records)
-            roo__hist_add(&e->e2e[b->lat[i].pipeline], now - b->lat[i].read_ns, b->lat[i].records);
-}
-
-static void sink_batch_done(roo__sink *s, roo__batch *b)
-{
-    if (--b->refs > 0)
-        return;
-    if (b->owner && b->nout)
-        note_written(s->eng, b);
-    if (b->owner)
-        roo__batch_return(b);
-    else
-        free_recovered(s->eng, b);
-}
-
-/* Account for n bytes just written from the FIFO (not from the replay ring). */
-static void sink_advance(roo__sink *s, size_t n)
-{
-    while (s->fifo.len) {
-        roo__batch *b = roo__ring_at(&s->fifo, 0);
-        roo__buf *ob = &b->out[s->idx];
-        size_t take = ROO__MIN(n, ob->len - s->head_off);
-
-        if (take) {
-            if (s->head_off == 0 && s->ring_cap)
-                roo__ring_push(&s->starts, s->written);
-            s->written += take;
-            ring_append(s, ob->data + s->head_off, take);
-            s->head_off += take;
-            s->pending_bytes -= take;
-            n -= take;
-        }
-        if (s->head_off < ob->len)
-            break;
-        roo__ring_pop(&s->fifo);
-        s->head_off = 0;
-        if (b->sink_nout) /* unknown for output resent from the outbox after a restart */
-            s->records += b->sink_nout[s->idx];
-        sink_batch_done(s, b);
-    }
-    /* Only called once any resend is complete: nothing is owed from the ring. */
-    s->replay_pos = s->written;
-    atomic_store_explicit(&s->pub_records, s->records, memory_order_relaxed);
-    atomic_store_explicit(&s->pub_written, s->written, memory_order_relaxed);
-    atomic_store_explicit(&s->pub_held, s->pending_bytes, memory_order_relaxed);
-}
-
-/* Stream offset through which the sink's kernel acknowledged this connection's bytes. */
-static uint64_t sink_acked(const roo__sink *s)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
-        return s->conn_base;
-    return s->conn_base + ti.tcpi_bytes_acked;
-}
-
-/*
- * The connection ended. What must be sent again? A sink that closed cleanly (we read EOF:
- * its kernel sent FIN, so its receive buffer was empty when it closed) had read every byte
- * its kernel acknowledged: resend from the batch holding the first unacknowledged byte, or
- * nothing. A connection that was reset (a sink killed with unread data, a network failure)
- * may have lost acknowledged bytes too: resend everything the ring still holds.
- */
-static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
-{
-    uint64_t sent_upto = s->replay_pos < s->written ? s->replay_pos : s->written;
-    uint64_t acked = s->connected ? sink_acked(s) : s->conn_base;
-    size_t resend = 0;
-
-    roo__io_stop(s->eng->io_loop, &s->io);
-    close(s->fd);
-    s->fd = -1;
-    s->connected = s->connecting = false;
-    atomic_store_explicit(&s->pub_connected, false, memory_order_relaxed);
-    if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
-        s->replay_pos = s->written;
-    } else if (s->starts.len) {
-        /* The last batch start at or before the first byte that may be unread. */
-        uint64_t from = roo__ring_at(&s->starts, 0);
-        if (clean) {
-            for (size_t i = s->starts.len; i > 0; i--) {
-                uint64_t st = roo__ring_at(&s->starts, i - 1);
-                if (st <= acked) {
-                    from = st;
-                    break;
-                }
-            }
-        }
-        s->replay_pos = from;
-        resend = (size_t)(s->written - s->replay_pos);
-    } else {
-        s->replay_pos = s->written;
-    }
-    if (!s->eng->io_stopping || s->pending_bytes) {
-        char b1[32], b2[32];
-        roo__log_warn("sink %s: %s%s%s; reconnecting, will resend the last %s written and "
-                      "then %s of held output",
-                      s->addr_str, why, err ? ": " : "", err ? roo_strerror(err) : "",
-                      roo__fmt_bytes(resend, b1, sizeof(b1)),
-                      roo__fmt_bytes(s->pending_bytes, b2, sizeof(b2)));
-    }
-    roo__backoff_reset(&s->retry);
-    sink_schedule_connect(s);
-}
-
-static void sink_flush(roo__sink *s)
-{
-    while (s->connected && (s->replay_pos < s->written || s->fifo.len)) {
-        struct iovec iov[MAX_IOV];
-        struct msghdr mh = { .msg_iov = iov };
-        size_t niov = 0, replay_bytes = 0;
-        ssize_t n;
-
-        if (s->replay_pos < s->written) {
-            /* Resend from the ring, in at most two pieces (it wraps). */
-            uint64_t off = s->replay_pos;
-            while (off < s->written && niov < 2) {
-                size_t pos = (size_t)(off % s->ring_cap);
-                size_t chunk = (size_t)ROO__MIN(s->written - off, (uint64_t)(s->ring_cap - pos));
-                iov[niov].iov_base = s->ring + pos;
-                iov[niov++].iov_len = chunk;
-                off += chunk;
-                replay_bytes += chunk;
-            }
-        } else {
-            for (size_t i = 0; i < s->fifo.len && niov < MAX_IOV; i++) {
-                roo__buf *ob = &roo__ring_at(&s->fifo, i)->out[s->idx];
-                size_t skip = i == 0 ? s->head_off : 0;
-                if (ob->len > skip) {
-                    iov[niov].iov_base = ob->data + skip;
-                    iov[niov++].iov_len = ob->len - skip;
-                }
-            }
-            if (niov == 0) {
-                /* Only empty outputs queued: retire them. */
-                sink_advance(s, 0);
-                continue;
-            }
-        }
-        mh.msg_iovlen = niov;
-        n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            sink_disconnect(s, "write failed", -errno, false);
-            return;
-        }
-        if (replay_bytes)
-            s->replay_pos += (uint64_t)n;
-        else
-            sink_advance(s, (size_t)n);
-    }
-    sink_update_events(s);
-}
-
-static void sink_update_events(roo__sink *s)
-{
-    uint32_t ev = EPOLLIN | EPOLLRDHUP;
-
-    if (!s->connected)
-        return;
-    if (s->replay_pos < s->written || s->fifo.len)
-        ev |= EPOLLOUT;
-    roo__io_set_events(s->eng->io_loop, &s->io, ev);
-}
-
-static void sink_on_io(roo__loop *loop, roo__io *io, uint32_t events)
-{
-    roo__sink *s = io->data;
-
-    (void)loop;
-    if (s->connecting) {
-        int rc = roo__tcp_connect_result(s->fd);
-        if (rc < 0) {
-            roo__io_stop(s->eng->io_loop, &s->io);
-            close(s->fd);
-            s->fd = -1;
-            s->connecting = false;
-            if (roo__backoff_failed(&s->retry))
-                roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
-                              "output meanwhile",
-                              s->addr_str, roo_strerror(rc));
-            else
-                roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str,
-                               s->retry.failures, roo_strerror(rc));
-            sink_schedule_connect(s);
-            return;
-        }
-        s->connecting = false;
-        s->connected = true;
-        atomic_store_explicit(&s->pub_connected, true, memory_order_relaxed);
-        s->conn_base = s->replay_pos < s->written ? s->replay_pos : s->written;
-        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-        if (s->replay_pos < s->written) {
-            char b[32];
-            roo__log_info("sink %s: connected; resending the last %s written before the "
-                          "previous connection broke",
-                          s->addr_str, roo__fmt_bytes(s->written - s->replay_pos, b, sizeof(b)));
-        } else {
-            roo__log_info("sink %s: connected", s->addr_str);
-        }
-        s->ever_connected = true;
-        roo__backoff_reset(&s->retry);
-        sink_flush(s);
-        return;
-    }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        /* A sink has nothing to say to us: drain and detect its close. */
-        uint8_t junk[4096];
-        ssize_t n = recv(s->fd, junk, sizeof(junk), MSG_DONTWAIT);
-        if (n == 0) {
-            sink_disconnect(s, "connection closed by the sink", 0, true);
-            return;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            sink_disconnect(s, "connection lost", -errno, false);
-            return;
-        }
-    }
-    if (events & EPOLLOUT)
-        sink_flush(s);
-    roo__io_check_drained(s->eng);
-}
-
-static void sink_try_connect(roo__sink *s)
-{
-    const roo__addr *a = &s->eng->cfg.out[s->idx];
-    int rc, fd;
-
-    rc = roo__tcp_connect_start(a, &fd);
-    if (rc < 0) {
-        if (roo__backoff_failed(&s->retry))
-            roo__log_warn("sink %s: cannot connect: %s; retrying with backoff and holding "
-                          "output meanwhile",
-                          s->addr_str, roo_strerror(rc));
-        sink_schedule_connect(s);
-        return;
-    }
-    s->fd = fd;
-    s->connecting = true;
-    s->io.cb = sink_on_io;
-    s->io.data = s;
-    rc = roo__io_start(s->eng->io_loop, &s->io, fd, EPOLLOUT);
-    if (rc < 0) {
-        roo__log_error("sink %s: cannot watch socket: %s", s->addr_str, roo_strerror(rc));
-        close(fd);
-        s->fd = -1;
-        s->connecting = false;
-        sink_schedule_connect(s);
-    }
-}
-
-static void sink_on_retry(roo__loop *loop, roo__timer *t)
-{
-    (void)loop;
-    sink_try_connect(t->data);
-}
-
-static void sink_schedule_connect(roo__sink *s)
-{
-    roo__backoff_schedule(s->eng->io_loop, &s->retry);
-}
 
 /* ---- without a cluster (no hooks installed): nothing crosses workers ---- */
 
@@ -416,23 +53,12 @@ static void free_note(roo__qnode *n)
 
 /* ---- committed batches ---- */
 
+/* io thread: a batch the committer left to us (hooks first: the sinks may return it). */
 static void batch_committed(roo__engine *e, roo__batch *b)
 {
     if ((b->nacks || b->remote) && e->hooks.batch_committed)
         e->hooks.batch_committed(e->hooks_ctx, b);
-    b->refs = 1; /* held by us until every sink has queued it */
-    for (size_t i = 0; i < e->nsinks; i++) {
-        if (b->out[i].len == 0)
-            continue;
-        b->refs++;
-        fifo_push(&e->sinks[i], b);
-    }
-    if (--b->refs > 0)
-        return;
-    if (b->owner)
-        roo__batch_return(b);
-    else
-        free_recovered(e, b);
+    roo__sinks_queue(e, b);
 }
 
 void roo__engine_stream_answer(roo__engine *e, roo__stream_ask *ask)
@@ -442,14 +68,6 @@ void roo__engine_stream_answer(roo__engine *e, roo__stream_ask *ask)
 }
 
 /* ---- stopping ---- */
-
-bool roo__io_sinks_idle(const roo__engine *e)
-{
-    for (size_t i = 0; i < e->nsinks; i++)
-        if (e->sinks[i].fifo.len)
-            return false;
-    return true;
-}
 
 bool roo__io_shards_quiescent(const roo__engine *e)
 {
@@ -489,15 +107,7 @@ static void on_stop_timeout(roo__loop *loop, roo__timer *t)
     roo__engine *e = t->data;
 
     (void)loop;
-    for (size_t i = 0; i < e->nsinks; i++) {
-        roo__sink *s = &e->sinks[i];
-        if (s->fifo.len) {
-            char b[32];
-            roo__log_warn("sink %s: stopping with %s of committed output not delivered "
-                          "(the sink is not taking it)",
-                          s->addr_str, roo__fmt_bytes(s->pending_bytes, b, sizeof(b)));
-        }
-    }
+    roo__sinks_warn_held(e);
     if (e->quiescent_shards < e->nshards)
         roo__log_warn("stopping before all threads drained (timeout)");
     if (!links_idle(e))
@@ -529,22 +139,6 @@ void roo__io_start_stop(roo__engine *e)
                      e->cfg.shutdown_timeout_ms + (e->cluster_stopping ? 3000 : 0));
 }
 
-/* ---- output marks (partition moves: the old owner's output goes first) ---- */
-
-void roo__io_sinks_mark(const roo__engine *e, uint64_t *ret_marks)
-{
-    for (size_t i = 0; i < e->nsinks; i++)
-        ret_marks[i] = e->sinks[i].written + e->sinks[i].pending_bytes;
-}
-
-bool roo__io_sinks_reached(const roo__engine *e, const uint64_t *marks)
-{
-    for (size_t i = 0; i < e->nsinks; i++)
-        if (e->sinks[i].written < marks[i])
-            return false;
-    return true;
-}
-
 /* ---- loop callbacks ---- */
 
 static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
@@ -558,6 +152,10 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
         switch (n->kind) {
         case ROO__Q_BATCH:
             batch_committed(e, (roo__batch *)n);
+            roo__sinks_handed_off(e);
+            break;
+        case ROO__Q_SINK_KICK:
+            roo__sinks_kicked(n);
             break;
         case ROO__Q_STOP:
             free(n);
@@ -610,8 +208,7 @@ static void io_q_on_io(roo__loop *loop, roo__io *io, uint32_t events)
             abort();
         }
     }
-    for (size_t i = 0; i < e->nsinks; i++)
-        sink_flush(&e->sinks[i]);
+    roo__sinks_flush(e);
     roo__io_check_drained(e);
 }
 
@@ -675,19 +272,7 @@ int roo__io_init(roo__engine *e)
     if (rc < 0)
         return rc;
     e->shard_quiescent = roo__xcalloc(e->nshards, sizeof(bool));
-    e->nsinks = e->app->nsinks;
-    e->sinks = roo__xcalloc(e->nsinks, sizeof(roo__sink));
-    for (size_t i = 0; i < e->nsinks; i++) {
-        roo__sink *s = &e->sinks[i];
-        s->eng = e;
-        s->idx = (unsigned)i;
-        s->fd = -1;
-        roo__backoff_init(&s->retry, sink_on_retry, s);
-        roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
-        s->ring_cap = e->cfg.sink_replay_bytes;
-        if (s->ring_cap)
-            s->ring = roo__xmalloc(s->ring_cap);
-    }
+    roo__sinks_init(e);
     e->listen_fds = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(int));
     e->listen_ios = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__io));
     e->listen_resume = roo__xcalloc(e->nlisten ? e->nlisten : 1, sizeof(roo__timer));
@@ -718,8 +303,7 @@ int roo__io_listen(roo__engine *e, char *msg, size_t cap)
             return rc;
         }
     }
-    for (size_t i = 0; i < e->nsinks; i++)
-        sink_try_connect(&e->sinks[i]);
+    roo__sinks_connect(e);
     return 0;
 }
 
@@ -767,28 +351,9 @@ void roo__io_open_sources(roo__engine *e)
                   e->app->name, e->cfg.worker_name, e->nshards, ins, outs, e->cfg.resilience_dir);
 }
 
-void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret_counts)
-{
-    roo__sink *s = &e->sinks[i];
-
-    ret_counts->records = atomic_load_explicit(&s->pub_records, memory_order_relaxed);
-    ret_counts->bytes = atomic_load_explicit(&s->pub_written, memory_order_relaxed);
-    ret_counts->held = atomic_load_explicit(&s->pub_held, memory_order_relaxed);
-    ret_counts->unacked = atomic_load_explicit(&s->pub_unacked, memory_order_relaxed);
-    ret_counts->connected = atomic_load_explicit(&s->pub_connected, memory_order_relaxed);
-}
-
 void roo__io_finish(roo__engine *e)
 {
-    for (size_t i = 0; i < e->nsinks; i++) {
-        roo__sink *s = &e->sinks[i];
-        if (s->fd >= 0)
-            close(s->fd);
-        roo__ring_free(&s->fifo);
-        free(s->ring);
-        roo__ring_free(&s->starts);
-    }
-    free(e->sinks);
+    roo__sinks_finish(e);
     for (size_t i = 0; e->listen_fds && i < e->nlisten; i++)
         if (e->listen_fds[i] >= 0)
             close(e->listen_fds[i]);
@@ -854,12 +419,7 @@ static void on_unacked_timer(roo__loop *loop, roo__timer *t)
 {
     roo__engine *e = t->data;
 
-    for (size_t i = 0; i < e->nsinks; i++) {
-        roo__sink *s = &e->sinks[i];
-        uint64_t from = s->connected ? ROO__MIN(sink_acked(s), s->written)
-                                     : ROO__MIN(s->replay_pos, s->written);
-        atomic_store_explicit(&s->pub_unacked, s->written - from, memory_order_relaxed);
-    }
+    roo__sinks_publish_unacked(e);
     roo__timer_start(loop, t, 250);
 }
 
@@ -873,6 +433,7 @@ void *roo__io_main(void *arg)
     roo__timer_start(e->io_loop, &e->unacked_timer, 250);
     roo__loop_set_prepare(e->io_loop, io_prepare, e);
     resend_recovered_outbox(e);
+    roo__sinks_handed_off(e); /* the committer may write to idle sinks from now on */
     if (e->hooks.start)
         e->hooks.start(e->hooks_ctx);
     rc = roo__loop_run(e->io_loop);

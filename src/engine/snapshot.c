@@ -57,7 +57,8 @@ static void take_sources(roo__engine *e, roo__engine_snapshot *s)
             src->rejected += load64(&c->rejected);
             src->oversize += load64(&c->oversize);
         }
-        roo__hist_merge(&e->e2e[p], &src->latency);
+        for (int w = 0; w < ROO__NWRITERS; w++)
+            roo__hist_merge(&e->written[w].e2e[p], &src->latency);
         s->decoder_rejections += src->rejected;
         /* Read apart, closed may be ahead of accepted for a moment. */
         src->connections = accepted > closed ? accepted - closed : 0;
@@ -129,7 +130,8 @@ void roo__engine_take_snapshot(roo__engine *e, roo__engine_snapshot *ret_snap)
     for (unsigned i = 0; i < e->cfg.threads; i++)
         roo__hist_merge(&e->shards[i].read_to_sealed, &s.read_to_sealed);
     roo__hist_merge(&e->sealed_to_committed, &s.sealed_to_committed);
-    roo__hist_merge(&e->committed_to_written, &s.committed_to_written);
+    for (int w = 0; w < ROO__NWRITERS; w++)
+        roo__hist_merge(&e->written[w].committed_to_written, &s.committed_to_written);
     roo__hist_merge(&e->commit_duration, &s.commit_duration);
     s.commit_messages = load64(&e->commit_messages);
     s.commit_bytes = load64(&e->commit_bytes);
