@@ -57,6 +57,16 @@ void roo__queue_push(roo__queue *q, roo__qnode *n)
     }
 }
 
+bool roo__queue_is_empty(roo__queue *q)
+{
+    bool empty;
+
+    pthread_mutex_lock(&q->lock);
+    empty = q->head == NULL;
+    pthread_mutex_unlock(&q->lock);
+    return empty;
+}
+
 roo__qnode *roo__queue_take_all(roo__queue *q)
 {
     roo__qnode *head;

@@ -42,6 +42,9 @@ void roo__queue_push(roo__queue *q, roo__qnode *n);
 /* Take everything queued, oldest first; NULL if empty. Drains the eventfd. */
 roo__qnode *roo__queue_take_all(roo__queue *q);
 
+/* Nothing queued right now (any thread; a push may follow at once). */
+bool roo__queue_is_empty(roo__queue *q);
+
 /* Like take_all, but waits up to timeout_ms (-1: forever) for something to arrive. */
 roo__qnode *roo__queue_wait_all(roo__queue *q, int timeout_ms);
 

@@ -212,6 +212,8 @@ static void note_commit(roo__engine *e, roo__qnode *head, int64_t duration_ns)
 static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
 {
     int64_t now = roo__wall_ns();
+    /* Batches waiting for the next commit: start it now, and let io write this output. */
+    bool write_now = roo__queue_is_empty(&e->commit_q);
 
     atomic_fetch_add_explicit(&e->committed_batches, nbatches, memory_order_relaxed);
     for (roo__qnode *n = head, *next; n; n = next) {
@@ -226,7 +228,7 @@ static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
             b->commit_note.batch = b;
             roo__queue_push(&b->owner->inbox, &b->commit_note.node);
         }
-        if (!roo__sinks_write_committed(e, b))
+        if (!roo__sinks_write_committed(e, b, write_now))
             roo__queue_push(&e->io_q, n);
     }
 }

@@ -657,13 +657,13 @@ struct roo__engine {
         roo__hist committed_to_written;
         roo__hist *e2e; /* per pipeline, end to end */
     } written[ROO__NWRITERS];
-    int64_t created_ns;             /* monotonic, at roo__engine_create() */
-    _Atomic bool exit_requested;    /* the cluster asked this worker to stop (roo-ctl shutdown) */
-    _Atomic int fatal_status;       /* non-zero: stop and exit with this status */
-    roo__queue exit_q;              /* any thread -> main: stop the worker (roo__engine_exit) */
-    roo__topology *saved_topology;  /* from the resilience directory (NULL: none) */
-    roo__topology *saved_pending;   /* ... and a partition move that was under way */
-    bool left_cluster;   /* this worker left the cluster (shrink): remove its directory */
+    int64_t created_ns;            /* monotonic, at roo__engine_create() */
+    _Atomic bool exit_requested;   /* the cluster asked this worker to stop (roo-ctl shutdown) */
+    _Atomic int fatal_status;      /* non-zero: stop and exit with this status */
+    roo__queue exit_q;             /* any thread -> main: stop the worker (roo__engine_exit) */
+    roo__topology *saved_topology; /* from the resilience directory (NULL: none) */
+    roo__topology *saved_pending;  /* ... and a partition move that was under way */
+    bool left_cluster;             /* this worker left the cluster (shrink): remove its directory */
     bool join_abandoned; /* the move adding this worker was abandoned: remove it, join again */
     /* Links database at start: what each peer's batches were applied through. */
     struct roo__link_state {
@@ -676,7 +676,7 @@ struct roo__engine {
     bool cluster_stopping; /* io: a coordinated stop is running: wait for Exit */
     bool exit_received;    /* io: the initializer said exit */
     unsigned next_shard;   /* round-robin for accepted connections */
-    roo__sink *sinks; /* sink.c: each guarded by its own lock */
+    roo__sink *sinks;      /* sink.c: each guarded by its own lock */
     size_t nsinks;
     /* Committed batches on their way to io for their output, plus one until io has queued
      * the output recovered from the outbox: while non-zero, the committer hands every batch
@@ -736,10 +736,11 @@ void roo__sinks_finish(roo__engine *e);
 /* io thread: queue committed batch b's output on its sinks, after the batches queued before
  * (the sinks' references to b are theirs until written; then b goes home, or is freed). */
 void roo__sinks_queue(roo__engine *e, roo__batch *b);
-/* Committer, once b is durable, in commit order: queue b's output and write what the idle
- * sinks take now (true: b is the sinks' from here on), or leave b to io (false: the caller
- * pushes it on io_q, and io calls roo__sinks_queue, then roo__sinks_handed_off). */
-bool roo__sinks_write_committed(roo__engine *e, roo__batch *b);
+/* Committer, once b is durable, in commit order: queue b's output and, with write_now, write
+ * what the idle sinks take now (else io writes it, kicked); true: b is the sinks' from here
+ * on. false: b is left to io (the caller pushes it on io_q, and io calls roo__sinks_queue,
+ * then roo__sinks_handed_off). */
+bool roo__sinks_write_committed(roo__engine *e, roo__batch *b, bool write_now);
 /* io thread: a batch the committer left to io is queued on its sinks (or, once at start,
  * the output recovered from the outbox is). */
 void roo__sinks_handed_off(roo__engine *e);

@@ -24,6 +24,11 @@
  * already io's to write: io keeps EPOLLOUT armed while a connected sink has output queued,
  * and flushes on connect.
  *
+ * When batches are waiting for the next commit, the committer does not write: it queues the
+ * output and kicks io, which writes while the next commit runs (the committer is then the
+ * busiest thread, and a write before the next commit would delay every batch in it). So
+ * the hop is saved where it shows, at light load, and costs nothing at heavy load.
+ *
  * Order: batches reach the sinks in commit order. The committer writes directly only while
  * no committed batch is on its way to io (engine->sink_handoff is 0); once one is, every
  * later batch goes the same way until io has queued it. io holds one count of sink_handoff
@@ -371,8 +376,8 @@ static void sink_connected(roo__sink *s, int rc)
                           "output meanwhile",
                           s->addr_str, roo_strerror(rc));
         else
-            roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str,
-                           s->retry.failures, roo_strerror(rc));
+            roo__log_debug("sink %s: connect attempt %u failed: %s", s->addr_str, s->retry.failures,
+                           roo_strerror(rc));
         sink_schedule_connect(s);
         return;
     }
@@ -486,7 +491,7 @@ static void sink_schedule_connect(roo__sink *s)
  * writes what it can at once, and hands the rest to io with the sink's kick. The batch's
  * references: one per sink with output, and one held here until every sink has it.
  */
-static void queue_batch(roo__engine *e, roo__batch *b, roo__writer by)
+static void queue_batch(roo__engine *e, roo__batch *b, roo__writer by, bool write_now)
 {
     atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
     for (size_t i = 0; i < e->nsinks; i++) {
@@ -501,7 +506,7 @@ static void queue_batch(roo__engine *e, roo__batch *b, roo__writer by)
         fifo_push(s, b);
         if (by == ROO__BY_COMMITTER && was_empty) {
             /* io owns a sink that is down, resending or failing; else it is ours to try. */
-            if (s->connected && s->replay_pos >= s->written && !s->write_err)
+            if (write_now && s->connected && s->replay_pos >= s->written && !s->write_err)
                 s->write_err = sink_write(s, by);
             if (s->fifo.len &&
                 !atomic_exchange_explicit(&s->kick_queued, true, memory_order_acq_rel))
@@ -514,17 +519,17 @@ static void queue_batch(roo__engine *e, roo__batch *b, roo__writer by)
 
 void roo__sinks_queue(roo__engine *e, roo__batch *b)
 {
-    queue_batch(e, b, ROO__BY_IO);
+    queue_batch(e, b, ROO__BY_IO, false);
 }
 
-bool roo__sinks_write_committed(roo__engine *e, roo__batch *b)
+bool roo__sinks_write_committed(roo__engine *e, roo__batch *b, bool write_now)
 {
     if (atomic_load_explicit(&e->sink_handoff, memory_order_acquire) > 0 ||
         ((b->nacks || b->remote) && e->hooks.batch_committed)) {
         atomic_fetch_add_explicit(&e->sink_handoff, 1, memory_order_relaxed);
         return false;
     }
-    queue_batch(e, b, ROO__BY_COMMITTER);
+    queue_batch(e, b, ROO__BY_COMMITTER, write_now);
     return true;
 }
 
