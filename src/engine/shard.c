@@ -207,7 +207,6 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
     const roo__recent *r = NULL;
     roo__entry *e = NULL;
     uint64_t h = 0, key8 = 0;
-    bool hashed = false;
     uint16_t part;
     unsigned owner;
     int kl, rc;
@@ -226,7 +225,6 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
         e = r->e;
     } else {
         h = roo__key_hash(key, (size_t)kl);
-        hashed = true;
         part = roo__partition_of(h, sh->partitions);
         if (kl <= 8)
             roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, NULL);
@@ -258,7 +256,7 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
         return 0;
     }
     if (ROO__UNLIKELY(!e)) {
-        if (!hashed)
+        if (r) /* known by its partition only: not hashed above */
             h = roo__key_hash(key, (size_t)kl);
         e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
         if (!e)

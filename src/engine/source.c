@@ -70,6 +70,8 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     void *ctx = c->pipeline->source.ctx;
     uint64_t frames = 0, sample_at = sh->sample_left;
     const bool resumable = c->resumable;
+    /* In registers for the whole read: the decode callback could, for all the compiler
+     * knows, change c->framer, which would reload its fields for every frame. */
     const bool be32 = c->framer.framing == ROO_FRAMING_LENGTH && c->framer.header_len == 4 &&
                       !c->framer.little_endian;
     const size_t max_frame = c->framer.max_frame;
@@ -82,31 +84,10 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     for (;;) {
         bool timed = frames == sample_at;
         int drc;
-        if (ROO__LIKELY(be32)) {
-            /* The common framing inline, in the loop's own registers; anything unusual (a
-             * frame over the limit) goes through the framer for its error and its sizes. */
-            size_t left = len - off;
-            uint32_t n;
-            if (left < 4) {
-                rc = ROO__FRAME_AGAIN;
-                break;
-            }
-            n = roo__load_be32(buf + off);
-            if (ROO__UNLIKELY(n > max_frame)) {
-                rc = roo__framer_next(&c->framer, buf + off, left, &fr);
-                break;
-            }
-            if (left - 4 < n) {
-                rc = ROO__FRAME_AGAIN;
-                break;
-            }
-            fr.payload_off = 4;
-            fr.payload_len = n;
-            fr.frame_len = 4 + (size_t)n;
-        } else if ((rc = roo__framer_next(&c->framer, buf + off, len - off, &fr)) !=
-                   ROO__FRAME_OK) {
+        rc = ROO__LIKELY(be32) ? roo__framer_next_be32(max_frame, buf + off, len - off, &fr)
+                               : roo__framer_next(&c->framer, buf + off, len - off, &fr);
+        if (rc != ROO__FRAME_OK)
             break;
-        }
         if (ROO__UNLIKELY(timed)) {
             sh->timing = true; /* this frame's steps are timed (metrics) */
             sample_at += ROO__COMPUTE_SAMPLE_EVERY;

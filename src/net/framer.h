@@ -44,6 +44,32 @@ int roo__framer_init(roo__framer *f, const roo_source *src, size_t max_frame);
 uint64_t roo__framer_header_value(const roo__framer *f, const uint8_t *p);
 
 /*
+ * roo__framer_next for length framing with a u32 big-endian header (the common case), for a
+ * read loop that has checked its framer is of that kind and keeps max_frame in a register.
+ */
+static inline int roo__framer_next_be32(size_t max_frame, const uint8_t *buf, size_t len,
+                                        roo__frame *ret_frame)
+{
+    uint32_t n;
+
+    if (len < 4)
+        return ROO__FRAME_AGAIN;
+    n = roo__load_be32(buf);
+    if (ROO__UNLIKELY(n > max_frame)) {
+        ret_frame->payload_len = n;
+        ret_frame->payload_off = 4;
+        ret_frame->frame_len = 0;
+        return ROO_EFRAMESIZE;
+    }
+    if (len - 4 < n)
+        return ROO__FRAME_AGAIN;
+    ret_frame->payload_off = 4;
+    ret_frame->payload_len = n;
+    ret_frame->frame_len = 4 + (size_t)n;
+    return ROO__FRAME_OK;
+}
+
+/*
  * Find the next frame in buf[0..len). Returns ROO__FRAME_OK and fills *ret_frame,
  * ROO__FRAME_AGAIN if more bytes are needed, or ROO_EFRAMESIZE if the frame is too big
  * (then *ret_frame->payload_len holds the declared or seen size when known).
@@ -55,12 +81,11 @@ static inline int roo__framer_next(const roo__framer *f, const uint8_t *buf, siz
         uint64_t n;
         size_t h = f->header_len;
 
+        if (ROO__LIKELY(h == 4 && !f->little_endian))
+            return roo__framer_next_be32(f->max_frame, buf, len, ret_frame);
         if (len < h)
             return ROO__FRAME_AGAIN;
-        if (ROO__LIKELY(h == 4 && !f->little_endian))
-            n = roo__load_be32(buf);
-        else
-            n = roo__framer_header_value(f, buf);
+        n = roo__framer_header_value(f, buf);
         if (ROO__UNLIKELY(n > f->max_frame)) {
             ret_frame->payload_len = (size_t)ROO__MIN(n, (uint64_t)SIZE_MAX);
             ret_frame->payload_off = h;
