@@ -67,8 +67,13 @@ typedef enum roo__stage_kind {
     ROO__STAGE_SINK,
 } roo__stage_kind;
 
+/* Runs the stage an emitter leads to (shard.c's step of the stage's kind, or the test driver's,
+ * or the timed one); roo_emit tail-calls it. */
+typedef int (*roo__step_fn)(struct roo_emitter *out, const void *msg, size_t len);
+
 typedef struct roo__stage {
     roo__stage_kind kind;
+    roo__step_fn step; /* set by roo__app_set_steps when an engine is created */
     uint32_t next;     /* index of the stage after this one (unused for sinks) */
     uint32_t pipeline; /* owning pipeline */
     char *name;
@@ -456,13 +461,19 @@ typedef struct roo__status_msg {
 /* ---- threads ---- */
 
 struct roo_emitter {
-    struct roo__shard *sh;
-    uint32_t stage;        /* stage that receives what is emitted */
+    roo__step_fn step;     /* what roo_emit calls: runs `stage` on the message */
+    struct roo__shard *sh; /* NULL for the test driver's */
+    const roo__stage *st;  /* the stage that receives what is emitted (NULL: test driver) */
+    uint32_t stage;        /* ... and its index */
     struct roo_test *test; /* set only by the in-process test driver (testdriver.c) */
 };
 
 /* testdriver.c: run stage `stage` of the driver's application on msg (roo_emit's other half). */
 void roo__test_run(struct roo_test *t, uint32_t stage, const void *msg, size_t len);
+/* testdriver.c: the step of the test driver's emitters (out->test, out->stage). */
+int roo__test_step(struct roo_emitter *out, const void *msg, size_t len);
+/* shard.c: give every stage of app its step (called when an engine is created). */
+void roo__app_set_steps(roo_app *app);
 
 typedef struct roo__source_conn roo__source_conn;
 

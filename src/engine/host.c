@@ -58,7 +58,7 @@ void roo__shard_route_packed(roo__shard *sh, const roo__stage *st, unsigned dest
 void roo__shard_unpack_run(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg,
                            size_t len)
 {
-    roo_emitter em = { sh, si, NULL };
+    roo_emitter em = roo__shard_emitter(sh, si);
     int rc;
 
     /* The bytes came from another thread or worker: the prefix must be there. */

@@ -191,8 +191,9 @@ static void take_table(roo__shard *sh, roo__routes_msg *m)
     free(sh->part_dest);
     free(sh->dests);
     free(sh->part_old);
-    if (sh->partitions != m->partitions)
-        roo__table_forget_recent(sh->table); /* its partitions were of the old count */
+    /* The cache's entries stand for partitions the old table gave this thread (and its
+     * partitions may be of the old count). */
+    roo__table_forget_recent(sh->table);
     sh->partitions = m->partitions;
     sh->part_dest = m->part_dest;
     sh->dests = m->dests;

@@ -49,6 +49,20 @@ struct roo__source_conn {
 
 /* ---- shard.c ---- */
 
+/* Run stage si on a message (timed when sh->timing). */
+void roo__shard_run(roo__shard *sh, uint32_t si, const void *msg, size_t len);
+/* The step of emitters made while a sampled message runs: times stage out->stage. */
+int roo__shard_step_timed(roo_emitter *out, const void *msg, size_t len);
+
+/* An emitter to stage si: its step, or the timed one while a sampled message runs. */
+static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)
+{
+    const roo__stage *st = &sh->stages[si];
+
+    return (roo_emitter){ ROO__UNLIKELY(sh->timing) ? roo__shard_step_timed : st->step, sh, st,
+                          si, NULL };
+}
+
 /* The batch being filled holds nothing to commit or send. */
 bool roo__shard_batch_empty(const roo__shard *sh);
 /* Seal the current batch: hand it to the committer (the caller checked it is not empty). */

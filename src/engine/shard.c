@@ -19,8 +19,6 @@
 
 #define ROUTES_PER_DEST 4
 
-static inline void run_stage(roo__shard *sh, uint32_t si, const void *msg, size_t len);
-static inline int run_step(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 
 /* ---- callbacks' errors ---- */
 
@@ -39,50 +37,34 @@ void roo__shard_callback_error(roo__shard *sh, const roo__stage *st, const char 
 
 /* ---- the pipeline ---- */
 
-static inline void emit_run(roo_emitter *out, const void *msg, size_t len)
-{
-    if (ROO__UNLIKELY(out->test != NULL))
-        roo__test_run(out->test, out->stage, msg, len);
-    else
-        run_stage(out->sh, out->stage, msg, len);
-}
-
-/* The rare cases, out of line: a message that is not 8-byte aligned (callbacks are promised
- * aligned ones: copied here, with no stack buffer in roo_emit itself), the test driver's
- * emitter, a message whose steps are timed. */
-static __attribute__((noinline)) int emit_slow(roo_emitter *out, const void *msg, size_t len)
+/* The rare case out of line: a message that is not 8-byte aligned (callbacks are promised
+ * aligned ones: copied here, with no stack buffer in roo_emit itself). */
+static __attribute__((noinline)) int emit_unaligned(roo_emitter *out, const void *msg, size_t len)
 {
     uint64_t small[64];
-    void *copy;
+    void *copy = len <= sizeof(small) ? (void *)small : roo__xmalloc(len);
 
-    if ((((uintptr_t)msg & 7) == 0 || len == 0)) {
-        emit_run(out, msg, len);
-        return 0;
-    }
-    copy = len <= sizeof(small) ? (void *)small : roo__xmalloc(len);
     memcpy(copy, msg, len);
-    emit_run(out, copy, len);
+    out->step(out, copy, len);
     if (copy != small)
         free(copy);
     return 0;
 }
 
+/* The emitter holds the receiving stage's step (roo__shard_emitter): one indirect tail call,
+ * no dispatch on the stage's kind, no test for the test driver or a timed message here. */
 int roo_emit(roo_emitter *out, const void *msg, size_t len)
 {
-    roo__shard *sh = out->sh;
-
     if (ROO__UNLIKELY(len > ROO_MSG_MAX))
         return ROO_EMSGSIZE;
-    if (ROO__UNLIKELY((((uintptr_t)msg & 7) != 0 && len > 0) || !sh || sh->timing))
-        return emit_slow(out, msg, len);
-    return run_step(sh, out->stage, msg, len); /* a tail call into the step */
+    if (ROO__UNLIKELY(((uintptr_t)msg & 7) != 0 && len > 0))
+        return emit_unaligned(out, msg, len);
+    return out->step(out, msg, len);
 }
 
-/* The steps run out of line, one function per kind, each entered by a tail call from
- * roo_emit: the decode -> state -> sink chain then saves only the registers each step needs,
- * instead of the union of all three on every emit. */
-static __attribute__((noinline)) int sink_stage(roo__shard *sh, const roo__stage *st,
-                                                const void *msg, size_t len)
+/* The rest of a sink step: a bigger buffer, a failed encode, the next sink of a fan-out. */
+static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage *st,
+                                               const void *msg, size_t len)
 {
     roo__buf *ob = &sh->cur->out[st->sink_idx];
     size_t room;
@@ -91,23 +73,45 @@ static __attribute__((noinline)) int sink_stage(roo__shard *sh, const roo__stage
     roo__buf_reserve(ob, 256);
     room = ob->cap - ob->len;
     n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
-    if (ROO__UNLIKELY(n < 0)) {
-        roo__shard_callback_error(sh, st, "encode", n);
-        return 0;
-    }
-    if (ROO__UNLIKELY((size_t)n > room)) {
+    if (n >= 0 && (size_t)n > room) {
         roo__buf_reserve(ob, (size_t)n);
         room = ob->cap - ob->len;
         n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
-        if (n < 0 || (size_t)n > room) {
-            roo__shard_callback_error(sh, st, "encode", n < 0 ? n : ROO_ECALLBACK);
-            return 0;
-        }
+        if (n >= 0 && (size_t)n > room)
+            n = ROO_ECALLBACK;
     }
+    if (n < 0) {
+        roo__shard_callback_error(sh, st, "encode", n);
+    } else {
+        ob->len += (size_t)n;
+        sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
+    }
+    if (st->next != UINT32_MAX)
+        roo__shard_run(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
+    return 0;
+}
+
+/*
+ * The steps, one function per kind, each entered by a tail call from roo_emit: the decode ->
+ * state -> sink chain then saves only the registers each step needs. A sink step encodes
+ * straight into the batch's buffer when 256 bytes are free; sink_more does everything else.
+ */
+static int sink_step(roo_emitter *out, const void *msg, size_t len)
+{
+    roo__shard *sh = out->sh;
+    const roo__stage *st = out->st;
+    roo__batch *b = sh->cur;
+    roo__buf *ob = &b->out[st->sink_idx];
+    size_t room = ob->cap - ob->len;
+    int n;
+
+    if (ROO__UNLIKELY(room < 256 || st->next != UINT32_MAX))
+        return sink_more(sh, st, msg, len);
+    n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
+    if (ROO__UNLIKELY((size_t)n > room)) /* failed (negative), or wants more room */
+        return sink_more(sh, st, msg, len);
     ob->len += (size_t)n;
-    sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
-    if (ROO__UNLIKELY(st->next != UINT32_MAX))
-        run_stage(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
+    b->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
     return 0;
 }
 
@@ -199,27 +203,34 @@ void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e)
     sh->dirty[sh->ndirty++] = e;
 }
 
-static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stage *st, uint32_t si,
-                                                 const void *msg, size_t len)
+/* After the state computation: list a saved entry for the batch, count a failure. */
+static inline __attribute__((always_inline)) void state_done(roo__shard *sh, const roo__stage *st,
+                                                            roo__entry *e, int rc)
 {
-    uint8_t key[ROO_KEY_MAX];
-    roo_emitter em = { sh, st->next };
-    const roo__recent *r = NULL;
+    if (rc == ROO_SAVE) {
+        if (e->dirty_mark != sh->batch_seq) /* not listed yet in this batch */
+            roo__shard_mark_dirty(sh, e);
+    } else if (ROO__UNLIKELY(rc < 0))
+        roo__shard_callback_error(sh, st, "state computation", rc);
+}
+
+/*
+ * Every case but the common one: a key not in the recent-key cache (hash, partition, owner,
+ * lookup or insert, init), a key kept by another thread or worker, a partition move, a
+ * message from a resumable stream. key8 is roo__key8 of the key when kl <= 8.
+ */
+static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo__stage *st,
+                                                      uint32_t si, const void *msg, size_t len,
+                                                      const uint8_t *key, int kl, uint64_t key8,
+                                                      const roo__recent *r)
+{
+    roo_emitter em = roo__shard_emitter(sh, st->next);
     roo__entry *e = NULL;
-    uint64_t h = 0, key8 = 0;
+    uint64_t h = 0;
     uint16_t part;
     unsigned owner;
-    int kl, rc;
+    int rc;
 
-    kl = st->key(msg, len, key, st->ctx);
-    if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
-        roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
-        return 0;
-    }
-    if (ROO__LIKELY(kl <= 8)) {
-        key8 = roo__key8(key, (size_t)kl);
-        r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
-    }
     if (ROO__LIKELY(r != NULL)) {
         part = roo__recent_partition(r);
         e = r->e;
@@ -255,17 +266,15 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
         roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
         return 0;
     }
-    if (ROO__UNLIKELY(!e)) {
+    if (!e) {
         if (r) /* known by its partition only: not hashed above */
             h = roo__key_hash(key, (size_t)kl);
         e = roo__table_find(sh->table, h, st->state_id, key, (size_t)kl);
         if (!e)
             e = roo__table_insert(sh->table, h, st->state_id, part, key, (size_t)kl,
                                   st->state->size);
-        if (kl <= 8)
-            roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, e);
     }
-    if (ROO__UNLIKELY(!(e->flags & ROO__ENTRY_READY))) {
+    if (!(e->flags & ROO__ENTRY_READY)) {
         if (st->state->init) {
             rc = st->state->init(roo__entry_state(e), key, (size_t)kl, st->state->ctx);
             if (rc < 0) {
@@ -275,36 +284,66 @@ static __attribute__((noinline)) int state_stage(roo__shard *sh, const roo__stag
         }
         e->flags |= ROO__ENTRY_READY;
     }
+    /* The cache's fast path (state_stage) skips the owner check and init: it may only see
+     * ready entries of partitions that the thread's table gives it. */
+    if (kl <= 8 && sh->part_dest[part] == sh->idx)
+        roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, e);
     rc = st->state_compute(msg, len, roo__entry_state(e), &em, st->ctx);
-    if (rc == ROO_SAVE) {
-        if (e->dirty_mark != sh->batch_seq) /* not listed yet in this batch */
-            roo__shard_mark_dirty(sh, e);
-    } else if (ROO__UNLIKELY(rc < 0))
-        roo__shard_callback_error(sh, st, "state computation", rc);
+    state_done(sh, st, e, rc);
     return 0;
 }
 
-static __attribute__((noinline)) int stateless_stage(roo__shard *sh, const roo__stage *st,
-                                                     const void *msg, size_t len)
+/*
+ * The common case inline: a short key met before, whose ready entry this thread keeps,
+ * outside a partition move and a resumable stream: no hash, no owner check, no lookup.
+ * (A slot holds an entry only under the partition table it was cached with: take_table
+ * clears the cache.)
+ */
+static int state_step(roo_emitter *out, const void *msg, size_t len)
 {
-    roo_emitter em = { sh, st->next };
+    roo__shard *sh = out->sh;
+    const roo__stage *st = out->st;
+    uint8_t key[ROO_KEY_MAX];
+    const roo__recent *r = NULL;
+    uint64_t key8 = 0;
+    int kl, rc;
+
+    kl = st->key(msg, len, key, st->ctx);
+    if (ROO__LIKELY((unsigned)kl <= 8)) {
+        key8 = roo__key8(key, (size_t)kl);
+        r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
+        if (ROO__LIKELY(r != NULL && r->e != NULL && !(sh->hold_epoch | sh->id.stream))) {
+            roo_emitter em = roo__shard_emitter(sh, st->next);
+            roo__entry *e = r->e;
+
+            sh->routed = false;
+            rc = st->state_compute(msg, len, r->state, &em, st->ctx);
+            state_done(sh, st, e, rc);
+            return 0;
+        }
+    } else if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
+        roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
+        return 0;
+    }
+    return state_stage_full(sh, st, out->stage, msg, len, key, kl, key8, r);
+}
+
+static int stateless_step(roo_emitter *out, const void *msg, size_t len)
+{
+    const roo__stage *st = out->st;
+    roo_emitter em = roo__shard_emitter(out->sh, st->next);
     int rc = st->compute(msg, len, &em, st->ctx);
 
     if (ROO__UNLIKELY(rc < 0))
-        roo__shard_callback_error(sh, st, "computation", rc);
+        roo__shard_callback_error(out->sh, st, "computation", rc);
     return 0;
 }
 
-static inline __attribute__((always_inline)) int run_step(roo__shard *sh, uint32_t si,
-                                                          const void *msg, size_t len)
+static inline void run_step(roo__shard *sh, uint32_t si, const void *msg, size_t len)
 {
-    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = { sh->stages[si].step, sh, &sh->stages[si], si, NULL };
 
-    if (ROO__LIKELY(st->kind == ROO__STAGE_SINK))
-        return sink_stage(sh, st, msg, len);
-    if (st->kind == ROO__STAGE_STATE)
-        return state_stage(sh, st, si, msg, len);
-    return stateless_stage(sh, st, msg, len);
+    em.step(&em, msg, len);
 }
 
 /*
@@ -324,13 +363,29 @@ static __attribute__((noinline)) void run_step_timed(roo__shard *sh, uint32_t si
     sh->child_ns = saved + d;
 }
 
-static inline __attribute__((always_inline)) void run_stage(roo__shard *sh, uint32_t si,
-                                                            const void *msg, size_t len)
+int roo__shard_step_timed(roo_emitter *out, const void *msg, size_t len)
+{
+    run_step_timed(out->sh, out->stage, msg, len);
+    return 0;
+}
+
+void roo__shard_run(roo__shard *sh, uint32_t si, const void *msg, size_t len)
 {
     if (ROO__UNLIKELY(sh->timing))
         run_step_timed(sh, si, msg, len);
     else
         run_step(sh, si, msg, len);
+}
+
+/* The step of each stage, for emitters (engine create, before any thread runs). */
+void roo__app_set_steps(roo_app *app)
+{
+    for (size_t i = 0; i < app->nstages; i++) {
+        roo__stage *st = &app->stages[i];
+        st->step = st->kind == ROO__STAGE_SINK    ? sink_step
+                   : st->kind == ROO__STAGE_STATE ? state_step
+                                                  : stateless_step;
+    }
 }
 
 /* ---- routes from other shards ---- */
@@ -363,7 +418,7 @@ static inline __attribute__((always_inline)) void run_routed(roo__shard *sh, uin
     if (ROO__UNLIKELY(st->wire != NULL))
         roo__shard_unpack_run(sh, st, si, msg, len);
     else
-        run_stage(sh, si, msg, len);
+        roo__shard_run(sh, si, msg, len);
 }
 
 static void process_route(roo__shard *sh, roo__route *r)

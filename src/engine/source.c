@@ -65,7 +65,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
 {
     roo__shard *sh = c->sh;
     roo__source_counts *counts = &sh->source_counts[c->pipeline->index];
-    roo_emitter em = { sh, c->first_stage };
+    roo_emitter em = roo__shard_emitter(sh, c->first_stage), em_timed = em;
     roo_decode_fn decode = c->pipeline->source.decode;
     void *ctx = c->pipeline->source.ctx;
     uint64_t frames = 0, sample_at = sh->sample_left;
@@ -79,6 +79,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     roo__frame fr;
     int rc;
 
+    em_timed.step = roo__shard_step_timed; /* for the sampled frame */
     /* One clock read per read, for the latency histograms. */
     roo__shard_lat_open(sh, roo__wall_ns(), c->pipeline->index);
     for (;;) {
@@ -97,7 +98,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
             sh->id = (roo__msg_id){ c->stream, c->next_offset, 0 };
             sh->id_fixed = false;
         }
-        drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+        drc = decode(buf + off + fr.payload_off, fr.payload_len, timed ? &em_timed : &em, ctx);
         if (ROO__UNLIKELY(timed))
             sh->timing = false;
         if (ROO__UNLIKELY(resumable)) {

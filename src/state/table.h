@@ -88,6 +88,7 @@ typedef struct roo__recent {
     uint64_t key8;
     uint64_t tag; /* ROO__RECENT_TAG(key_len, state_id) | partition << 32 */
     roo__entry *e;
+    void *state; /* e's state object (NULL with e) */
 } roo__recent;
 
 struct roo__table {
@@ -177,6 +178,7 @@ static inline void roo__table_remember(roo__table *t, uint16_t state_id, uint64_
     r->key8 = key8;
     r->tag = ROO__RECENT_TAG(key_len, state_id) | (uint64_t)partition << ROO__RECENT_PART_SHIFT;
     r->e = e;
+    r->state = e ? roo__entry_state(e) : NULL;
 }
 
 /* Clear the recent-key cache (the partition count changed). */
