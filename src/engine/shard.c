@@ -115,6 +115,48 @@ static int sink_step(roo_emitter *out, const void *msg, size_t len)
     return 0;
 }
 
+/*
+ * Copy a message of 8-byte-aligned len bytes to an 8-byte-aligned record, by words when it
+ * is short (most are): no call to memcpy for a few bytes. The padding after it is zeroed.
+ */
+static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
+{
+    const uint8_t *src = msg;
+    size_t i = 0;
+
+    if (len > 64) {
+        memset(dst + ROO__ALIGN8(len) - 8, 0, 8);
+        memcpy(dst, src, len);
+        return;
+    }
+    for (; i + 8 <= len; i += 8)
+        memcpy(dst + i, src + i, 8);
+    if (i < len) {
+        uint8_t w[8] = { 0 };
+        for (size_t j = 0; i + j < len; j++)
+            w[j] = src[i + j];
+        memcpy(dst + i, w, 8);
+    }
+}
+
+/* Append a message without identity to dest's open route buffer r (roo__shard_route's
+ * common case, inline in the state step). */
+static inline __attribute__((always_inline)) void route_append(roo__shard *sh, roo__route *r,
+                                                               unsigned dest, uint32_t si,
+                                                               const void *msg, size_t len)
+{
+    size_t rec = 8 + ROO__ALIGN8(len);
+    uint8_t *p = roo__buf_reserve(&r->data, rec);
+
+    if (dest >= sh->eng->nshards)
+        sh->remote_bytes += rec;
+    roo__store_le32(p, si);
+    roo__store_le32(p + 4, (uint32_t)len);
+    route_copy(p + 8, msg, len);
+    r->data.len += rec;
+    r->nmsgs++;
+}
+
 void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
                       const roo__msg_id *id)
 {
@@ -123,6 +165,10 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     size_t rec = 8 + idlen + ROO__ALIGN8(len);
     uint8_t *p;
 
+    if (r && !id) {
+        route_append(sh, r, dest, si, msg, len);
+        return;
+    }
     if (!r) {
         r = sh->route_pool;
         if (r)
@@ -312,14 +358,28 @@ static int state_step(roo_emitter *out, const void *msg, size_t len)
     if (ROO__LIKELY((unsigned)kl <= 8)) {
         key8 = roo__key8(key, (size_t)kl);
         r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
-        if (ROO__LIKELY(r != NULL && r->e != NULL && !(sh->hold_epoch | sh->id.stream))) {
-            roo_emitter em = roo__shard_emitter(sh, st->next);
-            roo__entry *e = r->e;
+        if (ROO__LIKELY(r != NULL && !(sh->hold_epoch | sh->id.stream))) {
+            if (ROO__LIKELY(r->e != NULL)) {
+                roo_emitter em = roo__shard_emitter(sh, st->next);
+                roo__entry *e = r->e;
 
-            sh->routed = false;
-            rc = st->state_compute(msg, len, r->state, &em, st->ctx);
-            state_done(sh, st, e, rc);
-            return 0;
+                sh->routed = false;
+                rc = st->state_compute(msg, len, r->state, &em, st->ctx);
+                state_done(sh, st, e, rc);
+                return 0;
+            }
+            /* A key another thread or worker keeps, met before: off it goes. */
+            uint16_t part = roo__recent_partition(r);
+            unsigned owner = sh->part_dest[part];
+            if (ROO__LIKELY(owner != sh->idx)) {
+                roo__route *rt = sh->route_out[owner];
+                sh->routed = false;
+                if (ROO__LIKELY(rt != NULL && st->wire == NULL))
+                    route_append(sh, rt, owner, out->stage, msg, len);
+                else
+                    roo__shard_route_msg(sh, st, owner, out->stage, msg, len, NULL, part);
+                return 0;
+            }
         }
     } else if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
         roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
