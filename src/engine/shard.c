@@ -497,12 +497,21 @@ static void process_route(roo__shard *sh, roo__route *r)
             i++;
             continue;
         }
+        sh->routed = true;
+        if (ROO__LIKELY(!rec.has_id && i != sample_at && !sh->stages[rec.stage].wire)) {
+            /* The common case: no identity, not timed, not a host's packed message. */
+            const roo__stage *st = &sh->stages[rec.stage];
+            roo_emitter em = { st->step, sh, st, rec.stage, NULL };
+            st->step(&em, rec.msg, rec.len);
+            i++;
+            sh->routed = false;
+            continue;
+        }
         if (rec.has_id) {
             /* The message's identity travels with it; do not number it again here. */
             sh->id = rec.id;
             sh->id_fixed = true;
         }
-        sh->routed = true;
         if (ROO__UNLIKELY(i == sample_at)) {
             sh->timing = true; /* this message's steps are timed (metrics) */
             run_routed(sh, rec.stage, rec.msg, rec.len);

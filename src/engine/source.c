@@ -60,6 +60,18 @@ void roo__source_abort(roo__source_conn *c)
     roo__source_close(c, false);
 }
 
+/* The decoder rejected the frame after `frames` good ones in this read: count and log it. */
+static __attribute__((noinline)) int rejected(roo__source_conn *c, roo__source_counts *counts,
+                                              uint64_t frames, size_t payload_len, int drc)
+{
+    atomic_fetch_add_explicit(&counts->rejected, 1, memory_order_relaxed);
+    roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
+                  "(%zu-byte payload): %s; closing the connection",
+                  c->pipeline->name, c->peer, (unsigned long long)(c->frames + frames + 1),
+                  payload_len, roo_strerror(drc));
+    return drc;
+}
+
 /* Run every whole frame in buf through the pipeline; *ret_used gets the bytes consumed. */
 static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, size_t *ret_used)
 {
@@ -83,8 +95,24 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     /* One clock read per read, for the latency histograms. */
     roo__shard_lat_open(sh, roo__wall_ns(), c->pipeline->index);
     for (;;) {
-        bool timed = frames == sample_at;
+        bool timed;
         int drc;
+        if (ROO__LIKELY(be32 && !resumable)) {
+            /* The common case, up to the next sampled frame: u32 BE lengths, no identities. */
+            while (frames != sample_at) {
+                rc = roo__framer_next_be32(max_frame, buf + off, len - off, &fr);
+                if (rc != ROO__FRAME_OK)
+                    goto out;
+                drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+                if (ROO__UNLIKELY(drc < 0)) {
+                    rc = rejected(c, counts, frames, fr.payload_len, drc);
+                    goto out;
+                }
+                off += fr.frame_len;
+                frames++;
+            }
+        }
+        timed = frames == sample_at;
         rc = ROO__LIKELY(be32) ? roo__framer_next_be32(max_frame, buf + off, len - off, &fr)
                                : roo__framer_next(&c->framer, buf + off, len - off, &fr);
         if (rc != ROO__FRAME_OK)
@@ -107,17 +135,13 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
                 c->next_offset++;
         }
         if (ROO__UNLIKELY(drc < 0)) {
-            atomic_fetch_add_explicit(&counts->rejected, 1, memory_order_relaxed);
-            roo__log_warn("source '%s': connection from %s: decoder rejected frame %llu "
-                          "(%zu-byte payload): %s; closing the connection",
-                          c->pipeline->name, c->peer, (unsigned long long)(c->frames + frames + 1),
-                          fr.payload_len, roo_strerror(drc));
-            rc = drc;
+            rc = rejected(c, counts, frames, fr.payload_len, drc);
             break;
         }
         off += fr.frame_len;
         frames++;
     }
+out:
     /* A frame that ended the loop with an error may have been the sampled one: then the
      * next read times its first. */
     sh->sample_left = sample_at > frames ? sample_at - frames : 0;
