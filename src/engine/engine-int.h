@@ -73,7 +73,7 @@ typedef int (*roo__step_fn)(struct roo_emitter *out, const void *msg, size_t len
 
 typedef struct roo__stage {
     roo__stage_kind kind;
-    roo__step_fn step; /* set by roo__app_set_steps when an engine is created */
+    roo__step_fn step; /* set by roo__shard_steps_init when an engine is created */
     uint32_t next;     /* index of the stage after this one (unused for sinks) */
     uint32_t pipeline; /* owning pipeline */
     char *name;
@@ -473,7 +473,7 @@ void roo__test_run(struct roo_test *t, uint32_t stage, const void *msg, size_t l
 /* testdriver.c: the step of the test driver's emitters (out->test, out->stage). */
 int roo__test_step(struct roo_emitter *out, const void *msg, size_t len);
 /* shard.c: give every stage of app its step (called when an engine is created). */
-void roo__app_set_steps(roo_app *app);
+void roo__shard_steps_init(roo_app *app);
 
 typedef struct roo__source_conn roo__source_conn;
 

@@ -297,7 +297,7 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
                  app->name, app->nsinks, cfg->nout);
         return ROO_EUSAGE;
     }
-    roo__app_set_steps(app);
+    roo__shard_steps_init(app);
     e = roo__xcalloc(1, sizeof(*e));
     e->commit_q.efd = e->io_q.efd = e->exit_q.efd = -1;
     e->app = app;

@@ -59,8 +59,8 @@ static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)
 {
     const roo__stage *st = &sh->stages[si];
 
-    return (roo_emitter){ ROO__UNLIKELY(sh->timing) ? roo__shard_step_timed : st->step, sh, st,
-                          si, NULL };
+    return (roo_emitter){ ROO__UNLIKELY(sh->timing) ? roo__shard_step_timed : st->step, sh, st, si,
+                          NULL };
 }
 
 /* The batch being filled holds nothing to commit or send. */

@@ -19,7 +19,6 @@
 
 #define ROUTES_PER_DEST 4
 
-
 /* ---- callbacks' errors ---- */
 
 void roo__shard_callback_error(roo__shard *sh, const roo__stage *st, const char *what, int rc)
@@ -116,8 +115,9 @@ static int sink_step(roo_emitter *out, const void *msg, size_t len)
 }
 
 /*
- * Copy a message of 8-byte-aligned len bytes to an 8-byte-aligned record, by words when it
- * is short (most are): no call to memcpy for a few bytes. The padding after it is zeroed.
+ * Copy a message's len bytes into a route record, whose room is len rounded up to 8 bytes,
+ * by words when it is short (most are): no call to memcpy for a few bytes. The padding
+ * after the message is zeroed: no stale bytes go on the wire.
  */
 static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
 {
@@ -141,9 +141,8 @@ static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
 
 /* Append a message without identity to dest's open route buffer r (roo__shard_route's
  * common case, inline in the state step). */
-static inline __attribute__((always_inline)) void route_append(roo__shard *sh, roo__route *r,
-                                                               unsigned dest, uint32_t si,
-                                                               const void *msg, size_t len)
+static inline __attribute__((always_inline)) void
+route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len)
 {
     size_t rec = 8 + ROO__ALIGN8(len);
     uint8_t *p = roo__buf_reserve(&r->data, rec);
@@ -251,7 +250,7 @@ void roo__shard_mark_dirty(roo__shard *sh, roo__entry *e)
 
 /* After the state computation: list a saved entry for the batch, count a failure. */
 static inline __attribute__((always_inline)) void state_done(roo__shard *sh, const roo__stage *st,
-                                                            roo__entry *e, int rc)
+                                                             roo__entry *e, int rc)
 {
     if (rc == ROO_SAVE) {
         if (e->dirty_mark != sh->batch_seq) /* not listed yet in this batch */
@@ -330,7 +329,7 @@ static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo_
         }
         e->flags |= ROO__ENTRY_READY;
     }
-    /* The cache's fast path (state_stage) skips the owner check and init: it may only see
+    /* The cache's fast path (state_step) skips the owner check and init: it may only see
      * ready entries of partitions that the thread's table gives it. */
     if (kl <= 8 && sh->part_dest[part] == sh->idx)
         roo__table_remember(sh->table, st->state_id, key8, (size_t)kl, part, e);
@@ -438,7 +437,7 @@ void roo__shard_run(roo__shard *sh, uint32_t si, const void *msg, size_t len)
 }
 
 /* The step of each stage, for emitters (engine create, before any thread runs). */
-void roo__app_set_steps(roo_app *app)
+void roo__shard_steps_init(roo_app *app)
 {
     for (size_t i = 0; i < app->nstages; i++) {
         roo__stage *st = &app->stages[i];

@@ -73,10 +73,13 @@ typedef struct roo__slot {
  * bytes, keyed by the key's bytes themselves, so that a key met again costs neither its
  * hash nor a probe (most streams repeat a small set of hot keys: letters, words, users).
  * A slot holds the key's bytes in a zeroed word (key8), its length and state id, which
- * together identify the key, its partition, and its entry, or NULL for a key whose state is
- * kept by another thread (then the slot saves the hash that finds its owner). Entries never
- * move, so only roo__table_drop, which forgets entries, and a change of the partition count
- * (roo__table_forget_recent) have to clear it.
+ * together identify the key, its partition, and its entry and state object, or NULL for a key
+ * whose state is kept by another thread (then the slot saves the hash that finds its owner).
+ * Entries never move, so roo__table_drop, which forgets entries, clears the cache. Its user
+ * (the processing thread) adds its own rule: it caches an entry only once the entry is ready
+ * and while its partition table gives it the partition, and clears the cache whenever that
+ * table changes (roo__table_forget_recent), so a cached entry can be used without asking
+ * the table.
  */
 #define ROO__TABLE_RECENT_BITS 9
 /* A slot's identity besides key8; bit 48 tells a used slot from a zeroed one. */
