@@ -44,9 +44,11 @@ static size_t backlog_live(const peer *p)
 void roo__links_pump(peer *p)
 {
     cluster *cl = p->cl;
+    size_t start = p->backlog.len; /* frames from here on are new: sent at the end */
 
     while (p->q_head && backlog_live(p) < cl->e->cfg.link_backlog_bytes &&
-           (!p->data_open || roo__fconn_pending(&p->data) < PEER_OUT_HIGH)) {
+           (!p->data_open ||
+            roo__fconn_pending(&p->data) + (p->backlog.len - start) < PEER_OUT_HIGH)) {
         roo__route *r = p->q_head;
         size_t before = p->backlog.len;
         uint64_t seq;
@@ -70,15 +72,13 @@ void roo__links_pump(peer *p)
             p->sent += r->nmsgs;
             roo__clm_add(&cl->clm.peers[p->index].msgs_sent, r->nmsgs);
             roo__clm_add(&cl->clm.peers[p->index].bytes_sent, p->backlog.len - before);
-            if (p->data_open)
-                roo__buf_append(roo__fconn_outbuf(&p->data), p->backlog.data + before,
-                                p->backlog.len - before);
         }
         r->node.kind = ROO__Q_ROUTE_RETURN;
         roo__queue_push(&r->from->inbox, &r->node);
     }
+    /* The new frames go from the backlog itself, copied only if the socket is full. */
     if (p->data_open)
-        roo__fconn_flush(&p->data);
+        roo__fconn_send(&p->data, p->backlog.data + start, p->backlog.len - start);
     /* Every change of the backlog ends here: framing, and acknowledgements (peer_acked). */
     roo__clm_set(&cl->clm.peers[p->index].backlog, backlog_live(p));
 }

@@ -235,6 +235,29 @@ int roo__fconn_flush(roo__fconn *c)
     return c->open ? 0 : -ECONNRESET;
 }
 
+int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
+{
+    if (c->open && !c->connecting && c->auth_state == AUTH_NONE && !roo__fconn_pending(c)) {
+        while (n > 0) {
+            ssize_t w = send(c->io.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN)
+                    break;
+                int err = -errno;
+                fail(c, err);
+                return err;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    if (n > 0 && c->open)
+        roo__buf_append(&c->out, p, n);
+    return roo__fconn_flush(c);
+}
+
 static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
 {
     roo__fconn *c = io->data;

@@ -83,6 +83,14 @@ void roo__fconn_auth(roo__fconn *c, const roo__auth_key *key, uint8_t channel);
 /* Write what is queued; returns 0 or the error that closed the connection (on_close ran). */
 int roo__fconn_flush(roo__fconn *c);
 
+/*
+ * Send n bytes of whole frames that the caller keeps: written straight from p while nothing
+ * else is queued and the socket takes them (no copy into the connection's buffer); what the
+ * socket does not take is appended to that buffer and flushed later. Returns what
+ * roo__fconn_flush returns.
+ */
+int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n);
+
 /* Bytes queued and not yet written. */
 static inline size_t roo__fconn_pending(const roo__fconn *c)
 {
