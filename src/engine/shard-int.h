@@ -54,13 +54,20 @@ void roo__shard_run(roo__shard *sh, uint32_t si, const void *msg, size_t len);
 /* The step of emitters made while a sampled message runs: times stage out->stage. */
 int roo__shard_step_timed(roo_emitter *out, const void *msg, size_t len);
 
+/* An emitter that runs stage si's own step. */
+static inline roo_emitter roo__shard_emitter_untimed(roo__shard *sh, uint32_t si)
+{
+    return (roo_emitter){ sh->stages[si].step, sh, &sh->stages[si], si, NULL };
+}
+
 /* An emitter to stage si: its step, or the timed one while a sampled message runs. */
 static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)
 {
-    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = roo__shard_emitter_untimed(sh, si);
 
-    return (roo_emitter){ ROO__UNLIKELY(sh->timing) ? roo__shard_step_timed : st->step, sh, st, si,
-                          NULL };
+    if (ROO__UNLIKELY(sh->timing))
+        em.step = roo__shard_step_timed;
+    return em;
 }
 
 /* The batch being filled holds nothing to commit or send. */

@@ -400,7 +400,7 @@ static int stateless_step(roo_emitter *out, const void *msg, size_t len)
 
 static inline void run_step(roo__shard *sh, uint32_t si, const void *msg, size_t len)
 {
-    roo_emitter em = { sh->stages[si].step, sh, &sh->stages[si], si, NULL };
+    roo_emitter em = roo__shard_emitter_untimed(sh, si);
 
     em.step(&em, msg, len);
 }
@@ -499,9 +499,7 @@ static void process_route(roo__shard *sh, roo__route *r)
         sh->routed = true;
         if (ROO__LIKELY(!rec.has_id && i != sample_at && !sh->stages[rec.stage].wire)) {
             /* The common case: no identity, not timed, not a host's packed message. */
-            const roo__stage *st = &sh->stages[rec.stage];
-            roo_emitter em = { st->step, sh, st, rec.stage, NULL };
-            st->step(&em, rec.msg, rec.len);
+            run_step(sh, rec.stage, rec.msg, rec.len);
             i++;
             sh->routed = false;
             continue;

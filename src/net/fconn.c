@@ -205,19 +205,42 @@ static void do_read(roo__fconn *c)
     }
 }
 
+/*
+ * Write p[0..n) until done or the socket is full; *ret_written gets what went. Returns 0
+ * (all written), 1 (the socket is full) or the error that closed the connection.
+ */
+static int write_some(roo__fconn *c, const uint8_t *p, size_t n, size_t *ret_written)
+{
+    size_t done = 0;
+    int rc = 0;
+
+    while (done < n) {
+        ssize_t w = send(c->io.fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                rc = 1;
+                break;
+            }
+            rc = -errno;
+            fail(c, rc);
+            break;
+        }
+        done += (size_t)w;
+    }
+    *ret_written = done;
+    return rc;
+}
+
 int roo__fconn_flush(roo__fconn *c)
 {
-    while (c->open && !c->connecting && roo__fconn_pending(c)) {
-        ssize_t n = send(c->io.fd, c->out.data + c->out_off, roo__fconn_pending(c),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            int err = -errno;
-            fail(c, err);
-            return err;
-        }
-        c->out_off += (size_t)n;
+    if (c->open && !c->connecting && roo__fconn_pending(c)) {
+        size_t w;
+        int rc = write_some(c, c->out.data + c->out_off, roo__fconn_pending(c), &w);
+        if (rc < 0)
+            return rc;
+        c->out_off += w;
     }
     if (c->open && c->out_off == c->out.len) {
         c->out.len = c->out_off = 0;
@@ -237,24 +260,22 @@ int roo__fconn_flush(roo__fconn *c)
 
 int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
 {
-    if (c->open && !c->connecting && c->auth_state == AUTH_NONE && !roo__fconn_pending(c)) {
-        while (n > 0) {
-            ssize_t w = send(c->io.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    break;
-                int err = -errno;
-                fail(c, err);
-                return err;
-            }
-            p += w;
-            n -= (size_t)w;
-        }
+    int rc = 0;
+
+    if (c->open && !c->connecting && !roo__fconn_pending(c)) {
+        size_t w;
+        rc = write_some(c, p, n, &w);
+        if (rc < 0)
+            return rc;
+        p += w;
+        n -= w;
     }
     if (n > 0 && c->open)
         roo__buf_append(&c->out, p, n);
+    if (rc == 1) { /* the socket is full: no second try now, EPOLLOUT resumes */
+        update_events(c);
+        return 0;
+    }
     return roo__fconn_flush(c);
 }
 

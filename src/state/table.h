@@ -74,7 +74,7 @@ typedef struct roo__slot {
  * hash nor a probe (most streams repeat a small set of hot keys: letters, words, users).
  * A slot holds the key's bytes in a zeroed word (key8), its length and state id, which
  * together identify the key, its partition, and its entry and state object, or NULL for a key
- * whose state is kept by another thread (then the slot saves the hash that finds its owner).
+ * whose state is kept by another thread (then the slot spares the hash that finds its partition).
  * Entries never move, so roo__table_drop, which forgets entries, clears the cache. Its user
  * (the processing thread) adds its own rule: it caches an entry only once the entry is ready
  * and while its partition table gives it the partition, and clears the cache whenever that
@@ -91,7 +91,7 @@ typedef struct roo__recent {
     uint64_t key8;
     uint64_t tag; /* ROO__RECENT_TAG(key_len, state_id) | partition << 32 */
     roo__entry *e;
-    void *state; /* e's state object (NULL with e) */
+    void *state; /* e's state object (NULL with e): one dependent load less per message */
 } roo__recent;
 
 struct roo__table {
@@ -184,7 +184,7 @@ static inline void roo__table_remember(roo__table *t, uint16_t state_id, uint64_
     r->state = e ? roo__entry_state(e) : NULL;
 }
 
-/* Clear the recent-key cache (the partition count changed). */
+/* Clear the recent-key cache (for its user's rule on table changes, see above). */
 static inline void roo__table_forget_recent(roo__table *t)
 {
     memset(t->recent, 0, sizeof(t->recent));
