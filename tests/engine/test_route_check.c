@@ -142,6 +142,73 @@ START_TEST(identities_need_a_stream_record_and_counts_must_match)
 }
 END_TEST
 
+/* A run of records of one size, with one record changed at position i by `how`. */
+static int check_run_changed(int i, int how, uint32_t *ret_count)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+    uint32_t count = 12;
+
+    for (int k = 0; k < 12; k++) {
+        size_t at = b.n;
+        put_msg(&b, 1, "nine byte", false); /* 24 bytes a record */
+        if (k != i)
+            continue;
+        switch (how) {
+        case 0: /* a stateless step */
+            roo__store_le32(b.d + at, 0);
+            break;
+        case 1: /* a longer length in the same stride: still fits, if the run ends there */
+            roo__store_le32(b.d + at + 4, 16);
+            break;
+        case 2: /* a length past the end */
+            roo__store_le32(b.d + at + 4, 4000);
+            break;
+        case 3: /* a shorter message: a new stride, fine */
+            b.n = at;
+            put_msg(&b, 1, "short", false);
+            break;
+        case 4: /* an identity without a stream record */
+            roo__store_le32(b.d + at, 1 | ROO__ROUTE_ID_FLAG);
+            break;
+        case 5: /* a stream record, then a message with an identity: fine, one more record */
+            b.n = at;
+            put_stream(&b, 5, 6);
+            put_msg(&b, 1, "nine byte", true);
+            break;
+        }
+    }
+    *ret_count = count;
+    return check(&b, count, why);
+}
+
+START_TEST(runs_of_one_size_are_checked_like_any_record)
+{
+    uint32_t count;
+
+    for (int i = 0; i < 12; i++) {
+        ck_assert_int_eq(check_run_changed(i, 0, &count), ROO_EWIRE);
+        /* 16 bytes pads to 16 like 9: the same record size, a different length, fine */
+        ck_assert_int_eq(check_run_changed(i, 1, &count), 0);
+        ck_assert_int_eq(check_run_changed(i, 2, &count), ROO_EWIRE);
+        ck_assert_int_eq(check_run_changed(i, 3, &count), 0);
+        ck_assert_int_eq(check_run_changed(i, 4, &count), ROO_EWIRE);
+        ck_assert_int_eq(check_run_changed(i, 5, &count), 0);
+    }
+    {
+        rb b = { .n = 0 };
+        char why[200] = "";
+        for (int k = 0; k < 12; k++)
+            put_msg(&b, 1, "nine byte", false);
+        ck_assert_int_eq(check(&b, 12, why), 0);
+        ck_assert_int_eq(check(&b, 11, why), ROO_EWIRE);
+        b.n -= 8; /* the last record's padding and part of its message cut */
+        ck_assert_int_eq(check(&b, 12, why), ROO_EWIRE);
+        ck_assert_msg(strstr(why, "past the end"), "%s", why);
+    }
+}
+END_TEST
+
 static Suite *route_check_suite(void)
 {
     Suite *s = suite_create("route_check");
@@ -152,6 +219,7 @@ static Suite *route_check_suite(void)
     tcase_add_test(tc, a_stage_that_is_not_a_state_step_is_refused);
     tcase_add_test(tc, lengths_that_run_past_the_end_are_refused);
     tcase_add_test(tc, identities_need_a_stream_record_and_counts_must_match);
+    tcase_add_test(tc, runs_of_one_size_are_checked_like_any_record);
     suite_add_tcase(s, tc);
     return s;
 }
