@@ -332,7 +332,7 @@ static int encode_letter(const void *msg, size_t len, uint8_t *buf, size_t cap, 
 {
     (void)len, (void)ctx;
     if (cap >= 1)
-        buf[0] = ((const vote *)msg)->letter;
+        buf[0] = ((const running_total *)msg)->letter;
     return 1;
 }
 

@@ -7,7 +7,7 @@
 
 START_TEST(encode_total_writes_length_letter_and_big_endian_total)
 {
-    vote v = { .count = 0x0102030405060708ull, .letter = 'q' };
+    running_total v = { .total = 0x0102030405060708ull, .letter = 'q' };
     uint8_t buf[16];
     static const uint8_t want[13] = { 0, 0, 0, 9, 'q', 1, 2, 3, 4, 5, 6, 7, 8 };
 
@@ -20,7 +20,7 @@ END_TEST
 
 START_TEST(encode_total_asks_for_13_bytes_when_short)
 {
-    vote v = { .count = 1, .letter = 'a' };
+    running_total v = { .total = 1, .letter = 'a' };
     uint8_t buf[13];
 
     for (size_t cap = 0; cap < 13; cap++) {
@@ -35,13 +35,13 @@ END_TEST
 
 START_TEST(encode_total_of_large_and_zero_totals)
 {
-    vote v = { .count = UINT64_MAX, .letter = 'z' };
+    running_total v = { .total = UINT64_MAX, .letter = 'z' };
     uint8_t buf[13];
 
     ck_assert_int_eq(encode_total(&v, sizeof(v), buf, sizeof(buf), NULL), 13);
     for (int i = 5; i < 13; i++)
         ck_assert_uint_eq(buf[i], 0xFF);
-    v.count = 0;
+    v.total = 0;
     ck_assert_int_eq(encode_total(&v, sizeof(v), buf, sizeof(buf), NULL), 13);
     for (int i = 5; i < 13; i++)
         ck_assert_uint_eq(buf[i], 0);
