@@ -65,6 +65,30 @@ int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size
             off += 24;
             continue;
         }
+        if (si == ROO__ROUTE_RUN) {
+            uint32_t n;
+            size_t each;
+            if (len - off < ROO__ROUTE_RUN_HDR)
+                FAIL("a run header cut short at byte %zu of %zu", off, len);
+            si = mlen; /* a run's second word is its stage */
+            mlen = roo__load_le32(data + off + 8);
+            n = roo__load_le32(data + off + 12);
+            if (si >= nstages || !is_state[si])
+                FAIL("a run of messages at byte %zu is for step %u, which is not a state step "
+                     "of this application",
+                     off, si);
+            if (mlen == 0 || mlen > ROO_MSG_MAX || n == 0)
+                FAIL("a malformed run at byte %zu (%u messages of %u bytes)", off, n, mlen);
+            each = ROO__ALIGN8((size_t)mlen);
+            /* n * each cannot overflow: n < 2^32, each <= 2^24 */
+            if ((len - off - ROO__ROUTE_RUN_HDR) / each < n)
+                FAIL("a run of %u messages of %u bytes at byte %zu runs past the end of the "
+                     "batch",
+                     n, mlen, off);
+            off += ROO__ROUTE_RUN_HDR + (size_t)n * each;
+            msgs += n;
+            continue;
+        }
         if (si == ROO__ROUTE_INGRESS) {
             if (mlen != ROO__ROUTE_INGRESS_LEN || len - off < 8 + ROO__ROUTE_INGRESS_LEN)
                 FAIL("a malformed read position at byte %zu", off);

@@ -139,54 +139,16 @@ static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
     }
 }
 
-/* Append a message without identity to dest's open route buffer r (roo__shard_route's
- * common case, inline in the state step). */
-static inline __attribute__((always_inline)) void
-route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len)
+/* A record of its own in r (not in a run): a message with identity, an empty one, or a read
+ * position; it closes r's open run. */
+static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg,
+                         size_t len, const roo__msg_id *id)
 {
-    size_t rec = 8 + ROO__ALIGN8(len);
-    uint8_t *p = roo__buf_reserve(&r->data, rec);
-
-    if (dest >= sh->eng->nshards)
-        sh->remote_bytes += rec;
-    roo__store_le32(p, si);
-    roo__store_le32(p + 4, (uint32_t)len);
-    route_copy(p + 8, msg, len);
-    r->data.len += rec;
-    r->nmsgs++;
-}
-
-void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
-                      const roo__msg_id *id)
-{
-    roo__route *r = sh->route_out[dest];
     size_t idlen = id ? ROO__ROUTE_ID_LEN : 0;
     size_t rec = 8 + idlen + ROO__ALIGN8(len);
     uint8_t *p;
 
-    if (r && !id) {
-        route_append(sh, r, dest, si, msg, len);
-        return;
-    }
-    if (!r) {
-        r = sh->route_pool;
-        if (r)
-            sh->route_pool = (roo__route *)r->node.next;
-        else
-            r = roo__xcalloc(1, sizeof(*r));
-        r->node.kind = ROO__Q_ROUTE;
-        r->from = sh;
-        r->data.len = 0;
-        r->nmsgs = 0;
-        r->id_stream = 0;
-        r->worker = sh->dests[dest].worker;
-        r->thread = sh->dests[dest].thread;
-        r->held = sh->dests[dest].held;
-        r->hold_gen = r->held ? sh->hold_gen : 0;
-        r->read_ns = sh->lat_read_ns;
-        r->pipeline = sh->lat_pipeline;
-        sh->route_out[dest] = r;
-    }
+    r->run_at = 0;
     if (id && (id->stream != r->id_stream || id->offset < r->id_base ||
                id->offset - r->id_base > UINT32_MAX)) {
         /* A stream record: the identities that follow are relative to it. */
@@ -219,6 +181,90 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     memcpy(p + 8 + idlen, msg, len);
     r->data.len += rec;
     r->nmsgs++;
+}
+
+/* Open a run of messages for stage si, len bytes each, with this one as its first (an
+ * empty message goes alone, as a plain record: a run's messages have bytes). */
+static __attribute__((noinline)) void route_run_open(roo__shard *sh, roo__route *r, unsigned dest,
+                                                     uint32_t si, const void *msg, size_t len)
+{
+    size_t rec = ROO__ROUTE_RUN_HDR + ROO__ALIGN8(len);
+    uint8_t *p;
+
+    if (len == 0) {
+        route_record(sh, r, dest, si, msg, 0, NULL);
+        return;
+    }
+    p = roo__buf_reserve(&r->data, rec);
+    if (dest >= sh->eng->nshards)
+        sh->remote_bytes += rec;
+    roo__store_le32(p, ROO__ROUTE_RUN);
+    roo__store_le32(p + 4, si);
+    roo__store_le32(p + 8, (uint32_t)len);
+    roo__store_le32(p + 12, 1);
+    route_copy(p + ROO__ROUTE_RUN_HDR, msg, len);
+    r->run_at = r->data.len + 1;
+    r->run_stage = si;
+    r->run_len = (uint32_t)len;
+    r->data.len += rec;
+    r->nmsgs++;
+}
+
+/*
+ * Append a message without identity for state step si to dest's open route buffer r
+ * (roo__shard_route's common case, inline in the state step): into the open run when it
+ * has the same step and length, else as the first of a new run.
+ */
+static inline __attribute__((always_inline)) void
+route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len)
+{
+    size_t rec = ROO__ALIGN8(len);
+    uint8_t *p;
+
+    if (ROO__UNLIKELY(r->run_at == 0 || r->run_stage != si || r->run_len != len || len == 0)) {
+        route_run_open(sh, r, dest, si, msg, len);
+        return;
+    }
+    p = roo__buf_reserve(&r->data, rec);
+    if (dest >= sh->eng->nshards)
+        sh->remote_bytes += rec;
+    route_copy(p, msg, len);
+    r->data.len += rec;
+    r->nmsgs++;
+    /* The run's count, in its header: the buffer is whole after every append. */
+    p = r->data.data + r->run_at - 1 + 12;
+    roo__store_le32(p, roo__load_le32(p) + 1);
+}
+
+void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
+                      const roo__msg_id *id)
+{
+    roo__route *r = sh->route_out[dest];
+
+    if (!r) {
+        r = sh->route_pool;
+        if (r)
+            sh->route_pool = (roo__route *)r->node.next;
+        else
+            r = roo__xcalloc(1, sizeof(*r));
+        r->node.kind = ROO__Q_ROUTE;
+        r->from = sh;
+        r->data.len = 0;
+        r->nmsgs = 0;
+        r->id_stream = 0;
+        r->run_at = 0;
+        r->worker = sh->dests[dest].worker;
+        r->thread = sh->dests[dest].thread;
+        r->held = sh->dests[dest].held;
+        r->hold_gen = r->held ? sh->hold_gen : 0;
+        r->read_ns = sh->lat_read_ns;
+        r->pipeline = sh->lat_pipeline;
+        sh->route_out[dest] = r;
+    }
+    if (!id && si < ROO__ROUTE_RUN)
+        route_append(sh, r, dest, si, msg, len);
+    else
+        route_record(sh, r, dest, si, msg, len, id);
 }
 
 /* Pre-copy of a partition move: remember a key of a moving partition that changed. */

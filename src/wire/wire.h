@@ -18,8 +18,9 @@
 /* On-disk format of the state database; a worker refuses a directory with another one. */
 #define ROO__FORMAT_VERSION 1
 
-/* Version of the cluster protocol; workers of different versions refuse each other. */
-#define ROO__PROTOCOL_VERSION 1
+/* Version of the cluster protocol; workers of different versions refuse each other.
+ * 2: route buffers carry runs of messages (engine-int.h). */
+#define ROO__PROTOCOL_VERSION 2
 
 /* Frame size limits, checked before anything is allocated. */
 #define ROO__META_MAX (16u * 1024u * 1024u)

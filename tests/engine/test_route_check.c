@@ -35,6 +35,23 @@ static void put_msg(rb *b, uint32_t stage, const char *msg, bool id)
     b->n += 8 + idlen + ROO__ALIGN8(len);
 }
 
+/* A run header for n messages of stage `stage`, mlen bytes each, then the messages: byte k
+ * of message i is i + k. */
+static void put_run(rb *b, uint32_t stage, uint32_t mlen, uint32_t n)
+{
+    roo__store_le32(b->d + b->n, ROO__ROUTE_RUN);
+    roo__store_le32(b->d + b->n + 4, stage);
+    roo__store_le32(b->d + b->n + 8, mlen);
+    roo__store_le32(b->d + b->n + 12, n);
+    b->n += ROO__ROUTE_RUN_HDR;
+    for (uint32_t i = 0; i < n; i++) {
+        memset(b->d + b->n, 0, ROO__ALIGN8(mlen));
+        for (uint32_t k = 0; k < mlen; k++)
+            b->d[b->n + k] = (uint8_t)(i + k);
+        b->n += ROO__ALIGN8(mlen);
+    }
+}
+
 static int check(const rb *b, uint32_t count, char *why)
 {
     return roo__route_check(b->d, b->n, is_state, 3, count, why, 200);
@@ -209,6 +226,76 @@ START_TEST(runs_of_one_size_are_checked_like_any_record)
 }
 END_TEST
 
+START_TEST(runs_pass_and_are_read_message_by_message)
+{
+    rb b = { .n = 0 };
+    char why[200] = "";
+    roo__route_iter it;
+    roo__route_rec rec;
+    uint32_t want_len[] = { 8, 8, 8, 1, 13, 13 }, want_first[] = { 0, 1, 2, 'a', 0, 1 };
+    int i = 0;
+
+    put_run(&b, 1, 8, 3);
+    put_msg(&b, 1, "a", false);
+    put_run(&b, 1, 13, 2);
+    ck_assert_int_eq(check(&b, 6, why), 0);
+    ck_assert_int_eq(check(&b, 5, why), ROO_EWIRE);
+    it = roo__route_iter_of(b.d, b.n);
+    while (roo__route_next(&it, &rec)) {
+        ck_assert_int_lt(i, 6);
+        ck_assert_uint_eq(rec.stage, 1);
+        ck_assert(!rec.has_id);
+        ck_assert_uint_eq(rec.len, want_len[i]);
+        ck_assert_uint_eq(rec.msg[0], want_first[i]);
+        i++;
+    }
+    ck_assert_int_eq(i, 6);
+    ck_assert_ptr_eq(it.p, b.d + b.n);
+}
+END_TEST
+
+START_TEST(malformed_runs_are_refused)
+{
+    rb b;
+    char why[200] = "";
+
+    for (uint32_t stage = 0; stage < 5; stage++) { /* only stage 1 is a state step */
+        b.n = 0;
+        put_run(&b, stage, 8, 2);
+        ck_assert_int_eq(check(&b, 2, why), stage == 1 ? 0 : ROO_EWIRE);
+    }
+    b.n = 0;
+    put_run(&b, 1 | ROO__ROUTE_ID_FLAG, 8, 2); /* no identities in a run */
+    ck_assert_int_eq(check(&b, 2, why), ROO_EWIRE);
+    b.n = 0;
+    put_run(&b, 1, 0, 3); /* empty messages: a run that would take no bytes */
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    ck_assert_msg(strstr(why, "malformed run"), "%s", why);
+    b.n = 0;
+    put_run(&b, 1, 8, 0); /* no messages */
+    ck_assert_int_eq(check(&b, 0, why), ROO_EWIRE);
+    b.n = 0;
+    put_run(&b, 1, 8, 3);
+    roo__store_le32(b.d + 8, ROO_MSG_MAX + 1);
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    roo__store_le32(b.d + 8, 9); /* 16 bytes each: past the end */
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    ck_assert_msg(strstr(why, "past the end"), "%s", why);
+    roo__store_le32(b.d + 8, 8);
+    roo__store_le32(b.d + 12, 4); /* one message more than there are */
+    ck_assert_int_eq(check(&b, 4, why), ROO_EWIRE);
+    roo__store_le32(b.d + 12, 0xFFFFFFFFu);
+    ck_assert_int_eq(check(&b, 0xFFFFFFFFu, why), ROO_EWIRE);
+    roo__store_le32(b.d + 12, 3);
+    ck_assert_int_eq(check(&b, 3, why), 0);
+    b.n -= 1; /* the last message cut */
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    b.n = 12; /* the header cut */
+    ck_assert_int_eq(check(&b, 3, why), ROO_EWIRE);
+    ck_assert_msg(strstr(why, "run header"), "%s", why);
+}
+END_TEST
+
 static Suite *route_check_suite(void)
 {
     Suite *s = suite_create("route_check");
@@ -220,6 +307,8 @@ static Suite *route_check_suite(void)
     tcase_add_test(tc, lengths_that_run_past_the_end_are_refused);
     tcase_add_test(tc, identities_need_a_stream_record_and_counts_must_match);
     tcase_add_test(tc, runs_of_one_size_are_checked_like_any_record);
+    tcase_add_test(tc, runs_pass_and_are_read_message_by_message);
+    tcase_add_test(tc, malformed_runs_are_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,32 +23,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf = malloc(size ? size : 1); /* exactly the bytes: ASan sees any read past them */
     memcpy(buf, data + 4, size);
     if (roo__route_check(buf, size, is_state, 4, count, why, sizeof(why)) == 0) {
-        /* Walk as process_route (shard.c) does. */
-        const uint8_t *p = buf, *end = buf + size;
-        while (p < end) {
-            uint32_t si = roo__load_le32(p), len = roo__load_le32(p + 4);
-            size_t idlen = 0;
-            if (si == ROO__ROUTE_INGRESS) {
-                fuzz_sink ^= p[8 + ROO__ROUTE_INGRESS_LEN - 1];
-                p += 8 + ROO__ROUTE_INGRESS_LEN;
-                continue;
-            }
-            if (si == ROO__ROUTE_STREAM) {
-                fuzz_sink ^= p[23];
-                p += 24;
-                continue;
-            }
-            if (si & ROO__ROUTE_ID_FLAG) {
-                idlen = ROO__ROUTE_ID_LEN;
-                fuzz_sink ^= p[15];
-                si &= ~ROO__ROUTE_ID_FLAG;
-            }
-            if (si >= 4 || !is_state[si])
+        /* Walk as process_route (shard.c) and a move's re-route (partitions.c) do. */
+        roo__route_iter it = roo__route_iter_of(buf, size);
+        roo__route_rec rec;
+        uint64_t n = 0;
+        while (roo__route_next(&it, &rec)) {
+            if (rec.stage != ROO__ROUTE_INGRESS && (rec.stage >= 4 || !is_state[rec.stage]))
                 abort();
-            if (len)
-                fuzz_sink ^= p[8 + idlen + len - 1];
-            p += 8 + idlen + ROO__ALIGN8(len);
+            if (rec.len)
+                fuzz_sink ^= rec.msg[rec.len - 1];
+            n++;
         }
+        if (n != count || it.p != buf + size)
+            abort();
     }
     free(buf);
     return 0;

@@ -40,7 +40,7 @@ refused other "runs application 'reverse'; this cluster runs 'alphabet'"
 ROO_TEST_PROTOCOL_VERSION=99 start oldproto "$ALPHABET" --name worker9 \
     --control "127.0.0.1:$CL_CTL" --in "127.0.0.1:$(free_port)" --out "127.0.0.1:$OUT" \
     --resilience-dir "$T/w9"
-refused oldproto "speaks protocol version 99 .*this cluster speaks version 1"
+refused oldproto "speaks protocol version 99 .*this cluster speaks version [0-9]+"
 pass "duplicate name, other application and other protocol refused during formation"
 
 run_worker 2 w2
