@@ -221,7 +221,8 @@ route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const vo
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;
 
-    if (ROO__UNLIKELY(r->run_at == 0 || r->run_stage != si || r->run_len != len || len == 0)) {
+    /* (an open run's length is never 0: an empty message never joins one) */
+    if (ROO__UNLIKELY(r->run_at == 0 || r->run_stage != si || r->run_len != len)) {
         route_run_open(sh, r, dest, si, msg, len);
         return;
     }
