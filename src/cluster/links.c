@@ -348,16 +348,9 @@ uint64_t roo__links_sent_total(const cluster *cl)
 
 static roo__route *route_get(cluster *cl)
 {
-    roo__route *r = cl->route_pool;
+    roo__route *r = roo__route_take(&cl->route_pool);
 
-    if (r)
-        cl->route_pool = (roo__route *)r->node.next;
-    else
-        r = roo__xcalloc(1, sizeof(*r));
-    r->node.kind = ROO__Q_ROUTE;
     r->from = NULL;
-    r->data.len = 0;
-    r->nmsgs = 0;
     r->link_seq = 0;
     return r;
 }

@@ -448,6 +448,23 @@ typedef struct roo__route {
     uint32_t pipeline;
 } roo__route;
 
+/* A route buffer from a pool (a list through node.next; the caller's thread's) or a new one,
+ * emptied. */
+static inline roo__route *roo__route_take(roo__route **pool)
+{
+    roo__route *r = *pool;
+
+    if (r)
+        *pool = (roo__route *)r->node.next;
+    else
+        r = roo__xcalloc(1, sizeof(*r));
+    r->node.kind = ROO__Q_ROUTE;
+    r->data.len = 0;
+    r->nmsgs = 0;
+    r->run_at = 0;
+    return r;
+}
+
 /*
  * A partition table for one shard. part_dest[p] < nshards is a local shard; anything else
  * indexes dests[] (a thread of another worker). Shards own their copy, replaced whole.

@@ -243,17 +243,9 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
     roo__route *r = sh->route_out[dest];
 
     if (!r) {
-        r = sh->route_pool;
-        if (r)
-            sh->route_pool = (roo__route *)r->node.next;
-        else
-            r = roo__xcalloc(1, sizeof(*r));
-        r->node.kind = ROO__Q_ROUTE;
+        r = roo__route_take(&sh->route_pool);
         r->from = sh;
-        r->data.len = 0;
-        r->nmsgs = 0;
         r->id_stream = 0;
-        r->run_at = 0;
         r->worker = sh->dests[dest].worker;
         r->thread = sh->dests[dest].thread;
         r->held = sh->dests[dest].held;
