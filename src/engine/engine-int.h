@@ -325,7 +325,8 @@ typedef struct roo__batch {
  * A run: N messages without identity for one stage, all L bytes long (L >= 1), one header
  * for all of them. A thread's messages for one step are usually the same size (a struct),
  * so most of a route buffer is one run per step: 8 header bytes per message saved on every
- * copy, on the link and in every check.
+ * copy, on the link and in every check. A message unlike the one before it is written as a
+ * plain record, so messages of varying sizes cost no more than before.
  *
  *   0       4     0xFFFFFFFD (ROO__ROUTE_RUN)
  *   4       4     stage index
@@ -431,10 +432,12 @@ typedef struct roo__route {
     uint64_t batch_seq; /* the origin thread's batch it belongs to (durability) */
     uint64_t id_stream; /* the stream record in force while filling (0: none yet) */
     uint64_t id_base;
-    /* While filling: 1 + the offset of the open run's header (0: none; any other record
-     * closes it), and the run's stage and message length. */
+    /* While filling: 1 + the offset of the last record when the next message of the same
+     * stage and length may join it (0: it may not), that stage and length, and whether
+     * that record is a run yet (else a plain record, made a run by the second message). */
     size_t run_at;
     uint32_t run_stage, run_len;
+    bool run_open;
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;

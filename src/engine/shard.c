@@ -139,8 +139,8 @@ static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
     }
 }
 
-/* A record of its own in r (not in a run): a message with identity, an empty one, or a read
- * position; it closes r's open run. */
+/* A record of its own in r (not in a run): a message with identity, an empty one, a read
+ * position, or a message unlike the one before; it ends r's run. */
 static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg,
                          size_t len, const roo__msg_id *id)
 {
@@ -183,37 +183,51 @@ static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t 
     r->nmsgs++;
 }
 
-/* Open a run of messages for stage si, len bytes each, with this one as its first (an
- * empty message goes alone, as a plain record: a run's messages have bytes). */
-static __attribute__((noinline)) void route_run_open(roo__shard *sh, roo__route *r, unsigned dest,
-                                                     uint32_t si, const void *msg, size_t len)
+/* A message that does not continue r's last record: a plain record of its own, which the
+ * next message of the same step and length turns into a run (route_run_start). An empty
+ * message never joins a run: a run's messages have bytes. */
+static __attribute__((noinline)) void route_single(roo__shard *sh, roo__route *r, unsigned dest,
+                                                   uint32_t si, const void *msg, size_t len)
 {
-    size_t rec = ROO__ROUTE_RUN_HDR + ROO__ALIGN8(len);
-    uint8_t *p;
+    size_t at = r->data.len;
 
-    if (len == 0) {
-        route_record(sh, r, dest, si, msg, 0, NULL);
+    route_record(sh, r, dest, si, msg, len, NULL);
+    if (len == 0)
         return;
-    }
-    p = roo__buf_reserve(&r->data, rec);
-    if (dest >= sh->eng->nshards)
-        sh->remote_bytes += rec;
-    roo__store_le32(p, ROO__ROUTE_RUN);
-    roo__store_le32(p + 4, si);
-    roo__store_le32(p + 8, (uint32_t)len);
-    roo__store_le32(p + 12, 1);
-    route_copy(p + ROO__ROUTE_RUN_HDR, msg, len);
-    r->run_at = r->data.len + 1;
+    r->run_at = at + 1;
     r->run_stage = si;
     r->run_len = (uint32_t)len;
-    r->data.len += rec;
-    r->nmsgs++;
+    r->run_open = false;
+}
+
+/*
+ * The last record of r, a plain one, becomes a run of one: its message moves 8 bytes on
+ * for the longer header. Once per run, so messages of varying sizes (which never repeat)
+ * keep the plain record's 8-byte header and a run costs 8 bytes more only once.
+ */
+static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route *r, unsigned dest)
+{
+    size_t at = r->run_at - 1, padded = ROO__ALIGN8((size_t)r->run_len);
+    uint8_t *p;
+
+    roo__buf_reserve(&r->data, ROO__ROUTE_RUN_HDR - 8);
+    p = r->data.data + at;
+    memmove(p + ROO__ROUTE_RUN_HDR, p + 8, padded);
+    roo__store_le32(p, ROO__ROUTE_RUN);
+    roo__store_le32(p + 4, r->run_stage);
+    roo__store_le32(p + 8, r->run_len);
+    roo__store_le32(p + 12, 1);
+    r->data.len += ROO__ROUTE_RUN_HDR - 8;
+    if (dest >= sh->eng->nshards)
+        sh->remote_bytes += ROO__ROUTE_RUN_HDR - 8;
+    r->run_open = true;
 }
 
 /*
  * Append a message without identity for state step si to dest's open route buffer r
- * (roo__shard_route's common case, inline in the state step): into the open run when it
- * has the same step and length, else as the first of a new run.
+ * (roo__shard_route's common case, inline in the state step): into the run at r's end when
+ * it has the same step and length (making the last record a run if it is not one yet),
+ * else as a record of its own.
  */
 static inline __attribute__((always_inline)) void
 route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len)
@@ -221,11 +235,13 @@ route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const vo
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;
 
-    /* (an open run's length is never 0: an empty message never joins one) */
+    /* (run_len is never 0: an empty message never starts a run) */
     if (ROO__UNLIKELY(r->run_at == 0 || r->run_stage != si || r->run_len != len)) {
-        route_run_open(sh, r, dest, si, msg, len);
+        route_single(sh, r, dest, si, msg, len);
         return;
     }
+    if (ROO__UNLIKELY(!r->run_open))
+        route_run_start(sh, r, dest);
     p = roo__buf_reserve(&r->data, rec);
     if (dest >= sh->eng->nshards)
         sh->remote_bytes += rec;
