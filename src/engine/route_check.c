@@ -10,35 +10,10 @@
         return ROO_EWIRE;                                                                          \
     } while (0)
 
-/*
- * How many records from data on are plain messages (no identity) for a state step, each
- * `stride` bytes long, up to n of them. The common case of a whole batch: one message type,
- * one size. With the stride known, no record's loads wait for the length in the one before
- * it, as they do in the general walk below, so the processor overlaps them (a peer's batch
- * is checked at several records per load latency instead of one).
- */
-_Static_assert(ROO_MSG_MAX % 8 == 0, "a stride of a checked length bounds any length giving it");
-
-static size_t run_of_plain(const uint8_t *data, size_t n, size_t stride, const bool *is_state,
-                           size_t nstages)
-{
-    size_t k;
-
-    for (k = 0; k < n; k++) {
-        const uint8_t *p = data + k * stride;
-        uint32_t si = roo__load_le32(p), mlen = roo__load_le32(p + 4);
-        /* si >= nstages also catches the identity flag and the stream and read-position
-         * records; a length that gives the same stride as a checked one is in bounds. */
-        if (si >= nstages || !is_state[si] || 8 + ROO__ALIGN8((size_t)mlen) != stride)
-            break;
-    }
-    return k;
-}
-
 int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size_t nstages,
                      uint32_t count, char *why, size_t cap)
 {
-    size_t off = 0, stride = 0;
+    size_t off = 0;
     uint64_t msgs = 0;
     bool have_stream = false;
 
@@ -46,14 +21,6 @@ int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size
         uint32_t si, mlen;
         size_t idlen = 0, need;
 
-        if (stride) {
-            size_t k = run_of_plain(data + off, (len - off) / stride, stride, is_state, nstages);
-            off += k * stride;
-            msgs += k;
-            stride = 0;
-            if (off == len)
-                break;
-        }
         if (len - off < 8)
             FAIL("a record header cut short at byte %zu of %zu", off, len);
         si = roo__load_le32(data + off);
@@ -114,8 +81,6 @@ int roo__route_check(const uint8_t *data, size_t len, const bool *is_state, size
                  (unsigned long long)msgs, need, len - off);
         off += need;
         msgs++;
-        if (idlen == 0)
-            stride = need;
     }
     if (msgs != count)
         FAIL("the batch holds %llu messages but says %u", (unsigned long long)msgs, count);
