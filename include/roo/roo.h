@@ -104,9 +104,9 @@ extern "C" {
     XX(EWIRE, -30612, "malformed protocol message")                                                \
     XX(EVERSION, -30613, "incompatible protocol version")                                          \
     XX(ECLOSED, -30614, "connection closed")                                                       \
-    XX(ESHUTDOWN, -30615, "shutting down")                                                       \
-    XX(EAUTH, -30616, "the peer does not prove the cluster secret")                              \
-    XX(ENONAME, -30617, "the host name does not resolve (Name or service not known)")             \
+    XX(ESHUTDOWN, -30615, "shutting down")                                                         \
+    XX(EAUTH, -30616, "the peer does not prove the cluster secret")                                \
+    XX(ENONAME, -30617, "the host name does not resolve (Name or service not known)")              \
     XX(ENAMEAGAIN, -30618, "temporary failure in name resolution")
 
 /** roo's own error codes (see ROO_ERRNO_MAP). */
@@ -146,6 +146,21 @@ typedef struct roo_emitter roo_emitter;   /**< Where a callback sends its output
 ROO_EXTERN int roo_emit(roo_emitter *out, const void *msg, size_t len);
 
 /**
+ * @brief Send n messages of @p size bytes each, laid out one after the other from @p msgs:
+ *        the same as roo_emit() on each in turn, in one call.
+ *
+ * For the `_many` callbacks below, whose outputs are often an array of one struct: the
+ * engine then copies the array once instead of taking the messages one call at a time.
+ *
+ * @param[in] out The emitter the engine passed to the callback; valid only during that call.
+ * @param[in] msgs The first message (may be NULL when @p n or @p size is 0); borrowed.
+ * @param[in] size Bytes per message, at most ROO_MSG_MAX.
+ * @param[in] n Number of messages.
+ * @return 0, or ROO_EMSGSIZE when @p size is too big (nothing is sent).
+ */
+ROO_EXTERN int roo_emit_many(roo_emitter *out, const void *msgs, size_t size, size_t n);
+
+/**
  * @brief Decode one framed payload into zero or more messages.
  *
  * @param[in] payload The frame's payload (the bytes after the length header, or one line
@@ -158,6 +173,31 @@ ROO_EXTERN int roo_emit(roo_emitter *out, const void *msg, size_t len);
  *         produced one bad frame cannot be trusted further.
  */
 typedef int (*roo_decode_fn)(const uint8_t *payload, size_t len, roo_emitter *out, void *ctx);
+
+/** A frame's payload, as a many-frames decoder sees it (not aligned, borrowed). */
+typedef struct roo_frame {
+    const uint8_t *payload;
+    size_t len;
+} roo_frame;
+
+/**
+ * @brief Optional: decode several frames at once, exactly as the source's decode would one
+ *        after the other (the engine calls one or the other, as it sees fit).
+ *
+ * The `_many` callbacks let an application pay a callback's cost once for many messages
+ * and keep its own loop tight. They never replace the one-message callbacks, which stay
+ * required: the engine still uses those for sampled, resent and routed messages, for the
+ * test driver, and where a `_many` callback stopped.
+ *
+ * @param[in] frames,n The frames, in the order they arrived (n >= 1); borrowed.
+ * @param[in] out Emit the decoded messages here, in frame order.
+ * @param[in] ctx The source's `ctx`.
+ * @return n when every frame decoded; a smaller i when frame i is malformed: its messages
+ *         and those of later frames must not have been emitted, the frames before it are
+ *         kept, and the engine logs one line and closes the connection (as when decode fails).
+ */
+typedef size_t (*roo_decode_many_fn)(const roo_frame *frames, size_t n, roo_emitter *out,
+                                     void *ctx);
 
 /** How a TCP source cuts its byte stream into frames. */
 typedef enum roo_framing {
@@ -181,9 +221,10 @@ typedef enum roo_byte_order {
 typedef struct roo_source {
     roo_framing framing; /**< ROO_FRAMING_LENGTH (default) or ROO_FRAMING_LINE */
     unsigned header_len; /**< length header size for ROO_FRAMING_LENGTH: 1, 2, 4 (0 means 4) or 8 */
-    roo_byte_order byte_order; /**< byte order of the length header */
-    roo_decode_fn decode;      /**< required */
-    void *ctx;                 /**< passed to decode; must outlive the application */
+    roo_byte_order byte_order;      /**< byte order of the length header */
+    roo_decode_fn decode;           /**< required */
+    void *ctx;                      /**< passed to decode; must outlive the application */
+    roo_decode_many_fn decode_many; /**< optional: many frames at once (roo_decode_many_fn) */
 } roo_source;
 
 /**
@@ -270,13 +311,34 @@ typedef int (*roo_key_fn)(const void *msg, size_t len, uint8_t *key_buf, void *c
 typedef int (*roo_state_compute_fn)(const void *msg, size_t len, void *state, roo_emitter *out,
                                     void *ctx);
 
+/**
+ * @brief Optional: the state computation over several messages at once, exactly as compute
+ *        would run on each in turn.
+ *
+ * The engine has found each message's state object; the same key's messages share it and
+ * come in the order they arrived, so a loop in index order sees each update of the one
+ * before. (See roo_decode_many_fn for when the engine uses the `_many` callbacks.)
+ *
+ * @param[in] msgs,lens The messages (8-byte aligned) and their lengths; borrowed.
+ * @param[in,out] states states[i] is message i's state object.
+ * @param[in] n Number of messages (n >= 1).
+ * @param[out] results results[i]: what compute would return for message i (ROO_SAVE,
+ *             ROO_NO_SAVE or a negative code).
+ * @param[in] out Emit the outputs here, in message order.
+ * @param[in] ctx The step's `ctx`.
+ */
+typedef void (*roo_state_compute_many_fn)(const void *const *msgs, const size_t *lens,
+                                          void *const *states, size_t n, int *results,
+                                          roo_emitter *out, void *ctx);
+
 /** A partitioned state step: messages are routed by key to the key's state object. */
 typedef struct roo_state_step {
-    const char *name;             /**< shown in logs; copied */
-    const roo_state_type *state;  /**< required; must outlive the application */
-    roo_key_fn key;               /**< required */
-    roo_state_compute_fn compute; /**< required */
-    void *ctx;                    /**< passed to key and compute */
+    const char *name;                       /**< shown in logs; copied */
+    const roo_state_type *state;            /**< required; must outlive the application */
+    roo_key_fn key;                         /**< required */
+    roo_state_compute_fn compute;           /**< required */
+    void *ctx;                              /**< passed to key, compute and compute_many */
+    roo_state_compute_many_fn compute_many; /**< optional: many messages at once */
 } roo_state_step;
 
 /**
@@ -291,13 +353,31 @@ typedef struct roo_state_step {
 typedef int (*roo_encode_fn)(const void *msg, size_t len, uint8_t *buf, size_t cap, void *ctx);
 
 /**
+ * @brief Optional: encode several messages one after the other into @p buf, exactly as
+ *        encode would on each in turn.
+ *
+ * @param[in] msgs,lens,n The messages (n >= 1); borrowed.
+ * @param[out] buf Where to write.
+ * @param[in] cap Room in @p buf.
+ * @param[out] ret_len The bytes written for the messages encoded.
+ * @param[in] ctx The sink's `ctx`.
+ * @return How many messages, from the first, are encoded whole in buf[0, *ret_len). When it
+ *         is fewer than n (no room for the next, or it cannot be encoded), the engine hands
+ *         that message to encode, which makes room or reports the error, and calls again
+ *         with the rest.
+ */
+typedef size_t (*roo_encode_many_fn)(const void *const *msgs, const size_t *lens, size_t n,
+                                     uint8_t *buf, size_t cap, size_t *ret_len, void *ctx);
+
+/**
  * A TCP sink. Sink number i of an application (in the order sinks were added, by
  * roo_pipeline_to_sink and roo_pipeline_to_sinks) connects to the i-th address of the
  * worker's `--out` list.
  */
 typedef struct roo_sink {
     roo_encode_fn encode; /**< required */
-    void *ctx;            /**< passed to encode; must outlive the application */
+    void *ctx;            /**< passed to encode and encode_many; must outlive the application */
+    roo_encode_many_fn encode_many; /**< optional: many messages at once */
 } roo_sink;
 
 /**

@@ -153,6 +153,7 @@ int roo_pipeline_to_state(roo_pipeline *p, const roo_state_step *step)
     }
     st = append_stage(p, ROO__STAGE_STATE, step->name);
     st->state_compute = step->compute;
+    st->state_compute_many = step->compute_many;
     st->key = step->key;
     st->state = app->state_types[id];
     st->state_id = (uint16_t)id;
@@ -180,6 +181,7 @@ int roo_pipeline_to_sinks(roo_pipeline *p, const roo_sink *sinks, size_t n)
     for (size_t i = 0; i < n; i++) {
         st = append_stage(p, ROO__STAGE_SINK, "sink");
         st->encode = sinks[i].encode;
+        st->encode_many = sinks[i].encode_many;
         st->ctx = sinks[i].ctx;
         st->sink_idx = (uint32_t)p->app->nsinks++;
     }

@@ -78,14 +78,16 @@ typedef struct roo__stage {
     uint32_t pipeline; /* owning pipeline */
     char *name;
     void *ctx;
-    roo_compute_fn compute;             /* STATELESS */
-    roo_state_compute_fn state_compute; /* STATE */
-    roo_key_fn key;                     /* STATE */
-    const roo_state_type *state;        /* STATE */
-    uint16_t state_id;                  /* STATE: index into app->state_types */
-    roo_encode_fn encode;               /* SINK */
-    uint32_t sink_idx;                  /* SINK: index into --out */
-    const roo__msg_ops *wire;           /* the pipeline's message ops (host.h), or NULL */
+    roo_compute_fn compute;                       /* STATELESS */
+    roo_state_compute_fn state_compute;           /* STATE */
+    roo_state_compute_many_fn state_compute_many; /* STATE, optional */
+    roo_key_fn key;                               /* STATE */
+    const roo_state_type *state;                  /* STATE */
+    uint16_t state_id;                            /* STATE: index into app->state_types */
+    roo_encode_fn encode;                         /* SINK */
+    roo_encode_many_fn encode_many;               /* SINK, optional */
+    uint32_t sink_idx;                            /* SINK: index into --out */
+    const roo__msg_ops *wire;                     /* the pipeline's message ops (host.h), or NULL */
 } roo__stage;
 
 struct roo_pipeline {
@@ -523,7 +525,10 @@ struct roo_emitter {
     struct roo__shard *sh; /* NULL for the test driver's */
     const roo__stage *st;  /* the stage that receives what is emitted (NULL: test driver) */
     uint32_t stage;        /* ... and its index */
-    struct roo_test *test; /* set only by the in-process test driver (testdriver.c) */
+    union {
+        struct roo_test *test; /* the in-process test driver's (testdriver.c) */
+        struct roo__stageq *q; /* a queue emitter's (shard.c): stage's queue */
+    };
 };
 
 /* testdriver.c: run stage `stage` of the driver's application on msg (roo_emit's other half). */
@@ -543,10 +548,30 @@ typedef struct roo__source_counts {
     _Atomic uint64_t oversize; /* frames over --max-frame (each closed its connection) */
 } roo__source_counts;
 
+/*
+ * Messages queued for one stage while a read's frames run stage by stage (shard.c), one
+ * after the other in data:
+ *
+ * runs of messages of one length, each run:
+ *
+ *   WORDS              DESCRIPTION
+ *   1                  the length in bytes (low 32 bits) and the count n >= 1 (high 32 bits)
+ *   n * ceil(len / 8)  the messages, each 8-byte aligned, a last word's tail unspecified
+ */
+#define ROO__STAGEQ_WORDS 8192                      /* 64 KiB */
+#define ROO__STAGEQ_MSG_MAX (ROO__STAGEQ_WORDS * 2) /* bytes; a longer message runs at once */
+typedef struct roo__stageq {
+    uint32_t words; /* words of data used */
+    uint32_t last;  /* 1 + the word index of the last run's header (0: none) */
+    uint64_t *data;
+} roo__stageq;
+
 typedef struct roo__shard {
     roo__engine *eng;
     unsigned idx;
-    const roo__stage *stages; /* eng->app->stages, one load closer for the hot path */
+    const roo__stage *stages;     /* eng->app->stages, one load closer for the hot path */
+    roo__stageq *queues;          /* per stage: a read's messages waiting for it */
+    struct roo__pending *pending; /* messages gathered for a `_many` callback (shard.c) */
     uint32_t partitions;
     pthread_t thread;
     roo__loop *loop;

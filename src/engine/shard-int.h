@@ -57,8 +57,15 @@ int roo__shard_step_timed(roo_emitter *out, const void *msg, size_t len);
 /* An emitter that runs stage si's own step. */
 static inline roo_emitter roo__shard_emitter_untimed(roo__shard *sh, uint32_t si)
 {
-    return (roo_emitter){ sh->stages[si].step, sh, &sh->stages[si], si, NULL };
+    return (
+        roo_emitter){ .step = sh->stages[si].step, .sh = sh, .st = &sh->stages[si], .stage = si };
 }
+
+/* A read's frames stage by stage (shard.c): an emitter that queues for stage si, and the
+ * run of every queued message of stages si and after, in order. Drain before anything
+ * else runs a step of this thread, so each stage keeps its messages' order. */
+roo_emitter roo__shard_queue_emitter(roo__shard *sh, uint32_t si);
+void roo__shard_drain(roo__shard *sh, uint32_t si);
 
 /* An emitter to stage si: its step, or the timed one while a sampled message runs. */
 static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)

@@ -322,9 +322,9 @@ static inline __attribute__((always_inline)) void state_done(roo__shard *sh, con
 static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo__stage *st,
                                                       uint32_t si, const void *msg, size_t len,
                                                       const uint8_t *key, int kl, uint64_t key8,
-                                                      const roo__recent *r)
+                                                      const roo__recent *r, roo_emitter *qem)
 {
-    roo_emitter em = roo__shard_emitter(sh, st->next);
+    roo_emitter em = qem ? *qem : roo__shard_emitter(sh, st->next);
     roo__entry *e = NULL;
     uint64_t h = 0;
     uint16_t part;
@@ -394,52 +394,88 @@ static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo_
 }
 
 /*
- * The common case inline: a short key met before, whose ready entry this thread keeps,
- * outside a partition move and a resumable stream: no hash, no owner check, no lookup.
- * (A slot holds an entry only under the partition table it was cached with: take_table
- * clears the cache.)
+ * The common cases after the key callback, inline: a short key met before, outside a
+ * partition move and a resumable stream, whose ready entry this thread keeps (its cache
+ * slot is returned: no hash, no owner check, no lookup), or that another thread or worker
+ * keeps (the message is routed, *ret_routed set). Otherwise NULL, with the key's word and
+ * slot in *ret_key8 and *ret_r for state_stage_full. (A slot holds an entry only under the
+ * partition table it was cached with: take_table clears the cache.)
  */
+static inline __attribute__((always_inline)) const roo__recent *
+state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len,
+           const uint8_t *key, int kl, uint64_t *ret_key8, const roo__recent **ret_r,
+           bool *ret_routed)
+{
+    const roo__recent *r;
+    uint64_t key8;
+
+    *ret_routed = false;
+    if (ROO__UNLIKELY((unsigned)kl > 8))
+        return NULL;
+    key8 = roo__key8(key, (size_t)kl);
+    r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
+    *ret_key8 = key8;
+    *ret_r = r;
+    if (ROO__UNLIKELY(r == NULL || (sh->hold_epoch | sh->id.stream)))
+        return NULL;
+    sh->routed = false;
+    if (ROO__LIKELY(r->e != NULL))
+        return r;
+    /* A key another thread or worker keeps, met before: off it goes. */
+    uint16_t part = roo__recent_partition(r);
+    unsigned owner = sh->part_dest[part];
+    if (ROO__LIKELY(owner != sh->idx)) {
+        roo__route *rt = sh->route_out[owner];
+        if (ROO__LIKELY(rt != NULL && st->wire == NULL))
+            route_append(sh, rt, owner, si, msg, len);
+        else
+            roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
+        *ret_routed = true;
+    }
+    return NULL;
+}
+
+/* A message whose key is in key[0, kl): its state computation, its route, or the full
+ * path. qem is the emitter for the computation's outputs when they are queued (a read run
+ * stage by stage), NULL to run the next step at once. */
+static inline __attribute__((always_inline)) void state_keyed(roo__shard *sh, const roo__stage *st,
+                                                              uint32_t si, const void *msg,
+                                                              size_t len, const uint8_t *key,
+                                                              int kl, roo_emitter *qem)
+{
+    const roo__recent *r = NULL, *hit;
+    uint64_t key8 = 0;
+    bool routed;
+    int rc;
+
+    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed);
+    if (ROO__LIKELY(hit != NULL)) {
+        if (qem) {
+            rc = st->state_compute(msg, len, hit->state, qem, st->ctx);
+        } else {
+            roo_emitter em = roo__shard_emitter(sh, st->next);
+            rc = st->state_compute(msg, len, hit->state, &em, st->ctx);
+        }
+        state_done(sh, st, hit->e, rc);
+        return;
+    }
+    if (routed)
+        return;
+    if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
+        roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
+        return;
+    }
+    state_stage_full(sh, st, si, msg, len, key, kl, key8, r, qem);
+}
+
 static int state_step(roo_emitter *out, const void *msg, size_t len)
 {
-    roo__shard *sh = out->sh;
     const roo__stage *st = out->st;
     uint8_t key[ROO_KEY_MAX];
-    const roo__recent *r = NULL;
-    uint64_t key8 = 0;
-    int kl, rc;
+    int kl = st->key(msg, len, key, st->ctx);
 
-    kl = st->key(msg, len, key, st->ctx);
-    if (ROO__LIKELY((unsigned)kl <= 8)) {
-        key8 = roo__key8(key, (size_t)kl);
-        r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
-        if (ROO__LIKELY(r != NULL && !(sh->hold_epoch | sh->id.stream))) {
-            if (ROO__LIKELY(r->e != NULL)) {
-                roo_emitter em = roo__shard_emitter(sh, st->next);
-                roo__entry *e = r->e;
-
-                sh->routed = false;
-                rc = st->state_compute(msg, len, r->state, &em, st->ctx);
-                state_done(sh, st, e, rc);
-                return 0;
-            }
-            /* A key another thread or worker keeps, met before: off it goes. */
-            uint16_t part = roo__recent_partition(r);
-            unsigned owner = sh->part_dest[part];
-            if (ROO__LIKELY(owner != sh->idx)) {
-                roo__route *rt = sh->route_out[owner];
-                sh->routed = false;
-                if (ROO__LIKELY(rt != NULL && st->wire == NULL))
-                    route_append(sh, rt, owner, out->stage, msg, len);
-                else
-                    roo__shard_route_msg(sh, st, owner, out->stage, msg, len, NULL, part);
-                return 0;
-            }
-        }
-    } else if (ROO__UNLIKELY(kl < 0 || kl > ROO_KEY_MAX)) {
-        roo__shard_callback_error(sh, st, "key", kl < 0 ? kl : ROO_EKEYSIZE);
-        return 0;
-    }
-    return state_stage_full(sh, st, out->stage, msg, len, key, kl, key8, r);
+    state_keyed(out->sh, st, out->stage, msg, len, key, kl, NULL);
+    return 0;
 }
 
 static int stateless_step(roo_emitter *out, const void *msg, size_t len)
@@ -502,6 +538,350 @@ void roo__shard_steps_init(roo_app *app)
     }
 }
 
+/* ---- a read's frames, stage by stage ---- */
+
+/*
+ * The source's fast path (source.c) decodes a read's frames into the first stage's queue,
+ * then each stage runs over its queue in one loop, its outputs queued for the next stage.
+ * A stage's messages then reach the application's `_many` callbacks (roo.h) as arrays, and
+ * steps without them still save a call and an emitter set-up per message. Each stage sees
+ * its messages in the order they arrived, and each sink its outputs in the order that
+ * running one message at a time gives (a stage's index is above those that feed it, so
+ * draining in index order is enough). Only pipelines whose messages are plain bytes queue:
+ * a host's handles (host.h) live only while roo_emit runs.
+ */
+#define MANY_MAX 256 /* messages per call of a `_many` callback */
+
+static int queue_step(roo_emitter *out, const void *msg, size_t len);
+
+static inline roo_emitter queue_emitter(roo__shard *sh, uint32_t si)
+{
+    return (roo_emitter){
+        .step = queue_step, .sh = sh, .st = &sh->stages[si], .stage = si, .q = &sh->queues[si]
+    };
+}
+
+/*
+ * Visit a queue's messages in order as (const uint64_t *msg, size_t len): two nested
+ * loops, over its runs and over each run's messages, so `continue` goes to the next
+ * message. A run's header word holds the length (low half) and the count (high half).
+ */
+#define QUEUE_EACH(q, msg, len)                                                                    \
+    for (uint32_t qw_ = 0, qn_ = 0, qs_ = 0; qw_ < (q)->words;)                                    \
+        for ((len) = (uint32_t)(q)->data[qw_], qn_ = (uint32_t)((q)->data[qw_] >> 32),             \
+            qs_ = (uint32_t)(((len) + 7) >> 3), (msg) = (q)->data + qw_ + 1, qw_ += 1 + qn_ * qs_; \
+             qn_ > 0; qn_--, (msg) += qs_)
+
+/* Messages of a state step waiting for its compute_many, with their entries. */
+typedef struct roo__pending {
+    const void *msgs[MANY_MAX];
+    size_t lens[MANY_MAX];
+    void *states[MANY_MAX];
+    roo__entry *entries[MANY_MAX];
+    int results[MANY_MAX];
+} roo__pending;
+
+static void pending_run(roo__shard *sh, const roo__stage *st, roo__pending *p, size_t n,
+                        roo_emitter *em)
+{
+    if (n == 0)
+        return;
+    sh->routed = false;
+    st->state_compute_many(p->msgs, p->lens, p->states, n, p->results, em, st->ctx);
+    for (size_t i = 0; i < n; i++)
+        state_done(sh, st, p->entries[i], p->results[i]);
+}
+
+/* A state step without compute_many: one call of compute per message. */
+static void state_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = queue_emitter(sh, st->next);
+    uint8_t key[ROO_KEY_MAX];
+    const uint64_t *msg;
+    size_t len;
+
+    QUEUE_EACH(q, msg, len)
+    state_keyed(sh, st, si, msg, len, key, st->key(msg, len, key, st->ctx), &em);
+}
+
+/* A state step with compute_many: messages whose entry the recent-key cache has gather for
+ * one call; any other message (a new key, a move, a key routed for the first time) first
+ * runs those gathered before it, so each key's messages keep their order. */
+static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = queue_emitter(sh, st->next);
+    roo_key_fn key_fn = st->key;
+    void *ctx = st->ctx;
+    uint8_t key[ROO_KEY_MAX];
+    roo__pending *p = sh->pending;
+    const uint64_t *msg;
+    size_t len, n = 0;
+
+    QUEUE_EACH(q, msg, len)
+    {
+        int kl = key_fn(msg, len, key, ctx);
+        const roo__recent *r, *hit;
+        uint64_t key8;
+        bool routed;
+
+        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed);
+        if (ROO__LIKELY(hit != NULL)) {
+            p->msgs[n] = msg;
+            p->lens[n] = len;
+            p->states[n] = hit->state;
+            p->entries[n] = hit->e;
+            p->results[n] = ROO_SAVE; /* if the callback leaves it, the safe answer */
+            if (ROO__UNLIKELY(++n == MANY_MAX)) {
+                pending_run(sh, st, p, n, &em);
+                n = 0;
+            }
+        } else if (!routed) {
+            pending_run(sh, st, p, n, &em);
+            n = 0;
+            state_keyed(sh, st, si, msg, len, key, kl, &em);
+        }
+    }
+    pending_run(sh, st, p, n, &em);
+}
+
+static void stateless_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = queue_emitter(sh, st->next);
+    const uint64_t *msg;
+    size_t len;
+
+    QUEUE_EACH(q, msg, len)
+    {
+        int rc = st->compute(msg, len, &em, st->ctx);
+        if (ROO__UNLIKELY(rc < 0))
+            roo__shard_callback_error(sh, st, "computation", rc);
+    }
+}
+
+/* A sink without encode_many, or the first of a fan-out: its buffer position stays in
+ * registers between encodes (sink_more, for a bigger buffer or the next sink, works on the
+ * buffer itself). */
+static void sink_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo__batch *b = sh->cur;
+    roo__buf *ob = &b->out[st->sink_idx];
+    roo_encode_fn encode = st->encode;
+    void *ctx = st->ctx;
+    const bool chained = st->next != UINT32_MAX;
+    uint8_t *data = ob->data;
+    size_t used = ob->len, cap = ob->cap;
+    uint64_t nout = 0;
+    const uint64_t *msg;
+    size_t len;
+
+    QUEUE_EACH(q, msg, len)
+    {
+        size_t room = cap - used;
+
+        if (ROO__LIKELY(room >= 256 && !chained)) {
+            int n = encode(msg, len, data + used, room, ctx);
+            if (ROO__LIKELY((size_t)n <= room)) {
+                used += (size_t)n;
+                nout++;
+                continue;
+            }
+        }
+        ob->len = used;
+        sink_more(sh, st, msg, len);
+        data = ob->data;
+        used = ob->len;
+        cap = ob->cap;
+    }
+    ob->len = used;
+    b->sink_nout[st->sink_idx] += nout;
+}
+
+/* n messages through encode_many; where it stops, one through encode (sink_more). */
+static void sink_many_run(roo__shard *sh, const roo__stage *st, const void *const *msgs,
+                          const size_t *lens, size_t n)
+{
+    roo__buf *ob = &sh->cur->out[st->sink_idx];
+    uint64_t nout = 0;
+    size_t i = 0;
+
+    while (i < n) {
+        size_t room = ob->cap - ob->len, got = 0;
+        size_t k =
+            st->encode_many(msgs + i, lens + i, n - i, ob->data + ob->len, room, &got, st->ctx);
+
+        if (ROO__UNLIKELY(k > n - i || got > room)) {
+            /* Claims more than it was given: nothing of this call is trusted. */
+            roo__shard_callback_error(sh, st, "encode_many", ROO_ECALLBACK);
+            k = 0;
+            got = 0;
+        }
+        ob->len += got;
+        nout += k;
+        i += k;
+        if (i < n) {
+            sink_more(sh, st, msgs[i], lens[i]);
+            i++;
+        }
+    }
+    sh->cur->sink_nout[st->sink_idx] += nout;
+}
+
+static void sink_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo__pending *p = sh->pending; /* its msgs and lens */
+    const uint64_t *msg;
+    size_t len, n = 0;
+
+    QUEUE_EACH(q, msg, len)
+    {
+        p->msgs[n] = msg;
+        p->lens[n] = len;
+        if (ROO__UNLIKELY(++n == MANY_MAX)) {
+            sink_many_run(sh, st, p->msgs, p->lens, n);
+            n = 0;
+        }
+    }
+    if (n > 0)
+        sink_many_run(sh, st, p->msgs, p->lens, n);
+}
+
+void roo__shard_drain(roo__shard *sh, uint32_t from)
+{
+    size_t nstages = sh->eng->app->nstages;
+
+    for (size_t si = from; si < nstages; si++) {
+        roo__stageq *q = &sh->queues[si];
+        const roo__stage *st = &sh->stages[si];
+
+        if (q->words == 0)
+            continue;
+        switch (st->kind) {
+        case ROO__STAGE_STATE:
+            if (st->state_compute_many)
+                state_loop_many(sh, (uint32_t)si, q);
+            else
+                state_loop(sh, (uint32_t)si, q);
+            break;
+        case ROO__STAGE_SINK:
+            if (st->encode_many && st->next == UINT32_MAX)
+                sink_loop_many(sh, (uint32_t)si, q);
+            else
+                sink_loop(sh, (uint32_t)si, q);
+            break;
+        default:
+            stateless_loop(sh, (uint32_t)si, q);
+            break;
+        }
+        q->words = 0;
+        q->last = 0;
+    }
+}
+
+/* No room in the queue, or the message is longer than a queue takes: run what waits, then
+ * queue it, or run it at once when it is that long. */
+static __attribute__((noinline)) int queue_full(roo_emitter *out, const void *msg, size_t len)
+{
+    roo__shard *sh = out->sh;
+
+    roo__shard_drain(sh, out->stage);
+    if (len > ROO__STAGEQ_MSG_MAX) {
+        run_step(sh, out->stage, msg, len);
+        return 0;
+    }
+    return queue_step(out, msg, len);
+}
+
+/* A message of the same length as the last one joins its run; an empty one never does
+ * (a run's words bound its count). */
+static int queue_step(roo_emitter *out, const void *msg, size_t len)
+{
+    roo__stageq *q = out->q;
+    size_t w = q->words, nw = (len + 7) >> 3;
+    uint64_t *d;
+
+    if (ROO__UNLIKELY(w + 1 + nw > ROO__STAGEQ_WORDS))
+        return queue_full(out, msg, len);
+    if (q->last != 0 && (uint32_t)q->data[q->last - 1] == len && len != 0) {
+        q->data[q->last - 1] += (uint64_t)1 << 32;
+    } else {
+        q->data[w++] = len | (uint64_t)1 << 32;
+        q->last = (uint32_t)w;
+    }
+    d = q->data + w;
+    if (ROO__LIKELY((len & 7) == 0 && len <= 32)) /* whole words, no call to memcpy */
+        for (size_t i = 0; i < nw; i++)
+            memcpy(d + i, (const uint8_t *)msg + 8 * i, 8);
+    else
+        memcpy(d, msg, len);
+    q->words = (uint32_t)(w + nw);
+    return 0;
+}
+
+/* n messages of size bytes, stride bytes apart from msgs, into a queue: as many as fit in
+ * one run, copied at once when they lie as they will in the queue; then what waits runs,
+ * and the rest follows. (roo_emit_many, and the runs of a peer's route buffer.) */
+static void queue_many(roo_emitter *out, const uint8_t *msgs, size_t size, size_t stride, size_t n)
+{
+    roo__stageq *q = out->q;
+    size_t nw = (size + 7) >> 3;
+
+    if (size == 0 || size > ROO__STAGEQ_MSG_MAX) {
+        for (size_t i = 0; i < n; i++)
+            queue_step(out, msgs + i * stride, size);
+        return;
+    }
+    while (n > 0) {
+        size_t w = q->words;
+        bool join = q->last != 0 && (uint32_t)q->data[q->last - 1] == size;
+        size_t room = ROO__STAGEQ_WORDS - w, k;
+
+        if (!join)
+            room = room > 0 ? room - 1 : 0;
+        k = room / nw < n ? room / nw : n;
+        if (k == 0) {
+            roo__shard_drain(out->sh, out->stage);
+            continue;
+        }
+        if (!join) {
+            q->data[w++] = size;
+            q->last = (uint32_t)w;
+        }
+        if (stride == nw * 8) {
+            memcpy(q->data + w, msgs, (k - 1) * stride + size);
+        } else {
+            for (size_t i = 0; i < k; i++)
+                memcpy(q->data + w + i * nw, msgs + i * stride, size);
+        }
+        q->data[q->last - 1] += (uint64_t)k << 32;
+        q->words = (uint32_t)(w + k * nw);
+        msgs += k * stride;
+        n -= k;
+    }
+}
+
+int roo_emit_many(roo_emitter *out, const void *msgs, size_t size, size_t n)
+{
+    if (ROO__UNLIKELY(size > ROO_MSG_MAX))
+        return ROO_EMSGSIZE;
+    if (out->step == queue_step) {
+        queue_many(out, msgs, size, size, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        roo_emit(out, (const uint8_t *)msgs + i * size, size);
+    return 0;
+}
+
+roo_emitter roo__shard_queue_emitter(roo__shard *sh, uint32_t si)
+{
+    return queue_emitter(sh, si);
+}
+
 /* ---- routes from other shards ---- */
 
 /*
@@ -540,12 +920,30 @@ static void process_route(roo__shard *sh, roo__route *r)
     roo__route_iter it = roo__route_iter_of(r->data.data, r->data.len);
     roo__route_rec rec;
     uint64_t i = 0, sample_at = sh->sample_left;
+    /* Outside a move, plain messages queue and run stage by stage like a read's (a move's
+     * hold needs sh->routed per message). */
+    const bool queue = !sh->hold_epoch;
 
     /* From a peer that sent no stamp: count from now. */
     roo__shard_lat_open(sh, r->read_ns > 0 ? r->read_ns : roo__wall_ns(),
                         r->pipeline < sh->eng->app->npipelines ? r->pipeline : 0);
     sh->cur->nrouted += r->nmsgs;
     while (roo__route_next(&it, &rec)) {
+        if (ROO__LIKELY(queue && rec.stage != ROO__ROUTE_INGRESS && !rec.has_id && i != sample_at &&
+                        !sh->stages[rec.stage].wire)) {
+            /* The common case: no identity, not timed, not a host's packed message; with
+             * the rest of its run, up to the next sampled message. */
+            roo_emitter em = queue_emitter(sh, rec.stage);
+            size_t stride = ROO__ALIGN8((size_t)rec.len);
+            uint64_t n = ROO__MIN((uint64_t)it.run_left + 1, sample_at - i);
+
+            queue_many(&em, rec.msg, rec.len, stride, n);
+            it.p += (n - 1) * stride;
+            it.run_left -= (uint32_t)(n - 1);
+            i += n;
+            continue;
+        }
+        roo__shard_drain(sh, 0); /* what came before runs first */
         if (rec.stage == ROO__ROUTE_INGRESS) {
             roo__shard_apply_ingress(sh, roo__load_le64(rec.msg), roo__load_le64(rec.msg + 8));
             i++;
@@ -553,7 +951,6 @@ static void process_route(roo__shard *sh, roo__route *r)
         }
         sh->routed = true;
         if (ROO__LIKELY(!rec.has_id && i != sample_at && !sh->stages[rec.stage].wire)) {
-            /* The common case: no identity, not timed, not a host's packed message. */
             run_step(sh, rec.stage, rec.msg, rec.len);
             i++;
             sh->routed = false;
@@ -577,6 +974,7 @@ static void process_route(roo__shard *sh, roo__route *r)
         sh->id.stream = 0;
         sh->id_fixed = false;
     }
+    roo__shard_drain(sh, 0);
     sh->sample_left = sample_at - i;
     roo__shard_lat_close(sh, 0);
     if (r->link_seq)
@@ -799,6 +1197,10 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->source_counts = roo__xcalloc(e->app->npipelines, sizeof(*sh->source_counts));
     sh->step_errors = roo__xcalloc(e->app->nstages, sizeof(*sh->step_errors));
     sh->compute = roo__xcalloc(e->app->nstages, sizeof(*sh->compute));
+    sh->queues = roo__xcalloc(e->app->nstages, sizeof(*sh->queues));
+    for (size_t i = 0; i < e->app->nstages; i++)
+        sh->queues[i].data = roo__xcalloc(ROO__STAGEQ_WORDS, sizeof(uint64_t));
+    sh->pending = roo__xcalloc(1, sizeof(*sh->pending));
     sh->lat_cur = UINT32_MAX;
     sh->sample_left = 0; /* the first message is timed, so even a short run shows its steps */
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,
@@ -951,6 +1353,10 @@ void roo__shard_finish(roo__shard *sh)
     free(sh->source_counts);
     free((void *)sh->step_errors);
     free(sh->compute);
+    for (size_t i = 0; sh->queues && i < sh->eng->app->nstages; i++)
+        free(sh->queues[i].data);
+    free(sh->queues);
+    free(sh->pending);
     free((void *)sh->serialize_errors);
     roo__buf_finish(&sh->rbuf);
     roo__buf_finish(&sh->pack_buf);

@@ -72,6 +72,60 @@ static __attribute__((noinline)) int rejected(roo__source_conn *c, roo__source_c
     return drc;
 }
 
+/*
+ * The common case with the source's decode_many: a read's frames (u32 BE lengths, no
+ * identities) up to the next sampled one, FRAMES_MAX at a time, into the first stage's
+ * queue (emq). Returns true when the read is done (*ret_rc: the framer's last answer, or
+ * the rejection), false at the sampled frame. *off_io and *frames_io move past the frames
+ * decoded.
+ */
+#define FRAMES_MAX 256
+static bool fast_many(roo__source_conn *c, roo__source_counts *counts, const uint8_t *buf,
+                      size_t len, uint64_t sample_at, roo_emitter *emq, size_t *off_io,
+                      uint64_t *frames_io, int *ret_rc)
+{
+    roo_decode_many_fn decode_many = c->pipeline->source.decode_many;
+    void *ctx = c->pipeline->source.ctx;
+    const size_t max_frame = c->framer.max_frame;
+    uint64_t frames = *frames_io;
+    size_t off = *off_io;
+    roo_frame frs[FRAMES_MAX];
+    roo__frame fr;
+
+    for (;;) {
+        int rc = ROO__FRAME_OK;
+        size_t k = 0;
+
+        while (k < FRAMES_MAX && frames + k != sample_at) {
+            rc = roo__framer_next_be32(max_frame, buf + off, len - off, &fr);
+            if (rc != ROO__FRAME_OK)
+                break;
+            frs[k].payload = buf + off + fr.payload_off;
+            frs[k].len = fr.payload_len;
+            off += fr.frame_len;
+            k++;
+        }
+        if (k > 0) {
+            size_t done = decode_many(frs, k, emq, ctx);
+            if (ROO__UNLIKELY(done < k)) { /* frame `done` is malformed: stop before it */
+                *off_io = (size_t)(frs[done].payload - buf) - 4;
+                *frames_io = frames + done;
+                *ret_rc = rejected(c, counts, frames + done, frs[done].len, ROO_EDECODE);
+                return true;
+            }
+            frames += k;
+        }
+        *off_io = off;
+        *frames_io = frames;
+        if (rc != ROO__FRAME_OK) {
+            *ret_rc = rc;
+            return true;
+        }
+        if (frames == sample_at)
+            return false;
+    }
+}
+
 /* Run every whole frame in buf through the pipeline; *ret_used gets the bytes consumed. */
 static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, size_t *ret_used)
 {
@@ -82,6 +136,9 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     void *ctx = c->pipeline->source.ctx;
     uint64_t frames = 0, sample_at = sh->sample_left;
     const bool resumable = c->resumable;
+    /* A read's frames run stage by stage (shard.c) when its messages are plain bytes. */
+    const bool queued = !sh->stages[c->first_stage].wire;
+    roo_emitter emq = roo__shard_queue_emitter(sh, c->first_stage);
     /* In registers for the whole read: the decode callback could, for all the compiler
      * knows, change c->framer, which would reload its fields for every frame. */
     const bool be32 = c->framer.framing == ROO_FRAMING_LENGTH && c->framer.header_len == 4 &&
@@ -97,13 +154,18 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     for (;;) {
         bool timed;
         int drc;
-        if (ROO__LIKELY(be32 && !resumable)) {
+        if (ROO__LIKELY(be32 && !resumable && queued && c->pipeline->source.decode_many)) {
+            if (fast_many(c, counts, buf, len, sample_at, &emq, &off, &frames, &rc))
+                goto out;
+            roo__shard_drain(sh, c->first_stage); /* before a frame runs on its own */
+        } else if (ROO__LIKELY(be32 && !resumable)) {
             /* The common case, up to the next sampled frame: u32 BE lengths, no identities. */
+            roo_emitter *fast = queued ? &emq : &em;
             while (frames != sample_at) {
                 rc = roo__framer_next_be32(max_frame, buf + off, len - off, &fr);
                 if (rc != ROO__FRAME_OK)
                     goto out;
-                drc = decode(buf + off + fr.payload_off, fr.payload_len, &em, ctx);
+                drc = decode(buf + off + fr.payload_off, fr.payload_len, fast, ctx);
                 if (ROO__UNLIKELY(drc < 0)) {
                     rc = rejected(c, counts, frames, fr.payload_len, drc);
                     goto out;
@@ -111,6 +173,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
                 off += fr.frame_len;
                 frames++;
             }
+            roo__shard_drain(sh, c->first_stage); /* before a frame runs on its own */
         }
         timed = frames == sample_at;
         rc = ROO__LIKELY(be32) ? roo__framer_next_be32(max_frame, buf + off, len - off, &fr)
@@ -142,6 +205,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
         frames++;
     }
 out:
+    roo__shard_drain(sh, c->first_stage); /* frames decoded before an error are kept */
     /* A frame that ended the loop with an error may have been the sampled one: then the
      * next read times its first. */
     sh->sample_left = sample_at > frames ? sample_at - frames : 0;

@@ -101,7 +101,7 @@ static void sink_stage(roo_test *t, const roo__stage *st, const void *msg, size_
 static void state_stage(roo_test *t, const roo__stage *st, const void *msg, size_t len)
 {
     uint8_t key[ROO_KEY_MAX];
-    roo_emitter em = { roo__test_step, NULL, NULL, st->next, t };
+    roo_emitter em = { .step = roo__test_step, .stage = st->next, .test = t };
     roo__entry *e;
     uint64_t h;
     int kl, rc;
@@ -158,7 +158,7 @@ void roo__test_run(roo_test *t, uint32_t stage, const void *msg, size_t len)
         state_stage(t, st, msg, len);
         return;
     case ROO__STAGE_STATELESS: {
-        roo_emitter em = { roo__test_step, NULL, NULL, st->next, t };
+        roo_emitter em = { .step = roo__test_step, .stage = st->next, .test = t };
         int rc = st->compute(msg, len, &em, st->ctx);
         if (rc < 0)
             count_error(t, st, "computation", rc);
@@ -247,7 +247,7 @@ int roo_test_push(roo_test *t, unsigned source, const void *bytes, size_t len)
         return -EINVAL;
     s = &t->sources[source];
     p = t->app->pipelines[source];
-    em = (roo_emitter){ roo__test_step, NULL, NULL, p->first_stage, t };
+    em = (roo_emitter){ .step = roo__test_step, .stage = p->first_stage, .test = t };
     if (len)
         roo__buf_append(&s->partial, bytes, len);
     while ((rc = roo__framer_next(&s->framer, s->partial.data + off, s->partial.len - off, &fr)) ==
