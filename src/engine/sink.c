@@ -40,13 +40,17 @@
  * own histograms (engine->written[by]: each roo__hist has one writer).
  *
  * Resend after a reconnect: bytes handed to the kernel are not bytes the sink has read. A
- * sink that dies loses what was in flight and in its receive buffer, so each sink keeps the
- * last --sink-replay bytes it wrote in a ring, with the stream offsets where batches began.
- * After a reconnect it first resends from the oldest batch start still in the ring. The
- * sink may thus see up to --sink-replay bytes of output a second time (at least once).
+ * sink that dies loses what was in flight and in its receive buffer, so each sink keeps
+ * the output of the batches it wrote last, back to --sink-replay bytes, with the stream
+ * offsets where they began. After a reconnect it first resends from the oldest batch start
+ * it still holds. The sink may thus see up to --sink-replay bytes of output a second time
+ * (at least once). A written batch's buffer itself is kept, not a copy: the batch goes
+ * home with a spare buffer in exchange (copying every output byte into a ring cost the
+ * writing thread a tenth of a worker's time).
  *
- *   ring: [ ...older output dropped... | batch k | batch k+1 | ... | last written ]
- *          ^ written - ring_len          ^ starts[0]                        ^ written
+ *   kept: [ ...dropped... | batch k | batch k+1 | ... | head batch, head_off written ]
+ *                         ^ segs[0].start                ^ written - head_off  ^ written
+ *   (a batch is dropped once its start is more than --sink-replay behind `written`)
  *
  * While a sink is down (not started yet, restarting) the FIFO grows until the shards run
  * out of batches and stop reading: output waits, nothing is dropped. Connecting retries
@@ -65,6 +69,13 @@
 #include "engine/engine-int.h"
 
 #define MAX_IOV 64
+#define SPARE_MAX 4 /* spare buffers a sink keeps to give batches */
+
+/* A written batch's output buffer kept for resending, and the stream offset it began at. */
+typedef struct replay_seg {
+    uint64_t start;
+    roo__buf buf;
+} replay_seg;
 
 struct roo__sink {
     /* Set at init, read-only after. */
@@ -96,9 +107,9 @@ struct roo__sink {
     uint64_t written;   /* stream offset: bytes handed to the kernel, all connections */
     uint64_t conn_base; /* stream offset of this connection's first byte */
 
-    /* Replay ring of the last ring_cap bytes written, and the offsets where batches began. */
-    uint8_t *ring;
-    ROO__RING(uint64_t) starts;
+    /* The buffers of the last batches written (none when ring_cap is 0), and spares. */
+    ROO__RING(replay_seg) segs;
+    ROO__RING(roo__buf) spare;
     uint64_t replay_pos; /* < written while resending after a reconnect */
 
     /* For the metrics, published as they change (roo__io_sink_counts). */
@@ -116,28 +127,47 @@ static void fifo_push(roo__sink *s, roo__batch *b)
     atomic_store_explicit(&s->pub_held, s->pending_bytes, memory_order_relaxed);
 }
 
-/* ---- replay ring (lock held) ---- */
+/* ---- replay (lock held) ---- */
 
-static void ring_append(roo__sink *s, const uint8_t *p, size_t n)
+/*
+ * The batch whose output buffer ob was just written to its end: keep the buffer (its last
+ * byte is the stream's `written`), drop the kept buffers that began more than ring_cap
+ * before, and give the batch a spare in exchange.
+ */
+static void replay_keep(roo__sink *s, roo__buf *ob)
 {
-    uint64_t oldest;
+    uint64_t oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
+    roo__buf fresh = { 0 };
 
+    roo__ring_push(&s->segs, (replay_seg){ s->written - ob->len, *ob });
+    while (s->segs.len && roo__ring_at(&s->segs, 0).start < oldest) {
+        roo__buf old = roo__ring_at(&s->segs, 0).buf;
+        roo__ring_pop(&s->segs);
+        if (s->spare.len < SPARE_MAX)
+            roo__ring_push(&s->spare, old);
+        else
+            roo__buf_finish(&old);
+    }
+    if (s->spare.len) {
+        fresh = roo__ring_at(&s->spare, 0);
+        roo__ring_pop(&s->spare);
+        fresh.len = 0;
+    }
+    *ob = fresh;
+}
+
+/* Batch starts a resend can begin at, oldest first: the kept buffers', then the head
+ * batch's while it is partly written (and began within ring_cap, like the others). */
+static size_t replay_nstarts(const roo__sink *s)
+{
     if (!s->ring_cap)
-        return;
-    if (n > s->ring_cap) {
-        p += n - s->ring_cap;
-        n = s->ring_cap;
-    }
-    /* Offsets of the bytes are [written - n, written): place them by offset mod cap. */
-    for (size_t done = 0; done < n;) {
-        size_t pos = (size_t)((s->written - n + done) % s->ring_cap);
-        size_t chunk = ROO__MIN(n - done, s->ring_cap - pos);
-        memcpy(s->ring + pos, p + done, chunk);
-        done += chunk;
-    }
-    oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
-    while (s->starts.len && roo__ring_at(&s->starts, 0) < oldest)
-        roo__ring_pop(&s->starts);
+        return 0;
+    return s->segs.len + (s->head_off > 0 && s->head_off <= s->ring_cap);
+}
+
+static uint64_t replay_start(const roo__sink *s, size_t i)
+{
+    return i < s->segs.len ? roo__ring_at(&s->segs, i).start : s->written - s->head_off;
 }
 
 /* ---- completing a batch ---- */
@@ -193,10 +223,7 @@ static void sink_advance(roo__sink *s, size_t n, roo__writer by)
         size_t take = ROO__MIN(n, ob->len - s->head_off);
 
         if (take) {
-            if (s->head_off == 0 && s->ring_cap)
-                roo__ring_push(&s->starts, s->written);
             s->written += take;
-            ring_append(s, ob->data + s->head_off, take);
             s->head_off += take;
             s->pending_bytes -= take;
             n -= take;
@@ -204,6 +231,8 @@ static void sink_advance(roo__sink *s, size_t n, roo__writer by)
         if (s->head_off < ob->len)
             break;
         roo__ring_pop(&s->fifo);
+        if (s->ring_cap && ob->len)
+            replay_keep(s, ob);
         s->head_off = 0;
         if (b->sink_nout) /* unknown for output resent from the outbox after a restart */
             s->records += b->sink_nout[s->idx];
@@ -243,15 +272,25 @@ static int sink_write(roo__sink *s, roo__writer by)
         ssize_t n;
 
         if (s->replay_pos < s->written) {
-            /* Resend from the ring, in at most two pieces (it wraps). */
+            /* Resend: the kept buffers from replay_pos on, then the head batch's written
+             * part (they lie end to end in the stream). */
             uint64_t off = s->replay_pos;
-            while (off < s->written && niov < 2) {
-                size_t pos = (size_t)(off % s->ring_cap);
-                size_t chunk = (size_t)ROO__MIN(s->written - off, (uint64_t)(s->ring_cap - pos));
-                iov[niov].iov_base = s->ring + pos;
-                iov[niov++].iov_len = chunk;
-                off += chunk;
-                replay_bytes += chunk;
+            for (size_t i = 0; i < s->segs.len && niov < MAX_IOV; i++) {
+                const replay_seg *g = &roo__ring_at(&s->segs, i);
+                uint64_t end = g->start + g->buf.len;
+                if (end <= off)
+                    continue;
+                iov[niov].iov_base = g->buf.data + (off - g->start);
+                iov[niov++].iov_len = (size_t)(end - off);
+                replay_bytes += (size_t)(end - off);
+                off = end;
+            }
+            if (off < s->written && niov < MAX_IOV && s->fifo.len) {
+                const roo__buf *ob = &roo__ring_at(&s->fifo, 0)->out[s->idx];
+                uint64_t head_start = s->written - s->head_off;
+                iov[niov].iov_base = ob->data + (off - head_start);
+                iov[niov++].iov_len = (size_t)(s->written - off);
+                replay_bytes += (size_t)(s->written - off);
             }
         } else {
             for (size_t i = 0; i < s->fifo.len && niov < MAX_IOV; i++) {
@@ -305,12 +344,12 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
     atomic_store_explicit(&s->pub_connected, false, memory_order_relaxed);
     if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
         s->replay_pos = s->written;
-    } else if (s->starts.len) {
+    } else if (replay_nstarts(s)) {
         /* The last batch start at or before the first byte that may be unread. */
-        uint64_t from = roo__ring_at(&s->starts, 0);
+        uint64_t from = replay_start(s, 0);
         if (clean) {
-            for (size_t i = s->starts.len; i > 0; i--) {
-                uint64_t st = roo__ring_at(&s->starts, i - 1);
+            for (size_t i = replay_nstarts(s); i > 0; i--) {
+                uint64_t st = replay_start(s, i - 1);
                 if (st <= acked) {
                     from = st;
                     break;
@@ -651,8 +690,6 @@ void roo__sinks_init(roo__engine *e)
         roo__backoff_init(&s->retry, sink_on_retry, s);
         roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
         s->ring_cap = e->cfg.sink_replay_bytes;
-        if (s->ring_cap)
-            s->ring = roo__xmalloc(s->ring_cap);
     }
 }
 
@@ -669,8 +706,12 @@ void roo__sinks_finish(roo__engine *e)
         if (s->fd >= 0)
             close(s->fd);
         roo__ring_free(&s->fifo);
-        free(s->ring);
-        roo__ring_free(&s->starts);
+        for (size_t j = 0; j < s->segs.len; j++)
+            roo__buf_finish(&roo__ring_at(&s->segs, j).buf);
+        roo__ring_free(&s->segs);
+        for (size_t j = 0; j < s->spare.len; j++)
+            roo__buf_finish(&roo__ring_at(&s->spare, j));
+        roo__ring_free(&s->spare);
         pthread_mutex_destroy(&s->lock);
     }
     free(e->sinks);
