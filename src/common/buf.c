@@ -13,6 +13,14 @@ void roo__buf_grow(roo__buf *b, size_t need)
     b->cap = cap;
 }
 
+void roo__buf_shrink(roo__buf *b, size_t cap)
+{
+    if (cap >= b->cap || cap < b->len || cap == 0)
+        return;
+    b->data = roo__xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
 void roo__buf_finish(roo__buf *b)
 {
     free(b->data);

@@ -13,6 +13,8 @@ typedef struct roo__buf {
 /* Grow so that at least `need` more bytes fit; never shrinks. Out of line: rare. */
 void roo__buf_grow(roo__buf *b, size_t need);
 void roo__buf_finish(roo__buf *b);
+/* Give back room above `cap` (at least len): a buffer kept long after a bigger use. */
+void roo__buf_shrink(roo__buf *b, size_t cap);
 
 /* Make room for n more bytes and return where they go; the caller then adds to len. */
 static inline uint8_t *roo__buf_reserve(roo__buf *b, size_t n)

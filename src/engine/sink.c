@@ -1,18 +1,18 @@
 /* sink.c: delivering committed output to the sinks: one TCP client per --out address, a
- * FIFO of the batches each still has to write, and a replay ring to resend after a reconnect.
+ * FIFO of the batches each still has to write, and the output kept to resend after a reconnect.
  *
  * DESIGN
  *
  * Two threads write to a sink. The committer writes a committed batch's output itself when
  * the sink is idle (connected, nothing queued, no resend owed): one sendmsg(MSG_DONTWAIT)
  * right after the commit, with no hop to another thread (roo__sinks_write_committed). The
- * io thread does everything else: it connects and reconnects, resends from the replay ring,
+ * io thread does everything else: it connects and reconnects, resends kept output,
  * writes what the committer could not (EAGAIN, a partial write) and whatever queued behind
  * it, and handles the batches that also carry work for the cluster (acknowledgements,
  * routes to other workers), which only the io thread may do (roo__sinks_queue).
  *
  * Ownership: each sink has a mutex, `lock`, held briefly by whichever thread touches the
- * sink's output state: the FIFO, the stream offsets, the replay ring, the socket while it
+ * sink's output state: the FIFO, the stream offsets, the kept output, the socket while it
  * is connected, the published figures. Only one sink lock is held at a time, and nothing
  * that takes a sink lock is called with one held (the queues' locks are taken inside it).
  * The connection's machinery (the loop watcher, the retry timer, `connecting`) is the io
@@ -41,16 +41,21 @@
  *
  * Resend after a reconnect: bytes handed to the kernel are not bytes the sink has read. A
  * sink that dies loses what was in flight and in its receive buffer, so each sink keeps
- * the output of the batches it wrote last, back to --sink-replay bytes, with the stream
- * offsets where they began. After a reconnect it first resends from the oldest batch start
- * it still holds. The sink may thus see up to --sink-replay bytes of output a second time
- * (at least once). A written batch's buffer itself is kept, not a copy: the batch goes
- * home with a spare buffer in exchange (copying every output byte into a ring cost the
- * writing thread a tenth of a worker's time).
+ * the last --sink-replay bytes it wrote, with the stream offsets where batches began.
+ * After a reconnect it first resends from the oldest batch start it still holds. The sink
+ * may thus see up to --sink-replay bytes of output a second time (at least once).
  *
- *   kept: [ ...dropped... | batch k | batch k+1 | ... | head batch, head_off written ]
- *                         ^ segs[0].start                ^ written - head_off  ^ written
- *   (a batch is dropped once its start is more than --sink-replay behind `written`)
+ * The bytes are kept in segments, end to end in the stream. A written batch's buffer with
+ * SEG_SWAP_MIN bytes or more becomes a segment itself (its room cut to twice its bytes),
+ * and the batch goes home with a spare buffer in exchange: no copy (copying every output
+ * byte cost the writing thread a tenth of a worker's time under load). Smaller outputs
+ * (light load) are copied into chunks, so that a sink never holds many small buffers: what
+ * is kept stays within about twice --sink-replay, plus SPARE_MAX spare buffers.
+ *
+ *   segs:   [ seg | seg | ... | seg ] [ head batch, head_off bytes written ]
+ *            ^ segs[0].start           ^ written - head_off                ^ written
+ *   starts: batch starts at or after written - --sink-replay (older ones and the segments
+ *           that end before that are dropped as batches complete)
  *
  * While a sink is down (not started yet, restarting) the FIFO grows until the shards run
  * out of batches and stop reading: output waits, nothing is dropped. Connecting retries
@@ -71,10 +76,15 @@
 #define MAX_IOV 64
 #define SPARE_MAX 4 /* spare buffers a sink keeps to give batches */
 
-/* A written batch's output buffer kept for resending, and the stream offset it began at. */
+#define SEG_SWAP_MIN (64u * 1024u) /* a batch's buffer is kept as it is from this size */
+#define SEG_CHUNK (256u * 1024u)   /* smaller outputs are copied into chunks of this size */
+
+/* Written output kept for resending: the stream offset of its first byte, and the bytes (a
+ * batch's own buffer, or a chunk of copies of smaller ones). */
 typedef struct replay_seg {
     uint64_t start;
     roo__buf buf;
+    bool chunk;
 } replay_seg;
 
 struct roo__sink {
@@ -107,8 +117,10 @@ struct roo__sink {
     uint64_t written;   /* stream offset: bytes handed to the kernel, all connections */
     uint64_t conn_base; /* stream offset of this connection's first byte */
 
-    /* The buffers of the last batches written (none when ring_cap is 0), and spares. */
+    /* The last ring_cap bytes written (none when ring_cap is 0), the offsets where batches
+     * began, and spare buffers to give batches. */
     ROO__RING(replay_seg) segs;
+    ROO__RING(uint64_t) starts;
     ROO__RING(roo__buf) spare;
     uint64_t replay_pos; /* < written while resending after a reconnect */
 
@@ -130,44 +142,47 @@ static void fifo_push(roo__sink *s, roo__batch *b)
 /* ---- replay (lock held) ---- */
 
 /*
- * The batch whose output buffer ob was just written to its end: keep the buffer (its last
- * byte is the stream's `written`), drop the kept buffers that began more than ring_cap
- * before, and give the batch a spare in exchange.
+ * The batch whose output buffer ob was just written to its end (its last byte is the
+ * stream's `written`): keep its bytes, by taking the buffer (the batch gets a spare) or by
+ * copying them into the newest chunk; then drop what ended more than ring_cap ago.
  */
 static void replay_keep(roo__sink *s, roo__buf *ob)
 {
+    uint64_t start = s->written - ob->len;
     uint64_t oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
-    roo__buf fresh = { 0 };
 
-    roo__ring_push(&s->segs, (replay_seg){ s->written - ob->len, *ob });
-    while (s->segs.len && roo__ring_at(&s->segs, 0).start < oldest) {
-        roo__buf old = roo__ring_at(&s->segs, 0).buf;
+    if (ob->len >= SEG_SWAP_MIN) {
+        roo__buf fresh = { 0 };
+        /* Kept at most twice its bytes: what is held stays bounded by what is kept. */
+        roo__buf_shrink(ob, 2 * ob->len);
+        roo__ring_push(&s->segs, (replay_seg){ start, *ob, false });
+        if (s->spare.len) {
+            fresh = roo__ring_at(&s->spare, 0);
+            roo__ring_pop(&s->spare);
+            fresh.len = 0;
+        }
+        *ob = fresh;
+    } else {
+        replay_seg *last = s->segs.len ? &roo__ring_last(&s->segs) : NULL;
+        if (!last || !last->chunk || last->start + last->buf.len != start ||
+            last->buf.cap - last->buf.len < ob->len) {
+            roo__ring_push(&s->segs, (replay_seg){ start, { 0 }, true });
+            last = &roo__ring_last(&s->segs);
+            roo__buf_reserve(&last->buf, ROO__MAX((size_t)SEG_CHUNK, ob->len));
+        }
+        roo__buf_append(&last->buf, ob->data, ob->len);
+    }
+    while (s->segs.len > 1 &&
+           roo__ring_at(&s->segs, 0).start + roo__ring_at(&s->segs, 0).buf.len <= oldest) {
+        replay_seg old = roo__ring_at(&s->segs, 0);
         roo__ring_pop(&s->segs);
-        if (s->spare.len < SPARE_MAX)
-            roo__ring_push(&s->spare, old);
+        if (!old.chunk && s->spare.len < SPARE_MAX)
+            roo__ring_push(&s->spare, old.buf);
         else
-            roo__buf_finish(&old);
+            roo__buf_finish(&old.buf);
     }
-    if (s->spare.len) {
-        fresh = roo__ring_at(&s->spare, 0);
-        roo__ring_pop(&s->spare);
-        fresh.len = 0;
-    }
-    *ob = fresh;
-}
-
-/* Batch starts a resend can begin at, oldest first: the kept buffers', then the head
- * batch's while it is partly written (and began within ring_cap, like the others). */
-static size_t replay_nstarts(const roo__sink *s)
-{
-    if (!s->ring_cap)
-        return 0;
-    return s->segs.len + (s->head_off > 0 && s->head_off <= s->ring_cap);
-}
-
-static uint64_t replay_start(const roo__sink *s, size_t i)
-{
-    return i < s->segs.len ? roo__ring_at(&s->segs, i).start : s->written - s->head_off;
+    while (s->starts.len && roo__ring_at(&s->starts, 0) < oldest)
+        roo__ring_pop(&s->starts);
 }
 
 /* ---- completing a batch ---- */
@@ -214,7 +229,7 @@ static void batch_unref(roo__engine *e, roo__batch *b, roo__writer by)
 static void sink_schedule_connect(roo__sink *s);
 static void sink_update_events(roo__sink *s);
 
-/* Account for n bytes just written from the FIFO (not from the replay ring). */
+/* Account for n bytes just written from the FIFO (not resent from kept output). */
 static void sink_advance(roo__sink *s, size_t n, roo__writer by)
 {
     while (s->fifo.len) {
@@ -223,6 +238,8 @@ static void sink_advance(roo__sink *s, size_t n, roo__writer by)
         size_t take = ROO__MIN(n, ob->len - s->head_off);
 
         if (take) {
+            if (s->head_off == 0 && s->ring_cap)
+                roo__ring_push(&s->starts, s->written);
             s->written += take;
             s->head_off += take;
             s->pending_bytes -= take;
@@ -238,7 +255,7 @@ static void sink_advance(roo__sink *s, size_t n, roo__writer by)
             s->records += b->sink_nout[s->idx];
         batch_unref(s->eng, b, by);
     }
-    /* Only called once any resend is complete: nothing is owed from the ring. */
+    /* Only called once any resend is complete: nothing kept is owed. */
     s->replay_pos = s->written;
     atomic_store_explicit(&s->pub_records, s->records, memory_order_relaxed);
     atomic_store_explicit(&s->pub_written, s->written, memory_order_relaxed);
@@ -259,7 +276,7 @@ static uint64_t sink_acked(const roo__sink *s)
 }
 
 /*
- * Write what is owed, the replay ring's resend first, then the FIFO, until done or the
+ * Write what is owed, the resend of kept output first, then the FIFO, until done or the
  * socket is full. Returns 0 (all written or -EAGAIN internally) or the failed write's
  * -errno. Either thread, lock held, connected.
  */
@@ -285,12 +302,17 @@ static int sink_write(roo__sink *s, roo__writer by)
                 replay_bytes += (size_t)(end - off);
                 off = end;
             }
-            if (off < s->written && niov < MAX_IOV && s->fifo.len) {
+            if (off < s->written && niov < MAX_IOV && s->fifo.len &&
+                off >= s->written - s->head_off) {
                 const roo__buf *ob = &roo__ring_at(&s->fifo, 0)->out[s->idx];
                 uint64_t head_start = s->written - s->head_off;
                 iov[niov].iov_base = ob->data + (off - head_start);
                 iov[niov++].iov_len = (size_t)(s->written - off);
                 replay_bytes += (size_t)(s->written - off);
+            }
+            if (niov == 0) { /* nothing held from there (cannot happen): resend no more */
+                s->replay_pos = s->written;
+                continue;
             }
         } else {
             for (size_t i = 0; i < s->fifo.len && niov < MAX_IOV; i++) {
@@ -327,7 +349,7 @@ static int sink_write(roo__sink *s, roo__writer by)
  * its kernel sent FIN, so its receive buffer was empty when it closed) had read every byte
  * its kernel acknowledged: resend from the batch holding the first unacknowledged byte, or
  * nothing. A connection that was reset (a sink killed with unread data, a network failure)
- * may have lost acknowledged bytes too: resend everything the ring still holds.
+ * may have lost acknowledged bytes too: resend everything still kept.
  * io thread, lock held.
  */
 static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
@@ -344,12 +366,12 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
     atomic_store_explicit(&s->pub_connected, false, memory_order_relaxed);
     if (clean && acked >= sent_upto && s->replay_pos >= s->written) {
         s->replay_pos = s->written;
-    } else if (replay_nstarts(s)) {
+    } else if (s->starts.len) {
         /* The last batch start at or before the first byte that may be unread. */
-        uint64_t from = replay_start(s, 0);
+        uint64_t from = roo__ring_at(&s->starts, 0);
         if (clean) {
-            for (size_t i = replay_nstarts(s); i > 0; i--) {
-                uint64_t st = replay_start(s, i - 1);
+            for (size_t i = s->starts.len; i > 0; i--) {
+                uint64_t st = roo__ring_at(&s->starts, i - 1);
                 if (st <= acked) {
                     from = st;
                     break;
@@ -709,6 +731,7 @@ void roo__sinks_finish(roo__engine *e)
         for (size_t j = 0; j < s->segs.len; j++)
             roo__buf_finish(&roo__ring_at(&s->segs, j).buf);
         roo__ring_free(&s->segs);
+        roo__ring_free(&s->starts);
         for (size_t j = 0; j < s->spare.len; j++)
             roo__buf_finish(&roo__ring_at(&s->spare, j));
         roo__ring_free(&s->spare);

@@ -22,38 +22,46 @@ stop w0 || fail "worker did not stop cleanly"
 pass "late sink got all 100,000 outputs, each exact"
 
 # --- a sink killed with kill -9 mid-stream and restarted ------------------------------------
-"$SENDER" --dry-run --messages 400000 --seed 22 --save "$T/mid.bin" --expected "$T/mid.json" --quiet
-start recvA "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/a.bin" --quiet
-wait_log recvA 'listening on' 10
-alphabet_worker w1 "$IN" "$OUT" "$T/w1"
-start sender "$SENDER" --host "127.0.0.1:$IN" --file "$T/mid.bin" --rate 200000 --quiet
-wait_file_size "$T/a.bin" $((100000 * 13)) 30
-# A sink dies with output it read but had not written out yet, and unread output in its
-# socket: the worker must resend from before both. Stopped first, it stops reading while the
-# output goes on, so its kernel resets the connection at the kill. (Killed while its socket
-# was empty, the close is orderly, and bytes it had read, which no worker can know were lost,
-# are not sent again: see "Sinks" in docs/architecture.md.)
-kill -STOP "${PIDS[recvA]}"
-sleep 0.3
-kill9 recvA
-log "sink A killed after $(framed_count "$T/a.bin") outputs; restarting it"
-sleep 0.3
-start recvB "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/b.bin" \
-    --alphabet-check "$T/mid.json" --idle-exit 3 --timeout 60 --quiet
-wait_exit sender 30 || fail "sender failed"
-wait_exit recvB 60 || fail "restarted sink: $(tail -1 "$T/recvB.log")"
-grep -q 'duplicates=' "$T/recvB.log" || true
-# A sink killed with -9 may have written part of its last record: that record is not
-# delivered (the worker resends it to the next sink), so cut it off.
-truncate -s $(($(stat -c %s "$T/a.bin") / 13 * 13)) "$T/a.bin"
-cat "$T/a.bin" "$T/b.bin" >"$T/ab.bin"
-"$RECEIVER" --input "$T/ab.bin" --alphabet-check "$T/mid.json" --votes "$T/mid.bin" \
-    --at-least-once --quiet 2>"$T/offline.log" ||
-    fail "outputs lost across the sink restart: $(tail -1 "$T/offline.log")"
-log "$(tail -1 "$T/offline.log")"
-grep -q 'will resend' "$T/w1.log" || fail "worker did not report the resend"
-stop w1 || fail "worker did not stop cleanly"
+# Twice: at 200,000 votes/s the worker's batches are small, and the output it keeps to
+# resend is copied; at 10 M votes/s they are big, and it keeps the batches' own buffers.
+kill_mid_stream() { # kill_mid_stream NAME MESSAGES RATE SEED
+    local n=$1 msgs=$2 rate=$3 seed=$4
+    "$SENDER" --dry-run --messages "$msgs" --seed "$seed" --save "$T/$n.bin" \
+        --expected "$T/$n.json" --quiet
+    start "recvA$n" "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/a$n.bin" --quiet
+    wait_log "recvA$n" 'listening on' 10
+    alphabet_worker "w$n" "$IN" "$OUT" "$T/w$n"
+    start "sender$n" "$SENDER" --host "127.0.0.1:$IN" --file "$T/$n.bin" --rate "$rate" --quiet
+    wait_file_size "$T/a$n.bin" $((msgs / 4 * 13)) 30
+    # A sink dies with output it read but had not written out yet, and unread output in its
+    # socket: the worker must resend from before both. Stopped first, it stops reading while
+    # the output goes on, so its kernel resets the connection at the kill. (Killed while its
+    # socket was empty, the close is orderly, and bytes it had read, which no worker can know
+    # were lost, are not sent again: see "Sinks" in docs/architecture.md.)
+    kill -STOP "${PIDS[recvA$n]}"
+    sleep 0.3
+    kill9 "recvA$n"
+    log "sink A killed after $(framed_count "$T/a$n.bin") outputs; restarting it"
+    sleep 0.3
+    start "recvB$n" "$RECEIVER" --listen "127.0.0.1:$OUT" --output "$T/b$n.bin" \
+        --alphabet-check "$T/$n.json" --idle-exit 3 --timeout 60 --quiet
+    wait_exit "sender$n" 30 || fail "sender failed"
+    wait_exit "recvB$n" 60 || fail "restarted sink: $(tail -1 "$T/recvB$n.log")"
+    # A sink killed with -9 may have written part of its last record: that record is not
+    # delivered (the worker resends it to the next sink), so cut it off.
+    truncate -s $(($(stat -c %s "$T/a$n.bin") / 13 * 13)) "$T/a$n.bin"
+    cat "$T/a$n.bin" "$T/b$n.bin" >"$T/ab$n.bin"
+    "$RECEIVER" --input "$T/ab$n.bin" --alphabet-check "$T/$n.json" --votes "$T/$n.bin" \
+        --at-least-once --quiet 2>"$T/offline$n.log" ||
+        fail "outputs lost across the sink restart: $(tail -1 "$T/offline$n.log")"
+    log "$(tail -1 "$T/offline$n.log")"
+    grep -q 'will resend' "$T/w$n.log" || fail "worker did not report the resend"
+    stop "w$n" || fail "worker did not stop cleanly"
+}
+kill_mid_stream slow 400000 200000 22
 pass "every one of 400,000 outputs reached a sink across its kill -9 and restart"
+kill_mid_stream fast 6000000 10000000 23
+pass "every one of 6,000,000 outputs (big batches) reached a sink across its kill -9 and restart"
 
 # --- a sink that stops reading for a while, twice, and goes on ------------------------------
 # The committer writes to an idle sink itself; a full socket (megabytes of output behind a
