@@ -177,7 +177,7 @@ int roo_pipeline_to_sinks(roo_pipeline *p, const roo_sink *sinks, size_t n)
             return -EINVAL;
     if (p->ended)
         return ROO_ESETUP;
-    /* Chained: each sink stage runs the next one on the same message (shard.c run_step). */
+    /* Chained: each sink stage runs the next one on the same message (steps.c run_step). */
     for (size_t i = 0; i < n; i++) {
         st = append_stage(p, ROO__STAGE_SINK, "sink");
         st->encode = sinks[i].encode;

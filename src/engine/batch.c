@@ -2,7 +2,7 @@
  * it is sealed (state records, read positions, routes), and its return after the commit and
  * the sinks. Everything here runs on the shard's own thread.
  *
- * A batch's life: filled by the pipeline (shard.c) -> sealed here, pushed to the committer
+ * A batch's life: filled by the pipeline (steps.c) -> sealed here, pushed to the committer
  * -> committed (roo__shard_batch_committed: the routes it applied are durable here) ->
  * written to every sink -> returned (roo__shard_batch_returned: reset and reused).
  */

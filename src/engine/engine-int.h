@@ -67,7 +67,7 @@ typedef enum roo__stage_kind {
     ROO__STAGE_SINK,
 } roo__stage_kind;
 
-/* Runs the stage an emitter leads to (shard.c's step of the stage's kind, or the test driver's,
+/* Runs the stage an emitter leads to (steps.c's step of the stage's kind, or the test driver's,
  * or the timed one); roo_emit tail-calls it. */
 typedef int (*roo__step_fn)(struct roo_emitter *out, const void *msg, size_t len);
 
@@ -527,7 +527,7 @@ struct roo_emitter {
     uint32_t stage;        /* ... and its index */
     union {
         struct roo_test *test; /* the in-process test driver's (testdriver.c) */
-        struct roo__stageq *q; /* a queue emitter's (shard.c): stage's queue */
+        struct roo__stageq *q; /* a queue emitter's (steps.c): stage's queue */
     };
 };
 
@@ -535,7 +535,7 @@ struct roo_emitter {
 void roo__test_run(struct roo_test *t, uint32_t stage, const void *msg, size_t len);
 /* testdriver.c: the step of the test driver's emitters (out->test, out->stage). */
 int roo__test_step(struct roo_emitter *out, const void *msg, size_t len);
-/* shard.c: give every stage of app its step (called when an engine is created). */
+/* steps.c: give every stage of app its step (called when an engine is created). */
 void roo__shard_steps_init(roo_app *app);
 
 typedef struct roo__source_conn roo__source_conn;
@@ -549,10 +549,8 @@ typedef struct roo__source_counts {
 } roo__source_counts;
 
 /*
- * Messages queued for one stage while a read's frames run stage by stage (shard.c), one
- * after the other in data:
- *
- * runs of messages of one length, each run:
+ * Messages queued for one stage while a read's frames, or a peer's runs, go stage by stage
+ * (steps.c): in data, one run of messages of one length after the other, each run:
  *
  *   WORDS              DESCRIPTION
  *   1                  the length in bytes (low 32 bits) and the count n >= 1 (high 32 bits)
@@ -571,7 +569,7 @@ typedef struct roo__shard {
     unsigned idx;
     const roo__stage *stages;     /* eng->app->stages, one load closer for the hot path */
     roo__stageq *queues;          /* per stage: a read's messages waiting for it */
-    struct roo__pending *pending; /* messages gathered for a `_many` callback (shard.c) */
+    struct roo__pending *pending; /* messages gathered for a `_many` callback (steps.c) */
     uint32_t partitions;
     pthread_t thread;
     roo__loop *loop;

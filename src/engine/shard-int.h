@@ -1,5 +1,6 @@
-/* shard-int.h: what shard.c (a processing thread's loop and pipeline), batch.c (its batches)
- * and source.c (its source connections) share. Everything here runs on the shard's own thread. */
+/* shard-int.h: what shard.c (a processing thread's loop), steps.c (its pipeline steps),
+ * batch.c (its batches), source.c (its source connections) and partitions.c share.
+ * Everything here runs on the shard's own thread. */
 #ifndef ROO_SHARD_INT_H
 #define ROO_SHARD_INT_H
 
@@ -47,7 +48,7 @@ struct roo__source_conn {
     roo__buf wbuf;
 };
 
-/* ---- shard.c ---- */
+/* ---- steps.c ---- */
 
 /* Run stage si on a message (timed when sh->timing). */
 void roo__shard_run(roo__shard *sh, uint32_t si, const void *msg, size_t len);
@@ -61,11 +62,26 @@ static inline roo_emitter roo__shard_emitter_untimed(roo__shard *sh, uint32_t si
         roo_emitter){ .step = sh->stages[si].step, .sh = sh, .st = &sh->stages[si], .stage = si };
 }
 
-/* A read's frames stage by stage (shard.c): an emitter that queues for stage si, and the
+#define ROO__MANY_MAX 256 /* messages per call of a `_many` callback (steps.c) */
+
+/* Messages gathered for a `_many` callback (steps.c): a state step's, with their state
+ * objects, entries and answers, or a sink's. */
+typedef struct roo__pending {
+    const void *msgs[ROO__MANY_MAX];
+    size_t lens[ROO__MANY_MAX];
+    void *states[ROO__MANY_MAX];
+    roo__entry *entries[ROO__MANY_MAX];
+    int results[ROO__MANY_MAX];
+} roo__pending;
+
+/* A read's frames stage by stage (steps.c): an emitter that queues for stage si, and the
  * run of every queued message of stages si and after, in order. Drain before anything
  * else runs a step of this thread, so each stage keeps its messages' order. */
 roo_emitter roo__shard_queue_emitter(roo__shard *sh, uint32_t si);
 void roo__shard_drain(roo__shard *sh, uint32_t si);
+/* Queue n messages of len bytes, stride bytes apart from msgs, for stage si (a peer's run). */
+void roo__shard_enqueue(roo__shard *sh, uint32_t si, const void *msgs, size_t len, size_t stride,
+                        size_t n);
 
 /* An emitter to stage si: its step, or the timed one while a sampled message runs. */
 static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)

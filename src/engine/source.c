@@ -1,8 +1,8 @@
 /* source.c: a processing thread's source connections: reading and framing, the resumable
  * protocol's hello, welcome and acknowledgements, and forgetting idle streams.
  *
- * Runs on the shard's own thread (shard.c owns the loop, the pipeline and the batches; the
- * two share shard-int.h). A connection belongs to the thread io handed it to, for its life.
+ * Runs on the shard's own thread (shard.c owns the loop, steps.c the pipeline, batch.c the
+ * batches; they share shard-int.h). A connection belongs to the thread io handed it to, for its life.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -136,7 +136,7 @@ static int conn_process(roo__source_conn *c, const uint8_t *buf, size_t len, siz
     void *ctx = c->pipeline->source.ctx;
     uint64_t frames = 0, sample_at = sh->sample_left;
     const bool resumable = c->resumable;
-    /* A read's frames run stage by stage (shard.c) when its messages are plain bytes. */
+    /* A read's frames run stage by stage (steps.c) when its messages are plain bytes. */
     const bool queued = !sh->stages[c->first_stage].wire;
     roo_emitter emq = roo__shard_queue_emitter(sh, c->first_stage);
     /* In registers for the whole read: the decode callback could, for all the compiler
