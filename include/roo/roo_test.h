@@ -38,6 +38,12 @@
  *     (unsaved updates, unwritten output) is         bytes; uncommitted updates and output
  *     gone                                           are lost
  *
+ * An application's `_many` callbacks (roo.h) replace their one-message partners in the
+ * driver: decode_many gets every whole frame of one roo_test_push() call, compute_many and
+ * encode_many one message at a time (encode takes over where encode_many stops). To test
+ * the one-message callbacks too, build the application without its `_many` callbacks in a
+ * second driver (Alphabet's setup takes `--one-at-a-time` for that) and compare.
+ *
  * Everything runs on the calling thread, inside these calls. Callbacks' errors are counted
  * (roo_test_errors()) and logged to stderr as the worker logs them. A driver belongs to one
  * thread at a time; separate drivers are independent.

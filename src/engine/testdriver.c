@@ -11,7 +11,10 @@
  * since the last commit (serialize, else the raw bytes: the worker's records), and
  * roo_test_restart() rebuilds the live table from them as recovery does from LMDB.
  * Output waits in a pending buffer per sink until the commit, because the worker writes
- * nothing before the state it depends on is committed.
+ * nothing before the state it depends on is committed. An application's `_many` callbacks
+ * replace their one-message partners here: decode_many gets every whole frame of a push,
+ * compute_many and encode_many one message at a time (messages run through the whole
+ * pipeline as they are emitted), and encode takes over where encode_many stops.
  *
  * Thread rule: a driver is used by one thread at a time (the caller's); nothing locks.
  */
@@ -83,6 +86,14 @@ static void sink_stage(roo_test *t, const roo__stage *st, const void *msg, size_
 
     roo__buf_reserve(ob, 256);
     room = ob->cap - ob->len;
+    if (st->encode_many) {
+        size_t got = 0;
+        if (st->encode_many(&msg, &len, 1, ob->data + ob->len, room, &got, st->ctx) == 1 &&
+            got <= room) {
+            ob->len += got;
+            return;
+        }
+    }
     n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
     if (n >= 0 && (size_t)n > room) {
         roo__buf_reserve(ob, (size_t)n);
@@ -125,7 +136,13 @@ static void state_stage(roo_test *t, const roo__stage *st, const void *msg, size
         }
         e->flags |= ROO__ENTRY_READY;
     }
-    rc = st->state_compute(msg, len, roo__entry_state(e), &em, st->ctx);
+    if (st->state_compute_many) {
+        void *state = roo__entry_state(e);
+        rc = ROO_SAVE;
+        st->state_compute_many(&msg, &len, &state, 1, &rc, &em, st->ctx);
+    } else {
+        rc = st->state_compute(msg, len, roo__entry_state(e), &em, st->ctx);
+    }
     if (rc == ROO_SAVE && e->dirty_mark != t->commit_seq) {
         e->dirty_mark = t->commit_seq;
         if (t->ndirty == t->dirty_cap) {
@@ -234,6 +251,52 @@ void roo_test_destroy(roo_test *t)
 
 /* ---- input ---- */
 
+/* A framing error: logged like the worker, and the connection's rest dropped. */
+static int frame_error(source_state *s, const roo_pipeline *p, int rc, size_t payload_len)
+{
+    if (rc == ROO_EFRAMESIZE)
+        roo__log_warn("source '%s': a frame of %zu bytes is over the limit of %u; closing "
+                      "the connection",
+                      p->name, payload_len, ROO__FRAME_DEFAULT_MAX);
+    s->partial.len = 0; /* a new connection starts clean */
+    return rc;
+}
+
+/* roo_test_push with the source's decode_many: every whole frame of the push in one call. */
+static int push_many(roo_test *t, source_state *s, const roo_pipeline *p, roo_emitter *em)
+{
+    roo_frame *frames = NULL;
+    size_t n = 0, cap = 0, off = 0, done;
+    roo__frame fr;
+    int rc;
+
+    while ((rc = roo__framer_next(&s->framer, s->partial.data + off, s->partial.len - off, &fr)) ==
+           ROO__FRAME_OK) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            frames = roo__xrealloc(frames, cap * sizeof(*frames));
+        }
+        frames[n++] = (roo_frame){ s->partial.data + off + fr.payload_off, fr.payload_len };
+        off += fr.frame_len;
+    }
+    done = n ? p->source.decode_many(frames, n, em, p->source.ctx) : 0;
+    if (done < n) {
+        t->errors++;
+        roo__log_warn("source '%s': decoder rejected a %zu-byte payload: %s; closing the "
+                      "connection",
+                      p->name, frames[done].len, roo_strerror(ROO_EDECODE));
+        free(frames);
+        s->partial.len = 0;
+        return ROO_EDECODE;
+    }
+    free(frames);
+    if (rc < 0)
+        return frame_error(s, p, rc, fr.payload_len);
+    memmove(s->partial.data, s->partial.data + off, s->partial.len - off);
+    s->partial.len -= off;
+    return 0;
+}
+
 int roo_test_push(roo_test *t, unsigned source, const void *bytes, size_t len)
 {
     source_state *s;
@@ -250,6 +313,8 @@ int roo_test_push(roo_test *t, unsigned source, const void *bytes, size_t len)
     em = (roo_emitter){ .step = roo__test_step, .stage = p->first_stage, .test = t };
     if (len)
         roo__buf_append(&s->partial, bytes, len);
+    if (p->source.decode_many)
+        return push_many(t, s, p, &em);
     while ((rc = roo__framer_next(&s->framer, s->partial.data + off, s->partial.len - off, &fr)) ==
            ROO__FRAME_OK) {
         int drc = p->source.decode(s->partial.data + off + fr.payload_off, fr.payload_len, &em,
@@ -264,14 +329,8 @@ int roo_test_push(roo_test *t, unsigned source, const void *bytes, size_t len)
         }
         off += fr.frame_len;
     }
-    if (rc < 0) {
-        if (rc == ROO_EFRAMESIZE)
-            roo__log_warn("source '%s': a frame of %zu bytes is over the limit of %u; closing "
-                          "the connection",
-                          p->name, fr.payload_len, ROO__FRAME_DEFAULT_MAX);
-        s->partial.len = 0; /* a new connection starts clean */
-        return rc;
-    }
+    if (rc < 0)
+        return frame_error(s, p, rc, fr.payload_len);
     memmove(s->partial.data, s->partial.data + off, s->partial.len - off);
     s->partial.len -= off;
     return 0;

@@ -177,6 +177,67 @@ END_TEST
 
 /* ---- a state that owns memory: the words seen for a key, serialized as text ---- */
 
+/* The driver calls Alphabet's `_many` callbacks (decode_many with every whole frame of a
+ * push) or, with `-- --one-at-a-time`, the one-message ones: the outputs must be the same
+ * bytes, and a malformed frame in the middle of a push keeps the frames before it. */
+START_TEST(many_callbacks_and_one_at_a_time_give_the_same_output)
+{
+    char *many_argv[] = { "alphabet", NULL };
+    char *one_argv[] = { "alphabet", "--one-at-a-time", NULL };
+    uint8_t in[3000 * 9];
+    const uint8_t *out;
+    size_t out_len;
+    uint8_t *first;
+    roo_test *many, *one;
+
+    srand(11);
+    for (size_t i = 0; i < 3000; i++) {
+        uint32_t votes = (uint32_t)rand();
+        uint8_t *f = in + 9 * i;
+        f[0] = f[1] = f[2] = 0;
+        f[3] = 5;
+        f[4] = (uint8_t)('a' + rand() % 26);
+        f[5] = (uint8_t)(votes >> 24);
+        f[6] = (uint8_t)(votes >> 16);
+        f[7] = (uint8_t)(votes >> 8);
+        f[8] = (uint8_t)votes;
+    }
+    ck_assert_int_eq(roo_test_create(setup, 1, many_argv, &many), 0);
+    ck_assert_int_eq(roo_test_create(setup, 2, one_argv, &one), 0);
+    /* In pieces that cut frames: the partial frame waits for its rest either way. */
+    for (size_t off = 0; off < sizeof(in); off += 1000) {
+        size_t n = sizeof(in) - off < 1000 ? sizeof(in) - off : 1000;
+        ck_assert_int_eq(roo_test_push(many, 0, in + off, n), 0);
+        ck_assert_int_eq(roo_test_push(one, 0, in + off, n), 0);
+    }
+    ck_assert_int_eq(roo_test_commit(many), 0);
+    ck_assert_int_eq(roo_test_commit(one), 0);
+    ck_assert_int_eq(roo_test_take_output(many, 0, &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, 3000 * 13);
+    first = malloc(out_len);
+    memcpy(first, out, out_len);
+    ck_assert_int_eq(roo_test_take_output(one, 0, &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, 3000 * 13);
+    ck_assert_mem_eq(first, out, out_len);
+    free(first);
+
+    /* 4 good frames, a 7-byte one, 1 good frame: one push, one decode_many call. */
+    {
+        uint8_t bad[6 * 9 + 2];
+        memcpy(bad, in, 4 * 9);
+        memcpy(bad + 4 * 9, "\0\0\0\7abcdefg", 11);
+        memcpy(bad + 4 * 9 + 11, in + 9, 9);
+        ck_assert_int_eq(roo_test_push(many, 0, bad, 4 * 9 + 11 + 9), ROO_EDECODE);
+        ck_assert_uint_eq(roo_test_errors(many), 1);
+        ck_assert_int_eq(roo_test_commit(many), 0);
+        ck_assert_int_eq(roo_test_take_output(many, 0, &out, &out_len), 0);
+        ck_assert_uint_eq(out_len, 4 * 13);
+    }
+    roo_test_destroy(many);
+    roo_test_destroy(one);
+}
+END_TEST
+
 static int finished;
 
 typedef struct words {
@@ -392,6 +453,7 @@ static Suite *testdriver_suite(void)
     tcase_add_test(tc, output_leaves_only_at_a_commit);
     tcase_add_test(tc, restart_keeps_what_was_committed_and_nothing_else);
     tcase_add_test(tc, a_bad_frame_closes_its_connection_and_keeps_what_came_before);
+    tcase_add_test(tc, many_callbacks_and_one_at_a_time_give_the_same_output);
     tcase_add_test(tc, owned_state_goes_through_serialize_and_deserialize_on_restart);
     tcase_add_test(tc, an_incomplete_application_is_refused);
     tcase_add_test(tc, to_sinks_sends_every_output_to_each_sink);
