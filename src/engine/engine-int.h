@@ -535,6 +535,9 @@ struct roo_emitter {
 void roo__test_run(struct roo_test *t, uint32_t stage, const void *msg, size_t len);
 /* testdriver.c: the step of the test driver's emitters (out->test, out->stage). */
 int roo__test_step(struct roo_emitter *out, const void *msg, size_t len);
+/* steps.c: encode msg with sink stage st at the end of ob, growing ob once if the encoder
+ * asks for more room; the bytes added, or a negative code (nothing added). */
+int roo__sink_encode(const roo__stage *st, roo__buf *ob, const void *msg, size_t len);
 /* steps.c: give every stage of app its step (called when an engine is created). */
 void roo__shard_steps_init(roo_app *app);
 

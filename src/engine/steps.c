@@ -42,10 +42,8 @@ int roo_emit(roo_emitter *out, const void *msg, size_t len)
 }
 
 /* The rest of a sink step: a bigger buffer, a failed encode, the next sink of a fan-out. */
-static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage *st,
-                                               const void *msg, size_t len)
+int roo__sink_encode(const roo__stage *st, roo__buf *ob, const void *msg, size_t len)
 {
-    roo__buf *ob = &sh->cur->out[st->sink_idx];
     size_t room;
     int n;
 
@@ -57,14 +55,22 @@ static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage 
         room = ob->cap - ob->len;
         n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
         if (n >= 0 && (size_t)n > room)
-            n = ROO_ECALLBACK;
+            n = ROO_ECALLBACK; /* it asked for more room twice */
     }
-    if (n < 0) {
-        roo__shard_callback_error(sh, st, "encode", n);
-    } else {
+    if (n >= 0)
         ob->len += (size_t)n;
+    return n;
+}
+
+static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage *st,
+                                               const void *msg, size_t len)
+{
+    int n = roo__sink_encode(st, &sh->cur->out[st->sink_idx], msg, len);
+
+    if (n < 0)
+        roo__shard_callback_error(sh, st, "encode", n);
+    else
         sh->cur->sink_nout[st->sink_idx]++; /* summed into nout when sealed */
-    }
     if (st->next != UINT32_MAX)
         roo__shard_run(sh, st->next, msg, len); /* roo_pipeline_to_sinks: the next sink */
     return 0;

@@ -94,19 +94,9 @@ static void sink_stage(roo_test *t, const roo__stage *st, const void *msg, size_
             return;
         }
     }
-    n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
-    if (n >= 0 && (size_t)n > room) {
-        roo__buf_reserve(ob, (size_t)n);
-        room = ob->cap - ob->len;
-        n = st->encode(msg, len, ob->data + ob->len, room, st->ctx);
-        if (n >= 0 && (size_t)n > room)
-            n = ROO_ECALLBACK; /* it asked for more room twice */
-    }
-    if (n < 0) {
+    n = roo__sink_encode(st, ob, msg, len);
+    if (n < 0)
         count_error(t, st, "encode", n);
-        return;
-    }
-    ob->len += (size_t)n;
 }
 
 static void state_stage(roo_test *t, const roo__stage *st, const void *msg, size_t len)
