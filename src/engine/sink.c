@@ -698,6 +698,8 @@ void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret
 
 void roo__sinks_init(roo__engine *e)
 {
+    size_t buffers = roo__tcp_buffers_max();
+
     e->nsinks = e->app->nsinks;
     e->sinks = roo__xcalloc(e->nsinks, sizeof(roo__sink));
     /* io's count until it has queued the output recovered from the outbox (roo__io_main). */
@@ -712,6 +714,18 @@ void roo__sinks_init(roo__engine *e)
         roo__backoff_init(&s->retry, sink_on_retry, s);
         roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
         s->ring_cap = e->cfg.sink_replay_bytes;
+        /* Kept output must cover what a dead sink may not have read: everything the
+         * connection's buffers hold (a sink on this host can buffer up to tcp_rmem's
+         * maximum, 32 MiB on the project's machine, more than the default). */
+        if (s->ring_cap && s->ring_cap < buffers) {
+            char b1[32], b2[32];
+            roo__log_debug("sink %s: keeping the last %s written to resend after a broken "
+                           "connection: --sink-replay %s is less than this host's TCP "
+                           "buffers hold",
+                           s->addr_str, roo__fmt_bytes(buffers, b1, sizeof(b1)),
+                           roo__fmt_bytes(s->ring_cap, b2, sizeof(b2)));
+            s->ring_cap = buffers;
+        }
     }
 }
 

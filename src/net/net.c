@@ -107,6 +107,25 @@ const char *roo__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap)
     return buf;
 }
 
+/* The third field (the maximum) of a /proc/sys/net/ipv4/tcp_*mem line, 0 if unreadable. */
+static size_t tcp_mem_max(const char *path)
+{
+    unsigned long long lo, def, max;
+    FILE *f = fopen(path, "r");
+    int n;
+
+    if (!f)
+        return 0;
+    n = fscanf(f, "%llu %llu %llu", &lo, &def, &max);
+    fclose(f);
+    return n == 3 && max <= SIZE_MAX / 4 ? (size_t)max : 0;
+}
+
+size_t roo__tcp_buffers_max(void)
+{
+    return tcp_mem_max("/proc/sys/net/ipv4/tcp_rmem") + tcp_mem_max("/proc/sys/net/ipv4/tcp_wmem");
+}
+
 int roo__set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);

@@ -53,6 +53,11 @@ int roo__tcp_connect_start(const roo__addr *a, int *ret_fd);
 /* After EPOLLOUT on a connecting socket: 0 if connected, else the negative errno. */
 int roo__tcp_connect_result(int fd);
 
+/* The most bytes one TCP connection on this host can hold in its buffers: the maxima of
+ * the send and the receive buffer (net.ipv4.tcp_wmem + tcp_rmem); 0 if /proc says nothing.
+ * A peer that dies may not have read that much of what was sent to it. */
+size_t roo__tcp_buffers_max(void);
+
 /* Accept one connection as non-blocking, close-on-exec; -EAGAIN when none is pending. */
 int roo__tcp_accept(int lfd, int *ret_fd, char *peer, size_t peer_cap);
 
