@@ -17,9 +17,11 @@ start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/all.json" 
     --votes "$T/all.bin" --expect 250000 --output "$T/out.bin" --timeout 100 --quiet
 wait_log recv 'listening on' 10
 
-alphabet_worker w0 "$IN" "$OUT" "$T/w0"
+MP=$(free_port)
+alphabet_worker w0 "$IN" "$OUT" "$T/w0" --metrics "127.0.0.1:$MP"
 "$SENDER" --host "127.0.0.1:$IN" --file "$T/v1.bin" --quiet
 wait_file_size "$T/out.bin" $((200000 * 13)) 60
+wait_outbox_empty "$MP" 30 || fail "the worker kept output in its outbox after the sink took it"
 log "200,000 outputs received; kill -9 the worker"
 kill9 w0
 

@@ -178,6 +178,25 @@ alphabet_worker() {
     wait_log "$name" 'ready:' 20
 }
 
+# wait_outbox_empty PORT SECS: wait until the worker serving --metrics on PORT keeps no
+# committed output in its outbox (the sinks took it all and its deletion is committed), so
+# that a kill -9 now resends nothing and a sink sees every output exactly once. (Killed
+# earlier, a worker may send its last commit's output again: an allowed repeat.)
+wait_outbox_empty() {
+    local port=$1 deadline=$((SECONDS + $2)) v
+    if ! command -v curl >/dev/null; then
+        sleep 1 # no way to look: give the deletion's commit time
+        return 0
+    fi
+    while ((SECONDS < deadline)); do
+        v=$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" |
+            awk '/^roo_outbox_bytes[{ ]/ { print $NF }')
+        [[ $v == 0 ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # Count records in a framed file.
 framed_count() { echo $(($(stat -c %s "$1") / ${2:-13})); }
 

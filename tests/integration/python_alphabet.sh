@@ -39,9 +39,11 @@ cat "$T/v1.bin" "$T/v2.bin" >"$T/all.bin"
 start recv2 "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/all.json" \
     --votes "$T/all.bin" --expect 250000 --output "$T/out.bin" --timeout 150 --quiet
 wait_log recv2 'listening on' 10
-py_worker w1 "$PYEX" alphabet "$IN" "$OUT" "$T/w1"
+MP=$(free_port)
+py_worker w1 "$PYEX" alphabet "$IN" "$OUT" "$T/w1" --metrics "127.0.0.1:$MP"
 "$SENDER" --host "127.0.0.1:$IN" --file "$T/v1.bin" --quiet
 wait_file_size "$T/out.bin" $((200000 * 13)) 120
+wait_outbox_empty "$MP" 30 || fail "the worker kept output in its outbox after the sink took it"
 log "200,000 outputs received; kill -9 the worker"
 kill9 w1
 py_worker w1b "$PYEX" alphabet "$IN" "$OUT" "$T/w1"
