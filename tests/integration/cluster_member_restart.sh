@@ -15,11 +15,16 @@ cat "$T/p0.bin" "$T/p1.bin" "$T/p2.bin" >"$T/all.bin"
 start recv "$RECEIVER" --listen "127.0.0.1:$OUT" --alphabet-check "$T/all.json" \
     --votes "$T/all.bin" --expect 600000 --output "$T/out.bin" --timeout 150 --quiet
 wait_log recv 'listening on' 10
-for i in 0 1 2; do run_worker "$i" "w$i"; done
+MP=()
+for i in 0 1 2; do
+    MP[i]=$(free_port)
+    run_worker "$i" "w$i" --metrics "127.0.0.1:${MP[i]}"
+done
 cluster_ready w0 w1 w2
 
 "$SENDER" --host "127.0.0.1:${CL_IN[0]}" --file "$T/p0.bin" --quiet
 wait_file_size "$T/out.bin" $((200000 * 13)) 60
+wait_outbox_empty "${MP[2]}" 30 || fail "worker2 kept output in its outbox after the sink took it"
 kill9 w2
 log "worker2 killed; restarting it"
 run_worker 2 w2b
@@ -29,6 +34,7 @@ grep -q "rejoining cluster" "$T/w2b.log" || fail "worker2 did not rejoin from it
 wait_file_size "$T/out.bin" $((400000 * 13)) 60
 pass "worker2 restarted after kill -9: 400,000 outputs exact so far"
 
+wait_outbox_empty "${MP[0]}" 30 || fail "the initializer kept output in its outbox"
 kill9 w0
 log "initializer killed; restarting it"
 run_worker 0 w0b
