@@ -85,6 +85,10 @@ wallaroo_worker "$other" "a${other}b" alphabet
 wait_log "a${other}b" 'ready: application' 30
 "$SENDER" --host "127.0.0.1:${CL_IN[$other]}" --file "$T/r2.bin" --quiet
 wait_file_size "$T/out.bin" $((401000 * 13)) 90
+# The holder writes the outputs: once its outbox is empty, a kill -9 repeats none of them.
+mport=$(grep -o 'metrics: serving http://[0-9.]*:[0-9]*' "$T/a$holder.log" | head -1 | sed 's/.*://')
+[ -n "$mport" ] || fail "worker $holder did not say where it serves metrics"
+wait_outbox_empty "$mport" 30 || fail "worker $holder kept output in its outbox after the sink took it"
 kill9 "a$holder"
 wallaroo_worker "$holder" "a${holder}b" alphabet
 wait_log "a${holder}b" 'ready: application' 30
