@@ -572,7 +572,7 @@ typedef struct roo__shard {
     unsigned idx;
     const roo__stage *stages;     /* eng->app->stages, one load closer for the hot path */
     roo__stageq *queues;          /* per stage: a read's messages waiting for it */
-    struct roo__pending *pending; /* messages gathered for a `_many` callback (steps.c) */
+    struct roo__pending *pending; /* per stage: messages gathered for its `_many` callback */
     uint32_t partitions;
     pthread_t thread;
     roo__loop *loop;

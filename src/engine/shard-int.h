@@ -64,8 +64,9 @@ static inline roo_emitter roo__shard_emitter_untimed(roo__shard *sh, uint32_t si
 
 #define ROO__MANY_MAX 256 /* messages per call of a `_many` callback (steps.c) */
 
-/* Messages gathered for a `_many` callback (steps.c): a state step's, with their state
- * objects, entries and answers, or a sink's. */
+/* Messages gathered for a stage's `_many` callback (steps.c): a state step's, with their
+ * state objects, entries and answers, or a sink's. One per stage: while a stage's callback
+ * runs, a full queue downstream drains the later stages, whose loops gather in their own. */
 typedef struct roo__pending {
     const void *msgs[ROO__MANY_MAX];
     size_t lens[ROO__MANY_MAX];

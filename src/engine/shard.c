@@ -349,7 +349,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     sh->queues = roo__xcalloc(e->app->nstages, sizeof(*sh->queues));
     for (size_t i = 0; i < e->app->nstages; i++)
         sh->queues[i].data = roo__xcalloc(ROO__STAGEQ_WORDS, sizeof(uint64_t));
-    sh->pending = roo__xcalloc(1, sizeof(*sh->pending));
+    sh->pending = roo__xcalloc(e->app->nstages, sizeof(*sh->pending));
     sh->lat_cur = UINT32_MAX;
     sh->sample_left = 0; /* the first message is timed, so even a short run shows its steps */
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,

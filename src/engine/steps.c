@@ -591,7 +591,7 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
     roo_key_fn key_fn = st->key;
     void *ctx = st->ctx;
     uint8_t key[ROO_KEY_MAX];
-    roo__pending *p = sh->pending;
+    roo__pending *p = &sh->pending[si];
     const uint64_t *msg;
     size_t len, n = 0;
 
@@ -709,7 +709,7 @@ static void sink_many_run(roo__shard *sh, const roo__stage *st, const void *cons
 static void sink_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
 {
     const roo__stage *st = &sh->stages[si];
-    roo__pending *p = sh->pending; /* its msgs and lens */
+    roo__pending *p = &sh->pending[si]; /* its msgs and lens */
     const uint64_t *msg;
     size_t len, n = 0;
 
@@ -772,35 +772,45 @@ static __attribute__((noinline)) int queue_full(roo_emitter *out, const void *ms
     return queue_step(out, msg, len);
 }
 
-/* A message of the same length as the last one joins its run; an empty one never does
- * (a run's words bound its count). */
+/*
+ * Make room for k messages of len bytes at the end of q and return where they go: in the
+ * last run when it has their length, else after a new run's header. An empty message
+ * never joins a run (a run's words bound its count). The caller checked that 1 + k words
+ * per message fit.
+ */
+static inline uint64_t *queue_append(roo__stageq *q, size_t len, size_t k)
+{
+    size_t w = q->words;
+
+    if (q->last == 0 || len == 0 || (uint32_t)q->data[q->last - 1] != len) {
+        q->data[w++] = len;
+        q->last = (uint32_t)w;
+    }
+    q->data[q->last - 1] += (uint64_t)k << 32;
+    q->words = (uint32_t)(w + k * ((len + 7) >> 3));
+    return q->data + w;
+}
+
 static int queue_step(roo_emitter *out, const void *msg, size_t len)
 {
     roo__stageq *q = out->q;
-    size_t w = q->words, nw = (len + 7) >> 3;
+    size_t nw = (len + 7) >> 3;
     uint64_t *d;
 
-    if (ROO__UNLIKELY(w + 1 + nw > ROO__STAGEQ_WORDS))
+    if (ROO__UNLIKELY(q->words + 1 + nw > ROO__STAGEQ_WORDS))
         return queue_full(out, msg, len);
-    if (q->last != 0 && (uint32_t)q->data[q->last - 1] == len && len != 0) {
-        q->data[q->last - 1] += (uint64_t)1 << 32;
-    } else {
-        q->data[w++] = len | (uint64_t)1 << 32;
-        q->last = (uint32_t)w;
-    }
-    d = q->data + w;
+    d = queue_append(q, len, 1);
     if (ROO__LIKELY((len & 7) == 0 && len <= 32)) /* whole words, no call to memcpy */
         for (size_t i = 0; i < nw; i++)
             memcpy(d + i, (const uint8_t *)msg + 8 * i, 8);
     else
         memcpy(d, msg, len);
-    q->words = (uint32_t)(w + nw);
     return 0;
 }
 
-/* n messages of size bytes, stride bytes apart from msgs, into a queue: as many as fit in
- * one run, copied at once when they lie as they will in the queue; then what waits runs,
- * and the rest follows. (roo_emit_many, and the runs of a peer's route buffer.) */
+/* n messages of size bytes, stride bytes apart from msgs, into a queue: as many as fit,
+ * copied at once when they lie as they will in the queue; then what waits runs, and the
+ * rest follows. (roo_emit_many, and the runs of a peer's route buffer.) */
 static void queue_many(roo_emitter *out, const uint8_t *msgs, size_t size, size_t stride, size_t n)
 {
     roo__stageq *q = out->q;
@@ -812,29 +822,21 @@ static void queue_many(roo_emitter *out, const uint8_t *msgs, size_t size, size_
         return;
     }
     while (n > 0) {
-        size_t w = q->words;
-        bool join = q->last != 0 && (uint32_t)q->data[q->last - 1] == size;
-        size_t room = ROO__STAGEQ_WORDS - w, k;
+        size_t room = ROO__STAGEQ_WORDS - q->words; /* one word of it for a run header */
+        size_t k = room > 1 ? ROO__MIN((room - 1) / nw, n) : 0;
+        uint64_t *d;
 
-        if (!join)
-            room = room > 0 ? room - 1 : 0;
-        k = room / nw < n ? room / nw : n;
         if (k == 0) {
             roo__shard_drain(out->sh, out->stage);
             continue;
         }
-        if (!join) {
-            q->data[w++] = size;
-            q->last = (uint32_t)w;
-        }
+        d = queue_append(q, size, k);
         if (stride == nw * 8) {
-            memcpy(q->data + w, msgs, (k - 1) * stride + size);
+            memcpy(d, msgs, (k - 1) * stride + size);
         } else {
             for (size_t i = 0; i < k; i++)
-                memcpy(q->data + w + i * nw, msgs + i * stride, size);
+                memcpy(d + i * nw, msgs + i * stride, size);
         }
-        q->data[q->last - 1] += (uint64_t)k << 32;
-        q->words = (uint32_t)(w + k * nw);
         msgs += k * stride;
         n -= k;
     }
