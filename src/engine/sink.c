@@ -141,6 +141,30 @@ static void fifo_push(roo__sink *s, roo__batch *b)
 
 /* ---- replay (lock held) ---- */
 
+/* An empty buffer with room for want bytes: the biggest spare, or a new buffer when even
+ * that one is smaller (it is freed then, so that small spares do not stay for good). */
+static roo__buf spare_take(roo__sink *s, size_t want)
+{
+    roo__buf b = { 0 };
+    size_t best = 0;
+
+    for (size_t i = 1; i < s->spare.len; i++)
+        if (roo__ring_at(&s->spare, i).cap > roo__ring_at(&s->spare, best).cap)
+            best = i;
+    if (s->spare.len) {
+        b = roo__ring_at(&s->spare, best);
+        roo__ring_at(&s->spare, best) = roo__ring_at(&s->spare, 0);
+        roo__ring_pop(&s->spare);
+        b.len = 0;
+        if (b.cap >= want)
+            return b;
+        roo__buf_finish(&b);
+    }
+    b.data = roo__xmalloc(want);
+    b.cap = want;
+    return b;
+}
+
 /*
  * The batch whose output buffer ob was just written to its end (its last byte is the
  * stream's `written`): keep its bytes, by taking the buffer (the batch gets a spare) or by
@@ -152,16 +176,15 @@ static void replay_keep(roo__sink *s, roo__buf *ob)
     uint64_t oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
 
     if (ob->len >= SEG_SWAP_MIN) {
-        roo__buf fresh = { 0 };
+        size_t want = ob->len + ob->len / 2;
         /* Kept at most twice its bytes: what is held stays bounded by what is kept. */
         roo__buf_shrink(ob, 2 * ob->len);
         roo__ring_push(&s->segs, (replay_seg){ start, *ob, false });
-        if (s->spare.len) {
-            fresh = roo__ring_at(&s->spare, 0);
-            roo__ring_pop(&s->spare);
-            fresh.len = 0;
-        }
-        *ob = fresh;
+        /* The batch goes home with room for about as much output as it brought: the
+         * biggest spare if it has that room, else a new buffer. Growing from a small one
+         * by doubling would copy everything encoded so far each time, into pages touched
+         * for the first time (a tenth of a cluster's time went to these copies and faults). */
+        *ob = spare_take(s, want);
     } else {
         replay_seg *last = s->segs.len ? &roo__ring_last(&s->segs) : NULL;
         if (!last || !last->chunk || last->start + last->buf.len != start ||

@@ -65,7 +65,14 @@ int roo__sink_encode(const roo__stage *st, roo__buf *ob, const void *msg, size_t
 static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage *st,
                                                const void *msg, size_t len)
 {
-    int n = roo__sink_encode(st, &sh->cur->out[st->sink_idx], msg, len);
+    roo__buf *ob = &sh->cur->out[st->sink_idx];
+    int n;
+
+    /* Out of room: grow once to about what the last batches wrote, not by doubling, each
+     * time a copy of everything so far into pages touched for the first time. */
+    if (ob->cap - ob->len < 256 && ob->cap < sh->out_hint)
+        roo__buf_reserve(ob, sh->out_hint + sh->out_hint / 4 - ob->len);
+    n = roo__sink_encode(st, ob, msg, len);
 
     if (n < 0)
         roo__shard_callback_error(sh, st, "encode", n);
@@ -103,9 +110,11 @@ static int sink_step(roo_emitter *out, const void *msg, size_t len)
 /*
  * Copy a message's len bytes into a route record, whose room is len rounded up to 8 bytes,
  * by words when it is short (most are): no call to memcpy for a few bytes. The padding
- * after the message is zeroed: no stale bytes go on the wire.
+ * after the message is zeroed: no stale bytes go on the wire. in_slot: msg lies in a stage
+ * queue, whose slots are whole words, so its last word may be read whole and masked.
  */
-static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
+static inline __attribute__((always_inline)) void route_copy(uint8_t *dst, const void *msg,
+                                                             size_t len, bool in_slot)
 {
     const uint8_t *src = msg;
     size_t i = 0;
@@ -117,6 +126,17 @@ static inline void route_copy(uint8_t *dst, const void *msg, size_t len)
     }
     for (; i + 8 <= len; i += 8)
         memcpy(dst + i, src + i, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (in_slot && i < len) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w &= ~0ull >> (64 - 8 * (len - i));
+        memcpy(dst + i, &w, 8);
+        return;
+    }
+#else
+    (void)in_slot;
+#endif
     if (i < len) {
         uint8_t w[8] = { 0 };
         for (size_t j = 0; i + j < len; j++)
@@ -216,7 +236,8 @@ static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route
  * else as a record of its own.
  */
 static inline __attribute__((always_inline)) void
-route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len)
+route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len,
+             bool in_slot)
 {
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;
@@ -231,7 +252,7 @@ route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const vo
     p = roo__buf_reserve(&r->data, rec);
     if (dest >= sh->eng->nshards)
         sh->remote_bytes += rec;
-    route_copy(p, msg, len);
+    route_copy(p, msg, len, in_slot);
     r->data.len += rec;
     r->nmsgs++;
     /* The run's count, in its header: the buffer is whole after every append. */
@@ -257,7 +278,7 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         sh->route_out[dest] = r;
     }
     if (!id && si < ROO__ROUTE_RUN)
-        route_append(sh, r, dest, si, msg, len);
+        route_append(sh, r, dest, si, msg, len, false);
     else
         route_record(sh, r, dest, si, msg, len, id);
 }
@@ -385,12 +406,13 @@ static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo_
  * slot is returned: no hash, no owner check, no lookup), or that another thread or worker
  * keeps (the message is routed, *ret_routed set). Otherwise NULL, with the key's word and
  * slot in *ret_key8 and *ret_r for state_stage_full. (A slot holds an entry only under the
- * partition table it was cached with: take_table clears the cache.)
+ * partition table it was cached with: take_table clears the cache.) in_slot: msg lies in a
+ * stage queue (route_copy).
  */
 static inline __attribute__((always_inline)) const roo__recent *
 state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len,
            const uint8_t *key, int kl, uint64_t *ret_key8, const roo__recent **ret_r,
-           bool *ret_routed)
+           bool *ret_routed, bool in_slot)
 {
     const roo__recent *r;
     uint64_t key8;
@@ -413,7 +435,7 @@ state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, s
     if (ROO__LIKELY(owner != sh->idx)) {
         roo__route *rt = sh->route_out[owner];
         if (ROO__LIKELY(rt != NULL && st->wire == NULL))
-            route_append(sh, rt, owner, si, msg, len);
+            route_append(sh, rt, owner, si, msg, len, in_slot);
         else
             roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
         *ret_routed = true;
@@ -434,7 +456,7 @@ static inline __attribute__((always_inline)) void state_keyed(roo__shard *sh, co
     bool routed;
     int rc;
 
-    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed);
+    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, false);
     if (ROO__LIKELY(hit != NULL)) {
         if (qem) {
             rc = st->state_compute(msg, len, hit->state, qem, st->ctx);
@@ -602,7 +624,7 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
         uint64_t key8;
         bool routed;
 
-        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed);
+        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, true);
         if (ROO__LIKELY(hit != NULL)) {
             p->msgs[n] = msg;
             p->lens[n] = len;
