@@ -72,7 +72,7 @@ typedef struct roo__pending {
     size_t lens[ROO__MANY_MAX];
     void *states[ROO__MANY_MAX];
     roo__entry *entries[ROO__MANY_MAX];
-    int results[ROO__MANY_MAX];
+    int results[ROO__MANY_MAX]; /* ROO_SAVE between calls (the answer a callback leaves) */
 } roo__pending;
 
 /* A read's frames stage by stage (steps.c): an emitter that queues for stage si, and the

@@ -350,6 +350,9 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     for (size_t i = 0; i < e->app->nstages; i++)
         sh->queues[i].data = roo__xcalloc(ROO__STAGEQ_WORDS, sizeof(uint64_t));
     sh->pending = roo__xcalloc(e->app->nstages, sizeof(*sh->pending));
+    for (size_t i = 0; i < e->app->nstages; i++)
+        for (size_t j = 0; j < ROO__MANY_MAX; j++)
+            sh->pending[i].results[j] = ROO_SAVE;
     sh->lat_cur = UINT32_MAX;
     sh->sample_left = 0; /* the first message is timed, so even a short run shows its steps */
     sh->serialize_errors = roo__xcalloc(e->app->nstate_types ? e->app->nstate_types : 1,

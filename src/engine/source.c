@@ -95,12 +95,14 @@ static bool fast_many(roo__source_conn *c, roo__source_counts *counts, const uin
     for (;;) {
         int rc = ROO__FRAME_OK;
         size_t k = 0;
+        /* frames before the next sampled one (sample_at >= frames: it stops this loop) */
+        const size_t lim = (size_t)ROO__MIN((uint64_t)FRAMES_MAX, sample_at - frames);
 
-        while (k < FRAMES_MAX && frames + k != sample_at) {
+        while (k < lim) {
             rc = roo__framer_next_be32(max_frame, buf + off, len - off, &fr);
             if (rc != ROO__FRAME_OK)
                 break;
-            frs[k].payload = buf + off + fr.payload_off;
+            frs[k].payload = buf + off + 4;
             frs[k].len = fr.payload_len;
             off += fr.frame_len;
             k++;

@@ -407,12 +407,15 @@ static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo_
  * keeps (the message is routed, *ret_routed set). Otherwise NULL, with the key's word and
  * slot in *ret_key8 and *ret_r for state_stage_full. (A slot holds an entry only under the
  * partition table it was cached with: take_table clears the cache.) in_slot: msg lies in a
- * stage queue (route_copy).
+ * stage queue (route_copy). in_loop: the caller (state_loop_many) runs a whole queue, and has
+ * seen that no move holds messages and that they have no identities, which cannot change
+ * while it runs; sh->routed, which only a hold reads, is then left to it.
  */
 static inline __attribute__((always_inline)) const roo__recent *
 state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len,
            const uint8_t *key, int kl, uint64_t *ret_key8, const roo__recent **ret_r,
-           bool *ret_routed, bool in_slot)
+           bool *ret_routed, bool in_slot, bool in_loop, roo__table *table, uint64_t mix,
+           uint64_t tag0)
 {
     const roo__recent *r;
     uint64_t key8;
@@ -421,12 +424,17 @@ state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, s
     if (ROO__UNLIKELY((unsigned)kl > 8))
         return NULL;
     key8 = roo__key8(key, (size_t)kl);
-    r = roo__table_recent(sh->table, st->state_id, key8, (size_t)kl);
+    r = roo__table_recent_in(table, mix, tag0, key8, (size_t)kl);
     *ret_key8 = key8;
     *ret_r = r;
-    if (ROO__UNLIKELY(r == NULL || (sh->hold_epoch | sh->id.stream)))
-        return NULL;
-    sh->routed = false;
+    if (in_loop) {
+        if (ROO__UNLIKELY(r == NULL))
+            return NULL;
+    } else {
+        if (ROO__UNLIKELY(r == NULL || (sh->hold_epoch | sh->id.stream)))
+            return NULL;
+        sh->routed = false;
+    }
     if (ROO__LIKELY(r->e != NULL))
         return r;
     /* A key another thread or worker keeps, met before: off it goes. */
@@ -456,7 +464,8 @@ static inline __attribute__((always_inline)) void state_keyed(roo__shard *sh, co
     bool routed;
     int rc;
 
-    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, false);
+    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, false, false, sh->table,
+                     (uint64_t)st->state_id << 56, ROO__RECENT_TAG(0, st->state_id));
     if (ROO__LIKELY(hit != NULL)) {
         if (qem) {
             rc = st->state_compute(msg, len, hit->state, qem, st->ctx);
@@ -582,12 +591,22 @@ static inline roo_emitter queue_emitter(roo__shard *sh, uint32_t si)
 static void pending_run(roo__shard *sh, const roo__stage *st, roo__pending *p, size_t n,
                         roo_emitter *em)
 {
+    const uint64_t seq = sh->batch_seq; /* batches are sealed between reads, never in here */
+
     if (n == 0)
         return;
     sh->routed = false;
+    /* results[] holds ROO_SAVE, the safe answer, wherever the callback leaves it */
     st->state_compute_many(p->msgs, p->lens, p->states, n, p->results, em, st->ctx);
-    for (size_t i = 0; i < n; i++)
-        state_done(sh, st, p->entries[i], p->results[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (ROO__LIKELY(p->results[i] == ROO_SAVE)) {
+            if (p->entries[i]->dirty_mark != seq) /* not listed yet in this batch */
+                roo__shard_mark_dirty(sh, p->entries[i]);
+        } else {
+            state_done(sh, st, p->entries[i], p->results[i]);
+            p->results[i] = ROO_SAVE;
+        }
+    }
 }
 
 /* A state step without compute_many: one call of compute per message. */
@@ -614,9 +633,19 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
     void *ctx = st->ctx;
     uint8_t key[ROO_KEY_MAX];
     roo__pending *p = &sh->pending[si];
+    /* In locals: the callbacks could, for all the compiler knows, change sh and st, which
+     * it would read again for every message. */
+    roo__table *table = sh->table;
+    const uint64_t mix = (uint64_t)st->state_id << 56, tag0 = ROO__RECENT_TAG(0, st->state_id);
     const uint64_t *msg;
     size_t len, n = 0;
 
+    if (ROO__UNLIKELY(sh->hold_epoch | sh->id.stream)) {
+        /* A move holds messages, or they carry identities: each takes the whole path. */
+        state_loop(sh, si, q);
+        return;
+    }
+    sh->routed = false;
     QUEUE_EACH(q, msg, len)
     {
         int kl = key_fn(msg, len, key, ctx);
@@ -624,13 +653,13 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
         uint64_t key8;
         bool routed;
 
-        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, true);
+        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, true, true, table, mix,
+                         tag0);
         if (ROO__LIKELY(hit != NULL)) {
             p->msgs[n] = msg;
             p->lens[n] = len;
             p->states[n] = hit->state;
             p->entries[n] = hit->e;
-            p->results[n] = ROO_SAVE; /* if the callback leaves it, the safe answer */
             if (ROO__UNLIKELY(++n == ROO__MANY_MAX)) {
                 pending_run(sh, st, p, n, &em);
                 n = 0;
