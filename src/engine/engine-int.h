@@ -559,7 +559,7 @@ typedef struct roo__source_counts {
  *   1                  the length in bytes (low 32 bits) and the count n >= 1 (high 32 bits)
  *   n * ceil(len / 8)  the messages, each 8-byte aligned, a last word's tail unspecified
  */
-#define ROO__STAGEQ_WORDS 8192                      /* 64 KiB */
+#define ROO__STAGEQ_WORDS 2048                      /* 16 KiB: see docs/performance.md */
 #define ROO__STAGEQ_MSG_MAX (ROO__STAGEQ_WORDS * 2) /* bytes; a longer message runs at once */
 typedef struct roo__stageq {
     uint32_t words; /* words of data used */
