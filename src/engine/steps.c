@@ -893,12 +893,40 @@ static void queue_many(roo_emitter *out, const uint8_t *msgs, size_t size, size_
     }
 }
 
+/*
+ * Outputs for a sink with encode_many whose queue is empty, from roo_emit_many: encoded at
+ * once, as the sink's loop would encode them after the queue (nothing waits before them, so
+ * the sink keeps their order), without copying them into the queue and out again. They are
+ * aligned like a queue's messages: the array and the size are multiples of 8 bytes.
+ */
+static void sink_direct(roo__shard *sh, uint32_t si, const uint8_t *msgs, size_t size, size_t n)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo__pending *p = &sh->pending[si];
+
+    while (n > 0) {
+        size_t k = ROO__MIN(n, (size_t)ROO__MANY_MAX);
+        for (size_t i = 0; i < k; i++) {
+            p->msgs[i] = msgs + i * size;
+            p->lens[i] = size;
+        }
+        sink_many_run(sh, st, p->msgs, p->lens, k);
+        msgs += k * size;
+        n -= k;
+    }
+}
+
 int roo_emit_many(roo_emitter *out, const void *msgs, size_t size, size_t n)
 {
     if (ROO__UNLIKELY(size > ROO_MSG_MAX))
         return ROO_EMSGSIZE;
     if (out->step == queue_step) {
-        queue_many(out, msgs, size, size, n);
+        const roo__stage *st = out->st;
+        if (st->kind == ROO__STAGE_SINK && st->encode_many && st->next == UINT32_MAX &&
+            out->q->words == 0 && size > 0 && ((uintptr_t)msgs & 7) == 0 && (size & 7) == 0)
+            sink_direct(out->sh, out->stage, msgs, size, n);
+        else
+            queue_many(out, msgs, size, size, n);
         return 0;
     }
     for (size_t i = 0; i < n; i++)
