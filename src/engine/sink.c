@@ -141,27 +141,22 @@ static void fifo_push(roo__sink *s, roo__batch *b)
 
 /* ---- replay (lock held) ---- */
 
-/* An empty buffer with room for want bytes: the biggest spare, or a new buffer when even
- * that one is smaller (it is freed then, so that small spares do not stay for good). */
-static roo__buf spare_take(roo__sink *s, size_t want)
+/* The biggest spare buffer, emptied, or none ({ 0 }). A batch's buffer that is out of room
+ * grows at once to about what the thread's last batches wrote (steps.c, sink_more). */
+static roo__buf spare_take(roo__sink *s)
 {
     roo__buf b = { 0 };
     size_t best = 0;
 
+    if (!s->spare.len)
+        return b;
     for (size_t i = 1; i < s->spare.len; i++)
         if (roo__ring_at(&s->spare, i).cap > roo__ring_at(&s->spare, best).cap)
             best = i;
-    if (s->spare.len) {
-        b = roo__ring_at(&s->spare, best);
-        roo__ring_at(&s->spare, best) = roo__ring_at(&s->spare, 0);
-        roo__ring_pop(&s->spare);
-        b.len = 0;
-        if (b.cap >= want)
-            return b;
-        roo__buf_finish(&b);
-    }
-    b.data = roo__xmalloc(want);
-    b.cap = want;
+    b = roo__ring_at(&s->spare, best);
+    roo__ring_at(&s->spare, best) = roo__ring_at(&s->spare, 0);
+    roo__ring_pop(&s->spare);
+    b.len = 0;
     return b;
 }
 
@@ -176,15 +171,10 @@ static void replay_keep(roo__sink *s, roo__buf *ob)
     uint64_t oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
 
     if (ob->len >= SEG_SWAP_MIN) {
-        size_t want = ob->len + ob->len / 2;
         /* Kept at most twice its bytes: what is held stays bounded by what is kept. */
         roo__buf_shrink(ob, 2 * ob->len);
         roo__ring_push(&s->segs, (replay_seg){ start, *ob, false });
-        /* The batch goes home with room for about as much output as it brought: the
-         * biggest spare if it has that room, else a new buffer. Growing from a small one
-         * by doubling would copy everything encoded so far each time, into pages touched
-         * for the first time (a tenth of a cluster's time went to these copies and faults). */
-        *ob = spare_take(s, want);
+        *ob = spare_take(s);
     } else {
         replay_seg *last = s->segs.len ? &roo__ring_last(&s->segs) : NULL;
         if (!last || !last->chunk || last->start + last->buf.len != start ||
