@@ -171,9 +171,9 @@ void roo__shard_seal(roo__shard *sh)
     b->seq = sh->batch_seq++;
     b->nout = roo__batch_records(b, sh->eng->app->nsinks);
     /* What a sink's buffer grows to at once in the batches after this (steps.c, sink_more):
-     * the biggest output of late, forgotten by an eighth per batch. */
+     * its biggest output of late, forgotten by an eighth per batch. */
     for (size_t i = 0; i < sh->eng->app->nsinks; i++)
-        sh->out_hint = ROO__MAX(sh->out_hint - sh->out_hint / 8, b->out[i].len);
+        sh->out_hint[i] = ROO__MAX(sh->out_hint[i] - sh->out_hint[i] / 8, b->out[i].len);
     b->t_sealed = roo__wall_ns();
     for (uint32_t i = 0; i < b->nlat; i++)
         if (b->lat[i].frames)

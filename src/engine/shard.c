@@ -350,6 +350,7 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
     for (size_t i = 0; i < e->app->nstages; i++)
         sh->queues[i].data = roo__xcalloc(ROO__STAGEQ_WORDS, sizeof(uint64_t));
     sh->pending = roo__xcalloc(e->app->nstages, sizeof(*sh->pending));
+    sh->out_hint = roo__xcalloc(e->app->nsinks ? e->app->nsinks : 1, sizeof(*sh->out_hint));
     for (size_t i = 0; i < e->app->nstages; i++)
         for (size_t j = 0; j < ROO__MANY_MAX; j++)
             sh->pending[i].results[j] = ROO_SAVE;
@@ -509,6 +510,7 @@ void roo__shard_finish(roo__shard *sh)
         free(sh->queues[i].data);
     free(sh->queues);
     free(sh->pending);
+    free(sh->out_hint);
     free((void *)sh->serialize_errors);
     roo__buf_finish(&sh->rbuf);
     roo__buf_finish(&sh->pack_buf);

@@ -66,12 +66,13 @@ static __attribute__((noinline)) int sink_more(roo__shard *sh, const roo__stage 
                                                const void *msg, size_t len)
 {
     roo__buf *ob = &sh->cur->out[st->sink_idx];
+    const size_t hint = sh->out_hint[st->sink_idx];
     int n;
 
     /* Out of room: grow once to about what the last batches wrote, not by doubling, each
      * time a copy of everything so far into pages touched for the first time. */
-    if (ob->cap - ob->len < 256 && ob->cap < sh->out_hint)
-        roo__buf_reserve(ob, sh->out_hint + sh->out_hint / 4 - ob->len);
+    if (ob->cap - ob->len < 256 && ob->cap < hint)
+        roo__buf_reserve(ob, hint + hint / 4 - ob->len);
     n = roo__sink_encode(st, ob, msg, len);
 
     if (n < 0)
