@@ -599,7 +599,7 @@ typedef struct roo__shard {
     unsigned routes_inflight;
     roo__route *remote_pending, *remote_tail; /* remote routes waiting for the next seal */
     size_t remote_bytes;                      /* their bytes, counted toward a full batch */
-    size_t *out_hint; /* per sink: its output in the last batches, room a buffer grows to */
+    size_t *out_hint;            /* per sink: its output of late (steps.c, sink_more) */
     uint64_t outbox_written;     /* highest outbox seq of a batch that came back written */
     uint32_t cur_routes;         /* route buffers sent since the current batch began */
     roo__dedup *dedup;           /* resumable streams: high-water marks per (stream, partition) */

@@ -236,9 +236,10 @@ static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route
  * it has the same step and length (making the last record a run if it is not one yet),
  * else as a record of its own.
  */
-static inline __attribute__((always_inline)) void
-route_append(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg, size_t len,
-             bool in_slot)
+static inline __attribute__((always_inline)) void route_append(roo__shard *sh, roo__route *r,
+                                                               unsigned dest, uint32_t si,
+                                                               const void *msg, size_t len,
+                                                               bool in_slot)
 {
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;

@@ -172,8 +172,8 @@ static inline const roo__recent *roo__table_recent(roo__table *t, uint16_t state
 static inline const roo__recent *roo__table_recent_in(roo__table *t, uint64_t mix, uint64_t tag0,
                                                       uint64_t key8, size_t key_len)
 {
-    const roo__recent *r = &t->recent[((key8 ^ mix) * 0x9E3779B97F4A7C15ull) >>
-                                      (64 - ROO__TABLE_RECENT_BITS)];
+    const roo__recent *r =
+        &t->recent[((key8 ^ mix) * 0x9E3779B97F4A7C15ull) >> (64 - ROO__TABLE_RECENT_BITS)];
     uint64_t other = 0xFFFFull << ROO__RECENT_PART_SHIFT;
 
     if (r->key8 == key8 && (r->tag & ~other) == (tag0 | key_len))
