@@ -183,13 +183,39 @@ static const roo_state_type letter_state = {
     .format = format_total,
 };
 
+/* The pipeline: votes in, a total per letter, totals out; with the given `_many` callbacks
+ * (each may be NULL: the engine then calls the one-message ones). */
+static int alphabet_pipeline(roo_app *app, const char *name, roo_decode_many_fn decode_many,
+                             roo_state_compute_many_fn compute_many, roo_encode_many_fn encode_many)
+{
+    roo_pipeline *p;
+    int rc = roo_app_set_name(app, name);
+
+    if (rc == 0)
+        rc = roo_app_add_pipeline(app, "votes",
+                                  &(roo_source){ .framing = ROO_FRAMING_LENGTH,
+                                                 .header_len = 4,
+                                                 .byte_order = ROO_BIG_ENDIAN,
+                                                 .decode = decode_vote,
+                                                 .decode_many = decode_many },
+                                  &p);
+    if (rc == 0)
+        rc = roo_pipeline_to_state(p, &(roo_state_step){ .name = "add votes",
+                                                         .state = &letter_state,
+                                                         .key = letter_key,
+                                                         .compute = add_votes,
+                                                         .compute_many = compute_many });
+    if (rc == 0)
+        rc = roo_pipeline_to_sink(
+            p, &(roo_sink){ .encode = encode_total, .encode_many = encode_many });
+    return rc;
+}
+
 /* The application's own options, after `--` on the worker's command line:
  *   --one-at-a-time   leave the `_many` callbacks out (the engine then calls the others) */
 static int setup(roo_app *app, int argc, char **argv)
 {
     bool many = true;
-    roo_pipeline *p;
-    int rc;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--one-at-a-time") == 0) {
@@ -199,29 +225,12 @@ static int setup(roo_app *app, int argc, char **argv)
             return ROO_EUSAGE;
         }
     }
-    rc = roo_app_set_name(app, "alphabet");
-    if (rc == 0)
-        rc = roo_app_add_pipeline(app, "votes",
-                                  &(roo_source){ .framing = ROO_FRAMING_LENGTH,
-                                                 .header_len = 4,
-                                                 .byte_order = ROO_BIG_ENDIAN,
-                                                 .decode = decode_vote,
-                                                 .decode_many = many ? decode_votes : NULL },
-                                  &p);
-    if (rc == 0)
-        rc = roo_pipeline_to_state(
-            p, &(roo_state_step){ .name = "add votes",
-                                  .state = &letter_state,
-                                  .key = letter_key,
-                                  .compute = add_votes,
-                                  .compute_many = many ? add_votes_many : NULL });
-    if (rc == 0)
-        rc = roo_pipeline_to_sink(
-            p, &(roo_sink){ .encode = encode_total, .encode_many = many ? encode_totals : NULL });
-    return rc;
+    return alphabet_pipeline(app, "alphabet", many ? decode_votes : NULL,
+                             many ? add_votes_many : NULL, many ? encode_totals : NULL);
 }
 
-/* Unit tests include this file with ALPHABET_NO_MAIN to reach the codec functions. */
+/* Unit tests (and tests/integration/apps) include this file with ALPHABET_NO_MAIN to reach
+ * its functions. */
 #ifndef ALPHABET_NO_MAIN
 int main(int argc, char **argv)
 {
