@@ -408,16 +408,16 @@ static __attribute__((noinline)) int state_stage_full(roo__shard *sh, const roo_
  * slot is returned: no hash, no owner check, no lookup), or that another thread or worker
  * keeps (the message is routed, *ret_routed set). Otherwise NULL, with the key's word and
  * slot in *ret_key8 and *ret_r for state_stage_full. (A slot holds an entry only under the
- * partition table it was cached with: take_table clears the cache.) in_slot: msg lies in a
- * stage queue (route_copy). in_loop: the caller (state_loop_many) runs a whole queue, and has
- * seen that no move holds messages and that they have no identities, which cannot change
- * while it runs; sh->routed, which only a hold reads, is then left to it.
+ * partition table it was cached with: take_table clears the cache.) in_loop: the caller
+ * (state_loop_many) runs a whole stage queue, so msg lies in a queue's whole-word slot
+ * (route_copy), and it has seen that no move holds messages and that they have no
+ * identities, which cannot change while it runs; sh->routed, which only a hold reads, is
+ * then left to it. table, mix and tag0: sh->table and roo__table_recent_in's step values.
  */
 static inline __attribute__((always_inline)) const roo__recent *
 state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, size_t len,
            const uint8_t *key, int kl, uint64_t *ret_key8, const roo__recent **ret_r,
-           bool *ret_routed, bool in_slot, bool in_loop, roo__table *table, uint64_t mix,
-           uint64_t tag0)
+           bool *ret_routed, bool in_loop, roo__table *table, uint64_t mix, uint64_t tag0)
 {
     const roo__recent *r;
     uint64_t key8;
@@ -445,7 +445,7 @@ state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, s
     if (ROO__LIKELY(owner != sh->idx)) {
         roo__route *rt = sh->route_out[owner];
         if (ROO__LIKELY(rt != NULL && st->wire == NULL))
-            route_append(sh, rt, owner, si, msg, len, in_slot);
+            route_append(sh, rt, owner, si, msg, len, in_loop);
         else
             roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
         *ret_routed = true;
@@ -466,7 +466,7 @@ static inline __attribute__((always_inline)) void state_keyed(roo__shard *sh, co
     bool routed;
     int rc;
 
-    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, false, false, sh->table,
+    hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, false, sh->table,
                      (uint64_t)st->state_id << 56, ROO__RECENT_TAG(0, st->state_id));
     if (ROO__LIKELY(hit != NULL)) {
         if (qem) {
@@ -655,8 +655,7 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
         uint64_t key8;
         bool routed;
 
-        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, true, true, table, mix,
-                         tag0);
+        hit = state_fast(sh, st, si, msg, len, key, kl, &key8, &r, &routed, true, table, mix, tag0);
         if (ROO__LIKELY(hit != NULL)) {
             p->msgs[n] = msg;
             p->lens[n] = len;

@@ -145,11 +145,32 @@ static inline uint64_t roo__key8(const uint8_t *key, size_t len)
     return v;
 }
 
-/* Fibonacci hashing: consecutive small keys (letters, counters) land in distinct slots. */
+/* Fibonacci hashing: consecutive small keys (letters, counters) land in distinct slots.
+ * mix is (uint64_t)state_id << 56, so a loop over one step's keys works it out once. */
+static inline roo__recent *roo__table_recent_slot_mixed(roo__table *t, uint64_t mix, uint64_t key8)
+{
+    uint64_t x = (key8 ^ mix) * 0x9E3779B97F4A7C15ull;
+    return &t->recent[x >> (64 - ROO__TABLE_RECENT_BITS)];
+}
+
 static inline roo__recent *roo__table_recent_slot(roo__table *t, uint16_t state_id, uint64_t key8)
 {
-    uint64_t x = (key8 ^ ((uint64_t)state_id << 56)) * 0x9E3779B97F4A7C15ull;
-    return &t->recent[x >> (64 - ROO__TABLE_RECENT_BITS)];
+    return roo__table_recent_slot_mixed(t, (uint64_t)state_id << 56, key8);
+}
+
+/*
+ * roo__table_recent with what depends on the state step alone worked out once (a loop over
+ * one step's messages): mix = (uint64_t)state_id << 56, tag0 = ROO__RECENT_TAG(0, state_id).
+ */
+static inline const roo__recent *roo__table_recent_in(roo__table *t, uint64_t mix, uint64_t tag0,
+                                                      uint64_t key8, size_t key_len)
+{
+    const roo__recent *r = roo__table_recent_slot_mixed(t, mix, key8);
+    uint64_t other = 0xFFFFull << ROO__RECENT_PART_SHIFT;
+
+    if (r->key8 == key8 && (r->tag & ~other) == (tag0 | key_len))
+        return r;
+    return NULL;
 }
 
 /*
@@ -159,26 +180,8 @@ static inline roo__recent *roo__table_recent_slot(roo__table *t, uint16_t state_
 static inline const roo__recent *roo__table_recent(roo__table *t, uint16_t state_id, uint64_t key8,
                                                    size_t key_len)
 {
-    const roo__recent *r = roo__table_recent_slot(t, state_id, key8);
-    uint64_t other = 0xFFFFull << ROO__RECENT_PART_SHIFT;
-
-    if (r->key8 == key8 && (r->tag & ~other) == ROO__RECENT_TAG(key_len, state_id))
-        return r;
-    return NULL;
-}
-
-/* The same for a loop over one state step's messages, with what depends on the step alone
- * worked out once: mix = (uint64_t)state_id << 56, tag0 = ROO__RECENT_TAG(0, state_id). */
-static inline const roo__recent *roo__table_recent_in(roo__table *t, uint64_t mix, uint64_t tag0,
-                                                      uint64_t key8, size_t key_len)
-{
-    const roo__recent *r =
-        &t->recent[((key8 ^ mix) * 0x9E3779B97F4A7C15ull) >> (64 - ROO__TABLE_RECENT_BITS)];
-    uint64_t other = 0xFFFFull << ROO__RECENT_PART_SHIFT;
-
-    if (r->key8 == key8 && (r->tag & ~other) == (tag0 | key_len))
-        return r;
-    return NULL;
+    return roo__table_recent_in(t, (uint64_t)state_id << 56, ROO__RECENT_TAG(0, state_id), key8,
+                                key_len);
 }
 
 static inline uint16_t roo__recent_partition(const roo__recent *r)
