@@ -122,9 +122,8 @@ static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
     roo__data_hello h;
     uint32_t thread = 0, count = 0;
     uint64_t seq = 0;
-    roo__buf none = { 0 };
 
-    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, NULL, &none) == 0 &&
+    if (roo__wire_data_decode(payload, len, &kind, &h, &thread, &seq, &count, NULL, NULL) == 0 &&
         kind == ROO__DATA_ACK) {
         peer_acked(p, thread, seq);
         return;
@@ -133,7 +132,6 @@ static void peer_data_frame(roo__fconn *fc, const uint8_t *payload, size_t len)
         roo__cl_stream_answered(p->cl, p, payload, len);
         return;
     }
-    roo__buf_finish(&none);
     roo__log_warn("data link to %s: unexpected %zu-byte frame from the receiver; closing it",
                   p->info.name, len);
     roo__fconn_close(fc);

@@ -696,16 +696,60 @@ int roo__wire_stream_decode(const uint8_t *p, size_t len, roo__data_kind *ret_ki
     return rc;
 }
 
+/*
+ * protobuf-c's allocator for a data frame. The frame's first allocation of DIRECT_MIN bytes or
+ * more (a batch's events) lands in the caller's empty events buffer, which a route keeps
+ * from one use to the next: its pages are mapped already. From malloc, a buffer that size
+ * was mapped and unmapped for every frame (a page fault per 4 KiB and a TLB shootdown).
+ */
+#define DIRECT_MIN 4096u
+#define DIRECT_MAX (16u * 1024u * 1024u) /* larger frames: malloc's buffer, not kept */
+
+typedef struct data_alloc {
+    roo__buf *events;
+    bool used;
+} data_alloc;
+
+static void *data_alloc_fn(void *ctx, size_t size)
+{
+    data_alloc *a = ctx;
+
+    if (a->events && !a->used && size >= DIRECT_MIN && size <= a->events->cap) {
+        a->used = true;
+        return a->events->data;
+    }
+    return malloc(size);
+}
+
+static void data_free_fn(void *ctx, void *ptr)
+{
+    data_alloc *a = ctx;
+
+    if (a->used && ptr == a->events->data)
+        return;
+    free(ptr);
+}
+
 int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind,
                           roo__data_hello *ret_hello, uint32_t *ret_thread, uint64_t *ret_seq,
                           uint32_t *ret_count, int64_t *ret_stamp, roo__buf *events_out)
 {
+    data_alloc da = { .events = NULL, .used = false };
+    ProtobufCAllocator alloc = { .alloc = data_alloc_fn,
+                                 .free = data_free_fn,
+                                 .allocator_data = &da };
     Roo__DataMsg *pb;
     int rc = 0;
 
     if (len > ROO__DATA_FRAME_MAX)
         return ROO_EWIRE;
-    pb = roo__data_msg__unpack(NULL, len, p);
+    if (events_out && events_out->len == 0 && len >= DIRECT_MIN && len <= DIRECT_MAX) {
+        if (events_out->cap < len) /* nothing in it to keep: no realloc's copy */
+            roo__buf_finish(events_out);
+        roo__buf_reserve(events_out, len); /* a bytes field is shorter than its frame */
+        da.events = events_out;
+    }
+    pb = roo__data_msg__unpack(&alloc, len, p);
     if (!pb)
         return ROO_EWIRE;
     switch (pb->msg_case) {
@@ -726,17 +770,12 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
             ret_stamp[0] = pb->batch->read_time_ns;
             ret_stamp[1] = pb->batch->pipeline;
         }
-        if (pb->batch->events.len && events_out->len == 0 && pb->batch->events.data) {
-            /* Take protobuf-c's own copy (malloc'd by its default allocator) instead of
-             * copying it again: a routed message's bytes are copied once less. */
-            free(events_out->data);
-            events_out->data = pb->batch->events.data;
-            events_out->len = events_out->cap = pb->batch->events.len;
-            pb->batch->events.data = NULL; /* free_unpacked skips a NULL bytes field */
-            pb->batch->events.len = 0;
-        } else if (pb->batch->events.len) {
+        if (!events_out || !pb->batch->events.len)
+            break;
+        if (da.used && pb->batch->events.data == events_out->data)
+            events_out->len = pb->batch->events.len; /* unpacked in place: no copy */
+        else
             roo__buf_append(events_out, pb->batch->events.data, pb->batch->events.len);
-        }
         break;
     case ROO__DATA_MSG__MSG_ACK:
         *ret_kind = ROO__DATA_ACK;
@@ -756,7 +795,7 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         rc = ROO_EWIRE;
         break;
     }
-    roo__data_msg__free_unpacked(pb, NULL);
+    roo__data_msg__free_unpacked(pb, &alloc);
     return rc;
 }
 

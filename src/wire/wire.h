@@ -221,8 +221,9 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, i
 
 /*
  * Decode a data frame's payload. For a HELLO, *ret_hello is filled; for a BATCH, the
- * events are appended to events_out (an empty events_out takes over the decoded buffer,
- * its own being freed) and the header fields returned (the read stamp only if
+ * events are appended to events_out (NULL: not wanted; an empty events_out gets them
+ * unpacked into its own buffer, grown to the frame's length, with no copy) and the header
+ * fields returned (the read stamp only if
  * ret_stamp is not NULL: ret_stamp[0] the read's wall clock, [1] its pipeline, unchecked);
  * for an ACK, thread and seq.
  */

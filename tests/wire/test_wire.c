@@ -542,8 +542,8 @@ START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_t
 }
 END_TEST
 
-/* A batch's events arrive whole: into an empty buffer (which takes over the decoded bytes)
- * and appended to one that holds something already. */
+/* A batch's events arrive whole: into an empty buffer and appended to one that holds
+ * something already. */
 START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
 {
     uint8_t events[3000];
@@ -573,8 +573,63 @@ START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
         0);
     ck_assert_uint_eq(ev.len, 2 * sizeof(events));
     ck_assert_mem_eq(ev.data + sizeof(events), events, sizeof(events));
-    roo__buf_append(&ev, "y", 1); /* the buffer it took over still grows */
+    roo__buf_append(&ev, "y", 1); /* the buffer still grows */
     ck_assert_uint_eq(ev.len, 2 * sizeof(events) + 1);
+    roo__buf_finish(&b);
+    roo__buf_finish(&ev);
+}
+END_TEST
+
+/* A route buffer keeps its capacity from frame to frame: a big batch's events are unpacked
+ * straight into it (no new buffer per frame), a smaller one grows first, a frame cut short
+ * leaves it empty and whole, and a caller that wants no events may pass NULL. */
+START_TEST(big_batch_events_are_unpacked_into_the_callers_buffer_in_place)
+{
+    static uint8_t events[200000];
+    roo__buf b = { 0 }, ev = { 0 };
+    roo__data_kind kind;
+    roo__data_hello h;
+    int64_t stamp[2];
+    uint32_t thread, count;
+    uint64_t seq;
+    uint8_t *kept;
+
+    for (size_t i = 0; i < sizeof(events); i++)
+        events[i] = (uint8_t)(i * 13 + 5);
+    ck_assert_int_eq(roo__wire_data_batch_encode(1, 3, 7, 0, 0, events, sizeof(events), &b), 0);
+    /* too small to take the frame: grown first */
+    roo__buf_append(&ev, "z", 1);
+    ev.len = 0;
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
+    ck_assert_int_eq(kind, ROO__DATA_BATCH);
+    ck_assert_uint_eq(ev.len, sizeof(events));
+    ck_assert_mem_eq(ev.data, events, sizeof(events));
+    ck_assert_uint_ge(ev.cap, b.len - 4);
+    /* big enough: the same buffer, no other */
+    kept = ev.data;
+    ev.len = 0;
+    memset(ev.data, 0, ev.cap);
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
+        0);
+    ck_assert_ptr_eq(ev.data, kept);
+    ck_assert_uint_eq(ev.len, sizeof(events));
+    ck_assert_mem_eq(ev.data, events, sizeof(events));
+    ck_assert_uint_eq(count, 7);
+    /* cut short: refused, the buffer empty and still its own */
+    ev.len = 0;
+    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 100, &kind, &h, &thread, &seq,
+                                           &count, stamp, &ev),
+                     ROO_EWIRE);
+    ck_assert_uint_eq(ev.len, 0);
+    ck_assert_ptr_eq(ev.data, kept);
+    /* no events wanted */
+    ck_assert_int_eq(
+        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, NULL),
+        0);
+    ck_assert_int_eq(kind, ROO__DATA_BATCH);
     roo__buf_finish(&b);
     roo__buf_finish(&ev);
 }
@@ -627,6 +682,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, a_status_reply_with_one_bad_worker_is_refused_whole);
     tcase_add_test(tc, stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_them);
     tcase_add_test(tc, batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one);
+    tcase_add_test(tc, big_batch_events_are_unpacked_into_the_callers_buffer_in_place);
     suite_add_tcase(s, tc);
     return s;
 }
