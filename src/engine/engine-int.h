@@ -436,10 +436,15 @@ typedef struct roo__route {
     uint64_t id_base;
     /* While filling: 1 + the offset of the last record when the next message of the same
      * stage and length may join it (0: it may not), that stage and length, and whether
-     * that record is a run yet (else a plain record, made a run by the second message). */
+     * that record is a run yet (else a plain record, made a run by the second message).
+     * run_key is stage << 32 | length while that record is a run (0: none is), so that
+     * joining it takes one comparison. remote: the destination is another worker (its
+     * bytes count in the shard's remote_bytes). */
     size_t run_at;
     uint32_t run_stage, run_len;
     bool run_open;
+    bool remote;
+    uint64_t run_key;
     /* From a peer: the link batch it came in, so its application can be acknowledged. */
     uint64_t link_seq; /* 0: not from a peer */
     uint64_t link_incarnation;
@@ -467,6 +472,7 @@ static inline roo__route *roo__route_take(roo__route **pool)
     r->data.len = 0;
     r->nmsgs = 0;
     r->run_at = 0;
+    r->run_key = 0;
     return r;
 }
 

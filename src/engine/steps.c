@@ -120,6 +120,16 @@ static inline __attribute__((always_inline)) void route_copy(uint8_t *dst, const
     const uint8_t *src = msg;
     size_t i = 0;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (in_slot && len - 1 < 8) { /* 1 to 8 bytes: one word, masked */
+        uint64_t w;
+        memcpy(&w, src, 8);
+        if (len < 8)
+            w &= ~0ull >> (64 - 8 * len);
+        memcpy(dst, &w, 8);
+        return;
+    }
+#endif
     if (len > 64) {
         memset(dst + ROO__ALIGN8(len) - 8, 0, 8);
         memcpy(dst, src, len);
@@ -156,6 +166,7 @@ static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t 
     uint8_t *p;
 
     r->run_at = 0;
+    r->run_key = 0;
     if (id && (id->stream != r->id_stream || id->offset < r->id_base ||
                id->offset - r->id_base > UINT32_MAX)) {
         /* A stream record: the identities that follow are relative to it. */
@@ -228,6 +239,7 @@ static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route
     if (dest >= sh->eng->nshards)
         sh->remote_bytes += ROO__ROUTE_RUN_HDR - 8;
     r->run_open = true;
+    r->run_key = (uint64_t)r->run_stage << 32 | r->run_len;
 }
 
 /*
@@ -244,16 +256,17 @@ static inline __attribute__((always_inline)) void route_append(roo__shard *sh, r
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;
 
-    /* (run_len is never 0: an empty message never starts a run) */
-    if (ROO__UNLIKELY(r->run_at == 0 || r->run_stage != si || r->run_len != len)) {
-        route_single(sh, r, dest, si, msg, len);
-        return;
-    }
-    if (ROO__UNLIKELY(!r->run_open))
+    /* The common case first: the last record is an open run of this stage and length (a
+     * run's length is never 0, nor is run_key then). */
+    if (ROO__UNLIKELY(r->run_key != ((uint64_t)si << 32 | len))) {
+        if (r->run_at == 0 || r->run_stage != si || r->run_len != len) {
+            route_single(sh, r, dest, si, msg, len);
+            return;
+        }
         route_run_start(sh, r, dest);
+    }
     p = roo__buf_reserve(&r->data, rec);
-    if (dest >= sh->eng->nshards)
-        sh->remote_bytes += rec;
+    sh->remote_bytes += rec & -(size_t)r->remote; /* without a branch on the destination */
     route_copy(p, msg, len, in_slot);
     r->data.len += rec;
     r->nmsgs++;
@@ -277,6 +290,7 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->hold_gen = r->held ? sh->hold_gen : 0;
         r->read_ns = sh->lat_read_ns;
         r->pipeline = sh->lat_pipeline;
+        r->remote = dest >= sh->eng->nshards;
         sh->route_out[dest] = r;
     }
     if (!id && si < ROO__ROUTE_RUN)
