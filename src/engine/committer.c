@@ -77,10 +77,36 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
     return 0;
 }
 
-/* One transaction for the batches in [head, NULL); 0 once committed. */
-static int commit_once(roo__engine *e, roo__qnode *head, uint64_t delete_through)
+/* Sink i's outbox entries through this may go: those written to every sink (written), but
+ * none that the sink keeps to resend after a reconnect (roo__sinks_kept_from), unless the
+ * disk is full (trim: then the resend skips what is gone). */
+static uint64_t outbox_through(roo__engine *e, size_t i, uint64_t written, bool trim)
+{
+    uint64_t through = trim ? written : ROO__MIN(written, roo__sinks_kept_from(e, i) - 1);
+
+    return ROO__MAX(through, e->outbox_deleted_sink[i]);
+}
+
+/* Whether a commit has outbox entries to delete, or a higher written mark to store. */
+static bool outbox_work(roo__engine *e, uint64_t written, bool trim)
+{
+    if (written > e->outbox_mark)
+        return true;
+    for (size_t i = 0; i < e->app->nsinks; i++)
+        if (outbox_through(e, i, written, trim) > e->outbox_deleted_sink[i])
+            return true;
+    return false;
+}
+
+/*
+ * One transaction for the batches in [head, NULL); 0 once committed. It also stores the
+ * outbox's written mark (entries up to `written` were written to every sink: a restart does
+ * not send them again) and deletes the entries no sink needs any more (outbox_through).
+ */
+static int commit_once(roo__engine *e, roo__qnode *head, uint64_t written, bool trim)
 {
     roo__store *s = e->store;
+    uint64_t *through = e->outbox_through_tmp;
     int rc = roo__store_txn_begin(s);
 
     if (rc < 0)
@@ -92,17 +118,35 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t delete_through
             return rc;
         }
     }
-    /* Outbox entries already written to their sinks go, in the same transaction. */
-    for (size_t i = 0; delete_through > e->outbox_deleted && i < e->app->nsinks; i++) {
+    for (size_t i = 0; i < e->app->nsinks; i++) {
         uint8_t key[ROO__OUTBOX_KEY_LEN];
-        roo__key_outbox(key, (uint32_t)i, delete_through);
+        through[i] = outbox_through(e, i, written, trim);
+        if (through[i] <= e->outbox_deleted_sink[i])
+            continue;
+        roo__key_outbox(key, (uint32_t)i, through[i]);
         rc = roo__store_txn_del_through(s, ROO__DB_OUTBOX, key, sizeof(key), ROO__OUTBOX_SINK_LEN);
         if (rc < 0) {
             roo__store_txn_abort(s);
             return rc;
         }
     }
-    return roo__store_txn_commit(s);
+    if (written > e->outbox_mark) {
+        uint8_t key[ROO__OUTBOX_KEY_LEN], val[8];
+        roo__key_outbox(key, ROO__OUTBOX_MARK_SINK, 0);
+        roo__store_le64(val, written);
+        rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), val, sizeof(val));
+        if (rc < 0) {
+            roo__store_txn_abort(s);
+            return rc;
+        }
+    }
+    rc = roo__store_txn_commit(s);
+    if (rc < 0)
+        return rc;
+    e->outbox_mark = ROO__MAX(e->outbox_mark, written);
+    for (size_t i = 0; i < e->app->nsinks; i++)
+        e->outbox_deleted_sink[i] = through[i];
+    return 0;
 }
 
 /*
@@ -148,14 +192,14 @@ static bool trim_outbox(roo__engine *e, uint64_t written)
 {
     int rc;
 
-    if (written <= e->outbox_deleted)
+    if (!outbox_work(e, written, true))
         return false;
-    rc = commit_once(e, NULL, written);
+    rc = commit_once(e, NULL, written, true);
     if (rc == -ENOSPC && roo__store_release_reserve(e->store) == 0) {
         roo__log_warn("the disk is full: gave back the %u KiB set aside in %s/roo.reserve "
                       "to make room",
                       ROO__STORE_RESERVE / 1024, e->cfg.resilience_dir);
-        rc = commit_once(e, NULL, written);
+        rc = commit_once(e, NULL, written, true);
     }
     if (rc < 0) {
         roo__log_debug("cannot let go of the outbox's output up to entry %llu either: %s",
@@ -163,9 +207,8 @@ static bool trim_outbox(roo__engine *e, uint64_t written)
         return false;
     }
     roo__log_info("let go of the outbox's output up to entry %llu, written to the sinks, to "
-                  "make room",
+                  "make room (a sink that reconnects gets no resend of it)",
                   (unsigned long long)written);
-    e->outbox_deleted = written;
     /* The pages it freed are the next commit's only after one more transaction. */
     rc = roo__store_nudge(e->store);
     if (rc < 0)
@@ -192,8 +235,8 @@ static void note_commit(roo__engine *e, roo__qnode *head, int64_t duration_ns)
             e->outbox_bytes += out;
         }
     }
-    /* What the sinks took went in the same transaction (commit_once's delete_through). */
-    while (e->outbox_sizes.len && roo__ring_at(&e->outbox_sizes, 0).seq <= e->outbox_deleted) {
+    /* What every sink took is counted no more (commit_once stored the mark with it). */
+    while (e->outbox_sizes.len && roo__ring_at(&e->outbox_sizes, 0).seq <= e->outbox_mark) {
         e->outbox_bytes -= roo__ring_at(&e->outbox_sizes, 0).bytes;
         roo__ring_pop(&e->outbox_sizes);
     }
@@ -243,7 +286,7 @@ static void pass_on(roo__engine *e, roo__qnode *head, unsigned nbatches)
 static bool commit_all(roo__engine *e, roo__qnode *head)
 {
     bool has_records = false, failing = false, failed = false;
-    uint64_t delete_through = e->outbox_deleted, written;
+    uint64_t written = e->outbox_mark;
     unsigned nbatches = 0, part;
     int64_t t0;
     int rc;
@@ -256,14 +299,13 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
             has_output |= b->out[i].len > 0;
         /* Numbered in commit order, which is also the order sinks write them in. */
         b->outbox_seq = b->nrecs > 0 && has_output ? ++e->outbox_next : 0;
-        delete_through = ROO__MAX(delete_through, b->outbox_written);
+        written = ROO__MAX(written, b->outbox_written);
         nbatches++;
     }
-    if (!has_records && delete_through == e->outbox_deleted) {
+    if (!has_records && !outbox_work(e, written, false)) {
         pass_on(e, head, nbatches);
         return true;
     }
-    written = delete_through;
     part = nbatches;
     while (head) {
         roo__qnode *last = head, *rest;
@@ -274,9 +316,8 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
         rest = last->next;
         last->next = NULL;
         t0 = roo__now_ns();
-        rc = commit_once(e, head, ROO__MAX(delete_through, e->outbox_deleted));
+        rc = commit_once(e, head, written, false);
         if (rc == 0) {
-            e->outbox_deleted = ROO__MAX(delete_through, e->outbox_deleted);
             atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
             note_commit(e, head, roo__now_ns() - t0);
             if (failing)

@@ -721,10 +721,14 @@ struct roo__engine {
         uint64_t seq;
         uint64_t bytes;
     })
-    outbox_sizes;            /* committer: output stored in the outbox, by outbox seq */
-    uint64_t outbox_bytes;   /* committer */
-    uint64_t outbox_next;    /* committer (set by recovery before it starts) */
-    uint64_t outbox_deleted; /* committer */
+    outbox_sizes;          /* committer: output stored in the outbox, by outbox seq */
+    uint64_t outbox_bytes; /* committer */
+    uint64_t outbox_next;  /* committer (set by recovery before it starts) */
+    /* committer (outbox_mark set by recovery): entries through the mark were written to
+     * every sink; per sink, entries through outbox_deleted_sink[i] are deleted (the rest it
+     * may keep to resend: roo__sinks_kept_from); outbox_through_tmp: commit_once's. */
+    uint64_t outbox_mark;
+    uint64_t *outbox_deleted_sink, *outbox_through_tmp;
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
     roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */
@@ -854,6 +858,9 @@ void roo__sinks_flush(roo__engine *e);
 void roo__sinks_warn_held(roo__engine *e);
 /* io thread: publish each sink's written but unacknowledged bytes (a getsockopt each). */
 void roo__sinks_publish_unacked(roo__engine *e);
+/* The lowest outbox entry sink i keeps to resend after a reconnect (UINT64_MAX: none): the
+ * committer deletes its entries only below it. Any thread. */
+uint64_t roo__sinks_kept_from(roo__engine *e, size_t i);
 /* Any thread: sink i's published figures (sink is left for the caller to fill). */
 void roo__io_sink_counts(const roo__engine *e, size_t i, roo__snapshot_sink *ret_counts);
 

@@ -171,6 +171,24 @@ static int recover_link(void *arg, const uint8_t *key, size_t key_len, const uin
     return 0;
 }
 
+/* The outbox's written mark (0 if none: every entry is sent again). */
+static int recover_outbox_mark(roo__engine *e)
+{
+    uint8_t key[ROO__OUTBOX_KEY_LEN];
+    roo__buf v = { 0 };
+    size_t total = 0;
+    int rc;
+
+    roo__key_outbox(key, ROO__OUTBOX_MARK_SINK, 0);
+    rc = roo__store_get_part(e->store, ROO__DB_OUTBOX, key, sizeof(key), 0, 8, &v, &total);
+    if (rc == 0 && total == 8 && v.len == 8) {
+        e->outbox_mark = roo__load_le64(v.data);
+        e->outbox_next = ROO__MAX(e->outbox_next, e->outbox_mark);
+    }
+    roo__buf_finish(&v);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                           size_t val_len)
 {
@@ -179,7 +197,11 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
     uint32_t sink;
     uint64_t seq;
 
-    if (!roo__key_outbox_parse(key, key_len, &sink, &seq))
+    if (!roo__key_outbox_parse(key, key_len, &sink, &seq) || sink == ROO__OUTBOX_MARK_SINK)
+        return 0;
+    if (seq > e->outbox_next)
+        e->outbox_next = seq;
+    if (seq <= e->outbox_mark) /* written before: kept only to resend after a reconnect */
         return 0;
     e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
                                         (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
@@ -188,8 +210,6 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
     o->sink = sink;
     o->seq = seq;
     roo__buf_append(&o->bytes, val, val_len);
-    if (o->seq > e->outbox_next)
-        e->outbox_next = o->seq;
     return 0;
 }
 
@@ -307,6 +327,8 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     for (int w = 0; w < ROO__NWRITERS; w++)
         e->written[w].e2e = roo__xcalloc(app->npipelines, sizeof(*e->written[w].e2e));
     e->nlisten = app->npipelines;
+    e->outbox_deleted_sink = roo__xcalloc(app->nsinks ? app->nsinks : 1, sizeof(uint64_t));
+    e->outbox_through_tmp = roo__xcalloc(app->nsinks ? app->nsinks : 1, sizeof(uint64_t));
     e->streams = roo__streams_create();
     pthread_mutex_init(&e->done_lock, NULL);
     pthread_cond_init(&e->done_cond, NULL);
@@ -361,7 +383,9 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
                      msg[0] ? "; " : "", cfg->resilience_dir, roo__store_errmsg(e->store));
         goto err;
     }
-    rc = roo__store_scan_db(e->store, ROO__DB_OUTBOX, recover_outbox, e);
+    rc = recover_outbox_mark(e);
+    if (rc == 0)
+        rc = roo__store_scan_db(e->store, ROO__DB_OUTBOX, recover_outbox, e);
     if (rc == 0)
         rc = roo__store_scan_db(e->store, ROO__DB_STREAMS, recover_stream, e);
     if (rc == 0)
@@ -579,6 +603,8 @@ void roo__engine_destroy(roo__engine *e)
     for (int w = 0; w < ROO__NWRITERS; w++)
         free(e->written[w].e2e);
     roo__ring_free(&e->outbox_sizes);
+    free(e->outbox_deleted_sink);
+    free(e->outbox_through_tmp);
     roo__streams_destroy(e->streams);
     roo__store_close(e->store);
     /* Drop whatever control messages are still queued (batches belong to the shards). */

@@ -45,12 +45,26 @@
  * After a reconnect it first resends from the oldest batch start it still holds. The sink
  * may thus see up to --sink-replay bytes of output a second time (at least once).
  *
- * The bytes are kept in segments, end to end in the stream. A written batch's buffer with
- * SEG_SWAP_MIN bytes or more becomes a segment itself (its room cut to twice its bytes),
- * and the batch goes home with a spare buffer in exchange: no copy (copying every output
- * byte cost the writing thread a tenth of a worker's time under load). Smaller outputs
- * (light load) are copied into chunks, so that a sink never holds many small buffers: what
- * is kept stays within about twice --sink-replay, plus SPARE_MAX spare buffers.
+ * The bytes are kept in segments, end to end in the stream, of three kinds:
+ *
+ *   | kind   | when                                       | holds                         |
+ *   |--------|--------------------------------------------|-------------------------------|
+ *   | outbox | SEG_SWAP_MIN bytes or more, and the batch  | a reference: the sink's       |
+ *   |        | changed state (its output is in the outbox)| outbox entry `seq`, `len`     |
+ *   | buffer | SEG_SWAP_MIN bytes or more, no outbox entry| the batch's own buffer (its   |
+ *   |        |                                            | room cut to twice its bytes)  |
+ *   | chunk  | smaller outputs (light load)               | copies of several, end to end |
+ *
+ * The outbox already holds a state-changing batch's output, durably, so the sink keeps only
+ * where it is: the committer deletes a sink's entries only below the oldest it refers to
+ * (kept_from, roo__sinks_kept_from), and a resend copies them out of LMDB a piece at a
+ * time (resend_piece, io thread). The batch keeps its buffer, whose pages are then warm for
+ * its next output. (Before, the buffer became the segment and the batch went home with a
+ * spare: the cold spares and the growing, shrinking and freeing cost a 3-worker cluster
+ * about a tenth of its throughput.) A buffer segment's batch goes home with a spare buffer
+ * in exchange: no copy. Chunks keep a sink from holding many small buffers. What is kept in
+ * memory stays within about twice --sink-replay, plus SPARE_MAX spare buffers; what the
+ * outbox keeps, about --sink-replay per sink on disk.
  *
  *   segs:   [ seg | seg | ... | seg ] [ head batch, head_off bytes written ]
  *            ^ segs[0].start           ^ written - head_off                ^ written
@@ -72,6 +86,7 @@
 
 #include "common/ring.h"
 #include "engine/engine-int.h"
+#include "state/keys.h"
 
 #define MAX_IOV 64
 #define SPARE_MAX 4 /* spare buffers a sink keeps to give batches */
@@ -80,12 +95,20 @@
 #define SEG_CHUNK (256u * 1024u)   /* smaller outputs are copied into chunks of this size */
 
 /* Written output kept for resending: the stream offset of its first byte, and the bytes (a
- * batch's own buffer, or a chunk of copies of smaller ones). */
+ * batch's own buffer, or a chunk of copies of smaller ones), or, for a batch whose output
+ * the outbox holds (seq != 0), where they are there: the sink's entry seq, of len bytes. */
 typedef struct replay_seg {
     uint64_t start;
     roo__buf buf;
     bool chunk;
+    uint64_t seq;
+    size_t len;
 } replay_seg;
+
+static inline uint64_t seg_end(const replay_seg *g)
+{
+    return g->start + (g->seq ? g->len : g->buf.len);
+}
 
 struct roo__sink {
     /* Set at init, read-only after. */
@@ -123,6 +146,11 @@ struct roo__sink {
     ROO__RING(uint64_t) starts;
     ROO__RING(roo__buf) spare;
     uint64_t replay_pos; /* < written while resending after a reconnect */
+    roo__buf resend;     /* bytes of the outbox being resent (sink_write) */
+    bool resend_lost;    /* an entry to resend was gone (logged once per reconnect) */
+    /* The lowest outbox entry the kept output refers to (UINT64_MAX: none); the committer
+     * deletes this sink's entries only below it (roo__sinks_kept_from). */
+    _Atomic uint64_t kept_from;
 
     /* For the metrics, published as they change (roo__io_sink_counts). */
     uint64_t records; /* records written: a batch's count once its part is written */
@@ -160,35 +188,57 @@ static roo__buf spare_take(roo__sink *s)
     return b;
 }
 
+/* After the kept segments changed: the lowest outbox entry they still refer to. */
+static void publish_kept_from(roo__sink *s)
+{
+    uint64_t from = UINT64_MAX;
+
+    for (size_t i = 0; i < s->segs.len; i++)
+        if (roo__ring_at(&s->segs, i).seq) {
+            from = roo__ring_at(&s->segs, i).seq;
+            break;
+        }
+    atomic_store_explicit(&s->kept_from, from, memory_order_release);
+}
+
 /*
  * The batch whose output buffer ob was just written to its end (its last byte is the
- * stream's `written`): keep its bytes, by taking the buffer (the batch gets a spare) or by
- * copying them into the newest chunk; then drop what ended more than ring_cap ago.
+ * stream's `written`): keep its bytes. Those the outbox holds (entry seq, not 0) stay there,
+ * referred to, and the batch keeps its buffer, whose pages are then warm for its next
+ * output: the committer deletes the entry only once it is older than ring_cap. Otherwise
+ * take the buffer (the batch gets a spare) or copy the bytes into the newest chunk. Then
+ * drop what ended more than ring_cap ago.
  */
-static void replay_keep(roo__sink *s, roo__buf *ob)
+static void replay_keep(roo__sink *s, roo__buf *ob, uint64_t seq)
 {
     uint64_t start = s->written - ob->len;
     uint64_t oldest = s->written > s->ring_cap ? s->written - s->ring_cap : 0;
+    bool refs = false;
 
-    if (ob->len >= SEG_SWAP_MIN) {
+    if (seq && ob->len >= SEG_SWAP_MIN) {
+        roo__ring_push(&s->segs, (replay_seg){ .start = start, .seq = seq, .len = ob->len });
+        refs = true;
+    } else if (ob->len >= SEG_SWAP_MIN) {
         /* Kept at most twice its bytes: what is held stays bounded by what is kept. */
         roo__buf_shrink(ob, 2 * ob->len);
-        roo__ring_push(&s->segs, (replay_seg){ start, *ob, false });
+        roo__ring_push(&s->segs, (replay_seg){ .start = start, .buf = *ob });
         *ob = spare_take(s);
     } else {
         replay_seg *last = s->segs.len ? &roo__ring_last(&s->segs) : NULL;
         if (!last || !last->chunk || last->start + last->buf.len != start ||
             last->buf.cap - last->buf.len < ob->len) {
-            roo__ring_push(&s->segs, (replay_seg){ start, { 0 }, true });
+            roo__ring_push(&s->segs, (replay_seg){ .start = start, .chunk = true });
             last = &roo__ring_last(&s->segs);
             roo__buf_reserve(&last->buf, ROO__MAX((size_t)SEG_CHUNK, ob->len));
         }
         roo__buf_append(&last->buf, ob->data, ob->len);
     }
-    while (s->segs.len > 1 &&
-           roo__ring_at(&s->segs, 0).start + roo__ring_at(&s->segs, 0).buf.len <= oldest) {
+    while (s->segs.len > 1 && seg_end(&roo__ring_at(&s->segs, 0)) <= oldest) {
         replay_seg old = roo__ring_at(&s->segs, 0);
         roo__ring_pop(&s->segs);
+        refs |= old.seq != 0;
+        if (old.seq)
+            continue;
         if (!old.chunk && s->spare.len < SPARE_MAX)
             roo__ring_push(&s->spare, old.buf);
         else
@@ -196,6 +246,8 @@ static void replay_keep(roo__sink *s, roo__buf *ob)
     }
     while (s->starts.len && roo__ring_at(&s->starts, 0) < oldest)
         roo__ring_pop(&s->starts);
+    if (refs)
+        publish_kept_from(s);
 }
 
 /* ---- completing a batch ---- */
@@ -262,7 +314,7 @@ static void sink_advance(roo__sink *s, size_t n, roo__writer by)
             break;
         roo__ring_pop(&s->fifo);
         if (s->ring_cap && ob->len)
-            replay_keep(s, ob);
+            replay_keep(s, ob, b->outbox_seq);
         s->head_off = 0;
         if (b->sink_nout) /* unknown for output resent from the outbox after a restart */
             s->records += b->sink_nout[s->idx];
@@ -293,6 +345,40 @@ static uint64_t sink_acked(const roo__sink *s)
  * socket is full. Returns 0 (all written or -EAGAIN internally) or the failed write's
  * -errno. Either thread, lock held, connected.
  */
+#define RESEND_PIECE (1024u * 1024u) /* bytes copied out of the outbox per resend write */
+
+/*
+ * The piece of kept output g (an outbox entry) from stream offset off on, copied into
+ * s->resend, as *ret_iov. An entry that is gone (let go of on a full disk) or cannot be read
+ * is skipped: replay_pos moves past it, *ret_iov is empty, and a warning says how much of
+ * the resend was lost. Lock held.
+ */
+static void resend_piece(roo__sink *s, const replay_seg *g, uint64_t off, struct iovec *ret_iov)
+{
+    uint8_t key[ROO__OUTBOX_KEY_LEN];
+    size_t total = 0;
+    int rc;
+
+    roo__key_outbox(key, s->idx, g->seq);
+    s->resend.len = 0;
+    rc = roo__store_get_part(s->eng->store, ROO__DB_OUTBOX, key, sizeof(key),
+                             (size_t)(off - g->start), RESEND_PIECE, &s->resend, &total);
+    if (rc < 0 || total != g->len || s->resend.len == 0) {
+        char b[32];
+        if (!s->resend_lost)
+            roo__log_warn("sink %s: cannot resend %s of kept output (outbox entry %llu: %s); "
+                          "resending what follows it",
+                          s->addr_str, roo__fmt_bytes((size_t)(seg_end(g) - off), b, sizeof(b)),
+                          (unsigned long long)g->seq,
+                          rc < 0 ? roo_strerror(rc) : "not the size it was written with");
+        s->resend_lost = true;
+        s->replay_pos = seg_end(g);
+        *ret_iov = (struct iovec){ NULL, 0 };
+        return;
+    }
+    *ret_iov = (struct iovec){ s->resend.data, s->resend.len };
+}
+
 static int sink_write(roo__sink *s, roo__writer by)
 {
     while (s->replay_pos < s->written || s->fifo.len) {
@@ -302,21 +388,34 @@ static int sink_write(roo__sink *s, roo__writer by)
         ssize_t n;
 
         if (s->replay_pos < s->written) {
-            /* Resend: the kept buffers from replay_pos on, then the head batch's written
-             * part (they lie end to end in the stream). */
+            /* Resend: the kept bytes from replay_pos on, then the head batch's written
+             * part (they lie end to end in the stream). Bytes in the outbox go alone, a
+             * piece at a time, copied out of it. */
             uint64_t off = s->replay_pos;
+            bool from_outbox = false;
             for (size_t i = 0; i < s->segs.len && niov < MAX_IOV; i++) {
                 const replay_seg *g = &roo__ring_at(&s->segs, i);
-                uint64_t end = g->start + g->buf.len;
+                uint64_t end = seg_end(g);
                 if (end <= off)
                     continue;
+                if (g->seq) {
+                    if (niov == 0) {
+                        resend_piece(s, g, off, &iov[niov++]);
+                        from_outbox = true;
+                    }
+                    break;
+                }
                 iov[niov].iov_base = g->buf.data + (off - g->start);
                 iov[niov++].iov_len = (size_t)(end - off);
                 replay_bytes += (size_t)(end - off);
                 off = end;
             }
-            if (off < s->written && niov < MAX_IOV && s->fifo.len &&
-                off >= s->written - s->head_off) {
+            if (from_outbox) {
+                if (iov[0].iov_len == 0) /* gone from the outbox: on to the next */
+                    continue;
+                replay_bytes = iov[0].iov_len;
+            } else if (off < s->written && niov < MAX_IOV && s->fifo.len &&
+                       off >= s->written - s->head_off) {
                 const roo__buf *ob = &roo__ring_at(&s->fifo, 0)->out[s->idx];
                 uint64_t head_start = s->written - s->head_off;
                 iov[niov].iov_base = ob->data + (off - head_start);
@@ -392,6 +491,7 @@ static void sink_disconnect(roo__sink *s, const char *why, int err, bool clean)
             }
         }
         s->replay_pos = from;
+        s->resend_lost = false;
         resend = (size_t)(s->written - s->replay_pos);
     } else {
         s->replay_pos = s->written;
@@ -683,6 +783,11 @@ void roo__sinks_warn_held(roo__engine *e)
     }
 }
 
+uint64_t roo__sinks_kept_from(roo__engine *e, size_t i)
+{
+    return atomic_load_explicit(&e->sinks[i].kept_from, memory_order_acquire);
+}
+
 void roo__sinks_publish_unacked(roo__engine *e)
 {
     for (size_t i = 0; i < e->nsinks; i++) {
@@ -727,6 +832,7 @@ void roo__sinks_init(roo__engine *e)
         roo__backoff_init(&s->retry, sink_on_retry, s);
         roo__addr_str(&e->cfg.out[i], s->addr_str, sizeof(s->addr_str));
         s->ring_cap = e->cfg.sink_replay_bytes;
+        atomic_init(&s->kept_from, UINT64_MAX);
         /* Kept output must cover what a dead sink may not have read: everything the
          * connection's buffers hold (a sink on this host can buffer up to tcp_rmem's
          * maximum, 32 MiB on the project's machine, more than the default). */
@@ -762,6 +868,7 @@ void roo__sinks_finish(roo__engine *e)
         for (size_t j = 0; j < s->spare.len; j++)
             roo__buf_finish(&roo__ring_at(&s->spare, j));
         roo__ring_free(&s->spare);
+        roo__buf_finish(&s->resend);
         pthread_mutex_destroy(&s->lock);
     }
     free(e->sinks);

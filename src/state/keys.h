@@ -130,6 +130,9 @@ static inline uint16_t roo__key_stream_partition(const uint8_t *k)
 
 #define ROO__OUTBOX_KEY_LEN 12
 #define ROO__OUTBOX_SINK_LEN 4 /* the prefix that names the sink */
+/* The written mark's key is (ROO__OUTBOX_MARK_SINK, 0); its value a u64 LE outbox seq:
+ * entries up to it were written to every sink (kept only to resend after a reconnect). */
+#define ROO__OUTBOX_MARK_SINK UINT32_MAX
 
 static inline void roo__key_outbox(uint8_t kb[ROO__OUTBOX_KEY_LEN], uint32_t sink, uint64_t seq)
 {

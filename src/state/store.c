@@ -660,6 +660,27 @@ int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg
     return scan_dbi(s, s->dbis[db], fn, arg);
 }
 
+int roo__store_get_part(roo__store *s, roo__db db, const uint8_t *key, size_t key_len, size_t off,
+                        size_t max, roo__buf *out, size_t *ret_total)
+{
+    MDB_val k = { key_len, (void *)key }, v;
+    MDB_txn *txn;
+    int rc = read_begin(s, &txn);
+
+    if (rc < 0)
+        return rc;
+    rc = mdb_get(txn, s->dbis[db], &k, &v);
+    if (rc == 0) {
+        if (off < v.mv_size)
+            roo__buf_append(out, (const uint8_t *)v.mv_data + off, ROO__MIN(max, v.mv_size - off));
+        *ret_total = v.mv_size;
+    }
+    read_end(s, txn);
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    return rc ? map_err(s, rc, "mdb_get") : 0;
+}
+
 int roo__store_txn_put(roo__store *s, roo__db db, const uint8_t *key, size_t key_len,
                        const uint8_t *val, size_t val_len)
 {

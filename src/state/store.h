@@ -17,8 +17,8 @@
  *   meta_put                       the main thread before the committer starts, then the
  *                                  committer only (it is a write transaction of its own)
  *   meta_get, count, get_state,    any thread: each is one short read transaction that
- *   scan, scan_partition, scan_db  copies what it returns (scans call back inside it; the
- *                                  bytes a callback sees are valid only during the call)
+ *   get_part, scan, scan_partition, copies what it returns (scans call back inside it; the
+ *   scan_db                        bytes a callback sees are valid only during the call)
  *   errmsg                         any thread: the calling thread's own last error
  *   map_size, used_bytes           any thread
  *
@@ -97,6 +97,10 @@ typedef enum roo__db {
 typedef int (*roo__store_kv_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                                 size_t val_len);
 int roo__store_scan_db(roo__store *s, roo__db db, roo__store_kv_fn fn, void *arg);
+/* Bytes [off, off + max) of key's value in db (fewer where it ends) appended to out, and the
+ * value's whole length in *ret_total; -ENOENT if absent. Any thread (a read txn). */
+int roo__store_get_part(roo__store *s, roo__db db, const uint8_t *key, size_t key_len, size_t off,
+                        size_t max, roo__buf *out, size_t *ret_total);
 
 /* Write transactions: the committer thread only. */
 int roo__store_txn_begin(roo__store *s);

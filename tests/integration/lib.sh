@@ -179,7 +179,7 @@ alphabet_worker() {
 }
 
 # wait_outbox_empty PORT SECS: wait until the worker serving --metrics on PORT keeps no
-# committed output in its outbox (the sinks took it all and its deletion is committed), so
+# committed output in its outbox (the sinks took it all and the written mark is committed), so
 # that a kill -9 now resends nothing and a sink sees every output exactly once. (Killed
 # earlier, a worker may send its last commit's output again: an allowed repeat.)
 wait_outbox_empty() {
