@@ -542,6 +542,18 @@ START_TEST(stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_t
 }
 END_TEST
 
+/* Decode the data frame in b (u32 length, then the message; its last cut bytes left off)
+ * with its events into ev (NULL: not wanted). */
+static int decode_frame(const roo__buf *b, size_t cut, roo__buf *ev, roo__data_kind *ret_kind,
+                        uint32_t *ret_thread, uint64_t *ret_seq, uint32_t *ret_count)
+{
+    roo__data_hello h;
+    int64_t stamp[2];
+
+    return roo__wire_data_decode(b->data + 4, b->len - 4 - cut, ret_kind, &h, ret_thread, ret_seq,
+                                 ret_count, stamp, ev);
+}
+
 /* A batch's events arrive whole: into an empty buffer and appended to one that holds
  * something already. */
 START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
@@ -549,8 +561,6 @@ START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
     uint8_t events[3000];
     roo__buf b = { 0 }, ev = { 0 };
     roo__data_kind kind;
-    roo__data_hello h;
-    int64_t stamp[2];
     uint32_t thread, count;
     uint64_t seq;
 
@@ -558,19 +568,15 @@ START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
         events[i] = (uint8_t)(i * 7 + 1);
     ck_assert_int_eq(roo__wire_data_batch_encode(4, 9, 100, 55, 0, events, sizeof(events), &b), 0);
     roo__buf_append(&ev, "x", 1);
-    ev.len = 0; /* empty, but with a buffer of its own to give up */
-    ck_assert_int_eq(
-        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
-        0);
+    ev.len = 0; /* empty, but with a buffer of its own */
+    ck_assert_int_eq(decode_frame(&b, 0, &ev, &kind, &thread, &seq, &count), 0);
     ck_assert_int_eq(kind, ROO__DATA_BATCH);
     ck_assert_uint_eq(thread, 4);
     ck_assert_uint_eq(seq, 9);
     ck_assert_uint_eq(count, 100);
     ck_assert_uint_eq(ev.len, sizeof(events));
     ck_assert_mem_eq(ev.data, events, sizeof(events));
-    ck_assert_int_eq(
-        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
-        0);
+    ck_assert_int_eq(decode_frame(&b, 0, &ev, &kind, &thread, &seq, &count), 0);
     ck_assert_uint_eq(ev.len, 2 * sizeof(events));
     ck_assert_mem_eq(ev.data + sizeof(events), events, sizeof(events));
     roo__buf_append(&ev, "y", 1); /* the buffer still grows */
@@ -588,8 +594,6 @@ START_TEST(big_batch_events_are_unpacked_into_the_callers_buffer_in_place)
     static uint8_t events[200000];
     roo__buf b = { 0 }, ev = { 0 };
     roo__data_kind kind;
-    roo__data_hello h;
-    int64_t stamp[2];
     uint32_t thread, count;
     uint64_t seq;
     uint8_t *kept;
@@ -600,9 +604,7 @@ START_TEST(big_batch_events_are_unpacked_into_the_callers_buffer_in_place)
     /* too small to take the frame: grown first */
     roo__buf_append(&ev, "z", 1);
     ev.len = 0;
-    ck_assert_int_eq(
-        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
-        0);
+    ck_assert_int_eq(decode_frame(&b, 0, &ev, &kind, &thread, &seq, &count), 0);
     ck_assert_int_eq(kind, ROO__DATA_BATCH);
     ck_assert_uint_eq(ev.len, sizeof(events));
     ck_assert_mem_eq(ev.data, events, sizeof(events));
@@ -611,24 +613,18 @@ START_TEST(big_batch_events_are_unpacked_into_the_callers_buffer_in_place)
     kept = ev.data;
     ev.len = 0;
     memset(ev.data, 0, ev.cap);
-    ck_assert_int_eq(
-        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, &ev),
-        0);
+    ck_assert_int_eq(decode_frame(&b, 0, &ev, &kind, &thread, &seq, &count), 0);
     ck_assert_ptr_eq(ev.data, kept);
     ck_assert_uint_eq(ev.len, sizeof(events));
     ck_assert_mem_eq(ev.data, events, sizeof(events));
     ck_assert_uint_eq(count, 7);
     /* cut short: refused, the buffer empty and still its own */
     ev.len = 0;
-    ck_assert_int_eq(roo__wire_data_decode(b.data + 4, b.len - 100, &kind, &h, &thread, &seq,
-                                           &count, stamp, &ev),
-                     ROO_EWIRE);
+    ck_assert_int_eq(decode_frame(&b, 96, &ev, &kind, &thread, &seq, &count), ROO_EWIRE);
     ck_assert_uint_eq(ev.len, 0);
     ck_assert_ptr_eq(ev.data, kept);
     /* no events wanted */
-    ck_assert_int_eq(
-        roo__wire_data_decode(b.data + 4, b.len - 4, &kind, &h, &thread, &seq, &count, stamp, NULL),
-        0);
+    ck_assert_int_eq(decode_frame(&b, 0, NULL, &kind, &thread, &seq, &count), 0);
     ck_assert_int_eq(kind, ROO__DATA_BATCH);
     roo__buf_finish(&b);
     roo__buf_finish(&ev);
