@@ -739,19 +739,25 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
                                  .free = data_free_fn,
                                  .allocator_data = &da };
     Roo__DataMsg *pb;
+    bool grown = false, batch;
     int rc = 0;
 
     if (len > ROO__DATA_FRAME_MAX)
         return ROO_EWIRE;
     if (events_out && events_out->len == 0 && len >= DIRECT_MIN && len <= DIRECT_MAX) {
-        if (events_out->cap < len) /* nothing in it to keep: no realloc's copy */
+        if (events_out->cap < len) { /* nothing in it to keep: no realloc's copy */
             roo__buf_finish(events_out);
+            grown = true;
+        }
         roo__buf_reserve(events_out, len); /* a bytes field is shorter than its frame */
         da.events = events_out;
     }
     pb = roo__data_msg__unpack(&alloc, len, p);
-    if (!pb)
+    if (!pb) {
+        if (grown) /* a frame that is no message keeps no memory of its size */
+            roo__buf_finish(events_out);
         return ROO_EWIRE;
+    }
     switch (pb->msg_case) {
     case ROO__DATA_MSG__MSG_HELLO:
         *ret_kind = ROO__DATA_HELLO;
@@ -795,7 +801,10 @@ int roo__wire_data_decode(const uint8_t *p, size_t len, roo__data_kind *ret_kind
         rc = ROO_EWIRE;
         break;
     }
+    batch = pb->msg_case == ROO__DATA_MSG__MSG_BATCH;
     roo__data_msg__free_unpacked(pb, &alloc);
+    if (grown && !batch) /* grown for a frame that brought no events: not kept */
+        roo__buf_finish(events_out);
     return rc;
 }
 

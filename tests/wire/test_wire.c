@@ -626,8 +626,23 @@ START_TEST(big_batch_events_are_unpacked_into_the_callers_buffer_in_place)
     /* no events wanted */
     ck_assert_int_eq(decode_frame(&b, 0, NULL, &kind, &thread, &seq, &count), 0);
     ck_assert_int_eq(kind, ROO__DATA_BATCH);
-    roo__buf_finish(&b);
     roo__buf_finish(&ev);
+    /* a buffer grown for a frame that brings no events keeps no memory of its size: one
+     * cut short, and a big message of another kind */
+    ck_assert_int_eq(decode_frame(&b, 96, &ev, &kind, &thread, &seq, &count), ROO_EWIRE);
+    ck_assert_uint_eq(ev.cap, 0);
+    {
+        roo__state_chunk c = { .epoch = 1, .partition = 2 };
+        roo__buf_append(&c.records, events, sizeof(events));
+        b.len = 0;
+        ck_assert_int_eq(roo__wire_data_chunk_encode(&c, &b), 0);
+        ck_assert_int_eq(decode_frame(&b, 0, &ev, &kind, &thread, &seq, &count), 0);
+        ck_assert_int_eq(kind, ROO__DATA_CHUNK);
+        ck_assert_uint_eq(ev.len, 0);
+        ck_assert_uint_eq(ev.cap, 0);
+        roo__buf_finish(&c.records);
+    }
+    roo__buf_finish(&b);
 }
 END_TEST
 
