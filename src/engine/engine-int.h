@@ -435,14 +435,12 @@ typedef struct roo__route {
     uint64_t id_stream; /* the stream record in force while filling (0: none yet) */
     uint64_t id_base;
     /* While filling: 1 + the offset of the last record when the next message of the same
-     * stage and length may join it (0: it may not), that stage and length, and whether
-     * that record is a run yet (else a plain record, made a run by the second message).
-     * run_key is stage << 32 | length while that record is a run (0: none is), so that
-     * joining it takes one comparison. remote: the destination is another worker (its
-     * bytes count in the shard's remote_bytes). */
+     * stage and length may join it (0: it may not), and that stage and length. run_key is
+     * stage << 32 | length once that record is a run (0: it is a plain record yet, made a
+     * run by the second message), so that joining it takes one comparison. remote: the
+     * destination is another worker (its bytes count in the shard's remote_bytes). */
     size_t run_at;
     uint32_t run_stage, run_len;
-    bool run_open;
     bool remote;
     uint64_t run_key;
     /* From a peer: the link batch it came in, so its application can be acknowledged. */

@@ -102,7 +102,7 @@ static bool fast_many(roo__source_conn *c, roo__source_counts *counts, const uin
             rc = roo__framer_next_be32(max_frame, buf + off, len - off, &fr);
             if (rc != ROO__FRAME_OK)
                 break;
-            frs[k].payload = buf + off + 4;
+            frs[k].payload = buf + off + fr.payload_off;
             frs[k].len = fr.payload_len;
             off += fr.frame_len;
             k++;

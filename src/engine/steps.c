@@ -158,8 +158,8 @@ static inline __attribute__((always_inline)) void route_copy(uint8_t *dst, const
 
 /* A record of its own in r (not in a run): a message with identity, an empty one, a read
  * position, or a message unlike the one before; it ends r's run. */
-static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t si, const void *msg,
-                         size_t len, const roo__msg_id *id)
+static void route_record(roo__shard *sh, roo__route *r, uint32_t si, const void *msg, size_t len,
+                         const roo__msg_id *id)
 {
     size_t idlen = id ? ROO__ROUTE_ID_LEN : 0;
     size_t rec = 8 + idlen + ROO__ALIGN8(len);
@@ -178,14 +178,14 @@ static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t 
         roo__store_le32(p + 16, (uint32_t)id->offset);
         roo__store_le32(p + 20, (uint32_t)(id->offset >> 32));
         r->data.len += 24;
-        if (dest >= sh->eng->nshards)
+        if (r->remote)
             sh->remote_bytes += 24;
         r->id_stream = id->stream;
         r->id_base = id->offset;
     }
     /* Records are little-endian on the wire (they cross to other workers as they are). */
     p = roo__buf_reserve(&r->data, rec);
-    if (dest >= sh->eng->nshards)
+    if (r->remote)
         sh->remote_bytes += rec;
     /* No stale bytes on the wire: zero the padding's word first, the payload overwrites the
      * rest of it (with no payload this word is the header's, written next). */
@@ -204,18 +204,17 @@ static void route_record(roo__shard *sh, roo__route *r, unsigned dest, uint32_t 
 /* A message that does not continue r's last record: a plain record of its own, which the
  * next message of the same step and length turns into a run (route_run_start). An empty
  * message never joins a run: a run's messages have bytes. */
-static __attribute__((noinline)) void route_single(roo__shard *sh, roo__route *r, unsigned dest,
-                                                   uint32_t si, const void *msg, size_t len)
+static __attribute__((noinline)) void route_single(roo__shard *sh, roo__route *r, uint32_t si,
+                                                   const void *msg, size_t len)
 {
     size_t at = r->data.len;
 
-    route_record(sh, r, dest, si, msg, len, NULL);
+    route_record(sh, r, si, msg, len, NULL);
     if (len == 0)
         return;
     r->run_at = at + 1;
     r->run_stage = si;
     r->run_len = (uint32_t)len;
-    r->run_open = false;
 }
 
 /*
@@ -223,7 +222,7 @@ static __attribute__((noinline)) void route_single(roo__shard *sh, roo__route *r
  * for the longer header. Once per run, so messages of varying sizes (which never repeat)
  * keep the plain record's 8-byte header and a run costs 8 bytes more only once.
  */
-static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route *r, unsigned dest)
+static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route *r)
 {
     size_t at = r->run_at - 1, padded = ROO__ALIGN8((size_t)r->run_len);
     uint8_t *p;
@@ -236,22 +235,19 @@ static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route
     roo__store_le32(p + 8, r->run_len);
     roo__store_le32(p + 12, 1);
     r->data.len += ROO__ROUTE_RUN_HDR - 8;
-    if (dest >= sh->eng->nshards)
+    if (r->remote)
         sh->remote_bytes += ROO__ROUTE_RUN_HDR - 8;
-    r->run_open = true;
     r->run_key = (uint64_t)r->run_stage << 32 | r->run_len;
 }
 
 /*
- * Append a message without identity for state step si to dest's open route buffer r
+ * Append a message without identity for state step si to an open route buffer r
  * (roo__shard_route's common case, inline in the state step): into the run at r's end when
  * it has the same step and length (making the last record a run if it is not one yet),
  * else as a record of its own.
  */
-static inline __attribute__((always_inline)) void route_append(roo__shard *sh, roo__route *r,
-                                                               unsigned dest, uint32_t si,
-                                                               const void *msg, size_t len,
-                                                               bool in_slot)
+static inline __attribute__((always_inline)) void
+route_append(roo__shard *sh, roo__route *r, uint32_t si, const void *msg, size_t len, bool in_slot)
 {
     size_t rec = ROO__ALIGN8(len);
     uint8_t *p;
@@ -260,10 +256,10 @@ static inline __attribute__((always_inline)) void route_append(roo__shard *sh, r
      * run's length is never 0, nor is run_key then). */
     if (ROO__UNLIKELY(r->run_key != ((uint64_t)si << 32 | len))) {
         if (r->run_at == 0 || r->run_stage != si || r->run_len != len) {
-            route_single(sh, r, dest, si, msg, len);
+            route_single(sh, r, si, msg, len);
             return;
         }
-        route_run_start(sh, r, dest);
+        route_run_start(sh, r);
     }
     p = roo__buf_reserve(&r->data, rec);
     sh->remote_bytes += rec & -(size_t)r->remote; /* without a branch on the destination */
@@ -294,9 +290,9 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         sh->route_out[dest] = r;
     }
     if (!id && si < ROO__ROUTE_RUN)
-        route_append(sh, r, dest, si, msg, len, false);
+        route_append(sh, r, si, msg, len, false);
     else
-        route_record(sh, r, dest, si, msg, len, id);
+        route_record(sh, r, si, msg, len, id);
 }
 
 /* Pre-copy of a partition move: remember a key of a moving partition that changed. */
@@ -459,7 +455,7 @@ state_fast(roo__shard *sh, const roo__stage *st, uint32_t si, const void *msg, s
     if (ROO__LIKELY(owner != sh->idx)) {
         roo__route *rt = sh->route_out[owner];
         if (ROO__LIKELY(rt != NULL && st->wire == NULL))
-            route_append(sh, rt, owner, si, msg, len, in_loop);
+            route_append(sh, rt, si, msg, len, in_loop);
         else
             roo__shard_route_msg(sh, st, owner, si, msg, len, NULL, part);
         *ret_routed = true;
