@@ -15,10 +15,12 @@
  * Totals are restored from LMDB at start. There is no allocation, syscall or LMDB call per vote.
  *
  * This is a yardstick, not part of the engine: it serves a single input connection at a time
- * and treats any --out error as fatal. Unlike the engine it keeps no outbox: a batch's output
- * lives only in memory between its commit and its write, so a kill -9 in between loses it,
- * where the engine stores it with the commit and sends it after a restart (13 bytes per vote
- * more to sync).
+ * and treats any --out error as fatal. Unlike the engine it keeps no outbox by default: a
+ * batch's output lives only in memory between its commit and its write, so a kill -9 in
+ * between loses it, where the engine stores it with the commit and sends it after a restart
+ * (13 bytes per vote more to sync). With --outbox it does the same, the simplest way: the
+ * batch's output goes into its commit under one key (OUTBOX_KEY, replaced by the next commit),
+ * and a restart sends it again before anything new, as the engine may (at least once).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -55,6 +57,10 @@ static const char *prog = "roo-baseline";
 static volatile sig_atomic_t stop_requested;
 static size_t commit_bytes_limit = (size_t)4 << 20;
 static int64_t commit_ns_limit = 2000000;
+static int outbox_on; /* --outbox */
+
+/* The outbox record's key: two bytes, where every letter's key is one. */
+#define OUTBOX_KEY "ob"
 
 /* All worker state; one static instance. */
 struct worker {
@@ -133,7 +139,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s --in HOST:PORT --out HOST:PORT --resilience-dir DIR\n"
-            "          [--commit-bytes N] [--commit-ms MS]\n"
+            "          [--commit-bytes N] [--commit-ms MS] [--outbox]\n"
             "\n"
             "Hand-written Alphabet worker used as the benchmark baseline.\n"
             "  --in HOST:PORT        listen here for framed votes (one connection at a time)\n"
@@ -141,6 +147,9 @@ static void usage(FILE *f)
             "  --resilience-dir DIR  LMDB environment directory (created if missing)\n"
             "  --commit-bytes N      commit after N input bytes (default 4194304; k/M/G = x1024)\n"
             "  --commit-ms MS        commit MS ms after the first uncommitted vote (default 2)\n"
+            "  --outbox              store each batch's output in its commit too (replacing the\n"
+            "                        last one's) and send it again after a restart, as the\n"
+            "                        engine's outbox does: no output lost to a kill -9\n"
             "A batch is also committed as soon as no more input is ready. Output of a batch is\n"
             "written only after its LMDB commit. SIGTERM/SIGINT: commit, flush, exit 0.\n",
             prog);
@@ -284,6 +293,14 @@ static void store_open(const char *dir)
     unsigned restored = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == 2 && memcmp(k.mv_data, OUTBOX_KEY, 2) == 0) {
+            /* The last batch's output, perhaps never written: sent again once --out connects. */
+            if (outbox_on && v.mv_size <= w.outcap) {
+                memcpy(w.outbuf, v.mv_data, v.mv_size);
+                w.outlen = v.mv_size;
+            }
+            continue;
+        }
         if (k.mv_size != 1 || v.mv_size != 8)
             die("--resilience-dir %s: unexpected record (key %zu bytes, value %zu bytes)", dir,
                 k.mv_size, v.mv_size);
@@ -325,6 +342,10 @@ static void commit_and_flush(void)
             MDB_val k = { 1, &letter }, v = { sizeof val, val };
             lmdb_check(mdb_put(txn, w.dbi, &k, &v, 0), "put");
             w.dirty[letter] = 0;
+        }
+        if (outbox_on && w.outlen > 0) {
+            MDB_val k = { 2, OUTBOX_KEY }, v = { w.outlen, w.outbuf };
+            lmdb_check(mdb_put(txn, w.dbi, &k, &v, 0), "put outbox");
         }
         lmdb_check(mdb_txn_commit(txn), "txn_commit");
         w.ndirty = 0;
@@ -447,6 +468,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(a, "--outbox") == 0) {
+            outbox_on = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "%s: unknown option or missing value: %s (see --help)\n", prog, a);
             return 2;
@@ -501,8 +526,16 @@ int main(int argc, char **argv)
     store_open(dir);
     int lfd = listen_on(in_spec);
     w.out_fd = connect_retry(out_spec);
-    if (w.out_fd < 0)
+    if (w.out_fd < 0) {
+        w.outlen = 0; /* stopped before --out came up: the outbox keeps it for the next start */
         goto done;
+    }
+    if (w.outlen > 0) {
+        fprintf(stderr, "%s: sending the last commit's %zu bytes of output again\n", prog,
+                w.outlen);
+        write_all(w.out_fd, w.outbuf, w.outlen);
+        w.outlen = 0;
+    }
     fprintf(stderr, "%s: listening on %s, output to %s\n", prog, in_spec, out_spec);
 
     while (!stop_requested) {
