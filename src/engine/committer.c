@@ -23,6 +23,42 @@
 
 #include "engine/engine-int.h"
 #include "state/keys.h"
+#include "state/outlog.h"
+
+/* An output of this size or more goes to the outbox log, LMDB keeping a reference to it; a
+ * smaller one (light load) goes into LMDB itself, which costs no sync of its own. */
+#define OUTLOG_MIN (64u * 1024u)
+
+/*
+ * Output of sink `sink` for outbox entry `seq`, in the outbox log with its reference in the
+ * transaction: 0. 1: it was not written there (the ring is full, or the write failed: logged
+ * once), so it goes into LMDB. A negative errno: the reference's put failed.
+ */
+static int put_in_log(roo__engine *e, roo__store *s, const uint8_t *key, uint32_t sink,
+                      uint64_t seq, const roo__buf *out)
+{
+    uint8_t ref[ROO__OUTLOG_REF_LEN];
+    uint64_t pos;
+    int rc = roo__outlog_append(e->outlog, out->data, out->len, &pos);
+
+    if (rc < 0) {
+        if (rc != -ENOBUFS && !e->outlog_warned) {
+            roo__log_warn("cannot write to %s/%s: %s; big outputs go into LMDB meanwhile",
+                          e->cfg.resilience_dir, ROO__OUTLOG_FILE, roo_strerror(rc));
+            e->outlog_warned = true;
+        }
+        return 1;
+    }
+    roo__store_le64(ref, pos);
+    roo__store_le64(ref + 8, out->len);
+    rc = roo__store_txn_put(s, ROO__DB_OUTLOG, key, ROO__OUTBOX_KEY_LEN, ref, sizeof(ref));
+    if (rc < 0)
+        return rc;
+    roo__ring_push(&e->outlog_new,
+                   (struct roo__outlog_entry){
+                       .end = pos + roo__outlog_span(out->len), .seq = seq, .sink = sink });
+    return 0;
+}
 
 static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
 {
@@ -36,6 +72,13 @@ static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
         if (!b->out[i].len)
             continue;
         roo__key_outbox(key, (uint32_t)i, b->outbox_seq);
+        if (e->outlog && b->out[i].len >= OUTLOG_MIN) {
+            rc = put_in_log(e, s, key, (uint32_t)i, b->outbox_seq, &b->out[i]);
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                continue;
+        }
         rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), b->out[i].data, b->out[i].len);
         if (rc < 0)
             return rc;
@@ -99,6 +142,31 @@ static bool outbox_work(roo__engine *e, uint64_t written, bool trim)
 }
 
 /*
+ * After a commit: the log entries it referred to are live, and those whose references are
+ * deleted (committed) and which their sink no longer keeps to resend (or all deleted ones,
+ * after a full disk: trim) give their room back, in ring order (an entry still needed holds
+ * back the ones after it).
+ */
+static void outlog_committed(roo__engine *e, bool trim)
+{
+    uint64_t tail = 0;
+
+    for (size_t k = 0; k < e->outlog_new.len; k++)
+        roo__ring_push(&e->outlog_live, roo__ring_at(&e->outlog_new, k));
+    roo__ring_clear(&e->outlog_new);
+    while (e->outlog_live.len) {
+        const struct roo__outlog_entry *o = &roo__ring_at(&e->outlog_live, 0);
+        if (o->sink < e->app->nsinks && (o->seq > e->outbox_deleted_sink[o->sink] ||
+                                         (!trim && o->seq >= roo__sinks_kept_from(e, o->sink))))
+            break;
+        tail = o->end;
+        roo__ring_pop(&e->outlog_live);
+    }
+    if (tail)
+        roo__outlog_release(e->outlog, tail);
+}
+
+/*
  * One transaction for the batches in [head, NULL); 0 once committed. It also stores the
  * outbox's written mark (entries up to `written` were written to every sink: a restart does
  * not send them again) and deletes the entries no sink needs any more (outbox_through).
@@ -107,16 +175,16 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t written, bool 
 {
     roo__store *s = e->store;
     uint64_t *through = e->outbox_through_tmp;
+    uint64_t log_head = e->outlog ? roo__outlog_head(e->outlog) : 0;
     int rc = roo__store_txn_begin(s);
 
     if (rc < 0)
         return rc;
+    roo__ring_clear(&e->outlog_new);
     for (roo__qnode *n = head; n; n = n->next) {
         rc = write_batch(e, s, (const roo__batch *)n);
-        if (rc < 0) {
-            roo__store_txn_abort(s);
-            return rc;
-        }
+        if (rc < 0)
+            goto abort;
     }
     for (size_t i = 0; i < e->app->nsinks; i++) {
         uint8_t key[ROO__OUTBOX_KEY_LEN];
@@ -125,28 +193,41 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t written, bool 
             continue;
         roo__key_outbox(key, (uint32_t)i, through[i]);
         rc = roo__store_txn_del_through(s, ROO__DB_OUTBOX, key, sizeof(key), ROO__OUTBOX_SINK_LEN);
-        if (rc < 0) {
-            roo__store_txn_abort(s);
-            return rc;
-        }
+        if (rc == 0)
+            rc = roo__store_txn_del_through(s, ROO__DB_OUTLOG, key, sizeof(key),
+                                            ROO__OUTBOX_SINK_LEN);
+        if (rc < 0)
+            goto abort;
     }
     if (written > e->outbox_mark) {
         uint8_t key[ROO__OUTBOX_KEY_LEN], val[8];
         roo__key_outbox(key, ROO__OUTBOX_MARK_SINK, 0);
         roo__store_le64(val, written);
         rc = roo__store_txn_put(s, ROO__DB_OUTBOX, key, sizeof(key), val, sizeof(val));
-        if (rc < 0) {
-            roo__store_txn_abort(s);
-            return rc;
-        }
+        if (rc < 0)
+            goto abort;
     }
+    /* The log's bytes are durable before the references to them are committed. */
+    if (e->outlog && (rc = roo__outlog_sync(e->outlog)) < 0)
+        goto abort;
     rc = roo__store_txn_commit(s);
     if (rc < 0)
-        return rc;
+        goto failed;
     e->outbox_mark = ROO__MAX(e->outbox_mark, written);
     for (size_t i = 0; i < e->app->nsinks; i++)
         e->outbox_deleted_sink[i] = through[i];
+    if (e->outlog)
+        outlog_committed(e, trim);
     return 0;
+
+abort:
+    roo__store_txn_abort(s);
+failed:
+    /* What this try wrote to the log is referred to by nothing: its room is free again. */
+    if (e->outlog)
+        roo__outlog_rewind(e->outlog, log_head);
+    roo__ring_clear(&e->outlog_new);
+    return rc;
 }
 
 /*
@@ -209,6 +290,10 @@ static bool trim_outbox(roo__engine *e, uint64_t written)
     roo__log_info("let go of the outbox's output up to entry %llu, written to the sinks, to "
                   "make room (a sink that reconnects gets no resend of it)",
                   (unsigned long long)written);
+    /* The outbox log's room that is free now goes back to the filesystem, for LMDB. */
+    if (e->outlog && (rc = roo__outlog_punch(e->outlog)) < 0)
+        roo__log_debug("cannot give the free room of %s/%s back: %s", e->cfg.resilience_dir,
+                       ROO__OUTLOG_FILE, roo_strerror(rc));
     /* The pages it freed are the next commit's only after one more transaction. */
     rc = roo__store_nudge(e->store);
     if (rc < 0)

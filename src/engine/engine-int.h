@@ -56,6 +56,8 @@
 #include "net/framer.h"
 #include "state/keys.h"
 #include "state/store.h"
+
+#define ROO__OUTLOG_SIZE ((uint64_t)64 << 20) /* the outbox log's ring, bytes */
 #include "state/table.h"
 #include "wire/wire.h"
 
@@ -727,6 +729,17 @@ struct roo__engine {
      * may keep to resend: roo__sinks_kept_from); outbox_through_tmp: commit_once's. */
     uint64_t outbox_mark;
     uint64_t *outbox_deleted_sink, *outbox_through_tmp;
+    /* Big outputs go to the outbox log (state/outlog.h), a ring of ROO__OUTLOG_SIZE bytes,
+     * LMDB keeping references (a size another build reads differently: keep it). Its live
+     * entries in ring order, and those a commit being tried appended (committer). */
+    struct roo__outlog *outlog;
+    ROO__RING(struct roo__outlog_entry {
+        uint64_t end; /* the ring position after it */
+        uint64_t seq;
+        uint32_t sink;
+    })
+    outlog_live, outlog_new;
+    bool outlog_warned; /* committer: a write to the log failed (logged once) */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
     roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */

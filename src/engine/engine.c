@@ -5,6 +5,8 @@
 #include <sys/time.h>
 
 #include "engine/engine-int.h"
+#include "state/keys.h"
+#include "state/outlog.h"
 #include "wire/wire.h"
 
 static uint64_t now_unix_ms(void)
@@ -213,6 +215,122 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
     return 0;
 }
 
+typedef struct outlog_ctx {
+    roo__engine *e;
+    char *msg;
+    size_t cap;
+    int err;          /* the first failure, described in msg */
+    uint64_t min_pos; /* the oldest live entry's position */
+} outlog_ctx;
+
+/* An outbox entry kept in the outbox log: live in the ring; sent again if above the mark. */
+static int recover_outlog_ref(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                              size_t val_len)
+{
+    outlog_ctx *c = arg;
+    roo__engine *e = c->e;
+    struct roo__outbox_entry *o;
+    uint64_t pos, len;
+    uint32_t sink;
+    uint64_t seq;
+    int rc;
+
+    if (!roo__key_outbox_parse(key, key_len, &sink, &seq) || val_len != ROO__OUTLOG_REF_LEN) {
+        snprintf(c->msg, c->cap, "a reference to the outbox log of %zu bytes", val_len);
+        return c->err = ROO_ESTATE;
+    }
+    pos = roo__load_le64(val);
+    len = roo__load_le64(val + 8);
+    if (len > SIZE_MAX / 2 || pos % 8) {
+        snprintf(c->msg, c->cap, "a reference to the outbox log at %llu of %llu bytes",
+                 (unsigned long long)pos, (unsigned long long)len);
+        return c->err = ROO_ESTATE;
+    }
+    c->min_pos = ROO__MIN(c->min_pos, pos);
+    roo__ring_push(&e->outlog_live,
+                   (struct roo__outlog_entry){
+                       .end = pos + roo__outlog_span((size_t)len), .seq = seq, .sink = sink });
+    if (seq > e->outbox_next)
+        e->outbox_next = seq;
+    if (seq <= e->outbox_mark)
+        return 0;
+    e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
+                                        (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
+    o = &e->recovered_outbox[e->nrecovered_outbox++];
+    memset(o, 0, sizeof(*o));
+    o->sink = sink;
+    o->seq = seq;
+    rc = roo__outlog_read(e->outlog, pos, (size_t)len, 0, (size_t)len, &o->bytes);
+    if (rc < 0 || o->bytes.len != len) {
+        snprintf(c->msg, c->cap,
+                 "output of sink %u, outbox entry %llu (%llu bytes at %llu) is not in %s: %s", sink,
+                 (unsigned long long)seq, (unsigned long long)len, (unsigned long long)pos,
+                 ROO__OUTLOG_FILE, rc < 0 ? roo_strerror(rc) : "cut short");
+        return c->err = rc < 0 ? rc : -EIO;
+    }
+    return 0;
+}
+
+static int outlog_entry_cmp(const void *a, const void *b)
+{
+    const struct roo__outlog_entry *x = a, *y = b;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int outbox_entry_cmp(const void *a, const void *b)
+{
+    const struct roo__outbox_entry *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->sink < y->sink ? -1 : x->sink > y->sink;
+}
+
+/*
+ * The outbox log: opened (created if missing), its live entries found through their
+ * references, in ring order, and the output they hold above the written mark read back
+ * among the outbox's own entries, in outbox order. A reference whose bytes are not there
+ * stops the start: that output would be lost.
+ */
+static int recover_outlog(roo__engine *e, char *msg, size_t cap)
+{
+    outlog_ctx c = { e, msg, cap, 0, UINT64_MAX };
+    struct roo__outlog_entry *v;
+    size_t n;
+    int rc = roo__outlog_open(e->cfg.resilience_dir, ROO__OUTLOG_SIZE, &e->outlog);
+
+    if (rc < 0) {
+        snprintf(msg, cap, "cannot open %s/%s: %s", e->cfg.resilience_dir, ROO__OUTLOG_FILE,
+                 roo_strerror(rc));
+        return rc;
+    }
+    rc = roo__store_scan_db(e->store, ROO__DB_OUTLOG, recover_outlog_ref, &c);
+    if (rc < 0) {
+        if (!c.err)
+            snprintf(msg, cap, "recovery of the outbox log's references from %s failed: %s",
+                     e->cfg.resilience_dir, roo__store_errmsg(e->store));
+        else
+            snprintf(msg + strlen(msg), cap - strlen(msg), " (in %s): cannot start without it",
+                     e->cfg.resilience_dir);
+        return rc;
+    }
+    /* In ring order: the ring gives room back from its oldest entry on. */
+    n = e->outlog_live.len;
+    v = roo__xmalloc((n ? n : 1) * sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = roo__ring_at(&e->outlog_live, i);
+    qsort(v, n, sizeof(*v), outlog_entry_cmp);
+    roo__ring_clear(&e->outlog_live);
+    for (size_t i = 0; i < n; i++)
+        roo__ring_push(&e->outlog_live, v[i]);
+    if (n)
+        roo__outlog_recovered(e->outlog, c.min_pos, v[n - 1].end);
+    free(v);
+    if (e->nrecovered_outbox > 1)
+        qsort(e->recovered_outbox, e->nrecovered_outbox, sizeof(*e->recovered_outbox),
+              outbox_entry_cmp);
+    return 0;
+}
+
 static int recover_stream(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                           size_t val_len)
 {
@@ -386,6 +504,11 @@ int roo__engine_create(roo_app *app, const roo__engine_cfg *cfg, roo__engine **r
     rc = recover_outbox_mark(e);
     if (rc == 0)
         rc = roo__store_scan_db(e->store, ROO__DB_OUTBOX, recover_outbox, e);
+    if (rc == 0) {
+        rc = recover_outlog(e, msg, cap);
+        if (rc < 0)
+            goto err;
+    }
     if (rc == 0)
         rc = roo__store_scan_db(e->store, ROO__DB_STREAMS, recover_stream, e);
     if (rc == 0)
@@ -603,6 +726,9 @@ void roo__engine_destroy(roo__engine *e)
     for (int w = 0; w < ROO__NWRITERS; w++)
         free(e->written[w].e2e);
     roo__ring_free(&e->outbox_sizes);
+    roo__outlog_close(e->outlog);
+    roo__ring_free(&e->outlog_live);
+    roo__ring_free(&e->outlog_new);
     free(e->outbox_deleted_sink);
     free(e->outbox_through_tmp);
     roo__streams_destroy(e->streams);

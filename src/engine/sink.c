@@ -87,6 +87,7 @@
 #include "common/ring.h"
 #include "engine/engine-int.h"
 #include "state/keys.h"
+#include "state/outlog.h"
 
 #define MAX_IOV 64
 #define SPARE_MAX 4 /* spare buffers a sink keeps to give batches */
@@ -353,6 +354,27 @@ static uint64_t sink_acked(const roo__sink *s)
  * is skipped: replay_pos moves past it, *ret_iov is empty, and a warning says how much of
  * the resend was lost. Lock held.
  */
+static int resend_from_log(roo__sink *s, const uint8_t *key, size_t from, size_t *ret_total)
+{
+    roo__buf ref = { 0 };
+    size_t n = 0;
+    int rc = roo__store_get_part(s->eng->store, ROO__DB_OUTLOG, key, ROO__OUTBOX_KEY_LEN, 0,
+                                 ROO__OUTLOG_REF_LEN, &ref, &n);
+
+    if (rc == 0 && (n != ROO__OUTLOG_REF_LEN || ref.len != n))
+        rc = -EIO;
+    if (rc == 0) {
+        uint64_t pos = roo__load_le64(ref.data), len = roo__load_le64(ref.data + 8);
+        rc = len > SIZE_MAX / 2 ? -EIO
+                                : roo__outlog_read(s->eng->outlog, pos, (size_t)len, from,
+                                                   RESEND_PIECE, &s->resend);
+        if (rc == 0)
+            *ret_total = (size_t)len;
+    }
+    roo__buf_finish(&ref);
+    return rc;
+}
+
 static void resend_piece(roo__sink *s, const replay_seg *g, uint64_t off, struct iovec *ret_iov)
 {
     uint8_t key[ROO__OUTBOX_KEY_LEN];
@@ -363,6 +385,9 @@ static void resend_piece(roo__sink *s, const replay_seg *g, uint64_t off, struct
     s->resend.len = 0;
     rc = roo__store_get_part(s->eng->store, ROO__DB_OUTBOX, key, sizeof(key),
                              (size_t)(off - g->start), RESEND_PIECE, &s->resend, &total);
+    /* A big output is in the outbox log, LMDB holding where. */
+    if (rc == -ENOENT && s->eng->outlog)
+        rc = resend_from_log(s, key, (size_t)(off - g->start), &total);
     if (rc < 0 || total != g->len || s->resend.len == 0) {
         char b[32];
         if (!s->resend_lost)

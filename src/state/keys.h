@@ -7,6 +7,8 @@
  *   links     sender name | u32 BE thread                u64 BE incarnation | u64 BE seq
  *   streams   u64 BE stream | u16 BE partition           u64 BE frame offset | u32 BE position
  *   outbox    u32 BE sink | u64 BE outbox seq            output bytes
+ *   outlog    u32 BE sink | u64 BE outbox seq            u64 LE position | u64 LE length
+ *                                                        (the output, in outbox.log)
  *
  * Big-endian keys sort like the numbers they hold, so a partition's state records are one
  * contiguous range, and a sink's outbox entries come out in the order they were stored.
@@ -129,6 +131,7 @@ static inline uint16_t roo__key_stream_partition(const uint8_t *k)
 /* ---- outbox ---- */
 
 #define ROO__OUTBOX_KEY_LEN 12
+#define ROO__OUTLOG_REF_LEN 16
 #define ROO__OUTBOX_SINK_LEN 4 /* the prefix that names the sink */
 /* The written mark's key is (ROO__OUTBOX_MARK_SINK, 0); its value a u64 LE outbox seq:
  * entries up to it were written to every sink (kept only to resend after a reconnect). */

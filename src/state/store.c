@@ -19,7 +19,7 @@ struct roo__store {
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi state_dbi;
-    MDB_dbi dbis[3]; /* roo__db */
+    MDB_dbi dbis[4]; /* roo__db */
     MDB_txn *wtxn;   /* committer thread */
     _Atomic uint64_t map_size;
     int lock_fd;
@@ -264,6 +264,8 @@ int roo__store_open(const char *dir, uint64_t map_size, roo__store **ret_store, 
         rc = mdb_dbi_open(txn, "streams", MDB_CREATE, &s->dbis[ROO__DB_STREAMS]);
     if (!rc)
         rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->dbis[ROO__DB_OUTBOX]);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "outlog", MDB_CREATE, &s->dbis[ROO__DB_OUTLOG]);
     if (rc) {
         mdb_txn_abort(txn);
         rc = map_err(s, rc, "mdb_dbi_open");

@@ -87,11 +87,14 @@ int roo__store_scan_partition(roo__store *s, uint16_t partition, roo__store_scan
  *   links    sending worker name | u32 BE thread -> u64 incarnation | u64 last applied seq
  *   streams  u64 BE stream id | u16 BE partition -> u64 offset | u32 sub (last applied message)
  *   outbox   u32 BE sink | u64 BE stream offset -> output bytes not yet known delivered
+ *   outlog   the same key -> u64 LE position | u64 LE length of the output in outbox.log
+ *            (state/outlog.h), for outputs kept there instead of in the outbox
  */
 typedef enum roo__db {
     ROO__DB_LINKS = 0,
     ROO__DB_STREAMS = 1,
     ROO__DB_OUTBOX = 2,
+    ROO__DB_OUTLOG = 3,
 } roo__db;
 
 typedef int (*roo__store_kv_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,

@@ -1,0 +1,203 @@
+/* outlog.c: the outbox's big entries, in a ring file beside LMDB (outlog.h has the design). */
+#include "state/outlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MAGIC 0x6c6f6f72u /* "rool" read as u32 LE */
+
+struct roo__outlog {
+    int fd;
+    uint64_t size;
+    uint64_t tail, head;
+    bool dirty; /* appended since the last sync */
+};
+
+int roo__outlog_place(uint64_t size, uint64_t tail, uint64_t head, uint64_t need, uint64_t *ret_pos)
+{
+    uint64_t at = head % size, pos = head;
+
+    if (need > size || head < tail || head - tail > size)
+        return -ENOBUFS;
+    if (at + need > size) /* not before the file's end: the next lap */
+        pos = head + (size - at);
+    if (pos + need - tail > size)
+        return -ENOBUFS;
+    *ret_pos = pos;
+    return 0;
+}
+
+int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
+{
+    char path[4096];
+    roo__outlog *l;
+    int fd, n;
+
+    if (size < ((uint64_t)1 << 20) || size % 8)
+        return -EINVAL;
+    n = snprintf(path, sizeof(path), "%s/%s", dir, ROO__OUTLOG_FILE);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    l = roo__xcalloc(1, sizeof(*l));
+    l->fd = fd;
+    l->size = size;
+    *ret_log = l;
+    return 0;
+}
+
+void roo__outlog_close(roo__outlog *l)
+{
+    if (!l)
+        return;
+    close(l->fd);
+    free(l);
+}
+
+int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *ret_pos)
+{
+    uint64_t span = roo__outlog_span(len), pos;
+    uint8_t hdr[ROO__OUTLOG_HDR], pad[8] = { 0 };
+    struct iovec iov[3];
+    size_t want;
+    ssize_t n;
+    int rc;
+
+    if (len > UINT32_MAX)
+        return -ENOBUFS;
+    rc = roo__outlog_place(l->size, l->tail, l->head, span, &pos);
+    if (rc < 0)
+        return rc;
+    roo__store_le32(hdr, MAGIC);
+    roo__store_le32(hdr + 4, (uint32_t)len);
+    roo__store_le64(hdr + 8, pos);
+    iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+    iov[1] = (struct iovec){ (void *)data, len };
+    iov[2] = (struct iovec){ pad, (size_t)(span - ROO__OUTLOG_HDR - len) };
+    want = (size_t)span;
+    /* One call in the common case; a short write (a signal, a full disk) goes on or fails. */
+    for (size_t done = 0; done < want;) {
+        n = pwritev(l->fd, iov, 3, (off_t)(pos % l->size + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        done += (size_t)n;
+        for (int i = 0; i < 3 && n > 0; i++) {
+            size_t k = ROO__MIN((size_t)n, iov[i].iov_len);
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            n -= (ssize_t)k;
+        }
+    }
+    l->head = pos + span;
+    l->dirty = true;
+    *ret_pos = pos;
+    return 0;
+}
+
+uint64_t roo__outlog_head(const roo__outlog *l)
+{
+    return l->head;
+}
+
+void roo__outlog_rewind(roo__outlog *l, uint64_t head)
+{
+    if (head >= l->tail && head <= l->head)
+        l->head = head;
+}
+
+int roo__outlog_sync(roo__outlog *l)
+{
+    if (!l->dirty)
+        return 0;
+    if (fdatasync(l->fd) < 0)
+        return -errno;
+    l->dirty = false;
+    return 0;
+}
+
+void roo__outlog_release(roo__outlog *l, uint64_t pos)
+{
+    if (pos > l->tail)
+        l->tail = ROO__MIN(pos, l->head);
+}
+
+/* Punch [from, to) of the file, within its size. */
+static int punch(int fd, uint64_t from, uint64_t to)
+{
+    if (from >= to)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) <
+        0)
+        return -errno;
+    return 0;
+}
+
+int roo__outlog_punch(roo__outlog *l)
+{
+    uint64_t at = l->tail % l->size, end = l->head % l->size;
+    int rc;
+
+    if (l->head == l->tail) /* nothing live: the whole file */
+        return ftruncate(l->fd, 0) < 0 ? -errno : 0;
+    if (l->head - l->tail >= l->size)
+        return 0;
+    if (end == 0)
+        end = l->size;
+    if (at < end) { /* live in [at, end): before and after it */
+        rc = punch(l->fd, 0, at);
+        return rc < 0 ? rc : punch(l->fd, end, l->size);
+    }
+    return punch(l->fd, end, at); /* live wraps: free between its end and its start */
+}
+
+void roo__outlog_recovered(roo__outlog *l, uint64_t tail, uint64_t head)
+{
+    l->tail = tail;
+    l->head = head;
+}
+
+int roo__outlog_read(roo__outlog *l, uint64_t pos, size_t len, size_t off, size_t max,
+                     roo__buf *out)
+{
+    uint8_t hdr[ROO__OUTLOG_HDR];
+    uint64_t at = pos % l->size;
+    size_t want;
+    ssize_t n;
+
+    if (pos % 8 || at + roo__outlog_span(len) > l->size)
+        return -EIO;
+    n = pread(l->fd, hdr, sizeof(hdr), (off_t)at);
+    if (n != (ssize_t)sizeof(hdr))
+        return n < 0 ? -errno : -EIO;
+    if (roo__load_le32(hdr) != MAGIC || roo__load_le32(hdr + 4) != len ||
+        roo__load_le64(hdr + 8) != pos)
+        return -EIO;
+    if (off >= len)
+        return 0;
+    want = ROO__MIN(max, len - off);
+    for (size_t done = 0; done < want;) {
+        uint8_t *p = roo__buf_reserve(out, want - done);
+        n = pread(l->fd, p, want - done, (off_t)(at + ROO__OUTLOG_HDR + off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        out->len += (size_t)n;
+        done += (size_t)n;
+    }
+    return 0;
+}

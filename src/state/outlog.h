@@ -1,0 +1,82 @@
+/* outlog.h: the outbox's big entries, in a ring file beside LMDB (outbox.log).
+ *
+ * DESIGN
+ * A batch's output is stored with its commit (the outbox) so that a restart can send it
+ * again. Copied into LMDB, a big output costs LMDB an allocation and a copy of its own,
+ * and its sync writes pages scattered over the map; here it is written once, where the
+ * ring's head is, straight from the batch's buffer. LMDB keeps only a reference to it
+ * (the outlog database: outbox key -> position and length), committed after the ring is
+ * synced, so a committed reference always points at durable bytes.
+ *
+ * Positions are logical (a u64 that only grows); an entry lies at position % size in the
+ * file and never wraps: one that does not fit before the file's end starts the next lap.
+ * The live entries are [tail, head). The committer appends, syncs and releases; a full ring
+ * is no error, the caller keeps that output in LMDB instead. The committer moves the tail
+ * only past entries whose references are deleted in a committed transaction and which no
+ * sink may read to resend, so an entry's bytes are never overwritten while anything could
+ * read them. The file grows during its first lap (its blocks allocated as it goes) and is
+ * overwritten in place after.
+ *
+ * Each entry starts with a header, which a read checks before it trusts the bytes:
+ *
+ *   | bytes | field                                   |
+ *   |-------|-----------------------------------------|
+ *   | 4     | magic "rool"                            |
+ *   | 4     | u32 LE payload length                   |
+ *   | 8     | u64 LE the entry's position             |
+ *   | len   | payload, then zeros to a multiple of 8  |
+ *
+ * Thread rules: append, sync, rewind, release and recovered: the committer (or the engine
+ * before its threads start). read: any thread (pread on a file descriptor fixed at open).
+ */
+#ifndef ROO_OUTLOG_H
+#define ROO_OUTLOG_H
+
+#include "common/buf.h"
+#include "common/common.h"
+
+#define ROO__OUTLOG_HDR 16u
+#define ROO__OUTLOG_FILE "outbox.log"
+
+typedef struct roo__outlog roo__outlog;
+
+/* Where an entry of need bytes (header included) goes in a ring of size bytes whose live
+ * entries are [tail, head): its position in *ret_pos, or -ENOBUFS when it does not fit.
+ * Pure. */
+int roo__outlog_place(uint64_t size, uint64_t tail, uint64_t head, uint64_t need,
+                      uint64_t *ret_pos);
+
+/* Bytes an entry of payload len takes in the ring. */
+static inline uint64_t roo__outlog_span(size_t len)
+{
+    return ROO__OUTLOG_HDR + (((uint64_t)len + 7) & ~(uint64_t)7);
+}
+
+/* Open (creating it empty if missing) dir/outbox.log, a ring of size bytes (a multiple of 8,
+ * at least 1 MiB). */
+int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log);
+void roo__outlog_close(roo__outlog *l);
+
+/* Write an entry at the head; its position in *ret_pos. -ENOBUFS: the ring has no room for
+ * it (nothing written); another negative errno: the write failed. */
+int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *ret_pos);
+/* The head, and going back to one (the entries after it were for a commit that failed). */
+uint64_t roo__outlog_head(const roo__outlog *l);
+void roo__outlog_rewind(roo__outlog *l, uint64_t head);
+/* Make every entry appended so far durable (fdatasync; nothing if none since the last). */
+int roo__outlog_sync(roo__outlog *l);
+/* Entries before pos will not be read again: their room may be written. */
+void roo__outlog_release(roo__outlog *l, uint64_t pos);
+/* Give the file's room outside the live entries back to the filesystem (a full disk: LMDB
+ * needs it); 0, or a negative errno (the filesystem cannot). */
+int roo__outlog_punch(roo__outlog *l);
+/* After a restart: the live entries are [tail, head). */
+void roo__outlog_recovered(roo__outlog *l, uint64_t tail, uint64_t head);
+
+/* Bytes [off, off + max) of the entry at pos, whose payload is len bytes, appended to out
+ * (fewer where it ends). -EIO (with a reason in the log's caller) if the header there is
+ * not that entry's. Any thread. */
+int roo__outlog_read(roo__outlog *l, uint64_t pos, size_t len, size_t off, size_t max,
+                     roo__buf *out);
+
+#endif /* ROO_OUTLOG_H */

@@ -1,0 +1,208 @@
+/* test_outlog.c: the outbox log places entries in its ring without overwriting live ones, reads
+ * back exactly what it wrote, refuses bytes that are not the entry asked for, and gives its
+ * free room back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "roo_test.h"
+#include "state/outlog.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+static roo__outlog *open_log(const char *dir, uint64_t size)
+{
+    roo__outlog *l = NULL;
+    int rc;
+
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    rc = roo__outlog_open(dir, size, &l);
+    ck_assert_msg(rc == 0, "open %s: %d", dir, rc);
+    return l;
+}
+
+static off_t file_blocks(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, ROO__OUTLOG_FILE);
+    ck_assert_int_eq(stat(path, &st), 0);
+    return st.st_blocks;
+}
+
+START_TEST(an_entry_that_does_not_fit_before_the_end_starts_the_next_lap)
+{
+    uint64_t pos = 1;
+
+    ck_assert_int_eq(roo__outlog_place(1000, 0, 0, 100, &pos), 0);
+    ck_assert_uint_eq(pos, 0);
+    /* 950 + 100 passes the end: at 1000, the next lap, room there once the tail is past 50 */
+    ck_assert_int_eq(roo__outlog_place(1000, 0, 950, 100, &pos), -ENOBUFS);
+    ck_assert_int_eq(roo__outlog_place(1000, 100, 950, 100, &pos), 0);
+    ck_assert_uint_eq(pos, 1000);
+    /* the next lap's entry may not reach the live ones */
+    ck_assert_int_eq(roo__outlog_place(1000, 1050, 1900, 200, &pos), -ENOBUFS);
+    ck_assert_int_eq(roo__outlog_place(1000, 1200, 1900, 150, &pos), 0);
+    ck_assert_uint_eq(pos, 2000);
+    /* one that ends exactly at the file's end stays in this lap */
+    ck_assert_int_eq(roo__outlog_place(1000, 1200, 1900, 100, &pos), 0);
+    ck_assert_uint_eq(pos, 1900);
+    /* bigger than the ring, or a nonsense range: no room */
+    ck_assert_int_eq(roo__outlog_place(1000, 0, 0, 1001, &pos), -ENOBUFS);
+    ck_assert_int_eq(roo__outlog_place(1000, 10, 5, 8, &pos), -ENOBUFS);
+    ck_assert_int_eq(roo__outlog_place(1000, 0, 2000, 8, &pos), -ENOBUFS);
+}
+END_TEST
+
+START_TEST(entries_read_back_exactly_in_pieces_across_laps)
+{
+    char *dir = roo_test_path("log");
+    roo__outlog *l = open_log(dir, MIB);
+    uint8_t *data = malloc(300000);
+    uint64_t pos[10];
+
+    for (size_t i = 0; i < 300000; i++)
+        data[i] = (uint8_t)(i * 7 + i / 251);
+    /* 300,000 bytes each: three fit in a lap, the fourth starts the next one */
+    for (int i = 0; i < 10; i++) {
+        if (i >= 3)
+            roo__outlog_release(l, pos[i - 3] + roo__outlog_span(300000));
+        ck_assert_int_eq(roo__outlog_append(l, data + i, 300000 - (size_t)i, &pos[i]), 0);
+    }
+    ck_assert_int_eq(roo__outlog_sync(l), 0);
+    ck_assert_uint_eq(pos[3], MIB);
+    for (int i = 7; i < 10; i++) {
+        roo__buf b = { 0 };
+        size_t len = 300000 - (size_t)i;
+        for (size_t off = 0; off < len; off += 65536)
+            ck_assert_int_eq(roo__outlog_read(l, pos[i], len, off, 65536, &b), 0);
+        ck_assert_uint_eq(b.len, len);
+        ck_assert_int_eq(memcmp(b.data, data + i, len), 0);
+        roo__buf_finish(&b);
+    }
+    roo__outlog_close(l);
+    free(data);
+    free(dir);
+}
+END_TEST
+
+START_TEST(a_full_ring_refuses_the_entry_and_writes_nothing)
+{
+    char *dir = roo_test_path("full");
+    roo__outlog *l = open_log(dir, MIB);
+    uint8_t data[200000] = { 1 };
+    uint64_t pos;
+
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(roo__outlog_append(l, data, sizeof(data), &pos), 0);
+    ck_assert_int_eq(roo__outlog_append(l, data, sizeof(data), &pos), -ENOBUFS);
+    ck_assert_uint_eq(roo__outlog_head(l), 5 * roo__outlog_span(sizeof(data)));
+    roo__outlog_close(l);
+    free(dir);
+}
+END_TEST
+
+START_TEST(a_read_of_an_entry_that_is_not_there_fails)
+{
+    char *dir = roo_test_path("bad");
+    roo__outlog *l = open_log(dir, MIB);
+    uint8_t data[1000] = { 9 };
+    roo__buf b = { 0 };
+    uint64_t pos, pos2;
+
+    ck_assert_int_eq(roo__outlog_append(l, data, sizeof(data), &pos), 0);
+    /* a wrong length, a position where no entry starts, a later lap, past the file */
+    ck_assert_int_eq(roo__outlog_read(l, pos, 999, 0, 1000, &b), -EIO);
+    ck_assert_int_eq(roo__outlog_read(l, pos + 8, 1000, 0, 1000, &b), -EIO);
+    ck_assert_int_eq(roo__outlog_read(l, pos + MIB, 1000, 0, 1000, &b), -EIO);
+    ck_assert_int_eq(roo__outlog_read(l, MIB - 8, 1000, 0, 1000, &b), -EIO);
+    ck_assert_uint_eq(b.len, 0);
+    /* an entry written for a commit that failed is gone once rewound over */
+    roo__outlog_rewind(l, pos);
+    ck_assert_int_eq(roo__outlog_append(l, data, 500, &pos2), 0);
+    ck_assert_uint_eq(pos2, pos);
+    ck_assert_int_eq(roo__outlog_read(l, pos, 1000, 0, 1000, &b), -EIO);
+    ck_assert_int_eq(roo__outlog_read(l, pos, 500, 0, 1000, &b), 0);
+    ck_assert_uint_eq(b.len, 500);
+    roo__buf_finish(&b);
+    roo__outlog_close(l);
+    free(dir);
+}
+END_TEST
+
+START_TEST(live_entries_survive_a_reopen_and_free_room_goes_back)
+{
+    char *dir = roo_test_path("reopen");
+    roo__outlog *l = open_log(dir, 4 * MIB);
+    uint8_t *data = calloc(1, MIB);
+    roo__buf b = { 0 };
+    uint64_t pos[3];
+    off_t before;
+
+    for (int i = 0; i < 3; i++) {
+        data[0] = (uint8_t)i;
+        ck_assert_int_eq(roo__outlog_append(l, data, MIB, &pos[i]), 0);
+    }
+    ck_assert_int_eq(roo__outlog_sync(l), 0);
+    roo__outlog_close(l);
+
+    ck_assert_int_eq(roo__outlog_open(dir, 4 * MIB, &l), 0);
+    roo__outlog_recovered(l, pos[2], pos[2] + roo__outlog_span(MIB));
+    ck_assert_int_eq(roo__outlog_read(l, pos[2], MIB, 0, 1, &b), 0);
+    ck_assert_uint_eq(b.len, 1);
+    ck_assert_uint_eq(b.data[0], 2);
+    /* the first two are free: their room goes back, the live one stays readable */
+    before = file_blocks(dir);
+    ck_assert_int_eq(roo__outlog_punch(l), 0);
+    ck_assert_int_lt(file_blocks(dir), before);
+    b.len = 0;
+    ck_assert_int_eq(roo__outlog_read(l, pos[2], MIB, 0, 1, &b), 0);
+    ck_assert_uint_eq(b.data[0], 2);
+    /* nothing live: the whole file */
+    roo__outlog_release(l, pos[2] + roo__outlog_span(MIB));
+    ck_assert_int_eq(roo__outlog_punch(l), 0);
+    ck_assert_int_eq(file_blocks(dir), 0);
+    roo__buf_finish(&b);
+    roo__outlog_close(l);
+    free(data);
+    free(dir);
+}
+END_TEST
+
+START_TEST(a_ring_that_is_too_small_or_unaligned_is_refused)
+{
+    char *dir = roo_test_path("size");
+    roo__outlog *l = NULL;
+
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(roo__outlog_open(dir, MIB - 8, &l), -EINVAL);
+    ck_assert_int_eq(roo__outlog_open(dir, MIB + 4, &l), -EINVAL);
+    ck_assert_ptr_null(l);
+    free(dir);
+}
+END_TEST
+
+static Suite *outlog_suite(void)
+{
+    Suite *s = suite_create("outlog");
+    TCase *tc = roo_test_tcase("ring", 20);
+
+    tcase_add_unchecked_fixture(tc, roo_test_tmp_setup, roo_test_tmp_teardown);
+    tcase_add_test(tc, an_entry_that_does_not_fit_before_the_end_starts_the_next_lap);
+    tcase_add_test(tc, entries_read_back_exactly_in_pieces_across_laps);
+    tcase_add_test(tc, a_full_ring_refuses_the_entry_and_writes_nothing);
+    tcase_add_test(tc, a_read_of_an_entry_that_is_not_there_fails);
+    tcase_add_test(tc, live_entries_survive_a_reopen_and_free_room_goes_back);
+    tcase_add_test(tc, a_ring_that_is_too_small_or_unaligned_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return roo_test_run(outlog_suite());
+}
