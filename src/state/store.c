@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "state/keys.h"
@@ -756,12 +757,25 @@ int roo__store_txn_put_state(roo__store *s, uint16_t partition, uint16_t state_i
     return 0;
 }
 
+/* Whether the environment's filesystem is (all but) full: under 1 MiB left for a write. */
+static bool disk_full(roo__store *s)
+{
+    struct statvfs st;
+    int fd;
+
+    return mdb_env_get_fd(s->env, &fd) == 0 && fstatvfs(fd, &st) == 0 &&
+           (uint64_t)st.f_bavail * st.f_frsize < ((uint64_t)1 << 20);
+}
+
 int roo__store_txn_commit(roo__store *s)
 {
     int rc = mdb_txn_commit(s->wtxn);
 
     /* The transaction handle is freed whether the commit worked or not. */
     s->wtxn = NULL;
+    /* LMDB reports a write cut short as EIO: on a full disk, say so. */
+    if (rc == EIO && disk_full(s))
+        rc = ENOSPC;
     if (rc)
         return map_err(s, rc, "mdb_txn_commit");
     return 0;
