@@ -191,6 +191,26 @@ static int recover_outbox_mark(roo__engine *e)
     return rc == -ENOENT ? 0 : rc;
 }
 
+/* Outbox entry (sink, seq), found at start: one to send again, its bytes for the caller to
+ * fill in, or NULL when it is at or below the written mark (written before: kept only to
+ * resend after a reconnect). */
+static struct roo__outbox_entry *recovered_entry(roo__engine *e, uint32_t sink, uint64_t seq)
+{
+    struct roo__outbox_entry *o;
+
+    if (seq > e->outbox_next)
+        e->outbox_next = seq;
+    if (seq <= e->outbox_mark)
+        return NULL;
+    e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
+                                        (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
+    o = &e->recovered_outbox[e->nrecovered_outbox++];
+    memset(o, 0, sizeof(*o));
+    o->sink = sink;
+    o->seq = seq;
+    return o;
+}
+
 static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                           size_t val_len)
 {
@@ -201,17 +221,9 @@ static int recover_outbox(void *arg, const uint8_t *key, size_t key_len, const u
 
     if (!roo__key_outbox_parse(key, key_len, &sink, &seq) || sink == ROO__OUTBOX_MARK_SINK)
         return 0;
-    if (seq > e->outbox_next)
-        e->outbox_next = seq;
-    if (seq <= e->outbox_mark) /* written before: kept only to resend after a reconnect */
-        return 0;
-    e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
-                                        (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
-    o = &e->recovered_outbox[e->nrecovered_outbox++];
-    memset(o, 0, sizeof(*o));
-    o->sink = sink;
-    o->seq = seq;
-    roo__buf_append(&o->bytes, val, val_len);
+    o = recovered_entry(e, sink, seq);
+    if (o)
+        roo__buf_append(&o->bytes, val, val_len);
     return 0;
 }
 
@@ -250,16 +262,9 @@ static int recover_outlog_ref(void *arg, const uint8_t *key, size_t key_len, con
     roo__ring_push(&e->outlog_live,
                    (struct roo__outlog_entry){
                        .end = pos + roo__outlog_span((size_t)len), .seq = seq, .sink = sink });
-    if (seq > e->outbox_next)
-        e->outbox_next = seq;
-    if (seq <= e->outbox_mark)
+    o = recovered_entry(e, sink, seq);
+    if (!o)
         return 0;
-    e->recovered_outbox = roo__xrealloc(e->recovered_outbox,
-                                        (e->nrecovered_outbox + 1) * sizeof(*e->recovered_outbox));
-    o = &e->recovered_outbox[e->nrecovered_outbox++];
-    memset(o, 0, sizeof(*o));
-    o->sink = sink;
-    o->seq = seq;
     rc = roo__outlog_read(e->outlog, pos, (size_t)len, 0, (size_t)len, &o->bytes);
     if (rc < 0 || o->bytes.len != len) {
         snprintf(c->msg, c->cap,
