@@ -19,10 +19,11 @@ struct roo__outlog {
 
 int roo__outlog_place(uint64_t size, uint64_t tail, uint64_t head, uint64_t need, uint64_t *ret_pos)
 {
-    uint64_t at = head % size, pos = head;
+    uint64_t at, pos = head;
 
-    if (need > size || head < tail || head - tail > size)
+    if (size == 0 || need > size || head < tail || head - tail > size)
         return -ENOBUFS;
+    at = head % size;
     if (at + need > size) /* not before the file's end: the next lap */
         pos = head + (size - at);
     if (pos + need - tail > size)

@@ -55,6 +55,7 @@ START_TEST(an_entry_that_does_not_fit_before_the_end_starts_the_next_lap)
     ck_assert_int_eq(roo__outlog_place(1000, 0, 0, 1001, &pos), -ENOBUFS);
     ck_assert_int_eq(roo__outlog_place(1000, 10, 5, 8, &pos), -ENOBUFS);
     ck_assert_int_eq(roo__outlog_place(1000, 0, 2000, 8, &pos), -ENOBUFS);
+    ck_assert_int_eq(roo__outlog_place(0, 0, 0, 8, &pos), -ENOBUFS);
 }
 END_TEST
 
