@@ -295,10 +295,15 @@ static void store_open(const char *dir)
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size == 2 && memcmp(k.mv_data, OUTBOX_KEY, 2) == 0) {
             /* The last batch's output, perhaps never written: sent again once --out connects. */
-            if (outbox_on && v.mv_size <= w.outcap) {
-                memcpy(w.outbuf, v.mv_data, v.mv_size);
-                w.outlen = v.mv_size;
-            }
+            if (!outbox_on)
+                continue;
+            if (v.mv_size > w.outcap)
+                die("--resilience-dir %s: the stored output (%zu bytes) is more than this "
+                    "--commit-bytes makes room for; start with the --commit-bytes it was written "
+                    "with",
+                    dir, v.mv_size);
+            memcpy(w.outbuf, v.mv_data, v.mv_size);
+            w.outlen = v.mv_size;
             continue;
         }
         if (k.mv_size != 1 || v.mv_size != 8)

@@ -730,7 +730,9 @@ struct roo__engine {
     uint64_t outbox_mark;
     uint64_t *outbox_deleted_sink, *outbox_through_tmp;
     /* Big outputs go to the outbox log (state/outlog.h), a ring of ROO__OUTLOG_SIZE bytes,
-     * LMDB keeping references (a size another build reads differently: keep it). Its live
+     * LMDB keeping references (a place is a position modulo that size, so a build with
+     * another size cannot read a directory's live entries: change it only with a format
+     * change). Its live
      * entries in ring order, and those a commit being tried appended (committer). */
     struct roo__outlog *outlog;
     ROO__RING(struct roo__outlog_entry {

@@ -57,8 +57,8 @@
  *
  * The outbox already holds a state-changing batch's output, durably, so the sink keeps only
  * where it is: the committer deletes a sink's entries only below the oldest it refers to
- * (kept_from, roo__sinks_kept_from), and a resend copies them out of LMDB a piece at a
- * time (resend_piece, io thread). The batch keeps its buffer, whose pages are then warm for
+ * (kept_from, roo__sinks_kept_from), and a resend copies them out of LMDB, or out of the
+ * outbox log for big ones (state/outlog.h), a piece at a time (resend_piece, io thread). The batch keeps its buffer, whose pages are then warm for
  * its next output. (Before, the buffer became the segment and the batch went home with a
  * spare: the cold spares and the growing, shrinking and freeing cost a 3-worker cluster
  * about a tenth of its throughput.) A buffer segment's batch goes home with a spare buffer
@@ -341,19 +341,10 @@ static uint64_t sink_acked(const roo__sink *s)
     return s->conn_base + ti.tcpi_bytes_acked;
 }
 
-/*
- * Write what is owed, the resend of kept output first, then the FIFO, until done or the
- * socket is full. Returns 0 (all written or -EAGAIN internally) or the failed write's
- * -errno. Either thread, lock held, connected.
- */
 #define RESEND_PIECE (1024u * 1024u) /* bytes copied out of the outbox per resend write */
 
-/*
- * The piece of kept output g (an outbox entry) from stream offset off on, copied into
- * s->resend, as *ret_iov. An entry that is gone (let go of on a full disk) or cannot be read
- * is skipped: replay_pos moves past it, *ret_iov is empty, and a warning says how much of
- * the resend was lost. Lock held.
- */
+/* Bytes of the outbox entry named by key from `from` on, copied into s->resend from the
+ * outbox log, where its reference (in LMDB) says it is; its length in *ret_total. */
 static int resend_from_log(roo__sink *s, const uint8_t *key, size_t from, size_t *ret_total)
 {
     roo__buf ref = { 0 };
@@ -375,6 +366,12 @@ static int resend_from_log(roo__sink *s, const uint8_t *key, size_t from, size_t
     return rc;
 }
 
+/*
+ * The piece of kept output g (an outbox entry) from stream offset off on, copied into
+ * s->resend, as *ret_iov. An entry that is gone (let go of on a full disk) or cannot be read
+ * is skipped: replay_pos moves past it, *ret_iov is empty, and a warning says how much of
+ * the resend was lost. Lock held.
+ */
 static void resend_piece(roo__sink *s, const replay_seg *g, uint64_t off, struct iovec *ret_iov)
 {
     uint8_t key[ROO__OUTBOX_KEY_LEN];
@@ -404,6 +401,11 @@ static void resend_piece(roo__sink *s, const replay_seg *g, uint64_t off, struct
     *ret_iov = (struct iovec){ s->resend.data, s->resend.len };
 }
 
+/*
+ * Write what is owed, the resend of kept output first, then the FIFO, until done or the
+ * socket is full. Returns 0 (all written or -EAGAIN internally) or the failed write's
+ * -errno. Either thread, lock held, connected.
+ */
 static int sink_write(roo__sink *s, roo__writer by)
 {
     while (s->replay_pos < s->written || s->fifo.len) {

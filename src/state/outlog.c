@@ -61,13 +61,43 @@ void roo__outlog_close(roo__outlog *l)
     free(l);
 }
 
+/*
+ * All of iov's bytes written at (write) or read from file offset off: one call in the common
+ * case; a call cut short (a signal, a full disk, the file's end) goes on, or fails. iov is
+ * used up.
+ */
+static int io_all(int fd, struct iovec *iov, int niov, off_t off, bool write)
+{
+    for (;;) {
+        ssize_t n;
+        while (niov > 0 && iov->iov_len == 0) {
+            iov++;
+            niov--;
+        }
+        if (niov == 0)
+            return 0;
+        n = write ? pwritev(fd, iov, niov, off) : preadv(fd, iov, niov, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        off += n;
+        for (; n > 0; iov++, niov--) {
+            size_t k = ROO__MIN((size_t)n, iov->iov_len);
+            iov->iov_base = (uint8_t *)iov->iov_base + k;
+            iov->iov_len -= k;
+            n -= (ssize_t)k;
+            if (iov->iov_len)
+                break;
+        }
+    }
+}
+
 int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *ret_pos)
 {
     uint64_t span = roo__outlog_span(len), pos;
     uint8_t hdr[ROO__OUTLOG_HDR], pad[8] = { 0 };
     struct iovec iov[3];
-    size_t want;
-    ssize_t n;
     int rc;
 
     if (len > UINT32_MAX)
@@ -81,25 +111,9 @@ int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *r
     iov[0] = (struct iovec){ hdr, sizeof(hdr) };
     iov[1] = (struct iovec){ (void *)data, len };
     iov[2] = (struct iovec){ pad, (size_t)(span - ROO__OUTLOG_HDR - len) };
-    want = (size_t)span;
-    /* One call in the common case; a short write (a signal, a full disk) goes on or fails. */
-    for (size_t done = 0; done < want;) {
-        n = pwritev(l->fd, iov, 3, (off_t)(pos % l->size + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        done += (size_t)n;
-        for (int i = 0; i < 3 && n > 0; i++) {
-            size_t k = ROO__MIN((size_t)n, iov[i].iov_len);
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-            iov[i].iov_len -= k;
-            n -= (ssize_t)k;
-        }
-    }
+    rc = io_all(l->fd, iov, 3, (off_t)(pos % l->size), true);
+    if (rc < 0)
+        return rc;
     l->head = pos + span;
     l->dirty = true;
     *ret_pos = pos;
@@ -168,37 +182,41 @@ void roo__outlog_recovered(roo__outlog *l, uint64_t tail, uint64_t head)
     l->head = head;
 }
 
-int roo__outlog_read(roo__outlog *l, uint64_t pos, size_t len, size_t off, size_t max,
-                     roo__buf *out)
+/* Whether the header at pos is that of the entry at pos with a payload of len bytes. */
+static int header_check(roo__outlog *l, uint64_t pos, size_t len)
 {
     uint8_t hdr[ROO__OUTLOG_HDR];
-    uint64_t at = pos % l->size;
-    size_t want;
-    ssize_t n;
+    struct iovec iov = { hdr, sizeof(hdr) };
+    int rc = io_all(l->fd, &iov, 1, (off_t)(pos % l->size), false);
 
-    if (pos % 8 || at + roo__outlog_span(len) > l->size)
-        return -EIO;
-    n = pread(l->fd, hdr, sizeof(hdr), (off_t)at);
-    if (n != (ssize_t)sizeof(hdr))
-        return n < 0 ? -errno : -EIO;
+    if (rc < 0)
+        return rc;
     if (roo__load_le32(hdr) != MAGIC || roo__load_le32(hdr + 4) != len ||
         roo__load_le64(hdr + 8) != pos)
         return -EIO;
-    if (off >= len)
-        return 0;
-    want = ROO__MIN(max, len - off);
-    for (size_t done = 0; done < want;) {
-        uint8_t *p = roo__buf_reserve(out, want - done);
-        n = pread(l->fd, p, want - done, (off_t)(at + ROO__OUTLOG_HDR + off + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        out->len += (size_t)n;
-        done += (size_t)n;
-    }
     return 0;
+}
+
+int roo__outlog_read(roo__outlog *l, uint64_t pos, size_t len, size_t off, size_t max,
+                     roo__buf *out)
+{
+    uint64_t at = pos % l->size;
+    struct iovec iov;
+    size_t want;
+    int rc;
+
+    if (pos % 8 || at + roo__outlog_span(len) > l->size)
+        return -EIO;
+    rc = header_check(l, pos, len);
+    if (rc < 0 || off >= len)
+        return rc;
+    want = ROO__MIN(max, len - off);
+    iov = (struct iovec){ roo__buf_reserve(out, want), want };
+    rc = io_all(l->fd, &iov, 1, (off_t)(at + ROO__OUTLOG_HDR + off), false);
+    /* An entry is written header first: still its header, still its bytes. */
+    if (rc == 0)
+        rc = header_check(l, pos, len);
+    if (rc == 0)
+        out->len += want;
+    return rc;
 }

@@ -74,8 +74,9 @@ int roo__outlog_punch(roo__outlog *l);
 void roo__outlog_recovered(roo__outlog *l, uint64_t tail, uint64_t head);
 
 /* Bytes [off, off + max) of the entry at pos, whose payload is len bytes, appended to out
- * (fewer where it ends). -EIO (with a reason in the log's caller) if the header there is
- * not that entry's. Any thread. */
+ * (fewer where it ends). -EIO if the header there is not that entry's, before the read or
+ * after it (its room was written again meanwhile: only possible once the committer let go of
+ * it on a full disk); out is then as it was. Any thread. */
 int roo__outlog_read(roo__outlog *l, uint64_t pos, size_t len, size_t off, size_t max,
                      roo__buf *out);
 
