@@ -70,6 +70,32 @@ static inline int roo__framer_next_be32(size_t max_frame, const uint8_t *buf, si
 }
 
 /*
+ * The frames of payload length n that follow one another from buf[0] (u32 big-endian
+ * headers), at most max of them, whole within len: their count. n was checked against
+ * max_frame with the frame before them. Where each would start is known in advance (a
+ * stride of 4 + n), so each header is checked without waiting for the one before it; frame
+ * by frame, every offset waits for the load and byte swap of the previous header. Every
+ * header is still compared exactly: the run stops at the first frame of another length, or
+ * one not whole in buf, which roo__framer_next_be32 then reads as usual. frs[i] (if not
+ * NULL) gets each frame's payload.
+ */
+static inline size_t roo__framer_run_be32(const uint8_t *buf, size_t len, size_t n, size_t max,
+                                          roo_frame *frs)
+{
+    const size_t stride = 4 + n;
+    const size_t m = ROO__MIN(len / stride, max);
+    size_t j = 0;
+
+    for (; j < m && roo__load_be32(buf) == n; j++, buf += stride) {
+        if (frs) {
+            frs[j].payload = buf + 4;
+            frs[j].len = n;
+        }
+    }
+    return j;
+}
+
+/*
  * Find the next frame in buf[0..len). Returns ROO__FRAME_OK and fills *ret_frame,
  * ROO__FRAME_AGAIN if more bytes are needed, or ROO_EFRAMESIZE if the frame is too big
  * (then *ret_frame->payload_len holds the declared or seen size when known).

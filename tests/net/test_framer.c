@@ -377,6 +377,47 @@ static int line_next(const roo__framer *f, const char *s, roo__frame *fr)
     return roo__framer_next(f, (const uint8_t *)s, strlen(s), fr);
 }
 
+/* A run of same-length frames ends exactly at a frame of another length, at a partial
+ * frame, and at the count asked for; its payloads are where the frame-by-frame framer
+ * puts them. */
+START_TEST(same_length_run_stops_at_another_length_a_partial_frame_or_the_count)
+{
+    uint8_t buf[9 * 10 + 10 + 9 + 5];
+    roo_frame frs[16];
+    size_t at = 0;
+
+    for (int i = 0; i < 10; i++) { /* ten frames of 5 bytes */
+        put_header(buf + at, 4, false, 5);
+        memset(buf + at + 4, 'a' + i, 5);
+        at += 9;
+    }
+    put_header(buf + at, 4, false, 6); /* one of 6 */
+    memset(buf + at + 4, 'z', 6);
+    at += 10;
+    put_header(buf + at, 4, false, 5); /* a 5 again, then a partial one */
+    memset(buf + at + 4, 'q', 5);
+    at += 9;
+    put_header(buf + at, 4, false, 5);
+    buf[at + 4] = 'p';
+    at += 5;
+    ck_assert_uint_eq(at, sizeof(buf));
+
+    ck_assert_uint_eq(roo__framer_run_be32(buf, sizeof(buf), 5, 16, frs), 10);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_ptr_eq(frs[i].payload, buf + 9 * i + 4);
+        ck_assert_uint_eq(frs[i].len, 5);
+    }
+    ck_assert_uint_eq(roo__framer_run_be32(buf, sizeof(buf), 5, 4, frs), 4);
+    ck_assert_uint_eq(roo__framer_run_be32(buf, sizeof(buf), 5, 0, frs), 0);
+    ck_assert_uint_eq(roo__framer_run_be32(buf, sizeof(buf), 6, 16, NULL), 0);
+    /* after the 6: one whole 5, then the partial one is left to the framer */
+    ck_assert_uint_eq(roo__framer_run_be32(buf + 100, sizeof(buf) - 100, 5, 16, frs), 1);
+    ck_assert_ptr_eq(frs[0].payload, buf + 104);
+    /* a buffer shorter than one frame */
+    ck_assert_uint_eq(roo__framer_run_be32(buf, 8, 5, 16, frs), 0);
+}
+END_TEST
+
 START_TEST(line_ending_lf_and_crlf_are_stripped)
 {
     roo__framer f = make_line_framer(100);
@@ -553,6 +594,7 @@ static Suite *framer_suite(void)
     tcase_add_test(tc, length_of_max_frame_plus_one_is_rejected);
     tcase_add_test(tc, length_0xffffffff_is_rejected);
     tcase_add_test(tc, length_frame_split_at_every_byte_yields_same_frames);
+    tcase_add_test(tc, same_length_run_stops_at_another_length_a_partial_frame_or_the_count);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("line", 30);
