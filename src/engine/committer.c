@@ -7,7 +7,9 @@
  * non-blocking sendmsg, no hop to another thread), and passes the rest to the io thread
  * (sink.c has the rules). While one commit runs, shards keep filling new batches, so the
  * next commit is as big as the load needs: under heavy load commits grow, under light load
- * each commit is small and early.
+ * each commit is small and early. Until the outbox log is filled to its full size, the
+ * committer does not sleep when its queue is empty: it fills the next few MiB (outlog.h)
+ * and looks again, so a commit waits behind at most one such step.
  *
  * Failures never drop a batch: a full map grows the map and retries; anything else (a
  * full disk, an I/O error) is logged once, then retried every second while the batches
@@ -28,6 +30,8 @@
 /* An output of this size or more goes to the outbox log, LMDB keeping a reference to it; a
  * smaller one (light load) goes into LMDB itself, which costs no sync of its own. */
 #define OUTLOG_MIN (64u * 1024u)
+/* Bytes of the outbox log filled ahead per idle moment of the committer (a few ms). */
+#define PREFILL_STEP (4u << 20)
 
 /*
  * Output of sink `sink` for outbox entry `seq`, in the outbox log with its reference in the
@@ -470,6 +474,20 @@ static int put_meta(roo__engine *e, const roo__meta_msg *m)
     return rc;
 }
 
+/* Fill the next few MiB of the outbox log's first lap (outlog.h), between commits. A commit
+ * that arrives meanwhile waits for one such step, a few milliseconds, once per directory. */
+static void prefill_some(roo__engine *e)
+{
+    int rc = roo__outlog_prefill(e->outlog, PREFILL_STEP);
+
+    if (rc > 0)
+        return;
+    e->outlog_filling = false;
+    if (rc < 0)
+        roo__log_info("outbox.log in %s: cannot fill its room ahead (%s); it grows as it is used",
+                      e->cfg.resilience_dir, roo_strerror(rc));
+}
+
 void *roo__committer_main(void *arg)
 {
     roo__engine *e = arg;
@@ -479,10 +497,18 @@ void *roo__committer_main(void *arg)
         roo__qnode *head = NULL, *tail = NULL;
         bool exit_seen = false;
 
-        if (n)
+        if (n) {
             e->commit_deferred = e->commit_deferred_tail = NULL; /* queued before the rest */
-        else
+        } else if (e->outlog_filling) {
+            /* Nothing to commit right now: fill a little more of the outbox log ahead. */
+            n = roo__queue_take_all(&e->commit_q);
+            if (!n) {
+                prefill_some(e);
+                continue;
+            }
+        } else {
             n = roo__queue_wait_all(&e->commit_q, -1);
+        }
 
         for (; n; n = next) {
             next = n->next;

@@ -741,7 +741,8 @@ struct roo__engine {
         uint32_t sink;
     })
     outlog_live, outlog_new;
-    bool outlog_warned; /* committer: a write to the log failed (logged once) */
+    bool outlog_warned;  /* committer: a write to the log failed (logged once) */
+    bool outlog_filling; /* committer: its first lap is still being filled ahead */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
     roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */

@@ -308,6 +308,7 @@ static int recover_outlog(roo__engine *e, char *msg, size_t cap)
                  roo_strerror(rc));
         return rc;
     }
+    e->outlog_filling = true; /* the committer fills what the file lacks when it is idle */
     rc = roo__store_scan_db(e->store, ROO__DB_OUTLOG, recover_outlog_ref, &c);
     if (rc < 0) {
         if (!c.err)

@@ -5,16 +5,22 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define MAGIC 0x6c6f6f72u /* "rool" read as u32 LE */
+/* Filling ahead only where the filesystem keeps this much free after it. */
+#define PREFILL_SPARE ((uint64_t)1 << 30)
 
 struct roo__outlog {
     int fd;
     uint64_t size;
     uint64_t tail, head;
-    bool dirty; /* appended since the last sync */
+    uint64_t end;    /* the file's size: nothing at or past it was ever written */
+    bool dirty;      /* appended since the last sync */
+    bool no_prefill; /* the disk was full, or the filesystem would not take zeros */
 };
 
 int roo__outlog_place(uint64_t size, uint64_t tail, uint64_t head, uint64_t need, uint64_t *ret_pos)
@@ -36,6 +42,7 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
 {
     char path[4096];
     roo__outlog *l;
+    struct stat st;
     int fd, n;
 
     if (size < ((uint64_t)1 << 20) || size % 8)
@@ -46,9 +53,15 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
+    if (fstat(fd, &st) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
     l = roo__xcalloc(1, sizeof(*l));
     l->fd = fd;
     l->size = size;
+    l->end = (uint64_t)st.st_size;
     *ret_log = l;
     return 0;
 }
@@ -115,9 +128,47 @@ int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *r
     if (rc < 0)
         return rc;
     l->head = pos + span;
+    l->end = ROO__MAX(l->end, pos % l->size + span);
     l->dirty = true;
     *ret_pos = pos;
     return 0;
+}
+
+int roo__outlog_prefill(roo__outlog *l, size_t max)
+{
+    static const uint8_t zeros[1 << 16];
+    struct iovec iov[64];
+    struct statvfs vfs;
+    uint64_t n;
+    int niov = 0, rc;
+
+    if (l->no_prefill || l->end >= l->size)
+        return 0;
+    if (fstatvfs(l->fd, &vfs) < 0 ||
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < l->size - l->end + PREFILL_SPARE) {
+        l->no_prefill = true; /* a small or crowded filesystem: its room is for the state */
+        return 0;
+    }
+    n = ROO__MIN((uint64_t)max, l->size - l->end);
+    n = ROO__MIN(n, (uint64_t)sizeof(zeros) * 64);
+    for (uint64_t left = n; left > 0; niov++) {
+        size_t k = (size_t)ROO__MIN(left, (uint64_t)sizeof(zeros));
+        iov[niov] = (struct iovec){ (void *)zeros, k };
+        left -= k;
+    }
+    rc = io_all(l->fd, iov, niov, (off_t)l->end, true);
+    if (rc == 0 && fdatasync(l->fd) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        struct stat st;
+        /* Some of it may be written: where the file ends now is what counts. */
+        if (fstat(l->fd, &st) == 0 && (uint64_t)st.st_size > l->end)
+            l->end = (uint64_t)st.st_size;
+        l->no_prefill = true;
+        return rc;
+    }
+    l->end += n;
+    return l->end < l->size;
 }
 
 uint64_t roo__outlog_head(const roo__outlog *l)
@@ -163,8 +214,13 @@ int roo__outlog_punch(roo__outlog *l)
     uint64_t at = l->tail % l->size, end = l->head % l->size;
     int rc;
 
-    if (l->head == l->tail) /* nothing live: the whole file */
-        return ftruncate(l->fd, 0) < 0 ? -errno : 0;
+    l->no_prefill = true;     /* the disk is full: zeros would take the room back */
+    if (l->head == l->tail) { /* nothing live: the whole file */
+        if (ftruncate(l->fd, 0) < 0)
+            return -errno;
+        l->end = 0;
+        return 0;
+    }
     if (l->head - l->tail >= l->size)
         return 0;
     if (end == 0)

@@ -14,8 +14,15 @@
  * is no error, the caller keeps that output in LMDB instead. The committer moves the tail
  * only past entries whose references are deleted in a committed transaction and which no
  * sink may read to resend, so an entry's bytes are never overwritten while anything could
- * read them. The file grows during its first lap (its blocks allocated as it goes) and is
- * overwritten in place after.
+ * read them. The file grows during its first lap and is overwritten in place after. Ahead
+ * of the first lap, while the committer has nothing to commit, the file is filled with zeros
+ * to its full size, a few MiB at a time past its end (where nothing was ever written), and
+ * synced: a sync that must also allocate blocks and grow the file costs about twice one
+ * that overwrites (measured here: 64 appends of 1 MiB, each synced, 50-60 ms on a new file,
+ * 30 ms on a filled one), and posix_fallocate or a zeroed range do not help (their blocks
+ * are marked unwritten, and the first write converts them). It fills only where the
+ * filesystem would keep 1 GiB free after it; on a full disk it stops for good, and the room
+ * it took is given back with the rest of the free room.
  *
  * Each entry starts with a header, which a read checks before it trusts the bytes:
  *
@@ -26,7 +33,7 @@
  *   | 8     | u64 LE the entry's position             |
  *   | len   | payload, then zeros to a multiple of 8  |
  *
- * Thread rules: append, sync, rewind, release and recovered: the committer (or the engine
+ * Thread rules: append, sync, rewind, release, recovered, punch and prefill: the committer (or the engine
  * before its threads start). read: any thread (pread on a file descriptor fixed at open).
  */
 #ifndef ROO_OUTLOG_H
@@ -70,6 +77,11 @@ void roo__outlog_release(roo__outlog *l, uint64_t pos);
 /* Give the file's room outside the live entries back to the filesystem (a full disk: LMDB
  * needs it); 0, or a negative errno (the filesystem cannot). */
 int roo__outlog_punch(roo__outlog *l);
+/* Fill up to max bytes more of the file with zeros past where anything was ever written,
+ * and sync them: 1 while there is more to fill; 0 when there is nothing more to do (the
+ * file has its full size, or filling stopped: a full disk, a filesystem without 1 GiB to
+ * spare); a negative errno when a write or sync failed (filling then stops for good). */
+int roo__outlog_prefill(roo__outlog *l, size_t max);
 /* After a restart: the live entries are [tail, head). */
 void roo__outlog_recovered(roo__outlog *l, uint64_t tail, uint64_t head);
 

@@ -174,6 +174,64 @@ START_TEST(live_entries_survive_a_reopen_and_free_room_goes_back)
 }
 END_TEST
 
+static off_t file_size(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, ROO__OUTLOG_FILE);
+    ck_assert_int_eq(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Filling ahead writes zeros only past what was ever written, up to the ring's size, a step
+ * at a time; the entries before it read back intact, and the next lap overwrites the
+ * zeros. A full disk's punch stops it for good. */
+START_TEST(filling_ahead_reaches_the_full_size_without_touching_entries)
+{
+    char *dir = roo_test_path("fill"), *path;
+    roo__outlog *l = open_log(dir, 4 * MIB);
+    uint8_t *data = malloc(300000);
+    roo__buf b = { 0 };
+    uint64_t pos, pos2;
+    int steps = 0, rc;
+
+    for (size_t i = 0; i < 300000; i++)
+        data[i] = (uint8_t)(i * 13 + 1);
+    ck_assert_int_eq(roo__outlog_append(l, data, 300000, &pos), 0);
+    ck_assert_int_eq(file_size(dir), (off_t)roo__outlog_span(300000));
+    while ((rc = roo__outlog_prefill(l, MIB)) == 1)
+        steps++;
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(steps, 3); /* 4 MiB less one entry, 1 MiB a step */
+    ck_assert_int_eq(file_size(dir), (off_t)(4 * MIB));
+    ck_assert_int_eq(roo__outlog_prefill(l, MIB), 0);
+    ck_assert_int_eq(roo__outlog_read(l, pos, 300000, 0, 300000, &b), 0);
+    ck_assert_int_eq(memcmp(b.data, data, 300000), 0);
+    /* an entry in the filled room reads back as written, the file keeps its size */
+    ck_assert_int_eq(roo__outlog_append(l, data + 1, 299999, &pos2), 0);
+    b.len = 0;
+    ck_assert_int_eq(roo__outlog_read(l, pos2, 299999, 0, 299999, &b), 0);
+    ck_assert_int_eq(memcmp(b.data, data + 1, 299999), 0);
+    ck_assert_int_eq(file_size(dir), (off_t)(4 * MIB));
+    roo__outlog_close(l);
+
+    /* a short file reopened is filled again, unless its room was given back */
+    path = roo_test_path("fill/%s", ROO__OUTLOG_FILE);
+    ck_assert_int_eq(truncate(path, (off_t)MIB), 0);
+    free(path);
+    ck_assert_int_eq(roo__outlog_open(dir, 4 * MIB, &l), 0);
+    roo__outlog_recovered(l, pos, pos + roo__outlog_span(300000));
+    ck_assert_int_eq(roo__outlog_punch(l), 0);
+    ck_assert_int_eq(roo__outlog_prefill(l, MIB), 0);
+    ck_assert_int_eq(file_size(dir), (off_t)MIB);
+    roo__buf_finish(&b);
+    roo__outlog_close(l);
+    free(data);
+    free(dir);
+}
+END_TEST
+
 START_TEST(a_ring_that_is_too_small_or_unaligned_is_refused)
 {
     char *dir = roo_test_path("size");
@@ -199,6 +257,7 @@ static Suite *outlog_suite(void)
     tcase_add_test(tc, a_read_of_an_entry_that_is_not_there_fails);
     tcase_add_test(tc, live_entries_survive_a_reopen_and_free_room_goes_back);
     tcase_add_test(tc, a_ring_that_is_too_small_or_unaligned_is_refused);
+    tcase_add_test(tc, filling_ahead_reaches_the_full_size_without_touching_entries);
     suite_add_tcase(s, tc);
     return s;
 }
