@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -13,6 +14,9 @@
 #define MAGIC 0x6c6f6f72u /* "rool" read as u32 LE */
 /* Filling ahead only where the filesystem keeps this much free after it. */
 #define PREFILL_SPARE ((uint64_t)1 << 30)
+/* Filesystems that write a file's allocated blocks in place (statfs f_type). */
+#define EXT4_MAGIC 0xEF53u
+#define XFS_MAGIC 0x58465342u
 
 struct roo__outlog {
     int fd;
@@ -21,6 +25,9 @@ struct roo__outlog {
     uint64_t end;    /* the file's size: nothing at or past it was ever written */
     bool dirty;      /* appended since the last sync */
     bool no_prefill; /* the disk was full, or the filesystem would not take zeros */
+    bool in_place;   /* ext4 or XFS: an overwrite of a written block changes no metadata */
+    bool whole;      /* every block up to size written once (no hole, no growth left) */
+    bool settled;    /* whole, and a sync made that durable: syncs need no metadata */
 };
 
 int roo__outlog_place(uint64_t size, uint64_t tail, uint64_t head, uint64_t need, uint64_t *ret_pos)
@@ -43,6 +50,7 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     char path[4096];
     roo__outlog *l;
     struct stat st;
+    struct statfs fs;
     int fd, n;
 
     if (size < ((uint64_t)1 << 20) || size % 8)
@@ -62,6 +70,11 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     l->fd = fd;
     l->size = size;
     l->end = (uint64_t)st.st_size;
+    l->in_place = fstatfs(fd, &fs) == 0 &&
+                  ((uint32_t)fs.f_type == EXT4_MAGIC || (uint32_t)fs.f_type == XFS_MAGIC);
+    /* Filled by an earlier run, and no hole punched since (a full disk): no block of it
+     * needs allocating. (The first sync is an fdatasync all the same.) */
+    l->whole = l->end >= size && lseek(fd, 0, SEEK_HOLE) >= (off_t)size;
     *ret_log = l;
     return 0;
 }
@@ -159,6 +172,10 @@ int roo__outlog_prefill(roo__outlog *l, size_t max)
     rc = io_all(l->fd, iov, niov, (off_t)l->end, true);
     if (rc == 0 && fdatasync(l->fd) < 0)
         rc = -errno;
+    if (rc == 0 && l->end + n >= l->size) {
+        l->whole = true;
+        l->settled = l->in_place; /* synced just now, blocks and size */
+    }
     if (rc < 0) {
         struct stat st;
         /* Some of it may be written: where the file ends now is what counts. */
@@ -186,10 +203,25 @@ int roo__outlog_sync(roo__outlog *l)
 {
     if (!l->dirty)
         return 0;
-    if (fdatasync(l->fd) < 0)
-        return -errno;
+    if (l->settled) {
+        /* Only data, over blocks allocated and written before: write it and wait for the
+         * device to have it; the commit's flush that follows makes it durable. */
+        if (sync_file_range(l->fd, 0, 0,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+            return -errno;
+    } else {
+        if (fdatasync(l->fd) < 0)
+            return -errno;
+        l->settled = l->whole && l->in_place;
+    }
     l->dirty = false;
     return 0;
+}
+
+bool roo__outlog_settled(const roo__outlog *l)
+{
+    return l->settled;
 }
 
 void roo__outlog_release(roo__outlog *l, uint64_t pos)
@@ -214,8 +246,9 @@ int roo__outlog_punch(roo__outlog *l)
     uint64_t at = l->tail % l->size, end = l->head % l->size;
     int rc;
 
-    l->no_prefill = true;     /* the disk is full: zeros would take the room back */
-    if (l->head == l->tail) { /* nothing live: the whole file */
+    l->no_prefill = true;          /* the disk is full: zeros would take the room back */
+    l->whole = l->settled = false; /* a write into a hole allocates: fdatasync again */
+    if (l->head == l->tail) {      /* nothing live: the whole file */
         if (ftruncate(l->fd, 0) < 0)
             return -errno;
         l->end = 0;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "roo_test.h"
@@ -184,6 +185,15 @@ static off_t file_size(const char *dir)
     return st.st_size;
 }
 
+/* ext4 or XFS, where the log's settled syncs apply. */
+static bool in_place_fs(const char *dir)
+{
+    struct statfs fs;
+
+    ck_assert_int_eq(statfs(dir, &fs), 0);
+    return (uint32_t)fs.f_type == 0xEF53u || (uint32_t)fs.f_type == 0x58465342u;
+}
+
 /* Filling ahead writes zeros only past what was ever written, up to the ring's size, a step
  * at a time; the entries before it read back intact, and the next lap overwrites the
  * zeros. A full disk's punch stops it for good. */
@@ -200,9 +210,12 @@ START_TEST(filling_ahead_reaches_the_full_size_without_touching_entries)
         data[i] = (uint8_t)(i * 13 + 1);
     ck_assert_int_eq(roo__outlog_append(l, data, 300000, &pos), 0);
     ck_assert_int_eq(file_size(dir), (off_t)roo__outlog_span(300000));
+    ck_assert(!roo__outlog_settled(l)); /* still growing: fdatasync */
     while ((rc = roo__outlog_prefill(l, MIB)) == 1)
         steps++;
     ck_assert_int_eq(rc, 0);
+    /* filled and synced: where blocks are written in place, syncs need no flush now */
+    ck_assert(roo__outlog_settled(l) == in_place_fs(dir));
     ck_assert_int_eq(steps, 3); /* 4 MiB less one entry, 1 MiB a step */
     ck_assert_int_eq(file_size(dir), (off_t)(4 * MIB));
     ck_assert_int_eq(roo__outlog_prefill(l, MIB), 0);
@@ -216,6 +229,15 @@ START_TEST(filling_ahead_reaches_the_full_size_without_touching_entries)
     ck_assert_int_eq(file_size(dir), (off_t)(4 * MIB));
     roo__outlog_close(l);
 
+    /* reopened whole: settled again after its first sync (an fdatasync) */
+    ck_assert_int_eq(roo__outlog_open(dir, 4 * MIB, &l), 0);
+    roo__outlog_recovered(l, pos, pos2 + roo__outlog_span(299999));
+    ck_assert(!roo__outlog_settled(l));
+    ck_assert_int_eq(roo__outlog_append(l, data, 1000, &pos2), 0);
+    ck_assert_int_eq(roo__outlog_sync(l), 0);
+    ck_assert(roo__outlog_settled(l) == in_place_fs(dir));
+    roo__outlog_close(l);
+
     /* a short file reopened is filled again, unless its room was given back */
     path = roo_test_path("fill/%s", ROO__OUTLOG_FILE);
     ck_assert_int_eq(truncate(path, (off_t)MIB), 0);
@@ -225,6 +247,7 @@ START_TEST(filling_ahead_reaches_the_full_size_without_touching_entries)
     ck_assert_int_eq(roo__outlog_punch(l), 0);
     ck_assert_int_eq(roo__outlog_prefill(l, MIB), 0);
     ck_assert_int_eq(file_size(dir), (off_t)MIB);
+    ck_assert(!roo__outlog_settled(l)); /* holes: a write may allocate */
     roo__buf_finish(&b);
     roo__outlog_close(l);
     free(data);
