@@ -8,8 +8,10 @@
  * (sink.c has the rules). While one commit runs, shards keep filling new batches, so the
  * next commit is as big as the load needs: under heavy load commits grow, under light load
  * each commit is small and early. Until the outbox log is filled to its full size, the
- * committer does not sleep when its queue is empty: it fills the next few MiB (outlog.h)
- * and looks again, so a commit waits behind at most one such step.
+ * committer uses its idle moments to fill the next few MiB (outlog.h): when nothing was
+ * committed for 20 ms, or when the last commit put output into the log (heavy load, where a
+ * commit syncs megabytes anyway). A commit waits behind at most one such step; a trickle
+ * never does.
  *
  * Failures never drop a batch: a full map grows the map and retries; anything else (a
  * full disk, an I/O error) is logged once, then retried every second while the batches
@@ -32,6 +34,8 @@
 #define OUTLOG_MIN (64u * 1024u)
 /* Bytes of the outbox log filled ahead per idle moment of the committer (a few ms). */
 #define PREFILL_STEP (4u << 20)
+/* Fill ahead only after this long without a commit, unless the log is in use (below). */
+#define PREFILL_QUIET_NS (20 * 1000000LL)
 
 /*
  * Output of sink `sink` for outbox entry `seq`, in the outbox log with its reference in the
@@ -220,6 +224,7 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t written, bool 
     e->outbox_mark = ROO__MAX(e->outbox_mark, written);
     for (size_t i = 0; i < e->app->nsinks; i++)
         e->outbox_deleted_sink[i] = through[i];
+    e->outlog_in_use = e->outlog_new.len > 0;
     if (e->outlog)
         outlog_committed(e, trim);
     return 0;
@@ -409,6 +414,7 @@ static bool commit_all(roo__engine *e, roo__qnode *head)
         if (rc == 0) {
             atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
             note_commit(e, head, roo__now_ns() - t0);
+            e->last_commit_ns = roo__now_ns();
             if (failing)
                 roo__log_info("state commits work again%s",
                               rest ? " (the rest of the held batches follow)" : "");
@@ -500,12 +506,21 @@ void *roo__committer_main(void *arg)
         if (n) {
             e->commit_deferred = e->commit_deferred_tail = NULL; /* queued before the rest */
         } else if (e->outlog_filling) {
-            /* Nothing to commit right now: fill a little more of the outbox log ahead. */
+            /* Nothing to commit right now: fill a little more of the outbox log ahead, if the
+             * worker is quiet or already heavy enough to use the log (a step delays the
+             * next commit by a few ms: nothing to a commit that syncs megabytes, too much
+             * for a trickle, which waits for a quiet moment instead). */
+            int64_t quiet = roo__now_ns() - e->last_commit_ns;
             n = roo__queue_take_all(&e->commit_q);
-            if (!n) {
+            if (!n && (quiet >= PREFILL_QUIET_NS || e->outlog_in_use)) {
                 prefill_some(e);
                 continue;
             }
+            if (!n)
+                n = roo__queue_wait_all(&e->commit_q,
+                                        (int)((PREFILL_QUIET_NS - quiet) / 1000000 + 1));
+            if (!n)
+                continue;
         } else {
             n = roo__queue_wait_all(&e->commit_q, -1);
         }

@@ -741,8 +741,10 @@ struct roo__engine {
         uint32_t sink;
     })
     outlog_live, outlog_new;
-    bool outlog_warned;  /* committer: a write to the log failed (logged once) */
-    bool outlog_filling; /* committer: its first lap is still being filled ahead */
+    bool outlog_warned;     /* committer: a write to the log failed (logged once) */
+    bool outlog_filling;    /* committer: its first lap is still being filled ahead */
+    bool outlog_in_use;     /* committer: the last commit put output into the log */
+    int64_t last_commit_ns; /* committer: when the last commit ended */
     /* Taken off commit_q while a commit was failing; handled before the queue again. */
     roo__qnode *commit_deferred, *commit_deferred_tail; /* committer */
     /* Outbox entries found at start, to send again before new output (io thread). */
