@@ -25,14 +25,20 @@ static roo__outlog *open_log(const char *dir, uint64_t size)
     return l;
 }
 
-static off_t file_blocks(const char *dir)
+/* The log file's stat in dir. */
+static struct stat log_stat(const char *dir)
 {
     char path[4096];
     struct stat st;
 
     snprintf(path, sizeof(path), "%s/%s", dir, ROO__OUTLOG_FILE);
     ck_assert_int_eq(stat(path, &st), 0);
-    return st.st_blocks;
+    return st;
+}
+
+static off_t file_blocks(const char *dir)
+{
+    return log_stat(dir).st_blocks;
 }
 
 START_TEST(an_entry_that_does_not_fit_before_the_end_starts_the_next_lap)
@@ -177,12 +183,7 @@ END_TEST
 
 static off_t file_size(const char *dir)
 {
-    char path[4096];
-    struct stat st;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, ROO__OUTLOG_FILE);
-    ck_assert_int_eq(stat(path, &st), 0);
-    return st.st_size;
+    return log_stat(dir).st_size;
 }
 
 /* ext4 or XFS, where the log's settled syncs apply. */
