@@ -49,7 +49,7 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
 {
     char path[4096];
     roo__outlog *l;
-    struct stat st;
+    struct stat st, mdb;
     struct statfs fs;
     int fd, n;
 
@@ -72,6 +72,12 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     l->end = (uint64_t)st.st_size;
     l->in_place = fstatfs(fd, &fs) == 0 &&
                   ((uint32_t)fs.f_type == EXT4_MAGIC || (uint32_t)fs.f_type == XFS_MAGIC);
+    /* LMDB's file must be on the same device, for its flush to cover this one's bytes (a
+     * data.mdb linked elsewhere is not). */
+    n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (l->in_place && n > 0 && (size_t)n < sizeof(path) && stat(path, &mdb) == 0 &&
+        mdb.st_dev != st.st_dev)
+        l->in_place = false;
     /* Filled by an earlier run, and no hole punched since (a full disk): no block of it
      * needs allocating. (The first sync is an fdatasync all the same.) */
     l->whole = l->end >= size && lseek(fd, 0, SEEK_HOLE) >= (off_t)size;
