@@ -14,9 +14,10 @@
 #define MAGIC 0x6c6f6f72u /* "rool" read as u32 LE */
 /* Filling ahead only where the filesystem keeps this much free after it. */
 #define PREFILL_SPARE ((uint64_t)1 << 30)
-/* Filesystems that write a file's allocated blocks in place (statfs f_type). */
+/* ext4's statfs f_type: it writes a file's allocated blocks in place (no copy on write, no
+ * shared extents). Not XFS: a reflinked copy of the log (cp's default there) shares its
+ * extents, and an overwrite then allocates. */
 #define EXT4_MAGIC 0xEF53u
-#define XFS_MAGIC 0x58465342u
 
 struct roo__outlog {
     int fd;
@@ -25,7 +26,7 @@ struct roo__outlog {
     uint64_t end;    /* the file's size: nothing at or past it was ever written */
     bool dirty;      /* appended since the last sync */
     bool no_prefill; /* the disk was full, or the filesystem would not take zeros */
-    bool in_place;   /* ext4 or XFS: an overwrite of a written block changes no metadata */
+    bool in_place;   /* ext4: an overwrite of a written block changes no metadata */
     bool whole;      /* every block up to size written once (no hole, no growth left) */
     bool settled;    /* whole, and a sync made that durable: syncs need no metadata */
 };
@@ -70,8 +71,7 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     l->fd = fd;
     l->size = size;
     l->end = (uint64_t)st.st_size;
-    l->in_place = fstatfs(fd, &fs) == 0 &&
-                  ((uint32_t)fs.f_type == EXT4_MAGIC || (uint32_t)fs.f_type == XFS_MAGIC);
+    l->in_place = fstatfs(fd, &fs) == 0 && (uint32_t)fs.f_type == EXT4_MAGIC;
     /* LMDB's file must be on the same device, for its flush to cover this one's bytes (a
      * data.mdb linked elsewhere is not). */
     n = snprintf(path, sizeof(path), "%s/data.mdb", dir);

@@ -22,16 +22,17 @@
  * 30 ms on a filled one), and posix_fallocate or a zeroed range do not help (their blocks
  * are marked unwritten, and the first write converts them). It fills only where the
  * filesystem would keep 1 GiB free after it; on a full disk it stops for good, and the room
- * it took is given back with the rest of the free room. *
- * Settled: on ext4 or XFS (which write an allocated block in place), once every block of the
- * ring has been written and an fdatasync made that durable (filled ahead, or found whole at
- * open: full size, no hole), an append changes no metadata, so its sync need not flush the
- * device itself: sync_file_range writes the bytes and waits for the device, and LMDB's commit
- * right after flushes the device (its data sync) before it writes its commit point, on the
- * same device (data.mdb in the same directory, checked at open). Two flushes, not three; measured
- * here, one worker 61 -> 70 M votes/s (A-B-B-A, 8 rounds). Anywhere else (another
- * filesystem, a hole punched on a full disk, the first lap still growing the file), every
- * sync is an fdatasync.
+ * it took is given back with the rest of the free room.
+ *
+ * Settled: on ext4 (which writes an allocated block in place), once every block of the ring
+ * has been written and an fdatasync made that durable (filled ahead, or found whole at open:
+ * full size, no hole), an append changes no metadata, so its sync need not flush the device
+ * itself: sync_file_range writes the bytes and waits for the device, and LMDB's commit right
+ * after flushes the device (its data sync, or with data=journal the journal commit that
+ * holds these bytes too) before it writes its commit point, on the same device (data.mdb in
+ * the same directory, checked at open). Two flushes, not three; measured here, one worker
+ * 61 -> 70 M votes/s (A-B-B-A, 8 rounds). Anywhere else (another filesystem, a hole punched
+ * on a full disk, the first lap still growing the file), every sync is an fdatasync.
  *
  * Each entry starts with a header, which a read checks before it trusts the bytes:
  *
@@ -42,8 +43,9 @@
  *   | 8     | u64 LE the entry's position             |
  *   | len   | payload, then zeros to a multiple of 8  |
  *
- * Thread rules: append, sync, rewind, release, recovered, punch and prefill: the committer (or the engine
- * before its threads start). read: any thread (pread on a file descriptor fixed at open).
+ * Thread rules: append, sync, rewind, release, recovered, punch and prefill: the committer
+ * (or the engine before its threads start). read: any thread (pread on a file descriptor
+ * fixed at open).
  */
 #ifndef ROO_OUTLOG_H
 #define ROO_OUTLOG_H
