@@ -58,13 +58,14 @@
  * The outbox already holds a state-changing batch's output, durably, so the sink keeps only
  * where it is: the committer deletes a sink's entries only below the oldest it refers to
  * (kept_from, roo__sinks_kept_from), and a resend copies them out of LMDB, or out of the
- * outbox log for big ones (state/outlog.h), a piece at a time (resend_piece, io thread). The batch keeps its buffer, whose pages are then warm for
- * its next output. (Before, the buffer became the segment and the batch went home with a
- * spare: the cold spares and the growing, shrinking and freeing cost a 3-worker cluster
- * about a tenth of its throughput.) A buffer segment's batch goes home with a spare buffer
- * in exchange: no copy. Chunks keep a sink from holding many small buffers. What is kept in
- * memory stays within about twice --sink-replay, plus SPARE_MAX spare buffers; what the
- * outbox keeps, about --sink-replay per sink on disk.
+ * outbox log for big ones (state/outlog.h), a piece at a time (resend_piece, io thread).
+ * The batch keeps its buffer, whose pages are then warm for its next output. (Before, the
+ * buffer became the segment and the batch went home with a spare: the cold spares and the
+ * growing, shrinking and freeing cost a 3-worker cluster about a tenth of its throughput.)
+ * A buffer segment's batch goes home with a spare buffer in exchange: no copy. Chunks keep a
+ * sink from holding many small buffers. What is kept in memory stays within about twice
+ * --sink-replay, plus SPARE_MAX spare buffers; what the outbox keeps, about --sink-replay
+ * per sink on disk.
  *
  *   segs:   [ seg | seg | ... | seg ] [ head batch, head_off bytes written ]
  *            ^ segs[0].start           ^ written - head_off                ^ written

@@ -94,7 +94,7 @@ static bool fast_many(roo__source_conn *c, roo__source_counts *counts, const uin
 
     for (;;) {
         int rc = ROO__FRAME_OK;
-        size_t k = 0, j;
+        size_t k = 0;
         /* frames before the next sampled one (sample_at >= frames: it stops this loop) */
         const size_t lim = (size_t)ROO__MIN((uint64_t)FRAMES_MAX, sample_at - frames);
 
@@ -108,7 +108,7 @@ static bool fast_many(roo__source_conn *c, roo__source_counts *counts, const uin
             k++;
             /* the frames of the same length after it, at once (a fifth of the thread's time
              * went to reading them one by one) */
-            j = roo__framer_run_be32(buf + off, len - off, fr.payload_len, lim - k, frs + k);
+            size_t j = roo__framer_run_be32(buf + off, len - off, fr.payload_len, lim - k, frs + k);
             off += j * fr.frame_len;
             k += j;
         }
