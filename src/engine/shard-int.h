@@ -83,6 +83,8 @@ void roo__shard_drain(roo__shard *sh, uint32_t si);
 /* Queue n messages of len bytes, stride bytes apart from msgs, for stage si (a peer's run). */
 void roo__shard_enqueue(roo__shard *sh, uint32_t si, const void *msgs, size_t len, size_t stride,
                         size_t n);
+/* Thread rule: sh's own thread. The route buffer holding msgs is the caller's, writable. */
+void roo__shard_run_in_place(roo__shard *sh, uint32_t si, uint8_t *msgs, size_t len, size_t n);
 
 /* An emitter to stage si: its step, or the timed one while a sampled message runs. */
 static inline roo_emitter roo__shard_emitter(roo__shard *sh, uint32_t si)

@@ -65,6 +65,11 @@ static inline __attribute__((always_inline)) void run_routed(roo__shard *sh, uin
         roo__shard_run(sh, si, msg, len);
 }
 
+/* A run of a route buffer this long runs where it lies (roo__shard_run_in_place): a copy
+ * into the stage's queue costs more than it saves; a shorter one queues with its
+ * neighbours. */
+#define IN_PLACE_MIN 64
+
 static void process_route(roo__shard *sh, roo__route *r)
 {
     roo__route_iter it = roo__route_iter_of(r->data.data, r->data.len);
@@ -86,7 +91,14 @@ static void process_route(roo__shard *sh, roo__route *r)
             size_t stride = ROO__ALIGN8((size_t)rec.len);
             uint64_t n = ROO__MIN((uint64_t)it.run_left + 1, sample_at - i);
 
-            roo__shard_enqueue(sh, rec.stage, rec.msg, rec.len, stride, n);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            if (n >= IN_PLACE_MIN && rec.len <= ROO__STAGEQ_MSG_MAX &&
+                ((uintptr_t)rec.msg & 7) == 0) {
+                roo__shard_drain(sh, 0); /* what came before runs first */
+                roo__shard_run_in_place(sh, rec.stage, (uint8_t *)(uintptr_t)rec.msg, rec.len, n);
+            } else
+#endif
+                roo__shard_enqueue(sh, rec.stage, rec.msg, rec.len, stride, n);
             it.p += (n - 1) * stride;
             it.run_left -= (uint32_t)(n - 1);
             i += n;

@@ -240,6 +240,34 @@ static __attribute__((noinline)) void route_run_start(roo__shard *sh, roo__route
     r->run_key = (uint64_t)r->run_stage << 32 | r->run_len;
 }
 
+/* Make r's last record an open run of step si and length len (len > 0), so that messages
+ * can be written straight after it: the run already there, a plain record of that step
+ * and length turned into one, or a new run of none yet. */
+static void route_run_ready(roo__shard *sh, roo__route *r, uint32_t si, uint32_t len)
+{
+    size_t at = r->data.len;
+    uint8_t *p;
+
+    if (r->run_key == ((uint64_t)si << 32 | len))
+        return;
+    if (r->run_at != 0 && r->run_stage == si && r->run_len == len) {
+        route_run_start(sh, r);
+        return;
+    }
+    p = roo__buf_reserve(&r->data, ROO__ROUTE_RUN_HDR);
+    roo__store_le32(p, ROO__ROUTE_RUN);
+    roo__store_le32(p + 4, si);
+    roo__store_le32(p + 8, len);
+    roo__store_le32(p + 12, 0);
+    r->data.len += ROO__ROUTE_RUN_HDR;
+    if (r->remote)
+        sh->remote_bytes += ROO__ROUTE_RUN_HDR;
+    r->run_at = at + 1;
+    r->run_stage = si;
+    r->run_len = len;
+    r->run_key = (uint64_t)si << 32 | len;
+}
+
 /*
  * Append a message without identity for state step si to an open route buffer r
  * (roo__shard_route's common case, inline in the state step): into the run at r's end when
@@ -271,8 +299,8 @@ route_append(roo__shard *sh, roo__route *r, uint32_t si, const void *msg, size_t
     roo__store_le32(p, roo__load_le32(p) + 1);
 }
 
-void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
-                      const roo__msg_id *id)
+/* The route buffer being filled for dest, opened (taken from the pool) if there is none. */
+static roo__route *route_open(roo__shard *sh, unsigned dest)
 {
     roo__route *r = sh->route_out[dest];
 
@@ -289,6 +317,14 @@ void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *ms
         r->remote = dest >= sh->eng->nshards;
         sh->route_out[dest] = r;
     }
+    return r;
+}
+
+void roo__shard_route(roo__shard *sh, unsigned dest, uint32_t si, const void *msg, size_t len,
+                      const roo__msg_id *id)
+{
+    roo__route *r = route_open(sh, dest);
+
     if (!id && si < ROO__ROUTE_RUN)
         route_append(sh, r, si, msg, len, false);
     else
@@ -634,10 +670,183 @@ static void state_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
     state_keyed(sh, st, si, msg, len, key, st->key(msg, len, key, st->ctx), &em);
 }
 
+/*
+ * The messages of a state_loop_many that go to other threads or workers, gathered in
+ * order and routed after the loop that sorts them: as pointers (any length), or for
+ * messages of 1 to 8 bytes as their one word of a queue's slot and a destination below 64,
+ * with `touched` the set of those destinations.
+ */
+typedef struct routed_list {
+    const uint64_t *msgs[ROO__MANY_MAX];
+    uint32_t lens[ROO__MANY_MAX];
+    uint16_t dests[ROO__MANY_MAX];
+    uint16_t parts[ROO__MANY_MAX];
+} routed_list;
+
+typedef struct routed_words {
+    uint64_t words[ROO__MANY_MAX];
+    uint8_t dests[ROO__MANY_MAX];
+} routed_words;
+
+static __attribute__((noinline)) void routed_flush(roo__shard *sh, const roo__stage *st,
+                                                   uint32_t si, const routed_list *rl, size_t nr)
+{
+    for (size_t i = 0; i < nr; i++) {
+        unsigned owner = rl->dests[i];
+        roo__route *rt = sh->route_out[owner];
+
+        if (ROO__LIKELY(rt != NULL))
+            route_append(sh, rt, si, rl->msgs[i], rl->lens[i], true);
+        else
+            roo__shard_route_msg(sh, st, owner, si, rl->msgs[i], rl->lens[i], NULL, rl->parts[i]);
+    }
+}
+
+/* nr messages of len bytes (1 to 8) to the destinations in touched: each destination's run
+ * made ready and room reserved once, then each message's word written where its
+ * destination's run goes on, then each run's count and length brought up once. */
+static __attribute__((noinline)) void routed_words_flush(roo__shard *sh, uint32_t si, uint32_t len,
+                                                         const routed_words *rw, size_t nr,
+                                                         uint64_t touched)
+{
+    uint8_t *at[64], *from[64];
+
+    for (uint64_t t = touched; t; t &= t - 1) {
+        unsigned d = (unsigned)__builtin_ctzll(t);
+        roo__route *r = route_open(sh, d);
+
+        route_run_ready(sh, r, si, len);
+        at[d] = from[d] = roo__buf_reserve(&r->data, nr * 8);
+    }
+    for (size_t i = 0; i < nr; i++) {
+        uint8_t d = rw->dests[i];
+
+        memcpy(at[d], &rw->words[i], 8);
+        at[d] += 8;
+    }
+    for (uint64_t t = touched; t; t &= t - 1) {
+        unsigned d = (unsigned)__builtin_ctzll(t);
+        roo__route *r = sh->route_out[d];
+        size_t bytes = (size_t)(at[d] - from[d]);
+        uint8_t *count = r->data.data + r->run_at - 1 + 12;
+
+        r->data.len += bytes;
+        r->nmsgs += bytes / 8;
+        roo__store_le32(count, roo__load_le32(count) + (uint32_t)(bytes / 8));
+        sh->remote_bytes += bytes & -(size_t)r->remote;
+    }
+}
+
+/*
+ * state_loop_many for a thread whose table sends partitions elsewhere. Whether a message
+ * stays or goes takes no branch: a third of the messages staying, at random, mispredicts
+ * about as often as not, and each miss throws away the key, hash and lookup of the
+ * messages behind it. Each message is written to both lists and only one count moves; the
+ * routed ones go into their route buffers after the loop, in order per destination (the
+ * order between a local key and a routed one does not matter, each key's does). A message
+ * the cache does not know runs what both lists hold first, then takes the whole path.
+ */
+static void state_loop_split(roo__shard *sh, uint32_t si, const roo__stageq *q)
+{
+    const roo__stage *st = &sh->stages[si];
+    roo_emitter em = queue_emitter(sh, st->next);
+    roo_key_fn key_fn = st->key;
+    void *ctx = st->ctx;
+    uint8_t key[ROO_KEY_MAX];
+    roo__pending *p = &sh->pending[si];
+    roo__table *table = sh->table;
+    const uint16_t *part_dest = sh->part_dest;
+    const unsigned idx = sh->idx;
+    const uint64_t mix = (uint64_t)st->state_id << 56, tag0 = ROO__RECENT_TAG(0, st->state_id);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const bool words_ok = sh->ndests <= 64;
+#else
+    const bool words_ok = false;
+#endif
+    routed_list rl;
+    routed_words rw;
+    size_t n = 0;
+
+    sh->routed = false;
+    for (uint32_t qw = 0; qw < q->words;) {
+        const uint32_t len = (uint32_t)q->data[qw], qs = (len + 7) >> 3;
+        const uint64_t *msg = q->data + qw + 1;
+        uint32_t left = (uint32_t)(q->data[qw] >> 32);
+        const bool words = words_ok && len - 1 < 8;
+        const uint64_t mask = ~0ull >> (words ? 64 - 8 * len : 0);
+        uint64_t touched = 0;
+        size_t nr = 0;
+
+        qw += 1 + left * qs;
+        for (; left > 0; left--, msg += qs) {
+            int kl = key_fn(msg, len, key, ctx);
+            const roo__recent *r;
+            uint16_t part;
+            unsigned owner;
+            size_t local;
+
+            if (ROO__UNLIKELY((unsigned)kl - 1 > 7))
+                goto slow;
+            r = roo__table_recent_in(table, mix, tag0, roo__key8(key, (size_t)kl), (size_t)kl);
+            if (ROO__UNLIKELY(r == NULL))
+                goto slow;
+            part = roo__recent_partition(r);
+            owner = part_dest[part];
+            local = owner == idx;
+            if (ROO__UNLIKELY(local != (r->e != NULL))) /* ours, but not at hand */
+                goto slow;
+            p->msgs[n] = msg;
+            p->lens[n] = len;
+            p->states[n] = r->state;
+            p->entries[n] = r->e;
+            n += local;
+            if (words) {
+                rw.words[nr] = *msg & mask;
+                rw.dests[nr] = (uint8_t)owner;
+                touched |= (uint64_t)(local ^ 1) << owner;
+            } else {
+                rl.msgs[nr] = msg;
+                rl.lens[nr] = len;
+                rl.dests[nr] = (uint16_t)owner;
+                rl.parts[nr] = part;
+            }
+            nr += local ^ 1;
+            if (ROO__UNLIKELY(n == ROO__MANY_MAX)) {
+                pending_run(sh, st, p, n, &em);
+                n = 0;
+            }
+            if (ROO__UNLIKELY(nr == ROO__MANY_MAX)) {
+                if (words)
+                    routed_words_flush(sh, si, len, &rw, nr, touched);
+                else
+                    routed_flush(sh, st, si, &rl, nr);
+                nr = 0;
+                touched = 0;
+            }
+            continue;
+        slow:
+            pending_run(sh, st, p, n, &em);
+            if (words)
+                routed_words_flush(sh, si, len, &rw, nr, touched);
+            else
+                routed_flush(sh, st, si, &rl, nr);
+            n = nr = 0;
+            touched = 0;
+            state_keyed(sh, st, si, msg, len, key, kl, &em);
+        }
+        /* The next run may have another length: its words would not fit these runs. */
+        if (words)
+            routed_words_flush(sh, si, len, &rw, nr, touched);
+        else
+            routed_flush(sh, st, si, &rl, nr);
+    }
+    pending_run(sh, st, p, n, &em);
+}
+
 /* A state step with compute_many: messages whose entry the recent-key cache has gather for
  * one call; any other message (a new key, a move, a key routed for the first time) first
  * runs those gathered before it, so each key's messages keep their order. */
-static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
+static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q, bool split)
 {
     const roo__stage *st = &sh->stages[si];
     roo_emitter em = queue_emitter(sh, st->next);
@@ -655,6 +864,11 @@ static void state_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
     if (ROO__UNLIKELY(sh->hold_epoch | sh->id.stream)) {
         /* A move holds messages, or they carry identities: each takes the whole path. */
         state_loop(sh, si, q);
+        return;
+    }
+    if (split && sh->ndests > 1 && st->wire == NULL) {
+        /* Some partitions go to other threads or workers. */
+        state_loop_split(sh, si, q);
         return;
     }
     sh->routed = false;
@@ -788,33 +1002,40 @@ static void sink_loop_many(roo__shard *sh, uint32_t si, const roo__stageq *q)
         sink_many_run(sh, st, p->msgs, p->lens, n);
 }
 
+/* Step si over the messages of q (its own queue, or a run read where it lies). */
+static void stage_loop(roo__shard *sh, uint32_t si, const roo__stageq *q, bool split)
+{
+    const roo__stage *st = &sh->stages[si];
+
+    switch (st->kind) {
+    case ROO__STAGE_STATE:
+        if (st->state_compute_many)
+            state_loop_many(sh, si, q, split);
+        else
+            state_loop(sh, si, q);
+        break;
+    case ROO__STAGE_SINK:
+        if (st->encode_many && st->next == UINT32_MAX)
+            sink_loop_many(sh, si, q);
+        else
+            sink_loop(sh, si, q);
+        break;
+    default:
+        stateless_loop(sh, si, q);
+        break;
+    }
+}
+
 void roo__shard_drain(roo__shard *sh, uint32_t from)
 {
     size_t nstages = sh->eng->app->nstages;
 
     for (size_t si = from; si < nstages; si++) {
         roo__stageq *q = &sh->queues[si];
-        const roo__stage *st = &sh->stages[si];
 
         if (q->words == 0)
             continue;
-        switch (st->kind) {
-        case ROO__STAGE_STATE:
-            if (st->state_compute_many)
-                state_loop_many(sh, (uint32_t)si, q);
-            else
-                state_loop(sh, (uint32_t)si, q);
-            break;
-        case ROO__STAGE_SINK:
-            if (st->encode_many && st->next == UINT32_MAX)
-                sink_loop_many(sh, (uint32_t)si, q);
-            else
-                sink_loop(sh, (uint32_t)si, q);
-            break;
-        default:
-            stateless_loop(sh, (uint32_t)si, q);
-            break;
-        }
+        stage_loop(sh, (uint32_t)si, q, true);
         q->words = 0;
         q->last = 0;
     }
@@ -956,4 +1177,24 @@ void roo__shard_enqueue(roo__shard *sh, uint32_t si, const void *msgs, size_t le
     roo_emitter em = queue_emitter(sh, si);
 
     queue_many(&em, msgs, len, stride, n);
+}
+
+/*
+ * A long run of a route buffer (n messages of len bytes, each in ROO__ALIGN8(len) bytes
+ * from msgs, zero-padded) through step si where it lies, instead of copied into the
+ * stage's queue first: the stage's loop reads it as a queue of one run. That run's header
+ * is the word before msgs, which is written here: it holds the route record's header, or
+ * a message of the same run that already ran and is read no more (the buffer is the
+ * caller's until it goes back). The caller drained every queue first, so nothing that came
+ * before waits behind the run. Little-endian only (the caller's test): a route run's
+ * header then already ends in this word (its length, then its count).
+ */
+void roo__shard_run_in_place(roo__shard *sh, uint32_t si, uint8_t *msgs, size_t len, size_t n)
+{
+    uint64_t *hdr = (uint64_t *)(void *)msgs - 1;
+    roo__stageq run = { .words = (uint32_t)(1 + n * ((len + 7) >> 3)), .last = 1, .data = hdr };
+
+    *hdr = (uint64_t)len | (uint64_t)n << 32;
+    stage_loop(sh, si, &run, false);
+    roo__shard_drain(sh, si + 1);
 }
