@@ -9,11 +9,13 @@
 #include "common/ring.h"
 #include "engine/engine-int.h"
 #include "net/fconn.h"
+#include "wire/wire.h"
 
 #define HEARTBEAT_MS 1000
 #define STATUS_TIMEOUT_MS 1500
 #define DRAIN_INTERVAL_MS 50
 #define PEER_OUT_HIGH (8u * 1024u * 1024u) /* framed bytes queued on a data link */
+#define PEER_SPARES_MAX 8                  /* spare route-buffer bodies kept per peer */
 #define INBOUND_ROUTES_MAX 16              /* route buffers from one peer waiting in threads */
 #define MAX_WORKERS 1024                   /* peers[] capacity: indices never move */
 #define CHUNK_BYTES (1u << 20)             /* state bytes per StateChunk */
@@ -54,20 +56,26 @@ typedef struct peer {
     roo__route *q_head, *q_tail;
     uint64_t sent;
     /*
-     * Upstream backup: every frame sent to this peer stays in `backlog` (in send order)
-     * until the peer acknowledges that the batch is committed on its side; a new connection
-     * starts by sending all of it again. frames says where each frame ends.
+     * Upstream backup: every frame sent to this peer stays in `frames` (in send order) until
+     * the peer acknowledges that the batch is committed on its side; a new connection
+     * starts by sending all of them again. A frame is its head and the bytes of the route
+     * buffer it came from, taken whole (the route buffer goes home with a spare buffer in
+     * their place), so they are never copied on this side. backlog_bytes: their sum.
      */
-    roo__buf backlog;
-    size_t backlog_head;
+    size_t backlog_bytes;
     ROO__RING(struct sent_frame {
         uint32_t thread;
         uint64_t seq;
-        size_t end;
         struct roo__shard *origin; /* told when the peer has committed it */
         uint64_t batch_seq;
+        roo__buf body;
+        uint8_t head_len;
+        uint8_t head[ROO__DATA_BATCH_HEAD_MAX];
     })
     frames;
+    /* Emptied bodies of acknowledged frames, for route buffers going home. */
+    roo__buf spares[PEER_SPARES_MAX];
+    unsigned nspares;
     uint64_t *out_seq;   /* per thread of the peer: last sequence number used */
     uint64_t *out_acked; /* per thread of the peer: acknowledged through */
     uint32_t out_threads;

@@ -90,7 +90,7 @@ static void own_health(cluster *cl, const roo__engine_stats *es, roo__worker_sta
     snprintf(st->version, sizeof(st->version), "%s", ROO_VERSION_STRING);
     memcpy(st->metrics_address, cl->metrics_address, sizeof(st->metrics_address));
     for (uint32_t w = 0; cl->peers && w < cl->npeers; w++)
-        st->link_backlog_bytes += cl->peers[w].backlog.len - cl->peers[w].backlog_head;
+        st->link_backlog_bytes += cl->peers[w].backlog_bytes;
     roo__engine_take_snapshot(cl->e, &snap);
     st->uptime_ms = snap.uptime_seconds > 0 ? (uint64_t)(snap.uptime_seconds * 1000) : 0;
     st->sinks = (uint32_t)snap.nsinks;

@@ -5,7 +5,8 @@
  * each (a full mesh of one-way links). A committed batch's route buffers for another worker
  * are queued per peer, then framed as DataBatch (one protobuf message per route buffer, with
  * a sequence number per (peer, thread)) into the peer's backlog and onto the socket; the
- * buffer goes home to its thread as soon as it is framed. The backlog keeps every frame until
+ * buffer goes home to its thread as soon as it is framed, its bytes left in the backlog
+ * (sent from there, never copied) and a spare in their place. The backlog keeps every frame until
  * the peer acknowledges that the batch is committed on its side (DataAck); a new connection
  * begins by sending all of it again, and the receiver drops what it already applied (what a
  * receiver applied is committed with the state it changed, in the links database, and a
@@ -30,36 +31,68 @@ static void route_done(struct roo__shard *origin, uint64_t batch_seq)
     roo__queue_push(&origin->inbox, &d->node);
 }
 
-static size_t backlog_live(const peer *p)
+/* A spare body for a route buffer going home (empty, often with room), or none. */
+static roo__buf spare_take(peer *p)
 {
-    return p->backlog.len - p->backlog_head;
+    return p->nspares ? p->spares[--p->nspares] : (roo__buf){ 0 };
+}
+
+static void spare_put(peer *p, roo__buf *b)
+{
+    if (p->nspares < PEER_SPARES_MAX) {
+        b->len = 0;
+        p->spares[p->nspares++] = *b;
+    } else {
+        roo__buf_finish(b);
+    }
+    *b = (roo__buf){ 0 };
+}
+
+/* Frames [from, to) of the backlog onto the link: from where they lie, in as few calls as
+ * the socket allows (what it does not take is copied into the connection's buffer). */
+static void send_frames(peer *p, size_t from, size_t to)
+{
+    struct iovec iov[64];
+    size_t n = 0;
+
+    for (size_t i = from; i < to; i++) {
+        struct sent_frame *f = &roo__ring_at(&p->frames, i);
+
+        iov[n++] = (struct iovec){ f->head, f->head_len };
+        iov[n++] = (struct iovec){ f->body.data, f->body.len };
+        if (n == sizeof(iov) / sizeof(iov[0]) || i + 1 == to) {
+            if (roo__fconn_sendv(&p->data, iov, n) < 0)
+                return; /* the link closed (on_close ran): a new one sends them all */
+            n = 0;
+        }
+    }
 }
 
 /*
  * Frame queued routes into the backlog (and onto the link when it is up), while the
- * backlog has room. A route buffer goes home as soon as it is framed: the backlog holds the
- * copy that may have to be sent again. A full backlog (the peer down or slow to commit)
- * leaves routes queued, the shards run out of route buffers, and sources pause.
+ * backlog has room. A route buffer goes home as soon as it is framed: its bytes stay in the
+ * backlog, which may have to send them again, and it takes a spare body instead. A full
+ * backlog (the peer down or slow to commit) leaves routes queued, the shards run out of
+ * route buffers, and sources pause.
  */
 void roo__links_pump(peer *p)
 {
     cluster *cl = p->cl;
-    size_t start = p->backlog.len; /* frames from here on are new: sent at the end */
+    size_t first = p->frames.len, added = 0; /* frames from `first` on are new: sent at the end */
 
-    while (p->q_head && backlog_live(p) < cl->e->cfg.link_backlog_bytes &&
-           (!p->data_open ||
-            roo__fconn_pending(&p->data) + (p->backlog.len - start) < PEER_OUT_HIGH)) {
+    while (p->q_head && p->backlog_bytes < cl->e->cfg.link_backlog_bytes &&
+           (!p->data_open || roo__fconn_pending(&p->data) + added < PEER_OUT_HIGH)) {
         roo__route *r = p->q_head;
-        size_t before = p->backlog.len;
-        uint64_t seq;
+        struct sent_frame f = { .thread = r->thread, .origin = r->from, .batch_seq = r->batch_seq };
+        size_t hl = 0;
         int rc;
 
         p->q_head = (roo__route *)r->node.next;
         if (!p->q_head)
             p->q_tail = NULL;
-        seq = ++p->out_seq[r->thread];
-        rc = roo__wire_data_batch_encode(r->thread, seq, (uint32_t)r->nmsgs, r->read_ns,
-                                         r->pipeline, r->data.data, r->data.len, &p->backlog);
+        f.seq = ++p->out_seq[r->thread];
+        rc = roo__wire_data_batch_head(r->thread, f.seq, (uint32_t)r->nmsgs, r->read_ns,
+                                       r->pipeline, r->data.len, f.head, &hl);
         if (rc < 0) {
             roo__log_error("peer %s: cannot frame %llu messages (%zu bytes): %s; dropped",
                            p->info.name, (unsigned long long)r->nmsgs, r->data.len,
@@ -67,20 +100,23 @@ void roo__links_pump(peer *p)
             p->out_seq[r->thread]--;
             route_done(r->from, r->batch_seq);
         } else {
-            roo__ring_push(&p->frames, (struct sent_frame){ r->thread, seq, p->backlog.len, r->from,
-                                                            r->batch_seq });
+            f.head_len = (uint8_t)hl;
+            f.body = r->data;
+            r->data = spare_take(p);
+            roo__ring_push(&p->frames, f);
+            p->backlog_bytes += hl + f.body.len;
+            added += hl + f.body.len;
             p->sent += r->nmsgs;
             roo__clm_add(&cl->clm.peers[p->index].msgs_sent, r->nmsgs);
-            roo__clm_add(&cl->clm.peers[p->index].bytes_sent, p->backlog.len - before);
+            roo__clm_add(&cl->clm.peers[p->index].bytes_sent, hl + f.body.len);
         }
         r->node.kind = ROO__Q_ROUTE_RETURN;
         roo__queue_push(&r->from->inbox, &r->node);
     }
-    /* The new frames go from the backlog itself, copied only if the socket is full. */
-    if (p->data_open)
-        roo__fconn_send(&p->data, p->backlog.data + start, p->backlog.len - start);
+    if (p->data_open && p->frames.len > first)
+        send_frames(p, first, p->frames.len);
     /* Every change of the backlog ends here: framing, and acknowledgements (peer_acked). */
-    roo__clm_set(&cl->clm.peers[p->index].backlog, backlog_live(p));
+    roo__clm_set(&cl->clm.peers[p->index].backlog, p->backlog_bytes);
 }
 
 /* The peer committed everything for `thread` through `seq`: forget those frames. */
@@ -95,17 +131,9 @@ static void peer_acked(peer *p, uint32_t thread, uint64_t seq)
         if (f->seq > p->out_acked[f->thread])
             break;
         route_done(f->origin, f->batch_seq);
-        p->backlog_head = f->end;
+        p->backlog_bytes -= f->head_len + f->body.len;
+        spare_put(p, &f->body);
         roo__ring_pop(&p->frames);
-    }
-    if (!p->frames.len) {
-        p->backlog.len = p->backlog_head = 0;
-    } else if (p->backlog_head > (4u << 20) && p->backlog_head * 2 > p->backlog.len) {
-        size_t shift = p->backlog_head;
-        roo__buf_consume(&p->backlog, shift);
-        p->backlog_head = 0;
-        for (size_t i = 0; i < p->frames.len; i++)
-            roo__ring_at(&p->frames, i).end -= shift;
     }
     roo__links_pump(p);
 }
@@ -186,8 +214,11 @@ static void peer_data_connected(roo__fconn *fc, int err)
     snprintf(h.worker, sizeof(h.worker), "%s", cl->name);
     roo__wire_data_hello_encode(&h, roo__fconn_outbuf(fc));
     /* Everything not acknowledged goes again: the peer drops what it already applied. */
-    if (backlog_live(p))
-        roo__buf_append(roo__fconn_outbuf(fc), p->backlog.data + p->backlog_head, backlog_live(p));
+    for (size_t i = 0; i < p->frames.len; i++) {
+        const struct sent_frame *f = &roo__ring_at(&p->frames, i);
+        roo__buf_append(roo__fconn_outbuf(fc), f->head, f->head_len);
+        roo__buf_append(roo__fconn_outbuf(fc), f->body.data, f->body.len);
+    }
     p->data_open = true;
     roo__clm_peer_connected(cl, p->index, true);
     roo__links_pump(p);
@@ -310,8 +341,11 @@ void roo__links_peer_finish(peer *p)
     roo__fconn_finish(&p->data);
     roo__worker_info_finish(&p->info);
     free(p->stats.name);
-    roo__buf_finish(&p->backlog);
+    for (size_t i = 0; i < p->frames.len; i++)
+        roo__buf_finish(&roo__ring_at(&p->frames, i).body);
     roo__ring_free(&p->frames);
+    while (p->nspares)
+        roo__buf_finish(&p->spares[--p->nspares]);
     free(p->out_seq);
     free(p->out_acked);
     free(p->in_received);

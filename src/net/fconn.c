@@ -279,6 +279,61 @@ int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
     return roo__fconn_flush(c);
 }
 
+/* IOV_MAX is at least 1024 on Linux; a call takes fewer pieces, and the rest goes next. */
+#define SENDV_MAX 64
+
+int roo__fconn_sendv(roo__fconn *c, const struct iovec *iov, size_t n)
+{
+    size_t i = 0, off = 0; /* off: bytes of iov[i] already written */
+    int rc = 0;
+
+    while (i < n && iov[i].iov_len == 0)
+        i++;
+    if (c->open && !c->connecting && !roo__fconn_pending(c)) {
+        while (i < n) {
+            struct iovec v[SENDV_MAX];
+            struct msghdr mh = { .msg_iov = v };
+            size_t k = 0, left;
+            ssize_t w;
+
+            for (size_t j = i; j < n && k < SENDV_MAX; j++, k++) {
+                v[k].iov_base = (uint8_t *)iov[j].iov_base + (j == i ? off : 0);
+                v[k].iov_len = iov[j].iov_len - (j == i ? off : 0);
+            }
+            mh.msg_iovlen = k;
+            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN) {
+                    rc = 1;
+                    break;
+                }
+                rc = -errno;
+                fail(c, rc);
+                return rc;
+            }
+            /* Past what the socket took: whole pieces, then part of one. */
+            for (left = (size_t)w; left > 0 && left >= iov[i].iov_len - off;) {
+                left -= iov[i].iov_len - off;
+                off = 0;
+                i++;
+            }
+            off += left;
+            while (i < n && iov[i].iov_len == 0)
+                i++;
+        }
+    }
+    if (c->open)
+        for (; i < n; i++, off = 0)
+            roo__buf_append(&c->out, (const uint8_t *)iov[i].iov_base + off, iov[i].iov_len - off);
+    if (rc == 1) { /* the socket is full: no second try now, EPOLLOUT resumes */
+        update_events(c);
+        return 0;
+    }
+    return roo__fconn_flush(c);
+}
+
 static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
 {
     roo__fconn *c = io->data;

@@ -12,6 +12,8 @@
 #ifndef ROO_FCONN_H
 #define ROO_FCONN_H
 
+#include <sys/uio.h>
+
 #include "common/buf.h"
 #include "loop/loop.h"
 #include "net/auth.h"
@@ -90,6 +92,9 @@ int roo__fconn_flush(roo__fconn *c);
  * roo__fconn_flush returns.
  */
 int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n);
+
+/* roo__fconn_send of n pieces, in order, with as few system calls as the socket allows. */
+int roo__fconn_sendv(roo__fconn *c, const struct iovec *iov, size_t n);
 
 /* Bytes queued and not yet written. */
 static inline size_t roo__fconn_pending(const roo__fconn *c)

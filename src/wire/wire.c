@@ -646,6 +646,64 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, i
     return roo__wire_frame_append(&pb.base, ROO__DATA_FRAME_MAX, out);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * | u32 BE frame length | 0x12 (DataMsg.batch) | varint batch length |
+ * | DataBatch fields 1, 2, 3, 5, 6 (protobuf-c) | 0x22 (DataBatch.events) | varint len | events...
+ */
+int roo__wire_data_batch_head(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
+                              uint32_t pipeline, size_t len, uint8_t *ret_head,
+                              size_t *ret_head_len)
+{
+    Roo__DataBatch b = ROO__DATA_BATCH__INIT;
+    size_t fields, batch, msg, at;
+    uint8_t *p = ret_head;
+
+    b.thread = thread;
+    b.seq = seq;
+    b.count = count;
+    b.read_time_ns = read_ns;
+    b.pipeline = pipeline; /* no events: an empty bytes field is not packed */
+    fields = roo__data_batch__get_packed_size(&b);
+    if (len > ROO__DATA_FRAME_MAX)
+        return ROO_EMSGSIZE;
+    batch = fields + 1 + varint_len(len) + len;
+    msg = 1 + varint_len(batch) + batch;
+    if (msg > ROO__DATA_FRAME_MAX)
+        return ROO_EMSGSIZE;
+    roo__store_be32(p, (uint32_t)msg);
+    at = ROO__FRAME_HDR;
+    p[at++] = (2u << 3) | 2u; /* field 2, length-delimited */
+    at += put_varint(p + at, batch);
+    at += roo__data_batch__pack(&b, p + at);
+    p[at++] = (4u << 3) | 2u;
+    at += put_varint(p + at, len);
+    *ret_head_len = at;
+    return 0;
+}
+
 int roo__wire_stream_ask_encode(uint64_t ask_id, uint64_t stream, roo__buf *out)
 {
     Roo__DataMsg pb = ROO__DATA_MSG__INIT;

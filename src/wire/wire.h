@@ -220,6 +220,18 @@ int roo__wire_data_batch_encode(uint32_t thread, uint64_t seq, uint32_t count, i
                                 roo__buf *out);
 
 /*
+ * The same frame as roo__wire_data_batch_encode's, in two pieces: the bytes written to
+ * ret_head (at most ROO__DATA_BATCH_HEAD_MAX: the frame's length, the message and the
+ * batch's fields up to the events' length), then the len bytes of the events, which the
+ * caller sends from where they are. The batch's fields go before its events (protobuf
+ * readers take fields in any order).
+ */
+#define ROO__DATA_BATCH_HEAD_MAX 64
+int roo__wire_data_batch_head(uint32_t thread, uint64_t seq, uint32_t count, int64_t read_ns,
+                              uint32_t pipeline, size_t len, uint8_t *ret_head,
+                              size_t *ret_head_len);
+
+/*
  * Decode a data frame's payload. For a HELLO, *ret_hello is filled; for a BATCH, the
  * events are appended to events_out (NULL: not wanted; an empty events_out gets them
  * unpacked into its own buffer, grown to the frame's length, with no copy) and the header

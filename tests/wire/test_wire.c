@@ -586,6 +586,61 @@ START_TEST(batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one)
 }
 END_TEST
 
+/* A batch framed in two pieces (the head, then the events sent from where they lie) is the
+ * frame a reader decodes as the whole one: any event length (varints of one to three
+ * bytes), the biggest field values, no events. */
+START_TEST(batch_head_and_events_read_as_the_whole_frame)
+{
+    static uint8_t events[200000];
+    const size_t lens[] = { 0, 1, 127, 128, 16383, 16384, sizeof(events) };
+    const uint32_t threads[] = { 0, 7, UINT32_MAX };
+    const uint64_t seqs[] = { 1, 300, UINT64_MAX };
+
+    for (size_t i = 0; i < sizeof(events); i++)
+        events[i] = (uint8_t)(i * 29 + 3);
+    for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+        for (size_t v = 0; v < 3; v++) {
+            uint8_t head[ROO__DATA_BATCH_HEAD_MAX];
+            roo__buf whole = { 0 }, two = { 0 }, ev = { 0 };
+            roo__data_kind kind;
+            roo__data_hello h;
+            int64_t stamp[2];
+            uint32_t thread, count;
+            uint64_t seq;
+            size_t hl = 0;
+
+            ck_assert_int_eq(roo__wire_data_batch_head(threads[v], seqs[v], threads[v], -5, 9,
+                                                       lens[l], head, &hl),
+                             0);
+            ck_assert_uint_le(hl, ROO__DATA_BATCH_HEAD_MAX);
+            roo__buf_append(&two, head, hl);
+            roo__buf_append(&two, events, lens[l]);
+            ck_assert_int_eq(roo__wire_data_batch_encode(threads[v], seqs[v], threads[v], -5, 9,
+                                                         events, lens[l], &whole),
+                             0);
+            /* the same size, fields in another order (no events: encode leaves the field out) */
+            ck_assert_uint_eq(two.len, whole.len + (lens[l] ? 0 : 2));
+            ck_assert_uint_eq(roo__load_be32(two.data), two.len - 4);
+            ck_assert_int_eq(roo__wire_data_decode(two.data + 4, two.len - 4, &kind, &h, &thread,
+                                                   &seq, &count, stamp, &ev),
+                             0);
+            ck_assert_int_eq(kind, ROO__DATA_BATCH);
+            ck_assert_int_eq(stamp[0], -5);
+            ck_assert_int_eq(stamp[1], 9);
+            ck_assert_uint_eq(thread, threads[v]);
+            ck_assert_uint_eq(seq, seqs[v]);
+            ck_assert_uint_eq(count, threads[v]);
+            ck_assert_uint_eq(ev.len, lens[l]);
+            if (lens[l])
+                ck_assert_mem_eq(ev.data, events, lens[l]);
+            roo__buf_finish(&whole);
+            roo__buf_finish(&two);
+            roo__buf_finish(&ev);
+        }
+    }
+}
+END_TEST
+
 /* A route buffer keeps its capacity from frame to frame: a big batch's events are unpacked
  * straight into it (no new buffer per frame), a smaller one grows first, a frame cut short
  * leaves it empty and whole, and a caller that wants no events may pass NULL. */
@@ -694,6 +749,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, stream_questions_and_answers_round_trip_and_nothing_else_decodes_as_them);
     tcase_add_test(tc, batch_events_decode_into_an_empty_buffer_and_append_to_a_full_one);
     tcase_add_test(tc, big_batch_events_are_unpacked_into_the_callers_buffer_in_place);
+    tcase_add_test(tc, batch_head_and_events_read_as_the_whole_frame);
     suite_add_tcase(s, tc);
     return s;
 }
