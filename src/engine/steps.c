@@ -672,9 +672,8 @@ static void state_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
 
 /*
  * The messages of a state_loop_many that go to other threads or workers, gathered in
- * order and routed after the loop that sorts them: as pointers (any length), or for
- * messages of 1 to 8 bytes as their one word of a queue's slot and a destination below 64,
- * with `touched` the set of those destinations.
+ * order and routed after the loop that sorts them (those of 1 to 8 bytes go straight into
+ * their route buffers instead: word_cursors below).
  */
 typedef struct routed_list {
     const uint64_t *msgs[ROO__MANY_MAX];
@@ -682,11 +681,6 @@ typedef struct routed_list {
     uint16_t dests[ROO__MANY_MAX];
     uint16_t parts[ROO__MANY_MAX];
 } routed_list;
-
-typedef struct routed_words {
-    uint64_t words[ROO__MANY_MAX];
-    uint8_t dests[ROO__MANY_MAX];
-} routed_words;
 
 static __attribute__((noinline)) void routed_flush(roo__shard *sh, const roo__stage *st,
                                                    uint32_t si, const routed_list *rl, size_t nr)
@@ -702,32 +696,40 @@ static __attribute__((noinline)) void routed_flush(roo__shard *sh, const roo__st
     }
 }
 
-/* nr messages of len bytes (1 to 8) to the destinations in touched: each destination's run
- * made ready and room reserved once, then each message's word written where its
- * destination's run goes on, then each run's count and length brought up once. */
-static __attribute__((noinline)) void routed_words_flush(roo__shard *sh, uint32_t si, uint32_t len,
-                                                         const routed_words *rw, size_t nr,
-                                                         uint64_t touched)
-{
+/*
+ * Where a run of messages of 1 to 8 bytes goes on in the route buffers of a thread with
+ * at most 64 destinations: per destination, the next word of its run and where this
+ * chunk's words began. `ready`: the destinations whose run is open with room for a chunk;
+ * the thread's own index is always ready and points to `scratch`, which a local message's
+ * word is written to without moving on (so the write takes no branch).
+ */
+#define WORDS_CHUNK 256
+typedef struct word_cursors {
     uint8_t *at[64], *from[64];
+    uint64_t ready;
+    uint64_t scratch;
+} word_cursors;
 
-    for (uint64_t t = touched; t; t &= t - 1) {
-        unsigned d = (unsigned)__builtin_ctzll(t);
-        roo__route *r = route_open(sh, d);
+/* Open destination d's route buffer, its run of step si and length len, and room for a
+ * chunk. */
+static __attribute__((noinline)) void cursor_open(roo__shard *sh, word_cursors *c, unsigned d,
+                                                  uint32_t si, uint32_t len)
+{
+    roo__route *r = route_open(sh, d);
 
-        route_run_ready(sh, r, si, len);
-        at[d] = from[d] = roo__buf_reserve(&r->data, nr * 8);
-    }
-    for (size_t i = 0; i < nr; i++) {
-        uint8_t d = rw->dests[i];
+    route_run_ready(sh, r, si, len);
+    c->at[d] = c->from[d] = roo__buf_reserve(&r->data, WORDS_CHUNK * 8);
+    c->ready |= 1ull << d;
+}
 
-        memcpy(at[d], &rw->words[i], 8);
-        at[d] += 8;
-    }
-    for (uint64_t t = touched; t; t &= t - 1) {
+/* The words written since the cursors opened join their runs; then none but the thread's
+ * own is ready. Before anything else may touch a route buffer (a callback, a later step). */
+static void cursors_settle(roo__shard *sh, word_cursors *c, unsigned idx)
+{
+    for (uint64_t t = c->ready & ~(1ull << idx); t; t &= t - 1) {
         unsigned d = (unsigned)__builtin_ctzll(t);
         roo__route *r = sh->route_out[d];
-        size_t bytes = (size_t)(at[d] - from[d]);
+        size_t bytes = (size_t)(c->at[d] - c->from[d]);
         uint8_t *count = r->data.data + r->run_at - 1 + 12;
 
         r->data.len += bytes;
@@ -735,6 +737,8 @@ static __attribute__((noinline)) void routed_words_flush(roo__shard *sh, uint32_
         roo__store_le32(count, roo__load_le32(count) + (uint32_t)(bytes / 8));
         sh->remote_bytes += bytes & -(size_t)r->remote;
     }
+    c->ready = 1ull << idx;
+    c->at[idx] = (uint8_t *)&c->scratch;
 }
 
 /*
@@ -763,19 +767,21 @@ static void state_loop_split(roo__shard *sh, uint32_t si, const roo__stageq *q)
 #else
     const bool words_ok = false;
 #endif
+    word_cursors wc;
     routed_list rl;
-    routed_words rw;
     size_t n = 0;
 
     sh->routed = false;
+    wc.ready = 0;
+    if (words_ok)
+        cursors_settle(sh, &wc, idx);
     for (uint32_t qw = 0; qw < q->words;) {
         const uint32_t len = (uint32_t)q->data[qw], qs = (len + 7) >> 3;
         const uint64_t *msg = q->data + qw + 1;
         uint32_t left = (uint32_t)(q->data[qw] >> 32);
         const bool words = words_ok && len - 1 < 8;
         const uint64_t mask = ~0ull >> (words ? 64 - 8 * len : 0);
-        uint64_t touched = 0;
-        size_t nr = 0;
+        size_t nr = 0, chunk = 0;
 
         qw += 1 + left * qs;
         for (; left > 0; left--, msg += qs) {
@@ -801,42 +807,49 @@ static void state_loop_split(roo__shard *sh, uint32_t si, const roo__stageq *q)
             p->entries[n] = r->e;
             n += local;
             if (words) {
-                rw.words[nr] = *msg & mask;
-                rw.dests[nr] = (uint8_t)owner;
-                touched |= (uint64_t)(local ^ 1) << owner;
+                /* Straight into the destination's run; a local one into the scratch word. */
+                uint64_t w = *msg & mask;
+                if (ROO__UNLIKELY(!((wc.ready >> owner) & 1)))
+                    cursor_open(sh, &wc, owner, si, len);
+                memcpy(wc.at[owner], &w, 8);
+                wc.at[owner] += (local ^ 1) * 8;
+                if (ROO__UNLIKELY(++chunk == WORDS_CHUNK || n == ROO__MANY_MAX)) {
+                    cursors_settle(sh, &wc, idx);
+                    chunk = 0;
+                }
             } else {
                 rl.msgs[nr] = msg;
                 rl.lens[nr] = len;
                 rl.dests[nr] = (uint16_t)owner;
                 rl.parts[nr] = part;
+                nr += local ^ 1;
+                if (ROO__UNLIKELY(nr == ROO__MANY_MAX)) {
+                    routed_flush(sh, st, si, &rl, nr);
+                    nr = 0;
+                }
             }
-            nr += local ^ 1;
+            /* The local ones' computations run only with every route buffer whole: they may
+             * emit to a later step that routes. */
             if (ROO__UNLIKELY(n == ROO__MANY_MAX)) {
                 pending_run(sh, st, p, n, &em);
                 n = 0;
             }
-            if (ROO__UNLIKELY(nr == ROO__MANY_MAX)) {
-                if (words)
-                    routed_words_flush(sh, si, len, &rw, nr, touched);
-                else
-                    routed_flush(sh, st, si, &rl, nr);
-                nr = 0;
-                touched = 0;
-            }
             continue;
         slow:
-            pending_run(sh, st, p, n, &em);
-            if (words)
-                routed_words_flush(sh, si, len, &rw, nr, touched);
-            else
+            if (words) {
+                cursors_settle(sh, &wc, idx);
+                chunk = 0;
+            } else {
                 routed_flush(sh, st, si, &rl, nr);
-            n = nr = 0;
-            touched = 0;
+                nr = 0;
+            }
+            pending_run(sh, st, p, n, &em);
+            n = 0;
             state_keyed(sh, st, si, msg, len, key, kl, &em);
         }
-        /* The next run may have another length: its words would not fit these runs. */
+        /* The next run may have another length: these runs end here. */
         if (words)
-            routed_words_flush(sh, si, len, &rw, nr, touched);
+            cursors_settle(sh, &wc, idx);
         else
             routed_flush(sh, st, si, &rl, nr);
     }
