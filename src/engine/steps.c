@@ -672,8 +672,8 @@ static void state_loop(roo__shard *sh, uint32_t si, const roo__stageq *q)
 
 /*
  * The messages of a state_loop_many that go to other threads or workers, gathered in
- * order and routed after the loop that sorts them (those of 1 to 8 bytes go straight into
- * their route buffers instead: word_cursors below).
+ * order and routed after the loop that sorts them (those of 1 to 8 bytes as words:
+ * routed_words below).
  */
 typedef struct routed_list {
     const uint64_t *msgs[ROO__MANY_MAX];
@@ -697,48 +697,49 @@ static __attribute__((noinline)) void routed_flush(roo__shard *sh, const roo__st
 }
 
 /*
- * Where a run of messages of 1 to 8 bytes goes on in the route buffers of a thread with
- * at most 64 destinations: per destination, the next word of its run and where this
- * chunk's words began. `ready`: the destinations whose run is open with room for a chunk;
- * the thread's own index is always ready and points to `scratch`, which a local message's
- * word is written to without moving on (so the write takes no branch).
+ * The routed messages of 1 to 8 bytes of a chunk of a run (a thread with at most 64
+ * destinations): each one's word of its queue slot, masked to the message, and its
+ * destination, written with no branch as the chunk is sorted.
  */
-#define WORDS_CHUNK 256
-typedef struct word_cursors {
-    uint8_t *at[64], *from[64];
-    uint64_t ready;
-    uint64_t scratch;
-} word_cursors;
+typedef struct routed_words {
+    uint64_t words[ROO__MANY_MAX];
+    uint8_t dests[ROO__MANY_MAX];
+} routed_words;
 
-/* Open destination d's route buffer, its run of step si and length len, and room for a
- * chunk. */
-static __attribute__((noinline)) void cursor_open(roo__shard *sh, word_cursors *c, unsigned d,
-                                                  uint32_t si, uint32_t len)
+/*
+ * nr routed words of messages of len bytes for step si into their route buffers: for each
+ * destination, its run made ready and room reserved, then one pass over the words that
+ * writes every word and moves on only past those for it. The position stays in a register:
+ * one pass for all destinations would carry each destination's position through memory
+ * from one word to the next of the same destination.
+ */
+static __attribute__((noinline)) void routed_words_flush(roo__shard *sh, uint32_t si, uint32_t len,
+                                                         const routed_words *rw, size_t nr)
 {
-    roo__route *r = route_open(sh, d);
+    uint64_t touched = 0;
 
-    route_run_ready(sh, r, si, len);
-    c->at[d] = c->from[d] = roo__buf_reserve(&r->data, WORDS_CHUNK * 8);
-    c->ready |= 1ull << d;
-}
+    for (size_t i = 0; i < nr; i++)
+        touched |= 1ull << rw->dests[i];
+    for (; touched; touched &= touched - 1) {
+        const unsigned d = (unsigned)__builtin_ctzll(touched);
+        roo__route *r = route_open(sh, d);
+        uint8_t *at, *from, *count;
+        size_t bytes;
 
-/* The words written since the cursors opened join their runs; then none but the thread's
- * own is ready. Before anything else may touch a route buffer (a callback, a later step). */
-static void cursors_settle(roo__shard *sh, word_cursors *c, unsigned idx)
-{
-    for (uint64_t t = c->ready & ~(1ull << idx); t; t &= t - 1) {
-        unsigned d = (unsigned)__builtin_ctzll(t);
-        roo__route *r = sh->route_out[d];
-        size_t bytes = (size_t)(c->at[d] - c->from[d]);
-        uint8_t *count = r->data.data + r->run_at - 1 + 12;
-
+        route_run_ready(sh, r, si, len);
+        /* one word of room more: the last word written is not always one kept */
+        at = from = roo__buf_reserve(&r->data, (nr + 1) * 8);
+        for (size_t i = 0; i < nr; i++) {
+            memcpy(at, &rw->words[i], 8);
+            at += (size_t)(rw->dests[i] == d) * 8;
+        }
+        bytes = (size_t)(at - from);
+        count = r->data.data + r->run_at - 1 + 12;
         r->data.len += bytes;
         r->nmsgs += bytes / 8;
         roo__store_le32(count, roo__load_le32(count) + (uint32_t)(bytes / 8));
         sh->remote_bytes += bytes & -(size_t)r->remote;
     }
-    c->ready = 1ull << idx;
-    c->at[idx] = (uint8_t *)&c->scratch;
 }
 
 /*
@@ -767,21 +768,18 @@ static void state_loop_split(roo__shard *sh, uint32_t si, const roo__stageq *q)
 #else
     const bool words_ok = false;
 #endif
-    word_cursors wc;
+    routed_words rw;
     routed_list rl;
     size_t n = 0;
 
     sh->routed = false;
-    wc.ready = 0;
-    if (words_ok)
-        cursors_settle(sh, &wc, idx);
     for (uint32_t qw = 0; qw < q->words;) {
         const uint32_t len = (uint32_t)q->data[qw], qs = (len + 7) >> 3;
         const uint64_t *msg = q->data + qw + 1;
         uint32_t left = (uint32_t)(q->data[qw] >> 32);
         const bool words = words_ok && len - 1 < 8;
         const uint64_t mask = ~0ull >> (words ? 64 - 8 * len : 0);
-        size_t nr = 0, chunk = 0;
+        size_t nr = 0;
 
         qw += 1 + left * qs;
         for (; left > 0; left--, msg += qs) {
@@ -807,49 +805,40 @@ static void state_loop_split(roo__shard *sh, uint32_t si, const roo__stageq *q)
             p->entries[n] = r->e;
             n += local;
             if (words) {
-                /* Straight into the destination's run; a local one into the scratch word. */
-                uint64_t w = *msg & mask;
-                if (ROO__UNLIKELY(!((wc.ready >> owner) & 1)))
-                    cursor_open(sh, &wc, owner, si, len);
-                memcpy(wc.at[owner], &w, 8);
-                wc.at[owner] += (local ^ 1) * 8;
-                if (ROO__UNLIKELY(++chunk == WORDS_CHUNK || n == ROO__MANY_MAX)) {
-                    cursors_settle(sh, &wc, idx);
-                    chunk = 0;
-                }
+                rw.words[nr] = *msg & mask;
+                rw.dests[nr] = (uint8_t)owner;
             } else {
                 rl.msgs[nr] = msg;
                 rl.lens[nr] = len;
                 rl.dests[nr] = (uint16_t)owner;
                 rl.parts[nr] = part;
-                nr += local ^ 1;
-                if (ROO__UNLIKELY(nr == ROO__MANY_MAX)) {
-                    routed_flush(sh, st, si, &rl, nr);
-                    nr = 0;
-                }
             }
-            /* The local ones' computations run only with every route buffer whole: they may
-             * emit to a later step that routes. */
+            nr += local ^ 1;
+            if (ROO__UNLIKELY(nr == ROO__MANY_MAX)) {
+                if (words)
+                    routed_words_flush(sh, si, len, &rw, nr);
+                else
+                    routed_flush(sh, st, si, &rl, nr);
+                nr = 0;
+            }
             if (ROO__UNLIKELY(n == ROO__MANY_MAX)) {
                 pending_run(sh, st, p, n, &em);
                 n = 0;
             }
             continue;
         slow:
-            if (words) {
-                cursors_settle(sh, &wc, idx);
-                chunk = 0;
-            } else {
+            if (words)
+                routed_words_flush(sh, si, len, &rw, nr);
+            else
                 routed_flush(sh, st, si, &rl, nr);
-                nr = 0;
-            }
+            nr = 0;
             pending_run(sh, st, p, n, &em);
             n = 0;
             state_keyed(sh, st, si, msg, len, key, kl, &em);
         }
         /* The next run may have another length: these runs end here. */
         if (words)
-            cursors_settle(sh, &wc, idx);
+            routed_words_flush(sh, si, len, &rw, nr);
         else
             routed_flush(sh, st, si, &rl, nr);
     }
