@@ -139,12 +139,17 @@ static bool auth_frame(roo__fconn *c, const uint8_t *p, size_t n)
     }
 }
 
-/* Parse whole frames from c->in; returns false if the connection was closed meanwhile. */
+/*
+ * Parse whole frames from c->in, from in_off; returns false if the connection was closed
+ * meanwhile. A frame cut off by the read stays where it is (a later read appends the rest
+ * after it) rather than being moved to the front each time: do_read moves it only when
+ * the buffer has no room left behind it. in_off moves past a frame before it is handed
+ * out, so a call from inside on_frame would not hand it out again.
+ */
 static bool parse_frames(roo__fconn *c)
 {
-    size_t off = 0;
-
-    while (c->open && c->in.len - off >= 4) {
+    while (c->open && c->in.len - c->in_off >= 4) {
+        size_t off = c->in_off;
         uint32_t n = roo__load_be32(c->in.data + off);
         if (n > c->max_frame) {
             roo__log_debug("%s: frame of %u bytes over the limit of %zu", c->peer, n, c->max_frame);
@@ -153,23 +158,24 @@ static bool parse_frames(roo__fconn *c)
         }
         if (c->in.len - off - 4 < n)
             break;
+        c->in_off = off + 4 + (size_t)n;
         if (ROO__UNLIKELY(c->auth_state != AUTH_NONE)) {
             if (!auth_frame(c, c->in.data + off + 4, n))
                 return false;
-            off += 4 + (size_t)n;
             continue;
         }
         c->frames_in++;
         c->ops->on_frame(c, c->in.data + off + 4, n);
-        off += 4 + (size_t)n;
         if (c->read_paused)
             break;
     }
     if (!c->open)
         return false;
-    roo__buf_consume(&c->in, off);
-    if (c->in.len == 0 && c->in.cap > SHRINK_ABOVE)
-        roo__buf_finish(&c->in); /* one big frame does not pin its buffer for ever */
+    if (c->in_off == c->in.len) {
+        c->in.len = c->in_off = 0;
+        if (c->in.cap > SHRINK_ABOVE)
+            roo__buf_finish(&c->in); /* one big frame does not pin its buffer for ever */
+    }
     return true;
 }
 
@@ -177,13 +183,19 @@ static void do_read(roo__fconn *c)
 {
     for (int rounds = 0; rounds < 16 && c->open && !c->read_paused; rounds++) {
         ssize_t n;
-        size_t want = READ_CHUNK;
+        size_t want = READ_CHUNK, have = c->in.len - c->in_off;
 
         /* A frame in progress may need more room than one chunk: make it fit at once. */
-        if (c->in.len >= 4) {
-            uint32_t fl = roo__load_be32(c->in.data);
-            if (fl <= c->max_frame && 4 + (size_t)fl > c->in.len)
-                want = ROO__MAX(want, 4 + (size_t)fl - c->in.len);
+        if (have >= 4) {
+            uint32_t fl = roo__load_be32(c->in.data + c->in_off);
+            if (fl <= c->max_frame && 4 + (size_t)fl > have)
+                want = ROO__MAX(want, 4 + (size_t)fl - have);
+        }
+        if (c->in_off > 0 && c->in.cap - c->in.len < want) {
+            /* No room behind what waits: move it to the front (rather than grow). */
+            memmove(c->in.data, c->in.data + c->in_off, have);
+            c->in.len = have;
+            c->in_off = 0;
         }
         roo__buf_reserve(&c->in, want);
         n = read(c->io.fd, c->in.data + c->in.len, want);
@@ -444,7 +456,7 @@ void roo__fconn_pause_read(roo__fconn *c, bool paused)
     c->read_paused = paused;
     update_events(c);
     /* Frames already buffered while paused are handed out on resume. */
-    if (!paused && c->open && c->in.len >= 4)
+    if (!paused && c->open && c->in.len - c->in_off >= 4)
         parse_frames(c);
 }
 

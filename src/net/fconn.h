@@ -40,6 +40,7 @@ struct roo__fconn {
     void *data;
     size_t max_frame;
     roo__buf in;
+    size_t in_off; /* where in `in` the frames not yet handed out begin */
     roo__buf out;
     size_t out_off;
     bool connecting;

@@ -1,0 +1,151 @@
+/* test_fconn.c: a framed connection hands out exactly the frames sent, whole and in order,
+ * however the stream is cut, and closes on a frame over its limit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "loop/loop.h"
+#include "net/fconn.h"
+#include "roo_test.h"
+
+typedef struct got {
+    roo__buf bytes; /* the payloads received, each after a u32 of its length */
+    size_t frames;
+    int closed; /* 1 + the error on_close reported, 0 while open */
+} got;
+
+static void on_frame(roo__fconn *c, const uint8_t *payload, size_t len)
+{
+    got *g = c->data;
+    uint8_t h[4];
+
+    roo__store_be32(h, (uint32_t)len);
+    roo__buf_append(&g->bytes, h, 4);
+    roo__buf_append(&g->bytes, payload, len);
+    g->frames++;
+}
+
+static void on_close(roo__fconn *c, int err)
+{
+    got *g = c->data;
+    g->closed = 1 + (err < 0 ? -err : err);
+}
+
+static const roo__fconn_ops ops = { .on_frame = on_frame, .on_close = on_close };
+
+/* The frames sent: sizes from empty to bigger than a read (a short stream when it goes a
+ * few bytes at a time), each a pattern of its own. */
+static void make_stream(roo__buf *s, bool big, size_t *ret_frames)
+{
+    static const size_t big_sizes[] = { 0, 1, 300000, 5, 70000, 3, 262140, 262144, 9, 600000, 4 };
+    static const size_t small_sizes[] = { 0, 1, 5, 3000, 3, 9, 4, 2 };
+    const size_t *sizes = big ? big_sizes : small_sizes;
+    size_t count = big ? sizeof(big_sizes) / sizeof(big_sizes[0])
+                       : sizeof(small_sizes) / sizeof(small_sizes[0]);
+
+    for (size_t i = 0; i < count; i++) {
+        uint8_t *p = roo__buf_reserve(s, 4 + sizes[i]);
+        roo__store_be32(p, (uint32_t)sizes[i]);
+        for (size_t j = 0; j < sizes[i]; j++)
+            p[4 + j] = (uint8_t)(j * 31 + i * 7 + 1);
+        s->len += 4 + sizes[i];
+    }
+    *ret_frames = count;
+}
+
+/* Write the stream in pieces of `piece` bytes (the last smaller), letting the connection
+ * read between them, and check what it handed out. */
+static void send_in_pieces(size_t piece)
+{
+    roo__loop *loop;
+    roo__fconn c;
+    roo__buf stream = { 0 };
+    got g = { 0 };
+    size_t frames, off = 0;
+    int sv[2];
+
+    make_stream(&stream, piece > 100, &frames);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    ck_assert_int_eq(roo__loop_create(&loop), 0);
+    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1u << 20, &ops, &g), 0);
+    while (off < stream.len) {
+        size_t n = stream.len - off < piece ? stream.len - off : piece;
+        ssize_t w = send(sv[0], stream.data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        ck_assert(w > 0 || errno == EAGAIN); /* full: the connection reads, then more */
+        off += w > 0 ? (size_t)w : 0;
+        for (int i = 0; i < 4; i++)
+            roo__loop_run_once(loop, 0);
+    }
+    for (int i = 0; i < 200 && g.frames < frames; i++)
+        roo__loop_run_once(loop, 10);
+    ck_assert_int_eq(g.closed, 0);
+    ck_assert_uint_eq(g.frames, frames);
+    ck_assert_uint_eq(g.bytes.len, stream.len);
+    ck_assert_mem_eq(g.bytes.data, stream.data, stream.len);
+    roo__fconn_close(&c);
+    roo__loop_run_once(loop, 0);
+    roo__loop_destroy(loop);
+    close(sv[0]);
+    roo__buf_finish(&stream);
+    roo__buf_finish(&g.bytes);
+}
+
+/* A frame cut by a read waits where it is for the rest: the frames arrive whole and in
+ * order whether the stream comes a byte at a time, in odd pieces, or in big writes. */
+START_TEST(frames_arrive_whole_and_in_order_however_the_stream_is_cut)
+{
+    static const size_t pieces[] = { 1, 7, 4093, 65536, 100003, 1u << 20 };
+
+    send_in_pieces(pieces[_i]);
+}
+END_TEST
+
+/* A length over the connection's limit closes it before anything is buffered for it. */
+START_TEST(a_frame_over_the_limit_closes_the_connection)
+{
+    roo__loop *loop;
+    roo__fconn c;
+    got g = { 0 };
+    uint8_t hdr[8] = { 0 };
+    int sv[2];
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    ck_assert_int_eq(roo__loop_create(&loop), 0);
+    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1000, &ops, &g), 0);
+    roo__store_be32(hdr, 3); /* a good frame of 3 bytes first, then one of 1001 */
+    ck_assert_int_eq(write(sv[0], hdr, 7), 7);
+    roo__store_be32(hdr, 1001);
+    ck_assert_int_eq(write(sv[0], hdr, 4), 4);
+    for (int i = 0; i < 50 && !g.closed; i++)
+        roo__loop_run_once(loop, 10);
+    ck_assert_uint_eq(g.frames, 1);
+    ck_assert_int_eq(g.closed, 1 - ROO_EFRAMESIZE);
+    roo__loop_destroy(loop);
+    close(sv[0]);
+    roo__buf_finish(&g.bytes);
+}
+END_TEST
+
+static Suite *fconn_suite(void)
+{
+    Suite *s = suite_create("fconn");
+    TCase *tc = tcase_create("frames");
+
+    tcase_add_loop_test(tc, frames_arrive_whole_and_in_order_however_the_stream_is_cut, 0, 6);
+    tcase_add_test(tc, a_frame_over_the_limit_closes_the_connection);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return roo_test_run(fconn_suite());
+}
