@@ -218,16 +218,32 @@ static void do_read(roo__fconn *c)
 }
 
 /*
- * Write p[0..n) until done or the socket is full; *ret_written gets what went. Returns 0
- * (all written), 1 (the socket is full) or the error that closed the connection.
+ * Write the pieces iov[*at, n) (the first from byte *off on) until done or the socket is
+ * full, moving *at and *off past what went. Returns 0 (all written), 1 (the socket is full)
+ * or the error that closed the connection.
  */
-static int write_some(roo__fconn *c, const uint8_t *p, size_t n, size_t *ret_written)
+#define SENDV_MAX 64 /* pieces per call (IOV_MAX is at least 1024 on Linux) */
+static int writev_some(roo__fconn *c, const struct iovec *iov, size_t n, size_t *at, size_t *off)
 {
-    size_t done = 0;
+    size_t i = *at, o = *off;
     int rc = 0;
 
-    while (done < n) {
-        ssize_t w = send(c->io.fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (i < n && iov[i].iov_len == o) {
+        i++;
+        o = 0;
+    }
+    while (i < n) {
+        struct iovec v[SENDV_MAX];
+        struct msghdr mh = { .msg_iov = v };
+        size_t k = 0, left;
+        ssize_t w;
+
+        for (size_t j = i; j < n && k < SENDV_MAX; j++, k++) {
+            v[k].iov_base = (uint8_t *)iov[j].iov_base + (j == i ? o : 0);
+            v[k].iov_len = iov[j].iov_len - (j == i ? o : 0);
+        }
+        mh.msg_iovlen = k;
+        w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -239,9 +255,31 @@ static int write_some(roo__fconn *c, const uint8_t *p, size_t n, size_t *ret_wri
             fail(c, rc);
             break;
         }
-        done += (size_t)w;
+        /* Past what the socket took: whole pieces, then part of one. */
+        for (left = (size_t)w; left > 0 && left >= iov[i].iov_len - o;) {
+            left -= iov[i].iov_len - o;
+            o = 0;
+            i++;
+        }
+        o += left;
+        while (i < n && iov[i].iov_len == o) {
+            i++;
+            o = 0;
+        }
     }
-    *ret_written = done;
+    *at = i;
+    *off = o;
+    return rc;
+}
+
+/* writev_some of one piece; *ret_written gets what went. */
+static int write_some(roo__fconn *c, const uint8_t *p, size_t n, size_t *ret_written)
+{
+    struct iovec v = { (void *)p, n };
+    size_t at = 0, off = 0;
+    int rc = writev_some(c, &v, 1, &at, &off);
+
+    *ret_written = at ? n : off;
     return rc;
 }
 
@@ -291,54 +329,20 @@ int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
     return roo__fconn_flush(c);
 }
 
-/* IOV_MAX is at least 1024 on Linux; a call takes fewer pieces, and the rest goes next. */
-#define SENDV_MAX 64
-
 int roo__fconn_sendv(roo__fconn *c, const struct iovec *iov, size_t n)
 {
-    size_t i = 0, off = 0; /* off: bytes of iov[i] already written */
+    size_t at = 0, off = 0;
     int rc = 0;
 
-    while (i < n && iov[i].iov_len == 0)
-        i++;
     if (c->open && !c->connecting && !roo__fconn_pending(c)) {
-        while (i < n) {
-            struct iovec v[SENDV_MAX];
-            struct msghdr mh = { .msg_iov = v };
-            size_t k = 0, left;
-            ssize_t w;
-
-            for (size_t j = i; j < n && k < SENDV_MAX; j++, k++) {
-                v[k].iov_base = (uint8_t *)iov[j].iov_base + (j == i ? off : 0);
-                v[k].iov_len = iov[j].iov_len - (j == i ? off : 0);
-            }
-            mh.msg_iovlen = k;
-            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN) {
-                    rc = 1;
-                    break;
-                }
-                rc = -errno;
-                fail(c, rc);
-                return rc;
-            }
-            /* Past what the socket took: whole pieces, then part of one. */
-            for (left = (size_t)w; left > 0 && left >= iov[i].iov_len - off;) {
-                left -= iov[i].iov_len - off;
-                off = 0;
-                i++;
-            }
-            off += left;
-            while (i < n && iov[i].iov_len == 0)
-                i++;
-        }
+        rc = writev_some(c, iov, n, &at, &off);
+        if (rc < 0)
+            return rc;
     }
     if (c->open)
-        for (; i < n; i++, off = 0)
-            roo__buf_append(&c->out, (const uint8_t *)iov[i].iov_base + off, iov[i].iov_len - off);
+        for (; at < n; at++, off = 0)
+            roo__buf_append(&c->out, (const uint8_t *)iov[at].iov_base + off,
+                            iov[at].iov_len - off);
     if (rc == 1) { /* the socket is full: no second try now, EPOLLOUT resumes */
         update_events(c);
         return 0;

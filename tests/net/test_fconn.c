@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -133,6 +134,57 @@ START_TEST(a_frame_over_the_limit_closes_the_connection)
 }
 END_TEST
 
+/* Frames handed to roo__fconn_sendv as pieces (a head and a body each, some empty) arrive
+ * whole and in order, though the socket fills long before the last piece (what it does not
+ * take is queued and written as it drains), and those of a second call follow. */
+START_TEST(frames_sent_in_pieces_arrive_whole_when_the_socket_fills)
+{
+    enum { FRAMES = 120 };
+    static uint8_t bodies[FRAMES][40000];
+    uint8_t heads[FRAMES][4];
+    struct iovec iov[2 * FRAMES];
+    roo__buf want = { 0 };
+    roo__loop *loop;
+    roo__fconn tx, rx;
+    got gt = { 0 }, gr = { 0 };
+    int sv[2];
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    ck_assert_int_eq(roo__loop_create(&loop), 0);
+    ck_assert_int_eq(roo__fconn_accept(&tx, loop, sv[0], "tx", 1u << 20, &ops, &gt), 0);
+    ck_assert_int_eq(roo__fconn_accept(&rx, loop, sv[1], "rx", 1u << 20, &ops, &gr), 0);
+    for (size_t f = 0; f < FRAMES; f++) {
+        size_t len = (f % 7 == 3) ? 0 : (f * 7919) % sizeof(bodies[0]);
+        for (size_t j = 0; j < len; j++)
+            bodies[f][j] = (uint8_t)(f + j * 13);
+        roo__store_be32(heads[f], (uint32_t)len);
+        iov[2 * f] = (struct iovec){ heads[f], 4 };
+        iov[2 * f + 1] = (struct iovec){ bodies[f], len };
+        roo__buf_append(&want, heads[f], 4);
+        roo__buf_append(&want, bodies[f], len);
+    }
+    /* most of them at once, the rest in a second call while the first still drains */
+    ck_assert_int_eq(roo__fconn_sendv(&tx, iov, 2 * (FRAMES - 10)), 0);
+    ck_assert_uint_gt(roo__fconn_pending(&tx), 0); /* the socket did not take it all */
+    ck_assert_int_eq(roo__fconn_sendv(&tx, iov + 2 * (FRAMES - 10), 20), 0);
+    for (int i = 0; i < 500 && gr.frames < FRAMES; i++)
+        roo__loop_run_once(loop, 10);
+    ck_assert_int_eq(gr.closed, 0);
+    ck_assert_uint_eq(gr.frames, FRAMES);
+    ck_assert_uint_eq(gr.bytes.len, want.len);
+    ck_assert_mem_eq(gr.bytes.data, want.data, want.len);
+    ck_assert_uint_eq(roo__fconn_pending(&tx), 0);
+    roo__fconn_close(&tx);
+    roo__fconn_close(&rx);
+    roo__loop_run_once(loop, 0);
+    roo__loop_destroy(loop);
+    roo__buf_finish(&want);
+    roo__buf_finish(&gr.bytes);
+}
+END_TEST
+
 static Suite *fconn_suite(void)
 {
     Suite *s = suite_create("fconn");
@@ -140,6 +192,7 @@ static Suite *fconn_suite(void)
 
     tcase_add_loop_test(tc, frames_arrive_whole_and_in_order_however_the_stream_is_cut, 0, 6);
     tcase_add_test(tc, a_frame_over_the_limit_closes_the_connection);
+    tcase_add_test(tc, frames_sent_in_pieces_arrive_whole_when_the_socket_fills);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
