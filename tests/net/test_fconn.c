@@ -91,6 +91,7 @@ static void send_in_pieces(size_t piece)
     ck_assert_mem_eq(g.bytes.data, stream.data, stream.len);
     roo__fconn_close(&c);
     roo__loop_run_once(loop, 0);
+    roo__fconn_finish(&c);
     roo__loop_destroy(loop);
     close(sv[0]);
     roo__buf_finish(&stream);
@@ -128,6 +129,7 @@ START_TEST(a_frame_over_the_limit_closes_the_connection)
         roo__loop_run_once(loop, 10);
     ck_assert_uint_eq(g.frames, 1);
     ck_assert_int_eq(g.closed, 1 - ROO_EFRAMESIZE);
+    roo__fconn_finish(&c);
     roo__loop_destroy(loop);
     close(sv[0]);
     roo__buf_finish(&g.bytes);
@@ -179,6 +181,8 @@ START_TEST(frames_sent_in_pieces_arrive_whole_when_the_socket_fills)
     roo__fconn_close(&tx);
     roo__fconn_close(&rx);
     roo__loop_run_once(loop, 0);
+    roo__fconn_finish(&tx);
+    roo__fconn_finish(&rx);
     roo__loop_destroy(loop);
     roo__buf_finish(&want);
     roo__buf_finish(&gr.bytes);
