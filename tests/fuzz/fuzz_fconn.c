@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../net/fconn_frames.h"
 #include "common/buf.h"
 #include "loop/loop.h"
 #include "net/fconn.h"
@@ -16,34 +17,6 @@
 #define LIMIT 3000 /* the connection's frame limit: small, so that lengths pass it often */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct got {
-    roo__buf bytes; /* each payload after a u32 BE of its length, as sent */
-    size_t frames;
-    bool closed;
-    int err;
-} got;
-
-static void on_frame(roo__fconn *c, const uint8_t *payload, size_t len)
-{
-    got *g = c->data;
-    uint8_t h[4];
-
-    roo__store_be32(h, (uint32_t)len);
-    roo__buf_append(&g->bytes, h, 4);
-    roo__buf_append(&g->bytes, payload, len);
-    g->frames++;
-}
-
-static void on_close(roo__fconn *c, int err)
-{
-    got *g = c->data;
-
-    g->closed = true;
-    g->err = err;
-}
-
-static const roo__fconn_ops ops = { .on_frame = on_frame, .on_close = on_close };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -77,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    if (roo__fconn_accept(&c, loop, sv[1], "fuzz", LIMIT, &ops, &g) < 0)
+    if (roo__fconn_accept(&c, loop, sv[1], "fuzz", LIMIT, &got_ops, &g) < 0)
         abort();
     while (off < size && !g.closed) {
         size_t n = size - off < piece ? size - off : piece;

@@ -9,34 +9,10 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "fconn_frames.h"
 #include "loop/loop.h"
 #include "net/fconn.h"
 #include "roo_test.h"
-
-typedef struct got {
-    roo__buf bytes; /* the payloads received, each after a u32 of its length */
-    size_t frames;
-    int closed; /* 1 + the error on_close reported, 0 while open */
-} got;
-
-static void on_frame(roo__fconn *c, const uint8_t *payload, size_t len)
-{
-    got *g = c->data;
-    uint8_t h[4];
-
-    roo__store_be32(h, (uint32_t)len);
-    roo__buf_append(&g->bytes, h, 4);
-    roo__buf_append(&g->bytes, payload, len);
-    g->frames++;
-}
-
-static void on_close(roo__fconn *c, int err)
-{
-    got *g = c->data;
-    g->closed = 1 + (err < 0 ? -err : err);
-}
-
-static const roo__fconn_ops ops = { .on_frame = on_frame, .on_close = on_close };
 
 /* The frames sent: sizes from empty to bigger than a read (a short stream when it goes a
  * few bytes at a time), each a pattern of its own. */
@@ -73,7 +49,7 @@ static void send_in_pieces(size_t piece)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
     ck_assert_int_eq(roo__loop_create(&loop), 0);
-    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1u << 20, &ops, &g), 0);
+    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1u << 20, &got_ops, &g), 0);
     while (off < stream.len) {
         size_t n = stream.len - off < piece ? stream.len - off : piece;
         ssize_t w = send(sv[0], stream.data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -85,7 +61,7 @@ static void send_in_pieces(size_t piece)
     }
     for (int i = 0; i < 200 && g.frames < frames; i++)
         roo__loop_run_once(loop, 10);
-    ck_assert_int_eq(g.closed, 0);
+    ck_assert(!g.closed);
     ck_assert_uint_eq(g.frames, frames);
     ck_assert_uint_eq(g.bytes.len, stream.len);
     ck_assert_mem_eq(g.bytes.data, stream.data, stream.len);
@@ -120,7 +96,7 @@ START_TEST(a_frame_over_the_limit_closes_the_connection)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
     ck_assert_int_eq(roo__loop_create(&loop), 0);
-    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1000, &ops, &g), 0);
+    ck_assert_int_eq(roo__fconn_accept(&c, loop, sv[1], "test", 1000, &got_ops, &g), 0);
     roo__store_be32(hdr, 3); /* a good frame of 3 bytes first, then one of 1001 */
     ck_assert_int_eq(write(sv[0], hdr, 7), 7);
     roo__store_be32(hdr, 1001);
@@ -128,7 +104,8 @@ START_TEST(a_frame_over_the_limit_closes_the_connection)
     for (int i = 0; i < 50 && !g.closed; i++)
         roo__loop_run_once(loop, 10);
     ck_assert_uint_eq(g.frames, 1);
-    ck_assert_int_eq(g.closed, 1 - ROO_EFRAMESIZE);
+    ck_assert(g.closed);
+    ck_assert_int_eq(g.err, ROO_EFRAMESIZE);
     roo__fconn_finish(&c);
     roo__loop_destroy(loop);
     close(sv[0]);
@@ -155,8 +132,8 @@ START_TEST(frames_sent_in_pieces_arrive_whole_when_the_socket_fills)
     ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
     ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
     ck_assert_int_eq(roo__loop_create(&loop), 0);
-    ck_assert_int_eq(roo__fconn_accept(&tx, loop, sv[0], "tx", 1u << 20, &ops, &gt), 0);
-    ck_assert_int_eq(roo__fconn_accept(&rx, loop, sv[1], "rx", 1u << 20, &ops, &gr), 0);
+    ck_assert_int_eq(roo__fconn_accept(&tx, loop, sv[0], "tx", 1u << 20, &got_ops, &gt), 0);
+    ck_assert_int_eq(roo__fconn_accept(&rx, loop, sv[1], "rx", 1u << 20, &got_ops, &gr), 0);
     for (size_t f = 0; f < FRAMES; f++) {
         size_t len = (f % 7 == 3) ? 0 : (f * 7919) % sizeof(bodies[0]);
         for (size_t j = 0; j < len; j++)
@@ -173,7 +150,7 @@ START_TEST(frames_sent_in_pieces_arrive_whole_when_the_socket_fills)
     ck_assert_int_eq(roo__fconn_sendv(&tx, iov + 2 * (FRAMES - 10), 20), 0);
     for (int i = 0; i < 500 && gr.frames < FRAMES; i++)
         roo__loop_run_once(loop, 10);
-    ck_assert_int_eq(gr.closed, 0);
+    ck_assert(!gr.closed);
     ck_assert_uint_eq(gr.frames, FRAMES);
     ck_assert_uint_eq(gr.bytes.len, want.len);
     ck_assert_mem_eq(gr.bytes.data, want.data, want.len);
