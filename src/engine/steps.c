@@ -727,8 +727,9 @@ static __attribute__((noinline)) void routed_words_flush(roo__shard *sh, uint32_
         size_t bytes;
 
         route_run_ready(sh, r, si, len);
-        /* one word of room more: the last word written is not always one kept */
-        at = from = roo__buf_reserve(&r->data, (nr + 1) * 8);
+        /* Room for all nr: a word for another destination is written too, where this one's
+         * next goes, and is overwritten by it or left past the buffer's end (never sent). */
+        at = from = roo__buf_reserve(&r->data, nr * 8);
         for (size_t i = 0; i < nr; i++) {
             memcpy(at, &rw->words[i], 8);
             at += (size_t)(rw->dests[i] == d) * 8;

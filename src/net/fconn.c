@@ -308,27 +308,6 @@ int roo__fconn_flush(roo__fconn *c)
     return c->open ? 0 : -ECONNRESET;
 }
 
-int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
-{
-    int rc = 0;
-
-    if (c->open && !c->connecting && !roo__fconn_pending(c)) {
-        size_t w;
-        rc = write_some(c, p, n, &w);
-        if (rc < 0)
-            return rc;
-        p += w;
-        n -= w;
-    }
-    if (n > 0 && c->open)
-        roo__buf_append(&c->out, p, n);
-    if (rc == 1) { /* the socket is full: no second try now, EPOLLOUT resumes */
-        update_events(c);
-        return 0;
-    }
-    return roo__fconn_flush(c);
-}
-
 int roo__fconn_sendv(roo__fconn *c, const struct iovec *iov, size_t n)
 {
     size_t at = 0, off = 0;
@@ -348,6 +327,13 @@ int roo__fconn_sendv(roo__fconn *c, const struct iovec *iov, size_t n)
         return 0;
     }
     return roo__fconn_flush(c);
+}
+
+int roo__fconn_send(roo__fconn *c, const uint8_t *p, size_t n)
+{
+    const struct iovec v = { (void *)p, n };
+
+    return roo__fconn_sendv(c, &v, 1);
 }
 
 static void on_io(roo__loop *loop, roo__io *io, uint32_t events)
