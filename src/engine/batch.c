@@ -232,6 +232,7 @@ void roo__shard_batch_committed(roo__shard *sh, struct roo__commit_note *note)
     if (sh->track && !sh->track_reported)
         roo__shard_track_check(sh);
     roo__sources_ack(sh);
+    roo__sources_expired_committed(sh, sh->committed_seq);
 }
 
 void roo__shard_batch_returned(roo__shard *sh, roo__batch *b)

@@ -611,6 +611,9 @@ typedef struct roo__shard {
     roo__dedup *dedup;           /* resumable streams: high-water marks per (stream, partition) */
     roo__timer expire_timer;     /* looks for idle streams to forget (--stream-max-idle) */
     bool expire_due;             /* ... and found it is time: done in the prepare hook */
+    size_t forgot_marks;         /* streams whose marks it deleted, ... */
+    size_t forgot_positions;     /* ... and whose read positions: logged once durable, */
+    uint64_t forgot_seq;         /* ... when batch forgot_seq commits */
     roo__durability dur;         /* which sealed batches are durable everywhere */
     roo__msg_id id;              /* identity of the message being processed (stream 0: none) */
     bool id_fixed;               /* id came with a routed message: do not number it again */

@@ -234,5 +234,7 @@ void roo__sources_ack(roo__shard *sh);
 /* --stream-max-idle: start the timer; forget idle streams (in the current batch). */
 void roo__sources_expire_start(roo__shard *sh);
 void roo__sources_expire(roo__shard *sh);
+/* Batch seq became durable: log the streams forgotten in it or before. */
+void roo__sources_expired_committed(roo__shard *sh, uint64_t seq);
 
 #endif /* ROO_SHARD_INT_H */

@@ -708,10 +708,28 @@ void roo__sources_expire(roo__shard *sh)
     if (sh->idx == 0)
         positions =
             roo__streams_expire(sh->eng->streams, now_s, age, forget_read_position, sh->cur);
-    if (marks || positions)
-        roo__log_info("thread %u: forgot %zu resumable stream(s) idle for more than %lld s "
-                      "(%zu read position(s), the marks of %zu)",
-                      sh->idx, ROO__MAX(marks, positions), (long long)age, positions, marks);
+    if (marks || positions) {
+        sh->forgot_marks += marks;
+        sh->forgot_positions += positions;
+        sh->forgot_seq = sh->batch_seq; /* the batch being filled is sealed with it */
+    }
+}
+
+/*
+ * The log line comes once the deletes are durable, not when they are appended: whoever reads
+ * it may kill the worker and expect the streams to stay forgotten.
+ */
+void roo__sources_expired_committed(roo__shard *sh, uint64_t seq)
+{
+    size_t marks = sh->forgot_marks, positions = sh->forgot_positions;
+
+    if ((!marks && !positions) || seq < sh->forgot_seq)
+        return;
+    roo__log_info("thread %u: forgot %zu resumable stream(s) idle for more than %u s "
+                  "(%zu read position(s), the marks of %zu)",
+                  sh->idx, ROO__MAX(marks, positions), sh->eng->cfg.stream_max_idle_s, positions,
+                  marks);
+    sh->forgot_marks = sh->forgot_positions = 0;
 }
 
 /* At a seal: each resumable connection's read position and acknowledgement mark. */
