@@ -2,6 +2,29 @@
 #include "common/buf.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+/* A paged buffer's new memory for at least cap bytes, its bytes moved over: realloc cannot
+ * keep the alignment. */
+static void paged_move(roo__buf *b, size_t cap)
+{
+    size_t total = (ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE;
+    void *mem = NULL;
+
+    if (cap > SIZE_MAX / 2 || posix_memalign(&mem, ROO__PAGE, total) != 0) {
+        roo_log(ROO_LOG_ERROR, "out of memory growing a buffer to %zu bytes; aborting", cap);
+        abort();
+    }
+    if (b->len)
+        memcpy((uint8_t *)mem + ROO__BUF_HEADROOM, b->data, b->len);
+    /* Zeros where it has not written: rounded up to pages, the rest goes to disk too. */
+    memset(mem, 0, ROO__BUF_HEADROOM);
+    memset((uint8_t *)mem + ROO__BUF_HEADROOM + b->len, 0, total - ROO__BUF_HEADROOM - b->len);
+    if (b->data)
+        free(b->data - ROO__BUF_HEADROOM);
+    b->data = (uint8_t *)mem + ROO__BUF_HEADROOM;
+    b->cap = total - ROO__BUF_HEADROOM;
+}
 
 void roo__buf_grow(roo__buf *b, size_t need)
 {
@@ -9,6 +32,10 @@ void roo__buf_grow(roo__buf *b, size_t need)
 
     while (cap - b->len < need)
         cap *= 2;
+    if (b->paged) {
+        paged_move(b, cap);
+        return;
+    }
     b->data = roo__xrealloc(b->data, cap);
     b->cap = cap;
 }
@@ -17,13 +44,20 @@ void roo__buf_shrink(roo__buf *b, size_t cap)
 {
     if (cap >= b->cap || cap < b->len || cap == 0)
         return;
+    if (b->paged) {
+        if ((ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE <
+            ROO__BUF_HEADROOM + b->cap)
+            paged_move(b, cap);
+        return;
+    }
     b->data = roo__xrealloc(b->data, cap);
     b->cap = cap;
 }
 
 void roo__buf_finish(roo__buf *b)
 {
-    free(b->data);
+    if (b->data)
+        free(b->paged ? b->data - ROO__BUF_HEADROOM : b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

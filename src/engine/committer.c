@@ -43,11 +43,11 @@
  * once), so it goes into LMDB. A negative errno: the reference's put failed.
  */
 static int put_in_log(roo__engine *e, roo__store *s, const uint8_t *key, uint32_t sink,
-                      uint64_t seq, const roo__buf *out)
+                      uint64_t seq, roo__buf *out)
 {
     uint8_t ref[ROO__OUTLOG_REF_LEN];
     uint64_t pos;
-    int rc = roo__outlog_append(e->outlog, out->data, out->len, &pos);
+    int rc = roo__outlog_append_buf(e->outlog, out, &pos);
 
     if (rc < 0) {
         if (rc != -ENOBUFS && !e->outlog_warned) {
@@ -62,13 +62,14 @@ static int put_in_log(roo__engine *e, roo__store *s, const uint8_t *key, uint32_
     rc = roo__store_txn_put(s, ROO__DB_OUTLOG, key, ROO__OUTBOX_KEY_LEN, ref, sizeof(ref));
     if (rc < 0)
         return rc;
-    roo__ring_push(&e->outlog_new,
-                   (struct roo__outlog_entry){
-                       .end = pos + roo__outlog_span(out->len), .seq = seq, .sink = sink });
+    roo__ring_push(
+        &e->outlog_new,
+        (struct roo__outlog_entry){ .end = roo__outlog_head(e->outlog), .seq = seq, .sink = sink });
     return 0;
 }
 
-static int write_batch(roo__engine *e, roo__store *s, const roo__batch *b)
+/* The batch is the committer's until it is committed: its output buffers' headroom too. */
+static int write_batch(roo__engine *e, roo__store *s, roo__batch *b)
 {
     const uint8_t *p = b->recs.data, *end = p + b->recs.len;
 
@@ -190,7 +191,7 @@ static int commit_once(roo__engine *e, roo__qnode *head, uint64_t written, bool 
         return rc;
     roo__ring_clear(&e->outlog_new);
     for (roo__qnode *n = head; n; n = n->next) {
-        rc = write_batch(e, s, (const roo__batch *)n);
+        rc = write_batch(e, s, (roo__batch *)n);
         if (rc < 0)
             goto abort;
     }

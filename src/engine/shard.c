@@ -377,6 +377,8 @@ int roo__shard_init(roo__engine *e, roo__shard *sh, unsigned idx)
         roo__batch *b =
             roo__xcalloc(1, sizeof(*b) + nsinks * (sizeof(roo__buf) + sizeof(*b->sink_nout)));
         b->sink_nout = (uint64_t *)&b->out[nsinks];
+        for (size_t k = 0; k < nsinks; k++)
+            b->out[k].paged = true; /* written to the outbox log from where it lies */
         b->lat = roo__xcalloc(ROO__LAT_ENTS, sizeof(*b->lat));
         b->node.kind = ROO__Q_BATCH;
         b->owner = sh;

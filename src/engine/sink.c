@@ -171,11 +171,11 @@ static void fifo_push(roo__sink *s, roo__batch *b)
 
 /* ---- replay (lock held) ---- */
 
-/* The biggest spare buffer, emptied, or none ({ 0 }). A batch's buffer that is out of room
+/* The biggest spare buffer, emptied, or an empty paged one. A batch's buffer that is out of room
  * grows at once to about what the thread's last batches wrote (steps.c, sink_more). */
 static roo__buf spare_take(roo__sink *s)
 {
-    roo__buf b = { 0 };
+    roo__buf b = { .paged = true }; /* a batch's output, as the spares were (common/buf.h) */
     size_t best = 0;
 
     if (!s->spare.len)

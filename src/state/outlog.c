@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define MAGIC 0x6c6f6f72u /* "rool" read as u32 LE */
+_Static_assert(ROO__OUTLOG_HDR == ROO__BUF_HEADROOM, "a paged buffer's headroom holds a header");
 /* Filling ahead only where the filesystem keeps this much free after it. */
 #define PREFILL_SPARE ((uint64_t)1 << 30)
 /* ext4's statfs f_type: it writes a file's allocated blocks in place (no copy on write, no
@@ -21,6 +22,7 @@
 
 struct roo__outlog {
     int fd;
+    int dfd; /* the same file opened O_DIRECT, for paged buffers; -1: none */
     uint64_t size;
     uint64_t tail, head;
     uint64_t end;    /* the file's size: nothing at or past it was ever written */
@@ -69,6 +71,9 @@ int roo__outlog_open(const char *dir, uint64_t size, roo__outlog **ret_log)
     }
     l = roo__xcalloc(1, sizeof(*l));
     l->fd = fd;
+    /* Where the filesystem takes it; the ring's positions map to pages only if its size is
+     * a multiple of one. */
+    l->dfd = size % ROO__PAGE ? -1 : open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
     l->size = size;
     l->end = (uint64_t)st.st_size;
     l->in_place = fstatfs(fd, &fs) == 0 && (uint32_t)fs.f_type == EXT4_MAGIC;
@@ -90,6 +95,8 @@ void roo__outlog_close(roo__outlog *l)
     if (!l)
         return;
     close(l->fd);
+    if (l->dfd >= 0)
+        close(l->dfd);
     free(l);
 }
 
@@ -151,6 +158,52 @@ int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *r
     l->dirty = true;
     *ret_pos = pos;
     return 0;
+}
+
+/*
+ * A paged buffer's entry, written from where it lies: the header in its headroom, header and
+ * bytes rounded up to whole pages, at a page-aligned position (O_DIRECT takes nothing else).
+ * 1: not written, the filesystem refused (a device whose blocks are bigger than a page, say):
+ * direct writes stop for good and the caller writes it through the page cache.
+ */
+static int append_direct(roo__outlog *l, roo__buf *b, uint64_t *ret_pos)
+{
+    uint64_t head = (l->head + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE, pos;
+    uint64_t span = (ROO__OUTLOG_HDR + b->len + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE;
+    uint8_t *hdr = b->data - ROO__BUF_HEADROOM;
+    struct iovec iov;
+    int rc;
+
+    rc = roo__outlog_place(l->size, l->tail, head, span, &pos);
+    if (rc < 0)
+        return rc;
+    roo__store_le32(hdr, MAGIC);
+    roo__store_le32(hdr + 4, (uint32_t)b->len);
+    roo__store_le64(hdr + 8, pos);
+    iov = (struct iovec){ hdr, (size_t)span };
+    rc = io_all(l->dfd, &iov, 1, (off_t)(pos % l->size), true);
+    if (rc == -EINVAL && iov.iov_len == span) {
+        close(l->dfd);
+        l->dfd = -1;
+        return 1;
+    }
+    if (rc < 0)
+        return rc;
+    l->head = pos + span;
+    l->end = ROO__MAX(l->end, pos % l->size + span);
+    l->dirty = true;
+    *ret_pos = pos;
+    return 0;
+}
+
+int roo__outlog_append_buf(roo__outlog *l, roo__buf *b, uint64_t *ret_pos)
+{
+    if (b->paged && b->len > 0 && b->len <= UINT32_MAX && l->dfd >= 0) {
+        int rc = append_direct(l, b, ret_pos);
+        if (rc <= 0)
+            return rc;
+    }
+    return roo__outlog_append(l, b->data, b->len, ret_pos);
 }
 
 int roo__outlog_prefill(roo__outlog *l, size_t max)
@@ -223,6 +276,11 @@ int roo__outlog_sync(roo__outlog *l)
     }
     l->dirty = false;
     return 0;
+}
+
+bool roo__outlog_direct(const roo__outlog *l)
+{
+    return l->dfd >= 0;
 }
 
 bool roo__outlog_settled(const roo__outlog *l)

@@ -34,6 +34,17 @@
  * 61 -> 70 M votes/s (A-B-B-A, 8 rounds). Anywhere else (another filesystem, a hole punched
  * on a full disk, the first lap still growing the file), every sync is an fdatasync.
  *
+ * Direct: a batch's output buffer is paged (common/buf.h), and the committer writes it with
+ * O_DIRECT, from where it lies: its header goes into the buffer's headroom, and header plus
+ * bytes, rounded up to whole pages, go to a page-aligned position. Through the page cache,
+ * writing the output cost the committer a copy of every byte and the page cache's
+ * bookkeeping, about a third of its CPU time, for pages that nothing reads unless the worker
+ * restarts. A direct write is on the device when it returns, so the sync of a settled ring
+ * has nothing left to write, and the commit's flush makes it durable as above; before that,
+ * fdatasync still syncs the metadata. Reads (a resend, a restart) go through the page cache,
+ * which the kernel keeps coherent with direct writes. A filesystem that refuses O_DIRECT, at
+ * open or at a write, gets every entry through the page cache.
+ *
  * Each entry starts with a header, which a read checks before it trusts the bytes:
  *
  *   | bytes | field                                   |
@@ -42,6 +53,8 @@
  *   | 4     | u32 LE payload length                   |
  *   | 8     | u64 LE the entry's position             |
  *   | len   | payload, then zeros to a multiple of 8  |
+ *
+ * A direct entry's payload is followed by zeros or older output up to its page boundary.
  *
  * Thread rules: append, sync, rewind, release, recovered, punch and prefill: the committer
  * (or the engine before its threads start). read: any thread (pread on a file descriptor
@@ -78,6 +91,13 @@ void roo__outlog_close(roo__outlog *l);
 /* Write an entry at the head; its position in *ret_pos. -ENOBUFS: the ring has no room for
  * it (nothing written); another negative errno: the write failed. */
 int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *ret_pos);
+/* The same for the bytes of b: a paged buffer (common/buf.h) goes to the disk from where it
+ * lies, its header written into its headroom; any other through the page cache. The entry
+ * ends at the head after it (a direct one is rounded up to pages). */
+int roo__outlog_append_buf(roo__outlog *l, roo__buf *b, uint64_t *ret_pos);
+/* Whether paged buffers are written direct (the filesystem took O_DIRECT, and has not refused
+ * a write since). */
+bool roo__outlog_direct(const roo__outlog *l);
 /* The head, and going back to one (the entries after it were for a commit that failed). */
 uint64_t roo__outlog_head(const roo__outlog *l);
 void roo__outlog_rewind(roo__outlog *l, uint64_t head);

@@ -256,6 +256,40 @@ START_TEST(buf_grows_keeping_content_and_consume_keeps_the_tail)
 }
 END_TEST
 
+/* A paged buffer (the outbox log writes it with O_DIRECT) keeps its bytes as it grows and
+ * shrinks, lies its headroom into page-aligned memory that ends on a page at data + cap,
+ * and has zeros wherever it has not written. */
+START_TEST(paged_buf_stays_page_aligned_and_zeroed_past_its_bytes)
+{
+    roo__buf b = { .paged = true };
+    uint8_t chunk[1000];
+
+    for (int i = 0; i < 300; i++) {
+        memset(chunk, i + 1, sizeof(chunk));
+        roo__buf_append(&b, chunk, sizeof(chunk));
+        ck_assert_uint_eq((uintptr_t)(b.data - ROO__BUF_HEADROOM) % ROO__PAGE, 0);
+        ck_assert_uint_eq((uintptr_t)(b.data + b.cap) % ROO__PAGE, 0);
+    }
+    ck_assert_uint_eq(b.len, 300000);
+    for (size_t i = 0; i < b.len; i++)
+        ck_assert_uint_eq(b.data[i], (uint8_t)(i / 1000 + 1));
+    for (size_t i = b.len; i < b.cap; i++)
+        ck_assert_uint_eq(b.data[i], 0);
+    for (size_t i = 1; i <= ROO__BUF_HEADROOM; i++)
+        ck_assert_uint_eq(b.data[-(ptrdiff_t)i], 0);
+    b.len = 5000;
+    roo__buf_shrink(&b, 8192);
+    ck_assert_uint_eq((uintptr_t)(b.data - ROO__BUF_HEADROOM) % ROO__PAGE, 0);
+    ck_assert_uint_eq((uintptr_t)(b.data + b.cap) % ROO__PAGE, 0);
+    ck_assert_uint_ge(b.cap, 8192);
+    ck_assert_uint_lt(b.cap, 3 * ROO__PAGE);
+    ck_assert_uint_eq(b.data[4999], 5);
+    roo__buf_finish(&b);
+    ck_assert_ptr_null(b.data);
+    ck_assert(b.paged); /* an empty buffer stays paged for its next growth */
+}
+END_TEST
+
 /* ---- queue ---- */
 
 enum { PRODUCERS = 4, PER_PRODUCER = 10000 };
@@ -567,6 +601,7 @@ static Suite *common_suite(void)
     tcase_add_test(tc, key_text_passes_utf8_and_characters_json_escapes_itself);
     tcase_add_test(tc, key_text_writes_bytes_that_are_not_utf8_as_backslash_x);
     tcase_add_test(tc, buf_grows_keeping_content_and_consume_keeps_the_tail);
+    tcase_add_test(tc, paged_buf_stays_page_aligned_and_zeroed_past_its_bytes);
     suite_add_tcase(s, tc);
 
     tc = roo_test_tcase("ring", 10);

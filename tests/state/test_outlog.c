@@ -256,6 +256,61 @@ START_TEST(filling_ahead_reaches_the_full_size_without_touching_entries)
 }
 END_TEST
 
+/*
+ * A paged buffer's entry goes to the disk from where it lies (O_DIRECT, which ext4 takes):
+ * at a page-aligned position, in whole pages. Entries read back exactly, mixed with entries
+ * written through the page cache, a direct one after a page-cache one starting on the next
+ * page, and across laps that overwrite pages read through the page cache before.
+ */
+START_TEST(paged_buffers_are_written_direct_and_read_back_across_laps)
+{
+    char *dir = roo_test_path("direct");
+    roo__outlog *l = open_log(dir, MIB);
+    roo__buf paged = { .paged = true }, plain = { 0 }, b = { 0 };
+    uint64_t pos[16], end[16];
+    bool direct = roo__outlog_direct(l);
+    uint8_t *data = malloc(200000);
+
+    for (size_t k = 0; k < 200000; k++)
+        data[k] = (uint8_t)(k * 31 + k / 253);
+    ck_assert(direct || !in_place_fs(dir));
+    for (int i = 0; i < 16; i++) {
+        roo__buf *w = i % 4 == 3 ? &plain : &paged;
+        size_t len = 150000 + (size_t)i * 777;
+        w->len = 0;
+        roo__buf_append(w, data + i, len);
+        if (i >= 4)
+            roo__outlog_release(l, end[i - 4]);
+        ck_assert_int_eq(roo__outlog_append_buf(l, w, &pos[i]), 0);
+        end[i] = roo__outlog_head(l);
+        if (direct && w == &paged) {
+            ck_assert_uint_eq(pos[i] % ROO__PAGE, 0);
+            ck_assert_uint_eq(end[i] - pos[i],
+                              (ROO__OUTLOG_HDR + len + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE);
+        } else {
+            ck_assert_uint_eq(end[i] - pos[i], roo__outlog_span(len));
+        }
+        ck_assert_uint_ge(pos[i], i ? end[i - 1] : 0);
+        ck_assert_int_eq(roo__outlog_sync(l), 0);
+        /* this entry and the one before, read through the page cache */
+        for (int j = i ? i - 1 : 0; j <= i; j++) {
+            size_t lj = 150000 + (size_t)j * 777;
+            b.len = 0;
+            ck_assert_int_eq(roo__outlog_read(l, pos[j], lj, 0, lj, &b), 0);
+            ck_assert_uint_eq(b.len, lj);
+            ck_assert_int_eq(memcmp(b.data, data + j, lj), 0);
+        }
+    }
+    ck_assert_uint_gt(pos[15], 2 * MIB); /* in its third lap */
+    roo__buf_finish(&paged);
+    roo__buf_finish(&plain);
+    roo__buf_finish(&b);
+    roo__outlog_close(l);
+    free(data);
+    free(dir);
+}
+END_TEST
+
 START_TEST(a_ring_that_is_too_small_or_unaligned_is_refused)
 {
     char *dir = roo_test_path("size");
@@ -282,6 +337,7 @@ static Suite *outlog_suite(void)
     tcase_add_test(tc, live_entries_survive_a_reopen_and_free_room_goes_back);
     tcase_add_test(tc, a_ring_that_is_too_small_or_unaligned_is_refused);
     tcase_add_test(tc, filling_ahead_reaches_the_full_size_without_touching_entries);
+    tcase_add_test(tc, paged_buffers_are_written_direct_and_read_back_across_laps);
     suite_add_tcase(s, tc);
     return s;
 }
