@@ -3,25 +3,28 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-/* A paged buffer's new memory for at least cap bytes, its bytes moved over: realloc cannot
- * keep the alignment. */
-static void paged_move(roo__buf *b, size_t cap)
+/*
+ * A paged buffer's memory is its own mapping: page-aligned, zero where never written, and
+ * grown or shrunk by mremap, which moves its pages instead of copying them, and touches none
+ * (as realloc does for big blocks: a batch's output grows to megabytes). The mapping is
+ * ROO__BUF_HEADROOM + cap bytes.
+ */
+static void paged_resize(roo__buf *b, size_t cap)
 {
     size_t total = (ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE;
-    void *mem = NULL;
+    void *mem = MAP_FAILED;
 
-    if (cap > SIZE_MAX / 2 || posix_memalign(&mem, ROO__PAGE, total) != 0) {
+    if (cap <= SIZE_MAX / 2)
+        mem = b->data
+                  ? mremap(b->data - ROO__BUF_HEADROOM, ROO__BUF_HEADROOM + b->cap, total,
+                           MREMAP_MAYMOVE)
+                  : mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
         roo_log(ROO_LOG_ERROR, "out of memory growing a buffer to %zu bytes; aborting", cap);
         abort();
     }
-    if (b->len)
-        memcpy((uint8_t *)mem + ROO__BUF_HEADROOM, b->data, b->len);
-    /* Zeros where it has not written: rounded up to pages, the rest goes to disk too. */
-    memset(mem, 0, ROO__BUF_HEADROOM);
-    memset((uint8_t *)mem + ROO__BUF_HEADROOM + b->len, 0, total - ROO__BUF_HEADROOM - b->len);
-    if (b->data)
-        free(b->data - ROO__BUF_HEADROOM);
     b->data = (uint8_t *)mem + ROO__BUF_HEADROOM;
     b->cap = total - ROO__BUF_HEADROOM;
 }
@@ -33,7 +36,7 @@ void roo__buf_grow(roo__buf *b, size_t need)
     while (cap - b->len < need)
         cap *= 2;
     if (b->paged) {
-        paged_move(b, cap);
+        paged_resize(b, cap);
         return;
     }
     b->data = roo__xrealloc(b->data, cap);
@@ -47,7 +50,7 @@ void roo__buf_shrink(roo__buf *b, size_t cap)
     if (b->paged) {
         if ((ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE <
             ROO__BUF_HEADROOM + b->cap)
-            paged_move(b, cap);
+            paged_resize(b, cap);
         return;
     }
     b->data = roo__xrealloc(b->data, cap);
@@ -56,8 +59,10 @@ void roo__buf_shrink(roo__buf *b, size_t cap)
 
 void roo__buf_finish(roo__buf *b)
 {
-    if (b->data)
-        free(b->paged ? b->data - ROO__BUF_HEADROOM : b->data);
+    if (b->data && b->paged)
+        munmap(b->data - ROO__BUF_HEADROOM, ROO__BUF_HEADROOM + b->cap);
+    else
+        free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

@@ -13,10 +13,10 @@ typedef struct roo__buf {
 
 /*
  * A paged buffer (paged set while it is empty; a batch's output, see outlog.h) lies
- * ROO__BUF_HEADROOM bytes into page-aligned memory that ends on a page boundary at
- * data + cap, and that memory is zeroed where the buffer has not written yet. An entry's
- * header fits before data, and header plus bytes rounded up to ROO__PAGE can go to the
- * disk straight from memory (O_DIRECT), without a copy into the page cache.
+ * ROO__BUF_HEADROOM bytes into page-aligned memory of its own (a mapping) that ends on a
+ * page boundary at data + cap. An entry's header fits before data, and header plus bytes
+ * rounded up to ROO__PAGE can go to the disk straight from memory (O_DIRECT), without a
+ * copy into the page cache.
  */
 #define ROO__BUF_HEADROOM 16u
 #define ROO__PAGE 4096u

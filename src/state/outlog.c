@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -180,6 +181,8 @@ static int append_direct(roo__outlog *l, roo__buf *b, uint64_t *ret_pos)
     roo__store_le32(hdr, MAGIC);
     roo__store_le32(hdr + 4, (uint32_t)b->len);
     roo__store_le64(hdr + 8, pos);
+    /* zeros to the page's end, as after any entry (the buffer's room past its bytes) */
+    memset(b->data + b->len, 0, (size_t)span - ROO__OUTLOG_HDR - b->len);
     iov = (struct iovec){ hdr, (size_t)span };
     rc = io_all(l->dfd, &iov, 1, (off_t)(pos % l->size), true);
     if (rc == -EINVAL && iov.iov_len == span) {

@@ -54,7 +54,7 @@
  *   | 8     | u64 LE the entry's position             |
  *   | len   | payload, then zeros to a multiple of 8  |
  *
- * A direct entry's payload is followed by zeros or older output up to its page boundary.
+ * A direct entry's zeros go on to its page boundary.
  *
  * Thread rules: append, sync, rewind, release, recovered, punch and prefill: the committer
  * (or the engine before its threads start). read: any thread (pread on a file descriptor

@@ -271,12 +271,16 @@ START_TEST(paged_buffers_are_written_direct_and_read_back_across_laps)
     bool direct = roo__outlog_direct(l);
     uint8_t *data = malloc(200000);
 
+    char *path = roo_test_path("direct/%s", ROO__OUTLOG_FILE);
+    int fd = open(path, O_RDONLY);
+
+    ck_assert_int_ge(fd, 0);
     for (size_t k = 0; k < 200000; k++)
-        data[k] = (uint8_t)(k * 31 + k / 253);
+        data[k] = (uint8_t)(k * 31 + k / 253 + 1);
     ck_assert(direct || !in_place_fs(dir));
     for (int i = 0; i < 16; i++) {
         roo__buf *w = i % 4 == 3 ? &plain : &paged;
-        size_t len = 150000 + (size_t)i * 777;
+        size_t len = 150000 + (size_t)(i * 7 % 16) * 777;
         w->len = 0;
         roo__buf_append(w, data + i, len);
         if (i >= 4)
@@ -284,9 +288,16 @@ START_TEST(paged_buffers_are_written_direct_and_read_back_across_laps)
         ck_assert_int_eq(roo__outlog_append_buf(l, w, &pos[i]), 0);
         end[i] = roo__outlog_head(l);
         if (direct && w == &paged) {
+            uint8_t tail[ROO__PAGE];
+            size_t pad = (size_t)(end[i] - pos[i]) - ROO__OUTLOG_HDR - len;
             ck_assert_uint_eq(pos[i] % ROO__PAGE, 0);
             ck_assert_uint_eq(end[i] - pos[i],
                               (ROO__OUTLOG_HDR + len + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE);
+            /* zeros after the bytes to the page's end, not what the buffer held there */
+            ck_assert_int_eq(pread(fd, tail, pad, (off_t)((pos[i] % MIB) + ROO__OUTLOG_HDR + len)),
+                             (ssize_t)pad);
+            for (size_t k = 0; k < pad; k++)
+                ck_assert_uint_eq(tail[k], 0);
         } else {
             ck_assert_uint_eq(end[i] - pos[i], roo__outlog_span(len));
         }
@@ -294,7 +305,7 @@ START_TEST(paged_buffers_are_written_direct_and_read_back_across_laps)
         ck_assert_int_eq(roo__outlog_sync(l), 0);
         /* this entry and the one before, read through the page cache */
         for (int j = i ? i - 1 : 0; j <= i; j++) {
-            size_t lj = 150000 + (size_t)j * 777;
+            size_t lj = 150000 + (size_t)(j * 7 % 16) * 777;
             b.len = 0;
             ck_assert_int_eq(roo__outlog_read(l, pos[j], lj, 0, lj, &b), 0);
             ck_assert_uint_eq(b.len, lj);
@@ -306,6 +317,8 @@ START_TEST(paged_buffers_are_written_direct_and_read_back_across_laps)
     roo__buf_finish(&plain);
     roo__buf_finish(&b);
     roo__outlog_close(l);
+    close(fd);
+    free(path);
     free(data);
     free(dir);
 }
