@@ -133,6 +133,22 @@ static int io_all(int fd, struct iovec *iov, int niov, off_t off, bool write)
     }
 }
 
+/* An entry's header (the table in outlog.h). */
+static void header_put(uint8_t *hdr, size_t len, uint64_t pos)
+{
+    roo__store_le32(hdr, MAGIC);
+    roo__store_le32(hdr + 4, (uint32_t)len);
+    roo__store_le64(hdr + 8, pos);
+}
+
+/* An entry of span bytes written at pos: the head moves past it. */
+static void appended(roo__outlog *l, uint64_t pos, uint64_t span)
+{
+    l->head = pos + span;
+    l->end = ROO__MAX(l->end, pos % l->size + span);
+    l->dirty = true;
+}
+
 int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *ret_pos)
 {
     uint64_t span = roo__outlog_span(len), pos;
@@ -145,18 +161,14 @@ int roo__outlog_append(roo__outlog *l, const void *data, size_t len, uint64_t *r
     rc = roo__outlog_place(l->size, l->tail, l->head, span, &pos);
     if (rc < 0)
         return rc;
-    roo__store_le32(hdr, MAGIC);
-    roo__store_le32(hdr + 4, (uint32_t)len);
-    roo__store_le64(hdr + 8, pos);
+    header_put(hdr, len, pos);
     iov[0] = (struct iovec){ hdr, sizeof(hdr) };
     iov[1] = (struct iovec){ (void *)data, len };
     iov[2] = (struct iovec){ pad, (size_t)(span - ROO__OUTLOG_HDR - len) };
     rc = io_all(l->fd, iov, 3, (off_t)(pos % l->size), true);
     if (rc < 0)
         return rc;
-    l->head = pos + span;
-    l->end = ROO__MAX(l->end, pos % l->size + span);
-    l->dirty = true;
+    appended(l, pos, span);
     *ret_pos = pos;
     return 0;
 }
@@ -178,9 +190,7 @@ static int append_direct(roo__outlog *l, roo__buf *b, uint64_t *ret_pos)
     rc = roo__outlog_place(l->size, l->tail, head, span, &pos);
     if (rc < 0)
         return rc;
-    roo__store_le32(hdr, MAGIC);
-    roo__store_le32(hdr + 4, (uint32_t)b->len);
-    roo__store_le64(hdr + 8, pos);
+    header_put(hdr, b->len, pos);
     /* zeros to the page's end, as after any entry (the buffer's room past its bytes) */
     memset(b->data + b->len, 0, (size_t)span - ROO__OUTLOG_HDR - b->len);
     iov = (struct iovec){ hdr, (size_t)span };
@@ -192,9 +202,7 @@ static int append_direct(roo__outlog *l, roo__buf *b, uint64_t *ret_pos)
     }
     if (rc < 0)
         return rc;
-    l->head = pos + span;
-    l->end = ROO__MAX(l->end, pos % l->size + span);
-    l->dirty = true;
+    appended(l, pos, span);
     *ret_pos = pos;
     return 0;
 }
