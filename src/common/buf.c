@@ -25,9 +25,15 @@
 #define PAGED_MREMAP 1
 #endif
 
+/* Bytes of the mapping for cap bytes after the headroom, rounded up to pages. */
+static size_t paged_size(size_t cap)
+{
+    return (ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE;
+}
+
 static void paged_resize(roo__buf *b, size_t cap)
 {
-    size_t total = (ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE;
+    size_t total = paged_size(cap);
     size_t old = ROO__BUF_HEADROOM + b->cap;
     uint8_t *mem = MAP_FAILED;
 
@@ -66,8 +72,7 @@ void roo__buf_shrink(roo__buf *b, size_t cap)
     if (cap >= b->cap || cap < b->len || cap == 0)
         return;
     if (b->paged) {
-        if ((ROO__BUF_HEADROOM + cap + ROO__PAGE - 1) / ROO__PAGE * ROO__PAGE <
-            ROO__BUF_HEADROOM + b->cap)
+        if (paged_size(cap) < ROO__BUF_HEADROOM + b->cap) /* a page or more to give back */
             paged_resize(b, cap);
         return;
     }

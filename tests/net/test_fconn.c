@@ -34,6 +34,16 @@ static void make_stream(roo__buf *s, bool big, size_t *ret_frames)
     *ret_frames = count;
 }
 
+/* The connection stayed open and handed out exactly `frames` frames, whose bytes (length
+ * prefixes included) are want's. */
+static void expect_frames(const got *g, size_t frames, const roo__buf *want)
+{
+    ck_assert(!g->closed);
+    ck_assert_uint_eq(g->frames, frames);
+    ck_assert_uint_eq(g->bytes.len, want->len);
+    ck_assert_mem_eq(g->bytes.data, want->data, want->len);
+}
+
 /* Write the stream in pieces of `piece` bytes (the last smaller), letting the connection
  * read between them, and check what it handed out. */
 static void send_in_pieces(size_t piece)
@@ -61,10 +71,7 @@ static void send_in_pieces(size_t piece)
     }
     for (int i = 0; i < 200 && g.frames < frames; i++)
         roo__loop_run_once(loop, 10);
-    ck_assert(!g.closed);
-    ck_assert_uint_eq(g.frames, frames);
-    ck_assert_uint_eq(g.bytes.len, stream.len);
-    ck_assert_mem_eq(g.bytes.data, stream.data, stream.len);
+    expect_frames(&g, frames, &stream);
     roo__fconn_close(&c);
     roo__loop_run_once(loop, 0);
     roo__fconn_finish(&c);
@@ -150,10 +157,7 @@ START_TEST(frames_sent_in_pieces_arrive_whole_when_the_socket_fills)
     ck_assert_int_eq(roo__fconn_sendv(&tx, iov + 2 * (FRAMES - 10), 20), 0);
     for (int i = 0; i < 500 && gr.frames < FRAMES; i++)
         roo__loop_run_once(loop, 10);
-    ck_assert(!gr.closed);
-    ck_assert_uint_eq(gr.frames, FRAMES);
-    ck_assert_uint_eq(gr.bytes.len, want.len);
-    ck_assert_mem_eq(gr.bytes.data, want.data, want.len);
+    expect_frames(&gr, FRAMES, &want);
     ck_assert_uint_eq(roo__fconn_pending(&tx), 0);
     roo__fconn_close(&tx);
     roo__fconn_close(&rx);
